@@ -1,0 +1,64 @@
+// base: the error model shared by every medstream module.
+//
+// Functions that can fail return Result<T> (a std::expected) or Status (Result<void>). An Error
+// carries a coarse code, for callers that branch on the kind of failure, and a message written for
+// the person who has to act on it ("mitdb.csv line 12: 'abc' is not a number"), not for a debugger.
+// Exceptions are not used across module boundaries; code that calls a throwing library catches at
+// its edge and converts.
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace medstream {
+
+class Error {
+ public:
+  enum class Code {
+    kInvalidArgument,  // the caller passed something malformed
+    kNotFound,         // a file, column, user ... does not exist
+    kIo,               // the operating system refused (open, read, write)
+    kCorrupt,          // data failed validation (parse error, bad tag, bad signature)
+    kFailedPrecondition,
+    kInternal,
+  };
+
+  Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+  // Prefixes context, so errors read outermost-first: "loading x.csv: line 3: ...".
+  Error&& With(std::string_view context) && {
+    message_ = std::string(context) + ": " + message_;
+    return std::move(*this);
+  }
+
+ private:
+  Code code_;
+  std::string message_;
+};
+
+template <class T>
+using Result = std::expected<T, Error>;
+using Status = std::expected<void, Error>;
+
+inline std::unexpected<Error> Fail(Error::Code code, std::string message) {
+  return std::unexpected<Error>(Error(code, std::move(message)));
+}
+inline std::unexpected<Error> InvalidArgument(std::string message) {
+  return Fail(Error::Code::kInvalidArgument, std::move(message));
+}
+inline std::unexpected<Error> Corrupt(std::string message) {
+  return Fail(Error::Code::kCorrupt, std::move(message));
+}
+inline std::unexpected<Error> IoError(std::string message) {
+  return Fail(Error::Code::kIo, std::move(message));
+}
+inline std::unexpected<Error> NotFound(std::string message) {
+  return Fail(Error::Code::kNotFound, std::move(message));
+}
+
+}  // namespace medstream

@@ -1,0 +1,99 @@
+// Runs the real medstream executable and checks its output and exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "tests/test_data.h"
+
+namespace medstream {
+namespace {
+
+struct CmdResult {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+CmdResult Medstream(const std::string& args) {
+  const std::string cmd = std::string(MEDSTREAM_BINARY) + " " + args + " 2>&1";
+  CmdResult r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string Data(const std::string& rel) { return testing::TestDataPath(rel); }
+
+TEST(Cli, HelpListsCommands) {
+  const CmdResult r = Medstream("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("hrv"), std::string::npos);
+  const CmdResult h = Medstream("hrv --help");
+  EXPECT_EQ(h.exit_code, 0);
+  EXPECT_NE(h.out.find("--window"), std::string::npos);
+}
+
+TEST(Cli, WholeRecordTable) {
+  const CmdResult r = Medstream("hrv " + Data("rr/mitdb_100_rr.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("sdnn_ms"), std::string::npos);
+  EXPECT_NE(r.out.find("2272 beats read, 2219 used"), std::string::npos) << r.out;
+}
+
+TEST(Cli, WholeRecordJsonHasEveryMetric) {
+  const CmdResult r = Medstream("hrv --json " + Data("rr/rhenanbartels_exercise_rri_ms.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const auto& m : hrv::kMetricTable) EXPECT_TRUE(j.contains(std::string(m.name))) << m.name;
+  EXPECT_EQ(j["n_beats"].get<int>(), 4108);
+  EXPECT_EQ(j["cleaning"]["seen"].get<int>(), 4117);
+}
+
+TEST(Cli, WindowsAsJsonLines) {
+  const CmdResult r = Medstream("hrv --json --window 300 --step 30 --job sdnn " +
+                          Data("rr/rhenanbartels_exercise_rri_ms.txt"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::istringstream lines(r.out);
+  std::string line;
+  int rows = 0;
+  double last_start = -1e300;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_GT(j["t_start"].get<double>(), last_start);
+    last_start = j["t_start"].get<double>();
+    EXPECT_EQ(j["t_end"].get<double>() - last_start, 300);
+    EXPECT_TRUE(j.contains("sdnn_ms"));
+    EXPECT_FALSE(j.contains("lf_ms2"));
+    ++rows;
+  }
+  EXPECT_EQ(rows, 78);
+}
+
+TEST(Cli, BadFilesFailWithFileAndLine) {
+  CmdResult r = Medstream("hrv " + Data("bad/rr_typo_line3.txt"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("rr_typo_line3.txt line 3: '7o4' is not a number"), std::string::npos)
+      << r.out;
+  r = Medstream("hrv " + Data("bad/no_rr_column.csv"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("header has: when, hr"), std::string::npos) << r.out;
+  r = Medstream("hrv " + Data("bad/empty.txt"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("empty file"), std::string::npos) << r.out;
+  r = Medstream("hrv /nonexistent.txt");
+  EXPECT_NE(r.exit_code, 0);
+  r = Medstream("hrv --window -5 " + Data("rr/mitdb_100_rr.csv"));
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace medstream

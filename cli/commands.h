@@ -1,0 +1,12 @@
+// cli: the `medstream` executable. Each subcommand registers itself on the top-level app; the
+// callback stores the process exit code. Commands print errors as "medstream CMD: error: ..." on
+// stderr and return non-zero; results go to stdout.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace medstream::cli {
+
+void RegisterHrvCommand(CLI::App& app, int* exit_code);
+
+}  // namespace medstream::cli

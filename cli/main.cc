@@ -1,0 +1,21 @@
+#include <cstdio>
+
+#include "cli/commands.h"
+
+#ifndef MEDSTREAM_VERSION
+#define MEDSTREAM_VERSION "0.0.0"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "medstream: confidential processing of medical streams (heart-rate variability) inside a "
+      "trusted execution environment.",
+      "medstream"};
+  app.set_version_flag("--version", std::string("medstream ") + MEDSTREAM_VERSION);
+  app.require_subcommand(1);
+  app.footer("Run 'medstream COMMAND --help' for a command's options.");
+  int exit_code = 0;
+  medstream::cli::RegisterHrvCommand(app, &exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

@@ -1,0 +1,38 @@
+#include "hrv/clean.h"
+
+#include <cmath>
+
+namespace medstream::hrv {
+
+Cleaner::Verdict Cleaner::Classify(const Beat& beat) {
+  ++report_.seen;
+  if (!std::isfinite(beat.t_s) || !std::isfinite(beat.rr_ms) || beat.rr_ms <= 0) {
+    ++report_.invalid;
+    return Verdict::kInvalid;
+  }
+  if (!(beat.t_s > last_t_)) {
+    ++report_.time_order;
+    return Verdict::kTimeOrder;
+  }
+  last_t_ = beat.t_s;
+  if (options_.enabled) {
+    if (beat.rr_ms < options_.min_rr_ms || beat.rr_ms > options_.max_rr_ms) {
+      ++report_.range;
+      return Verdict::kRange;
+    }
+    if (!std::isnan(reference_nn_) &&
+        std::fabs(beat.rr_ms - reference_nn_) > options_.ectopic_threshold * reference_nn_) {
+      ++consecutive_ectopic_;
+      if (consecutive_ectopic_ < options_.ectopic_reset_after) {
+        ++report_.ectopic;
+        return Verdict::kEctopic;
+      }
+    }
+  }
+  reference_nn_ = beat.rr_ms;
+  consecutive_ectopic_ = 0;
+  ++report_.accepted;
+  return Verdict::kAccepted;
+}
+
+}  // namespace medstream::hrv

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything medstream needs to build, test and run, from Debian 12 packages.
+# Idempotent and non-interactive; run as root (or with sudo available).
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git clang-format
+  # libraries
+  libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # reference values for the HRV tests (tools/hrv_reference.py)
+  python3 python3-numpy python3-scipy
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps: run as root (or install sudo)" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: apt-get update"
+$SUDO apt-get update -qq
+echo "install-deps: installing ${#PACKAGES[@]} packages (already installed ones are kept)"
+$SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+echo "install-deps: done"
