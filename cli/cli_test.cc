@@ -31,7 +31,9 @@ CmdResult Medstream(const std::string& args) {
   return r;
 }
 
-std::string Data(const std::string& rel) { return testing::TestDataPath(rel); }
+std::string Data(const std::string& rel) {
+  return testing::TestDataPath(rel);
+}
 
 TEST(Cli, HelpListsCommands) {
   const CmdResult r = Medstream("--help");
@@ -60,7 +62,7 @@ TEST(Cli, WholeRecordJsonHasEveryMetric) {
 
 TEST(Cli, WindowsAsJsonLines) {
   const CmdResult r = Medstream("hrv --json --window 300 --step 30 --job sdnn " +
-                          Data("rr/rhenanbartels_exercise_rri_ms.txt"));
+                                Data("rr/rhenanbartels_exercise_rri_ms.txt"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   std::istringstream lines(r.out);
   std::string line;
