@@ -36,3 +36,32 @@ Cleaner::Verdict Cleaner::Classify(const Beat& beat) {
 }
 
 }  // namespace medstream::hrv
+
+namespace medstream::hrv {
+
+void Cleaner::SaveState(ByteWriter* w) const {
+  for (uint64_t v : {report_.seen, report_.accepted, report_.invalid, report_.time_order,
+                     report_.range, report_.ectopic}) {
+    w->U64(v);
+  }
+  w->F64(last_t_);
+  w->F64(reference_nn_);
+  w->U32(static_cast<uint32_t>(consecutive_ectopic_));
+}
+
+Status Cleaner::LoadState(ByteReader* r) {
+  for (uint64_t* v : {&report_.seen, &report_.accepted, &report_.invalid, &report_.time_order,
+                      &report_.range, &report_.ectopic}) {
+    MEDSTREAM_TRY(x, r->U64("cleaning counter"));
+    *v = x;
+  }
+  MEDSTREAM_TRY(last, r->F64("last beat time"));
+  MEDSTREAM_TRY(ref, r->F64("reference NN"));
+  MEDSTREAM_TRY(run, r->U32("ectopic run"));
+  last_t_ = last;
+  reference_nn_ = ref;
+  consecutive_ectopic_ = static_cast<int>(run);
+  return {};
+}
+
+}  // namespace medstream::hrv

@@ -1,6 +1,7 @@
 // Beat-by-beat cleaning: raw beats in, NN intervals out (see CleaningOptions for the rules).
 #pragma once
 
+#include "base/bytes.h"
 #include "hrv/types.h"
 
 namespace medstream::hrv {
@@ -19,6 +20,10 @@ class Cleaner {
   const CleaningOptions& options() const { return options_; }
   // Time of the last beat with a valid timestamp, or -inf before the first.
   double last_time() const { return last_t_; }
+
+  // The stream state (not the options), for checkpoints.
+  void SaveState(ByteWriter* w) const;
+  Status LoadState(ByteReader* r);
 
  private:
   CleaningOptions options_;

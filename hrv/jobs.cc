@@ -115,6 +115,33 @@ CleaningReport StreamJob::report() const {
   return r;
 }
 
+void StreamJob::SaveState(ByteWriter* w) const {
+  w->U8(static_cast<uint8_t>(kind_));
+  if (rolling_) {
+    rolling_->SaveState(w);
+  } else {
+    w->U64(identity_seen_);
+  }
+}
+
+Result<StreamJob> StreamJob::LoadState(ByteReader* r, const AnalysisOptions& analysis,
+                                       const WindowOptions& windows) {
+  MEDSTREAM_TRY(kind_byte, r->U8("job kind"));
+  if (kind_byte > static_cast<uint8_t>(JobKind::kHrvFull)) {
+    return Corrupt("unknown job kind " + std::to_string(kind_byte) + " in saved state");
+  }
+  const auto kind = static_cast<JobKind>(kind_byte);
+  if (kind == JobKind::kIdentity) {
+    MEDSTREAM_TRY(seen, r->U64("identity count"));
+    StreamJob job(kind, nullptr);
+    job.identity_seen_ = seen;
+    return job;
+  }
+  if (auto s = Validate(analysis); !s) return std::unexpected(s.error());
+  MEDSTREAM_TRY(rolling, RollingAnalyzer::LoadState(r, analysis.cleaning, windows));
+  return StreamJob(kind, std::make_unique<RollingAnalyzer>(std::move(rolling)));
+}
+
 Result<RecordAnalysis> AnalyzeRecord(std::span<const Beat> beats, const AnalysisOptions& options) {
   if (auto s = Validate(options); !s) return std::unexpected(s.error());
   Cleaner cleaner(options.cleaning);

@@ -46,6 +46,12 @@ class StreamJob {
   // Cleaning counts; identity does not clean and reports every beat as seen.
   CleaningReport report() const;
 
+  // Checkpoint support (see RollingAnalyzer::SaveState); the options are not saved: the caller
+  // restores with the ones the job was created with.
+  void SaveState(ByteWriter* w) const;
+  static Result<StreamJob> LoadState(ByteReader* r, const AnalysisOptions& analysis,
+                                     const WindowOptions& windows);
+
  private:
   StreamJob(JobKind kind, std::unique_ptr<RollingAnalyzer> rolling)
       : kind_(kind), rolling_(std::move(rolling)) {}

@@ -127,6 +127,37 @@ void RollingAnalyzer::Push(std::span<const Beat> beats, MetricsEngine& engine,
   }
 }
 
+void RollingAnalyzer::SaveState(ByteWriter* w) const {
+  cleaner_.SaveState(w);
+  w->U8(started_ ? 1 : 0);
+  w->I64(next_k_);
+  w->U64(t_.size() - head_);
+  for (size_t i = head_; i < t_.size(); ++i) {
+    w->F64(t_[i]);
+    w->F64(nn_[i]);
+  }
+}
+
+Result<RollingAnalyzer> RollingAnalyzer::LoadState(ByteReader* r, const CleaningOptions& cleaning,
+                                                   const WindowOptions& windows) {
+  MEDSTREAM_TRY(a, Create(cleaning, windows));
+  if (auto s = a.cleaner_.LoadState(r); !s) return std::unexpected(s.error());
+  MEDSTREAM_TRY(started, r->U8("started flag"));
+  MEDSTREAM_TRY(next_k, r->I64("next window"));
+  MEDSTREAM_TRY(n, r->U64("buffered beats"));
+  if (n > r->remaining() / 16) return Corrupt("buffered beat count exceeds the state's size");
+  a.t_.resize(n);
+  a.nn_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    a.t_[i] = *r->F64("beat time");
+    a.nn_[i] = *r->F64("beat NN");
+  }
+  a.started_ = started != 0;
+  a.next_k_ = next_k;
+  a.next_end_ = static_cast<double>(next_k) * windows.step_s + windows.window_s;
+  return a;
+}
+
 void RollingAnalyzer::Finish(MetricsEngine& engine, std::vector<WindowResult>* out) {
   while (head_ < t_.size()) CloseWindow(engine, out);
 }

@@ -50,6 +50,13 @@ class RollingAnalyzer {
   // NN intervals held for windows not yet reported.
   size_t buffered() const { return t_.size() - head_; }
 
+  // Everything needed to continue the stream elsewhere (a checkpoint): cleaning state, the next
+  // window, and the NN intervals of open windows. Restoring and continuing gives output
+  // bit-identical to never having stopped.
+  void SaveState(ByteWriter* w) const;
+  static Result<RollingAnalyzer> LoadState(ByteReader* r, const CleaningOptions& cleaning,
+                                           const WindowOptions& windows);
+
  private:
   RollingAnalyzer(const CleaningOptions& cleaning, const WindowOptions& windows)
       : cleaner_(cleaning), options_(windows) {}
