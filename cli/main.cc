@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.footer("Run 'medstream COMMAND --help' for a command's options.");
   int exit_code = 0;
   medstream::cli::RegisterHrvCommand(app, &exit_code);
+  medstream::cli::RegisterEnclaveCommands(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build pkg-config git clang-format
   # libraries
-  libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+  libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev libseccomp-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # reference values for the HRV tests (tools/hrv_reference.py)

@@ -1,0 +1,291 @@
+#include "enclave/core.h"
+
+namespace medstream::enclave {
+
+namespace {
+
+constexpr size_t kMaxSessions = 64;
+
+std::unexpected<Error> Refuse(std::string why) {
+  return Fail(Error::Code::kFailedPrecondition, std::move(why));
+}
+
+}  // namespace
+
+std::string HonestNote(std::string_view backend, bool debug) {
+  std::string note =
+      backend == "process"
+          ? "software-simulated TEE: a separate hardened process (no ptrace, no core dumps, "
+            "seccomp, locked memory); protects against the untrusted host process, not against "
+            "root or a hypervisor"
+          : "in-process simulation: same address space as the host; the protocol and crypto are "
+            "real but nothing isolates the enclave from the host";
+  if (debug) note += "; DEBUG enclave: hardening disabled, memory readable";
+  return note;
+}
+
+Result<std::unique_ptr<EnclaveCore>> EnclaveCore::Create(const CoreOptions& options) {
+  MEDSTREAM_TRY(platform, attest::SimPlatform::Load(options.platform_dir));
+  const crypto::Digest& counter_id = options.seal_policy == SealPolicy::kMrEnclave
+                                         ? options.identity.mr_enclave
+                                         : options.identity.mr_signer;
+  MEDSTREAM_TRY(counter, MonotonicCounter::Open(platform.counter_dir() + "/" +
+                                                crypto::ToHex(counter_id) + ".ctr"));
+  return std::unique_ptr<EnclaveCore>(
+      new EnclaveCore(options, std::move(platform), std::move(counter)));
+}
+
+SealIdentity EnclaveCore::Self() const {
+  return {options_.identity.mr_enclave, options_.identity.mr_signer, options_.identity.isv_prod_id,
+          options_.identity.isv_svn};
+}
+
+Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView request) {
+  const CallSpec* spec = FindCall(call_id);
+  if (!spec)
+    return InvalidArgument("call " + std::to_string(call_id) + " is not in the edge interface");
+  if (request.size() > spec->max_request) {
+    return InvalidArgument(std::string(spec->name) + ": request of " +
+                           std::to_string(request.size()) + " bytes exceeds the cap of " +
+                           std::to_string(spec->max_request));
+  }
+  Result<crypto::Bytes> out = [&]() -> Result<crypto::Bytes> {
+    switch (spec->call) {
+      case Call::kInfo:
+        return Info();
+      case Call::kHandshake:
+        return Handshake(request);
+      case Call::kChannel:
+        return Channel(request);
+      case Call::kProcessBatch:
+        return ProcessBatch(request);
+      case Call::kCheckpoint:
+        return Checkpoint();
+      case Call::kCommit:
+        return Commit(request);
+      case Call::kRestore:
+        return Restore(request);
+      case Call::kStats: {
+        EnclaveStats s = stats_;
+        s.streams = streams_.size();
+        s.sessions = sessions_.size();
+        s.keys = keys_.size();
+        s.checkpoint_version = counter_.value();
+        return s.Encode();
+      }
+      case Call::kShutdown:
+        shutdown_ = true;
+        return crypto::Bytes{};
+    }
+    return InvalidArgument("unhandled call");
+  }();
+  if (out && out->size() > spec->max_response) {
+    return Fail(Error::Code::kInternal, std::string(spec->name) + ": response exceeds its cap");
+  }
+  return out;
+}
+
+Result<crypto::Bytes> EnclaveCore::Info() const {
+  EnclaveInfo info;
+  info.backend = options_.backend;
+  info.simulated = true;
+  info.debug = options_.debug;
+  info.mr_enclave = options_.identity.mr_enclave;
+  info.mr_signer = options_.identity.mr_signer;
+  info.isv_prod_id = options_.identity.isv_prod_id;
+  info.isv_svn = options_.identity.isv_svn;
+  info.note = HonestNote(options_.backend, options_.debug);
+  if (!options_.hardening.empty()) info.note += " [" + options_.hardening + "]";
+  return info.Encode();
+}
+
+Result<crypto::Bytes> EnclaveCore::Handshake(crypto::ByteView request) {
+  auto quote = [this](const channel::ReportData& rd) -> Result<crypto::Bytes> {
+    attest::ReportBody body;
+    body.attributes_flags =
+        attest::kAttrInit | attest::kAttrMode64 | (options_.debug ? attest::kAttrDebug : 0);
+    body.attributes_xfrm = 0x3;
+    body.mr_enclave = options_.identity.mr_enclave;
+    body.mr_signer = options_.identity.mr_signer;
+    body.isv_prod_id = options_.identity.isv_prod_id;
+    body.isv_svn = options_.identity.isv_svn;
+    body.report_data = rd;
+    return platform_.Quote(body);
+  };
+  const uint64_t id = next_session_++;
+  MEDSTREAM_TRY(handshake, channel::ServerHandshake::Respond(request, id, quote));
+  if (sessions_.size() >= kMaxSessions) sessions_.erase(sessions_.begin());  // oldest
+  auto hs = std::make_unique<channel::ServerHandshake>(std::move(handshake));
+  crypto::Bytes reply = hs->reply();
+  sessions_[id].handshake = std::move(hs);
+  return reply;
+}
+
+Result<crypto::Bytes> EnclaveCore::Channel(crypto::ByteView request) {
+  ByteReader r(request);
+  MEDSTREAM_TRY(id, r.U64("session id"));
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return Refuse("unknown or expired session " + std::to_string(id));
+  channel::ServerHandshake& hs = *it->second.handshake;
+  const crypto::ByteView record = request.subspan(8);
+  if (!hs.ready()) {
+    auto fin = hs.OnClientFinished(record);
+    if (!fin) sessions_.erase(it);
+    return fin;
+  }
+  auto message = hs.records().Open(record, channel::RecordType::kApplication);
+  if (!message) {
+    sessions_.erase(it);  // a channel that saw a bad record is not trusted again
+    return std::unexpected(message.error());
+  }
+  auto reply = ApplicationMessage(*message);
+  crypto::Wipe(*message);
+  crypto::Bytes plain;
+  if (reply) {
+    plain = *reply;
+  } else {
+    ByteWriter w(&plain);
+    w.U8(static_cast<uint8_t>(ChannelMessage::kError));
+    w.String(reply.error().message());
+  }
+  return hs.records().Seal(channel::RecordType::kApplication, plain);
+}
+
+Result<crypto::Bytes> EnclaveCore::ApplicationMessage(crypto::ByteView message) {
+  MEDSTREAM_TRY(p, ProvisionKey::Decode(message));
+  auto it = keys_.find(p.key_id);
+  if (it != keys_.end()) {
+    if (!std::equal(it->second.key.span().begin(), it->second.key.span().end(),
+                    p.key.span().begin())) {
+      return Refuse("key id " + std::to_string(p.key_id) +
+                    " is already provisioned with another key");
+    }
+  } else {
+    KeyEntry& e = keys_[p.key_id];
+    e.key = p.key;
+    e.config = p.config;
+  }
+  return crypto::Bytes{static_cast<uint8_t>(ChannelMessage::kOk)};
+}
+
+Result<crypto::AesGcm*> EnclaveCore::StreamCipher(uint32_t key_id, const wire::StreamId& stream) {
+  auto it = keys_.find(key_id);
+  if (it == keys_.end()) {
+    return Refuse("no key provisioned for key id " + std::to_string(key_id) +
+                  " (the data owner must attest this enclave and provision its key first)");
+  }
+  auto& slot = it->second.ciphers[stream];
+  if (!slot) {
+    MEDSTREAM_TRY(key, wire::StreamKey(it->second.key, stream));
+    MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
+    slot = std::make_unique<crypto::AesGcm>(std::move(gcm));
+  }
+  return slot.get();
+}
+
+Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request) {
+  auto result = [&]() -> Result<crypto::Bytes> {
+    MEDSTREAM_TRY(header, wire::Header::Decode(request));
+    if (!header.encrypted())
+      return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
+    MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
+    MEDSTREAM_TRY(opened, wire::OpenFile(request, wire::Kind::kBatch, gcm));
+    auto beats = wire::DecodeBeats(opened.payload);
+    crypto::Wipe(opened.payload);
+    if (!beats) return std::unexpected(beats.error());
+    const StreamConfig& config = keys_.at(header.key_id).config;
+    MEDSTREAM_TRY(r, streams_.Process(header.stream, header.seq, header.key_id, config, *beats));
+    crypto::Wipe({reinterpret_cast<uint8_t*>(beats->data()), beats->size() * sizeof(hrv::Beat)});
+    crypto::Bytes payload;
+    wire::EncodeResult(r, &payload);
+    wire::Header out = header;
+    out.kind = wire::Kind::kResult;
+    auto file = wire::MakeFile(out, payload, gcm);
+    crypto::Wipe(payload);
+    if (file) stats_.beats += r.beats;
+    return file;
+  }();
+  ++(result ? stats_.batches_ok : stats_.batches_refused);
+  return result;
+}
+
+Result<crypto::Bytes> EnclaveCore::Checkpoint() {
+  crypto::Bytes state;
+  ByteWriter w(&state);
+  w.U32(static_cast<uint32_t>(keys_.size()));
+  for (const auto& [id, e] : keys_) {
+    w.U32(id);
+    w.Bytes(e.key.span());
+    e.config.Encode(&w);
+  }
+  streams_.Save(&w);
+  w.U64(stats_.batches_ok);
+  w.U64(stats_.batches_refused);
+  w.U64(stats_.beats);
+  const uint64_t version = counter_.value() + 1;
+  auto blob = SealData(state, platform_.sealing_root(), Self(), options_.seal_policy, version);
+  crypto::Wipe(state);
+  if (blob) pending_checkpoint_ = version;
+  return blob;
+}
+
+Result<crypto::Bytes> EnclaveCore::Commit(crypto::ByteView request) {
+  ByteReader r(request);
+  MEDSTREAM_TRY(version, r.U64("version"));
+  if (version != pending_checkpoint_ || version == 0) {
+    return Refuse("commit of checkpoint " + std::to_string(version) +
+                  ", but the pending checkpoint is " + std::to_string(pending_checkpoint_));
+  }
+  if (auto s = counter_.Advance(version); !s) return std::unexpected(s.error());
+  pending_checkpoint_ = 0;
+  return crypto::Bytes{};
+}
+
+Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
+  if (!keys_.empty() || streams_.size() > 0) {
+    return Refuse("restore must come before any key is provisioned or batch processed");
+  }
+  MEDSTREAM_TRY(u, UnsealData(request, platform_.sealing_root(), Self()));
+  const uint64_t committed = counter_.value();
+  if (u.version < committed) {
+    return Refuse("rollback refused: sealed state version " + std::to_string(u.version) +
+                  " is older than the last committed checkpoint " + std::to_string(committed));
+  }
+  if (u.version > committed + 1) {
+    return Refuse("sealed state version " + std::to_string(u.version) +
+                  " is ahead of the platform counter " + std::to_string(committed) +
+                  " (counter store lost or replaced?)");
+  }
+  ByteReader r(u.data);
+  std::map<uint32_t, KeyEntry> keys;
+  MEDSTREAM_TRY(nkeys, r.U32("key count"));
+  for (uint32_t i = 0; i < nkeys; ++i) {
+    MEDSTREAM_TRY(id, r.U32("key id"));
+    MEDSTREAM_TRY(key, r.Bytes(32, "key"));
+    MEDSTREAM_TRY(config, StreamConfig::Decode(&r));
+    KeyEntry& e = keys[id];
+    e.key = crypto::Key256(key);
+    e.config = std::move(config);
+  }
+  StreamTable streams;
+  auto config_of = [&](uint32_t id) -> const StreamConfig* {
+    auto it = keys.find(id);
+    return it == keys.end() ? nullptr : &it->second.config;
+  };
+  if (auto s = streams.Load(&r, config_of); !s) return std::unexpected(s.error());
+  MEDSTREAM_TRY(ok, r.U64("stats"));
+  MEDSTREAM_TRY(refused, r.U64("stats"));
+  MEDSTREAM_TRY(beats, r.U64("stats"));
+  crypto::Wipe(u.data);
+  if (u.version == committed + 1) {
+    if (auto s = counter_.Advance(u.version); !s) return std::unexpected(s.error());
+  }
+  keys_ = std::move(keys);
+  streams_ = std::move(streams);
+  stats_.batches_ok = ok;
+  stats_.batches_refused = refused;
+  stats_.beats = beats;
+  return crypto::Bytes{};
+}
+
+}  // namespace medstream::enclave

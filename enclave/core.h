@@ -1,0 +1,78 @@
+// The trusted core: everything the enclave does, behind EnclaveCore::Handle, the single entry
+// point for the calls declared in edge.h. It holds the provisioned keys, the per-stream state and
+// the attested sessions; nothing leaves it except what a call's contract says (ciphertext,
+// evidence, sealed state, counters).
+#pragma once
+
+#include <map>
+#include <memory>
+
+#include "attest/sim_platform.h"
+#include "channel/channel.h"
+#include "enclave/edge.h"
+#include "enclave/identity.h"
+#include "enclave/sealing.h"
+#include "enclave/streams.h"
+
+namespace medstream::enclave {
+
+struct CoreOptions {
+  std::string backend = "process";  // "process" or "inproc": reported, never trusted for security
+  bool debug = false;
+  SignedIdentity identity;
+  std::string platform_dir;
+  SealPolicy seal_policy = SealPolicy::kMrEnclave;
+  std::string hardening;  // what the process backend applied, for the honest note
+};
+
+std::string HonestNote(std::string_view backend, bool debug);
+
+class EnclaveCore {
+ public:
+  static Result<std::unique_ptr<EnclaveCore>> Create(const CoreOptions& options);
+
+  // Handles one call. `request` is untrusted: unknown calls and oversized requests are refused
+  // before parsing, and every parser is bounds-checked.
+  Result<crypto::Bytes> Handle(uint16_t call_id, crypto::ByteView request);
+  bool shutdown_requested() const { return shutdown_; }
+
+ private:
+  EnclaveCore(CoreOptions options, attest::SimPlatform platform, MonotonicCounter counter)
+      : options_(std::move(options)),
+        platform_(std::move(platform)),
+        counter_(std::move(counter)) {}
+
+  Result<crypto::Bytes> Info() const;
+  Result<crypto::Bytes> Handshake(crypto::ByteView request);
+  Result<crypto::Bytes> Channel(crypto::ByteView request);
+  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request);
+  Result<crypto::Bytes> Checkpoint();
+  Result<crypto::Bytes> Commit(crypto::ByteView request);
+  Result<crypto::Bytes> Restore(crypto::ByteView request);
+  Result<crypto::Bytes> ApplicationMessage(crypto::ByteView message);
+  Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream);
+  SealIdentity Self() const;
+
+  CoreOptions options_;
+  attest::SimPlatform platform_;
+  MonotonicCounter counter_;
+
+  struct Session {
+    std::unique_ptr<channel::ServerHandshake> handshake;
+  };
+  std::map<uint64_t, Session> sessions_;
+  uint64_t next_session_ = 1;
+
+  struct KeyEntry {
+    crypto::Key256 key;
+    StreamConfig config;
+    std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> ciphers;
+  };
+  std::map<uint32_t, KeyEntry> keys_;
+  StreamTable streams_;
+  EnclaveStats stats_;
+  uint64_t pending_checkpoint_ = 0;
+  bool shutdown_ = false;
+};
+
+}  // namespace medstream::enclave

@@ -1,0 +1,120 @@
+// enclave/edge.h: the one declared interface between the untrusted host and the enclave.
+//
+// Like an SGX EDL file, this is the complete list of ways in: a versioned set of calls, each with
+// a size cap, checked against an allow-list on the trusted side before anything is parsed. The
+// host never calls enclave code any other way, in every backend (inproc dispatches in-process
+// through the same checks; process sends the same frames over a socketpair). There are no
+// ocalls: the enclave asks the host for nothing, which keeps the trusted side free of I/O.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/bytes.h"
+#include "crypto/crypto.h"
+#include "hrv/jobs.h"
+
+namespace medstream::enclave {
+
+inline constexpr uint16_t kEdgeVersion = 1;
+
+enum class Call : uint16_t {
+  kInfo = 1,          // -> EnclaveInfo
+  kHandshake = 2,     // ClientHello -> ServerHello (with evidence)
+  kChannel = 3,       // session id u64 | channel record -> channel record
+  kProcessBatch = 4,  // encrypted batch file -> encrypted result file
+  kCheckpoint = 5,    // -> sealed state (version = committed + 1)
+  kCommit = 6,        // version u64: the host has stored that checkpoint durably
+  kRestore = 7,       // sealed state -> ()
+  kStats = 8,         // -> EnclaveStats
+  kShutdown = 9,      // -> () and the enclave exits
+};
+
+struct CallSpec {
+  Call call;
+  std::string_view name;
+  uint64_t max_request;
+  uint64_t max_response;
+};
+
+inline constexpr uint64_t kMiB = 1 << 20;
+inline constexpr std::array kCalls = {
+    CallSpec{Call::kInfo, "info", 0, 4096},
+    CallSpec{Call::kHandshake, "handshake", 1024, 64 * 1024},
+    CallSpec{Call::kChannel, "channel", 64 * 1024, 64 * 1024},
+    CallSpec{Call::kProcessBatch, "process_batch", 65 * kMiB, 130 * kMiB},
+    CallSpec{Call::kCheckpoint, "checkpoint", 0, 1024 * kMiB},
+    CallSpec{Call::kCommit, "commit", 8, 0},
+    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0},
+    CallSpec{Call::kStats, "stats", 0, 4096},
+    CallSpec{Call::kShutdown, "shutdown", 0, 0},
+};
+// The allow-list: nullptr for an id that is not a call.
+const CallSpec* FindCall(uint16_t id);
+
+// Frames on the process backend's socket (all integers little-endian):
+//   request:  "MSEQ" | edge version u16 | call id u16 | payload length u64 | payload
+//   response: "MSER" | edge version u16 | status u16   | payload length u64 | payload
+// status 0 is success; otherwise it is 1 + Error::Code and the payload is the error message.
+inline constexpr size_t kFrameHeaderSize = 16;
+void EncodeFrameHeader(bool request, uint16_t call_or_status, uint64_t length, uint8_t* out);
+struct FrameHeader {
+  uint16_t call_or_status = 0;
+  uint64_t length = 0;
+};
+Result<FrameHeader> DecodeFrameHeader(bool request, std::span<const uint8_t> in);
+Error ErrorFromStatus(uint16_t status, std::string_view message);
+uint16_t StatusFromError(const Error& e);
+
+// What a data owner provisions for a key: the key and how its streams are analysed. The analysis
+// configuration travels with the key, over the attested channel, so the host cannot change it.
+struct StreamConfig {
+  std::vector<hrv::JobKind> jobs = {hrv::JobKind::kSdnn};
+  hrv::WindowOptions windows;
+  bool clean = true;
+  hrv::SpectralMethod spectral = hrv::SpectralMethod::kWelch;
+  hrv::AnalysisOptions Analysis() const;
+  void Encode(ByteWriter* w) const;
+  static Result<StreamConfig> Decode(ByteReader* r);
+};
+
+// Messages inside application records of the attested channel.
+enum class ChannelMessage : uint8_t { kProvisionKey = 1, kOk = 2, kError = 3 };
+struct ProvisionKey {
+  uint32_t key_id = 0;
+  crypto::Key256 key;
+  StreamConfig config;
+  crypto::Bytes Encode() const;
+  static Result<ProvisionKey> Decode(std::span<const uint8_t> b);
+};
+
+struct EnclaveInfo {
+  uint16_t edge_version = kEdgeVersion;
+  std::string backend;  // "inproc" or "process"
+  bool simulated = true;
+  bool debug = false;
+  crypto::Digest mr_enclave{};
+  crypto::Digest mr_signer{};
+  uint16_t isv_prod_id = 0;
+  uint16_t isv_svn = 0;
+  std::string note;  // an honest one-line statement of what protects this enclave
+  crypto::Bytes Encode() const;
+  static Result<EnclaveInfo> Decode(std::span<const uint8_t> b);
+};
+
+struct EnclaveStats {
+  uint64_t batches_ok = 0;
+  uint64_t batches_refused = 0;
+  uint64_t beats = 0;
+  uint64_t streams = 0;
+  uint64_t sessions = 0;
+  uint64_t keys = 0;
+  uint64_t checkpoint_version = 0;
+  crypto::Bytes Encode() const;
+  static Result<EnclaveStats> Decode(std::span<const uint8_t> b);
+};
+
+}  // namespace medstream::enclave

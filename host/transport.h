@@ -1,0 +1,43 @@
+// host: the untrusted side's way into an enclave.
+//
+// An EnclaveTransport carries the calls of enclave/edge.h and nothing else. Two backends:
+//   inproc   the trusted core in this process, called through the same allow-list and caps;
+//   process  medstream-enclave, a separate hardened executable, over a socketpair.
+// (Vanilla mode has no enclave: see host/vanilla.h.) The host only ever moves ciphertext,
+// evidence and sealed blobs through here.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "crypto/crypto.h"
+#include "enclave/edge.h"
+#include "enclave/sealing.h"
+
+namespace medstream::host {
+
+class EnclaveTransport {
+ public:
+  virtual ~EnclaveTransport() = default;
+  virtual Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) = 0;
+  virtual std::string_view backend() const = 0;
+};
+
+struct EnclaveLaunch {
+  std::string backend = "process";  // "process" or "inproc"
+  std::string platform_dir;
+  std::string enclave_path;  // process backend; default: medstream-enclave beside this program
+  bool debug = false;
+  enclave::SealPolicy seal_policy = enclave::SealPolicy::kMrEnclave;
+};
+
+Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);
+
+// The default location of medstream-enclave: beside the running executable.
+std::string DefaultEnclavePath();
+
+// Typed wrappers over the raw calls.
+Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t);
+Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t);
+
+}  // namespace medstream::host
