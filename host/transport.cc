@@ -76,8 +76,10 @@ class ProcessTransport : public EnclaveTransport {
     }
     auto h = enclave::DecodeFrameHeader(false, header);
     if (!h) return std::unexpected(h.error());
+    // An error reply (e.g. to a call outside the interface) is a short message.
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
-    if (h->length > spec->max_response + 4096) return Corrupt("enclave response exceeds its cap");
+    const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
+    if (h->length > cap) return Corrupt("enclave response exceeds its cap");
     crypto::Bytes payload(h->length);
     if (!ReadAll(fd_, payload.data(), payload.size())) return Dead();
     if (h->call_or_status != 0) {
@@ -87,6 +89,7 @@ class ProcessTransport : public EnclaveTransport {
     return payload;
   }
   std::string_view backend() const override { return "process"; }
+  int pid() const override { return pid_; }
 
  private:
   std::unexpected<Error> Dead() {

@@ -21,6 +21,8 @@ class EnclaveTransport {
   virtual ~EnclaveTransport() = default;
   virtual Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) = 0;
   virtual std::string_view backend() const = 0;
+  // The enclave's process id (process backend), or -1.
+  virtual int pid() const { return -1; }
 };
 
 struct EnclaveLaunch {
