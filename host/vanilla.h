@@ -1,0 +1,21 @@
+// Vanilla mode: no enclave and no crypto, the performance baseline of the original research.
+// The host processes plaintext batch files with the same StreamTable (the same job code) the
+// enclave runs, and writes plaintext result files.
+#pragma once
+
+#include "enclave/streams.h"
+
+namespace medstream::host {
+
+class VanillaProcessor {
+ public:
+  explicit VanillaProcessor(enclave::StreamConfig config) : config_(std::move(config)) {}
+  // A plaintext batch file in, a plaintext result file out.
+  Result<crypto::Bytes> ProcessBatch(crypto::ByteView file);
+
+ private:
+  enclave::StreamConfig config_;
+  enclave::StreamTable streams_;
+};
+
+}  // namespace medstream::host
