@@ -8,6 +8,7 @@
 
 #include "attest/sim_platform.h"
 #include "base/file.h"
+#include "base/memory.h"
 #include "client/client.h"
 #include "enclave/identity.h"
 #include "host/vanilla.h"
@@ -79,7 +80,7 @@ const std::vector<double>& RealRr() {
 // Produces consecutive batches of one stream.
 class BatchSource {
  public:
-  explicit BatchSource(size_t bytes) : beats_per_batch_((bytes - 4) / 16) {}
+  explicit BatchSource(size_t bytes) : beats_per_batch_(bytes / 16) {}
   std::vector<hrv::Beat> Next() {
     std::vector<hrv::Beat> out(std::max<size_t>(beats_per_batch_, 1));
     const auto& rr = RealRr();
@@ -128,9 +129,7 @@ void BM_VanillaCall(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     h.seq = ++seq;
-    crypto::Bytes payload;
-    wire::EncodeBeats(std::span<const hrv::Beat>(), &payload);
-    auto file = wire::MakeFile(h, payload, nullptr).value();
+    auto file = wire::MakeBatchFile(h, {}, nullptr).value();
     state.ResumeTiming();
     benchmark::DoNotOptimize(v.ProcessBatch(file));
   }
@@ -177,9 +176,7 @@ void BM_Batch(benchmark::State& state, const std::string& mode) {
       wire::Header h;
       h.stream = stream;
       h.seq = ++seq;
-      crypto::Bytes payload;
-      wire::EncodeBeats(beats, &payload);
-      file = wire::MakeFile(h, payload, nullptr).value();
+      file = wire::MakeBatchFile(h, beats, nullptr).value();
     } else {
       file = sealer->SealBatch(++seq, beats).value();
     }
@@ -205,4 +202,11 @@ BENCHMARK_CAPTURE(BM_Batch, process, std::string("process"))->Apply(Sizes);
 }  // namespace
 }  // namespace medstream
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  medstream::TuneAllocatorForLargeBuffers();  // as medstream and medstream-enclave do
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

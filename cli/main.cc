@@ -1,5 +1,6 @@
 #include <cstdio>
 
+#include "base/memory.h"
 #include "cli/commands.h"
 
 #ifndef MEDSTREAM_VERSION
@@ -7,6 +8,7 @@
 #endif
 
 int main(int argc, char** argv) {
+  medstream::TuneAllocatorForLargeBuffers();
   CLI::App app{
       "medstream: confidential processing of medical streams (heart-rate variability) inside a "
       "trusted execution environment.",

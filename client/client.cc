@@ -56,16 +56,11 @@ Result<StreamSealer> StreamSealer::Create(const crypto::Key256& data_key, uint32
 }
 
 Result<crypto::Bytes> StreamSealer::SealBatch(uint64_t seq, std::span<const hrv::Beat> beats) {
-  crypto::Bytes payload;
-  wire::EncodeBeats(beats, &payload);
   wire::Header h;
-  h.kind = wire::Kind::kBatch;
   h.key_id = key_id_;
   h.stream = stream_;
   h.seq = seq;
-  auto file = wire::MakeFile(h, payload, &gcm_);
-  crypto::Wipe(payload);
-  return file;
+  return wire::MakeBatchFile(h, beats, &gcm_);
 }
 
 Result<wire::BatchResult> StreamSealer::OpenResult(crypto::ByteView file, uint64_t* seq) {

@@ -73,6 +73,9 @@ class EnclaveCore {
   EnclaveStats stats_;
   uint64_t pending_checkpoint_ = 0;
   bool shutdown_ = false;
+  // Reused across batches: large fresh buffers cost more in page faults than the analytics.
+  std::vector<hrv::Beat> beats_;
+  crypto::Bytes result_;
 };
 
 }  // namespace medstream::enclave

@@ -197,9 +197,7 @@ TEST_P(EnclaveTest, HostNeverSeesPlaintext) {
   wire::Header h;
   h.stream = {9};
   h.seq = 5;
-  Bytes payload;
-  wire::EncodeBeats(beats, &payload);
-  const Bytes plain = wire::MakeFile(h, payload, nullptr).value();
+  const Bytes plain = wire::MakeBatchFile(h, beats, nullptr).value();
   auto refused = t->Call(enclave::Call::kProcessBatch, plain);
   ASSERT_FALSE(refused.has_value());
   EXPECT_NE(refused.error().message().find("plaintext batch refused"), std::string::npos);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/memory.h"
 #include "crypto/crypto.h"
 #include "enclave/core.h"
 #include "enclave/hardening.h"
@@ -68,6 +69,7 @@ void WarmUpCrypto() {
 
 int main(int argc, char** argv) {
   using namespace medstream::enclave;
+  medstream::TuneAllocatorForLargeBuffers();
   CoreOptions options;
   options.backend = "process";
   for (int i = 1; i < argc; ++i) {

@@ -16,6 +16,8 @@ class VanillaProcessor {
  private:
   enclave::StreamConfig config_;
   enclave::StreamTable streams_;
+  crypto::Bytes result_;  // reused across batches
+  std::vector<hrv::Beat> beats_;
 };
 
 }  // namespace medstream::host

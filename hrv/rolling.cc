@@ -105,6 +105,14 @@ void RollingAnalyzer::CloseWindow(MetricsEngine& engine, std::vector<WindowResul
 
 void RollingAnalyzer::Push(std::span<const Beat> beats, MetricsEngine& engine,
                            std::vector<WindowResult>* out) {
+  // Reserve for the windows this chunk can close, so a long chunk does not regrow the output.
+  if (!beats.empty()) {
+    const double span_s = beats.back().t_s - beats.front().t_s;
+    if (span_s > 0 && span_s < 1e9) {
+      out->reserve(out->size() + static_cast<size_t>(span_s / options_.step_s) + 2 +
+                   static_cast<size_t>(options_.window_s / options_.step_s));
+    }
+  }
   for (const Beat& beat : beats) {
     const Cleaner::Verdict verdict = cleaner_.Classify(beat);
     if (verdict == Cleaner::Verdict::kInvalid || verdict == Cleaner::Verdict::kTimeOrder) continue;

@@ -1,6 +1,7 @@
 #include "wire/wire.h"
 
 #include <cstring>
+#include <type_traits>
 
 namespace medstream::wire {
 
@@ -107,12 +108,54 @@ Result<std::vector<hrv::Beat>> DecodeBeats(ByteView b) {
     return Corrupt("beat count " + std::to_string(n) + " does not match the payload size");
   }
   std::vector<hrv::Beat> beats(n);
-  const uint8_t* p = b.data() + 4;
-  for (uint32_t i = 0; i < n; ++i, p += 16) {
-    std::memcpy(&beats[i].t_s, p, 8);
-    std::memcpy(&beats[i].rr_ms, p + 8, 8);
-  }
+  std::memcpy(beats.data(), b.data() + 4, size_t{n} * 16);
   return beats;
+}
+
+namespace {
+
+static_assert(sizeof(hrv::Beat) == 16 && std::is_trivially_copyable_v<hrv::Beat>,
+              "batch payloads are the beat array's bytes");
+
+ByteView BeatBytes(std::span<const hrv::Beat> beats) {
+  return {reinterpret_cast<const uint8_t*>(beats.data()), beats.size() * sizeof(hrv::Beat)};
+}
+
+}  // namespace
+
+Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm) {
+  header.kind = Kind::kBatch;
+  return MakeFile(header, BeatBytes(beats), gcm);
+}
+
+Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats) {
+  MEDSTREAM_TRY(header, Header::Decode(file));
+  if (header.kind != Kind::kBatch) return Corrupt("expected a batch, got a result file");
+  const ByteView body = file.subspan(kHeaderSize);
+  const size_t plain = header.encrypted()
+                           ? body.size() - std::min(body.size(), crypto::AesGcm::kTagSize)
+                           : body.size();
+  if (header.encrypted() && body.size() < crypto::AesGcm::kTagSize) {
+    return Corrupt("truncated ciphertext");
+  }
+  if (plain % sizeof(hrv::Beat) != 0) {
+    return Corrupt("batch payload of " + std::to_string(plain) + " bytes is not whole beats");
+  }
+  beats->resize(plain / sizeof(hrv::Beat));
+  const std::span<uint8_t> out(reinterpret_cast<uint8_t*>(beats->data()), plain);
+  if (!header.encrypted()) {
+    if (gcm) return Corrupt("plaintext file where an encrypted one is required");
+    std::memcpy(out.data(), body.data(), plain);
+    return header;
+  }
+  if (!gcm) return Corrupt("encrypted file but no key to open it");
+  if (auto s = gcm->Open(Nonce(header.kind, header.seq), file.first(kHeaderSize), body, out); !s) {
+    beats->clear();
+    return Corrupt(
+        "authentication failed: the file was tampered with or encrypted under "
+        "another key");
+  }
+  return header;
 }
 
 void EncodeResult(const BatchResult& r, Bytes* out) {
@@ -218,8 +261,8 @@ Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm) {
   if (!gcm) return Corrupt("encrypted file but no key to open it");
   if (body.size() < crypto::AesGcm::kTagSize) return Corrupt("truncated ciphertext");
   o.payload.resize(body.size() - crypto::AesGcm::kTagSize);
-  const auto nonce = Nonce(header.kind, header.seq);
-  if (auto s = gcm->Open(nonce, file.first(kHeaderSize), body, o.payload); !s) {
+  if (auto s = gcm->Open(Nonce(header.kind, header.seq), file.first(kHeaderSize), body, o.payload);
+      !s) {
     return Corrupt(
         "authentication failed: the file was tampered with or encrypted under "
         "another key");

@@ -3,8 +3,9 @@
 // A micro-batch is one stream's beats for one sequence number:
 //   header (40 bytes, authenticated as AES-GCM AAD when encrypted)
 //     magic "MSB1" | version u16 | flags u16 | key id u32 | stream id (16) | seq u64 | payload u32
-//   payload: the beats (u32 count, then f64 time s, f64 RR ms each), AES-256-GCM encrypted
-//   (ciphertext || tag) unless the batch is a vanilla-mode plaintext batch.
+//   payload: the beats as packed (f64 time s, f64 RR ms) pairs, count = payload bytes / 16,
+//   AES-256-GCM encrypted (ciphertext || tag) unless it is a vanilla-mode plaintext batch. With no
+//   count field, the enclave decrypts straight into its beat array: no copy of a large batch.
 // A result file has the same header with magic "MSR1" and carries the jobs' outputs.
 // Each stream gets its own key, HKDF(data key, salt = stream id); the nonce is a direction tag and
 // the sequence number, so (key, nonce) never repeats as long as sequence numbers do not.
@@ -65,6 +66,11 @@ struct BatchResult {
 };
 void EncodeResult(const BatchResult& r, Bytes* out);
 Result<BatchResult> DecodeResult(ByteView b);
+
+// Batch files: the header and the beats, sealed with the stream key (plain when `gcm` is null).
+Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm);
+// Checks and opens a batch file into `beats` (its capacity is reused).
+Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats);
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm);
