@@ -1,5 +1,9 @@
 #include "enclave/core.h"
 
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
 namespace medstream::enclave {
 
 namespace {
@@ -183,25 +187,75 @@ Result<crypto::AesGcm*> EnclaveCore::StreamCipher(uint32_t key_id, const wire::S
   return slot.get();
 }
 
+// Decrypts and analyses one batch. Segment 0 is authenticated first (it authenticates the header
+// before any stream state is touched); the worker then authenticates the remaining segments while
+// this thread analyses the beats of those already authenticated. Should a later segment fail, the
+// stream is put back as it was and nothing from this batch is released.
 Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request) {
   auto result = [&]() -> Result<crypto::Bytes> {
-    MEDSTREAM_TRY(header, wire::Header::Decode(request));
-    if (!header.encrypted())
+    wire::SegmentLayout layout;
+    MEDSTREAM_TRY(header, wire::PrepareBatch(request, &beats_, &layout));
+    if (!header.encrypted()) {
       return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
+    }
     MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
-    auto opened = wire::OpenBatchInto(request, gcm, &beats_);
-    if (!opened) return std::unexpected(opened.error());
+    auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
+    auto open = [&](size_t i) {
+      return wire::OpenSegment(request, header, layout, i, gcm,
+                               {plain + layout.PlainOffset(i), layout.PlainSize(i)});
+    };
+    if (auto s = open(0); !s) return std::unexpected(s.error());
     const StreamConfig& config = keys_.at(header.key_id).config;
-    auto r = streams_.Process(header.stream, header.seq, header.key_id, config, beats_);
-    crypto::Wipe({reinterpret_cast<uint8_t*>(beats_.data()), beats_.size() * sizeof(hrv::Beat)});
-    if (!r) return std::unexpected(r.error());
+    MEDSTREAM_TRY(batch, streams_.Begin(header.stream, header.seq, header.key_id, config));
+    constexpr size_t kBeatsPerSegment = wire::kSegmentBytes / sizeof(hrv::Beat);
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t authenticated = 1;  // segments
+    std::optional<Error> failure;
+    if (layout.count > 1) {
+      worker_.Start([&] {
+        for (size_t i = 1; i < layout.count; ++i) {
+          auto s = open(i);
+          std::lock_guard lock(mu);
+          if (!s) {
+            failure = s.error();
+            break;
+          }
+          authenticated = i + 1;
+          cv.notify_one();
+        }
+        cv.notify_one();
+      });
+    }
+    size_t done = 0;  // segments analysed
+    while (done < layout.count) {
+      size_t ready;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return authenticated > done || failure; });
+        if (failure) break;
+        ready = authenticated;
+      }
+      const size_t from = done * kBeatsPerSegment;
+      const size_t to = std::min(beats_.size(), ready * kBeatsPerSegment);
+      streams_.Push(batch, std::span(beats_).subspan(from, to - from));
+      done = ready;
+    }
+    if (layout.count > 1) worker_.Wait();
+    if (failure) {
+      streams_.Abort(batch);
+      return std::unexpected(*failure);
+    }
+    const wire::BatchResult r = streams_.Commit(batch);
     result_.clear();
-    wire::EncodeResult(*r, &result_);
+    wire::EncodeResult(r, &result_);
     wire::Header out = header;
     out.kind = wire::Kind::kResult;
     auto file = wire::MakeFile(out, result_, gcm);
+    // The beat buffer is reused by the next batch and never leaves the enclave; the encoded
+    // results are wiped because they are about to be dropped.
     crypto::Wipe(result_);
-    if (file) stats_.beats += r->beats;
+    if (file) stats_.beats += r.beats;
     return file;
   }();
   ++(result ? stats_.batches_ok : stats_.batches_refused);

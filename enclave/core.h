@@ -13,6 +13,7 @@
 #include "enclave/identity.h"
 #include "enclave/sealing.h"
 #include "enclave/streams.h"
+#include "enclave/worker.h"
 
 namespace medstream::enclave {
 
@@ -76,6 +77,7 @@ class EnclaveCore {
   // Reused across batches: large fresh buffers cost more in page faults than the analytics.
   std::vector<hrv::Beat> beats_;
   crypto::Bytes result_;
+  Worker worker_;
 };
 
 }  // namespace medstream::enclave

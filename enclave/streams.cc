@@ -16,10 +16,13 @@ uint64_t StreamTable::LastSeq(const wire::StreamId& stream) const {
   return it == streams_.end() ? 0 : it->second.last_seq;
 }
 
-Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uint64_t seq,
-                                               uint32_t key_id, const StreamConfig& config,
-                                               std::span<const hrv::Beat> beats) {
+Result<StreamTable::Batch> StreamTable::Begin(const wire::StreamId& stream, uint64_t seq,
+                                              uint32_t key_id, const StreamConfig& config) {
   if (seq == 0) return Corrupt("sequence numbers start at 1");
+  Batch batch;
+  batch.id = stream;
+  batch.seq = seq;
+  batch.config = &config;
   auto it = streams_.find(stream);
   if (it == streams_.end()) {
     Stream s;
@@ -29,6 +32,7 @@ Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uin
       s.jobs.push_back(std::move(job));
     }
     it = streams_.emplace(stream, std::move(s)).first;
+    batch.created = true;
   }
   Stream& s = it->second;
   if (s.key_id != key_id) {
@@ -42,16 +46,48 @@ Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uin
                     wire::StreamName(stream) + " is not after the last one processed (" +
                     std::to_string(s.last_seq) + ")");
   }
-  wire::BatchResult r;
-  r.beats = beats.size();
-  r.missing_before = seq - s.last_seq - 1;
-  for (hrv::StreamJob& job : s.jobs) {
-    hrv::JobOutput out;
-    job.Push(beats, Engine(job.kind(), config), &out);
-    r.jobs.emplace_back(job.kind(), std::move(out));
+  if (!batch.created) {
+    ByteWriter w(&batch.snapshot);
+    for (const hrv::StreamJob& job : s.jobs) job.SaveState(&w);
   }
-  s.last_seq = seq;
-  return r;
+  batch.result.missing_before = seq - s.last_seq - 1;
+  for (const hrv::StreamJob& job : s.jobs)
+    batch.result.jobs.emplace_back(job.kind(), hrv::JobOutput{});
+  return batch;
+}
+
+void StreamTable::Push(Batch& batch, std::span<const hrv::Beat> beats) {
+  Stream& s = streams_.at(batch.id);
+  batch.result.beats += beats.size();
+  for (size_t j = 0; j < s.jobs.size(); ++j) {
+    s.jobs[j].Push(beats, Engine(s.jobs[j].kind(), *batch.config), &batch.result.jobs[j].second);
+  }
+}
+
+wire::BatchResult StreamTable::Commit(Batch& batch) {
+  streams_.at(batch.id).last_seq = batch.seq;
+  return std::move(batch.result);
+}
+
+void StreamTable::Abort(Batch& batch) {
+  if (batch.created) {
+    streams_.erase(batch.id);
+    return;
+  }
+  Stream& s = streams_.at(batch.id);
+  ByteReader r(batch.snapshot);
+  for (hrv::StreamJob& job : s.jobs) {
+    // The snapshot was written by this process a moment ago; it cannot fail to load.
+    job = hrv::StreamJob::LoadState(&r, batch.config->Analysis(), batch.config->windows).value();
+  }
+}
+
+Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uint64_t seq,
+                                               uint32_t key_id, const StreamConfig& config,
+                                               std::span<const hrv::Beat> beats) {
+  MEDSTREAM_TRY(batch, Begin(stream, seq, key_id, config));
+  Push(batch, beats);
+  return Commit(batch);
 }
 
 void StreamTable::Save(ByteWriter* w) const {

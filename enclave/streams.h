@@ -19,6 +19,17 @@ class StreamTable {
   Result<wire::BatchResult> Process(const wire::StreamId& stream, uint64_t seq, uint32_t key_id,
                                     const StreamConfig& config, std::span<const hrv::Beat> beats);
 
+  // The same in steps, for a batch whose beats become available (authenticated) piece by piece:
+  // Begin checks the sequence and remembers the stream's state, Push feeds beats, Commit ends the
+  // batch; Abort puts the stream back exactly as it was before Begin (a later segment failed
+  // authentication, so nothing computed from this batch may stand).
+  class Batch;
+  Result<Batch> Begin(const wire::StreamId& stream, uint64_t seq, uint32_t key_id,
+                      const StreamConfig& config);
+  void Push(Batch& batch, std::span<const hrv::Beat> beats);
+  wire::BatchResult Commit(Batch& batch);
+  void Abort(Batch& batch);
+
   size_t size() const { return streams_.size(); }
   uint64_t LastSeq(const wire::StreamId& stream) const;
 
@@ -33,6 +44,20 @@ class StreamTable {
     uint32_t key_id = 0;
     std::vector<hrv::StreamJob> jobs;
   };
+
+ public:
+  class Batch {
+   private:
+    friend class StreamTable;
+    wire::StreamId id{};
+    uint64_t seq = 0;
+    const StreamConfig* config = nullptr;
+    bool created = false;    // the stream did not exist before this batch
+    crypto::Bytes snapshot;  // its job states before this batch otherwise
+    wire::BatchResult result;
+  };
+
+ private:
   hrv::MetricsEngine& Engine(hrv::JobKind kind, const StreamConfig& config);
 
   std::map<wire::StreamId, Stream> streams_;

@@ -81,11 +81,54 @@ Result<crypto::Key256> StreamKey(const crypto::Key256& data_key, const StreamId&
   return k;
 }
 
-std::array<uint8_t, 12> Nonce(Kind kind, uint64_t seq) {
+namespace {
+
+std::array<uint8_t, 12> SegmentNonce(Kind kind, uint64_t seq, size_t segment) {
   std::array<uint8_t, 12> n{};
-  n[3] = kind == Kind::kBatch ? 1 : 2;
+  n[0] = kind == Kind::kBatch ? 1 : 2;
+  n[1] = static_cast<uint8_t>(segment >> 16);
+  n[2] = static_cast<uint8_t>(segment >> 8);
+  n[3] = static_cast<uint8_t>(segment);
   for (int i = 0; i < 8; ++i) n[4 + i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
   return n;
+}
+
+std::array<uint8_t, kHeaderSize + 5> SegmentAad(ByteView header, size_t segment, bool last) {
+  std::array<uint8_t, kHeaderSize + 5> aad{};
+  std::memcpy(aad.data(), header.data(), kHeaderSize);
+  const auto idx = static_cast<uint32_t>(segment);
+  std::memcpy(aad.data() + kHeaderSize, &idx, 4);
+  aad[kHeaderSize + 4] = last ? 1 : 0;
+  return aad;
+}
+
+constexpr size_t kMaxSegments = size_t{1} << 24;
+
+}  // namespace
+
+Result<SegmentLayout> Segments(const Header& header) {
+  constexpr size_t kStride = kSegmentBytes + crypto::AesGcm::kTagSize;
+  SegmentLayout l;
+  l.count = std::max<size_t>(1, (header.payload_size + kStride - 1) / kStride);
+  if (header.payload_size < l.count * crypto::AesGcm::kTagSize || l.count > kMaxSegments) {
+    return Corrupt("encrypted payload of " + std::to_string(header.payload_size) +
+                   " bytes is too short for its segment tags (truncated)");
+  }
+  l.plain_size = header.payload_size - l.count * crypto::AesGcm::kTagSize;
+  return l;
+}
+
+Status OpenSegment(ByteView file, const Header& header, const SegmentLayout& layout, size_t i,
+                   crypto::AesGcm* gcm, std::span<uint8_t> out) {
+  const size_t n = layout.PlainSize(i);
+  const ByteView cipher =
+      file.subspan(kHeaderSize + layout.CipherOffset(i), n + crypto::AesGcm::kTagSize);
+  const auto aad = SegmentAad(file.first(kHeaderSize), i, i + 1 == layout.count);
+  if (auto s = gcm->Open(SegmentNonce(header.kind, header.seq, i), aad, cipher, out); !s) {
+    return Corrupt("authentication failed (segment " + std::to_string(i) +
+                   "): the file was tampered with, truncated, or encrypted under another key");
+  }
+  return {};
 }
 
 void EncodeBeats(std::span<const hrv::Beat> beats, Bytes* out) {
@@ -128,37 +171,50 @@ Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, cry
   return MakeFile(header, BeatBytes(beats), gcm);
 }
 
-Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats) {
+Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout) {
   MEDSTREAM_TRY(header, Header::Decode(file));
   if (header.kind != Kind::kBatch) return Corrupt("expected a batch, got a result file");
-  const ByteView body = file.subspan(kHeaderSize);
-  const size_t plain = header.encrypted()
-                           ? body.size() - std::min(body.size(), crypto::AesGcm::kTagSize)
-                           : body.size();
-  if (header.encrypted() && body.size() < crypto::AesGcm::kTagSize) {
-    return Corrupt("truncated ciphertext");
+  size_t plain = header.payload_size;
+  if (header.encrypted()) {
+    MEDSTREAM_TRY(l, Segments(header));
+    *layout = l;
+    plain = l.plain_size;
   }
   if (plain % sizeof(hrv::Beat) != 0) {
     return Corrupt("batch payload of " + std::to_string(plain) + " bytes is not whole beats");
   }
   beats->resize(plain / sizeof(hrv::Beat));
-  const std::span<uint8_t> out(reinterpret_cast<uint8_t*>(beats->data()), plain);
+  return header;
+}
+
+Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats) {
+  SegmentLayout layout;
+  MEDSTREAM_TRY(header, PrepareBatch(file, beats, &layout));
+  auto* out = reinterpret_cast<uint8_t*>(beats->data());
   if (!header.encrypted()) {
     if (gcm) return Corrupt("plaintext file where an encrypted one is required");
-    std::memcpy(out.data(), body.data(), plain);
+    std::memcpy(out, file.data() + kHeaderSize, header.payload_size);
     return header;
   }
   if (!gcm) return Corrupt("encrypted file but no key to open it");
-  if (auto s = gcm->Open(Nonce(header.kind, header.seq), file.first(kHeaderSize), body, out); !s) {
-    beats->clear();
-    return Corrupt(
-        "authentication failed: the file was tampered with or encrypted under "
-        "another key");
+  for (size_t i = 0; i < layout.count; ++i) {
+    if (auto s = OpenSegment(file, header, layout, i, gcm,
+                             {out + layout.PlainOffset(i), layout.PlainSize(i)});
+        !s) {
+      beats->clear();
+      return std::unexpected(s.error());
+    }
   }
   return header;
 }
 
 void EncodeResult(const BatchResult& r, Bytes* out) {
+  size_t estimate = 17;
+  for (const auto& [kind, output] : r.jobs) {
+    estimate += 5 + output.beats.size() * 16 +
+                output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
+  }
+  out->reserve(out->size() + estimate);
   ByteWriter w(out);
   w.U64(r.beats);
   w.U64(r.missing_before);
@@ -225,21 +281,29 @@ Result<BatchResult> DecodeResult(ByteView b) {
 
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm) {
   header.flags = gcm ? kFlagEncrypted : 0;
-  header.payload_size =
-      static_cast<uint32_t>(payload.size() + (gcm ? crypto::AesGcm::kTagSize : 0));
+  const size_t segments = std::max<size_t>(1, (payload.size() + kSegmentBytes - 1) / kSegmentBytes);
+  const size_t size = payload.size() + (gcm ? segments * crypto::AesGcm::kTagSize : 0);
+  if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
+  header.payload_size = static_cast<uint32_t>(size);
   Bytes out;
-  out.reserve(kHeaderSize + header.payload_size);
+  out.reserve(kHeaderSize + size);
   header.Encode(&out);
   if (!gcm) {
     out.insert(out.end(), payload.begin(), payload.end());
     return out;
   }
-  out.resize(kHeaderSize + header.payload_size);
-  const auto nonce = Nonce(header.kind, header.seq);
-  if (auto s = gcm->Seal(nonce, std::span(out).first(kHeaderSize), payload,
-                         std::span(out).subspan(kHeaderSize));
-      !s) {
-    return std::unexpected(s.error());
+  out.resize(kHeaderSize + size);
+  SegmentLayout layout{segments, payload.size()};
+  for (size_t i = 0; i < segments; ++i) {
+    const size_t n = layout.PlainSize(i);
+    const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == segments);
+    if (auto s = gcm->Seal(SegmentNonce(header.kind, header.seq, i), aad,
+                           payload.subspan(layout.PlainOffset(i), n),
+                           std::span(out).subspan(kHeaderSize + layout.CipherOffset(i),
+                                                  n + crypto::AesGcm::kTagSize));
+        !s) {
+      return std::unexpected(s.error());
+    }
   }
   return out;
 }
@@ -259,13 +323,15 @@ Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm) {
     return o;
   }
   if (!gcm) return Corrupt("encrypted file but no key to open it");
-  if (body.size() < crypto::AesGcm::kTagSize) return Corrupt("truncated ciphertext");
-  o.payload.resize(body.size() - crypto::AesGcm::kTagSize);
-  if (auto s = gcm->Open(Nonce(header.kind, header.seq), file.first(kHeaderSize), body, o.payload);
-      !s) {
-    return Corrupt(
-        "authentication failed: the file was tampered with or encrypted under "
-        "another key");
+  MEDSTREAM_TRY(layout, Segments(header));
+  o.payload.resize(layout.plain_size);
+  for (size_t i = 0; i < layout.count; ++i) {
+    if (auto s =
+            OpenSegment(file, header, layout, i, gcm,
+                        std::span(o.payload).subspan(layout.PlainOffset(i), layout.PlainSize(i)));
+        !s) {
+      return std::unexpected(s.error());
+    }
   }
   return o;
 }

@@ -7,8 +7,13 @@
 //   AES-256-GCM encrypted (ciphertext || tag) unless it is a vanilla-mode plaintext batch. With no
 //   count field, the enclave decrypts straight into its beat array: no copy of a large batch.
 // A result file has the same header with magic "MSR1" and carries the jobs' outputs.
-// Each stream gets its own key, HKDF(data key, salt = stream id); the nonce is a direction tag and
-// the sequence number, so (key, nonce) never repeats as long as sequence numbers do not.
+// Each stream gets its own key, HKDF(data key, salt = stream id). An encrypted payload is a
+// sequence of segments of up to 256 KiB of plaintext, each AES-256-GCM with its own tag (the STREAM
+// construction of Hoang, Reyhanitabar, Rogaway and Vizar): nonce = direction | segment index (24
+// bits) | sequence number, AAD = header | segment index | last-segment flag. Segments can be
+// authenticated and used one at a time (the enclave overlaps decryption with analysis), while
+// reordering, dropping or truncating segments still fails authentication. (key, nonce) never
+// repeats as long as sequence numbers do not.
 // The stream id is a pseudonym chosen by the data owner: the host learns which batches belong
 // together, not whose they are.
 #pragma once
@@ -52,8 +57,22 @@ Result<StreamId> ParseStreamName(std::string_view hex);
 
 // The per-stream key derived from a provisioned data key.
 Result<crypto::Key256> StreamKey(const crypto::Key256& data_key, const StreamId& stream);
-// Nonce for a batch (client -> enclave) or its result (enclave -> client).
-std::array<uint8_t, 12> Nonce(Kind kind, uint64_t seq);
+inline constexpr size_t kSegmentBytes = size_t{256} << 10;  // plaintext per segment (whole beats)
+
+// Where each segment of an encrypted payload lies.
+struct SegmentLayout {
+  size_t count = 0;       // segments (at least 1)
+  size_t plain_size = 0;  // total plaintext bytes
+  size_t PlainOffset(size_t i) const { return i * kSegmentBytes; }
+  size_t PlainSize(size_t i) const {
+    return i + 1 < count ? kSegmentBytes : plain_size - (count - 1) * kSegmentBytes;
+  }
+  size_t CipherOffset(size_t i) const { return i * (kSegmentBytes + crypto::AesGcm::kTagSize); }
+};
+Result<SegmentLayout> Segments(const Header& header);
+// Authenticates and decrypts segment i of `file` into `out` (PlainSize(i) bytes).
+Status OpenSegment(ByteView file, const Header& header, const SegmentLayout& layout, size_t i,
+                   crypto::AesGcm* gcm, std::span<uint8_t> out);
 
 void EncodeBeats(std::span<const hrv::Beat> beats, Bytes* out);
 Result<std::vector<hrv::Beat>> DecodeBeats(ByteView b);
@@ -71,6 +90,9 @@ Result<BatchResult> DecodeResult(ByteView b);
 Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm);
 // Checks and opens a batch file into `beats` (its capacity is reused).
 Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats);
+// Checks a batch header and sizes `beats` for its payload, without decrypting (the enclave then
+// opens the segments itself, see OpenSegment).
+Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout);
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm);

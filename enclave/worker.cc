@@ -1,0 +1,45 @@
+#include "enclave/worker.h"
+
+namespace medstream::enclave {
+
+Worker::Worker() : thread_([this] { Loop(); }) {}
+
+Worker::~Worker() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Worker::Start(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    task_ = std::move(task);
+    busy_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Worker::Wait() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return !busy_; });
+}
+
+void Worker::Loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stop_ || (busy_ && task_); });
+    if (stop_) return;
+    auto task = std::move(task_);
+    task_ = nullptr;
+    lock.unlock();
+    task();
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+  }
+}
+
+}  // namespace medstream::enclave

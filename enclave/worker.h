@@ -1,0 +1,34 @@
+// One background thread of the enclave, used to authenticate a batch's later segments while the
+// main thread analyses the earlier ones. Created with the core, i.e. before the process backend's
+// seccomp filter closes (which allows futex but not clone).
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+namespace medstream::enclave {
+
+class Worker {
+ public:
+  Worker();
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs `task` on the worker thread; Wait() returns once it has finished.
+  void Start(std::function<void()> task);
+  void Wait();
+
+ private:
+  void Loop();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<void()> task_;
+  bool busy_ = false;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace medstream::enclave
