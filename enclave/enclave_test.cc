@@ -246,6 +246,52 @@ TEST_P(EnclaveTest, TamperedReplayedAndWrongKeyBatchesAreRefused) {
   EXPECT_EQ(stats.batches_refused, 7u);
 }
 
+TEST_P(EnclaveTest, TamperedLaterSegmentIsRefusedAndLeavesNoTrace) {
+  // A batch of many segments: the enclave analyses early segments while later ones are being
+  // authenticated, so a forgery in segment 5 must roll the stream back completely.
+  std::vector<hrv::Beat> beats;
+  double time_s = 0;
+  const auto real = RealBeats();
+  while (beats.size() < 14 * wire::kSegmentBytes / sizeof(hrv::Beat) + 123) {
+    const double rr = real[beats.size() % real.size()].rr_ms;
+    time_s += rr / 1000;
+    beats.push_back({time_s, rr});
+  }
+  const size_t half = beats.size() / 2;
+  auto run = [&](bool tamper) -> std::vector<hrv::WindowResult> {
+    auto t = Launch();
+    const crypto::Key256 key = RandomKey();
+    enclave::StreamConfig config;
+    config.jobs = {hrv::JobKind::kSdnn};
+    AttestAndProvision(*t, key, 2, config);
+    auto sealer = client::StreamSealer::Create(key, 2, {2}).value();
+    std::vector<hrv::WindowResult> windows;
+    auto first = sealer.SealBatch(1, std::span(beats).first(half)).value();
+    if (tamper) {
+      EXPECT_GT(first.size(), wire::kHeaderSize + 6 * (wire::kSegmentBytes + 16));
+      Bytes bad = first;
+      bad[wire::kHeaderSize + 5 * (wire::kSegmentBytes + 16) + 100] ^= 1;
+      auto r = t->Call(enclave::Call::kProcessBatch, bad);
+      EXPECT_FALSE(r.has_value());
+      if (!r) {
+        EXPECT_NE(r.error().message().find("segment 5"), std::string::npos);
+      }
+    }
+    for (const Bytes& file : {first, sealer.SealBatch(2, std::span(beats).subspan(half)).value()}) {
+      auto r = sealer.OpenResult(t->Call(enclave::Call::kProcessBatch, file).value(), nullptr);
+      for (auto& w : r->jobs[0].second.windows) windows.push_back(w);
+    }
+    return windows;
+  };
+  const auto clean = run(false);
+  const auto after_forgery = run(true);
+  ASSERT_GT(clean.size(), 100u);
+  ASSERT_EQ(clean.size(), after_forgery.size());
+  for (size_t i = 0; i < clean.size(); ++i) {
+    ASSERT_TRUE(testing::Same(clean[i].metrics.sdnn_ms, after_forgery[i].metrics.sdnn_ms)) << i;
+  }
+}
+
 TEST_P(EnclaveTest, EdgeInterfaceRefusesUnknownCallsAndOversizedRequests) {
   auto t = Launch();
   ASSERT_TRUE(t);
