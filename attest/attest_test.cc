@@ -3,6 +3,7 @@
 
 #include <filesystem>
 
+#include "attest/collateral.h"
 #include "attest/policy.h"
 #include "attest/quote.h"
 #include "attest/sim_platform.h"
@@ -237,6 +238,58 @@ TEST(Policy, EveryRuleNamesItsReason) {
   auto round = ParsePolicy(PolicyToJson(base)).value();
   EXPECT_EQ(round.mr_enclave, base.mr_enclave);
   EXPECT_EQ(round.min_isv_svn, 2);
+}
+
+}  // namespace
+}  // namespace medstream::attest
+
+namespace medstream::attest {
+namespace {
+
+TEST(Collateral, PhalaQuoteTcbStatusMatchesDcapQvl) {
+  const Bytes quote = Load("phala_sgx_quote.bin");
+  const std::string collateral =
+      *ReadFileText(testing::TestDataPath("attestation/phala_collateral.json"));
+  const crypto::Certificate root = IntelRoot();
+  auto r = EvaluateTcb(quote, root, kPhalaTime, collateral);
+  ASSERT_TRUE(r.has_value()) << r.error().message();
+  // What dcap-qvl's own test asserts for this quote and collateral.
+  EXPECT_EQ(r->status, "ConfigurationAndSWHardeningNeeded");
+  EXPECT_EQ(r->advisories, (std::vector<std::string>{"INTEL-SA-00289", "INTEL-SA-00615"}));
+  EXPECT_EQ(r->qe_status, "UpToDate");
+  EXPECT_EQ(r->fmspc, "00A067110000");
+  EXPECT_EQ(r->tcb_date, "2024-03-13T00:00:00Z");
+  // The PCK extension as decoded by the shared data's README.
+  auto chain = crypto::Certificate::ChainFromPem(ParseQuote(quote)->cert_data).value();
+  auto ext = ParsePckExtension(chain.front()).value();
+  EXPECT_EQ(ext.pce_svn, 13);
+  EXPECT_EQ(ext.comp_svn[0], 11);
+  EXPECT_EQ(ext.comp_svn[4], 255);
+  EXPECT_EQ(ext.pce_id, "0000");
+}
+
+TEST(Collateral, ExpiredModifiedOrMismatchedCollateralIsRefused) {
+  const Bytes quote = Load("phala_sgx_quote.bin");
+  const std::string collateral =
+      *ReadFileText(testing::TestDataPath("attestation/phala_collateral.json"));
+  const crypto::Certificate root = IntelRoot();
+  // A month later the collateral has expired (the PCK CRL and the TCB info expire together).
+  auto late = EvaluateTcb(quote, root, kPhalaTime + 40 * 86400, collateral);
+  ASSERT_FALSE(late.has_value());
+  EXPECT_NE(late.error().message().find("expired"), std::string::npos) << late.error().message();
+  // Promoting the platform's TCB level breaks the signature over the exact JSON bytes.
+  std::string forged = collateral;
+  const std::string level = "ConfigurationAndSWHardeningNeeded";
+  const size_t at = forged.find(level);
+  ASSERT_NE(at, std::string::npos);
+  forged.replace(at, level.size(), "UpToDate");
+  auto r = EvaluateTcb(quote, root, kPhalaTime, forged);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("signature does not verify"), std::string::npos)
+      << r.error().message();
+  // Collateral for another quote's platform: the automata quote has another FMSPC.
+  auto other = EvaluateTcb(Load("automata_quotev3.hex"), root, kPhalaTime, collateral);
+  EXPECT_FALSE(other.has_value());
 }
 
 }  // namespace

@@ -97,5 +97,37 @@ TEST(Cli, BadFilesFailWithFileAndLine) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {
+  const std::string d = Data("attestation/");
+  const std::string base = "attest verify " + d + "phala_sgx_quote.bin --root " + d +
+                           "Intel_SGX_Root_CA.pem --at 2025-07-04T10:28:44Z";
+  CmdResult r = Medstream(base + " --json --collateral " + d + "phala_collateral.json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["mrenclave"], "33d8736db756ed4997e04ba358d27833188f1932ff7b1d156904d3f560452fbb");
+  EXPECT_EQ(j["tcb_status"], "ConfigurationAndSWHardeningNeeded");
+  EXPECT_EQ(j["simulated"], false);
+  // Another root pinned: refused, with the reason.
+  r = Medstream("attest verify " + d + "phala_sgx_quote.bin --root " + d +
+                "../attestation/Intel_SGX_Root_CA.pem --at 2099-01-01T00:00:00Z");
+  EXPECT_NE(r.exit_code, 0);
+  // One flipped byte of REPORTDATA: refused.
+  std::string bytes = testing::ReadTestFile("attestation/phala_sgx_quote.bin");
+  bytes[368] ^= 1;
+  const std::string tampered = ::testing::TempDir() + "/tampered_quote.bin";
+  {
+    FILE* f = std::fopen(tampered.c_str(), "wb");
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    std::fclose(f);
+  }
+  r = Medstream("attest verify " + tampered + " --root " + d +
+                "Intel_SGX_Root_CA.pem --at 2025-07-04T10:28:44Z");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("quote signature check failed"), std::string::npos) << r.out;
+  r = Medstream("attest verify " + d + "phala_sgx_quote.bin");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--root"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace medstream

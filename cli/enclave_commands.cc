@@ -2,8 +2,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "attest/collateral.h"
 #include "attest/policy.h"
 #include "attest/sim_platform.h"
 #include "base/file.h"
@@ -270,7 +272,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
 
   // ---- attest
   struct AttestArgs {
-    std::string quote, root, at, policy;
+    std::string quote, root, at, policy, collateral;
     std::vector<std::string> crls;
     bool hex = false, json = false;
     LaunchArgs launch;
@@ -294,6 +296,11 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
       ->required();
   verify->add_option("--at", at->at, "Verification time (default now): Unix s or ISO 8601 UTC");
   verify->add_option("--crl", at->crls, "CRL (DER) to check the PCK chain against; repeatable");
+  verify
+      ->add_option("--collateral", at->collateral,
+                   "Intel collateral (dcap-qvl QuoteCollateralV3 JSON, or a directory holding "
+                   "collateral.json): adds the TCB status")
+      ->check(CLI::ExistingPath);
   verify->add_option("--policy", at->policy, "Also check this policy");
   verify->add_flag("--hex", at->hex, "The quote file is hex text");
   verify->add_flag("--json", at->json, "JSON output");
@@ -341,7 +348,37 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
         return;
       }
     }
-    PrintClaims(*claims, at->json);
+    if (at->collateral.empty()) {
+      PrintClaims(*claims, at->json);
+      return;
+    }
+    const std::string file = std::filesystem::is_directory(at->collateral)
+                                 ? at->collateral + "/collateral.json"
+                                 : at->collateral;
+    auto text = ReadFileText(file);
+    auto tcb = text ? attest::EvaluateTcb(quote, *root, *when, *text)
+                    : Result<attest::TcbResult>(std::unexpected(text.error()));
+    if (!tcb) {
+      *exit_code = Fail("attest verify", "collateral: " + tcb.error().message());
+      return;
+    }
+    if (at->json) {
+      auto j = ClaimsJson(*claims);
+      j["tcb_status"] = tcb->status;
+      j["platform_tcb_status"] = tcb->platform_status;
+      j["qe_tcb_status"] = tcb->qe_status;
+      j["tcb_date"] = tcb->tcb_date;
+      j["advisory_ids"] = tcb->advisories;
+      j["fmspc"] = tcb->fmspc;
+      std::printf("%s\n", j.dump().c_str());
+      return;
+    }
+    PrintClaims(*claims, false);
+    std::string advisories;
+    for (const auto& a : tcb->advisories) advisories += (advisories.empty() ? "" : ", ") + a;
+    std::printf("  %-13s %s (platform %s, QE %s; TCB date %s)\n  %-13s %s\n", "tcb_status",
+                tcb->status.c_str(), tcb->platform_status.c_str(), tcb->qe_status.c_str(),
+                tcb->tcb_date.c_str(), "advisories", advisories.empty() ? "-" : advisories.c_str());
   });
   attest_cmd->callback([=] {
     if (!attest_cmd->get_subcommands().empty()) return;

@@ -160,6 +160,8 @@ class Certificate {
   std::string Issuer() const;
   Result<std::string> Pem() const;
   Bytes Der() const;
+  // The DER value of the extension with this dotted OID, or NotFound.
+  Result<Bytes> ExtensionValue(std::string_view oid) const;
   // Validity window as Unix seconds.
   int64_t NotBefore() const;
   int64_t NotAfter() const;

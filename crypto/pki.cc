@@ -278,6 +278,17 @@ Bytes Certificate::Der() const {
   return out;
 }
 
+Result<Bytes> Certificate::ExtensionValue(std::string_view oid) const {
+  ASN1_OBJECT* obj = OBJ_txt2obj(std::string(oid).c_str(), 1);
+  if (!obj) return InvalidArgument("not an OID: " + std::string(oid));
+  const int idx = X509_get_ext_by_OBJ(Cert(x509_), obj, -1);
+  ASN1_OBJECT_free(obj);
+  if (idx < 0) return NotFound("certificate has no extension " + std::string(oid));
+  const ASN1_OCTET_STRING* data = X509_EXTENSION_get_data(X509_get_ext(Cert(x509_), idx));
+  const uint8_t* p = ASN1_STRING_get0_data(data);
+  return Bytes(p, p + ASN1_STRING_length(data));
+}
+
 int64_t Certificate::NotBefore() const {
   return AsnTimeToUnix(X509_get0_notBefore(Cert(x509_)));
 }
