@@ -9,5 +9,6 @@ namespace medstream::cli {
 
 void RegisterHrvCommand(CLI::App& app, int* exit_code);
 void RegisterEnclaveCommands(CLI::App& app, int* exit_code);
+void RegisterServerCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   medstream::cli::RegisterHrvCommand(app, &exit_code);
   medstream::cli::RegisterEnclaveCommands(app, &exit_code);
+  medstream::cli::RegisterServerCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

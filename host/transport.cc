@@ -53,16 +53,17 @@ bool ReadAll(int fd, uint8_t* p, size_t n) {
   return true;
 }
 
-class ProcessTransport : public EnclaveTransport {
+class SocketTransport : public EnclaveTransport {
  public:
-  ProcessTransport(pid_t pid, int fd) : pid_(pid), fd_(fd) {}
-  ~ProcessTransport() override {
-    if (fd_ >= 0) {
+  SocketTransport(pid_t pid, int fd, std::string backend)
+      : pid_(pid), fd_(fd), backend_(std::move(backend)) {}
+  ~SocketTransport() override {
+    if (fd_ >= 0 && pid_ > 0) {
       uint8_t header[enclave::kFrameHeaderSize];
       enclave::EncodeFrameHeader(true, static_cast<uint16_t>(enclave::Call::kShutdown), 0, header);
       WriteAll(fd_, header, sizeof header);
-      close(fd_);
     }
+    if (fd_ >= 0) close(fd_);
     Reap(std::chrono::seconds(2));
   }
 
@@ -88,7 +89,7 @@ class ProcessTransport : public EnclaveTransport {
     }
     return payload;
   }
-  std::string_view backend() const override { return "process"; }
+  std::string_view backend() const override { return backend_; }
   int pid() const override { return pid_; }
 
  private:
@@ -96,7 +97,9 @@ class ProcessTransport : public EnclaveTransport {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
     const std::string how = Reap(std::chrono::milliseconds(500));
-    return Fail(Error::Code::kInternal, "the enclave process is gone (" + how + ")");
+    return Fail(Error::Code::kInternal, pid_ > 0 || how != "unknown"
+                                            ? "the enclave process is gone (" + how + ")"
+                                            : "the connection to the enclave is gone");
   }
 
   std::string Reap(std::chrono::milliseconds grace) {
@@ -125,6 +128,7 @@ class ProcessTransport : public EnclaveTransport {
 
   pid_t pid_;
   int fd_;
+  std::string backend_;
   std::string exit_description_ = "unknown";
 };
 
@@ -159,7 +163,7 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
     _exit(127);
   }
   close(sv[1]);
-  auto t = std::make_unique<ProcessTransport>(pid, sv[0]);
+  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process");
   // The first call proves the enclave started (it refuses to if its signature does not match).
   auto info = t->Call(enclave::Call::kInfo, {});
   if (!info) {
@@ -171,6 +175,10 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
 }
 
 }  // namespace
+
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend) {
+  return std::make_unique<SocketTransport>(pid, fd, std::move(backend));
+}
 
 std::string DefaultEnclavePath() {
   auto self = enclave::SelfPath();

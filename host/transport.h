@@ -35,6 +35,10 @@ struct EnclaveLaunch {
 
 Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);
 
+// A transport speaking the edge frames over a connected socket (the process backend's socketpair,
+// or a server's relay socket). `pid` > 0: the enclave process to reap when the transport closes.
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend);
+
 // The default location of medstream-enclave: beside the running executable.
 std::string DefaultEnclavePath();
 

@@ -12,6 +12,11 @@ class VanillaProcessor {
   explicit VanillaProcessor(enclave::StreamConfig config) : config_(std::move(config)) {}
   // A plaintext batch file in, a plaintext result file out.
   Result<crypto::Bytes> ProcessBatch(crypto::ByteView file);
+  // Checkpoints (plaintext: vanilla protects nothing).
+  void Save(ByteWriter* w) const { streams_.Save(w); }
+  Status Load(ByteReader* r) {
+    return streams_.Load(r, [this](uint32_t) { return &config_; });
+  }
 
  private:
   enclave::StreamConfig config_;

@@ -1,0 +1,91 @@
+// `medstream server`: the untrusted host's batch loop.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "host/server.h"
+
+namespace medstream::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) {
+  g_stop = true;
+}
+
+std::string DefaultPlatform() {
+  if (const char* env = std::getenv("MEDSTREAM_PLATFORM")) return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.medstream/platform";
+}
+
+}  // namespace
+
+void RegisterServerCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    host::ServerOptions options;
+    std::string jobs = "sdnn";
+    bool once = false;
+  };
+  auto a = std::make_shared<Args>();
+  a->options.platform_dir = DefaultPlatform();
+  CLI::App* cmd = app.add_subcommand(
+      "server",
+      "Run the untrusted server: batches from DIR/inbox through the enclave to DIR/outbox");
+  cmd->add_option("--dir", a->options.dir,
+                  "Server directory (inbox, outbox, done, quarantine, "
+                  "state)")
+      ->required();
+  cmd->add_option("--mode", a->options.mode, "Execution mode")
+      ->check(CLI::IsMember({"vanilla", "inproc", "process"}))
+      ->capture_default_str();
+  cmd->add_option("--platform", a->options.platform_dir, "Simulated platform directory")
+      ->capture_default_str();
+  cmd->add_option("--enclave", a->options.enclave_path, "medstream-enclave (process mode)");
+  cmd->add_option("--checkpoint-every", a->options.checkpoint_every,
+                  "Batches between sealed checkpoints")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--jobs", a->jobs,
+                  "Vanilla mode only (elsewhere the data owner chooses): comma-separated jobs")
+      ->capture_default_str();
+  cmd->add_flag("--once", a->once, "Process what is in the inbox now, checkpoint, and exit");
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream server: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    a->options.vanilla_config.jobs.clear();
+    std::stringstream list(a->jobs);
+    for (std::string name; std::getline(list, name, ',');) {
+      auto k = hrv::ParseJobKind(name);
+      if (!k) return fail(k.error().message());
+      a->options.vanilla_config.jobs.push_back(*k);
+    }
+    auto server = host::Server::Start(a->options);
+    if (!server) return fail(server.error().message());
+    std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),
+                a->options.dir.c_str(), a->options.dir.c_str());
+    std::fflush(stdout);
+    if (a->once) {
+      auto n = (*server)->ProcessInbox();
+      if (!n) return fail(n.error().message());
+      if (auto s = (*server)->Checkpoint(); !s) return fail(s.error().message());
+    } else {
+      std::signal(SIGINT, OnSignal);
+      std::signal(SIGTERM, OnSignal);
+      if (auto s = (*server)->Run(g_stop); !s) return fail(s.error().message());
+    }
+    const auto& c = (*server)->counters();
+    std::printf("processed %llu, quarantined %llu, checkpoints %llu, enclave restarts %llu\n",
+                static_cast<unsigned long long>(c.processed),
+                static_cast<unsigned long long>(c.quarantined),
+                static_cast<unsigned long long>(c.checkpoints),
+                static_cast<unsigned long long>(c.enclave_restarts));
+  });
+}
+
+}  // namespace medstream::cli

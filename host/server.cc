@@ -1,0 +1,373 @@
+#include "host/server.h"
+
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "base/file.h"
+#include "wire/wire.h"
+
+namespace medstream::host {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
+constexpr char kJournalFile[] = "state/journal";
+constexpr int kMaxEnclaveRetries = 3;
+
+bool ReadAll(int fd, uint8_t* p, size_t n) {
+  while (n > 0) {
+    const ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool WriteAll(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// What a gateway may ask through the relay: never batches, checkpoints or shutdown.
+bool RelayAllowed(uint16_t call) {
+  return call == static_cast<uint16_t>(enclave::Call::kInfo) ||
+         call == static_cast<uint16_t>(enclave::Call::kHandshake) ||
+         call == static_cast<uint16_t>(enclave::Call::kChannel) ||
+         call == static_cast<uint16_t>(enclave::Call::kStats);
+}
+
+std::vector<std::string> SortedBatchNames(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.ends_with(".batch") && e.is_regular_file()) names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The input's fault (quarantine) rather than the enclave's (restart and retry)?
+bool InputsFault(const Error& e) {
+  return e.code() != Error::Code::kInternal;
+}
+
+bool IsReplay(const Error& e) {
+  return e.message().find("replayed batch") != std::string::npos;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (options.mode != "vanilla" && options.mode != "inproc" && options.mode != "process") {
+    return InvalidArgument("unknown mode '" + options.mode + "': vanilla, inproc or process");
+  }
+  std::unique_ptr<Server> s(new Server(options));
+  for (const char* sub : {"inbox", "outbox", "done", "quarantine", "state"}) {
+    if (auto st = MakeDirs(s->Path(sub), 0700); !st) return std::unexpected(st.error());
+  }
+  if (auto st = s->LaunchAndRecover(); !st) return std::unexpected(st.error());
+  if (options.relay && options.mode != "vanilla") {
+    const std::string path = s->Path("enclave.sock");
+    unlink(path.c_str());
+    s->relay_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+      return InvalidArgument("server directory path too long for a socket");
+    std::strcpy(addr.sun_path, path.c_str());
+    if (s->relay_fd_ < 0 ||
+        bind(s->relay_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(s->relay_fd_, 16) != 0) {
+      return IoError("cannot listen on " + path + ": " + std::strerror(errno));
+    }
+    s->relay_thread_ = std::thread([raw = s.get()] { raw->RelayLoop(); });
+  }
+  return s;
+}
+
+Server::~Server() {
+  stopping_ = true;
+  if (relay_fd_ >= 0) shutdown(relay_fd_, SHUT_RDWR);
+  if (relay_thread_.joinable()) relay_thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : relay_client_fds_) shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : relay_clients_) t.join();
+  if (relay_fd_ >= 0) close(relay_fd_);
+}
+
+std::string Server::Describe() const {
+  if (options_.mode == "vanilla") return "vanilla: no enclave, no encryption (the baseline)";
+  if (options_.mode == "inproc") return "inproc: enclave code in this process (no isolation)";
+  return "process: medstream-enclave in a separate hardened process (software-simulated TEE; "
+         "protects against this host process, not against root or a hypervisor)";
+}
+
+int Server::enclave_pid() const {
+  return enclave_ ? enclave_->pid() : -1;
+}
+
+Status Server::LaunchAndRecover() {
+  std::lock_guard lock(mu_);
+  auto checkpoint = ReadFileBytes(Path(kCheckpointFile));
+  if (options_.mode == "vanilla") {
+    vanilla_ = std::make_unique<VanillaProcessor>(options_.vanilla_config);
+    if (checkpoint) {
+      ByteReader r(*checkpoint);
+      if (auto s = vanilla_->Load(&r); !s)
+        return std::unexpected(std::move(s.error()).With("vanilla checkpoint"));
+    }
+  } else {
+    enclave_.reset();
+    MEDSTREAM_TRY(t, LaunchEnclave({.backend = options_.mode,
+                                    .platform_dir = options_.platform_dir,
+                                    .enclave_path = options_.enclave_path}));
+    enclave_ = std::move(t);
+    if (checkpoint) {
+      auto r = enclave_->Call(enclave::Call::kRestore, *checkpoint);
+      if (!r) return std::unexpected(std::move(r.error()).With("restoring the sealed checkpoint"));
+    }
+  }
+  // Replay the journal: inputs processed after the checkpoint, in order.
+  auto journal = ReadFileText(Path(kJournalFile));
+  if (!journal) return {};
+  size_t start = 0;
+  while (start < journal->size()) {
+    size_t end = journal->find('\n', start);
+    if (end == std::string::npos) break;  // a torn last line was never acted upon
+    const std::string name = journal->substr(start, end - start);
+    start = end + 1;
+    std::string path = Path("done") + "/" + name;
+    // Killed after journalling this input but before moving it out of the inbox.
+    const bool still_in_inbox = !FileExists(path);
+    if (still_in_inbox) path = Path("inbox") + "/" + name;
+    auto file = ReadFileBytes(path);
+    if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
+    auto result = ProcessBatchFile(*file);
+    if (!result) {
+      if (IsReplay(result.error())) {
+        ++counters_.replayed_on_recovery;
+        continue;  // the checkpoint already covers it
+      }
+      return std::unexpected(std::move(result.error()).With("replaying " + name));
+    }
+    // Deterministic: the same bytes as the result written before the crash.
+    auto header = wire::Header::Decode(*result);
+    if (header) {
+      const std::string out = Path("outbox") + "/" + wire::StreamName(header->stream) + "-" +
+                              std::to_string(header->seq) + ".result";
+      if (!FileExists(out)) (void)WriteFileAtomic(out, *result, 0644);
+    }
+    if (still_in_inbox) std::rename(path.c_str(), (Path("done") + "/" + name).c_str());
+  }
+  return {};
+}
+
+Result<crypto::Bytes> Server::ProcessBatchFile(crypto::ByteView file) {
+  if (vanilla_) return vanilla_->ProcessBatch(file);
+  return enclave_->Call(enclave::Call::kProcessBatch, file);
+}
+
+Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView request) {
+  std::lock_guard lock(mu_);
+  if (!enclave_) return Fail(Error::Code::kFailedPrecondition, "vanilla mode has no enclave");
+  auto r = enclave_->Call(call, request);
+  if (r && call == enclave::Call::kChannel) {
+    // A key may just have been provisioned: seal it at once, so a crash cannot lose it.
+    if (auto s = Checkpoint(); !s) return std::unexpected(s.error());
+  }
+  return r;
+}
+
+Status Server::AppendJournal(const std::string& name) {
+  const std::string line = name + "\n";
+  const std::string path = Path(kJournalFile);
+  FILE* f = std::fopen(path.c_str(), "ab");
+  if (!f) return IoError("cannot open the journal " + path);
+  const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() &&
+                  std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  std::fclose(f);
+  if (!ok) return IoError("cannot append to the journal " + path);
+  return {};
+}
+
+Status Server::Quarantine(const std::string& name, const std::string& reason) {
+  const std::string to = Path("quarantine") + "/" + name;
+  if (auto s = WriteFileAtomic(to + ".reason", reason + "\n", 0644); !s) return s;
+  if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
+    return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
+  }
+  ++counters_.quarantined;
+  return {};
+}
+
+Status Server::HandleInput(const std::string& name) {
+  std::lock_guard lock(mu_);
+  const std::string in = Path("inbox") + "/" + name;
+  auto file = ReadFileBytes(in);
+  if (!file) return {};  // taken away meanwhile
+  for (int attempt = 0;; ++attempt) {
+    auto result = ProcessBatchFile(*file);
+    if (!result) {
+      if (InputsFault(result.error())) return Quarantine(name, result.error().message());
+      if (attempt >= kMaxEnclaveRetries) {
+        return Quarantine(name, "the enclave failed on this batch " + std::to_string(attempt + 1) +
+                                    " times: " + result.error().message());
+      }
+      // The enclave died: start a new one from the sealed state, replay, retry.
+      ++counters_.enclave_restarts;
+      if (auto s = LaunchAndRecover(); !s) return s;
+      continue;
+    }
+    MEDSTREAM_TRY(header, wire::Header::Decode(*result));
+    const std::string out = Path("outbox") + "/" + wire::StreamName(header.stream) + "-" +
+                            std::to_string(header.seq) + ".result";
+    if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;
+    if (auto s = AppendJournal(name); !s) return s;
+    if (std::rename(in.c_str(), (Path("done") + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " to done: " + std::strerror(errno));
+    }
+    ++counters_.processed;
+    if (++since_checkpoint_ >= options_.checkpoint_every) return Checkpoint();
+    return {};
+  }
+}
+
+Result<size_t> Server::ProcessInbox() {
+  size_t n = 0;
+  for (const std::string& name : SortedBatchNames(Path("inbox"))) {
+    if (auto s = HandleInput(name); !s) return std::unexpected(s.error());
+    ++n;
+  }
+  return n;
+}
+
+Status Server::Checkpoint() {
+  std::lock_guard lock(mu_);
+  crypto::Bytes blob;
+  uint64_t version = 0;
+  if (vanilla_) {
+    ByteWriter w(&blob);
+    vanilla_->Save(&w);
+  } else {
+    MEDSTREAM_TRY(sealed, enclave_->Call(enclave::Call::kCheckpoint, {}));
+    MEDSTREAM_TRY(stats_bytes, enclave_->Call(enclave::Call::kStats, {}));
+    MEDSTREAM_TRY(stats, enclave::EnclaveStats::Decode(stats_bytes));
+    blob = std::move(sealed);
+    version = stats.checkpoint_version + 1;
+  }
+  if (auto s = WriteFileAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
+  // The journal restarts empty: everything in it is now inside the checkpoint.
+  if (auto s = WriteFileAtomic(Path(kJournalFile), std::string_view(), 0600); !s) return s;
+  if (!vanilla_) {
+    crypto::Bytes v;
+    ByteWriter w(&v);
+    w.U64(version);
+    MEDSTREAM_TRY(ok, enclave_->Call(enclave::Call::kCommit, v));
+    (void)ok;
+  }
+  since_checkpoint_ = 0;
+  ++counters_.checkpoints;
+  return {};
+}
+
+Status Server::Run(const std::atomic<bool>& stop) {
+  const int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (in < 0) return IoError(std::string("inotify: ") + std::strerror(errno));
+  if (inotify_add_watch(in, Path("inbox").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    close(in);
+    return IoError("cannot watch " + Path("inbox"));
+  }
+  Status status;
+  while (!stop) {
+    if (auto n = ProcessInbox(); !n) {
+      status = std::unexpected(n.error());
+      break;
+    }
+    pollfd p{in, POLLIN, 0};
+    // Woken by a new file; the timeout is a safety net for events missed under load.
+    if (poll(&p, 1, 500) > 0) {
+      char buf[4096];
+      while (read(in, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+  close(in);
+  if (status) status = Checkpoint();
+  return status;
+}
+
+void Server::RelayLoop() {
+  while (!stopping_) {
+    const int fd = accept4(relay_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_ || errno == EINVAL || errno == EBADF) return;
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    relay_client_fds_.push_back(fd);
+    relay_clients_.emplace_back([this, fd] { ServeRelayClient(fd); });
+  }
+}
+
+void Server::ServeRelayClient(int fd) {
+  crypto::Bytes request;
+  for (;;) {
+    uint8_t raw[enclave::kFrameHeaderSize];
+    if (!ReadAll(fd, raw, sizeof raw)) break;
+    auto header = enclave::DecodeFrameHeader(true, raw);
+    if (!header || header->length > 64 * 1024) break;  // relay calls are small
+    request.resize(header->length);
+    if (!ReadAll(fd, request.data(), request.size())) break;
+    Result<crypto::Bytes> reply =
+        RelayAllowed(header->call_or_status)
+            ? CallEnclave(static_cast<enclave::Call>(header->call_or_status), request)
+            : Fail(Error::Code::kInvalidArgument,
+                   "the relay only forwards info, handshake, "
+                   "channel and stats calls");
+    const std::string message = reply ? "" : reply.error().message();
+    const crypto::ByteView payload = reply ? crypto::ByteView(*reply) : crypto::AsBytes(message);
+    uint8_t out[enclave::kFrameHeaderSize];
+    enclave::EncodeFrameHeader(false, reply ? 0 : enclave::StatusFromError(reply.error()),
+                               payload.size(), out);
+    if (!WriteAll(fd, out, sizeof out) || !WriteAll(fd, payload.data(), payload.size())) break;
+  }
+  close(fd);
+}
+
+Result<std::unique_ptr<EnclaveTransport>> ConnectRelay(const std::string& socket_path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) return InvalidArgument("socket path too long");
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return Fail(Error::Code::kNotFound, "cannot reach the server's enclave relay at " +
+                                            socket_path + ": " + why + " (is the server running?)");
+  }
+  return MakeSocketTransport(fd, -1, "relay");
+}
+
+}  // namespace medstream::host

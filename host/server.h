@@ -1,0 +1,94 @@
+// The untrusted server: an inbox of encrypted micro-batches in, an outbox of encrypted results out.
+//
+//   DIR/inbox/        *.batch files, written by gateways (temp name, then rename)
+//   DIR/outbox/       <stream>-<seq>.result, written atomically (temp file, fsync, rename)
+//   DIR/done/         inputs whose results are in the outbox
+//   DIR/quarantine/   refused inputs, each with NAME.reason saying why
+//   DIR/state/        the enclave's sealed checkpoint and the journal of inputs since
+//   DIR/enclave.sock  relay for gateways: attestation and key provisioning reach the enclave here
+//
+// Exactly once, whatever is killed when: a batch's result is written before its input leaves the
+// inbox and before it is journalled; results are deterministic and named by stream and sequence,
+// so writing one again writes the same bytes. After a crash the enclave restores the last sealed
+// checkpoint and is fed the journalled inputs again (those the checkpoint already covers are
+// refused as replays and skipped), which rebuilds its state exactly; then the inbox continues.
+// If the enclave process dies, the server restarts it the same way and retries the batch.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "enclave/edge.h"
+#include "host/transport.h"
+#include "host/vanilla.h"
+
+namespace medstream::host {
+
+struct ServerOptions {
+  std::string dir;
+  std::string mode = "process";  // vanilla, inproc or process
+  std::string platform_dir;
+  std::string enclave_path;              // process mode; default beside the executable
+  int checkpoint_every = 50;             // batches between checkpoints
+  enclave::StreamConfig vanilla_config;  // vanilla mode has no attested provisioning
+  bool relay = true;                     // serve DIR/enclave.sock
+};
+
+struct ServerCounters {
+  uint64_t processed = 0;
+  uint64_t quarantined = 0;
+  uint64_t replayed_on_recovery = 0;
+  uint64_t checkpoints = 0;
+  uint64_t enclave_restarts = 0;
+};
+
+class Server {
+ public:
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  // Processes every batch now in the inbox, oldest name first.
+  Result<size_t> ProcessInbox();
+  // Watches the inbox until `stop` is set, processing batches as they arrive.
+  Status Run(const std::atomic<bool>& stop);
+  // Seals the enclave state (or saves vanilla state), then clears the journal.
+  Status Checkpoint();
+
+  const ServerCounters& counters() const { return counters_; }
+  std::string Describe() const;
+  int enclave_pid() const;
+
+ private:
+  explicit Server(ServerOptions options) : options_(std::move(options)) {}
+  Status LaunchAndRecover();
+  Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
+  Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
+  Status HandleInput(const std::string& name);
+  Status Quarantine(const std::string& name, const std::string& reason);
+  Status AppendJournal(const std::string& name);
+  void RelayLoop();
+  void ServeRelayClient(int fd);
+  std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
+
+  ServerOptions options_;
+  std::recursive_mutex mu_;  // one enclave call sequence at a time (inbox loop and relay)
+  std::unique_ptr<EnclaveTransport> enclave_;
+  std::unique_ptr<VanillaProcessor> vanilla_;
+  ServerCounters counters_;
+  int since_checkpoint_ = 0;
+  int relay_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::thread relay_thread_;
+  std::vector<std::thread> relay_clients_;
+  std::vector<int> relay_client_fds_;
+};
+
+// A gateway's connection to a server's relay socket: the edge calls a client may make
+// (info, handshake, channel, stats), framed exactly as for the process backend.
+Result<std::unique_ptr<EnclaveTransport>> ConnectRelay(const std::string& socket_path);
+
+}  // namespace medstream::host
