@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "attest/sim_platform.h"
@@ -25,9 +26,9 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     // Short: the relay's unix socket path must fit in 108 bytes.
     static int n = 0;
-    root_dir_ = (fs::temp_directory_path() /
-                 ("ms-" + std::to_string(getpid()) + "-" + std::to_string(n++)))
-                    .string();
+    root_dir_ =
+        (fs::temp_directory_path() / ("ms-" + std::to_string(getpid()) + "-" + std::to_string(n++)))
+            .string();
     fs::remove_all(root_dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = platform(), .now = time(nullptr)}));
     auto key = crypto::EcKey::Generate().value();
@@ -38,7 +39,9 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
     const auto real = testing::LoadBeats("rr/rhenanbartels_exercise_rri_ms.txt");
     beats_ = real;
   }
-  void TearDown() override { fs::remove_all(root_dir_); }
+  void TearDown() override {
+    if (!HasFailure() && !std::getenv("MEDSTREAM_KEEP_TEST_DIRS")) fs::remove_all(root_dir_);
+  }
 
   std::string platform() const { return root_dir_ + "/platform"; }
   std::string dir() const { return root_dir_ + "/server"; }
@@ -203,6 +206,57 @@ TEST_P(ProcessServerTest, ADeadEnclaveIsRestartedFromItsSealedState) {
   EXPECT_EQ((*server)->counters().processed, 12u);
   EXPECT_EQ((*server)->counters().quarantined, 0u);
   ExpectSame(CollectResults(12), Offline(12));
+}
+
+// The real thing: `medstream server` as a process, killed with SIGKILL mid-stream, restarted.
+TEST_P(ProcessServerTest, KillMinusNineOfTheServerLosesAndDuplicatesNothing) {
+  auto spawn = [&] {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      const std::string out = root_dir_ + "/server.log";
+      freopen(out.c_str(), "a", stdout);
+      freopen(out.c_str(), "a", stderr);
+      execl(MEDSTREAM_BINARY, MEDSTREAM_BINARY, "server", "--dir", dir().c_str(), "--mode",
+            "process", "--platform", platform().c_str(), "--enclave", MEDSTREAM_ENCLAVE_BINARY,
+            "--checkpoint-every", "3", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  };
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 1000 && !done(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  auto results = [&] {
+    size_t n = 0;
+    for (const auto& e : fs::directory_iterator(dir() + "/outbox"))
+      n += e.path().extension() == ".result";
+    return n;
+  };
+  pid_t server = spawn();
+  ASSERT_TRUE(wait_for([&] { return FileExists(dir() + "/enclave.sock"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Provision();
+  const uint64_t total = beats_.size() / 200;  // 20 batches
+  for (uint64_t seq = 1; seq <= total / 2; ++seq) Upload(seq);
+  // Mid-stream: some results out, some batches being processed or journalled, some waiting.
+  ASSERT_TRUE(wait_for([&] { return results() >= 3; }));
+  kill(server, SIGKILL);
+  waitpid(server, nullptr, 0);
+  const size_t at_kill = results();
+  server = spawn();
+  for (uint64_t seq = total / 2 + 1; seq <= total; ++seq) Upload(seq);
+  ASSERT_TRUE(wait_for([&] { return results() >= total && fs::is_empty(dir() + "/inbox"); }))
+      << *ReadFileText(root_dir_ + "/server.log");
+  kill(server, SIGTERM);
+  int status = 0;
+  waitpid(server, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << *ReadFileText(root_dir_ + "/server.log");
+  EXPECT_TRUE(fs::is_empty(dir() + "/quarantine"));
+  EXPECT_LT(at_kill, total / 2) << "the kill should land while batches are still waiting";
+  ExpectSame(CollectResults(total), Offline(total));
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, ServerTest, ::testing::Values("process", "inproc"),
