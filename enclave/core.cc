@@ -62,7 +62,7 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
       case Call::kChannel:
         return Channel(request);
       case Call::kProcessBatch:
-        return ProcessBatch(request);
+        return ProcessBatch(request, nullptr);
       case Call::kCheckpoint:
         return Checkpoint();
       case Call::kCommit:
@@ -191,8 +191,20 @@ Result<crypto::AesGcm*> EnclaveCore::StreamCipher(uint32_t key_id, const wire::S
 // before any stream state is touched); the worker then authenticates the remaining segments while
 // this thread analyses the beats of those already authenticated. Should a later segment fail, the
 // stream is put back as it was and nothing from this batch is released.
-Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request) {
+Result<crypto::Bytes> EnclaveCore::HandleBatchWithFill(crypto::ByteView request, const Fill& fill) {
+  const CallSpec* spec = FindCall(static_cast<uint16_t>(Call::kProcessBatch));
+  if (request.size() > spec->max_request) {
+    return InvalidArgument("process_batch: request exceeds its cap");
+  }
+  return ProcessBatch(request, &fill);
+}
+
+Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request, const Fill* fill) {
+  auto ensure = [&](size_t n) {
+    if (fill) (*fill)(std::min(n, request.size()));
+  };
   auto result = [&]() -> Result<crypto::Bytes> {
+    ensure(wire::kHeaderSize);
     wire::SegmentLayout layout;
     MEDSTREAM_TRY(header, wire::PrepareBatch(request, &beats_, &layout));
     if (!header.encrypted()) {
@@ -201,6 +213,8 @@ Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request) {
     MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
     auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
     auto open = [&](size_t i) {
+      ensure(wire::kHeaderSize + layout.CipherOffset(i) + layout.PlainSize(i) +
+             crypto::AesGcm::kTagSize);
       return wire::OpenSegment(request, header, layout, i, gcm,
                                {plain + layout.PlainOffset(i), layout.PlainSize(i)});
     };

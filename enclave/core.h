@@ -4,6 +4,7 @@
 // evidence, sealed state, counters).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -37,6 +38,13 @@ class EnclaveCore {
   Result<crypto::Bytes> Handle(uint16_t call_id, crypto::ByteView request);
   bool shutdown_requested() const { return shutdown_; }
 
+  // Makes bytes [0, n) of a request present (copies them in from where the host left them).
+  using Fill = std::function<void(size_t n)>;
+  // process_batch on a request whose bytes are brought in on demand: the worker copies each
+  // segment just before authenticating it, so the copy overlaps with the analysis. Everything is
+  // read from `request` (private memory) only after `fill` put it there.
+  Result<crypto::Bytes> HandleBatchWithFill(crypto::ByteView request, const Fill& fill);
+
  private:
   EnclaveCore(CoreOptions options, attest::SimPlatform platform, MonotonicCounter counter)
       : options_(std::move(options)),
@@ -46,7 +54,7 @@ class EnclaveCore {
   Result<crypto::Bytes> Info() const;
   Result<crypto::Bytes> Handshake(crypto::ByteView request);
   Result<crypto::Bytes> Channel(crypto::ByteView request);
-  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request);
+  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request, const Fill* fill);
   Result<crypto::Bytes> Checkpoint();
   Result<crypto::Bytes> Commit(crypto::ByteView request);
   Result<crypto::Bytes> Restore(crypto::ByteView request);

@@ -59,7 +59,16 @@ const CallSpec* FindCall(uint16_t id);
 //   request:  "MSEQ" | edge version u16 | call id u16 | payload length u64 | payload
 //   response: "MSER" | edge version u16 | status u16   | payload length u64 | payload
 // status 0 is success; otherwise it is 1 + Error::Code and the payload is the error message.
+// Large payloads travel through a shared memory region instead (the process backend maps a memfd
+// on both sides): bit 15 of the call id / status is then set, the frame carries no payload bytes,
+// and the payload lies at offset 0 (requests) or kSharedResponseOffset (responses). The region
+// only ever holds what the socket would have carried (ciphertext), and the enclave copies a
+// request into its own memory before reading it, so the host cannot change it underneath.
 inline constexpr size_t kFrameHeaderSize = 16;
+inline constexpr uint16_t kSharedPayloadFlag = 0x8000;
+inline constexpr size_t kSharedThreshold = 64 * 1024;
+inline constexpr size_t kSharedResponseOffset = size_t{72} << 20;
+inline constexpr size_t kSharedSize = size_t{208} << 20;
 void EncodeFrameHeader(bool request, uint16_t call_or_status, uint64_t length, uint8_t* out);
 struct FrameHeader {
   uint16_t call_or_status = 0;

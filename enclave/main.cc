@@ -4,6 +4,7 @@
 //
 // Started by the host with its end of a socketpair as fd 3; serves the calls of edge.h until
 // shutdown or until the host goes away. A software-simulated TEE boundary: see core.cc's note.
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -19,6 +20,8 @@
 namespace {
 
 constexpr int kChannelFd = 3;
+constexpr int kSharedFd = 4;
+uint8_t* g_shared = nullptr;  // the host's shared payload region, if it gave us one
 
 bool ReadAll(int fd, uint8_t* p, size_t n) {
   while (n > 0) {
@@ -43,10 +46,14 @@ bool WriteAll(int fd, const uint8_t* p, size_t n) {
 }
 
 bool Respond(uint16_t status, std::span<const uint8_t> payload) {
-  uint8_t header[medstream::enclave::kFrameHeaderSize];
-  medstream::enclave::EncodeFrameHeader(false, status, payload.size(), header);
+  using namespace medstream::enclave;
+  uint8_t header[kFrameHeaderSize];
+  const bool via_shared = g_shared && payload.size() >= kSharedThreshold &&
+                          payload.size() <= kSharedSize - kSharedResponseOffset;
+  if (via_shared) std::memcpy(g_shared + kSharedResponseOffset, payload.data(), payload.size());
+  EncodeFrameHeader(false, status | (via_shared ? kSharedPayloadFlag : 0), payload.size(), header);
   return WriteAll(kChannelFd, header, sizeof header) &&
-         WriteAll(kChannelFd, payload.data(), payload.size());
+         (via_shared || WriteAll(kChannelFd, payload.data(), payload.size()));
 }
 
 int Die(const std::string& message) {
@@ -109,6 +116,10 @@ int main(int argc, char** argv) {
   auto core = EnclaveCore::Create(options);
   if (!core) return Die(core.error().message());
   WarmUpCrypto();
+  {
+    void* p = mmap(nullptr, kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, kSharedFd, 0);
+    if (p != MAP_FAILED) g_shared = static_cast<uint8_t*>(p);
+  }
   if (!options.debug) {
     if (auto s = InstallSyscallFilter(kChannelFd); !s) return Die(s.error().message());
   }
@@ -118,13 +129,18 @@ int main(int argc, char** argv) {
     if (!ReadAll(kChannelFd, raw, sizeof raw)) return 0;  // the host went away
     auto header = DecodeFrameHeader(true, raw);
     if (!header) return Die(header.error().message());
+    const bool shared_request = header->call_or_status & kSharedPayloadFlag;
+    header->call_or_status &= static_cast<uint16_t>(~kSharedPayloadFlag);
+    if (shared_request && (!g_shared || header->length > kSharedResponseOffset)) {
+      return Die("shared-memory request out of bounds");
+    }
     const CallSpec* spec = FindCall(header->call_or_status);
     // Refuse before allocating: the length comes from the untrusted host.
     if (!spec || header->length > spec->max_request) {
       const std::string why = !spec ? "call not in the edge interface" : "request exceeds its cap";
       if (header->length > (64u << 20)) return Die(why);  // cannot skip it safely
       request.resize(header->length);
-      if (!ReadAll(kChannelFd, request.data(), request.size())) return 0;
+      if (!shared_request && !ReadAll(kChannelFd, request.data(), request.size())) return 0;
       if (!Respond(StatusFromError(medstream::Error(medstream::Error::Code::kInvalidArgument, why)),
                    std::span(reinterpret_cast<const uint8_t*>(why.data()), why.size()))) {
         return 0;
@@ -132,8 +148,25 @@ int main(int argc, char** argv) {
       continue;
     }
     request.resize(header->length);
-    if (!ReadAll(kChannelFd, request.data(), request.size())) return 0;
-    auto reply = (*core)->Handle(header->call_or_status, request);
+    medstream::Result<medstream::crypto::Bytes> reply = medstream::crypto::Bytes{};
+    if (shared_request && spec->call == Call::kProcessBatch) {
+      // Copied into private memory piece by piece as the batch is authenticated (the host can
+      // write to the shared region at any time; nothing is read from it twice).
+      size_t copied = 0;
+      reply = (*core)->HandleBatchWithFill(request, [&](size_t n) {
+        if (n > copied) {
+          std::memcpy(request.data() + copied, g_shared + copied, n - copied);
+          copied = n;
+        }
+      });
+    } else {
+      if (shared_request) {
+        std::memcpy(request.data(), g_shared, request.size());  // a private copy first
+      } else if (!ReadAll(kChannelFd, request.data(), request.size())) {
+        return 0;
+      }
+      reply = (*core)->Handle(header->call_or_status, request);
+    }
     const bool ok =
         reply ? Respond(0, *reply)
               : Respond(StatusFromError(reply.error()),

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -55,8 +56,8 @@ bool ReadAll(int fd, uint8_t* p, size_t n) {
 
 class SocketTransport : public EnclaveTransport {
  public:
-  SocketTransport(pid_t pid, int fd, std::string backend)
-      : pid_(pid), fd_(fd), backend_(std::move(backend)) {}
+  SocketTransport(pid_t pid, int fd, std::string backend, uint8_t* shared = nullptr)
+      : pid_(pid), fd_(fd), backend_(std::move(backend)), shared_(shared) {}
   ~SocketTransport() override {
     if (fd_ >= 0 && pid_ > 0) {
       uint8_t header[enclave::kFrameHeaderSize];
@@ -65,18 +66,32 @@ class SocketTransport : public EnclaveTransport {
     }
     if (fd_ >= 0) close(fd_);
     Reap(std::chrono::seconds(2));
+    if (shared_) munmap(shared_, enclave::kSharedSize);
   }
 
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
     if (fd_ < 0) return Dead();
     uint8_t header[enclave::kFrameHeaderSize];
-    enclave::EncodeFrameHeader(true, static_cast<uint16_t>(call), request.size(), header);
-    if (!WriteAll(fd_, header, sizeof header) || !WriteAll(fd_, request.data(), request.size()) ||
+    const bool via_shared = shared_ && request.size() >= enclave::kSharedThreshold &&
+                            request.size() <= enclave::kSharedResponseOffset;
+    if (via_shared) std::memcpy(shared_, request.data(), request.size());
+    enclave::EncodeFrameHeader(
+        true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
+        request.size(), header);
+    if (!WriteAll(fd_, header, sizeof header) ||
+        (!via_shared && !WriteAll(fd_, request.data(), request.size())) ||
         !ReadAll(fd_, header, sizeof header)) {
       return Dead();
     }
     auto h = enclave::DecodeFrameHeader(false, header);
     if (!h) return std::unexpected(h.error());
+    if (h->call_or_status & enclave::kSharedPayloadFlag) {
+      if (!shared_ || h->length > enclave::kSharedSize - enclave::kSharedResponseOffset) {
+        return Corrupt("enclave response in shared memory is out of bounds");
+      }
+      const uint8_t* p = shared_ + enclave::kSharedResponseOffset;
+      return crypto::Bytes(p, p + h->length);
+    }
     // An error reply (e.g. to a call outside the interface) is a short message.
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
     const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
@@ -129,6 +144,7 @@ class SocketTransport : public EnclaveTransport {
   pid_t pid_;
   int fd_;
   std::string backend_;
+  uint8_t* shared_;
   std::string exit_description_ = "unknown";
 };
 
@@ -147,6 +163,16 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
   }
+  // The shared payload region: sparse, so only what large batches touch is ever allocated.
+  const int shm = memfd_create("medstream-edge", MFD_CLOEXEC);
+  if (shm < 0 || ftruncate(shm, static_cast<off_t>(enclave::kSharedSize)) != 0) {
+    return IoError(std::string("memfd: ") + std::strerror(errno));
+  }
+  void* shared = mmap(nullptr, enclave::kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, shm, 0);
+  if (shared == MAP_FAILED) {
+    close(shm);
+    return IoError(std::string("mmap: ") + std::strerror(errno));
+  }
   std::vector<std::string> args = {
       path, "--platform", l.platform_dir, "--seal-policy",
       l.seal_policy == enclave::SealPolicy::kMrSigner ? "mrsigner" : "mrenclave"};
@@ -155,7 +181,7 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
   if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC.
-    if (dup2(sv[1], 3) < 0) _exit(126);
+    if (dup2(sv[1], 3) < 0 || dup2(shm, 4) < 0) _exit(126);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -163,7 +189,8 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
     _exit(127);
   }
   close(sv[1]);
-  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process");
+  close(shm);
+  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process", static_cast<uint8_t*>(shared));
   // The first call proves the enclave started (it refuses to if its signature does not match).
   auto info = t->Call(enclave::Call::kInfo, {});
   if (!info) {
