@@ -10,5 +10,6 @@ namespace medstream::cli {
 void RegisterHrvCommand(CLI::App& app, int* exit_code);
 void RegisterEnclaveCommands(CLI::App& app, int* exit_code);
 void RegisterServerCommand(CLI::App& app, int* exit_code);
+void RegisterSensorCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

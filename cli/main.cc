@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterHrvCommand(app, &exit_code);
   medstream::cli::RegisterEnclaveCommands(app, &exit_code);
   medstream::cli::RegisterServerCommand(app, &exit_code);
+  medstream::cli::RegisterSensorCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
