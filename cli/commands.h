@@ -11,5 +11,6 @@ void RegisterHrvCommand(CLI::App& app, int* exit_code);
 void RegisterEnclaveCommands(CLI::App& app, int* exit_code);
 void RegisterServerCommand(CLI::App& app, int* exit_code);
 void RegisterSensorCommand(CLI::App& app, int* exit_code);
+void RegisterDemoCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

@@ -1,6 +1,8 @@
 // `medstream sensor`: simulated users (or a replayed recording) publishing beats over MQTT.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "cli/commands.h"
@@ -22,6 +24,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     int per_message = 1;
     std::string replay;
     double start_s = 1.7e9;
+    std::string record;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -49,6 +52,8 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--start", a->start_s, "Time of the first beat (Unix seconds)")
       ->capture_default_str();
+  cmd->add_option("--record", a->record,
+                  "Also write every beat sent to DIR/<user>.csv (time_s,rr_ms), for checking");
   cmd->callback([a, exit_code] {
     auto fail = [&](const std::string& m) {
       std::fprintf(stderr, "medstream sensor: error: %s\n", m.c_str());
@@ -89,6 +94,17 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     }
     size_t total = 0;
     for (const auto& p : users) total += p.beats.size();
+    if (!a->record.empty()) {
+      std::filesystem::create_directories(a->record);
+      for (const auto& p : users) {
+        const std::string user = p.topic.substr(p.topic.find('/', 10) + 1,
+                                                p.topic.rfind('/') - p.topic.find('/', 10) - 1);
+        std::ofstream out(a->record + "/" + user + ".csv");
+        out << "time_s,rr_ms\n";
+        out.precision(17);
+        for (const auto& b : p.beats) out << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
+      }
+    }
     double speed = a->speed;
     if (a->rate > 0) {
       const double span = a->replay.empty()

@@ -1,0 +1,297 @@
+#include "gateway/gateway.h"
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/file.h"
+#include "host/server.h"
+#include "sensor/sensor.h"
+
+namespace medstream::gateway {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+bool ValidUser(const std::string& u) {
+  return !u.empty() && u.size() <= 64 && std::all_of(u.begin(), u.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+std::string SeqName(uint64_t seq) {
+  return fmt::format("{:020}", seq);
+}
+
+// The last "seq" in a JSON-lines file, or 0.
+uint64_t LastSeqIn(const std::string& path) {
+  auto text = ReadFileText(path);
+  if (!text || text->empty()) return 0;
+  size_t end = text->size();
+  while (end > 0 && (*text)[end - 1] == '\n') --end;
+  const size_t start = text->rfind('\n', end - 1);
+  const std::string line = text->substr(start == std::string::npos ? 0 : start + 1, end);
+  try {
+    return nlohmann::json::parse(line).value("seq", uint64_t{0});
+  } catch (const nlohmann::json::exception&) {
+    return 0;  // a torn last line: that result is read again
+  }
+}
+
+Status AppendBlock(const std::string& path, const std::string& block, const std::string& header) {
+  const bool fresh = !FileExists(path);
+  FILE* f = std::fopen(path.c_str(), "ab");
+  if (!f) return IoError("cannot open " + path);
+  const std::string text = (fresh ? header : std::string()) + block;
+  // One write per result: a crash cannot leave half a result's lines behind the seq marker.
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0;
+  std::fclose(f);
+  if (!ok) return IoError("cannot append to " + path);
+  return {};
+}
+
+std::string Num(double v) {
+  return std::isnan(v) ? "" : fmt::format("{}", v);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
+  std::unique_ptr<Gateway> g(new Gateway(options));
+  for (const std::string& d : {options.state_dir + "/spool", options.results_dir}) {
+    if (auto s = MakeDirs(d, 0700); !s) return std::unexpected(s.error());
+  }
+  if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
+  if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
+  // Sequence numbers survive restarts: a reused number would be refused as a replay.
+  if (auto text = ReadFileText(options.state_dir + "/seq")) {
+    std::istringstream in(*text);
+    std::string user;
+    uint64_t next;
+    while (in >> user >> next) g->StreamFor(user).next_seq = next;
+  }
+  MEDSTREAM_TRY(addr, mqtt::ParseAddress(options.broker));
+  MEDSTREAM_TRY(
+      client, mqtt::Client::Connect(addr.first, addr.second, "medstream-gateway-" + options.site));
+  g->mqtt_ = std::move(client);
+  Gateway* raw = g.get();
+  if (auto s = g->mqtt_->Subscribe("medstream/" + options.site + "/+/rr", 1,
+                                   [raw](const mqtt::Message& m) { raw->OnMessage(m); });
+      !s) {
+    return std::unexpected(s.error());
+  }
+  return g;
+}
+
+Gateway::~Gateway() {
+  mqtt_.reset();
+}
+
+Status Gateway::LoadOrCreateKeys() {
+  const std::string path = options_.state_dir + "/keys";
+  auto bytes = ReadFileBytes(path);
+  if (!bytes) {
+    crypto::Bytes fresh(68);
+    if (auto s = crypto::RandomBytes(fresh); !s) return s;
+    if (auto s = WriteFileAtomic(path, fresh, 0600); !s) return s;
+    bytes = fresh;
+  }
+  if (bytes->size() != 68) return Corrupt(path + " is damaged (expected 68 bytes)");
+  data_key_ = crypto::Key256(std::span(*bytes).first(32));
+  pseudonym_key_ = crypto::Key256(std::span(*bytes).subspan(32, 32));
+  std::memcpy(&key_id_, bytes->data() + 64, 4);
+  crypto::Wipe(*bytes);
+  return {};
+}
+
+Status Gateway::AttestAndProvision() {
+  MEDSTREAM_TRY(relay, host::ConnectRelay(options_.server_dir + "/enclave.sock"));
+  MEDSTREAM_TRY(pem, ReadFileText(options_.root_ca));
+  MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
+  auto session = client::Attest(*relay, {.root = &root, .policy = options_.policy});
+  if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
+  claims_ = session->claims;
+  enclave::ProvisionKey p;
+  p.key_id = key_id_;
+  p.key = data_key_;
+  p.config = options_.config;
+  return client::Provision(*relay, *session, p);
+}
+
+Gateway::Stream& Gateway::StreamFor(const std::string& user) {
+  auto it = streams_.find(user);
+  if (it != streams_.end()) return it->second;
+  Stream& s = streams_[user];
+  s.user = user;
+  const crypto::Digest mac = crypto::HmacSha256(pseudonym_key_.span(), crypto::AsBytes(user));
+  std::copy_n(mac.begin(), 16, s.id.begin());
+  s.sealer = std::make_unique<client::StreamSealer>(
+      client::StreamSealer::Create(data_key_, key_id_, s.id).value());
+  s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
+  return s;
+}
+
+void Gateway::OnMessage(const mqtt::Message& m) {
+  std::lock_guard lock(mu_);
+  ++stats_.messages;
+  // medstream/<site>/<user>/rr
+  const std::string prefix = "medstream/" + options_.site + "/";
+  std::string user;
+  if (m.topic.starts_with(prefix) && m.topic.ends_with("/rr")) {
+    user = m.topic.substr(prefix.size(), m.topic.size() - prefix.size() - 3);
+  }
+  auto beats = sensor::DecodePayload(m.payload);
+  if (!ValidUser(user) || !beats) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a malformed message on %s: %s\n", m.topic.c_str(),
+                 beats ? "bad user name" : beats.error().message().c_str());
+    return;
+  }
+  Stream& s = StreamFor(user);
+  if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  s.open.insert(s.open.end(), beats->begin(), beats->end());
+  stats_.beats_in += beats->size();
+  if (s.open.size() >= options_.batch_beats) {
+    if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+}
+
+Status Gateway::SaveSequences() {
+  std::string text;
+  for (const auto& [user, s] : streams_) text += user + " " + std::to_string(s.next_seq) + "\n";
+  return WriteFileAtomic(options_.state_dir + "/seq", text, 0600);
+}
+
+Status Gateway::Cut(Stream& s) {
+  if (s.open.empty()) return {};
+  const uint64_t seq = s.next_seq++;
+  if (auto st = SaveSequences(); !st) return st;
+  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
+  const std::string name = wire::StreamName(s.id) + "-" + SeqName(seq) + ".batch";
+  if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  s.in_flight[seq] = s.opened;
+  s.open.clear();
+  ++stats_.batches_sealed;
+  return {};
+}
+
+Status Gateway::UploadSpool() {
+  const std::string inbox = options_.server_dir + "/inbox";
+  if (!FileExists(inbox)) return {};  // server not there: keep spooling
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
+    if (e.path().extension() == ".batch") names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string from = options_.state_dir + "/spool/" + name;
+    MEDSTREAM_TRY(bytes, ReadFileBytes(from));
+    const std::string tmp = inbox + "/." + name + ".part";
+    if (auto s = WriteFileAtomic(tmp, bytes, 0644); !s) return {};  // outage: retry later
+    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) return {};
+    std::remove(from.c_str());
+    ++stats_.batches_uploaded;
+  }
+  return {};
+}
+
+Status Gateway::ReadResults(Stream& s) {
+  for (;;) {
+    const std::string path = options_.server_dir + "/outbox/" + wire::StreamName(s.id) + "-" +
+                             std::to_string(s.next_result) + ".result";
+    auto bytes = ReadFileBytes(path);
+    if (!bytes) return {};
+    uint64_t seq = 0;
+    auto r = s.sealer->OpenResult(*bytes, &seq);
+    if (!r) return std::unexpected(std::move(r.error()).With("result " + path));
+    if (seq != s.next_result)
+      return Corrupt("result " + path + " carries sequence " + std::to_string(seq));
+    std::string jsonl;
+    std::map<hrv::JobKind, std::string> csv;
+    for (const auto& [kind, out] : r->jobs) {
+      const auto metrics = hrv::JobMetrics(kind);
+      for (const hrv::WindowResult& w : out.windows) {
+        nlohmann::ordered_json j{{"seq", seq},
+                                 {"job", hrv::JobName(kind)},
+                                 {"t_start", w.t_start},
+                                 {"t_end", w.t_end},
+                                 {"coverage", w.coverage}};
+        std::string row =
+            fmt::format("{},{},{},{}", seq, Num(w.t_start), Num(w.t_end), Num(w.coverage));
+        for (const hrv::MetricInfo* m : metrics) {
+          j[std::string(m->name)] = w.metrics.*(m->field);
+          row += "," + Num(w.metrics.*(m->field));
+        }
+        jsonl += j.dump() + "\n";
+        csv[kind] += row + "\n";
+        ++stats_.windows;
+      }
+    }
+    for (const auto& [kind, rows] : csv) {
+      std::string header = "seq,t_start,t_end,coverage";
+      for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
+      if (auto st = AppendBlock(
+              options_.results_dir + "/" + s.user + "." + std::string(hrv::JobName(kind)) + ".csv",
+              rows, header + "\n");
+          !st) {
+        return st;
+      }
+    }
+    // A marker line even for a result with no complete window, so the position is recorded.
+    if (jsonl.empty()) jsonl = nlohmann::json{{"seq", seq}, {"windows", 0}}.dump() + "\n";
+    if (auto st = AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", jsonl, ""); !st) {
+      return st;
+    }
+    ++stats_.results;
+    stats_.beats_processed += r->beats;
+    if (r->missing_before) ++stats_.gaps_reported;
+    if (auto it = s.in_flight.find(seq); it != s.in_flight.end()) {
+      stats_.latency_s.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count());
+      s.in_flight.erase(it);
+    }
+    ++s.next_result;
+  }
+}
+
+Status Gateway::Tick() {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& [user, s] : streams_) {
+    if (!s.open.empty() &&
+        std::chrono::duration<double>(now - s.opened).count() >= options_.batch_seconds) {
+      if (auto st = Cut(s); !st) return st;
+    }
+  }
+  if (auto st = UploadSpool(); !st) return st;
+  for (auto& [user, s] : streams_) {
+    if (auto st = ReadResults(s); !st) return st;
+  }
+  return {};
+}
+
+Status Gateway::CutAll() {
+  std::lock_guard lock(mu_);
+  for (auto& [user, s] : streams_) {
+    if (auto st = Cut(s); !st) return st;
+  }
+  return {};
+}
+
+Stats Gateway::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+size_t Gateway::outstanding() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [user, s] : streams_) n += s.next_seq - s.next_result;
+  return n;
+}
+
+}  // namespace medstream::gateway

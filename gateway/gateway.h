@@ -1,0 +1,106 @@
+// gateway: the data owner's trusted edge. Beats arrive over MQTT from the sensors; the gateway
+// groups them per user into micro-batches, seals each batch for the enclave, keeps it in a local
+// spool until the server has it, and turns the enclave's encrypted results back into per-user CSV
+// and JSON lines.
+//
+//   STATE/keys          data key, key id and the pseudonym secret (0600): never leave the gateway
+//   STATE/spool/        sealed batches not yet uploaded (a crash or a server outage loses none)
+//   STATE/seq           the next sequence number per stream (persisted before a batch is sealed)
+//   RESULTS/<user>.csv  one row per window: seq, window, metrics; RESULTS/<user>.jsonl likewise
+//
+// Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
+// Before any key leaves, the gateway attests the enclave (through the server's relay socket) and
+// checks its policy. Results are appended in sequence order; the next sequence to read is taken
+// from the output files themselves, so a restart neither skips nor repeats a result.
+//
+// Beats of a batch not yet cut live in memory only: a gateway crash loses at most that open batch
+// (its beats were acknowledged to the broker on receipt; libmosquitto has no manual acks).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "attest/policy.h"
+#include "client/client.h"
+#include "enclave/edge.h"
+#include "mqtt/mqtt.h"
+
+namespace medstream::gateway {
+
+struct Options {
+  std::string state_dir;
+  std::string results_dir;
+  std::string server_dir;  // local-directory upload: its inbox, outbox and enclave.sock
+  std::string broker = "127.0.0.1:1883";
+  std::string site = "demo";
+  size_t batch_beats = 1000;
+  double batch_seconds = 10;
+  enclave::StreamConfig config;
+  std::string root_ca;  // trust anchor for attestation
+  attest::Policy policy;
+};
+
+struct Stats {
+  uint64_t messages = 0;
+  uint64_t malformed = 0;
+  uint64_t beats_in = 0;
+  uint64_t batches_sealed = 0;
+  uint64_t batches_uploaded = 0;
+  uint64_t results = 0;
+  uint64_t beats_processed = 0;
+  uint64_t windows = 0;
+  uint64_t gaps_reported = 0;
+  std::vector<double> latency_s;  // first beat of a batch received -> its result read
+};
+
+class Gateway {
+ public:
+  static Result<std::unique_ptr<Gateway>> Start(const Options& options);
+  ~Gateway();
+
+  // One step of the main loop: cut batches that are old enough, upload the spool, read results.
+  Status Tick();
+  // Cuts every open batch now (end of a run).
+  Status CutAll();
+  Stats stats() const;
+  // Batches sealed but whose results have not been read yet.
+  size_t outstanding() const;
+  const attest::Claims& claims() const { return claims_; }
+
+ private:
+  explicit Gateway(Options o) : options_(std::move(o)) {}
+  struct Stream {
+    std::string user;
+    wire::StreamId id{};
+    std::vector<hrv::Beat> open;
+    std::chrono::steady_clock::time_point opened;
+    uint64_t next_seq = 1;
+    uint64_t next_result = 1;
+    std::unique_ptr<client::StreamSealer> sealer;
+    std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
+  };
+  Status LoadOrCreateKeys();
+  Status AttestAndProvision();
+  void OnMessage(const mqtt::Message& m);
+  Stream& StreamFor(const std::string& user);
+  Status Cut(Stream& s);
+  Status UploadSpool();
+  Status ReadResults(Stream& s);
+  Status SaveSequences();
+
+  Options options_;
+  crypto::Key256 data_key_;
+  crypto::Key256 pseudonym_key_;
+  uint32_t key_id_ = 1;
+  attest::Claims claims_;
+  mutable std::mutex mu_;
+  std::map<std::string, Stream> streams_;
+  Stats stats_;
+  std::unique_ptr<mqtt::Client> mqtt_;
+};
+
+}  // namespace medstream::gateway
