@@ -32,9 +32,9 @@ TEST(Demo, NothingLostAndResultsEqualOfflineAnalysis) {
   int status = 0;
   const std::string out =
       Shell(std::string(MEDSTREAM_BINARY) + " demo --users 3 --duration 8 --speed 60 " +
-              "--batch-seconds 1 --jobs sdnn,hrv-full --keep " + dir.string() + " --summary-json " +
-              summary,
-          &status);
+                "--batch-seconds 1 --jobs sdnn,hrv-full --keep " + dir.string() +
+                " --summary-json " + summary,
+            &status);
   ASSERT_EQ(status, 0) << out;
   const json s = json::parse(std::ifstream(summary));
   EXPECT_EQ(s["lost_beats"], 0) << out;
@@ -51,8 +51,8 @@ TEST(Demo, NothingLostAndResultsEqualOfflineAnalysis) {
       // Offline: the beats this user's sensor sent, through `medstream hrv`.
       const std::string offline_out =
           Shell(std::string(MEDSTREAM_BINARY) + " hrv --json --window 300 --step 30 --job " + job +
-                  " " + (dir / "sensors" / (std::string(user) + ".csv")).string(),
-              &status);
+                    " " + (dir / "sensors" / (std::string(user) + ".csv")).string(),
+                &status);
       ASSERT_EQ(status, 0) << offline_out;
       std::vector<json> offline;
       std::istringstream lines(offline_out);
