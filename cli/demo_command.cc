@@ -24,6 +24,7 @@
 #include "enclave/identity.h"
 #include "gateway/gateway.h"
 #include "host/transport.h"
+#include "sftp/sshd.h"
 
 namespace medstream::cli {
 
@@ -106,6 +107,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     uint64_t seed = 1;
     std::string keep, summary_json;
     std::string jobs = "sdnn,hrv-bands";
+    bool sftp = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -130,6 +132,9 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
                   "Keep every directory here: raw beats sent, server inbox/outbox (ciphertext), "
                   "decrypted results");
   cmd->add_option("--summary-json", a->summary_json, "Also write the summary as JSON");
+  cmd->add_flag("--sftp", a->sftp,
+                "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
+                "key auth, pinned host key) on a loopback port; needs root");
   cmd->callback([a, exit_code] {
     auto fail = [&](const std::string& m) {
       std::fprintf(stderr, "medstream demo: error: %s\n", m.c_str());
@@ -140,8 +145,17 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         a->keep.empty()
             ? (fs::temp_directory_path() / ("medstream-demo-" + std::to_string(getpid()))).string()
             : fs::absolute(a->keep).string();
-    fs::remove_all(work + "/server");
+    // OpenSSH's chroot must be root-owned all the way up, so never under /tmp.
+    const std::string server_dir =
+        a->sftp ? "/var/lib/medstream/demo-" + std::to_string(getpid()) + "/server"
+                : work + "/server";
+    fs::remove_all(server_dir);
     fs::create_directories(work);
+    if (a->sftp) {
+      if (auto s = MakeDirs(fs::path(server_dir).parent_path().string(), 0755); !s) {
+        return fail(s.error().message());
+      }
+    }
     const std::string platform = work + "/platform";
     std::printf(
         "medstream demo: %d users for %.0f s at %.0fx real time, enclave in process mode\n"
@@ -175,10 +189,10 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     }
     std::printf("  broker     mosquitto on 127.0.0.1:%d\n", port);
     // 2. The untrusted server with its enclave.
-    server = Spawn(
-        {self, "server", "--dir", work + "/server", "--mode", "process", "--platform", platform},
-        work + "/server.log");
-    for (int i = 0; i < 500 && !FileExists(work + "/server/enclave.sock"); ++i) {
+    server =
+        Spawn({self, "server", "--dir", server_dir, "--mode", "process", "--platform", platform},
+              work + "/server.log");
+    for (int i = 0; i < 500 && !FileExists(server_dir + "/enclave.sock"); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -191,7 +205,25 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     gateway::Options go;
     go.state_dir = work + "/gateway";
     go.results_dir = work + "/results";
-    go.server_dir = work + "/server";
+    go.server_dir = server_dir;
+    std::unique_ptr<sftp::Sshd> sshd;
+    if (a->sftp) {
+      auto d = sftp::Sshd::Start(work + "/ssh", server_dir, FreePort());
+      if (!d) {
+        cleanup();
+        return fail(d.error().message());
+      }
+      sshd = std::move(*d);
+      go.sftp = sftp::Target{.host = "127.0.0.1",
+                             .port = sshd->port(),
+                             .user = "root",
+                             .private_key = sshd->client_key(),
+                             .host_key = sshd->host_key_pub()};
+      std::printf(
+          "  transport  SFTP: OpenSSH sshd on 127.0.0.1:%d, internal-sftp chrooted to %s,\n"
+          "             key authentication, host key pinned\n",
+          sshd->port(), server_dir.c_str());
+    }
     go.broker = "127.0.0.1:" + std::to_string(port);
     go.site = "demo";
     go.batch_seconds = a->batch_seconds;
@@ -282,7 +314,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
       while (std::getline(in, line)) ++published;
     }
     size_t result_files = 0;
-    for (const auto& e : fs::directory_iterator(work + "/server/outbox")) {
+    for (const auto& e : fs::directory_iterator(server_dir + "/outbox")) {
       result_files += e.path().extension() == ".result";
     }
     const uint64_t lost_beats = published > st.beats_processed ? published - st.beats_processed : 0;
@@ -321,14 +353,16 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         static_cast<unsigned long long>(lost_batches), static_cast<unsigned long long>(duplicates),
         Percentile(st.latency_s, 0.5), Percentile(st.latency_s, 0.99), a->batch_seconds);
     gw->reset();
+    sshd.reset();
     cleanup();
     if (!a->keep.empty()) {
       std::printf(
-          "  kept in %s: sensors/ (raw beats sent), server/inbox|outbox|done (ciphertext),\n"
-          "  results/ (decrypted per user: CSV and JSON lines), gateway/, platform/\n",
-          work.c_str());
+          "  kept in %s: sensors/ (raw beats sent), results/ (decrypted per user: CSV and\n"
+          "  JSON lines), gateway/, platform/; the server's files (ciphertext) in %s\n",
+          work.c_str(), server_dir.c_str());
     } else {
       fs::remove_all(work);
+      if (a->sftp) fs::remove_all(fs::path(server_dir).parent_path());
       std::printf(
           "  (use --keep DIR to keep the sensors' beats, the server's files and the results)\n");
     }

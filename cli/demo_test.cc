@@ -100,5 +100,25 @@ TEST(Demo, NothingLostAndResultsEqualOfflineAnalysis) {
   fs::remove_all(dir);
 }
 
+TEST(Demo, OverSftpThroughOpenSsh) {
+  const fs::path summary =
+      fs::temp_directory_path() / ("md-sftp-" + std::to_string(getpid()) + ".json");
+  int status = 0;
+  const std::string out = Shell(std::string(MEDSTREAM_BINARY) +
+                                    " demo --sftp --users 3 --duration 6 --speed 60 "
+                                    "--batch-seconds 1 --summary-json " +
+                                    summary.string(),
+                                &status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("internal-sftp chrooted"), std::string::npos) << out;
+  const json s = json::parse(std::ifstream(summary));
+  EXPECT_EQ(s["lost_beats"], 0) << out;
+  EXPECT_EQ(s["lost_batches"], 0);
+  EXPECT_EQ(s["duplicates"], 0);
+  EXPECT_EQ(s["beats_published"], s["beats_processed"]);
+  EXPECT_GT(s["results"].get<int>(), 10);
+  fs::remove(summary);
+}
+
 }  // namespace
 }  // namespace medstream

@@ -58,10 +58,70 @@ std::string Num(double v) {
   return std::isnan(v) ? "" : fmt::format("{}", v);
 }
 
+class Local : public ServerLink {
+ public:
+  explicit Local(std::string dir) : dir_(std::move(dir)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    const std::string inbox = dir_ + "/inbox";
+    if (!FileExists(inbox))
+      return Fail(Error::Code::kNotFound, "server inbox " + inbox + " absent");
+    const std::string tmp = inbox + "/." + name + ".part";
+    if (auto s = WriteFileAtomic(tmp, data, 0644); !s) return s;
+    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " into the server inbox");
+    }
+    return {};
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    auto b = ReadFileBytes(dir_ + "/outbox/" + name);
+    if (!b) return NotFound(name);
+    return b;
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
+    return host::ConnectRelay(dir_ + "/enclave.sock");
+  }
+
+ private:
+  std::string dir_;
+};
+
+class Remote : public ServerLink {
+ public:
+  Remote(std::unique_ptr<sftp::Client> c, std::string relay)
+      : c_(std::move(c)), relay_(std::move(relay)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    return c_->Upload("/inbox", name, data);
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    return c_->Download("/outbox/" + name);
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override { return c_->OpenRelay(relay_); }
+
+ private:
+  std::unique_ptr<sftp::Client> c_;
+  std::string relay_;
+};
+
 }  // namespace
+
+std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir) {
+  return std::make_unique<Local>(server_dir);
+}
+
+Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
+                                             const std::string& relay_socket) {
+  MEDSTREAM_TRY(c, sftp::Client::Connect(target));
+  return std::unique_ptr<ServerLink>(std::make_unique<Remote>(std::move(c), relay_socket));
+}
 
 Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   std::unique_ptr<Gateway> g(new Gateway(options));
+  if (options.sftp) {
+    MEDSTREAM_TRY(link, SftpLink(*options.sftp, options.server_dir + "/enclave.sock"));
+    g->link_ = std::move(link);
+  } else {
+    g->link_ = LocalLink(options.server_dir);
+  }
   for (const std::string& d : {options.state_dir + "/spool", options.results_dir}) {
     if (auto s = MakeDirs(d, 0700); !s) return std::unexpected(s.error());
   }
@@ -109,7 +169,7 @@ Status Gateway::LoadOrCreateKeys() {
 }
 
 Status Gateway::AttestAndProvision() {
-  MEDSTREAM_TRY(relay, host::ConnectRelay(options_.server_dir + "/enclave.sock"));
+  MEDSTREAM_TRY(relay, link_->Relay());
   MEDSTREAM_TRY(pem, ReadFileText(options_.root_ca));
   MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
   auto session = client::Attest(*relay, {.root = &root, .policy = options_.policy});
@@ -180,8 +240,6 @@ Status Gateway::Cut(Stream& s) {
 }
 
 Status Gateway::UploadSpool() {
-  const std::string inbox = options_.server_dir + "/inbox";
-  if (!FileExists(inbox)) return {};  // server not there: keep spooling
   std::vector<std::string> names;
   for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
     if (e.path().extension() == ".batch") names.push_back(e.path().filename().string());
@@ -190,9 +248,7 @@ Status Gateway::UploadSpool() {
   for (const std::string& name : names) {
     const std::string from = options_.state_dir + "/spool/" + name;
     MEDSTREAM_TRY(bytes, ReadFileBytes(from));
-    const std::string tmp = inbox + "/." + name + ".part";
-    if (auto s = WriteFileAtomic(tmp, bytes, 0644); !s) return {};  // outage: retry later
-    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) return {};
+    if (auto s = link_->Upload(name, bytes); !s) return {};  // outage: keep spooling, retry later
     std::remove(from.c_str());
     ++stats_.batches_uploaded;
   }
@@ -201,9 +257,9 @@ Status Gateway::UploadSpool() {
 
 Status Gateway::ReadResults(Stream& s) {
   for (;;) {
-    const std::string path = options_.server_dir + "/outbox/" + wire::StreamName(s.id) + "-" +
-                             std::to_string(s.next_result) + ".result";
-    auto bytes = ReadFileBytes(path);
+    const std::string path =
+        wire::StreamName(s.id) + "-" + std::to_string(s.next_result) + ".result";
+    auto bytes = link_->ReadResult(path);
     if (!bytes) return {};
     uint64_t seq = 0;
     auto r = s.sealer->OpenResult(*bytes, &seq);

@@ -21,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,13 +29,29 @@
 #include "client/client.h"
 #include "enclave/edge.h"
 #include "mqtt/mqtt.h"
+#include "sftp/sftp.h"
 
 namespace medstream::gateway {
+
+// How the gateway reaches the server: a local directory, or SFTP (OpenSSH internal-sftp chrooted to
+// the server directory) with the enclave relay through the same SSH connection.
+class ServerLink {
+ public:
+  virtual ~ServerLink() = default;
+  virtual Status Upload(const std::string& name, crypto::ByteView data) = 0;  // into inbox/
+  virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;      // NotFound if absent
+  virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
+};
+std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
+// `relay_socket`: the relay's absolute path on the server.
+Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
+                                             const std::string& relay_socket);
 
 struct Options {
   std::string state_dir;
   std::string results_dir;
-  std::string server_dir;  // local-directory upload: its inbox, outbox and enclave.sock
+  std::string server_dir;            // local-directory link: its inbox, outbox and enclave.sock
+  std::optional<sftp::Target> sftp;  // SFTP link instead (relay at server_dir/enclave.sock)
   std::string broker = "127.0.0.1:1883";
   std::string site = "demo";
   size_t batch_beats = 1000;
@@ -101,6 +118,7 @@ class Gateway {
   std::map<std::string, Stream> streams_;
   Stats stats_;
   std::unique_ptr<mqtt::Client> mqtt_;
+  std::unique_ptr<ServerLink> link_;
 };
 
 }  // namespace medstream::gateway

@@ -8,9 +8,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git clang-format
   # libraries
   libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev libseccomp-dev
-  libmosquitto-dev
+  libmosquitto-dev libssh-dev
   # real servers the tests and the demo start on loopback ports
-  mosquitto
+  mosquitto openssh-server openssh-client
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # reference values for the HRV tests (tools/hrv_reference.py)

@@ -1,0 +1,92 @@
+// The SFTP link against a real OpenSSH sshd: uploads and downloads inside the chroot, the enclave
+// relay through the SSH connection, and refusal of an unexpected host key or client key.
+#include "sftp/sftp.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "base/file.h"
+#include "sftp/sshd.h"
+
+namespace medstream::sftp {
+namespace {
+
+namespace fs = std::filesystem;
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+class SftpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The chroot must be root-owned all the way up: not under /tmp.
+    base_ = "/var/lib/medstream-test-" + std::to_string(getpid());
+    fs::remove_all(base_);
+    ASSERT_TRUE(MakeDirs(base_ + "/server/inbox", 0755));
+    ASSERT_TRUE(MakeDirs(base_ + "/server/outbox", 0755));
+    auto d = Sshd::Start(base_ + "/ssh", base_ + "/server", FreePort());
+    ASSERT_TRUE(d.has_value()) << d.error().message();
+    sshd_ = std::move(*d);
+  }
+  void TearDown() override {
+    sshd_.reset();
+    fs::remove_all(base_);
+  }
+  Target Good() const {
+    return {.host = "127.0.0.1",
+            .port = sshd_->port(),
+            .user = "root",
+            .private_key = sshd_->client_key(),
+            .host_key = sshd_->host_key_pub()};
+  }
+  std::string base_;
+  std::unique_ptr<Sshd> sshd_;
+};
+
+TEST_F(SftpTest, AtomicUploadAndDownloadInsideTheChroot) {
+  auto c = Client::Connect(Good());
+  ASSERT_TRUE(c.has_value()) << c.error().message();
+  const crypto::Bytes data(100000, 0x5a);
+  ASSERT_TRUE((*c)->Upload("/inbox", "b.batch", data));
+  EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/b.batch"), data);
+  EXPECT_FALSE(FileExists(base_ + "/server/inbox/.b.batch.part"));
+  ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
+  EXPECT_EQ((*c)->Download("/outbox/r.result")->size(), 6u);
+  auto missing = (*c)->Download("/outbox/none.result");
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+  // The chroot: the server's real paths are not reachable.
+  EXPECT_FALSE((*c)->Download("/etc/passwd").has_value());
+}
+
+TEST_F(SftpTest, AnUnexpectedHostKeyOrClientKeyIsRefused) {
+  Target wrong_host = Good();
+  wrong_host.host_key = base_ + "/ssh/gateway_ed25519.pub";  // some other key
+  auto c = Client::Connect(wrong_host);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message().find("not the pinned one"), std::string::npos);
+  const std::string other = base_ + "/ssh/intruder";
+  ASSERT_EQ(std::system(("ssh-keygen -q -t ed25519 -N '' -f " + other).c_str()), 0);
+  Target wrong_client = Good();
+  wrong_client.private_key = other;
+  c = Client::Connect(wrong_client);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message().find("refused"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace medstream::sftp
