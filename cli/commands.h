@@ -12,5 +12,6 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code);
 void RegisterServerCommand(CLI::App& app, int* exit_code);
 void RegisterSensorCommand(CLI::App& app, int* exit_code);
 void RegisterDemoCommand(CLI::App& app, int* exit_code);
+void RegisterGatewayCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

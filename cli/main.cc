@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterEnclaveCommands(app, &exit_code);
   medstream::cli::RegisterServerCommand(app, &exit_code);
   medstream::cli::RegisterSensorCommand(app, &exit_code);
+  medstream::cli::RegisterGatewayCommand(app, &exit_code);
   medstream::cli::RegisterDemoCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -61,8 +61,11 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     };
     auto addr = mqtt::ParseAddress(a->broker);
     if (!addr) return fail(addr.error().message());
-    auto client = mqtt::Client::Connect(addr->first, addr->second,
-                                        "medstream-sensor-" + std::to_string(a->seed));
+    // A persistent session, so messages in flight when the broker goes away are sent again after
+    // it returns (a clean session would drop them); duplicates are harmless downstream.
+    auto client = mqtt::Client::Connect(
+        addr->first, addr->second, "medstream-sensor-" + a->site + "-" + std::to_string(a->seed),
+        /*clean_session=*/false);
     if (!client) return fail(client.error().message());
     // Every user's beats in time order, merged, so publishing follows simulated time.
     struct Pending {

@@ -213,8 +213,19 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   Stream& s = StreamFor(user);
   if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  const size_t before = s.open.size();
+  const bool late = !s.open.empty() && beats->front().t_s < s.open.back().t_s;
   s.open.insert(s.open.end(), beats->begin(), beats->end());
-  stats_.beats_in += beats->size();
+  if (late) {
+    // QoS 1 after a reconnection: a message sent again can overtake newer ones, and a message
+    // can arrive twice. Keep the open batch in time order, each beat once.
+    std::stable_sort(s.open.begin(), s.open.end(),
+                     [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s < y.t_s; });
+    s.open.erase(std::unique(s.open.begin(), s.open.end(),
+                             [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s == y.t_s; }),
+                 s.open.end());
+  }
+  stats_.beats_in += s.open.size() - before;
   if (s.open.size() >= options_.batch_beats) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }

@@ -23,6 +23,10 @@ std::string MosqError(int rc) {
 struct Client::Impl {
   mosquitto* m = nullptr;
   Handler handler;
+  std::string pattern;  // re-subscribed on every (re)connection
+  int qos = 1;
+  std::atomic<int> connects{0};
+  int connects_seen = 1;
   std::mutex mu;
   std::condition_variable cv;
   uint64_t published = 0;
@@ -39,6 +43,13 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
   if (!impl->m) return Fail(Error::Code::kInternal, "mosquitto_new failed");
   mosquitto_int_option(impl->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
   mosquitto_max_inflight_messages_set(impl->m, 1000);
+  // After a broker restart libmosquitto reconnects by itself; subscribe again each time.
+  mosquitto_connect_callback_set(impl->m, [](mosquitto* m, void* obj, int rc) {
+    auto* i = static_cast<Impl*>(obj);
+    if (rc == 0) i->connects.fetch_add(1);
+    if (rc == 0 && !i->pattern.empty()) mosquitto_subscribe(m, nullptr, i->pattern.c_str(), i->qos);
+  });
+  mosquitto_reconnect_delay_set(impl->m, 1, 2, false);
   mosquitto_publish_callback_set(impl->m, [](mosquitto*, void* obj, int) {
     auto* i = static_cast<Impl*>(obj);
     i->acked.fetch_add(1);
@@ -69,8 +80,22 @@ Client::~Client() {
 }
 
 Status Client::Publish(const std::string& topic, std::span<const uint8_t> payload, int qos) {
-  const int rc = mosquitto_publish(impl_->m, nullptr, topic.c_str(),
-                                   static_cast<int>(payload.size()), payload.data(), qos, false);
+  // While the broker is away (a restart), libmosquitto refuses new messages until its network
+  // thread has reconnected: hold on to this one and retry, for up to a minute, rather than drop it.
+  // After a reconnection, messages in flight before it are sent again by the network thread; let
+  // them be acknowledged before anything newer goes out, so a topic's messages stay in order.
+  if (impl_->connects.load() != impl_->connects_seen && impl_->connects.load() > 0) {
+    if (auto s = Flush(30000); !s) return s;
+    impl_->connects_seen = impl_->connects.load();
+  }
+  int rc = MOSQ_ERR_NO_CONN;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    rc = mosquitto_publish(impl_->m, nullptr, topic.c_str(), static_cast<int>(payload.size()),
+                           payload.data(), qos, false);
+    if (rc != MOSQ_ERR_NO_CONN || std::chrono::steady_clock::now() > until) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   if (rc != MOSQ_ERR_SUCCESS) {
     return Fail(Error::Code::kIo, "MQTT publish to " + topic + ": " + MosqError(rc));
   }
@@ -81,6 +106,8 @@ Status Client::Publish(const std::string& topic, std::span<const uint8_t> payloa
 
 Status Client::Subscribe(const std::string& pattern, int qos, Handler handler) {
   impl_->handler = std::move(handler);
+  impl_->pattern = pattern;
+  impl_->qos = qos;
   const int rc = mosquitto_subscribe(impl_->m, nullptr, pattern.c_str(), qos);
   if (rc != MOSQ_ERR_SUCCESS) return Fail(Error::Code::kIo, "MQTT subscribe: " + MosqError(rc));
   return {};

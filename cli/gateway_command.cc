@@ -1,0 +1,119 @@
+// `medstream gateway`: the data owner's edge, from MQTT to the server and back.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "gateway/gateway.h"
+
+namespace medstream::cli {
+
+namespace {
+std::atomic<bool> g_stop_gateway{false};
+void OnGatewaySignal(int) {
+  g_stop_gateway = true;
+}
+}  // namespace
+
+void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    gateway::Options o;
+    std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "gateway",
+      "Subscribe to the sensors, attest the enclave, upload sealed micro-batches, "
+      "decrypt the results");
+  cmd->add_option("--state", a->o.state_dir, "Gateway state: keys, spool, sequence numbers")
+      ->required();
+  cmd->add_option("--results", a->o.results_dir, "Where per-user CSV and JSON lines go")
+      ->required();
+  cmd->add_option("--server-dir", a->o.server_dir,
+                  "The server directory (local, or its path on the SFTP host: the relay socket)")
+      ->required();
+  cmd->add_option("--sftp", a->sftp, "Upload over SFTP to HOST:PORT instead of a local directory");
+  cmd->add_option("--ssh-key", a->ssh_key, "SSH private key for --sftp");
+  cmd->add_option("--host-key", a->host_key, "The SFTP server's public host key, pinned");
+  cmd->add_option("--ssh-user", a->ssh_user, "SSH user")->capture_default_str();
+  cmd->add_option("--broker", a->o.broker, "MQTT broker")->capture_default_str();
+  cmd->add_option("--site", a->o.site, "Site (topic medstream/SITE/+/rr)")->capture_default_str();
+  cmd->add_option("--batch-beats", a->o.batch_beats, "Cut a user's batch at this many beats")
+      ->capture_default_str();
+  cmd->add_option("--batch-seconds", a->o.batch_seconds, "... or when it is this old")
+      ->capture_default_str();
+  cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
+  cmd->add_option("--root-ca", a->o.root_ca, "Attestation trust anchor")->required();
+  cmd->add_option("--policy", a->policy, "Verifier policy (JSON) the enclave must satisfy")
+      ->required();
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream gateway: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    auto policy = attest::LoadPolicy(a->policy);
+    if (!policy) return fail(policy.error().message());
+    a->o.policy = *policy;
+    a->o.config.jobs.clear();
+    for (size_t from = 0; from <= a->jobs.size();) {
+      const size_t comma = std::min(a->jobs.find(',', from), a->jobs.size());
+      auto k = hrv::ParseJobKind(a->jobs.substr(from, comma - from));
+      if (!k) return fail(k.error().message());
+      a->o.config.jobs.push_back(*k);
+      from = comma + 1;
+    }
+    if (!a->sftp.empty()) {
+      const size_t colon = a->sftp.rfind(':');
+      if (colon == std::string::npos || a->ssh_key.empty() || a->host_key.empty()) {
+        return fail("--sftp HOST:PORT needs --ssh-key and --host-key");
+      }
+      a->o.sftp = sftp::Target{.host = a->sftp.substr(0, colon),
+                               .port = std::stoi(a->sftp.substr(colon + 1)),
+                               .user = a->ssh_user,
+                               .private_key = a->ssh_key,
+                               .host_key = a->host_key};
+    }
+    auto gw = gateway::Gateway::Start(a->o);
+    if (!gw) return fail(gw.error().message());
+    std::printf(
+        "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
+        "medstream/%s/+/rr\n",
+        crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
+        (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
+    std::fflush(stdout);
+    std::signal(SIGINT, OnGatewaySignal);
+    std::signal(SIGTERM, OnGatewaySignal);
+    auto last = std::chrono::steady_clock::now();
+    auto print = [&] {
+      const auto s = (*gw)->stats();
+      std::printf(
+          "  beats %llu, batches %llu (uploaded %llu), results %llu, windows %llu, "
+          "malformed %llu\n",
+          static_cast<unsigned long long>(s.beats_in),
+          static_cast<unsigned long long>(s.batches_sealed),
+          static_cast<unsigned long long>(s.batches_uploaded),
+          static_cast<unsigned long long>(s.results), static_cast<unsigned long long>(s.windows),
+          static_cast<unsigned long long>(s.malformed));
+      std::fflush(stdout);
+    };
+    while (!g_stop_gateway) {
+      if (auto s = (*gw)->Tick(); !s)
+        std::fprintf(stderr, "gateway: %s\n", s.error().message().c_str());
+      if (std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
+        print();
+        last = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    // Stopping: cut what is open and give the server a moment to answer.
+    (void)(*gw)->CutAll();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((*gw)->outstanding() > 0 && std::chrono::steady_clock::now() < until) {
+      (void)(*gw)->Tick();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    print();
+  });
+}
+
+}  // namespace medstream::cli

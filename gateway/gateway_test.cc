@@ -1,0 +1,216 @@
+// Fault tests of the whole path, every part its own process: a gateway killed with spooled
+// batches during a server outage. Nothing may be lost or duplicated, and every user's results
+// must equal `medstream hrv` offline over what was sent. (A broker restart mid-stream still loses
+// about one message in three runs; see the issue notes. Its test is not here until it passes.)
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "attest/policy.h"
+#include "attest/sim_platform.h"
+#include "base/file.h"
+#include "enclave/identity.h"
+#include "tests/broker.h"
+
+namespace medstream {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    FILE* o = std::freopen(log.c_str(), "a", stdout);
+    FILE* e = std::freopen(log.c_str(), "a", stderr);
+    (void)o;
+    (void)e;
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int Wait(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool WaitFor(const std::function<bool()>& done, int seconds) {
+  for (int i = 0; i < seconds * 50 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+std::string Shell(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+class FaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("mf-" + std::to_string(getpid()))).string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
+    auto id = enclave::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY).value();
+    attest::Policy p;
+    p.mr_enclave = {id.mr_enclave};
+    p.allow_simulated = true;
+    ASSERT_TRUE(WriteFileAtomic(dir_ + "/policy.json", attest::PolicyToJson(p)));
+  }
+  void TearDown() override {
+    for (pid_t pid : {gateway_, server_}) {
+      if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    }
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  void StartServer() {
+    server_ = Spawn({MEDSTREAM_BINARY, "server", "--dir", dir_ + "/server", "--mode", "process",
+                     "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY},
+                    dir_ + "/server.log");
+    ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/server/enclave.sock"); }, 10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  void StartGateway(const testing::Broker& broker) {
+    gateway_ = Spawn({MEDSTREAM_BINARY,  "gateway",
+                      "--state",         dir_ + "/gateway",
+                      "--results",       dir_ + "/results",
+                      "--server-dir",    dir_ + "/server",
+                      "--broker",        broker.address(),
+                      "--site",          "f",
+                      "--batch-beats",   "60",
+                      "--batch-seconds", "0.3",
+                      "--jobs",          "sdnn",
+                      "--root-ca",       dir_ + "/platform/root_ca.pem",
+                      "--policy",        dir_ + "/policy.json"},
+                     dir_ + "/gateway.log");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return Shell("cat " + dir_ + "/gateway.log").find("subscribed") != std::string::npos;
+        },
+        10))
+        << Shell("cat " + dir_ + "/gateway.log " + dir_ + "/server.log");
+  }
+  void Sensors(const testing::Broker& broker, double heart_seconds, double speed) {
+    const pid_t s =
+        Spawn({MEDSTREAM_BINARY, "sensor", "--broker", broker.address(), "--site", "f", "--users",
+               "3", "--duration", std::to_string(heart_seconds), "--speed", std::to_string(speed),
+               "--seed", "5", "--beats-per-message", "3", "--record", dir_ + "/sensors"},
+              dir_ + "/sensor.log");
+    ASSERT_EQ(Wait(s), 0) << Shell("cat " + dir_ + "/sensor.log");
+  }
+  size_t Spooled() const {
+    size_t n = 0;
+    if (!fs::exists(dir_ + "/gateway/spool")) return 0;
+    for (const auto& e : fs::directory_iterator(dir_ + "/gateway/spool"))
+      n += e.path().extension() == ".batch";
+    return n;
+  }
+  // Every batch the gateway sealed has its result read: the seq file and the outputs agree.
+  bool AllResultsIn() const {
+    auto seq = ReadFileText(dir_ + "/gateway/seq");
+    if (!seq) return false;
+    std::istringstream in(*seq);
+    std::string user;
+    uint64_t next;
+    int users = 0;
+    while (in >> user >> next) {
+      ++users;
+      auto text = ReadFileText(dir_ + "/results/" + user + ".jsonl");
+      if (!text || text->empty()) return false;
+      const std::string last = text->substr(text->rfind('\n', text->size() - 2) + 1);
+      if (json::parse(last)["seq"].get<uint64_t>() + 1 != next) return false;
+    }
+    return users == 3;
+  }
+  // Results equal the offline analysis of what each sensor sent; each seq appears once.
+  void ExpectResultsEqualOffline() {
+    for (int u = 1; u <= 3; ++u) {
+      char user[16];
+      std::snprintf(user, sizeof user, "user-%04d", u);
+      std::vector<json> offline, streamed;
+      std::istringstream off(Shell(std::string(MEDSTREAM_BINARY) +
+                                   " hrv --json --window 300 --step 30 --job sdnn " + dir_ +
+                                   "/sensors/" + user + ".csv"));
+      for (std::string line; std::getline(off, line);) offline.push_back(json::parse(line));
+      std::ifstream in(dir_ + "/results/" + user + ".jsonl");
+      uint64_t last_seq = 0;
+      for (std::string line; std::getline(in, line);) {
+        json j = json::parse(line);
+        ASSERT_GE(j["seq"].get<uint64_t>(), last_seq) << "results out of order or repeated";
+        last_seq = j["seq"];
+        if (j.contains("sdnn_ms")) streamed.push_back(j);
+      }
+      ASSERT_GT(streamed.size(), 5u) << user;
+      ASSERT_LE(streamed.size(), offline.size()) << user;
+      EXPECT_GE(streamed.size() + 12, offline.size()) << user;
+      for (size_t i = 0; i < streamed.size(); ++i) {
+        ASSERT_EQ(streamed[i]["t_start"], offline[i]["t_start"]) << user << " window " << i;
+        ASSERT_DOUBLE_EQ(streamed[i]["sdnn_ms"].get<double>(), offline[i]["sdnn_ms"].get<double>())
+            << user << " window " << i;
+        ASSERT_EQ(streamed[i]["n_beats"], offline[i]["n_beats"]) << user << " window " << i;
+      }
+    }
+  }
+
+  std::string dir_;
+  pid_t server_ = -1, gateway_ = -1;
+};
+
+TEST_F(FaultTest, GatewayKilledWithSpooledBatchesDuringAServerOutage) {
+  testing::Broker broker;
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  StartServer();
+  StartGateway(broker);
+  // The server becomes unreachable: its inbox is gone; the gateway must keep batches spooled.
+  fs::rename(dir_ + "/server/inbox", dir_ + "/server/inbox.away");
+  Sensors(broker, 900, 0);
+  size_t last = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const size_t n = Spooled();
+        const bool stable = n > 10 && n == last;
+        last = n;
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        return stable;
+      },
+      30));
+  kill(gateway_, SIGKILL);
+  waitpid(gateway_, nullptr, 0);
+  const size_t spooled = Spooled();
+  // The server comes back, so does the gateway: the spool drains, every result arrives once.
+  fs::rename(dir_ + "/server/inbox.away", dir_ + "/server/inbox");
+  StartGateway(broker);
+  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 60))
+      << "spooled at the kill: " << spooled << "\n"
+      << Shell("cat " + dir_ + "/gateway.log");
+  EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+  ExpectResultsEqualOffline();
+}
+
+}  // namespace
+}  // namespace medstream
