@@ -24,6 +24,7 @@
 #include "enclave/identity.h"
 #include "gateway/gateway.h"
 #include "host/transport.h"
+#include "proc/proc.h"
 #include "sftp/sshd.h"
 
 namespace medstream::cli {
@@ -32,63 +33,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-int FreePort() {
-  // Bind to port 0 on loopback and read back what the kernel chose.
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-bool CanConnect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::fflush(nullptr);  // or the child would print our buffered output again
-  const pid_t pid = fork();
-  if (pid == 0) {
-    if (!log.empty()) {
-      FILE* out = std::freopen(log.c_str(), "a", stdout);
-      FILE* err = std::freopen(log.c_str(), "a", stderr);
-      (void)out;
-      (void)err;
-    }
-    std::vector<char*> argv;
-    for (const std::string& s : args) argv.push_back(const_cast<char*>(s.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-void Stop(pid_t pid) {
-  if (pid <= 0) return;
-  kill(pid, SIGTERM);
-  for (int i = 0; i < 500; ++i) {
-    if (waitpid(pid, nullptr, WNOHANG) == pid) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-}
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -166,32 +110,32 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
       return fail(s.error().message());
     }
     // 1. The broker.
-    const int port = FreePort();
+    const int port = proc::FreeLoopbackPort();
     fs::create_directories(work + "/broker");
     std::ofstream(work + "/broker/mosquitto.conf")
         << "listener " << port << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
         << "max_queued_messages 1000000\nlog_dest stderr\n";
     // (As root, mosquitto drops to its own user; it logs to stderr, redirected here.)
-    const pid_t broker = Spawn({"/usr/sbin/mosquitto", "-c", work + "/broker/mosquitto.conf"},
-                               work + "/broker/mosquitto.log");
+    const pid_t broker = proc::Spawn({"/usr/sbin/mosquitto", "-c", work + "/broker/mosquitto.conf"},
+                                     work + "/broker/mosquitto.log");
     pid_t server = -1;
     pid_t sensors = -1;
     auto cleanup = [&] {
-      Stop(sensors);
-      Stop(server);
-      Stop(broker);
+      proc::Stop(sensors);
+      proc::Stop(server);
+      proc::Stop(broker);
     };
-    for (int i = 0; i < 300 && !CanConnect(port); ++i)
+    for (int i = 0; i < 300 && !proc::CanConnectLoopback(port); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!CanConnect(port)) {
+    if (!proc::CanConnectLoopback(port)) {
       cleanup();
       return fail("mosquitto did not start (is it installed? scripts/install-deps.sh)");
     }
     std::printf("  broker     mosquitto on 127.0.0.1:%d\n", port);
     // 2. The untrusted server with its enclave.
-    server =
-        Spawn({self, "server", "--dir", server_dir, "--mode", "process", "--platform", platform},
-              work + "/server.log");
+    server = proc::Spawn(
+        {self, "server", "--dir", server_dir, "--mode", "process", "--platform", platform},
+        work + "/server.log");
     for (int i = 0; i < 500 && !FileExists(server_dir + "/enclave.sock"); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -208,7 +152,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     go.server_dir = server_dir;
     std::unique_ptr<sftp::Sshd> sshd;
     if (a->sftp) {
-      auto d = sftp::Sshd::Start(work + "/ssh", server_dir, FreePort());
+      auto d = sftp::Sshd::Start(work + "/ssh", server_dir, proc::FreeLoopbackPort());
       if (!d) {
         cleanup();
         return fail(d.error().message());
@@ -253,11 +197,11 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         server, crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str());
     // 4. The sensors.
     const double heart_seconds = a->duration_s * a->speed;
-    sensors = Spawn({self, "sensor", "--broker", go.broker, "--site", "demo", "--users",
-                     std::to_string(a->users), "--duration", std::to_string(heart_seconds),
-                     "--speed", std::to_string(a->speed), "--seed", std::to_string(a->seed),
-                     "--beats-per-message", "4", "--record", work + "/sensors"},
-                    work + "/sensor.log");
+    sensors = proc::Spawn({self, "sensor", "--broker", go.broker, "--site", "demo", "--users",
+                           std::to_string(a->users), "--duration", std::to_string(heart_seconds),
+                           "--speed", std::to_string(a->speed), "--seed", std::to_string(a->seed),
+                           "--beats-per-message", "4", "--record", work + "/sensors"},
+                          work + "/sensor.log");
     std::printf("  sensors    %d simulated users, %.0f min of heart beats each\n\n", a->users,
                 heart_seconds / 60);
     std::fflush(stdout);

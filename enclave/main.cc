@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fdio.h"
 #include "base/memory.h"
 #include "crypto/crypto.h"
 #include "enclave/core.h"
@@ -23,28 +24,6 @@ constexpr int kChannelFd = 3;
 constexpr int kSharedFd = 4;
 uint8_t* g_shared = nullptr;  // the host's shared payload region, if it gave us one
 
-bool ReadAll(int fd, uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool WriteAll(int fd, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
 bool Respond(uint16_t status, std::span<const uint8_t> payload) {
   using namespace medstream::enclave;
   uint8_t header[kFrameHeaderSize];
@@ -52,8 +31,8 @@ bool Respond(uint16_t status, std::span<const uint8_t> payload) {
                           payload.size() <= kSharedSize - kSharedResponseOffset;
   if (via_shared) std::memcpy(g_shared + kSharedResponseOffset, payload.data(), payload.size());
   EncodeFrameHeader(false, status | (via_shared ? kSharedPayloadFlag : 0), payload.size(), header);
-  return WriteAll(kChannelFd, header, sizeof header) &&
-         (via_shared || WriteAll(kChannelFd, payload.data(), payload.size()));
+  return medstream::WriteFull(kChannelFd, header, sizeof header) &&
+         (via_shared || medstream::WriteFull(kChannelFd, payload.data(), payload.size()));
 }
 
 int Die(const std::string& message) {
@@ -126,7 +105,7 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> request;
   for (;;) {
     uint8_t raw[kFrameHeaderSize];
-    if (!ReadAll(kChannelFd, raw, sizeof raw)) return 0;  // the host went away
+    if (!medstream::ReadFull(kChannelFd, raw, sizeof raw)) return 0;  // the host went away
     auto header = DecodeFrameHeader(true, raw);
     if (!header) return Die(header.error().message());
     const bool shared_request = header->call_or_status & kSharedPayloadFlag;
@@ -140,7 +119,8 @@ int main(int argc, char** argv) {
       const std::string why = !spec ? "call not in the edge interface" : "request exceeds its cap";
       if (header->length > (64u << 20)) return Die(why);  // cannot skip it safely
       request.resize(header->length);
-      if (!shared_request && !ReadAll(kChannelFd, request.data(), request.size())) return 0;
+      if (!shared_request && !medstream::ReadFull(kChannelFd, request.data(), request.size()))
+        return 0;
       if (!Respond(StatusFromError(medstream::Error(medstream::Error::Code::kInvalidArgument, why)),
                    std::span(reinterpret_cast<const uint8_t*>(why.data()), why.size()))) {
         return 0;
@@ -162,7 +142,7 @@ int main(int argc, char** argv) {
     } else {
       if (shared_request) {
         std::memcpy(request.data(), g_shared, request.size());  // a private copy first
-      } else if (!ReadAll(kChannelFd, request.data(), request.size())) {
+      } else if (!medstream::ReadFull(kChannelFd, request.data(), request.size())) {
         return 0;
       }
       reply = (*core)->Handle(header->call_or_status, request);

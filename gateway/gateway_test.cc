@@ -17,6 +17,7 @@
 #include "attest/sim_platform.h"
 #include "base/file.h"
 #include "enclave/identity.h"
+#include "proc/proc.h"
 #include "tests/broker.h"
 
 namespace medstream {
@@ -24,23 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    FILE* o = std::freopen(log.c_str(), "a", stdout);
-    FILE* e = std::freopen(log.c_str(), "a", stderr);
-    (void)o;
-    (void)e;
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 int Wait(pid_t pid) {
   int status = 0;
@@ -89,25 +73,26 @@ class FaultTest : public ::testing::Test {
   }
 
   void StartServer() {
-    server_ = Spawn({MEDSTREAM_BINARY, "server", "--dir", dir_ + "/server", "--mode", "process",
+    server_ =
+        proc::Spawn({MEDSTREAM_BINARY, "server", "--dir", dir_ + "/server", "--mode", "process",
                      "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY},
                     dir_ + "/server.log");
     ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/server/enclave.sock"); }, 10));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   void StartGateway(const testing::Broker& broker) {
-    gateway_ = Spawn({MEDSTREAM_BINARY,  "gateway",
-                      "--state",         dir_ + "/gateway",
-                      "--results",       dir_ + "/results",
-                      "--server-dir",    dir_ + "/server",
-                      "--broker",        broker.address(),
-                      "--site",          "f",
-                      "--batch-beats",   "60",
-                      "--batch-seconds", "0.3",
-                      "--jobs",          "sdnn",
-                      "--root-ca",       dir_ + "/platform/root_ca.pem",
-                      "--policy",        dir_ + "/policy.json"},
-                     dir_ + "/gateway.log");
+    gateway_ = proc::Spawn({MEDSTREAM_BINARY,  "gateway",
+                            "--state",         dir_ + "/gateway",
+                            "--results",       dir_ + "/results",
+                            "--server-dir",    dir_ + "/server",
+                            "--broker",        broker.address(),
+                            "--site",          "f",
+                            "--batch-beats",   "60",
+                            "--batch-seconds", "0.3",
+                            "--jobs",          "sdnn",
+                            "--root-ca",       dir_ + "/platform/root_ca.pem",
+                            "--policy",        dir_ + "/policy.json"},
+                           dir_ + "/gateway.log");
     ASSERT_TRUE(WaitFor(
         [&] {
           return Shell("cat " + dir_ + "/gateway.log").find("subscribed") != std::string::npos;
@@ -116,11 +101,11 @@ class FaultTest : public ::testing::Test {
         << Shell("cat " + dir_ + "/gateway.log " + dir_ + "/server.log");
   }
   void Sensors(const testing::Broker& broker, double heart_seconds, double speed) {
-    const pid_t s =
-        Spawn({MEDSTREAM_BINARY, "sensor", "--broker", broker.address(), "--site", "f", "--users",
-               "3", "--duration", std::to_string(heart_seconds), "--speed", std::to_string(speed),
-               "--seed", "5", "--beats-per-message", "3", "--record", dir_ + "/sensors"},
-              dir_ + "/sensor.log");
+    const pid_t s = proc::Spawn(
+        {MEDSTREAM_BINARY, "sensor", "--broker", broker.address(), "--site", "f", "--users", "3",
+         "--duration", std::to_string(heart_seconds), "--speed", std::to_string(speed), "--seed",
+         "5", "--beats-per-message", "3", "--record", dir_ + "/sensors"},
+        dir_ + "/sensor.log");
     ASSERT_EQ(Wait(s), 0) << Shell("cat " + dir_ + "/sensor.log");
   }
   size_t Spooled() const {

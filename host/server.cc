@@ -11,6 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "base/fdio.h"
 #include "base/file.h"
 #include "wire/wire.h"
 
@@ -23,28 +24,6 @@ namespace fs = std::filesystem;
 constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
 constexpr char kJournalFile[] = "state/journal";
 constexpr int kMaxEnclaveRetries = 3;
-
-bool ReadAll(int fd, uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool WriteAll(int fd, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
 
 // What a gateway may ask through the relay: never batches, checkpoints or shutdown.
 bool RelayAllowed(uint16_t call) {
@@ -334,11 +313,11 @@ void Server::ServeRelayClient(int fd) {
   crypto::Bytes request;
   for (;;) {
     uint8_t raw[enclave::kFrameHeaderSize];
-    if (!ReadAll(fd, raw, sizeof raw)) break;
+    if (!ReadFull(fd, raw, sizeof raw)) break;
     auto header = enclave::DecodeFrameHeader(true, raw);
     if (!header || header->length > 64 * 1024) break;  // relay calls are small
     request.resize(header->length);
-    if (!ReadAll(fd, request.data(), request.size())) break;
+    if (!ReadFull(fd, request.data(), request.size())) break;
     Result<crypto::Bytes> reply =
         RelayAllowed(header->call_or_status)
             ? CallEnclave(static_cast<enclave::Call>(header->call_or_status), request)
@@ -350,7 +329,7 @@ void Server::ServeRelayClient(int fd) {
     uint8_t out[enclave::kFrameHeaderSize];
     enclave::EncodeFrameHeader(false, reply ? 0 : enclave::StatusFromError(reply.error()),
                                payload.size(), out);
-    if (!WriteAll(fd, out, sizeof out) || !WriteAll(fd, payload.data(), payload.size())) break;
+    if (!SendFull(fd, out, sizeof out) || !SendFull(fd, payload.data(), payload.size())) break;
   }
   close(fd);
 }

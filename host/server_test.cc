@@ -13,6 +13,7 @@
 #include "base/file.h"
 #include "client/client.h"
 #include "enclave/identity.h"
+#include "proc/proc.h"
 #include "tests/test_data.h"
 
 namespace medstream::host {
@@ -211,17 +212,10 @@ TEST_P(ProcessServerTest, ADeadEnclaveIsRestartedFromItsSealedState) {
 // The real thing: `medstream server` as a process, killed with SIGKILL mid-stream, restarted.
 TEST_P(ProcessServerTest, KillMinusNineOfTheServerLosesAndDuplicatesNothing) {
   auto spawn = [&] {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      const std::string out = root_dir_ + "/server.log";
-      freopen(out.c_str(), "a", stdout);
-      freopen(out.c_str(), "a", stderr);
-      execl(MEDSTREAM_BINARY, MEDSTREAM_BINARY, "server", "--dir", dir().c_str(), "--mode",
-            "process", "--platform", platform().c_str(), "--enclave", MEDSTREAM_ENCLAVE_BINARY,
-            "--checkpoint-every", "3", static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    return pid;
+    return proc::Spawn(
+        {MEDSTREAM_BINARY, "server", "--dir", dir(), "--mode", "process", "--platform", platform(),
+         "--enclave", MEDSTREAM_ENCLAVE_BINARY, "--checkpoint-every", "3"},
+        root_dir_ + "/server.log");
   };
   auto wait_for = [](const std::function<bool()>& done) {
     for (int i = 0; i < 1000 && !done(); ++i)

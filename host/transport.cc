@@ -13,6 +13,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/fdio.h"
 #include "enclave/core.h"
 #include "enclave/identity.h"
 
@@ -32,28 +33,6 @@ class InprocTransport : public EnclaveTransport {
   std::unique_ptr<enclave::EnclaveCore> core_;
 };
 
-bool WriteAll(int fd, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
 class SocketTransport : public EnclaveTransport {
  public:
   SocketTransport(pid_t pid, int fd, std::string backend, uint8_t* shared = nullptr)
@@ -62,7 +41,7 @@ class SocketTransport : public EnclaveTransport {
     if (fd_ >= 0 && pid_ > 0) {
       uint8_t header[enclave::kFrameHeaderSize];
       enclave::EncodeFrameHeader(true, static_cast<uint16_t>(enclave::Call::kShutdown), 0, header);
-      WriteAll(fd_, header, sizeof header);
+      SendFull(fd_, header, sizeof header);
     }
     if (fd_ >= 0) close(fd_);
     Reap(std::chrono::seconds(2));
@@ -78,9 +57,9 @@ class SocketTransport : public EnclaveTransport {
     enclave::EncodeFrameHeader(
         true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
         request.size(), header);
-    if (!WriteAll(fd_, header, sizeof header) ||
-        (!via_shared && !WriteAll(fd_, request.data(), request.size())) ||
-        !ReadAll(fd_, header, sizeof header)) {
+    if (!SendFull(fd_, header, sizeof header) ||
+        (!via_shared && !SendFull(fd_, request.data(), request.size())) ||
+        !ReadFull(fd_, header, sizeof header)) {
       return Dead();
     }
     auto h = enclave::DecodeFrameHeader(false, header);
@@ -97,7 +76,7 @@ class SocketTransport : public EnclaveTransport {
     const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
     if (h->length > cap) return Corrupt("enclave response exceeds its cap");
     crypto::Bytes payload(h->length);
-    if (!ReadAll(fd_, payload.data(), payload.size())) return Dead();
+    if (!ReadFull(fd_, payload.data(), payload.size())) return Dead();
     if (h->call_or_status != 0) {
       return std::unexpected(
           enclave::ErrorFromStatus(h->call_or_status, std::string(payload.begin(), payload.end())));

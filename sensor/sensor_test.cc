@@ -9,6 +9,7 @@
 
 #include "hrv/jobs.h"
 #include "mqtt/mqtt.h"
+#include "proc/proc.h"
 #include "tests/broker.h"
 
 namespace medstream::sensor {
@@ -119,7 +120,7 @@ TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
 }
 
 TEST(SensorOverMqtt, NoBrokerIsAClearError) {
-  const int port = testing::FreeLoopbackPort();
+  const int port = proc::FreeLoopbackPort();
   auto c = mqtt::Client::Connect("127.0.0.1", port, "nobody");
   ASSERT_FALSE(c.has_value());
   EXPECT_NE(c.error().message().find("cannot connect to the MQTT broker"), std::string::npos);

@@ -11,24 +11,13 @@
 #include <filesystem>
 
 #include "base/file.h"
+#include "proc/proc.h"
 #include "sftp/sshd.h"
 
 namespace medstream::sftp {
 namespace {
 
 namespace fs = std::filesystem;
-
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 class SftpTest : public ::testing::Test {
  protected:
@@ -38,7 +27,7 @@ class SftpTest : public ::testing::Test {
     fs::remove_all(base_);
     ASSERT_TRUE(MakeDirs(base_ + "/server/inbox", 0755));
     ASSERT_TRUE(MakeDirs(base_ + "/server/outbox", 0755));
-    auto d = Sshd::Start(base_ + "/ssh", base_ + "/server", FreePort());
+    auto d = Sshd::Start(base_ + "/ssh", base_ + "/server", proc::FreeLoopbackPort());
     ASSERT_TRUE(d.has_value()) << d.error().message();
     sshd_ = std::move(*d);
   }

@@ -15,21 +15,11 @@
 
 #include "base/bytes.h"
 #include "base/file.h"
+#include "proc/proc.h"
 
 namespace medstream::sftp {
 
 namespace {
-
-bool CanConnect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
 
 Status Keygen(const std::string& path) {
   if (FileExists(path)) return {};
@@ -82,7 +72,7 @@ Result<std::unique_ptr<Sshd>> Sshd::Start(const std::string& config_dir, const s
           static_cast<char*>(nullptr));
     _exit(127);
   }
-  for (int i = 0; i < 300 && !CanConnect(port); ++i) {
+  for (int i = 0; i < 300 && !proc::CanConnectLoopback(port); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (waitpid(d->pid_, nullptr, WNOHANG) == d->pid_) {
       d->pid_ = -1;
@@ -90,7 +80,8 @@ Result<std::unique_ptr<Sshd>> Sshd::Start(const std::string& config_dir, const s
                   "sshd exited at start: " + ReadFileText(log).value_or("(no log)"));
     }
   }
-  if (!CanConnect(port)) return Fail(Error::Code::kInternal, "sshd did not start listening");
+  if (!proc::CanConnectLoopback(port))
+    return Fail(Error::Code::kInternal, "sshd did not start listening");
   return d;
 }
 

@@ -13,39 +13,11 @@
 #include <fstream>
 #include <thread>
 
+#include "proc/proc.h"
+
 namespace medstream::testing {
 
-int FreeLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  const int port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
-
-namespace {
-
-bool CanConnect(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  close(fd);
-  return ok;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Broker::Broker(bool persistent) {
   if (access("/usr/sbin/mosquitto", X_OK) != 0) {
@@ -53,11 +25,11 @@ Broker::Broker(bool persistent) {
     return;
   }
   dir_ = std::filesystem::temp_directory_path() / ("medstream-broker-" + std::to_string(getpid()) +
-                                                   "-" + std::to_string(FreeLoopbackPort()));
+                                                   "-" + std::to_string(proc::FreeLoopbackPort()));
   std::filesystem::create_directories(dir_);
   // As root, mosquitto drops to its own user: let it own its persistence directory.
   if (persistent) std::system(("chown mosquitto '" + dir_ + "' 2>/dev/null").c_str());
-  port_ = FreeLoopbackPort();
+  port_ = proc::FreeLoopbackPort();
   conf_ = dir_ + "/mosquitto.conf";
   std::ofstream(conf_) << "listener " << port_ << " 127.0.0.1\n"
                        << "allow_anonymous true\n"
@@ -76,10 +48,10 @@ bool Broker::Launch() {
           static_cast<char*>(nullptr));
     _exit(127);
   }
-  for (int i = 0; i < 300 && !CanConnect(port_); ++i) {
+  for (int i = 0; i < 300 && !proc::CanConnectLoopback(port_); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (!CanConnect(port_)) {
+  if (!proc::CanConnectLoopback(port_)) {
     error_ = "mosquitto did not start on port " + std::to_string(port_);
     return false;
   }

@@ -28,7 +28,4 @@ class Broker {
   std::string dir_, error_;
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int FreeLoopbackPort();
-
 }  // namespace medstream::testing
