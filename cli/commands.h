@@ -7,6 +7,9 @@
 
 namespace medstream::cli {
 
+// The simulated platform directory: $MEDSTREAM_PLATFORM, else ~/.medstream/platform.
+std::string DefaultPlatformDir();
+
 void RegisterHrvCommand(CLI::App& app, int* exit_code);
 void RegisterEnclaveCommands(CLI::App& app, int* exit_code);
 void RegisterServerCommand(CLI::App& app, int* exit_code);

@@ -175,17 +175,12 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     go.policy.mr_enclave = {identity->mr_enclave};
     go.policy.mr_signer = {identity->mr_signer};
     go.policy.allow_simulated = true;  // the demo's enclave is simulated, and says so
-    go.config.jobs.clear();
-    for (size_t from = 0; from <= a->jobs.size();) {
-      const size_t comma = std::min(a->jobs.find(',', from), a->jobs.size());
-      auto k = hrv::ParseJobKind(a->jobs.substr(from, comma - from));
-      if (!k) {
-        cleanup();
-        return fail(k.error().message());
-      }
-      go.config.jobs.push_back(*k);
-      from = comma + 1;
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) {
+      cleanup();
+      return fail(jobs.error().message());
     }
+    go.config.jobs = *jobs;
     auto gw = gateway::Gateway::Start(go);
     if (!gw) {
       cleanup();

@@ -23,12 +23,6 @@ int Fail(const char* cmd, const std::string& message) {
   return 1;
 }
 
-std::string DefaultPlatformDir() {
-  if (const char* env = std::getenv("MEDSTREAM_PLATFORM")) return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.medstream/platform";
-}
-
 // Unix seconds, or an ISO 8601 UTC time such as 2025-07-04T10:28:44Z.
 Result<int64_t> ParseTime(const std::string& s) {
   if (s.empty()) return static_cast<int64_t>(std::time(nullptr));

@@ -54,14 +54,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     auto policy = attest::LoadPolicy(a->policy);
     if (!policy) return fail(policy.error().message());
     a->o.policy = *policy;
-    a->o.config.jobs.clear();
-    for (size_t from = 0; from <= a->jobs.size();) {
-      const size_t comma = std::min(a->jobs.find(',', from), a->jobs.size());
-      auto k = hrv::ParseJobKind(a->jobs.substr(from, comma - from));
-      if (!k) return fail(k.error().message());
-      a->o.config.jobs.push_back(*k);
-      from = comma + 1;
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) {
+      return fail(jobs.error().message());
     }
+    a->o.config.jobs = *jobs;
     if (!a->sftp.empty()) {
       const size_t colon = a->sftp.rfind(':');
       if (colon == std::string::npos || a->ssh_key.empty() || a->host_key.empty()) {

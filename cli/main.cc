@@ -1,4 +1,6 @@
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "base/memory.h"
 #include "cli/commands.h"
@@ -6,6 +8,16 @@
 #ifndef MEDSTREAM_VERSION
 #define MEDSTREAM_VERSION "0.0.0"
 #endif
+
+namespace medstream::cli {
+
+std::string DefaultPlatformDir() {
+  if (const char* env = std::getenv("MEDSTREAM_PLATFORM")) return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.medstream/platform";
+}
+
+}  // namespace medstream::cli
 
 int main(int argc, char** argv) {
   medstream::TuneAllocatorForLargeBuffers();

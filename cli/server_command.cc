@@ -2,7 +2,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "host/server.h"
@@ -16,12 +15,6 @@ void OnSignal(int) {
   g_stop = true;
 }
 
-std::string DefaultPlatform() {
-  if (const char* env = std::getenv("MEDSTREAM_PLATFORM")) return env;
-  const char* home = std::getenv("HOME");
-  return std::string(home ? home : ".") + "/.medstream/platform";
-}
-
 }  // namespace
 
 void RegisterServerCommand(CLI::App& app, int* exit_code) {
@@ -31,7 +24,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     bool once = false;
   };
   auto a = std::make_shared<Args>();
-  a->options.platform_dir = DefaultPlatform();
+  a->options.platform_dir = DefaultPlatformDir();
   CLI::App* cmd = app.add_subcommand(
       "server",
       "Run the untrusted server: batches from DIR/inbox through the enclave to DIR/outbox");
@@ -58,13 +51,9 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
       std::fprintf(stderr, "medstream server: error: %s\n", m.c_str());
       *exit_code = 1;
     };
-    a->options.vanilla_config.jobs.clear();
-    std::stringstream list(a->jobs);
-    for (std::string name; std::getline(list, name, ',');) {
-      auto k = hrv::ParseJobKind(name);
-      if (!k) return fail(k.error().message());
-      a->options.vanilla_config.jobs.push_back(*k);
-    }
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) return fail(jobs.error().message());
+    a->options.vanilla_config.jobs = *jobs;
     auto server = host::Server::Start(a->options);
     if (!server) return fail(server.error().message());
     std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),

@@ -268,8 +268,7 @@ Status Gateway::UploadSpool() {
 
 Status Gateway::ReadResults(Stream& s) {
   for (;;) {
-    const std::string path =
-        wire::StreamName(s.id) + "-" + std::to_string(s.next_result) + ".result";
+    const std::string path = wire::ResultFileName(s.id, s.next_result);
     auto bytes = link_->ReadResult(path);
     if (!bytes) return {};
     uint64_t seq = 0;

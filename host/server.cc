@@ -153,8 +153,8 @@ Status Server::LaunchAndRecover() {
     // Deterministic: the same bytes as the result written before the crash.
     auto header = wire::Header::Decode(*result);
     if (header) {
-      const std::string out = Path("outbox") + "/" + wire::StreamName(header->stream) + "-" +
-                              std::to_string(header->seq) + ".result";
+      const std::string out =
+          Path("outbox") + "/" + wire::ResultFileName(header->stream, header->seq);
       if (!FileExists(out)) (void)WriteFileAtomic(out, *result, 0644);
     }
     if (still_in_inbox) std::rename(path.c_str(), (Path("done") + "/" + name).c_str());
@@ -219,8 +219,7 @@ Status Server::HandleInput(const std::string& name) {
       continue;
     }
     MEDSTREAM_TRY(header, wire::Header::Decode(*result));
-    const std::string out = Path("outbox") + "/" + wire::StreamName(header.stream) + "-" +
-                            std::to_string(header.seq) + ".result";
+    const std::string out = Path("outbox") + "/" + wire::ResultFileName(header.stream, header.seq);
     if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;
     if (auto s = AppendJournal(name); !s) return s;
     if (std::rename(in.c_str(), (Path("done") + "/" + name).c_str()) != 0) {

@@ -59,6 +59,18 @@ Result<JobKind> ParseJobKind(std::string_view name) {
       fmt::format("unknown job '{}': expected identity, sdnn, hrv-bands or hrv-full", name));
 }
 
+Result<std::vector<JobKind>> ParseJobList(std::string_view list) {
+  std::vector<JobKind> out;
+  for (size_t from = 0; from <= list.size();) {
+    const size_t comma = std::min(list.find(',', from), list.size());
+    auto kind = ParseJobKind(list.substr(from, comma - from));
+    if (!kind) return std::unexpected(kind.error());
+    out.push_back(*kind);
+    from = comma + 1;
+  }
+  return out;
+}
+
 std::span<const MetricInfo* const> JobMetrics(JobKind kind) {
   switch (kind) {
     case JobKind::kIdentity:

@@ -24,6 +24,8 @@ inline constexpr std::array kAllJobs = {JobKind::kIdentity, JobKind::kSdnn, JobK
 
 std::string_view JobName(JobKind kind);
 Result<JobKind> ParseJobKind(std::string_view name);
+// "sdnn,hrv-bands" -> {kSdnn, kHrvBands}; an error names the first unknown job.
+Result<std::vector<JobKind>> ParseJobList(std::string_view comma_separated);
 // The metrics a job reports, in kMetricTable order.
 std::span<const MetricInfo* const> JobMetrics(JobKind kind);
 // The engine configuration a job needs: only what it reports is computed.

@@ -63,6 +63,10 @@ std::string StreamName(const StreamId& id) {
   return crypto::ToHex(id);
 }
 
+std::string ResultFileName(const StreamId& id, uint64_t seq) {
+  return StreamName(id) + "-" + std::to_string(seq) + ".result";
+}
+
 Result<StreamId> ParseStreamName(std::string_view hex) {
   auto b = crypto::FromHex(hex);
   if (!b || b->size() != 16) return InvalidArgument("stream id must be 32 hex digits");
