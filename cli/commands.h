@@ -16,5 +16,6 @@ void RegisterServerCommand(CLI::App& app, int* exit_code);
 void RegisterSensorCommand(CLI::App& app, int* exit_code);
 void RegisterDemoCommand(CLI::App& app, int* exit_code);
 void RegisterGatewayCommand(CLI::App& app, int* exit_code);
+void RegisterBenchCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

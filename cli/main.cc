@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterSensorCommand(app, &exit_code);
   medstream::cli::RegisterGatewayCommand(app, &exit_code);
   medstream::cli::RegisterDemoCommand(app, &exit_code);
+  medstream::cli::RegisterBenchCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -13,8 +13,9 @@ PACKAGES=(
   mosquitto openssh-server openssh-client
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
-  # reference values for the HRV tests (tools/hrv_reference.py)
-  python3 python3-numpy python3-scipy
+  # reference values for the HRV tests (tools/hrv_reference.py), the bench's pandas baseline
+  # and its plots, the data lake's SQL oracle
+  python3 python3-numpy python3-scipy python3-pandas gnuplot-nox sqlite3 libsqlite3-dev
 )
 
 SUDO=""

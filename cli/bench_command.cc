@@ -1,0 +1,205 @@
+// `medstream bench`: the evaluation grid of the original research (evaluation/evaluation.h).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "base/file.h"
+#include "cli/commands.h"
+#include "evaluation/evaluation.h"
+#include "hrv/jobs.h"
+
+namespace medstream::cli {
+
+namespace {
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// "1k,32k,1M,8MB,4096" -> bytes (k = 1024, M = 1024 * 1024).
+Result<std::vector<uint64_t>> ParseLoads(const std::string& s) {
+  std::vector<uint64_t> out;
+  for (const std::string& item : Split(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    std::string unit(end);
+    if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+    uint64_t scale = 1;
+    if (unit == "k" || unit == "K") {
+      scale = 1024;
+    } else if (unit == "M" || unit == "m") {
+      scale = 1024 * 1024;
+    } else if (!unit.empty() || end == item.c_str()) {
+      return InvalidArgument("'" + item + "' is not a load: a number of bytes, or with k or M");
+    }
+    if (!(v > 0)) return InvalidArgument("'" + item + "': a load must be positive");
+    out.push_back(static_cast<uint64_t>(v * static_cast<double>(scale)));
+  }
+  return out;
+}
+
+std::string DefaultBaselineScript() {
+  // Beside the build (build/medstream -> tools/), else the source tree the build came from.
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::string dir = self.parent_path().string();
+    for (const std::string& c :
+         {dir + "/../tools/bench_baseline.py", dir + "/tools/bench_baseline.py"})
+      if (FileExists(c)) return c;
+  }
+  return MEDSTREAM_SOURCE_DIR "/tools/bench_baseline.py";
+}
+
+}  // namespace
+
+void RegisterBenchCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    evaluation::Options o;
+    bool quick = false;
+    bool no_baseline = false;
+    std::string modes, jobs, workloads, small_loads, big_loads;
+    std::string csv, plot;
+    int reps = 0;
+    double duration = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Run the evaluation grid of the original research (modes x jobs x workloads x loads) "
+      "through the real server, enclave and gateway code");
+  cmd->footer(
+      "Workloads: batch-small (1-32 kB in one batch), stream-small (1-32 kB per second),\n"
+      "batch-big (1-32 MB in one batch), stream-big (1-32 MB per second). Loads are in the\n"
+      "original's text encoding (23 bytes a sample). Slowdown is against vanilla at the same "
+      "point\n"
+      "(streams: average batch time). 'pandas' rows are the data scientist's baseline\n"
+      "(tools/bench_baseline.py, Debian's python3-pandas). The process backend is a software\n"
+      "simulation of a TEE boundary: it protects against the host process, not root.");
+  cmd->add_flag("--quick", a->quick,
+                "A small grid for smoke tests: identity and sdnn, 1 kB/32 kB/1 MB/4 MB, 2 s "
+                "streams, 2 repetitions (under 2 minutes)");
+  cmd->add_option("--modes", a->modes, "Comma-separated: vanilla,inproc,process");
+  cmd->add_option("--jobs", a->jobs, "Comma-separated: identity,sdnn,hrv-bands,hrv-full");
+  cmd->add_option("--workloads", a->workloads,
+                  "Comma-separated: batch-small,stream-small,batch-big,stream-big");
+  cmd->add_option("--small-loads", a->small_loads, "Loads of the small workloads (e.g. 1k,32k)");
+  cmd->add_option("--big-loads", a->big_loads, "Loads of the big workloads (e.g. 1M,32M)");
+  cmd->add_option("--reps", a->reps, "Repetitions of each batch point (default 3)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--duration", a->duration, "Seconds each stream point runs (default 60)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--interval", a->o.interval_s, "Seconds between batches of a stream")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_flag("--no-baseline", a->no_baseline, "Skip the pandas baseline");
+  cmd->add_option("--csv", a->csv, "Write one row per point to this CSV file");
+  cmd->add_option("--plot", a->plot, "Draw the figures (PNG and SVG, gnuplot) into this directory");
+  cmd->add_option("--dir", a->o.work_dir, "Work directory (default: a temporary one)");
+  cmd->add_flag("--keep", a->o.keep, "Keep every point's server directory");
+  cmd->add_option("--platform", a->o.platform_dir,
+                  "Simulated platform (default: a fresh one in the work directory)");
+  cmd->add_option("--enclave", a->o.enclave_path, "medstream-enclave (process mode)");
+  cmd->add_option("--python", a->o.python, "Interpreter for the baseline (needs pandas, scipy)")
+      ->capture_default_str();
+  cmd->add_option("--baseline-script", a->o.baseline_script, "The baseline script");
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream bench: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    evaluation::Options& o = a->o;
+    if (a->quick) {
+      const evaluation::Options q = evaluation::QuickOptions();
+      o.jobs = q.jobs;
+      o.small_loads = q.small_loads;
+      o.big_loads = q.big_loads;
+      o.reps = q.reps;
+      o.duration_s = q.duration_s;
+    }
+    if (!a->modes.empty()) o.modes = Split(a->modes);
+    if (!a->jobs.empty()) o.jobs = Split(a->jobs);
+    if (!a->workloads.empty()) o.workloads = Split(a->workloads);
+    for (const auto& m : o.modes) {
+      if (m != "vanilla" && m != "inproc" && m != "process")
+        return fail("unknown mode '" + m + "': vanilla, inproc or process");
+    }
+    for (const auto& j : o.jobs) {
+      if (auto k = hrv::ParseJobKind(j); !k) return fail(k.error().message());
+    }
+    for (const auto& w : o.workloads) {
+      if (w != "batch-small" && w != "stream-small" && w != "batch-big" && w != "stream-big")
+        return fail("unknown workload '" + w +
+                    "': batch-small, stream-small, batch-big or stream-big");
+    }
+    for (auto [text, loads] :
+         {std::pair{&a->small_loads, &o.small_loads}, std::pair{&a->big_loads, &o.big_loads}}) {
+      if (text->empty()) continue;
+      auto l = ParseLoads(*text);
+      if (!l) return fail(l.error().message());
+      *loads = *l;
+    }
+    if (a->reps > 0) o.reps = a->reps;
+    if (a->duration > 0) o.duration_s = a->duration;
+    o.baseline = !a->no_baseline;
+    if (o.baseline) {
+      if (o.baseline_script.empty()) o.baseline_script = DefaultBaselineScript();
+      if (!FileExists(o.baseline_script))
+        return fail("baseline script " + o.baseline_script + " not found (or use --no-baseline)");
+      if (!FileExists(o.python))
+        return fail(o.python +
+                    " not found: the baseline needs Debian's python3-pandas (or use "
+                    "--no-baseline)");
+    }
+    const bool tty = isatty(STDERR_FILENO);
+    o.progress = [tty](const evaluation::Point& p, size_t done, size_t total,
+                       const evaluation::Measurement* m) {
+      const std::string what = fmt::format("{} {} {} {}", p.mode, p.job, p.workload,
+                                           evaluation::LoadLabel(p.load_bytes));
+      if (tty) {
+        const int width = 30;
+        const int filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
+        std::fprintf(stderr, "\r[%s%s] %zu/%zu %-45s", std::string(filled, '#').c_str(),
+                     std::string(width - filled, '.').c_str(), done, total, what.c_str());
+        if (done == total && m) std::fprintf(stderr, "\n");
+      } else if (m) {
+        std::fprintf(stderr, "bench: %zu/%zu %s: %.4f s\n", done, total, what.c_str(), m->Median());
+      }
+      std::fflush(stderr);
+    };
+    std::printf(
+        "medstream bench: %zu points (modes %zu, jobs %zu, workloads %zu), %d repetitions, "
+        "streams %.0f s\n",
+        evaluation::Plan(o).size(), o.modes.size(), o.jobs.size(), o.workloads.size(), o.reps,
+        o.duration_s);
+    std::printf(
+        "  process = medstream-enclave in a separate hardened process (a software-simulated "
+        "TEE)\n");
+    std::fflush(stdout);
+    auto rows = evaluation::Run(o);
+    if (!rows) return fail(rows.error().message());
+    std::printf("\n%s", evaluation::ToTable(*rows).c_str());
+    if (!a->csv.empty()) {
+      if (auto s = WriteFileAtomic(a->csv, evaluation::ToCsv(*rows)); !s)
+        return fail(s.error().message());
+      std::printf("\nCSV: %s\n", a->csv.c_str());
+    }
+    if (!a->plot.empty()) {
+      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error().message());
+      std::printf("plots: %s/<workload>-<job>.png and .svg\n", a->plot.c_str());
+    }
+  });
+}
+
+}  // namespace medstream::cli
