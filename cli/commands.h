@@ -17,5 +17,6 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code);
 void RegisterDemoCommand(CLI::App& app, int* exit_code);
 void RegisterGatewayCommand(CLI::App& app, int* exit_code);
 void RegisterBenchCommand(CLI::App& app, int* exit_code);
+void RegisterLakeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

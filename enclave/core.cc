@@ -1,6 +1,7 @@
 #include "enclave/core.h"
 
 #include <condition_variable>
+#include <ctime>
 #include <mutex>
 #include <optional>
 
@@ -35,8 +36,10 @@ Result<std::unique_ptr<EnclaveCore>> EnclaveCore::Create(const CoreOptions& opti
                                          : options.identity.mr_signer;
   MEDSTREAM_TRY(counter, MonotonicCounter::Open(platform.counter_dir() + "/" +
                                                 crypto::ToHex(counter_id) + ".ctr"));
+  MEDSTREAM_TRY(lake_counter, MonotonicCounter::Open(platform.counter_dir() + "/" +
+                                                     crypto::ToHex(counter_id) + ".lake.ctr"));
   return std::unique_ptr<EnclaveCore>(
-      new EnclaveCore(options, std::move(platform), std::move(counter)));
+      new EnclaveCore(options, std::move(platform), std::move(counter), std::move(lake_counter)));
 }
 
 SealIdentity EnclaveCore::Self() const {
@@ -80,6 +83,12 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
       case Call::kShutdown:
         shutdown_ = true;
         return crypto::Bytes{};
+      case Call::kLakeLoad:
+        return LakeLoad(request);
+      case Call::kLakeRequest:
+        return LakeRequest(request);
+      case Call::kLakeCommit:
+        return LakeCommit(request);
     }
     return InvalidArgument("unhandled call");
   }();
@@ -352,6 +361,101 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
   stats_.batches_ok = ok;
   stats_.batches_refused = refused;
   stats_.beats = beats;
+  return crypto::Bytes{};
+}
+
+// ---- the data lake ----
+
+Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
+  ByteReader r(request);
+  MEDSTREAM_TRY(kind, r.U8("lake load kind"));
+  MEDSTREAM_TRY(key, r.String("lake key", 256));
+  const crypto::ByteView blob = request.subspan(request.size() - r.remaining());
+  if (kind == 1 || !lake_) {
+    if (lake_ && kind == 1) return Refuse("the lake is already loaded");
+    auto seal = [this](crypto::ByteView plain, uint64_t version) {
+      return SealData(plain, platform_.sealing_root(), Self(), options_.seal_policy, version);
+    };
+    auto unseal = [this](crypto::ByteView b) -> Result<std::pair<crypto::Bytes, uint64_t>> {
+      MEDSTREAM_TRY(u, UnsealData(b, platform_.sealing_root(), Self()));
+      return std::pair{std::move(u.data), u.version};
+    };
+    lake_ = std::make_unique<lake::Lake>(seal, unseal, [] { return int64_t{time(nullptr)}; });
+  }
+  switch (kind) {
+    case 1: {
+      auto s = lake_->LoadManifest(blob);
+      if (!s) {
+        lake_.reset();
+        return std::unexpected(std::move(s.error()).With("lake manifest"));
+      }
+      const uint64_t committed = lake_counter_.value();
+      const uint64_t v = lake_->version();
+      if (v < committed) {
+        lake_.reset();
+        return Refuse("lake manifest version " + std::to_string(v) +
+                      " is older than the committed " + std::to_string(committed) +
+                      ": the storage was rolled back");
+      }
+      if (v > committed + 1) {
+        lake_.reset();
+        return Refuse("lake manifest version " + std::to_string(v) + " is ahead of the counter");
+      }
+      if (v == committed + 1) {  // stored but not committed before a crash: commit it now
+        if (auto c = lake_counter_.Advance(v); !c) return std::unexpected(c.error());
+      }
+      return crypto::Bytes{};
+    }
+    case 2:
+      if (auto s = lake_->LoadPage(key, blob); !s) return std::unexpected(s.error());
+      return crypto::Bytes{};
+    case 3:
+      if (lake_->version() == 0 && lake_counter_.value() > 0) {
+        lake_.reset();
+        return Refuse("the lake's manifest is missing but version " +
+                      std::to_string(lake_counter_.value()) +
+                      " was committed: the storage was rolled back or replaced");
+      }
+      if (auto s = lake_->FinishLoad(); !s) return std::unexpected(s.error());
+      return crypto::Bytes{};
+    default:
+      return InvalidArgument("lake_load: unknown kind");
+  }
+}
+
+Result<crypto::Bytes> EnclaveCore::LakeRequest(crypto::ByteView request) {
+  if (!lake_) return Refuse("the lake is not loaded");
+  ByteReader r(request);
+  MEDSTREAM_TRY(id, r.U64("session id"));
+  auto it = sessions_.find(id);
+  if (it == sessions_.end() || !it->second.handshake->ready())
+    return Refuse("unknown or unfinished session " + std::to_string(id));
+  auto& records = it->second.handshake->records();
+  auto message = records.Open(request.subspan(8), channel::RecordType::kApplication);
+  if (!message) {
+    sessions_.erase(it);
+    lake_->EndSession(id);
+    return std::unexpected(message.error());
+  }
+  lake::Output out = lake_->Handle(id, *message);
+  crypto::Wipe(*message);
+  LakeResponse response;
+  MEDSTREAM_TRY(record, records.Seal(channel::RecordType::kApplication, out.reply));
+  crypto::Wipe(out.reply);
+  response.record = std::move(record);
+  response.version = lake_->version();
+  response.mutated = out.mutated;
+  for (auto& w : out.writes) response.writes.emplace_back(std::move(w.key), std::move(w.blob));
+  return response.Encode();
+}
+
+Result<crypto::Bytes> EnclaveCore::LakeCommit(crypto::ByteView request) {
+  ByteReader r(request);
+  MEDSTREAM_TRY(version, r.U64("lake version"));
+  if (!lake_ || version > lake_->version())
+    return Refuse("lake_commit: version " + std::to_string(version) + " was never produced");
+  if (version <= lake_counter_.value()) return crypto::Bytes{};
+  if (auto s = lake_counter_.Advance(version); !s) return std::unexpected(s.error());
   return crypto::Bytes{};
 }
 

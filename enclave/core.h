@@ -15,6 +15,7 @@
 #include "enclave/sealing.h"
 #include "enclave/streams.h"
 #include "enclave/worker.h"
+#include "lake/lake.h"
 
 namespace medstream::enclave {
 
@@ -46,10 +47,12 @@ class EnclaveCore {
   Result<crypto::Bytes> HandleBatchWithFill(crypto::ByteView request, const Fill& fill);
 
  private:
-  EnclaveCore(CoreOptions options, attest::SimPlatform platform, MonotonicCounter counter)
+  EnclaveCore(CoreOptions options, attest::SimPlatform platform, MonotonicCounter counter,
+              MonotonicCounter lake_counter)
       : options_(std::move(options)),
         platform_(std::move(platform)),
-        counter_(std::move(counter)) {}
+        counter_(std::move(counter)),
+        lake_counter_(std::move(lake_counter)) {}
 
   Result<crypto::Bytes> Info() const;
   Result<crypto::Bytes> Handshake(crypto::ByteView request);
@@ -61,10 +64,15 @@ class EnclaveCore {
   Result<crypto::Bytes> ApplicationMessage(crypto::ByteView message);
   Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream);
   SealIdentity Self() const;
+  Result<crypto::Bytes> LakeLoad(crypto::ByteView request);
+  Result<crypto::Bytes> LakeRequest(crypto::ByteView request);
+  Result<crypto::Bytes> LakeCommit(crypto::ByteView request);
 
   CoreOptions options_;
   attest::SimPlatform platform_;
   MonotonicCounter counter_;
+  MonotonicCounter lake_counter_;  // the lake manifest's committed version (rollback detection)
+  std::unique_ptr<lake::Lake> lake_;
 
   struct Session {
     std::unique_ptr<channel::ServerHandshake> handshake;

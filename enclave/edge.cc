@@ -172,4 +172,36 @@ Result<EnclaveStats> EnclaveStats::Decode(std::span<const uint8_t> b) {
   return s;
 }
 
+crypto::Bytes LakeResponse::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.Blob(record);
+  w.U64(version);
+  w.U8(mutated ? 1 : 0);
+  w.U32(static_cast<uint32_t>(writes.size()));
+  for (const auto& [key, blob] : writes) {
+    w.String(key);
+    w.Blob(blob);
+  }
+  return out;
+}
+
+Result<LakeResponse> LakeResponse::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  LakeResponse out;
+  MEDSTREAM_TRY(record, r.Blob("lake record"));
+  MEDSTREAM_TRY(version, r.U64("lake version"));
+  MEDSTREAM_TRY(mutated, r.U8("lake mutated"));
+  MEDSTREAM_TRY(n, r.U32("lake writes"));
+  out.record.assign(record.begin(), record.end());
+  out.version = version;
+  out.mutated = mutated != 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    MEDSTREAM_TRY(key, r.String("lake key", 256));
+    MEDSTREAM_TRY(blob, r.Blob("lake blob"));
+    out.writes.emplace_back(key, crypto::Bytes(blob.begin(), blob.end()));
+  }
+  return out;
+}
+
 }  // namespace medstream::enclave

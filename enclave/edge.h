@@ -31,6 +31,10 @@ enum class Call : uint16_t {
   kRestore = 7,       // sealed state -> ()
   kStats = 8,         // -> EnclaveStats
   kShutdown = 9,      // -> () and the enclave exits
+  // The data lake (lake/lake.h):
+  kLakeLoad = 10,     // kind u8 (1 manifest, 2 page, 3 done) | key string | sealed blob -> ()
+  kLakeRequest = 11,  // session id u64 | channel record -> LakeResponse
+  kLakeCommit = 12,   // version u64: the host stored that manifest durably
 };
 
 struct CallSpec {
@@ -51,6 +55,9 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0},
     CallSpec{Call::kStats, "stats", 0, 4096},
     CallSpec{Call::kShutdown, "shutdown", 0, 0},
+    CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0},
+    CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB},
+    CallSpec{Call::kLakeCommit, "lake_commit", 8, 0},
 };
 // The allow-list: nullptr for an id that is not a call.
 const CallSpec* FindCall(uint16_t id);
@@ -77,6 +84,18 @@ struct FrameHeader {
 Result<FrameHeader> DecodeFrameHeader(bool request, std::span<const uint8_t> in);
 Error ErrorFromStatus(uint16_t status, std::string_view message);
 uint16_t StatusFromError(const Error& e);
+
+// kLakeRequest's response: the channel record for the client, then what the host must store
+// (sealed blobs; an empty blob deletes its key), and whether a new manifest version must be
+// committed once stored.
+struct LakeResponse {
+  crypto::Bytes record;
+  uint64_t version = 0;
+  bool mutated = false;
+  std::vector<std::pair<std::string, crypto::Bytes>> writes;
+  crypto::Bytes Encode() const;
+  static Result<LakeResponse> Decode(std::span<const uint8_t> b);
+};
 
 // What a data owner provisions for a key: the key and how its streams are analysed. The analysis
 // configuration travels with the key, over the attested channel, so the host cannot change it.

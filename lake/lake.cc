@@ -1,0 +1,726 @@
+#include "lake/lake.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "lake/csv.h"
+
+namespace medstream::lake {
+
+namespace {
+
+constexpr char kManifestMagic[] = "MSLM";
+constexpr char kPageMagic[] = "MSLP";
+constexpr size_t kMaxBadRowsReported = 1000;
+
+std::unexpected<Error> Denied(std::string why) {
+  return Fail(Error::Code::kFailedPrecondition, std::move(why));
+}
+
+std::string Fingerprint(const PublicKey& k) {
+  return crypto::ToHex(crypto::Sha256(k)).substr(0, 16);
+}
+
+Result<PublicKey> ReadKey(ByteReader* r) {
+  MEDSTREAM_TRY(b, r->Bytes(64, "public key"));
+  PublicKey k;
+  std::copy(b.begin(), b.end(), k.begin());
+  return k;
+}
+
+std::string PageKey(const std::string& dataset_id, uint32_t n) {
+  return fmt::format("page/{}/{}", dataset_id, n);
+}
+
+}  // namespace
+
+std::string_view RoleName(Role r) {
+  switch (r) {
+    case Role::kAdmin:
+      return "admin";
+    case Role::kOwner:
+      return "owner";
+    case Role::kAnalyst:
+      return "analyst";
+    case Role::kNone:
+      break;
+  }
+  return "unregistered";
+}
+
+Result<Role> ParseRole(std::string_view name) {
+  for (Role r : {Role::kAdmin, Role::kOwner, Role::kAnalyst}) {
+    if (RoleName(r) == name) return r;
+  }
+  return InvalidArgument("unknown role '" + std::string(name) + "': owner or analyst");
+}
+
+crypto::Bytes ProofMessage(std::span<const uint8_t> nonce, const PublicKey& key) {
+  crypto::Bytes m;
+  ByteWriter w(&m);
+  w.String("medstream-lake-auth-v1");
+  w.Bytes(nonce);
+  w.Bytes(key);
+  return m;
+}
+
+crypto::Digest AuditEntry::ComputeHash() const {
+  crypto::Bytes b;
+  ByteWriter w(&b);
+  w.Bytes(prev);
+  w.U64(seq);
+  w.I64(time);
+  w.String(who);
+  w.String(op);
+  w.String(dataset);
+  w.String(detail);
+  w.String(outcome);
+  return crypto::Sha256(b);
+}
+
+void AuditEntry::Encode(ByteWriter* w) const {
+  w->U64(seq);
+  w->I64(time);
+  w->String(who);
+  w->String(op);
+  w->String(dataset);
+  w->String(detail);
+  w->String(outcome);
+  w->Bytes(prev);
+  w->Bytes(hash);
+}
+
+Result<AuditEntry> AuditEntry::Decode(ByteReader* r) {
+  AuditEntry e;
+  MEDSTREAM_TRY(seq, r->U64("audit seq"));
+  MEDSTREAM_TRY(time, r->I64("audit time"));
+  MEDSTREAM_TRY(who, r->String("audit who", 4096));
+  MEDSTREAM_TRY(op, r->String("audit op", 64));
+  MEDSTREAM_TRY(dataset, r->String("audit dataset", 4096));
+  MEDSTREAM_TRY(detail, r->String("audit detail", 1 << 20));
+  MEDSTREAM_TRY(outcome, r->String("audit outcome", 1 << 16));
+  MEDSTREAM_TRY(prev, r->Bytes(32, "audit prev"));
+  MEDSTREAM_TRY(hash, r->Bytes(32, "audit hash"));
+  e.seq = seq;
+  e.time = time;
+  e.who = who;
+  e.op = op;
+  e.dataset = dataset;
+  e.detail = detail;
+  e.outcome = outcome;
+  std::copy(prev.begin(), prev.end(), e.prev.begin());
+  std::copy(hash.begin(), hash.end(), e.hash.begin());
+  return e;
+}
+
+Status VerifyAuditChain(const std::vector<AuditEntry>& entries) {
+  crypto::Digest prev{};
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const AuditEntry& e = entries[i];
+    if (e.seq != i + 1 || e.prev != prev || e.ComputeHash() != e.hash) {
+      return Corrupt(fmt::format("audit log broken at entry {}", i + 1));
+    }
+    prev = e.hash;
+  }
+  return {};
+}
+
+void EncodeResultSet(const ResultSet& r, ByteWriter* w) {
+  w->U32(static_cast<uint32_t>(r.columns.size()));
+  for (const auto& c : r.columns) w->String(c);
+  w->U32(static_cast<uint32_t>(r.rows.size()));
+  for (const auto& row : r.rows) {
+    for (const Value& v : row) {
+      if (const auto* d = std::get_if<double>(&v)) {
+        w->U8(1);
+        w->F64(*d);
+      } else if (const auto* s = std::get_if<std::string>(&v)) {
+        w->U8(2);
+        w->String(*s);
+      } else {
+        w->U8(0);
+      }
+    }
+  }
+  w->U64(r.suppressed_groups);
+}
+
+Result<ResultSet> DecodeResultSet(ByteReader* r) {
+  ResultSet out;
+  MEDSTREAM_TRY(nc, r->U32("result columns"));
+  if (nc > 4096) return Corrupt("too many result columns");
+  for (uint32_t i = 0; i < nc; ++i) {
+    MEDSTREAM_TRY(c, r->String("result column", 4096));
+    out.columns.push_back(c);
+  }
+  MEDSTREAM_TRY(nr, r->U32("result rows"));
+  for (uint32_t i = 0; i < nr; ++i) {
+    std::vector<Value> row;
+    for (uint32_t j = 0; j < nc; ++j) {
+      MEDSTREAM_TRY(tag, r->U8("value tag"));
+      if (tag == 1) {
+        MEDSTREAM_TRY(d, r->F64("value"));
+        row.emplace_back(d);
+      } else if (tag == 2) {
+        MEDSTREAM_TRY(s, r->String("value", 1 << 20));
+        row.emplace_back(s);
+      } else {
+        row.emplace_back(std::monostate{});
+      }
+    }
+    out.rows.push_back(std::move(row));
+  }
+  MEDSTREAM_TRY(sup, r->U64("suppressed groups"));
+  out.suppressed_groups = sup;
+  return out;
+}
+
+struct Lake::Identity {
+  std::string name;
+  Role role = Role::kNone;
+  std::vector<std::string> datasets;  // analysts: granted dataset names
+};
+
+struct Lake::Dataset {
+  std::string id;  // opaque, names the pages
+  std::string name;
+  PublicKey owner{};
+  uint32_t k = 5;
+  struct Page {
+    std::string key;
+    crypto::Digest hash{};
+    uint64_t rows = 0;
+    bool loaded = false;
+  };
+  std::vector<Page> pages;
+  uint32_t next_page = 0;
+  std::unique_ptr<Table> table;
+};
+
+struct Lake::Session {
+  crypto::Bytes nonce;
+  PublicKey key{};
+  bool hello = false;
+  bool proven = false;
+  struct IngestState {
+    std::string dataset;
+    std::string id;
+    bool fresh = false;
+    Schema schema;
+    uint32_t k = 5;
+    std::unique_ptr<Table> staging;
+    std::vector<Dataset::Page> pages;
+    uint32_t next_page = 0;
+    uint64_t bad = 0;
+    std::vector<BadRow> bad_rows;
+  };
+  std::unique_ptr<IngestState> ingest;
+};
+
+Lake::Lake(Sealer seal, Unsealer unseal, std::function<int64_t()> now)
+    : seal_(std::move(seal)), unseal_(std::move(unseal)), now_(std::move(now)) {}
+Lake::~Lake() = default;
+
+Lake::Dataset* Lake::FindDataset(std::string_view name) {
+  auto it = datasets_.find(std::string(name));
+  return it == datasets_.end() ? nullptr : it->second.get();
+}
+
+std::string Lake::Who(const Session& s) const {
+  auto it = identities_.find(s.key);
+  const std::string name = it == identities_.end() ? "unregistered" : it->second.name;
+  return name + " (" + Fingerprint(s.key) + ")";
+}
+
+void Lake::Audit(const Session& s, std::string op, std::string dataset, std::string detail,
+                 std::string outcome) {
+  AuditEntry e;
+  e.seq = audit_.size() + 1;
+  e.time = now_();
+  e.who = Who(s);
+  e.op = std::move(op);
+  e.dataset = std::move(dataset);
+  e.detail = std::move(detail);
+  e.outcome = std::move(outcome);
+  if (!audit_.empty()) e.prev = audit_.back().hash;
+  e.hash = e.ComputeHash();
+  audit_.push_back(std::move(e));
+}
+
+// ---- persistence ----
+
+Status Lake::Persist(Output* out) {
+  ++version_;
+  crypto::Bytes m;
+  ByteWriter w(&m);
+  w.Raw(kManifestMagic, 4);
+  w.U64(version_);
+  w.U32(static_cast<uint32_t>(identities_.size()));
+  for (const auto& [key, id] : identities_) {
+    w.Bytes(key);
+    w.String(id.name);
+    w.U8(static_cast<uint8_t>(id.role));
+    w.U32(static_cast<uint32_t>(id.datasets.size()));
+    for (const auto& d : id.datasets) w.String(d);
+  }
+  w.U32(static_cast<uint32_t>(datasets_.size()));
+  for (const auto& [name, d] : datasets_) {
+    w.String(d->id);
+    w.String(d->name);
+    w.Bytes(d->owner);
+    w.U32(d->k);
+    d->table->schema().Encode(&w);
+    w.U32(d->next_page);
+    w.U32(static_cast<uint32_t>(d->pages.size()));
+    for (const auto& p : d->pages) {
+      w.String(p.key);
+      w.Bytes(p.hash);
+      w.U64(p.rows);
+    }
+  }
+  w.U32(static_cast<uint32_t>(audit_.size()));
+  for (const auto& e : audit_) e.Encode(&w);
+  auto sealed = seal_(m, version_);
+  crypto::Wipe(m);
+  if (!sealed) {
+    --version_;
+    return std::unexpected(sealed.error());
+  }
+  out->writes.push_back({"manifest", std::move(*sealed)});
+  out->mutated = true;
+  return {};
+}
+
+Status Lake::LoadManifest(crypto::ByteView sealed) {
+  MEDSTREAM_TRY(opened, unseal_(sealed));
+  auto& [m, version] = opened;
+  ByteReader r(m);
+  MEDSTREAM_TRY(magic, r.Bytes(4, "manifest magic"));
+  if (!std::equal(magic.begin(), magic.end(), kManifestMagic)) return Corrupt("not a manifest");
+  MEDSTREAM_TRY(v, r.U64("manifest version"));
+  if (v != version) return Corrupt("manifest version does not match its seal");
+  version_ = v;
+  MEDSTREAM_TRY(nid, r.U32("identities"));
+  for (uint32_t i = 0; i < nid; ++i) {
+    MEDSTREAM_TRY(key, ReadKey(&r));
+    Identity id;
+    MEDSTREAM_TRY(name, r.String("identity name", 256));
+    MEDSTREAM_TRY(role, r.U8("role"));
+    MEDSTREAM_TRY(nd, r.U32("granted datasets"));
+    id.name = name;
+    id.role = static_cast<Role>(role);
+    for (uint32_t j = 0; j < nd; ++j) {
+      MEDSTREAM_TRY(d, r.String("granted dataset", 256));
+      id.datasets.push_back(d);
+    }
+    identities_[key] = std::move(id);
+  }
+  MEDSTREAM_TRY(nds, r.U32("datasets"));
+  for (uint32_t i = 0; i < nds; ++i) {
+    auto d = std::make_unique<Dataset>();
+    MEDSTREAM_TRY(id, r.String("dataset id", 64));
+    MEDSTREAM_TRY(name, r.String("dataset name", 256));
+    MEDSTREAM_TRY(owner, ReadKey(&r));
+    MEDSTREAM_TRY(k, r.U32("k"));
+    MEDSTREAM_TRY(schema, Schema::Decode(&r));
+    MEDSTREAM_TRY(next_page, r.U32("next page"));
+    MEDSTREAM_TRY(np, r.U32("pages"));
+    d->id = id;
+    d->name = name;
+    d->owner = owner;
+    d->k = k;
+    d->next_page = next_page;
+    d->table = std::make_unique<Table>(schema);
+    for (uint32_t j = 0; j < np; ++j) {
+      Dataset::Page p;
+      MEDSTREAM_TRY(key, r.String("page key", 256));
+      MEDSTREAM_TRY(hash, r.Bytes(32, "page hash"));
+      MEDSTREAM_TRY(rows, r.U64("page rows"));
+      p.key = key;
+      std::copy(hash.begin(), hash.end(), p.hash.begin());
+      p.rows = rows;
+      d->pages.push_back(std::move(p));
+    }
+    datasets_[name] = std::move(d);
+  }
+  MEDSTREAM_TRY(na, r.U32("audit entries"));
+  for (uint32_t i = 0; i < na; ++i) {
+    MEDSTREAM_TRY(e, AuditEntry::Decode(&r));
+    audit_.push_back(std::move(e));
+  }
+  if (auto s = VerifyAuditChain(audit_); !s) return s;
+  return {};
+}
+
+Status Lake::LoadPage(const std::string& key, crypto::ByteView sealed) {
+  for (auto& [name, d] : datasets_) {
+    for (size_t n = 0; n < d->pages.size(); ++n) {
+      Dataset::Page& p = d->pages[n];
+      if (p.key != key) continue;
+      if (p.loaded) return Corrupt("page " + key + " given twice");
+      if (crypto::Sha256(sealed) != p.hash) {
+        return Corrupt("page " + key + " of dataset '" + name +
+                       "' does not match the manifest (swapped, altered or rolled back)");
+      }
+      MEDSTREAM_TRY(opened, unseal_(sealed));
+      ByteReader r(opened.first);
+      MEDSTREAM_TRY(magic, r.Bytes(4, "page magic"));
+      MEDSTREAM_TRY(id, r.String("page dataset", 64));
+      MEDSTREAM_TRY(index, r.U32("page index"));
+      MEDSTREAM_TRY(version, r.U64("page version"));
+      (void)version;
+      if (!std::equal(magic.begin(), magic.end(), kPageMagic) || id != d->id ||
+          PageKey(id, index) != key) {
+        return Corrupt("page " + key + " is bound to another dataset or position");
+      }
+      const size_t before = d->table->rows();
+      if (auto s = d->table->AppendPage(&r); !s)
+        return std::unexpected(std::move(s.error()).With("page " + key));
+      if (d->table->rows() - before != p.rows) return Corrupt("page " + key + ": row count");
+      p.loaded = true;
+      return {};
+    }
+  }
+  return {};  // not in the manifest: left over from an interrupted ingest
+}
+
+Status Lake::FinishLoad() {
+  for (auto& [name, d] : datasets_) {
+    for (const auto& p : d->pages) {
+      if (!p.loaded) return Corrupt("page " + p.key + " of dataset '" + name + "' is missing");
+    }
+  }
+  loaded_ = true;
+  return {};
+}
+
+// ---- requests ----
+
+void Lake::EndSession(uint64_t session) {
+  sessions_.erase(session);
+}
+
+Output Lake::Handle(uint64_t session, crypto::ByteView request) {
+  Output out;
+  auto& slot = sessions_[session];
+  if (!slot) slot = std::make_unique<Session>();
+  ByteReader r(request);
+  Result<crypto::Bytes> reply = [&]() -> Result<crypto::Bytes> {
+    MEDSTREAM_TRY(op, r.U8("lake operation"));
+    return Dispatch(*slot, static_cast<Op>(op), &r, &out);
+  }();
+  ByteWriter w(&out.reply);
+  if (reply) {
+    w.U8(0);
+    w.Bytes(*reply);
+  } else {
+    w.U8(1);
+    w.String(reply.error().message());
+  }
+  return out;
+}
+
+Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* out) {
+  if (!loaded_) return Denied("the lake is not loaded");
+  crypto::Bytes reply;
+  ByteWriter w(&reply);
+  if (op == Op::kHello) {
+    MEDSTREAM_TRY(key, ReadKey(r));
+    s.key = key;
+    s.nonce.assign(32, 0);
+    if (auto st = crypto::RandomBytes(s.nonce); !st) return std::unexpected(st.error());
+    s.hello = true;
+    s.proven = false;
+    w.Bytes(s.nonce);
+    w.U64(version_);
+    return reply;
+  }
+  if (op == Op::kProve) {
+    if (!s.hello) return Denied("say hello (with your public key) first");
+    MEDSTREAM_TRY(sig, r->Bytes(64, "signature"));
+    MEDSTREAM_TRY(key, crypto::EcKey::FromRawPublic(s.key));
+    if (auto st = key.Verify(ProofMessage(s.nonce, s.key), sig); !st) {
+      return Denied("identity proof failed: the signature does not match the public key");
+    }
+    s.proven = true;
+    auto it = identities_.find(s.key);
+    w.String(RoleName(it == identities_.end() ? Role::kNone : it->second.role));
+    w.String(it == identities_.end() ? "" : it->second.name);
+    w.U64(version_);
+    return reply;
+  }
+  if (!s.proven) return Denied("not authenticated: prove your identity first");
+  auto me = identities_.find(s.key);
+  const Role role = me == identities_.end() ? Role::kNone : me->second.role;
+  switch (op) {
+    case Op::kInit: {
+      MEDSTREAM_TRY(name, r->String("name", 256));
+      if (!identities_.empty()) return Denied("the lake is already initialised");
+      identities_[s.key] = {name, Role::kAdmin, {}};
+      Audit(s, "init", "", "", "ok");
+      if (auto st = Persist(out); !st) return std::unexpected(st.error());
+      return reply;
+    }
+    case Op::kGrant: {
+      MEDSTREAM_TRY(key, ReadKey(r));
+      MEDSTREAM_TRY(name, r->String("name", 256));
+      MEDSTREAM_TRY(role_name, r->String("role", 64));
+      MEDSTREAM_TRY(n, r->U32("datasets"));
+      std::vector<std::string> granted;
+      for (uint32_t i = 0; i < n && i < 1024; ++i) {
+        MEDSTREAM_TRY(d, r->String("dataset", 256));
+        granted.push_back(d);
+      }
+      if (role != Role::kAdmin) {
+        Audit(s, "grant", "", name, "refused: not the lake admin");
+        (void)Persist(out);
+        return Denied("only the lake's admin registers identities");
+      }
+      MEDSTREAM_TRY(new_role, ParseRole(role_name));
+      if (new_role == Role::kAdmin) return Denied("there is one admin: the lake's creator");
+      if (auto k = crypto::EcKey::FromRawPublic(key); !k)
+        return InvalidArgument("not a P-256 public key");
+      Identity& id = identities_[key];
+      id.name = name;
+      id.role = new_role;
+      for (const auto& d : granted) {
+        if (std::find(id.datasets.begin(), id.datasets.end(), d) == id.datasets.end())
+          id.datasets.push_back(d);
+      }
+      Audit(s, "grant", fmt::format("{}", fmt::join(granted, ",")),
+            name + " as " + std::string(RoleName(new_role)), "ok");
+      if (auto st = Persist(out); !st) return std::unexpected(st.error());
+      return reply;
+    }
+    case Op::kIngestBegin:
+    case Op::kIngestChunk:
+    case Op::kIngestEnd:
+      return Ingest(s, op, r, out);
+    case Op::kQuery:
+      return RunQuery(s, r, out);
+    case Op::kDelete: {
+      MEDSTREAM_TRY(name, r->String("dataset", 256));
+      Dataset* d = FindDataset(name);
+      if (!d) return Fail(Error::Code::kNotFound, "no dataset '" + name + "'");
+      if (d->owner != s.key) {
+        Audit(s, "delete", name, "", "refused: not its owner");
+        (void)Persist(out);
+        return Denied("only the owner of dataset '" + name + "' may delete it");
+      }
+      for (const auto& p : d->pages) out->writes.push_back({p.key, {}});
+      datasets_.erase(name);
+      Audit(s, "delete", name, "", "ok");
+      if (auto st = Persist(out); !st) return std::unexpected(st.error());
+      // The manifest must land before the pages go: put it first.
+      std::rotate(out->writes.begin(), out->writes.end() - 1, out->writes.end());
+      return reply;
+    }
+    case Op::kAudit: {
+      if (role != Role::kAdmin && role != Role::kOwner)
+        return Denied("the audit log is for the lake's admin and dataset owners");
+      std::vector<const AuditEntry*> shown;
+      for (const auto& e : audit_) shown.push_back(&e);
+      w.U32(static_cast<uint32_t>(shown.size()));
+      for (const auto* e : shown) e->Encode(&w);
+      return reply;
+    }
+    case Op::kList: {
+      std::vector<const Dataset*> visible;
+      for (const auto& [name, d] : datasets_) {
+        const bool granted = me != identities_.end() &&
+                             std::find(me->second.datasets.begin(), me->second.datasets.end(),
+                                       name) != me->second.datasets.end();
+        if (d->owner == s.key || granted || role == Role::kAdmin) visible.push_back(d.get());
+      }
+      w.U32(static_cast<uint32_t>(visible.size()));
+      for (const Dataset* d : visible) {
+        auto o = identities_.find(d->owner);
+        w.String(d->name);
+        w.String(o == identities_.end() ? "?" : o->second.name);
+        w.U64(d->table->rows());
+        w.String(d->table->schema().Describe());
+        w.U32(d->k);
+      }
+      return reply;
+    }
+    default:
+      return InvalidArgument("unknown lake operation");
+  }
+}
+
+Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out) {
+  auto me = identities_.find(s.key);
+  const Role role = me == identities_.end() ? Role::kNone : me->second.role;
+  crypto::Bytes reply;
+  ByteWriter w(&reply);
+  if (op == Op::kIngestBegin) {
+    MEDSTREAM_TRY(name, r->String("dataset", 256));
+    MEDSTREAM_TRY(schema, Schema::Decode(r));
+    MEDSTREAM_TRY(k, r->U32("k"));
+    if (role != Role::kAdmin && role != Role::kOwner) {
+      return Denied(std::string("ingest refused: role ") + std::string(RoleName(role)) +
+                    " may not upload (owners only)");
+    }
+    if (name.empty() || name.size() > 128 ||
+        !std::all_of(
+            name.begin(), name.end(),
+            [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }) ||
+        std::isdigit(static_cast<unsigned char>(name[0]))) {
+      return InvalidArgument("dataset name '" + name +
+                             "': letters, digits and _ only, not starting with a digit");
+    }
+    if (k < 1) return InvalidArgument("k must be at least 1");
+    auto st = std::make_unique<Session::IngestState>();
+    st->dataset = name;
+    st->k = k;
+    if (Dataset* d = FindDataset(name)) {
+      if (d->owner != s.key) return Denied("dataset '" + name + "' belongs to another owner");
+      if (d->table->schema().Describe() != schema.Describe()) {
+        return InvalidArgument("dataset '" + name + "' has schema " +
+                               d->table->schema().Describe() + ", the upload has " +
+                               schema.Describe());
+      }
+      st->id = d->id;
+      st->next_page = d->next_page;
+    } else {
+      crypto::Bytes id(8);
+      if (auto rs = crypto::RandomBytes(id); !rs) return std::unexpected(rs.error());
+      st->id = crypto::ToHex(id);
+      st->fresh = true;
+    }
+    st->schema = schema;
+    st->staging = std::make_unique<Table>(schema);
+    s.ingest = std::move(st);
+    return reply;
+  }
+  if (!s.ingest) return Denied("no upload in progress: begin one first");
+  Session::IngestState& in = *s.ingest;
+  if (op == Op::kIngestChunk) {
+    MEDSTREAM_TRY(first_line, r->U64("first line"));
+    MEDSTREAM_TRY(csv_bytes, r->Blob("CSV chunk", 64u << 20));
+    const std::string_view text(reinterpret_cast<const char*>(csv_bytes.data()), csv_bytes.size());
+    Table chunk(in.schema);
+    std::vector<std::string_view> fields;
+    std::vector<std::string> scratch;
+    bool unterminated = false;
+    size_t pos = 0;
+    uint64_t line = first_line, bad = 0;
+    while (NextRecord(text, &pos, &fields, &scratch, &unterminated)) {
+      const uint64_t this_line = line++;
+      if (fields.size() == 1 && fields[0].empty()) continue;  // blank line
+      Status st =
+          unterminated ? InvalidArgument("a quoted field never closes") : chunk.AppendRow(fields);
+      if (!st) {
+        ++bad;
+        if (in.bad_rows.size() < kMaxBadRowsReported)
+          in.bad_rows.push_back({this_line, st.error().message()});
+      }
+    }
+    in.bad += bad;
+    if (chunk.rows() > 0) {
+      const uint32_t index = in.next_page++;
+      crypto::Bytes page;
+      ByteWriter pw(&page);
+      pw.Raw(kPageMagic, 4);
+      pw.String(in.id);
+      pw.U32(index);
+      pw.U64(version_ + 1);
+      const size_t body = page.size();
+      chunk.EncodeRows(0, chunk.rows(), &pw);
+      ByteReader pr(crypto::ByteView(page).subspan(body));
+      if (auto st = in.staging->AppendPage(&pr); !st) return std::unexpected(st.error());
+      MEDSTREAM_TRY(sealed, seal_(page, version_ + 1));
+      crypto::Wipe(page);
+      Dataset::Page p;
+      p.key = PageKey(in.id, index);
+      p.hash = crypto::Sha256(sealed);
+      p.rows = chunk.rows();
+      p.loaded = true;
+      in.pages.push_back(p);
+      out->writes.push_back({p.key, std::move(sealed)});
+    }
+    w.U64(chunk.rows());
+    w.U64(bad);
+    return reply;
+  }
+  // End: the staged rows join the dataset and the manifest names the new pages.
+  Dataset* d = FindDataset(in.dataset);
+  if (!d) {
+    auto fresh = std::make_unique<Dataset>();
+    fresh->id = in.id;
+    fresh->name = in.dataset;
+    fresh->owner = s.key;
+    fresh->k = in.k;
+    fresh->table = std::make_unique<Table>(in.schema);
+    d = fresh.get();
+    datasets_[in.dataset] = std::move(fresh);
+  } else if (d->owner != s.key) {
+    return Denied("dataset '" + in.dataset + "' belongs to another owner");
+  }
+  const uint64_t stored = in.staging->rows();
+  {
+    crypto::Bytes all;
+    ByteWriter aw(&all);
+    in.staging->EncodeRows(0, stored, &aw);
+    ByteReader ar(all);
+    if (auto st = d->table->AppendPage(&ar); !st) return std::unexpected(st.error());
+    crypto::Wipe(all);
+  }
+  d->pages.insert(d->pages.end(), in.pages.begin(), in.pages.end());
+  d->next_page = in.next_page;
+  Audit(s, "ingest", in.dataset, fmt::format("{} rows stored, {} refused", stored, in.bad), "ok");
+  if (auto st = Persist(out); !st) return std::unexpected(st.error());
+  w.U64(stored);
+  w.U64(in.bad);
+  w.U32(static_cast<uint32_t>(in.bad_rows.size()));
+  for (const auto& b : in.bad_rows) {
+    w.U64(b.line);
+    w.String(b.reason);
+  }
+  w.String(d->table->schema().Describe());
+  s.ingest.reset();
+  return reply;
+}
+
+Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
+  MEDSTREAM_TRY(sql, r->String("query", 64 * 1024));
+  auto me = identities_.find(s.key);
+  const Role role = me == identities_.end() ? Role::kNone : me->second.role;
+  auto refuse = [&](const std::string& dataset, Error e) -> Result<crypto::Bytes> {
+    Audit(s, "query", dataset, sql, "refused: " + e.message());
+    if (auto st = Persist(out); !st) return std::unexpected(st.error());
+    return std::unexpected(std::move(e));
+  };
+  if (role == Role::kNone) {
+    return refuse("", Error(Error::Code::kFailedPrecondition,
+                            "unregistered identity: ask the lake's admin for a grant"));
+  }
+  auto q = ParseQuery(sql);
+  if (!q) return refuse("", q.error());
+  Dataset* d = FindDataset(q->dataset);
+  const bool owner = d && d->owner == s.key;
+  const bool granted = me->second.role == Role::kAnalyst &&
+                       std::find(me->second.datasets.begin(), me->second.datasets.end(),
+                                 q->dataset) != me->second.datasets.end();
+  if (!d || (!owner && !granted)) {
+    // The same answer whether it is absent or not granted: names are not disclosed.
+    return refuse(q->dataset, Error(Error::Code::kNotFound,
+                                    "no dataset '" + q->dataset + "' that you may query"));
+  }
+  ExecOptions options;
+  options.min_group = d->k;
+  options.allow_rows = owner;
+  auto result = Execute(*q, *d->table, options);
+  if (!result) return refuse(q->dataset, result.error());
+  Audit(s, "query", q->dataset, sql,
+        fmt::format("ok: {} rows, {} groups suppressed", result->rows.size(),
+                    result->suppressed_groups));
+  if (auto st = Persist(out); !st) return std::unexpected(st.error());
+  crypto::Bytes reply;
+  ByteWriter w(&reply);
+  EncodeResultSet(*result, &w);
+  return reply;
+}
+
+}  // namespace medstream::lake

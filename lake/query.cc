@@ -1,0 +1,768 @@
+#include "lake/query.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+namespace medstream::lake {
+
+namespace {
+
+// ---- tokens ----
+
+enum class Tok { kIdent, kNumber, kString, kSymbol, kEnd };
+
+struct Token {
+  Tok kind;
+  std::string text;  // identifiers upper-cased in `upper`
+  std::string upper;
+  double number = 0;
+  size_t pos = 0;  // 1-based
+};
+
+Result<std::vector<Token>> Lex(std::string_view s) {
+  std::vector<Token> out;
+  size_t i = 0;
+  auto err = [&](size_t at, const std::string& m) {
+    return InvalidArgument(fmt::format("SQL error at position {}: {}", at + 1, m));
+  };
+  while (i < s.size()) {
+    const char c = s[i];
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
+    Token t;
+    t.pos = i + 1;
+    if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+      size_t j = i;
+      while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+      t.kind = Tok::kIdent;
+      t.text = s.substr(i, j - i);
+      i = j;
+    } else if (c == '"') {  // quoted identifier
+      const size_t end = s.find('"', i + 1);
+      if (end == std::string_view::npos) return err(i, "unterminated quoted name");
+      t.kind = Tok::kIdent;
+      t.text = s.substr(i + 1, end - i - 1);
+      i = end + 1;
+    } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+               (c == '.' && i + 1 < s.size() &&
+                std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
+      size_t j = i;
+      while (j < s.size() &&
+             (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '.' ||
+              ((s[j] == '-' || s[j] == '+') && (s[j - 1] == 'e' || s[j - 1] == 'E'))))
+        ++j;
+      auto [p, ec] = std::from_chars(s.data() + i, s.data() + j, t.number);
+      if (ec != std::errc() || p != s.data() + j)
+        return err(i, "'" + std::string(s.substr(i, j - i)) + "' is not a number");
+      t.kind = Tok::kNumber;
+      t.text = s.substr(i, j - i);
+      i = j;
+    } else if (c == '\'') {
+      size_t j = i + 1;
+      std::string v;
+      for (;;) {
+        if (j >= s.size()) return err(i, "unterminated string");
+        if (s[j] == '\'') {
+          if (j + 1 < s.size() && s[j + 1] == '\'') {
+            v += '\'';
+            j += 2;
+            continue;
+          }
+          break;
+        }
+        v += s[j++];
+      }
+      t.kind = Tok::kString;
+      t.text = v;
+      i = j + 1;
+    } else {
+      static constexpr std::string_view kTwo[] = {"<=", ">=", "<>", "!="};
+      t.kind = Tok::kSymbol;
+      bool two = false;
+      for (auto op : kTwo) {
+        if (s.substr(i, 2) == op) {
+          t.text = op;
+          two = true;
+        }
+      }
+      if (!two) {
+        if (std::string_view("(),*=<>;-").find(c) == std::string_view::npos)
+          return err(i, fmt::format("unexpected character '{}'", c));
+        t.text = std::string(1, c);
+      }
+      i += t.text.size();
+    }
+    t.upper = t.text;
+    if (t.kind == Tok::kIdent)
+      for (char& ch : t.upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+    out.push_back(std::move(t));
+  }
+  out.push_back({Tok::kEnd, "", "", 0, s.size() + 1});
+  return out;
+}
+
+bool IsKeyword(const std::string& upper) {
+  static const char* kWords[] = {"SELECT", "FROM", "WHERE",   "GROUP", "BY",   "AND", "OR",
+                                 "NOT",    "IN",   "BETWEEN", "IS",    "NULL", "AS"};
+  return std::any_of(std::begin(kWords), std::end(kWords),
+                     [&](const char* w) { return upper == w; });
+}
+
+}  // namespace
+
+// ---- expressions ----
+
+struct Literal {
+  bool is_string = false;
+  bool is_null = false;
+  double number = 0;
+  std::string text;
+  size_t pos = 0;
+};
+
+struct Expr {
+  enum Kind { kAnd, kOr, kNot, kCmp, kIn, kBetween, kIsNull } kind = kCmp;
+  std::shared_ptr<Expr> a, b;
+  std::string column;  // left side: a column
+  size_t column_pos = 0;
+  std::string op;
+  std::vector<Literal> values;  // right side(s)
+  bool negated = false;
+};
+
+namespace {
+
+class Parser {
+ public:
+  explicit Parser(std::vector<Token> t) : t_(std::move(t)) {}
+
+  Result<Query> Parse() {
+    Query q;
+    if (auto s = Expect("SELECT"); !s) return std::unexpected(s.error());
+    for (;;) {
+      MEDSTREAM_TRY(item, Item());
+      q.items.push_back(std::move(item));
+      if (!Accept(",")) break;
+    }
+    if (auto s = Expect("FROM"); !s) return std::unexpected(s.error());
+    MEDSTREAM_TRY(name, Name("a dataset name"));
+    q.dataset = name;
+    if (AcceptWord("WHERE")) {
+      MEDSTREAM_TRY(e, Or());
+      q.where = e;
+    }
+    if (AcceptWord("GROUP")) {
+      if (auto s = Expect("BY"); !s) return std::unexpected(s.error());
+      for (;;) {
+        MEDSTREAM_TRY(col, Name("a column to group by"));
+        q.group_by.push_back(col);
+        if (!Accept(",")) break;
+      }
+    }
+    Accept(";");
+    if (Peek().kind != Tok::kEnd) return Error("the end of the query");
+    return q;
+  }
+
+ private:
+  const Token& Peek() const { return t_[i_]; }
+  const Token& Next() { return t_[i_ < t_.size() - 1 ? i_++ : i_]; }
+  std::unexpected<medstream::Error> Error(const std::string& expected) const {
+    const Token& t = Peek();
+    const std::string got = t.kind == Tok::kEnd ? "the end of the query" : "'" + t.text + "'";
+    return InvalidArgument(
+        fmt::format("SQL error at position {}: expected {}, found {}", t.pos, expected, got));
+  }
+  bool Accept(std::string_view sym) {
+    if (Peek().kind == Tok::kSymbol && Peek().text == sym) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool AcceptWord(std::string_view w) {
+    if (Peek().kind == Tok::kIdent && Peek().upper == w) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  Status Expect(std::string_view w) {
+    if (AcceptWord(w) || Accept(w)) return {};
+    return Error(std::string(w));
+  }
+  Result<std::string> Name(const std::string& what) {
+    if (Peek().kind != Tok::kIdent || IsKeyword(Peek().upper)) return Error(what);
+    return Next().text;
+  }
+
+  Result<SelectItem> Item() {
+    SelectItem item;
+    const size_t start = i_;
+    if (Accept("*")) {
+      item.column = "*";
+    } else {
+      if (Peek().kind != Tok::kIdent || IsKeyword(Peek().upper))
+        return Error(
+            "a column or an aggregate (COUNT, SUM, AVG, MIN, MAX, STDDEV, MEDIAN, "
+            "PERCENTILE)");
+      static const std::map<std::string, Agg> kAggs = {
+          {"COUNT", Agg::kCount},   {"SUM", Agg::kSum},
+          {"AVG", Agg::kAvg},       {"MIN", Agg::kMin},
+          {"MAX", Agg::kMax},       {"STDDEV", Agg::kStddev},
+          {"MEDIAN", Agg::kMedian}, {"PERCENTILE", Agg::kPercentile}};
+      auto agg = kAggs.find(Peek().upper);
+      if (agg != kAggs.end() && t_[i_ + 1].kind == Tok::kSymbol && t_[i_ + 1].text == "(") {
+        i_ += 2;
+        item.agg = agg->second;
+        if (item.agg == Agg::kCount && Accept("*")) {
+          item.agg = Agg::kCountStar;
+        } else {
+          MEDSTREAM_TRY(col, Name("a column name"));
+          item.column = col;
+        }
+        if (item.agg == Agg::kPercentile) {
+          if (!Accept(",")) return Error("',' and a percentile (0 to 100)");
+          if (Peek().kind != Tok::kNumber) return Error("a percentile (0 to 100)");
+          item.percentile = Next().number;
+          if (item.percentile < 0 || item.percentile > 100)
+            return InvalidArgument(
+                fmt::format("SQL error at position {}: a percentile is 0 to 100", t_[i_ - 1].pos));
+        }
+        if (!Accept(")")) return Error("')'");
+      } else {
+        item.column = Next().text;
+      }
+    }
+    for (size_t k = start; k < i_; ++k) item.label += t_[k].text + (t_[k].text == "," ? " " : "");
+    if (AcceptWord("AS")) {
+      MEDSTREAM_TRY(alias, Name("an alias"));
+      item.label = alias;
+    }
+    return item;
+  }
+
+  Result<std::shared_ptr<Expr>> Or() {
+    MEDSTREAM_TRY(left, And());
+    while (AcceptWord("OR")) {
+      MEDSTREAM_TRY(right, And());
+      auto e = std::make_shared<Expr>();
+      e->kind = Expr::kOr;
+      e->a = left;
+      e->b = right;
+      left = e;
+    }
+    return left;
+  }
+  Result<std::shared_ptr<Expr>> And() {
+    MEDSTREAM_TRY(left, Not());
+    while (AcceptWord("AND")) {
+      MEDSTREAM_TRY(right, Not());
+      auto e = std::make_shared<Expr>();
+      e->kind = Expr::kAnd;
+      e->a = left;
+      e->b = right;
+      left = e;
+    }
+    return left;
+  }
+  Result<std::shared_ptr<Expr>> Not() {
+    if (AcceptWord("NOT")) {
+      MEDSTREAM_TRY(inner, Not());
+      auto e = std::make_shared<Expr>();
+      e->kind = Expr::kNot;
+      e->a = inner;
+      return e;
+    }
+    return Predicate();
+  }
+  Result<Literal> Value() {
+    Literal l;
+    l.pos = Peek().pos;
+    const bool minus = Accept("-");
+    if (Peek().kind == Tok::kNumber) {
+      l.number = (minus ? -1 : 1) * Next().number;
+    } else if (!minus && Peek().kind == Tok::kString) {
+      l.is_string = true;
+      l.text = Next().text;
+    } else if (!minus && AcceptWord("NULL")) {
+      l.is_null = true;
+    } else {
+      return Error("a number or a 'string'");
+    }
+    return l;
+  }
+  Result<std::shared_ptr<Expr>> Predicate() {
+    if (Accept("(")) {
+      MEDSTREAM_TRY(e, Or());
+      if (!Accept(")")) return Error("')'");
+      return e;
+    }
+    auto e = std::make_shared<Expr>();
+    e->column_pos = Peek().pos;
+    MEDSTREAM_TRY(col, Name("a column name"));
+    e->column = col;
+    if (AcceptWord("IS")) {
+      e->kind = Expr::kIsNull;
+      e->negated = AcceptWord("NOT");
+      if (!AcceptWord("NULL")) return Error("NULL");
+      return e;
+    }
+    e->negated = AcceptWord("NOT");
+    if (AcceptWord("IN")) {
+      e->kind = Expr::kIn;
+      if (!Accept("(")) return Error("'(' and a list of values");
+      for (;;) {
+        MEDSTREAM_TRY(v, Value());
+        e->values.push_back(v);
+        if (!Accept(",")) break;
+      }
+      if (!Accept(")")) return Error("')'");
+      return e;
+    }
+    if (AcceptWord("BETWEEN")) {
+      e->kind = Expr::kBetween;
+      MEDSTREAM_TRY(lo, Value());
+      if (!AcceptWord("AND")) return Error("AND");
+      MEDSTREAM_TRY(hi, Value());
+      e->values = {lo, hi};
+      return e;
+    }
+    if (e->negated) return Error("IN or BETWEEN after NOT");
+    static const char* kOps[] = {"=", "!=", "<>", "<", "<=", ">", ">="};
+    for (const char* op : kOps) {
+      if (Accept(op)) {
+        e->op = op;
+        MEDSTREAM_TRY(v, Value());
+        e->values = {v};
+        return e;
+      }
+    }
+    return Error("a comparison (=, !=, <, <=, >, >=), IN, BETWEEN or IS NULL");
+  }
+
+  std::vector<Token> t_;
+  size_t i_ = 0;
+};
+
+// Three-valued logic, as SQL: 0 false, 1 true, 2 unknown (a missing value was compared).
+using Mask = std::vector<uint8_t>;
+constexpr uint8_t kF = 0, kT = 1, kU = 2;
+
+Result<int> ColumnOf(const Table& t, const std::string& name, size_t pos) {
+  const int c = t.schema().Find(name);
+  if (c < 0) {
+    return InvalidArgument(fmt::format("SQL error at position {}: no column '{}' (columns: {})",
+                                       pos, name, t.schema().Describe()));
+  }
+  return c;
+}
+
+// A literal as a number comparable with column c (dates from their text).
+Result<double> NumberFor(const Table& t, int c, const Literal& l) {
+  const Column& col = t.schema().columns[c];
+  if (col.type == Type::kDate) {
+    if (!l.is_string)
+      return InvalidArgument(fmt::format(
+          "SQL error at position {}: compare date column '{}' with a 'YYYY-MM-DD' string", l.pos,
+          col.name));
+    auto d = ParseDate(l.text);
+    if (!d)
+      return InvalidArgument(
+          fmt::format("SQL error at position {}: '{}': {}", l.pos, l.text, d.error().message()));
+    return static_cast<double>(*d);
+  }
+  if (l.is_string)
+    return InvalidArgument(
+        fmt::format("SQL error at position {}: column '{}' is {}, compared with a string", l.pos,
+                    col.name, TypeName(col.type)));
+  return l.number;
+}
+
+Result<Mask> Eval(const Expr& e, const Table& t) {
+  const size_t n = t.rows();
+  switch (e.kind) {
+    case Expr::kAnd:
+    case Expr::kOr: {
+      MEDSTREAM_TRY(a, Eval(*e.a, t));
+      MEDSTREAM_TRY(b, Eval(*e.b, t));
+      const bool is_and = e.kind == Expr::kAnd;
+      for (size_t i = 0; i < n; ++i) {
+        const uint8_t x = a[i], y = b[i];
+        if (is_and) {
+          a[i] = (x == kF || y == kF) ? kF : (x == kU || y == kU) ? kU : kT;
+        } else {
+          a[i] = (x == kT || y == kT) ? kT : (x == kU || y == kU) ? kU : kF;
+        }
+      }
+      return a;
+    }
+    case Expr::kNot: {
+      MEDSTREAM_TRY(a, Eval(*e.a, t));
+      for (auto& x : a) x = x == kU ? kU : (x == kT ? kF : kT);
+      return a;
+    }
+    default:
+      break;
+  }
+  MEDSTREAM_TRY(c, ColumnOf(t, e.column, e.column_pos));
+  const Type type = t.schema().columns[c].type;
+  const bool textual = type == Type::kText || type == Type::kCategorical;
+  Mask m(n, kF);
+  if (e.kind == Expr::kIsNull) {
+    for (size_t i = 0; i < n; ++i) {
+      const bool null = textual ? t.codes(c)[i] == Table::kNull : std::isnan(t.numbers(c)[i]);
+      m[i] = null != e.negated ? kT : kF;
+    }
+    return m;
+  }
+  for (const Literal& l : e.values) {
+    if (l.is_null)
+      return InvalidArgument(fmt::format(
+          "SQL error at position {}: comparing with NULL is never true; use IS NULL", l.pos));
+  }
+  const uint8_t yes = e.negated ? kF : kT, no = e.negated ? kT : kF;
+  if (textual) {
+    for (const Literal& l : e.values) {
+      if (!l.is_string)
+        return InvalidArgument(
+            fmt::format("SQL error at position {}: column '{}' is text, compared with a number",
+                        l.pos, e.column));
+    }
+    const auto& codes = t.codes(c);
+    const auto& dict = t.dictionary(c);
+    if (e.kind == Expr::kIn ||
+        (e.kind == Expr::kCmp && (e.op == "=" || e.op == "!=" || e.op == "<>"))) {
+      std::vector<uint8_t> hit(dict.size(), 0);
+      for (const Literal& l : e.values) {
+        const uint32_t code = t.CodeOf(c, l.text);
+        if (code < hit.size()) hit[code] = 1;
+      }
+      const bool invert = e.kind == Expr::kCmp && e.op != "=";
+      for (size_t i = 0; i < n; ++i) {
+        if (codes[i] == Table::kNull) {
+          m[i] = kU;
+        } else {
+          m[i] = (hit[codes[i]] != invert) ? yes : no;
+        }
+      }
+      return m;
+    }
+    // Ordering on text: by bytes, per dictionary entry once.
+    std::vector<uint8_t> verdict(dict.size());
+    for (size_t k = 0; k < dict.size(); ++k) {
+      const std::string& s = dict[k];
+      bool v;
+      if (e.kind == Expr::kBetween) {
+        v = s >= e.values[0].text && s <= e.values[1].text;
+      } else {
+        const std::string& r = e.values[0].text;
+        v = e.op == "<" ? s < r : e.op == "<=" ? s <= r : e.op == ">" ? s > r : s >= r;
+      }
+      verdict[k] = v;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      m[i] = codes[i] == Table::kNull ? kU : (verdict[codes[i]] ? yes : no);
+    }
+    return m;
+  }
+  std::vector<double> vals;
+  for (const Literal& l : e.values) {
+    MEDSTREAM_TRY(v, NumberFor(t, c, l));
+    vals.push_back(v);
+  }
+  const auto& x = t.numbers(c);
+  auto fill = [&](auto pred) {
+    for (size_t i = 0; i < n; ++i) m[i] = std::isnan(x[i]) ? kU : (pred(x[i]) ? yes : no);
+  };
+  if (e.kind == Expr::kIn) {
+    fill([&](double v) { return std::find(vals.begin(), vals.end(), v) != vals.end(); });
+  } else if (e.kind == Expr::kBetween) {
+    const double lo = vals[0], hi = vals[1];
+    fill([&](double v) { return v >= lo && v <= hi; });
+  } else {
+    const double r = vals[0];
+    if (e.op == "=") fill([&](double v) { return v == r; });
+    if (e.op == "!=" || e.op == "<>") fill([&](double v) { return v != r; });
+    if (e.op == "<") fill([&](double v) { return v < r; });
+    if (e.op == "<=") fill([&](double v) { return v <= r; });
+    if (e.op == ">") fill([&](double v) { return v > r; });
+    if (e.op == ">=") fill([&](double v) { return v >= r; });
+  }
+  return m;
+}
+
+struct Acc {
+  uint64_t count = 0;
+  double sum = 0, mean = 0, m2 = 0;
+  double min = INFINITY, max = -INFINITY;
+  std::vector<double> values;  // median / percentile
+};
+
+double Percentile(std::vector<double>& v, double p) {
+  if (v.empty()) return NAN;
+  const double pos = p / 100 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(lo), v.end());
+  const double a = v[lo];
+  if (lo + 1 >= v.size()) return a;
+  const double b = *std::min_element(v.begin() + static_cast<ptrdiff_t>(lo) + 1, v.end());
+  return a + (b - a) * (pos - static_cast<double>(lo));
+}
+
+bool LessValue(const Value& a, const Value& b) {
+  if (a.index() != b.index()) return a.index() < b.index();
+  if (std::holds_alternative<double>(a)) return std::get<double>(a) < std::get<double>(b);
+  if (std::holds_alternative<std::string>(a))
+    return std::get<std::string>(a) < std::get<std::string>(b);
+  return false;
+}
+
+}  // namespace
+
+bool Query::Aggregates() const {
+  return std::any_of(items.begin(), items.end(),
+                     [](const SelectItem& i) { return i.agg != Agg::kNone; }) ||
+         !group_by.empty();
+}
+
+Result<Query> ParseQuery(std::string_view sql) {
+  if (sql.size() > 64 * 1024) return InvalidArgument("query longer than 64 KiB");
+  MEDSTREAM_TRY(tokens, Lex(sql));
+  return Parser(std::move(tokens)).Parse();
+}
+
+std::string FormatValue(const Value& v) {
+  if (std::holds_alternative<std::monostate>(v)) return "NULL";
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  const double d = std::get<double>(v);
+  if (std::isnan(d)) return "NULL";
+  if (d == std::floor(d) && std::fabs(d) < 1e15) return fmt::format("{}", static_cast<int64_t>(d));
+  return fmt::format("{:.6g}", d);
+}
+
+Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& options) {
+  const Schema& schema = t.schema();
+  std::vector<int> group_cols;
+  for (const std::string& g : q.group_by) {
+    const int c = schema.Find(g);
+    if (c < 0)
+      return InvalidArgument("GROUP BY: no column '" + g + "' (columns: " + schema.Describe() +
+                             ")");
+    group_cols.push_back(c);
+  }
+  std::vector<int> item_cols;
+  for (const SelectItem& item : q.items) {
+    if (item.agg == Agg::kCountStar || item.column == "*") {
+      item_cols.push_back(-1);
+      continue;
+    }
+    const int c = schema.Find(item.column);
+    if (c < 0)
+      return InvalidArgument("no column '" + item.column + "' (columns: " + schema.Describe() +
+                             ")");
+    const Type type = schema.columns[c].type;
+    switch (item.agg) {
+      case Agg::kSum:
+      case Agg::kAvg:
+      case Agg::kStddev:
+      case Agg::kMedian:
+      case Agg::kPercentile:
+        if (!IsNumeric(type))
+          return InvalidArgument(fmt::format("{} needs a numeric column; '{}' is {}", item.label,
+                                             item.column, TypeName(type)));
+        break;
+      case Agg::kMin:
+      case Agg::kMax:
+        if (!IsNumeric(type) && type != Type::kDate)
+          return InvalidArgument(fmt::format("{} needs a numeric or date column; '{}' is {}",
+                                             item.label, item.column, TypeName(type)));
+        break;
+      default:
+        break;
+    }
+    item_cols.push_back(c);
+  }
+  const bool aggregate = q.Aggregates();
+  if (aggregate) {
+    for (size_t k = 0; k < q.items.size(); ++k) {
+      const SelectItem& item = q.items[k];
+      if (item.agg != Agg::kNone) continue;
+      if (item.column == "*" ||
+          std::find(group_cols.begin(), group_cols.end(), item_cols[k]) == group_cols.end()) {
+        return InvalidArgument("column '" + item.column +
+                               "' must appear in GROUP BY or inside an aggregate");
+      }
+    }
+  } else if (!options.allow_rows) {
+    return Fail(Error::Code::kFailedPrecondition,
+                "row-level SELECT refused: analysts receive aggregates only (COUNT, SUM, AVG, MIN, "
+                "MAX, STDDEV, MEDIAN, PERCENTILE, with GROUP BY)");
+  }
+
+  Mask where;
+  if (q.where) {
+    MEDSTREAM_TRY(m, Eval(*q.where, t));
+    where = std::move(m);
+  }
+  const size_t n = t.rows();
+  auto selected = [&](size_t i) { return where.empty() || where[i] == kT; };
+
+  ResultSet out;
+  for (size_t k = 0; k < q.items.size(); ++k) {
+    if (!aggregate && q.items[k].column == "*") {
+      for (const Column& c : schema.columns) out.columns.push_back(c.name);
+    } else {
+      out.columns.push_back(q.items[k].label);
+    }
+  }
+  if (!aggregate) {
+    constexpr size_t kMaxRows = 10000;
+    for (size_t i = 0; i < n; ++i) {
+      if (!selected(i)) continue;
+      if (out.rows.size() >= kMaxRows)
+        return InvalidArgument("more than 10000 rows: narrow the WHERE condition");
+      std::vector<Value> row;
+      for (size_t k = 0; k < q.items.size(); ++k) {
+        if (item_cols[k] < 0) {
+          for (size_t c = 0; c < schema.columns.size(); ++c)
+            row.push_back(t.Get(static_cast<int>(c), i));
+        } else {
+          row.push_back(t.Get(item_cols[k], i));
+        }
+      }
+      out.rows.push_back(std::move(row));
+    }
+    return out;
+  }
+
+  // Group ids: the key is the group columns' codes / number bits.
+  std::vector<uint32_t> gid(n, UINT32_MAX);
+  std::vector<size_t> first_row;  // a representative row per group
+  {
+    std::unordered_map<std::string, uint32_t> groups;
+    std::string key;
+    for (size_t i = 0; i < n; ++i) {
+      if (!selected(i)) continue;
+      key.clear();
+      for (int c : group_cols) {
+        const Type type = schema.columns[c].type;
+        uint64_t bits;
+        if (type == Type::kText || type == Type::kCategorical) {
+          bits = t.codes(c)[i];
+        } else {
+          const double v = t.numbers(c)[i];
+          bits = std::isnan(v) ? ~uint64_t{0} : std::bit_cast<uint64_t>(v);
+        }
+        key.append(reinterpret_cast<const char*>(&bits), sizeof bits);
+      }
+      auto [it, fresh] = groups.emplace(key, static_cast<uint32_t>(first_row.size()));
+      if (fresh) first_row.push_back(i);
+      gid[i] = it->second;
+    }
+  }
+  if (group_cols.empty() && first_row.empty()) first_row.push_back(SIZE_MAX);  // one empty group
+  const size_t groups = first_row.size();
+  std::vector<uint64_t> rows_in(groups, 0);
+  for (size_t i = 0; i < n; ++i)
+    if (gid[i] != UINT32_MAX) ++rows_in[gid[i]];
+
+  std::vector<std::vector<Value>> cells(groups, std::vector<Value>(q.items.size()));
+  for (size_t k = 0; k < q.items.size(); ++k) {
+    const SelectItem& item = q.items[k];
+    const int c = item_cols[k];
+    if (item.agg == Agg::kNone) {
+      for (size_t g = 0; g < groups; ++g) cells[g][k] = t.Get(c, first_row[g]);
+      continue;
+    }
+    if (item.agg == Agg::kCountStar) {
+      for (size_t g = 0; g < groups; ++g) cells[g][k] = static_cast<double>(rows_in[g]);
+      continue;
+    }
+    const Type type = schema.columns[c].type;
+    const bool textual = type == Type::kText || type == Type::kCategorical;
+    std::vector<Acc> acc(groups);
+    const bool keep = item.agg == Agg::kMedian || item.agg == Agg::kPercentile;
+    for (size_t i = 0; i < n; ++i) {
+      if (gid[i] == UINT32_MAX) continue;
+      Acc& a = acc[gid[i]];
+      if (textual) {
+        if (t.codes(c)[i] != Table::kNull) ++a.count;
+        continue;
+      }
+      const double v = t.numbers(c)[i];
+      if (std::isnan(v)) continue;
+      ++a.count;
+      a.sum += v;
+      const double d = v - a.mean;
+      a.mean += d / static_cast<double>(a.count);
+      a.m2 += d * (v - a.mean);
+      a.min = std::min(a.min, v);
+      a.max = std::max(a.max, v);
+      if (keep) a.values.push_back(v);
+    }
+    for (size_t g = 0; g < groups; ++g) {
+      Acc& a = acc[g];
+      Value v = std::monostate{};
+      switch (item.agg) {
+        case Agg::kCount:
+          v = static_cast<double>(a.count);
+          break;
+        case Agg::kSum:
+          if (a.count) v = a.sum;
+          break;
+        case Agg::kAvg:
+          if (a.count) v = a.sum / static_cast<double>(a.count);
+          break;
+        case Agg::kStddev:
+          if (a.count > 1) v = std::sqrt(a.m2 / static_cast<double>(a.count - 1));
+          break;
+        case Agg::kMin:
+        case Agg::kMax:
+          if (a.count) {
+            const double x = item.agg == Agg::kMin ? a.min : a.max;
+            v = type == Type::kDate ? Value(FormatDate(static_cast<int64_t>(x))) : Value(x);
+          }
+          break;
+        case Agg::kMedian:
+          if (a.count) v = Percentile(a.values, 50);
+          break;
+        case Agg::kPercentile:
+          if (a.count) v = Percentile(a.values, item.percentile);
+          break;
+        default:
+          break;
+      }
+      cells[g][k] = std::move(v);
+    }
+  }
+  // Suppress small groups, then order by the group key.
+  std::vector<size_t> order;
+  for (size_t g = 0; g < groups; ++g) {
+    if (rows_in[g] < options.min_group) {
+      ++out.suppressed_groups;
+    } else {
+      order.push_back(g);
+    }
+  }
+  std::vector<std::vector<Value>> keys(groups);
+  for (size_t g = 0; g < groups; ++g) {
+    if (first_row[g] == SIZE_MAX) continue;
+    for (int c : group_cols) keys[g].push_back(t.Get(c, first_row[g]));
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::lexicographical_compare(keys[a].begin(), keys[a].end(), keys[b].begin(),
+                                        keys[b].end(), LessValue);
+  });
+  for (size_t g : order) out.rows.push_back(std::move(cells[g]));
+  return out;
+}
+
+}  // namespace medstream::lake

@@ -1,0 +1,372 @@
+// The data lake end to end through the real executable (process enclave, SQLite store): results
+// against an oracle (sqlite3 and pandas over the same CSV), every refusal the issue lists, and
+// no plaintext in the storage directory. Plus unit tests of the SQL subset and the tables.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
+#include "lake/csv.h"
+#include "lake/query.h"
+#include "lakesvc/lakesvc.h"
+
+namespace medstream {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct CmdResult {
+  int exit_code = -1;
+  std::string out;
+};
+
+CmdResult Shell(const std::string& cmd) {
+  CmdResult r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class LakeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("lake-test-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  CmdResult Lake(const std::string& args, const std::string& identity = "") {
+    return Shell(std::string(MEDSTREAM_BINARY) + " lake --dir " + (dir_ / "lake").string() +
+                 (identity.empty() ? "" : " --identity " + identity) + " " + args);
+  }
+  // Shell-quoted.
+  std::string Q(const std::string& sql) {
+    std::string out = "'";
+    for (char c : sql) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  }
+  fs::path dir_;
+};
+
+TEST_F(LakeCli, AggregatesEqualSqliteAndPandas) {
+  const std::string csv = (dir_ / "adm.csv").string();
+  ASSERT_TRUE(WriteFileAtomic(csv, lakesvc::SynthesizeAdmissions(20000, 7)));
+  ASSERT_EQ(Lake("init --name hospital-a").exit_code, 0);
+  auto r = Lake("ingest --dataset admissions " + csv);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("20000 rows stored, 0 rows refused"), std::string::npos) << r.out;
+  const std::vector<std::string> queries = {
+      "SELECT sex, AVG(systolic_bp), COUNT(*) FROM admissions WHERE age >= 60 GROUP BY sex",
+      "SELECT ward, diagnosis, COUNT(*), SUM(length_of_stay), MIN(bmi), MAX(heart_rate) FROM "
+      "admissions WHERE readmitted = 'yes' AND NOT ward IN ('icu') GROUP BY ward, diagnosis",
+      "SELECT ward, STDDEV(systolic_bp), MEDIAN(diastolic_bp), PERCENTILE(bmi, 90) FROM "
+      "admissions WHERE age BETWEEN 40 AND 70 OR admission_date < '2023-03-01' GROUP BY ward",
+      "SELECT COUNT(*), AVG(bmi), MIN(admission_date), MAX(admission_date) FROM admissions",
+      "SELECT ward, age, COUNT(*) FROM admissions WHERE age > 90 GROUP BY ward, age",  // small
+  };
+  json spec = json::array();
+  json got = json::array();
+  for (const auto& q : queries) {
+    spec.push_back({{"sql", q}, {"k", 5}});
+    auto res = Lake("query --json " + Q(q));
+    ASSERT_EQ(res.exit_code, 0) << q << "\n" << res.out;
+    got.push_back(json::parse(res.out));
+  }
+  ASSERT_TRUE(WriteFileAtomic((dir_ / "q.json").string(), spec.dump()));
+  auto oracle = Shell("/usr/bin/python3 " MEDSTREAM_SOURCE_DIR "/tools/lake_oracle.py " + csv +
+                      " " + (dir_ / "q.json").string());
+  ASSERT_EQ(oracle.exit_code, 0) << oracle.out;
+  const json want = json::parse(oracle.out);
+  ASSERT_EQ(want.size(), got.size());
+  uint64_t suppressed = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    SCOPED_TRACE(queries[i]);
+    EXPECT_EQ(got[i]["suppressed_groups"], want[i]["suppressed_groups"]);
+    suppressed += got[i]["suppressed_groups"].get<uint64_t>();
+    ASSERT_EQ(got[i]["rows"].size(), want[i]["rows"].size());
+    ASSERT_GT(got[i]["rows"].size(), 0u);
+    for (size_t row = 0; row < want[i]["rows"].size(); ++row) {
+      for (size_t c = 0; c < want[i]["rows"][row].size(); ++c) {
+        const json& a = got[i]["rows"][row][c];
+        const json& b = want[i]["rows"][row][c];
+        if (b.is_number()) {
+          ASSERT_TRUE(a.is_number()) << a << " vs " << b;
+          EXPECT_NEAR(a.get<double>(), b.get<double>(),
+                      1e-9 * std::max(1.0, std::fabs(b.get<double>())))
+              << "row " << row << " column " << c;
+        } else {
+          EXPECT_EQ(a, b) << "row " << row << " column " << c;
+        }
+      }
+    }
+  }
+  EXPECT_GT(suppressed, 0u) << "the age > 90 query has groups below k";
+
+  // No plaintext value of the CSV anywhere under the lake directory.
+  for (const std::string needle : {"P0000001", "P0019999", "cardiology", "neurology", "I48",
+                                   "2023-03-01", "patient_id", "systolic_bp"}) {
+    for (const auto& e : fs::recursive_directory_iterator(dir_ / "lake")) {
+      if (!e.is_regular_file()) continue;
+      auto bytes = ReadFileBytes(e.path().string());
+      ASSERT_TRUE(bytes);
+      const std::string text(bytes->begin(), bytes->end());
+      EXPECT_EQ(text.find(needle), std::string::npos) << needle << " in " << e.path();
+    }
+  }
+}
+
+TEST_F(LakeCli, RolesAndRefusals) {
+  const std::string csv = (dir_ / "adm.csv").string();
+  ASSERT_TRUE(WriteFileAtomic(csv, lakesvc::SynthesizeAdmissions(500, 3)));
+  ASSERT_EQ(Lake("init").exit_code, 0);
+  ASSERT_EQ(Lake("ingest --dataset admissions " + csv).exit_code, 0);
+  const std::string analyst = (dir_ / "analyst.pem").string();
+  const std::string other = (dir_ / "other.pem").string();
+  ASSERT_EQ(Lake("keygen --out " + analyst).exit_code, 0);
+  ASSERT_EQ(Lake("keygen --out " + other).exit_code, 0);
+
+  // An identity nobody registered.
+  auto r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"), analyst);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("unregistered identity"), std::string::npos) << r.out;
+  // Unknown role.
+  r = Lake("grant --key " + analyst + ".pub --name bob --role superuser");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("unknown role 'superuser'"), std::string::npos) << r.out;
+  // Only the admin grants.
+  ASSERT_EQ(Lake("grant --key " + other + ".pub --name hospital-b --role owner").exit_code, 0);
+  r = Lake("grant --key " + analyst + ".pub --name bob --role analyst", other);
+  EXPECT_NE(r.out.find("only the lake's admin"), std::string::npos) << r.out;
+  ASSERT_EQ(Lake("grant --key " + analyst + ".pub --name bob --role analyst --dataset admissions")
+                .exit_code,
+            0);
+
+  // Analysts get aggregates, never rows.
+  r = Lake("query " + Q("SELECT age, sex FROM admissions WHERE age > 50"), analyst);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("row-level SELECT refused"), std::string::npos) << r.out;
+  r = Lake("query " + Q("SELECT * FROM admissions"), analyst);
+  EXPECT_NE(r.out.find("row-level SELECT refused"), std::string::npos) << r.out;
+  r = Lake("query --json " + Q("SELECT sex, COUNT(*) FROM admissions GROUP BY sex"), analyst);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // A group of one patient is suppressed, even reached through WHERE.
+  r = Lake("query --json " + Q("SELECT COUNT(*), AVG(systolic_bp) FROM admissions WHERE "
+                               "patient_id = 'P0000042'"),
+           analyst);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["rows"].size(), 0u);
+  EXPECT_EQ(json::parse(r.out)["suppressed_groups"], 1);
+  r = Lake("query --json " + Q("SELECT patient_id, AVG(bmi) FROM admissions GROUP BY patient_id"),
+           analyst);
+  EXPECT_EQ(json::parse(r.out)["rows"].size(), 0u);
+  EXPECT_EQ(json::parse(r.out)["suppressed_groups"], 500);
+  // Not granted: the other owner's view.
+  r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"), other);
+  EXPECT_NE(r.out.find("no dataset 'admissions' that you may query"), std::string::npos) << r.out;
+  // Owner B may not delete owner A's dataset; analysts may not upload.
+  r = Lake("delete --dataset admissions", other);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("only the owner of dataset 'admissions'"), std::string::npos) << r.out;
+  r = Lake("ingest --dataset mine " + csv, analyst);
+  EXPECT_NE(r.out.find("ingest refused: role analyst"), std::string::npos) << r.out;
+  // SQL errors name the position.
+  r = Lake("query " + Q("SELECT sex, AVG(systolic_bp FROM admissions GROUP BY sex"), analyst);
+  EXPECT_NE(r.out.find("SQL error at position 29: expected ')', found 'FROM'"), std::string::npos)
+      << r.out;
+  r = Lake("query " + Q("SELECT COUNT(*) FROM admissions WHERE age >"), analyst);
+  EXPECT_NE(r.out.find("position 44: expected a number or a 'string', found the end"),
+            std::string::npos)
+      << r.out;
+  // Nothing was lost: the owner still sees every row; the audit log holds every query.
+  r = Lake("query --json " + Q("SELECT COUNT(*) FROM admissions"));
+  EXPECT_EQ(json::parse(r.out)["rows"][0][0], 500);
+  r = Lake("audit");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("hash chain verified"), std::string::npos);
+  EXPECT_NE(r.out.find("refused: row-level SELECT"), std::string::npos);
+  EXPECT_NE(r.out.find("bob ("), std::string::npos);
+  r = Lake("audit", analyst);
+  EXPECT_NE(r.out.find("the audit log is for"), std::string::npos) << r.out;
+  // The owner deletes its own dataset.
+  ASSERT_EQ(Lake("delete --dataset admissions").exit_code, 0);
+  r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"));
+  EXPECT_NE(r.out.find("no dataset"), std::string::npos) << r.out;
+}
+
+TEST_F(LakeCli, MalformedRowsAreReportedAndGoodRowsKept) {
+  const std::string csv = (dir_ / "bad.csv").string();
+  ASSERT_TRUE(WriteFileAtomic(csv,
+                              "id,age,sex,visit\n"
+                              "1,40,F,2024-01-02\n"
+                              "2,abc,M,2024-01-03\n"
+                              "3,50,M\n"
+                              "4,61,F,2024-02-30\n"
+                              "5,,\"M\",2024-03-01\n"
+                              "6,70,F,2024-03-02\n"));
+  ASSERT_EQ(Lake("init").exit_code, 0);
+  auto r = Lake(
+      "ingest --dataset visits --schema id:integer,age:integer,sex:categorical,visit:date " + csv);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("3 rows stored, 3 rows refused"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line 3: column 'age': 'abc' is not an integer"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("line 4: 3 fields, the schema has 4 columns"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line 5: column 'visit': '2024-02-30': no such date"), std::string::npos)
+      << r.out;
+  r = Lake("query --json " + Q("SELECT id, age FROM visits WHERE age IS NULL"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out)["rows"], json::parse("[[5, null]]"));
+}
+
+TEST_F(LakeCli, TamperedAndRolledBackStorageIsDetected) {
+  const std::string csv = (dir_ / "adm.csv").string();
+  ASSERT_TRUE(WriteFileAtomic(csv, lakesvc::SynthesizeAdmissions(300, 5)));
+  ASSERT_EQ(Lake("init").exit_code, 0);
+  ASSERT_EQ(Lake("ingest --dataset a " + csv).exit_code, 0);
+  const fs::path db = dir_ / "lake" / "lake.db";
+  fs::copy_file(db, dir_ / "old.db");
+  ASSERT_EQ(Lake("ingest --dataset b " + csv).exit_code, 0);
+  ASSERT_EQ(Lake("query " + Q("SELECT COUNT(*) FROM b")).exit_code, 0);
+
+  // Rolled back: yesterday's file, validly sealed, but older than the committed version.
+  fs::copy_file(db, dir_ / "new.db");
+  fs::copy_file(dir_ / "old.db", db, fs::copy_options::overwrite_existing);
+  auto r = Lake("list");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("rolled back"), std::string::npos) << r.out;
+  fs::copy_file(dir_ / "new.db", db, fs::copy_options::overwrite_existing);
+  ASSERT_EQ(Lake("list").exit_code, 0);
+
+  // Tampered: one byte of a sealed page.
+  auto py = Shell("/usr/bin/python3 -c \"import sqlite3; d=sqlite3.connect('" + db.string() +
+                  "'); k,b=d.execute(\\\"SELECT key,data FROM blobs WHERE key LIKE 'page/%' LIMIT "
+                  "1\\\").fetchone(); b=bytearray(b); b[len(b)//2]^=1; d.execute('UPDATE blobs SET "
+                  "data=? WHERE key=?',(bytes(b),k)); d.commit()\"");
+  ASSERT_EQ(py.exit_code, 0) << py.out;
+  r = Lake("list");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("does not match the manifest"), std::string::npos) << r.out;
+  // Swapped: restore, then give one dataset's page the other's key.
+  fs::copy_file(dir_ / "new.db", db, fs::copy_options::overwrite_existing);
+  py = Shell("/usr/bin/python3 -c \"import sqlite3; d=sqlite3.connect('" + db.string() +
+             "'); ks=[k for (k,) in d.execute(\\\"SELECT key FROM blobs WHERE key LIKE 'page/%' "
+             "ORDER BY key\\\")]; a=d.execute('SELECT data FROM blobs WHERE key=?',(ks[0],))."
+             "fetchone()[0]; d.execute('UPDATE blobs SET data=? WHERE key=?',(a,ks[1])); "
+             "d.commit()\"");
+  ASSERT_EQ(py.exit_code, 0) << py.out;
+  r = Lake("list");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("does not match the manifest"), std::string::npos) << r.out;
+}
+
+// ---- unit tests of the SQL subset and tables ----
+
+lake::Table Small() {
+  lake::Table t(*lake::ParseSchema("age:integer,sex:categorical,bp:real,day:date"));
+  const char* rows[][4] = {{"30", "F", "120", "2024-01-01"},
+                           {"40", "M", "130", "2024-01-02"},
+                           {"50", "F", "", "2024-01-03"},
+                           {"60", "M", "150", "2024-01-04"},
+                           {"", "F", "110", "2024-01-05"}};
+  for (auto& r : rows) EXPECT_TRUE(t.AppendRow({r[0], r[1], r[2], r[3]}));
+  return t;
+}
+
+lake::ResultSet Exec(const lake::Table& t, const std::string& sql, uint64_t k = 1) {
+  auto q = lake::ParseQuery(sql);
+  EXPECT_TRUE(q) << q.error().message();
+  auto r = lake::Execute(*q, t, {.min_group = k, .allow_rows = true});
+  EXPECT_TRUE(r) << r.error().message();
+  return r ? *r : lake::ResultSet{};
+}
+
+TEST(LakeQuery, ThreeValuedLogicAndAggregates) {
+  const lake::Table t = Small();
+  // NOT (bp > 125) is unknown where bp is missing: not selected (as in SQL).
+  auto r = Exec(t, "SELECT COUNT(*) FROM t WHERE NOT bp > 125");
+  EXPECT_EQ(std::get<double>(r.rows[0][0]), 2);
+  r = Exec(t, "select count(bp), avg(bp), stddev(age), median(age), percentile(age, 25) from t");
+  EXPECT_EQ(std::get<double>(r.rows[0][0]), 4);
+  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][1]), 127.5);
+  EXPECT_NEAR(std::get<double>(r.rows[0][2]), 12.909944487358056, 1e-12);
+  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][3]), 45);
+  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][4]), 37.5);
+  r = Exec(t,
+           "SELECT sex, MIN(day), MAX(day) FROM t WHERE day BETWEEN '2024-01-02' AND "
+           "'2024-01-05' GROUP BY sex");
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(std::get<std::string>(r.rows[0][1]), "2024-01-03");
+  EXPECT_EQ(std::get<std::string>(r.rows[1][2]), "2024-01-04");
+  r = Exec(t, "SELECT sex, COUNT(*) FROM t GROUP BY sex", 3);
+  EXPECT_EQ(r.rows.size(), 1u);  // F has 3, M has 2: suppressed
+  EXPECT_EQ(r.suppressed_groups, 1u);
+}
+
+TEST(LakeQuery, ErrorsNameThePosition) {
+  const lake::Table t = Small();
+  auto e = [&](const std::string& sql) {
+    auto q = lake::ParseQuery(sql);
+    if (!q) return q.error().message();
+    auto r = lake::Execute(*q, t, {});
+    return r ? std::string("ok") : r.error().message();
+  };
+  EXPECT_EQ(e("SELEC age FROM t"), "SQL error at position 1: expected SELECT, found 'SELEC'");
+  EXPECT_EQ(e("SELECT age FROM t WHERE age = 'x' GROUP BY age"),
+            "SQL error at position 31: column 'age' is integer, compared with a string");
+  EXPECT_EQ(e("SELECT AVG(sex) FROM t"), "AVG(sex) needs a numeric column; 'sex' is categorical");
+  EXPECT_EQ(e("SELECT sex, AVG(bp) FROM t"),
+            "column 'sex' must appear in GROUP BY or inside an aggregate");
+  EXPECT_EQ(e("SELECT COUNT(*) FROM t WHERE wt > 3").substr(0, 45),
+            "SQL error at position 30: no column 'wt' (col");
+  EXPECT_EQ(e("SELECT COUNT(*) FROM t WHERE day < '2024-13-01'"),
+            "SQL error at position 36: '2024-13-01': no such date");
+  EXPECT_EQ(e("SELECT age FROM t WHERE sex = 'F' AND"),
+            "SQL error at position 38: expected a column name, found the end of the query");
+  EXPECT_EQ(e("SELECT PERCENTILE(age, 101) FROM t"),
+            "SQL error at position 24: a percentile is 0 to 100");
+}
+
+TEST(LakeTable, PagesRoundTripAndCsvRecords) {
+  const lake::Table t = Small();
+  crypto::Bytes page;
+  ByteWriter w(&page);
+  t.EncodeRows(1, 5, &w);
+  lake::Table u(t.schema());
+  ByteReader r(page);
+  ASSERT_TRUE(u.AppendPage(&r));
+  ASSERT_EQ(u.rows(), 4u);
+  EXPECT_EQ(lake::FormatValue(u.Get(1, 0)), "M");
+  EXPECT_EQ(lake::FormatValue(u.Get(2, 1)), "NULL");
+  EXPECT_EQ(lake::FormatValue(u.Get(3, 3)), "2024-01-05");
+  // RFC 4180: quoted commas, doubled quotes, CRLF.
+  const std::string text = "a,\"b,c\",\"say \"\"hi\"\"\"\r\nx,y,z\n";
+  size_t pos = 0;
+  std::vector<std::string_view> f;
+  std::vector<std::string> scratch;
+  bool open = false;
+  ASSERT_TRUE(lake::NextRecord(text, &pos, &f, &scratch, &open));
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[1], "b,c");
+  EXPECT_EQ(f[2], "say \"hi\"");
+  ASSERT_TRUE(lake::NextRecord(text, &pos, &f, &scratch, &open));
+  EXPECT_EQ(f[2], "z");
+  EXPECT_FALSE(lake::NextRecord(text, &pos, &f, &scratch, &open));
+  EXPECT_EQ(lake::CompleteRecordsEnd("a,\"b\nc\"\nd"), 8u);
+}
+
+}  // namespace
+}  // namespace medstream

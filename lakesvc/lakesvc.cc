@@ -1,0 +1,390 @@
+#include "lakesvc/lakesvc.h"
+
+#include <sqlite3.h>
+
+#include <cmath>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "base/file.h"
+#include "lake/csv.h"
+
+namespace medstream::lakesvc {
+
+namespace {
+
+sqlite3* Db(void* p) {
+  return static_cast<sqlite3*>(p);
+}
+
+std::unexpected<Error> SqlError(sqlite3* db, const std::string& what) {
+  return IoError(what + ": " + sqlite3_errmsg(db));
+}
+
+// The relay clients see: the handshake calls go to the enclave; lake_request is stored and
+// committed here before its record goes back. Nothing else passes.
+class Relay : public host::EnclaveTransport {
+ public:
+  Relay(host::EnclaveTransport& enclave, Store& store) : enclave_(enclave), store_(store) {}
+  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    switch (call) {
+      case enclave::Call::kInfo:
+      case enclave::Call::kHandshake:
+      case enclave::Call::kChannel:
+        return enclave_.Call(call, request);
+      case enclave::Call::kLakeRequest: {
+        MEDSTREAM_TRY(raw, enclave_.Call(call, request));
+        MEDSTREAM_TRY(response, enclave::LakeResponse::Decode(raw));
+        if (!response.writes.empty()) {
+          if (auto s = store_.Apply(response.writes); !s) return std::unexpected(s.error());
+        }
+        if (response.mutated) {
+          crypto::Bytes v;
+          ByteWriter(&v).U64(response.version);
+          MEDSTREAM_TRY(ok, enclave_.Call(enclave::Call::kLakeCommit, v));
+          (void)ok;
+        }
+        return std::move(response.record);
+      }
+      default:
+        return Fail(Error::Code::kFailedPrecondition, "call not available to lake clients");
+    }
+  }
+  std::string_view backend() const override { return enclave_.backend(); }
+  int pid() const override { return enclave_.pid(); }
+
+ private:
+  host::EnclaveTransport& enclave_;
+  Store& store_;
+};
+
+}  // namespace
+
+// ---- Store ----
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+      SQLITE_OK) {
+    auto e = SqlError(db, "cannot open " + path);
+    sqlite3_close(db);
+    return e;
+  }
+  std::unique_ptr<Store> s(new Store(db));
+  const char* schema =
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+      "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL);";
+  if (sqlite3_exec(db, schema, nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqlError(db, "preparing " + path);
+  return s;
+}
+
+Store::~Store() {
+  sqlite3_close(Db(db_));
+}
+
+Result<std::vector<std::string>> Store::Keys() {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(Db(db_), "SELECT key FROM blobs ORDER BY key", -1, &st, nullptr) !=
+      SQLITE_OK)
+    return SqlError(Db(db_), "listing blobs");
+  std::vector<std::string> keys;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    keys.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)));
+  }
+  sqlite3_finalize(st);
+  return keys;
+}
+
+Result<crypto::Bytes> Store::Get(const std::string& key) {
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(Db(db_), "SELECT data FROM blobs WHERE key = ?", -1, &st, nullptr) !=
+      SQLITE_OK)
+    return SqlError(Db(db_), "reading " + key);
+  sqlite3_bind_text(st, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  Result<crypto::Bytes> out = NotFound("no blob " + key);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    const auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(st, 0));
+    out = crypto::Bytes(p, p + sqlite3_column_bytes(st, 0));
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+Status Store::Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) {
+  sqlite3* db = Db(db_);
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqlError(db, "begin");
+  sqlite3_stmt* put = nullptr;
+  sqlite3_stmt* del = nullptr;
+  sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO blobs (key, data) VALUES (?, ?)", -1, &put,
+                     nullptr);
+  sqlite3_prepare_v2(db, "DELETE FROM blobs WHERE key = ?", -1, &del, nullptr);
+  bool ok = put && del;
+  for (const auto& [key, blob] : writes) {
+    if (!ok) break;
+    sqlite3_stmt* st = blob.empty() ? del : put;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+    if (!blob.empty()) sqlite3_bind_blob64(st, 2, blob.data(), blob.size(), SQLITE_STATIC);
+    ok = sqlite3_step(st) == SQLITE_DONE;
+  }
+  sqlite3_finalize(put);
+  sqlite3_finalize(del);
+  if (!ok) {
+    auto e = SqlError(db, "storing sealed blobs");
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return e;
+  }
+  if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+    return SqlError(db, "commit");
+  return {};
+}
+
+// ---- LakeHost ----
+
+Result<std::unique_ptr<LakeHost>> LakeHost::Start(const HostOptions& o) {
+  std::unique_ptr<LakeHost> h(new LakeHost());
+  MEDSTREAM_TRY(store, Store::Open(o.dir + "/lake.db"));
+  h->store_ = std::move(store);
+  MEDSTREAM_TRY(
+      t, host::LaunchEnclave(
+             {.backend = o.mode, .platform_dir = o.platform_dir, .enclave_path = o.enclave_path}));
+  h->enclave_ = std::move(t);
+  auto load = [&](uint8_t kind, const std::string& key, crypto::ByteView blob) -> Status {
+    crypto::Bytes req;
+    ByteWriter w(&req);
+    w.U8(kind);
+    w.String(key);
+    w.Bytes(blob);
+    MEDSTREAM_TRY(r, h->enclave_->Call(enclave::Call::kLakeLoad, req));
+    (void)r;
+    return {};
+  };
+  MEDSTREAM_TRY(keys, h->store_->Keys());
+  if (std::find(keys.begin(), keys.end(), "manifest") != keys.end()) {
+    MEDSTREAM_TRY(m, h->store_->Get("manifest"));
+    if (auto s = load(1, "manifest", m); !s)
+      return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
+  }
+  for (const std::string& key : keys) {
+    if (!key.starts_with("page/")) continue;
+    MEDSTREAM_TRY(blob, h->store_->Get(key));
+    if (auto s = load(2, key, blob); !s)
+      return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
+  }
+  if (auto s = load(3, "", {}); !s)
+    return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
+  h->relay_ = std::make_unique<Relay>(*h->enclave_, *h->store_);
+  return h;
+}
+
+// ---- LakeClient ----
+
+Result<std::unique_ptr<LakeClient>> LakeClient::Connect(host::EnclaveTransport& t,
+                                                        const client::AttestOptions& attest,
+                                                        const crypto::EcKey& identity) {
+  MEDSTREAM_TRY(session, client::Attest(t, attest));
+  std::unique_ptr<LakeClient> c(new LakeClient(t, std::move(session)));
+  const lake::PublicKey key = identity.RawPublic();
+  MEDSTREAM_TRY(hello, c->Call(lake::Op::kHello, [&](ByteWriter* w) { w->Bytes(key); }));
+  ByteReader r(hello);
+  MEDSTREAM_TRY(nonce, r.Bytes(32, "nonce"));
+  MEDSTREAM_TRY(sig, identity.Sign(lake::ProofMessage(nonce, key)));
+  MEDSTREAM_TRY(proved, c->Call(lake::Op::kProve, [&](ByteWriter* w) { w->Bytes(sig); }));
+  ByteReader pr(proved);
+  MEDSTREAM_TRY(role, pr.String("role", 64));
+  c->role_ = role;
+  return c;
+}
+
+Result<crypto::Bytes> LakeClient::Call(lake::Op op, const std::function<void(ByteWriter*)>& args) {
+  crypto::Bytes plain;
+  ByteWriter w(&plain);
+  w.U8(static_cast<uint8_t>(op));
+  args(&w);
+  auto record = session_.records.Seal(channel::RecordType::kApplication, plain);
+  crypto::Wipe(plain);
+  if (!record) return std::unexpected(record.error());
+  crypto::Bytes request;
+  ByteWriter rw(&request);
+  rw.U64(session_.id);
+  rw.Bytes(*record);
+  MEDSTREAM_TRY(reply_record, t_.Call(enclave::Call::kLakeRequest, request));
+  MEDSTREAM_TRY(reply, session_.records.Open(reply_record, channel::RecordType::kApplication));
+  ByteReader r(reply);
+  MEDSTREAM_TRY(status, r.U8("status"));
+  if (status != 0) {
+    MEDSTREAM_TRY(message, r.String("error", 1 << 20));
+    return Fail(Error::Code::kFailedPrecondition, message);
+  }
+  return crypto::Bytes(reply.begin() + 1, reply.end());
+}
+
+Status LakeClient::Init(const std::string& name) {
+  MEDSTREAM_TRY(r, Call(lake::Op::kInit, [&](ByteWriter* w) { w->String(name); }));
+  (void)r;
+  return {};
+}
+
+Status LakeClient::Grant(const lake::PublicKey& key, const std::string& name,
+                         const std::string& role, const std::vector<std::string>& datasets) {
+  MEDSTREAM_TRY(r, Call(lake::Op::kGrant, [&](ByteWriter* w) {
+                  w->Bytes(key);
+                  w->String(name);
+                  w->String(role);
+                  w->U32(static_cast<uint32_t>(datasets.size()));
+                  for (const auto& d : datasets) w->String(d);
+                }));
+  (void)r;
+  return {};
+}
+
+Result<IngestReport> LakeClient::Ingest(
+    const std::string& dataset, const std::string& csv_path, const std::string& schema_spec,
+    uint32_t k, const std::function<void(uint64_t done, uint64_t total)>& progress) {
+  MEDSTREAM_TRY(text, ReadFileText(csv_path));
+  // Header and schema (the client holds the plaintext: inference happens here).
+  size_t pos = 0;
+  std::vector<std::string_view> fields;
+  std::vector<std::string> scratch;
+  bool unterminated = false;
+  if (!lake::NextRecord(text, &pos, &fields, &scratch, &unterminated) || fields.empty())
+    return InvalidArgument(csv_path + ": empty file (a header row is needed)");
+  std::vector<std::string> header(fields.begin(), fields.end());
+  lake::Schema schema;
+  if (!schema_spec.empty()) {
+    MEDSTREAM_TRY(s, lake::ParseSchema(schema_spec));
+    if (s.columns.size() != header.size())
+      return InvalidArgument(fmt::format("--schema names {} columns, {} has {}", s.columns.size(),
+                                         csv_path, header.size()));
+    schema = s;
+  } else {
+    std::vector<std::vector<std::string>> sample;
+    size_t p = pos;
+    while (sample.size() < 2000 && lake::NextRecord(text, &p, &fields, &scratch, &unterminated))
+      sample.emplace_back(fields.begin(), fields.end());
+    schema = lake::InferSchema(header, sample);
+  }
+  MEDSTREAM_TRY(begin, Call(lake::Op::kIngestBegin, [&](ByteWriter* w) {
+                  w->String(dataset);
+                  schema.Encode(w);
+                  w->U32(k);
+                }));
+  (void)begin;
+  constexpr size_t kChunk = 4 << 20;
+  uint64_t line = 2;
+  while (pos < text.size()) {
+    std::string_view rest = std::string_view(text).substr(pos);
+    size_t len = rest.size();
+    if (len > kChunk) {
+      len = lake::CompleteRecordsEnd(rest.substr(0, kChunk));
+      if (len == 0) len = rest.size();  // one huge record: send it whole
+    }
+    const std::string_view chunk = rest.substr(0, len);
+    MEDSTREAM_TRY(r, Call(lake::Op::kIngestChunk, [&](ByteWriter* w) {
+                    w->U64(line);
+                    w->Blob({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
+                  }));
+    (void)r;
+    line += static_cast<uint64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
+    pos += len;
+    if (progress) progress(pos, text.size());
+  }
+  MEDSTREAM_TRY(end, Call(lake::Op::kIngestEnd, [](ByteWriter*) {}));
+  ByteReader r(end);
+  IngestReport report;
+  MEDSTREAM_TRY(stored, r.U64("stored"));
+  MEDSTREAM_TRY(refused, r.U64("refused"));
+  MEDSTREAM_TRY(n, r.U32("bad rows"));
+  report.stored = stored;
+  report.refused = refused;
+  for (uint32_t i = 0; i < n; ++i) {
+    MEDSTREAM_TRY(l, r.U64("line"));
+    MEDSTREAM_TRY(reason, r.String("reason", 4096));
+    report.bad_rows.push_back({l, reason});
+  }
+  MEDSTREAM_TRY(described, r.String("schema", 1 << 16));
+  report.schema = described;
+  return report;
+}
+
+Result<lake::ResultSet> LakeClient::Query(const std::string& sql) {
+  MEDSTREAM_TRY(reply, Call(lake::Op::kQuery, [&](ByteWriter* w) { w->String(sql); }));
+  ByteReader r(reply);
+  return lake::DecodeResultSet(&r);
+}
+
+Status LakeClient::Delete(const std::string& dataset) {
+  MEDSTREAM_TRY(r, Call(lake::Op::kDelete, [&](ByteWriter* w) { w->String(dataset); }));
+  (void)r;
+  return {};
+}
+
+Result<std::vector<lake::AuditEntry>> LakeClient::Audit() {
+  MEDSTREAM_TRY(reply, Call(lake::Op::kAudit, [](ByteWriter*) {}));
+  ByteReader r(reply);
+  MEDSTREAM_TRY(n, r.U32("entries"));
+  std::vector<lake::AuditEntry> out;
+  for (uint32_t i = 0; i < n; ++i) {
+    MEDSTREAM_TRY(e, lake::AuditEntry::Decode(&r));
+    out.push_back(std::move(e));
+  }
+  if (auto s = lake::VerifyAuditChain(out); !s) return std::unexpected(s.error());
+  return out;
+}
+
+Result<std::vector<lake::DatasetInfo>> LakeClient::List() {
+  MEDSTREAM_TRY(reply, Call(lake::Op::kList, [](ByteWriter*) {}));
+  ByteReader r(reply);
+  MEDSTREAM_TRY(n, r.U32("datasets"));
+  std::vector<lake::DatasetInfo> out;
+  for (uint32_t i = 0; i < n; ++i) {
+    lake::DatasetInfo d;
+    MEDSTREAM_TRY(name, r.String("name", 256));
+    MEDSTREAM_TRY(owner, r.String("owner", 256));
+    MEDSTREAM_TRY(rows, r.U64("rows"));
+    MEDSTREAM_TRY(schema, r.String("schema", 1 << 16));
+    MEDSTREAM_TRY(k, r.U32("k"));
+    d.name = name;
+    d.owner = owner;
+    d.rows = rows;
+    d.schema = schema;
+    d.k = k;
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// ---- synthetic records ----
+
+std::string SynthesizeAdmissions(uint64_t rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> age_n(58, 18);
+  std::uniform_real_distribution<double> u(0, 1);
+  static const char* kWards[] = {"cardiology", "internal", "surgery",
+                                 "neurology",  "icu",      "oncology"};
+  static const char* kDiag[] = {"I10", "I48", "I50", "E11", "J44", "N18", "I21", "C34", "S72"};
+  std::string out =
+      "patient_id,admission_date,age,sex,ward,diagnosis,systolic_bp,diastolic_bp,heart_rate,"
+      "bmi,length_of_stay,readmitted\n";
+  out.reserve(rows * 90 + out.size());
+  for (uint64_t i = 0; i < rows; ++i) {
+    const int age = std::clamp(static_cast<int>(std::lround(age_n(rng))), 18, 99);
+    const bool male = u(rng) < 0.52;
+    const double sbp = 105 + 0.45 * age + (male ? 4 : 0) + 14 * (u(rng) + u(rng) + u(rng) - 1.5);
+    const double dbp = 60 + 0.12 * age + 8 * (u(rng) + u(rng) - 1);
+    const int hr = static_cast<int>(std::lround(62 + 25 * u(rng)));
+    const double bmi = 21 + 9 * u(rng) + 3 * (u(rng) - 0.5);
+    const int day = static_cast<int>(u(rng) * 730);
+    const int los = 1 + static_cast<int>(-std::log(1 - u(rng)) * 4);
+    fmt::format_to(std::back_inserter(out), "P{:07},{},{},{},{},{},{:.0f},{:.0f},{},{:.1f},{},{}\n",
+                   i + 1, lake::FormatDate(19358 + day), age, male ? "M" : "F",
+                   kWards[static_cast<size_t>(u(rng) * 6)], kDiag[static_cast<size_t>(u(rng) * 9)],
+                   sbp, dbp, hr, bmi, los, u(rng) < 0.12 ? "yes" : "no");
+  }
+  return out;
+}
+
+}  // namespace medstream::lakesvc

@@ -1,0 +1,97 @@
+// lakesvc: the data lake outside the enclave.
+//
+//   Store      the untrusted host's storage: one SQLite file (DIR/lake.db) of sealed blobs keyed
+//              by name. SQLite gives atomic multi-blob transactions (a manifest and its pages land
+//              together or not at all) and crash safety for free; it never sees a plaintext row.
+//   LakeHost   starts the enclave, loads the sealed blobs into it, and relays client calls: a
+//              lake_request's writes are stored in one transaction, then the new manifest version
+//              is committed to the enclave's counter. It exposes an EnclaveTransport, so clients
+//              attest and talk through it exactly as they would to an enclave.
+//   LakeClient a hospital's or analyst's side: attests the enclave, proves its identity key, and
+//              sends requests inside the attested channel.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "client/client.h"
+#include "host/transport.h"
+#include "lake/lake.h"
+
+namespace medstream::lakesvc {
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Result<std::vector<std::string>> Keys();
+  Result<crypto::Bytes> Get(const std::string& key);  // NotFound if absent
+  // All writes in one transaction (an empty blob deletes the key).
+  Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes);
+
+ private:
+  explicit Store(void* db) : db_(db) {}
+  void* db_;
+};
+
+struct HostOptions {
+  std::string dir;  // lake.db lives here
+  std::string mode = "process";
+  std::string platform_dir;
+  std::string enclave_path;
+};
+
+class LakeHost {
+ public:
+  static Result<std::unique_ptr<LakeHost>> Start(const HostOptions& options);
+  // What clients talk to: info, handshake and lake_request (stored and committed here).
+  host::EnclaveTransport& transport() { return *relay_; }
+
+ private:
+  LakeHost() = default;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<host::EnclaveTransport> enclave_;
+  std::unique_ptr<host::EnclaveTransport> relay_;
+};
+
+struct IngestReport {
+  uint64_t stored = 0;
+  uint64_t refused = 0;
+  std::vector<lake::BadRow> bad_rows;  // the first 1000
+  std::string schema;
+};
+
+class LakeClient {
+ public:
+  static Result<std::unique_ptr<LakeClient>> Connect(host::EnclaveTransport& t,
+                                                     const client::AttestOptions& attest,
+                                                     const crypto::EcKey& identity);
+  const std::string& role() const { return role_; }
+  const attest::Claims& claims() const { return session_.claims; }
+
+  Status Init(const std::string& name);
+  Status Grant(const lake::PublicKey& key, const std::string& name, const std::string& role,
+               const std::vector<std::string>& datasets);
+  // Streams the CSV (header first) in encrypted chunks; `schema` empty: inferred from the data.
+  Result<IngestReport> Ingest(const std::string& dataset, const std::string& csv_path,
+                              const std::string& schema, uint32_t k,
+                              const std::function<void(uint64_t done, uint64_t total)>& progress);
+  Result<lake::ResultSet> Query(const std::string& sql);
+  Status Delete(const std::string& dataset);
+  Result<std::vector<lake::AuditEntry>> Audit();
+  Result<std::vector<lake::DatasetInfo>> List();
+
+ private:
+  LakeClient(host::EnclaveTransport& t, client::Session s) : t_(t), session_(std::move(s)) {}
+  // Sends one operation; returns its payload or the enclave's error.
+  Result<crypto::Bytes> Call(lake::Op op, const std::function<void(ByteWriter*)>& args);
+  host::EnclaveTransport& t_;
+  client::Session session_;
+  std::string role_;
+};
+
+// A realistic synthetic admissions table (CSV with header) for demos and benchmarks.
+std::string SynthesizeAdmissions(uint64_t rows, uint64_t seed);
+
+}  // namespace medstream::lakesvc
