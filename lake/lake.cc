@@ -659,7 +659,9 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
     return Denied("dataset '" + in.dataset + "' belongs to another owner");
   }
   const uint64_t stored = in.staging->rows();
-  {
+  if (d->table->rows() == 0) {
+    d->table = std::move(in.staging);  // a new dataset: the staged table is the dataset
+  } else {
     crypto::Bytes all;
     ByteWriter aw(&all);
     in.staging->EncodeRows(0, stored, &aw);

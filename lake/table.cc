@@ -155,7 +155,7 @@ std::string FormatDate(int64_t z) {
 Table::Table(Schema schema) : schema_(std::move(schema)), cols_(schema_.columns.size()) {}
 
 uint32_t Table::Intern(Col& c, std::string_view s) {
-  auto it = c.index.find(std::string(s));
+  auto it = c.index.find(s);
   if (it != c.index.end()) return it->second;
   const auto code = static_cast<uint32_t>(c.dict.size());
   c.dict.emplace_back(s);
@@ -165,7 +165,7 @@ uint32_t Table::Intern(Col& c, std::string_view s) {
 
 uint32_t Table::CodeOf(int col, std::string_view text) const {
   const auto& idx = cols_[col].index;
-  auto it = idx.find(std::string(text));
+  auto it = idx.find(text);
   return it == idx.end() ? kNoCode : it->second;
 }
 

@@ -76,7 +76,12 @@ class Table {
     std::vector<double> numbers;
     std::vector<uint32_t> codes;
     std::vector<std::string> dict;
-    std::unordered_map<std::string, uint32_t> index;
+    // Transparent: looking a field up does not copy it into a std::string.
+    struct Hash {
+      using is_transparent = void;
+      size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> index;
   };
   uint32_t Intern(Col& c, std::string_view s);
   Schema schema_;
