@@ -8,27 +8,16 @@
 #include <sstream>
 #include <string>
 
+#include "tests/shell.h"
 #include "tests/test_data.h"
 
 namespace medstream {
 namespace {
 
-struct CmdResult {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr together
-};
+using CmdResult = testing::ShellResult;
 
 CmdResult Medstream(const std::string& args) {
-  const std::string cmd = std::string(MEDSTREAM_BINARY) + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::Shell(std::string(MEDSTREAM_BINARY) + " " + args);
 }
 
 std::string Data(const std::string& rel) {

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/shell.h"
+
 namespace medstream {
 namespace {
 
@@ -16,13 +18,9 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 std::string Shell(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *status = pclose(p);
-  return out;
+  auto r = testing::Shell(cmd);
+  *status = r.exit_code;
+  return r.out;
 }
 
 TEST(Demo, NothingLostAndResultsEqualOfflineAnalysis) {

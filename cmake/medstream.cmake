@@ -24,6 +24,7 @@ endfunction()
 function(medstream_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})  # tests/ helpers
   target_compile_options(${name} PRIVATE ${MEDSTREAM_WARNINGS})
   target_compile_definitions(${name} PRIVATE
     MEDSTREAM_TEST_DATA_DIR="${PROJECT_SOURCE_DIR}/tests/data"

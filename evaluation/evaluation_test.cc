@@ -1,6 +1,7 @@
 // `medstream bench`: the grid's plan, and the quick grid end to end through the real executable
 // (server, process enclave, gateway sealing, pandas baseline, gnuplot).
 #include "evaluation/evaluation.h"
+#include "tests/shell.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -17,22 +18,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct CmdResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-CmdResult Medstream(const std::string& args) {
-  const std::string cmd = std::string(MEDSTREAM_BINARY) + " " + args + " 2>&1";
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+testing::ShellResult Medstream(const std::string& args) {
+  return testing::Shell(std::string(MEDSTREAM_BINARY) + " " + args);
 }
 
 std::vector<std::string> Fields(const std::string& line) {
@@ -85,8 +72,8 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
   const fs::path dir = fs::temp_directory_path() / ("bench-test-" + std::to_string(getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const CmdResult r = Medstream("bench --quick --csv " + (dir / "out.csv").string() + " --plot " +
-                                (dir / "plots").string());
+  const auto r = Medstream("bench --quick --csv " + (dir / "out.csv").string() + " --plot " +
+                           (dir / "plots").string());
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
   std::ifstream in(dir / "out.csv");

@@ -19,6 +19,7 @@
 #include "enclave/identity.h"
 #include "proc/proc.h"
 #include "tests/broker.h"
+#include "tests/shell.h"
 
 namespace medstream {
 namespace {
@@ -40,13 +41,7 @@ bool WaitFor(const std::function<bool()>& done, int seconds) {
 }
 
 std::string Shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  return testing::Shell(cmd).out;
 }
 
 class FaultTest : public ::testing::Test {

@@ -15,6 +15,7 @@
 #include "lake/csv.h"
 #include "lake/query.h"
 #include "lakesvc/lakesvc.h"
+#include "tests/shell.h"
 
 namespace medstream {
 namespace {
@@ -22,22 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct CmdResult {
-  int exit_code = -1;
-  std::string out;
-};
-
-CmdResult Shell(const std::string& cmd) {
-  CmdResult r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using CmdResult = testing::ShellResult;
+using testing::Shell;
 
 class LakeCli : public ::testing::Test {
  protected:
