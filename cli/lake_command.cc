@@ -2,7 +2,9 @@
 // runs the host and a process enclave locally on DIR, with DIR/identity.pem as the caller.
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -18,30 +20,56 @@ namespace medstream::cli {
 
 namespace {
 
+std::atomic<bool> g_stop{false};
+void OnStop(int) {
+  g_stop = true;
+}
+
 struct LakeArgs {
   std::string dir = "lake";
   std::string identity;  // default DIR/identity.pem
   std::string mode = "process";
   std::string platform;  // default DIR/platform
   std::string enclave;
+  std::string server;  // tcp://HOST:PORT: a remote `lake serve` instead of the embedded host
+  std::string root;    // the attestation root to pin (default: the platform's)
   bool json = false;
 };
 
 struct Connected {
   std::unique_ptr<lakesvc::LakeHost> host;
+  std::unique_ptr<host::EnclaveTransport> remote;
   std::unique_ptr<lakesvc::LakeClient> client;
 };
 
+Result<std::pair<std::string, int>> ParseServer(const std::string& url) {
+  const std::string prefix = "tcp://";
+  const size_t colon = url.rfind(':');
+  if (!url.starts_with(prefix) || colon == std::string::npos || colon < prefix.size())
+    return InvalidArgument("--server '" + url + "': expected tcp://HOST:PORT");
+  return std::pair{url.substr(prefix.size(), colon - prefix.size()),
+                   std::atoi(url.c_str() + colon + 1)};
+}
+
 Result<Connected> Connect(const LakeArgs& a) {
   const std::string platform = a.platform.empty() ? a.dir + "/platform" : a.platform;
-  if (!FileExists(a.dir + "/lake.db"))
-    return NotFound("no lake in " + a.dir + ": run 'medstream lake --dir " + a.dir + " init'");
   Connected c;
-  MEDSTREAM_TRY(
-      host,
-      lakesvc::LakeHost::Start(
-          {.dir = a.dir, .mode = a.mode, .platform_dir = platform, .enclave_path = a.enclave}));
-  c.host = std::move(host);
+  host::EnclaveTransport* transport = nullptr;
+  if (!a.server.empty()) {
+    MEDSTREAM_TRY(target, ParseServer(a.server));
+    MEDSTREAM_TRY(remote, host::ConnectTcp(target.first, target.second));
+    c.remote = std::move(remote);
+    transport = c.remote.get();
+  } else {
+    if (!FileExists(a.dir + "/lake.db"))
+      return NotFound("no lake in " + a.dir + ": run 'medstream lake --dir " + a.dir + " init'");
+    MEDSTREAM_TRY(
+        host,
+        lakesvc::LakeHost::Start(
+            {.dir = a.dir, .mode = a.mode, .platform_dir = platform, .enclave_path = a.enclave}));
+    c.host = std::move(host);
+    transport = &c.host->transport();
+  }
   // Pin the enclave build this medstream came with (inproc: this executable itself).
   std::string exe = a.enclave.empty() ? host::DefaultEnclavePath() : a.enclave;
   if (a.mode == "inproc") {
@@ -49,7 +77,8 @@ Result<Connected> Connect(const LakeArgs& a) {
     exe = self;
   }
   MEDSTREAM_TRY(id, enclave::LoadIdentity(exe));
-  MEDSTREAM_TRY(pem, ReadFileText(attest::SimPlatform::RootPath(platform)));
+  MEDSTREAM_TRY(pem,
+                ReadFileText(a.root.empty() ? attest::SimPlatform::RootPath(platform) : a.root));
   MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
   client::AttestOptions attest;
   attest.root = &root;
@@ -61,7 +90,7 @@ Result<Connected> Connect(const LakeArgs& a) {
   if (!key_pem) return NotFound("identity key " + key_path + " not found");
   MEDSTREAM_TRY(key, crypto::EcKey::FromPem(*key_pem));
   if (!key.has_private()) return InvalidArgument(key_path + " holds no private key");
-  MEDSTREAM_TRY(client, lakesvc::LakeClient::Connect(c.host->transport(), attest, key));
+  MEDSTREAM_TRY(client, lakesvc::LakeClient::Connect(*transport, attest, key));
   c.client = std::move(client);
   return c;
 }
@@ -131,7 +160,13 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::IsMember({"process", "inproc"}))
       ->capture_default_str();
   lake->add_option("--platform", a->platform, "Simulated platform (default DIR/platform)");
-  lake->add_option("--enclave", a->enclave, "medstream-enclave (process mode)");
+  lake->add_option("--enclave", a->enclave,
+                   "medstream-enclave (process mode; its identity is what clients pin)");
+  lake->add_option(
+      "--server", a->server,
+      "tcp://HOST:PORT of a remote 'medstream lake serve' instead of the embedded host");
+  lake->add_option("--root", a->root,
+                   "Attestation root certificate to pin (default: the platform's, DIR/platform)");
   lake->footer(
       "The enclave is a software simulation of a TEE (a separate hardened process): it protects\n"
       "the records from the host process, not from root or a hypervisor.");
@@ -315,6 +350,33 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       std::printf("%-20s owner %-16s %10llu rows  k=%u  %s\n", d.name.c_str(), d.owner.c_str(),
                   static_cast<unsigned long long>(d.rows), d.k, d.schema.c_str());
     }
+  });
+
+  // serve
+  auto listen = std::make_shared<std::string>("127.0.0.1:7400");
+  CLI::App* serve = lake->add_subcommand(
+      "serve", "Serve the lake to remote clients (lake --server tcp://HOST:PORT ...)");
+  serve->add_option("--listen", *listen, "ADDRESS:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+  serve->callback([a, listen, fail] {
+    const size_t colon = listen->rfind(':');
+    if (colon == std::string::npos) return fail("serve", "--listen: expected ADDRESS:PORT");
+    if (!FileExists(a->dir + "/lake.db"))
+      return fail("serve",
+                  "no lake in " + a->dir + ": run 'medstream lake --dir " + a->dir + " init'");
+    const std::string platform = a->platform.empty() ? a->dir + "/platform" : a->platform;
+    auto host = lakesvc::LakeHost::Start(
+        {.dir = a->dir, .mode = a->mode, .platform_dir = platform, .enclave_path = a->enclave});
+    if (!host) return fail("serve", host.error().message());
+    std::signal(SIGINT, OnStop);
+    std::signal(SIGTERM, OnStop);
+    const std::string address = listen->substr(0, colon);
+    auto s = (*host)->Serve(address, std::atoi(listen->c_str() + colon + 1), g_stop, [&](int port) {
+      std::printf("medstream lake serve: %s on %s:%d (%s enclave, a software-simulated TEE)\n",
+                  a->dir.c_str(), address.c_str(), port, a->mode.c_str());
+      std::fflush(stdout);
+    });
+    if (!s) return fail("serve", s.error().message());
   });
 
   // synth

@@ -309,27 +309,14 @@ void Server::RelayLoop() {
 }
 
 void Server::ServeRelayClient(int fd) {
-  crypto::Bytes request;
-  for (;;) {
-    uint8_t raw[enclave::kFrameHeaderSize];
-    if (!ReadFull(fd, raw, sizeof raw)) break;
-    auto header = enclave::DecodeFrameHeader(true, raw);
-    if (!header || header->length > 64 * 1024) break;  // relay calls are small
-    request.resize(header->length);
-    if (!ReadFull(fd, request.data(), request.size())) break;
-    Result<crypto::Bytes> reply =
-        RelayAllowed(header->call_or_status)
-            ? CallEnclave(static_cast<enclave::Call>(header->call_or_status), request)
-            : Fail(Error::Code::kInvalidArgument,
-                   "the relay only forwards info, handshake, "
-                   "channel and stats calls");
-    const std::string message = reply ? "" : reply.error().message();
-    const crypto::ByteView payload = reply ? crypto::ByteView(*reply) : crypto::AsBytes(message);
-    uint8_t out[enclave::kFrameHeaderSize];
-    enclave::EncodeFrameHeader(false, reply ? 0 : enclave::StatusFromError(reply.error()),
-                               payload.size(), out);
-    if (!SendFull(fd, out, sizeof out) || !SendFull(fd, payload.data(), payload.size())) break;
-  }
+  ServeFrames(fd, 64 * 1024,
+              [this](uint16_t call, crypto::ByteView request) -> Result<crypto::Bytes> {
+                if (!RelayAllowed(call)) {
+                  return Fail(Error::Code::kInvalidArgument,
+                              "the relay only forwards info, handshake, channel and stats calls");
+                }
+                return CallEnclave(static_cast<enclave::Call>(call), request);
+              });
   close(fd);
 }
 

@@ -1,6 +1,9 @@
 #include "host/transport.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -219,6 +222,45 @@ Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t) {
 Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t) {
   MEDSTREAM_TRY(b, t.Call(enclave::Call::kStats, {}));
   return enclave::EnclaveStats::Decode(b);
+}
+
+void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler) {
+  crypto::Bytes request;
+  for (;;) {
+    uint8_t raw[enclave::kFrameHeaderSize];
+    if (!ReadFull(fd, raw, sizeof raw)) return;
+    auto header = enclave::DecodeFrameHeader(true, raw);
+    if (!header || header->length > max_request) return;
+    request.resize(header->length);
+    if (!ReadFull(fd, request.data(), request.size())) return;
+    Result<crypto::Bytes> reply = handler(header->call_or_status, request);
+    const std::string message = reply ? "" : reply.error().message();
+    const crypto::ByteView payload = reply ? crypto::ByteView(*reply) : crypto::AsBytes(message);
+    uint8_t out[enclave::kFrameHeaderSize];
+    enclave::EncodeFrameHeader(false, reply ? 0 : enclave::StatusFromError(reply.error()),
+                               payload.size(), out);
+    if (!SendFull(fd, out, sizeof out) || !SendFull(fd, payload.data(), payload.size())) return;
+  }
+}
+
+Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (port <= 0 || port > 65535 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return InvalidArgument("'" + host + ":" + std::to_string(port) +
+                           "' is not an IPv4 address and port");
+  }
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return Fail(Error::Code::kNotFound, "cannot reach " + host + ":" + std::to_string(port) + ": " +
+                                            why + " (is 'medstream lake serve' running?)");
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return MakeSocketTransport(fd, -1, "tcp");
 }
 
 }  // namespace medstream::host

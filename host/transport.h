@@ -7,6 +7,7 @@
 // evidence and sealed blobs through here.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -38,6 +39,14 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& lau
 // A transport speaking the edge frames over a connected socket (the process backend's socketpair,
 // or a server's relay socket). `pid` > 0: the enclave process to reap when the transport closes.
 std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend);
+
+// The serving side of a relay (a server's enclave.sock, `medstream lake serve`): reads request
+// frames from `fd` and answers each with `handler`, until the peer closes or sends a request
+// larger than `max_request` bytes. The frames are those of the process backend (edge.h).
+using FrameHandler = std::function<Result<crypto::Bytes>(uint16_t call, crypto::ByteView request)>;
+void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler);
+// A transport to a relay listening on TCP (`medstream lake serve`).
+Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port);
 
 // The default location of medstream-enclave: beside the running executable.
 std::string DefaultEnclavePath();

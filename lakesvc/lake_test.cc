@@ -15,6 +15,7 @@
 #include "lake/csv.h"
 #include "lake/query.h"
 #include "lakesvc/lakesvc.h"
+#include "proc/proc.h"
 #include "tests/shell.h"
 
 namespace medstream {
@@ -258,6 +259,46 @@ TEST_F(LakeCli, TamperedAndRolledBackStorageIsDetected) {
   r = Lake("list");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.out.find("does not match the manifest"), std::string::npos) << r.out;
+}
+
+// The remote case: `lake serve` on a loopback port, clients with --server and a pinned root.
+TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
+  const std::string csv = (dir_ / "adm.csv").string();
+  ASSERT_TRUE(WriteFileAtomic(csv, lakesvc::SynthesizeAdmissions(400, 9)));
+  ASSERT_EQ(Lake("init").exit_code, 0);
+  const std::string lake = (dir_ / "lake").string();
+  const std::string log = (dir_ / "serve.log").string();
+  const int port = proc::FreeLoopbackPort();
+  const pid_t server = proc::Spawn({MEDSTREAM_BINARY, "lake", "--dir", lake, "serve", "--listen",
+                                    "127.0.0.1:" + std::to_string(port)},
+                                   log);
+  ASSERT_TRUE(proc::WaitForListener(port, 20000)) << Shell("cat " + log).out;
+  auto client = [&](const std::string& root) {
+    return std::string(MEDSTREAM_BINARY) + " lake --dir " + (dir_ / "client").string() +
+           " --server tcp://127.0.0.1:" + std::to_string(port) + " --root " + root +
+           " --identity " + lake + "/identity.pem ";
+  };
+  const std::string remote = client(lake + "/platform/root_ca.pem");
+  auto r = Shell(remote + "ingest --dataset admissions " + csv);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("400 rows stored"), std::string::npos) << r.out;
+  r = Shell(remote + "query --json " + Q("SELECT COUNT(*), AVG(age) FROM admissions"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const json remote_answer = json::parse(r.out);
+  EXPECT_EQ(remote_answer["rows"][0][0], 400);
+  // A client pinning another root refuses the enclave.
+  ASSERT_EQ(Shell(std::string(MEDSTREAM_BINARY) + " platform init --dir " +
+                  (dir_ / "other-platform").string())
+                .exit_code,
+            0);
+  r = Shell(client((dir_ / "other-platform" / "root_ca.pem").string()) + "list");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("does not verify against the configured root"), std::string::npos) << r.out;
+  proc::Stop(server);
+  // The embedded host sees what the remote client stored, and answers the same.
+  r = Lake("query --json " + Q("SELECT COUNT(*), AVG(age) FROM admissions"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(json::parse(r.out), remote_answer);
 }
 
 // ---- unit tests of the SQL subset and tables ----

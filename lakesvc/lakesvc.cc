@@ -1,9 +1,18 @@
 #include "lakesvc/lakesvc.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <mutex>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -178,6 +187,47 @@ Result<std::unique_ptr<LakeHost>> LakeHost::Start(const HostOptions& o) {
     return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
   h->relay_ = std::make_unique<Relay>(*h->enclave_, *h->store_);
   return h;
+}
+
+Status LakeHost::Serve(const std::string& address, int port, const std::atomic<bool>& stop,
+                       const std::function<void(int port)>& on_listening) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1)
+    return InvalidArgument("'" + address + "' is not an IPv4 address");
+  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t len = sizeof addr;
+  if (lfd < 0 || bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(lfd, 16) != 0 || getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const std::string why = std::strerror(errno);
+    if (lfd >= 0) close(lfd);
+    return IoError("cannot listen on " + address + ":" + std::to_string(port) + ": " + why);
+  }
+  if (on_listening) on_listening(ntohs(addr.sin_port));
+  std::mutex mu;  // the enclave takes one call at a time
+  std::vector<std::thread> clients;
+  std::vector<int> fds;
+  while (!stop) {
+    pollfd p{lfd, POLLIN, 0};
+    if (poll(&p, 1, 200) <= 0) continue;
+    const int fd = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    fds.push_back(fd);
+    clients.emplace_back([this, fd, &mu] {
+      host::ServeFrames(fd, 64u << 20, [&](uint16_t call, crypto::ByteView request) {
+        std::lock_guard lock(mu);
+        return relay_->Call(static_cast<enclave::Call>(call), request);
+      });
+    });
+  }
+  for (int fd : fds) shutdown(fd, SHUT_RDWR);
+  for (auto& t : clients) t.join();
+  for (int fd : fds) close(fd);
+  close(lfd);
+  return {};
 }
 
 // ---- LakeClient ----

@@ -11,6 +11,7 @@
 //              sends requests inside the attested channel.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -47,6 +48,10 @@ class LakeHost {
   static Result<std::unique_ptr<LakeHost>> Start(const HostOptions& options);
   // What clients talk to: info, handshake and lake_request (stored and committed here).
   host::EnclaveTransport& transport() { return *relay_; }
+  // The remote case: serves transport() on TCP `address:port` to any number of clients (one call
+  // at a time reaches the enclave) until `stop` is set. `on_listening` gets the bound port.
+  Status Serve(const std::string& address, int port, const std::atomic<bool>& stop,
+               const std::function<void(int port)>& on_listening);
 
  private:
   LakeHost() = default;
