@@ -152,8 +152,7 @@ class Rig {
     return wire::MakeBatchFile(h, beats, nullptr);
   }
   Status Upload(uint64_t seq, crypto::ByteView file) {
-    return link_->Upload(wire::StreamName(stream_) + "-" + fmt::format("{:020}", seq) + ".batch",
-                         file);
+    return link_->Upload(wire::BatchFileName(stream_, seq), file);
   }
   std::string ResultName(uint64_t seq) const { return wire::ResultFileName(stream_, seq); }
   // Fetches and opens a result; returns the beats it accounts for.

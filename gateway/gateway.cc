@@ -23,10 +23,6 @@ bool ValidUser(const std::string& u) {
   });
 }
 
-std::string SeqName(uint64_t seq) {
-  return fmt::format("{:020}", seq);
-}
-
 // The last "seq" in a JSON-lines file, or 0.
 uint64_t LastSeqIn(const std::string& path) {
   auto text = ReadFileText(path);
@@ -242,7 +238,7 @@ Status Gateway::Cut(Stream& s) {
   const uint64_t seq = s.next_seq++;
   if (auto st = SaveSequences(); !st) return st;
   MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
-  const std::string name = wire::StreamName(s.id) + "-" + SeqName(seq) + ".batch";
+  const std::string name = wire::BatchFileName(s.id, seq);
   if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
   s.in_flight[seq] = s.opened;
   s.open.clear();

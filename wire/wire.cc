@@ -1,5 +1,6 @@
 #include "wire/wire.h"
 
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
 
@@ -65,6 +66,12 @@ std::string StreamName(const StreamId& id) {
 
 std::string ResultFileName(const StreamId& id, uint64_t seq) {
   return StreamName(id) + "-" + std::to_string(seq) + ".result";
+}
+
+std::string BatchFileName(const StreamId& id, uint64_t seq) {
+  std::string digits = std::to_string(seq);
+  return StreamName(id) + "-" + std::string(20 - std::min<size_t>(20, digits.size()), '0') +
+         digits + ".batch";
 }
 
 Result<StreamId> ParseStreamName(std::string_view hex) {

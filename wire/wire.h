@@ -55,6 +55,8 @@ struct Header {
 std::string StreamName(const StreamId& id);  // hex, for file names and logs (a pseudonym)
 // The outbox name of a batch's result: how the server writes it and the gateway finds it.
 std::string ResultFileName(const StreamId& id, uint64_t seq);
+// The inbox name of a batch: zero-padded sequence, so that name order is sequence order.
+std::string BatchFileName(const StreamId& id, uint64_t seq);
 Result<StreamId> ParseStreamName(std::string_view hex);
 
 // The per-stream key derived from a provisioned data key.
