@@ -77,6 +77,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
         "medstream/%s/+/rr\n",
         crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
         (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
+    if (const auto st = (*gw)->stats(); st.beats_recovered > 0) {
+      std::printf(
+          "medstream gateway: %llu beats of open batches recovered from the write-ahead log\n",
+          static_cast<unsigned long long>(st.beats_recovered));
+    }
     std::fflush(stdout);
     std::signal(SIGINT, OnGatewaySignal);
     std::signal(SIGTERM, OnGatewaySignal);
@@ -84,9 +89,10 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     auto print = [&] {
       const auto s = (*gw)->stats();
       std::printf(
-          "  beats %llu, batches %llu (uploaded %llu), results %llu, windows %llu, "
-          "malformed %llu\n",
+          "  beats %llu (repeats dropped %llu), batches %llu (uploaded %llu), results %llu, "
+          "windows %llu, malformed %llu\n",
           static_cast<unsigned long long>(s.beats_in),
+          static_cast<unsigned long long>(s.beats_stale),
           static_cast<unsigned long long>(s.batches_sealed),
           static_cast<unsigned long long>(s.batches_uploaded),
           static_cast<unsigned long long>(s.results), static_cast<unsigned long long>(s.windows),

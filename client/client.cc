@@ -63,6 +63,15 @@ Result<crypto::Bytes> StreamSealer::SealBatch(uint64_t seq, std::span<const hrv:
   return wire::MakeBatchFile(h, beats, &gcm_);
 }
 
+Result<std::vector<hrv::Beat>> StreamSealer::OpenBatch(crypto::ByteView file) {
+  std::vector<hrv::Beat> beats;
+  MEDSTREAM_TRY(header, wire::OpenBatchInto(file, &gcm_, &beats));
+  if (header.stream != stream_ || header.key_id != key_id_) {
+    return Corrupt("batch belongs to another stream or key");
+  }
+  return beats;
+}
+
 Result<wire::BatchResult> StreamSealer::OpenResult(crypto::ByteView file, uint64_t* seq) {
   MEDSTREAM_TRY(opened, wire::OpenFile(file, wire::Kind::kResult, &gcm_));
   if (opened.header.stream != stream_ || opened.header.key_id != key_id_) {

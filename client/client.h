@@ -35,6 +35,8 @@ class StreamSealer {
   static Result<StreamSealer> Create(const crypto::Key256& data_key, uint32_t key_id,
                                      const wire::StreamId& stream);
   Result<crypto::Bytes> SealBatch(uint64_t seq, std::span<const hrv::Beat> beats);
+  // Opens a batch this stream sealed (the gateway's recovery reads its own spool).
+  Result<std::vector<hrv::Beat>> OpenBatch(crypto::ByteView file);
   // Opens a result file of this stream; refuses files of other streams or keys.
   Result<wire::BatchResult> OpenResult(crypto::ByteView file, uint64_t* seq);
 

@@ -118,21 +118,19 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   } else {
     g->link_ = LocalLink(options.server_dir);
   }
-  for (const std::string& d : {options.state_dir + "/spool", options.results_dir}) {
+  for (const std::string& d :
+       {options.state_dir + "/spool", options.state_dir + "/wal", options.results_dir}) {
     if (auto s = MakeDirs(d, 0700); !s) return std::unexpected(s.error());
   }
   if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
   if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
-  // Sequence numbers survive restarts: a reused number would be refused as a replay.
-  if (auto text = ReadFileText(options.state_dir + "/seq")) {
-    std::istringstream in(*text);
-    std::string user;
-    uint64_t next;
-    while (in >> user >> next) g->StreamFor(user).next_seq = next;
-  }
+  if (auto s = g->Recover(); !s) return std::unexpected(s.error());
   MEDSTREAM_TRY(addr, mqtt::ParseAddress(options.broker));
-  MEDSTREAM_TRY(
-      client, mqtt::Client::Connect(addr.first, addr.second, "medstream-gateway-" + options.site));
+  // A persistent session: the broker keeps the subscription and queues messages while the gateway
+  // is away (a restart, a crash), and sends unacknowledged ones again.
+  MEDSTREAM_TRY(client,
+                mqtt::Client::Connect(addr.first, addr.second, "medstream-gateway-" + options.site,
+                                      /*clean_session=*/false));
   g->mqtt_ = std::move(client);
   Gateway* raw = g.get();
   if (auto s = g->mqtt_->Subscribe("medstream/" + options.site + "/+/rr", 1,
@@ -161,6 +159,52 @@ Status Gateway::LoadOrCreateKeys() {
   pseudonym_key_ = crypto::Key256(std::span(*bytes).subspan(32, 32));
   std::memcpy(&key_id_, bytes->data() + 64, 4);
   crypto::Wipe(*bytes);
+  MEDSTREAM_TRY(log_key, BeatLogKey(data_key_));
+  log_key_ = log_key;
+  return {};
+}
+
+Status Gateway::Recover() {
+  // STATE/seq: "user next_seq sealed_until" per line (older files lack the third field).
+  if (auto text = ReadFileText(options_.state_dir + "/seq")) {
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string user, sealed;
+      uint64_t next = 0;
+      if (!(fields >> user >> next) || !ValidUser(user)) {
+        return Corrupt(options_.state_dir + "/seq is damaged: '" + line + "'");
+      }
+      MEDSTREAM_TRY(s, StreamFor(user));
+      s->next_seq = next;
+      if (fields >> sealed) s->sealed_until = std::strtod(sealed.c_str(), nullptr);
+    }
+  }
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/wal")) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".wal")) {
+      MEDSTREAM_TRY(s, StreamFor(name.substr(0, name.size() - 4)));
+      (void)s;
+    }
+  }
+  bool adopted = false;
+  for (auto& [user, s] : streams_) {
+    // A batch in the spool that STATE/seq does not know: sealed just before a crash. Adopt it.
+    for (;;) {
+      const std::string path =
+          options_.state_dir + "/spool/" + wire::BatchFileName(s.id, s.next_seq);
+      auto file = ReadFileBytes(path);
+      if (!file) break;
+      MEDSTREAM_TRY(opened, s.sealer->OpenBatch(*file));
+      if (!opened.empty()) s.sealed_until = std::max(s.sealed_until, opened.back().t_s);
+      ++s.next_seq;
+      adopted = true;
+    }
+    std::vector<hrv::Beat> logged = s.log->TakeRecovered();
+    stats_.beats_recovered += Merge(s, logged);
+    if (!s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  }
+  if (adopted) return SaveSequences();
   return {};
 }
 
@@ -178,17 +222,45 @@ Status Gateway::AttestAndProvision() {
   return client::Provision(*relay, *session, p);
 }
 
-Gateway::Stream& Gateway::StreamFor(const std::string& user) {
+Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   auto it = streams_.find(user);
-  if (it != streams_.end()) return it->second;
-  Stream& s = streams_[user];
+  if (it != streams_.end()) return &it->second;
+  if (!ValidUser(user)) return InvalidArgument("bad user name '" + user + "'");
+  Stream s;
   s.user = user;
   const crypto::Digest mac = crypto::HmacSha256(pseudonym_key_.span(), crypto::AsBytes(user));
   std::copy_n(mac.begin(), 16, s.id.begin());
-  s.sealer = std::make_unique<client::StreamSealer>(
-      client::StreamSealer::Create(data_key_, key_id_, s.id).value());
+  MEDSTREAM_TRY(sealer, client::StreamSealer::Create(data_key_, key_id_, s.id));
+  s.sealer = std::make_unique<client::StreamSealer>(std::move(sealer));
+  MEDSTREAM_TRY(log, BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", log_key_, user));
+  if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
+  s.log = std::move(log);
   s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
-  return s;
+  return &streams_.emplace(user, std::move(s)).first->second;
+}
+
+size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
+  const size_t before = s.open.size();
+  bool ordered = true;
+  for (const hrv::Beat& b : beats) {
+    // Delivered again after it was sealed (QoS 1 is at least once): drop it.
+    if (b.t_s <= s.sealed_until) {
+      ++stats_.beats_stale;
+      continue;
+    }
+    ordered = ordered && (s.open.empty() || b.t_s > s.open.back().t_s);
+    s.open.push_back(b);
+  }
+  if (!ordered) {
+    // A message sent again after a reconnection can overtake newer ones or arrive twice: keep the
+    // open batch in time order, each beat once.
+    std::stable_sort(s.open.begin(), s.open.end(),
+                     [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s < y.t_s; });
+    s.open.erase(std::unique(s.open.begin(), s.open.end(),
+                             [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s == y.t_s; }),
+                 s.open.end());
+  }
+  return s.open.size() - before;
 }
 
 void Gateway::OnMessage(const mqtt::Message& m) {
@@ -207,21 +279,19 @@ void Gateway::OnMessage(const mqtt::Message& m) {
                  beats ? "bad user name" : beats.error().message().c_str());
     return;
   }
-  Stream& s = StreamFor(user);
-  if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
-  const size_t before = s.open.size();
-  const bool late = !s.open.empty() && beats->front().t_s < s.open.back().t_s;
-  s.open.insert(s.open.end(), beats->begin(), beats->end());
-  if (late) {
-    // QoS 1 after a reconnection: a message sent again can overtake newer ones, and a message
-    // can arrive twice. Keep the open batch in time order, each beat once.
-    std::stable_sort(s.open.begin(), s.open.end(),
-                     [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s < y.t_s; });
-    s.open.erase(std::unique(s.open.begin(), s.open.end(),
-                             [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s == y.t_s; }),
-                 s.open.end());
+  auto stream = StreamFor(user);
+  if (!stream) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: %s\n", stream.error().message().c_str());
+    return;
   }
-  stats_.beats_in += s.open.size() - before;
+  Stream& s = **stream;
+  // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
+  if (auto st = s.log->Append(*beats); !st) {
+    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+  if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  stats_.beats_in += Merge(s, *beats);
   if (s.open.size() >= options_.batch_beats) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
@@ -229,17 +299,24 @@ void Gateway::OnMessage(const mqtt::Message& m) {
 
 Status Gateway::SaveSequences() {
   std::string text;
-  for (const auto& [user, s] : streams_) text += user + " " + std::to_string(s.next_seq) + "\n";
+  for (const auto& [user, s] : streams_) {
+    text += fmt::format("{} {} {}\n", user, s.next_seq, s.sealed_until);
+  }
   return WriteFileAtomic(options_.state_dir + "/seq", text, 0600);
 }
 
 Status Gateway::Cut(Stream& s) {
   if (s.open.empty()) return {};
-  const uint64_t seq = s.next_seq++;
-  if (auto st = SaveSequences(); !st) return st;
+  // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
+  // before the spool file exists changes nothing: the batch stays open and is cut again later.
+  const uint64_t seq = s.next_seq;
   MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
   const std::string name = wire::BatchFileName(s.id, seq);
   if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  ++s.next_seq;
+  s.sealed_until = s.open.back().t_s;
+  if (auto st = SaveSequences(); !st) return st;
+  if (auto st = s.log->Reset(); !st) return st;
   s.in_flight[seq] = s.opened;
   s.open.clear();
   ++stats_.batches_sealed;
@@ -323,6 +400,13 @@ Status Gateway::ReadResults(Stream& s) {
 Status Gateway::Tick() {
   std::lock_guard lock(mu_);
   const auto now = std::chrono::steady_clock::now();
+  if (now - last_sync_ >= std::chrono::seconds(1)) {
+    // Durable against power loss too, in groups (a process crash loses nothing in between).
+    for (auto& [user, s] : streams_) {
+      if (auto st = s.log->Sync(); !st) return st;
+    }
+    last_sync_ = now;
+  }
   for (auto& [user, s] : streams_) {
     if (!s.open.empty() &&
         std::chrono::duration<double>(now - s.opened).count() >= options_.batch_seconds) {

@@ -5,7 +5,8 @@
 //
 //   STATE/keys          data key, key id and the pseudonym secret (0600): never leave the gateway
 //   STATE/spool/        sealed batches not yet uploaded (a crash or a server outage loses none)
-//   STATE/seq           the next sequence number per stream (persisted before a batch is sealed)
+//   STATE/wal/<user>.wal  encrypted write-ahead log of the beats of the open batch (beat_log.h)
+//   STATE/seq           per user: the next sequence number and the time of the last beat sealed
 //   RESULTS/<user>.csv  one row per window: seq, window, metrics; RESULTS/<user>.jsonl likewise
 //
 // Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
@@ -13,11 +14,17 @@
 // checks its policy. Results are appended in sequence order; the next sequence to read is taken
 // from the output files themselves, so a restart neither skips nor repeats a result.
 //
-// Beats of a batch not yet cut live in memory only: a gateway crash loses at most that open batch
-// (its beats were acknowledged to the broker on receipt; libmosquitto has no manual acks).
+// Crash safety. Every message is in the write-ahead log before the broker gets its acknowledgement
+// (see beat_log.h), and the gateway's MQTT session is persistent, so the broker keeps what arrives
+// while the gateway is down. Cutting a batch: seal, write it to the spool, then record its sequence
+// number and last beat time in STATE/seq, then empty the log. A restart finds every beat either in
+// a sealed batch or in the log; beats at or before the last sealed time (a message delivered again)
+// are dropped, so none is sealed twice; a spooled batch that STATE/seq does not know yet (the crash
+// came between the two writes) is adopted, so no sequence number is sealed twice either.
 #pragma once
 
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +35,7 @@
 #include "attest/policy.h"
 #include "client/client.h"
 #include "enclave/edge.h"
+#include "gateway/beat_log.h"
 #include "mqtt/mqtt.h"
 #include "sftp/sftp.h"
 
@@ -65,6 +73,8 @@ struct Stats {
   uint64_t messages = 0;
   uint64_t malformed = 0;
   uint64_t beats_in = 0;
+  uint64_t beats_recovered = 0;  // from the write-ahead log at start
+  uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
   uint64_t batches_sealed = 0;
   uint64_t batches_uploaded = 0;
   uint64_t results = 0;
@@ -93,8 +103,10 @@ class Gateway {
   struct Stream {
     std::string user;
     wire::StreamId id{};
-    std::vector<hrv::Beat> open;
+    std::vector<hrv::Beat> open;  // in time order, each beat once
     std::chrono::steady_clock::time_point opened;
+    double sealed_until = -std::numeric_limits<double>::infinity();  // last beat time sealed
+    std::optional<BeatLog> log;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
     std::unique_ptr<client::StreamSealer> sealer;
@@ -102,8 +114,11 @@ class Gateway {
   };
   Status LoadOrCreateKeys();
   Status AttestAndProvision();
+  Status Recover();
+  // Adds beats to the open batch; returns how many were new.
+  size_t Merge(Stream& s, std::span<const hrv::Beat> beats);
   void OnMessage(const mqtt::Message& m);
-  Stream& StreamFor(const std::string& user);
+  Result<Stream*> StreamFor(const std::string& user);
   Status Cut(Stream& s);
   Status UploadSpool();
   Status ReadResults(Stream& s);
@@ -112,6 +127,8 @@ class Gateway {
   Options options_;
   crypto::Key256 data_key_;
   crypto::Key256 pseudonym_key_;
+  crypto::Key256 log_key_;
+  std::chrono::steady_clock::time_point last_sync_;
   uint32_t key_id_ = 1;
   attest::Claims claims_;
   mutable std::mutex mu_;

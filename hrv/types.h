@@ -20,6 +20,7 @@ namespace medstream::hrv {
 struct Beat {
   double t_s = 0;
   double rr_ms = 0;
+  friend bool operator==(const Beat&, const Beat&) = default;
 };
 
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();

@@ -1,0 +1,60 @@
+// beat_log: the gateway's write-ahead log of beats received but not yet cut into a sealed batch.
+//
+// libmosquitto (2.0, threaded loop) acknowledges a QoS 1 message to the broker only after the
+// message callback has returned. The gateway appends every message to this log inside that
+// callback, so a message is either in the log or still unacknowledged (and sent again by the broker
+// to the gateway's persistent session): a gateway killed at any moment loses no beat. After a batch
+// is sealed into the spool the log starts afresh.
+//
+// One file per user, STATE/wal/<user>.wal, a sequence of records
+//   length u32 | nonce (12) | AES-256-GCM(beats as wire::EncodeBeats) with tag,
+//   AAD = "MSW1" | user name.
+// A record is written with one write(2): a process crash leaves at most a torn last record, which
+// is dropped on opening (its message was not acknowledged). A whole last record that does not
+// authenticate (power loss can leave one) is moved to <path>.damaged-<time> and said in note(). A
+// damaged record followed by more records is not a crash artefact: opening refuses the file.
+// Appends reach the page cache (enough for a process crash); Sync() makes them durable and the
+// gateway calls it at most once a second.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "crypto/crypto.h"
+#include "hrv/types.h"
+
+namespace medstream::gateway {
+
+class BeatLog {
+ public:
+  // Opens (or creates) `path`; the beats of its intact records are in recovered().
+  static Result<BeatLog> Open(const std::string& path, const crypto::Key256& key,
+                              const std::string& user);
+  BeatLog(BeatLog&&) noexcept;
+  BeatLog& operator=(BeatLog&&) noexcept;
+  ~BeatLog();
+
+  Status Append(std::span<const hrv::Beat> beats);
+  Status Sync();   // fdatasync when something was appended since the last one
+  Status Reset();  // empty the log (its beats are now in a sealed batch)
+  std::vector<hrv::Beat> TakeRecovered() { return std::move(recovered_); }
+  bool dirty() const { return dirty_; }
+  const std::string& note() const { return note_; }  // what opening had to set aside, if anything
+
+ private:
+  BeatLog(int fd, crypto::AesGcm gcm, std::string aad, std::string path)
+      : fd_(fd), gcm_(std::move(gcm)), aad_(std::move(aad)), path_(std::move(path)) {}
+  int fd_ = -1;
+  crypto::AesGcm gcm_;
+  std::string aad_;
+  std::string path_;
+  bool dirty_ = false;
+  std::vector<hrv::Beat> recovered_;
+  std::string note_;
+};
+
+// The log key: HKDF-SHA256 of the gateway's data key, its own label (never a batch key).
+Result<crypto::Key256> BeatLogKey(const crypto::Key256& data_key);
+
+}  // namespace medstream::gateway
