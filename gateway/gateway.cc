@@ -127,17 +127,17 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   if (auto s = g->Recover(); !s) return std::unexpected(s.error());
   MEDSTREAM_TRY(addr, mqtt::ParseAddress(options.broker));
   // A persistent session: the broker keeps the subscription and queues messages while the gateway
-  // is away (a restart, a crash), and sends unacknowledged ones again.
-  MEDSTREAM_TRY(client,
-                mqtt::Client::Connect(addr.first, addr.second, "medstream-gateway-" + options.site,
-                                      /*clean_session=*/false));
-  g->mqtt_ = std::move(client);
+  // is away (a restart, a crash), and sends unacknowledged ones again. The handler is in place
+  // before the connection, since queued messages arrive at once.
   Gateway* raw = g.get();
-  if (auto s = g->mqtt_->Subscribe("medstream/" + options.site + "/+/rr", 1,
-                                   [raw](const mqtt::Message& m) { raw->OnMessage(m); });
-      !s) {
-    return std::unexpected(s.error());
-  }
+  MEDSTREAM_TRY(client, mqtt::Client::Connect(
+                            addr.first, addr.second, "medstream-gateway-" + options.site,
+                            /*clean_session=*/false,
+                            mqtt::Client::Subscription{
+                                .pattern = "medstream/" + options.site + "/+/rr",
+                                .qos = 1,
+                                .handler = [raw](const mqtt::Message& m) { raw->OnMessage(m); }}));
+  g->mqtt_ = std::move(client);
   return g;
 }
 
@@ -292,7 +292,10 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
   stats_.beats_in += Merge(s, *beats);
-  if (s.open.size() >= options_.batch_beats) {
+  // A batch never exceeds what the wire format carries, even with one more message's beats.
+  constexpr size_t kMaxBatchBeats =
+      wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
+  if (s.open.size() >= std::min(options_.batch_beats, kMaxBatchBeats)) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
 }

@@ -31,14 +31,21 @@ struct Client::Impl {
   std::condition_variable cv;
   uint64_t published = 0;
   std::atomic<uint64_t> acked{0};
+  std::atomic<int> subacks{0};
 };
 
 Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int port,
-                                                const std::string& client_id, bool clean_session) {
+                                                const std::string& client_id, bool clean_session,
+                                                std::optional<Subscription> subscription) {
   std::call_once(g_init, [] { mosquitto_lib_init(); });
   std::unique_ptr<Client> c(new Client);
   c->impl_ = std::make_unique<Impl>();
   Impl* impl = c->impl_.get();
+  if (subscription) {
+    impl->handler = std::move(subscription->handler);
+    impl->pattern = subscription->pattern;
+    impl->qos = subscription->qos;
+  }
   impl->m = mosquitto_new(client_id.c_str(), clean_session, impl);
   if (!impl->m) return Fail(Error::Code::kInternal, "mosquitto_new failed");
   mosquitto_int_option(impl->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
@@ -48,6 +55,11 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
     auto* i = static_cast<Impl*>(obj);
     if (rc == 0) i->connects.fetch_add(1);
     if (rc == 0 && !i->pattern.empty()) mosquitto_subscribe(m, nullptr, i->pattern.c_str(), i->qos);
+  });
+  mosquitto_subscribe_callback_set(impl->m, [](mosquitto*, void* obj, int, int, const int*) {
+    auto* i = static_cast<Impl*>(obj);
+    i->subacks.fetch_add(1);
+    i->cv.notify_all();
   });
   mosquitto_reconnect_delay_set(impl->m, 1, 2, false);
   mosquitto_publish_callback_set(impl->m, [](mosquitto*, void* obj, int) {
@@ -68,6 +80,14 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
   }
   if (const int lrc = mosquitto_loop_start(impl->m); lrc != MOSQ_ERR_SUCCESS) {
     return Fail(Error::Code::kInternal, "MQTT network thread: " + MosqError(lrc));
+  }
+  if (subscription) {
+    // Subscribed means the broker has confirmed it: from then on nothing published is missed.
+    std::unique_lock lock(impl->mu);
+    if (!impl->cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl->subacks > 0; })) {
+      return Fail(Error::Code::kIo, "the MQTT broker did not confirm the subscription to " +
+                                        impl->pattern + " within 10 s");
+    }
   }
   return c;
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -20,11 +21,19 @@ struct Message {
 class Client {
  public:
   using Handler = std::function<void(const Message&)>;
+  struct Subscription {
+    std::string pattern;
+    int qos = 1;
+    Handler handler;
+  };
 
-  // Connects to host:port and starts the network thread.
-  static Result<std::unique_ptr<Client>> Connect(const std::string& host, int port,
-                                                 const std::string& client_id,
-                                                 bool clean_session = true);
+  // Connects to host:port and starts the network thread. With a persistent session
+  // (clean_session false) the broker delivers what it queued right after connecting: pass the
+  // subscription here, so its handler is in place before the first message (a message arriving
+  // without a handler would be acknowledged and lost). It is renewed on every reconnection.
+  static Result<std::unique_ptr<Client>> Connect(
+      const std::string& host, int port, const std::string& client_id, bool clean_session = true,
+      std::optional<Subscription> subscription = std::nullopt);
   ~Client();
 
   // QoS 1 by default: at least once, acknowledged by the broker.

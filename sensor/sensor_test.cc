@@ -153,6 +153,34 @@ TEST(SensorOverMqtt, AMessageIsAcknowledgedOnlyAfterItsHandlerReturns) {
   EXPECT_EQ(again, 1) << "the message died with the subscriber's handler";
 }
 
+// Messages queued for a persistent session while its client was away arrive at once on
+// reconnection: with the subscription given to Connect, every one reaches the handler.
+TEST(SensorOverMqtt, APersistentSessionGetsWhatWasQueuedWhileAway) {
+  testing::Broker broker;
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  std::atomic<int> got{0};
+  auto subscription = [&] {
+    return mqtt::Client::Subscription{
+        .pattern = "queued/+", .qos = 1, .handler = [&](const mqtt::Message&) { ++got; }};
+  };
+  {
+    auto sub =
+        mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-sub", false, subscription());
+    ASSERT_TRUE(sub) << sub.error().message();
+  }
+  auto pub = mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-pub").value();
+  const std::vector<uint8_t> payload(100, 7);
+  for (int i = 0; i < 500; ++i)
+    ASSERT_TRUE(pub->Publish("queued/" + std::to_string(i % 7), payload));
+  ASSERT_TRUE(pub->Flush(5000));
+  auto sub = mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-sub", false, subscription());
+  ASSERT_TRUE(sub);
+  for (int i = 0; i < 250 && got < 500; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(got, 500);
+}
+
 TEST(SensorOverMqtt, NoBrokerIsAClearError) {
   const int port = proc::FreeLoopbackPort();
   auto c = mqtt::Client::Connect("127.0.0.1", port, "nobody");
