@@ -4,13 +4,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 #include <fmt/format.h>
 
 #include "base/file.h"
 #include "cli/commands.h"
+#include "enclave/identity.h"
 #include "evaluation/evaluation.h"
 #include "hrv/jobs.h"
+#include "pipeline/pipeline.h"
 
 namespace medstream::cli {
 
@@ -62,6 +65,116 @@ std::string DefaultBaselineScript() {
   return MEDSTREAM_SOURCE_DIR "/tools/bench_baseline.py";
 }
 
+// Stream-Small and Stream-Big through the whole system (pipeline/pipeline.h): sensors -> Mosquitto
+// -> gateway -> server -> enclave -> gateway, at the research workloads' rates.
+struct EndToEnd {
+  std::string workload;
+  double rate = 0;  // beats/s across users
+  int users = 0;
+  int beats_per_message = 0;
+  bool record = true;
+};
+
+std::vector<EndToEnd> EndToEndPlan(const std::vector<std::string>& workloads) {
+  std::vector<EndToEnd> plan;
+  for (const std::string& w : workloads) {
+    if (w == "stream-small") plan.push_back({w, 1424, 20, 4, true});
+    // x1024; a thousand beats a message, as a phone relaying a strap would batch them.
+    if (w == "stream-big") plan.push_back({w, 1424.0 * 1024, 16, 1024, false});
+  }
+  return plan;
+}
+
+int RunEndToEnd(const std::vector<std::string>& workloads, const std::vector<std::string>& modes,
+                const std::string& jobs_text, double duration_s, double interval_s,
+                const std::string& work_dir, bool keep, const std::string& csv) {
+  namespace fs = std::filesystem;
+  auto jobs = hrv::ParseJobList(jobs_text);
+  if (!jobs) {
+    std::fprintf(stderr, "medstream bench: error: %s\n", jobs.error().message().c_str());
+    return 1;
+  }
+  const std::string root =
+      work_dir.empty()
+          ? (fs::temp_directory_path() / ("medstream-e2e-" + std::to_string(getpid()))).string()
+          : work_dir;
+  std::printf(
+      "medstream bench --e2e: sensors -> Mosquitto -> gateway -> server -> enclave, %.0f s per "
+      "point, batch interval %.0f s, jobs %s\n"
+      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n",
+      duration_s, interval_s, jobs_text.c_str());
+  std::string table = fmt::format(
+      "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
+      "{}\n",
+      "workload", "mode", "users", "target/s", "beats/s", "text", "server", "batches", "batch ms",
+      "p99 ms", "lat p50", "lat p99", "lost", "dup", "real time");
+  std::string rows =
+      "workload,mode,jobs,users,target_beats_s,beats_s,text_mb_s,server_mb_s,batches,"
+      "server_batch_ms_mean,server_batch_ms_p99,server_batch_ms_max,latency_p50_s,"
+      "latency_p99_s,lost_beats,duplicates,batch_interval_s,real_time\n";
+  int rc = 0;
+  for (const EndToEnd& e : EndToEndPlan(workloads)) {
+    for (const std::string& mode : modes) {
+      pipeline::Options o;
+      o.self = enclave::SelfPath().value_or("medstream");
+      o.work = root + "/" + e.workload + "-" + mode;
+      o.users = e.users;
+      o.duration_s = duration_s;
+      o.rate = e.rate;
+      o.beats_per_message = e.beats_per_message;
+      o.batch_seconds = interval_s;
+      o.batch_beats = std::numeric_limits<size_t>::max();  // by time, as the original
+      o.jobs = *jobs;
+      o.mode = mode;
+      o.record = e.record;
+      o.progress = [&](const std::string& line) {
+        std::fprintf(stderr, "  %s %s: %s\n", e.workload.c_str(), mode.c_str(), line.c_str());
+      };
+      auto r = pipeline::Run(o);
+      if (!keep) fs::remove_all(o.work);
+      if (!r) {
+        std::fprintf(stderr, "medstream bench: error: %s %s: %s\n", e.workload.c_str(),
+                     mode.c_str(), r.error().message().c_str());
+        rc = 1;
+        continue;
+      }
+      const double text_mb_s = r->rate() * evaluation::kTextBytesPerSample / 1e6;
+      const double server_mb_s = static_cast<double>(r->server_bytes_in) / r->wall_s / 1e6;
+      // Real time: the sensors kept the rate, the server kept up with the interval, every batch
+      // came back, nothing lost or doubled.
+      const bool real_time = r->rate() >= 0.95 * e.rate &&
+                             r->server_batch_ms.p99 < interval_s * 1000 &&
+                             r->results == r->batches && r->lost_beats == 0 && r->duplicates == 0;
+      table += fmt::format(
+          "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>5.2f}MB {:>7} {:>9.1f} {:>9.1f} "
+          "{:>7.2f}s {:>7.2f}s {:>5} {:>4} {}\n",
+          e.workload, mode, e.users, e.rate, r->rate(), text_mb_s, server_mb_s, r->batches,
+          r->server_batch_ms.mean, r->server_batch_ms.p99, r->latency_s.p50, r->latency_s.p99,
+          r->lost_beats, r->duplicates, real_time ? "yes" : "NO");
+      rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
+                          mode, jobs_text, e.users, e.rate, r->rate(), text_mb_s, server_mb_s,
+                          r->batches, r->server_batch_ms.mean, r->server_batch_ms.p99,
+                          r->server_batch_ms.max, r->latency_s.p50, r->latency_s.p99, r->lost_beats,
+                          r->duplicates, interval_s, real_time ? 1 : 0);
+      if (r->lost_beats || r->duplicates) rc = 2;
+    }
+  }
+  if (!keep && work_dir.empty()) fs::remove_all(root);
+  std::printf(
+      "\n%s\n(text: MB/s of beats in the original's text encoding, 23 bytes a sample; server: "
+      "MB/s of sealed batches into the server; batch ms: the server's time per batch; lat: oldest "
+      "beat of a batch received by the gateway -> its result read)\n",
+      table.c_str());
+  if (!csv.empty()) {
+    if (auto s = WriteFileAtomic(csv, rows); !s) {
+      std::fprintf(stderr, "medstream bench: error: %s\n", s.error().message().c_str());
+      return 1;
+    }
+    std::printf("CSV: %s\n", csv.c_str());
+  }
+  return rc;
+}
+
 }  // namespace
 
 void RegisterBenchCommand(CLI::App& app, int* exit_code) {
@@ -73,6 +186,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     std::string csv, plot;
     int reps = 0;
     double duration = 0;
+    bool e2e = false;
+    bool interval_set = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -100,9 +215,18 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--duration", a->duration, "Seconds each stream point runs (default 60)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--interval", a->o.interval_s, "Seconds between batches of a stream")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option_function<double>(
+         "--interval",
+         [a](double v) {
+           a->o.interval_s = v;
+           a->interval_set = true;
+         },
+         "Seconds between batches of a stream (default 1; --e2e: 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--e2e", a->e2e,
+                "End to end instead of the grid: stream-small (1424 beats/s) and stream-big "
+                "(x1024) from simulated sensors through Mosquitto, the gateway, the server and "
+                "the enclave (default: process mode, sdnn, 60 s, 10 s batches)");
   cmd->add_flag("--no-baseline", a->no_baseline, "Skip the pandas baseline");
   cmd->add_option("--csv", a->csv, "Write one row per point to this CSV file");
   cmd->add_option("--plot", a->plot, "Draw the figures (PNG and SVG, gnuplot) into this directory");
@@ -120,6 +244,24 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       *exit_code = 1;
     };
     evaluation::Options& o = a->o;
+    if (a->e2e) {
+      const auto workloads = a->workloads.empty()
+                                 ? std::vector<std::string>{"stream-small", "stream-big"}
+                                 : Split(a->workloads);
+      for (const auto& w : workloads) {
+        if (w != "stream-small" && w != "stream-big")
+          return fail("--e2e runs stream-small and stream-big, not '" + w + "'");
+      }
+      const auto modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
+      for (const auto& m : modes) {
+        if (m != "inproc" && m != "process")
+          return fail("--e2e needs an enclave to attest: inproc or process, not '" + m + "'");
+      }
+      *exit_code = RunEndToEnd(workloads, modes, a->jobs.empty() ? "sdnn" : a->jobs,
+                               a->duration > 0 ? a->duration : 60,
+                               a->interval_set ? o.interval_s : 10, o.work_dir, o.keep, a->csv);
+      return;
+    }
     if (a->quick) {
       const evaluation::Options q = evaluation::QuickOptions();
       o.jobs = q.jobs;

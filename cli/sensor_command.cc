@@ -5,12 +5,57 @@
 #include <fstream>
 #include <thread>
 
+#include <fmt/format.h>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "base/file.h"
 #include "cli/commands.h"
 #include "mqtt/mqtt.h"
 #include "recording/recording.h"
 #include "sensor/sensor.h"
 
 namespace medstream::cli {
+
+namespace {
+
+// One user's beats, made (or replayed) as they are sent.
+struct Source {
+  Source(const std::string& site, int index)
+      : user(sensor::UserName(index)), topic(sensor::Topic(site, user)) {}
+  // The next message: up to `n` beats until `end_s` (dropouts are not sent).
+  void Fill(size_t n, double end_s) {
+    message.clear();
+    while (message.size() < n) {
+      hrv::Beat b;
+      if (generator) {
+        b = generator->Next();
+        if (b.t_s > end_s) break;
+        if (generator->dropped()) continue;
+      } else {
+        if (next >= replay.size()) break;
+        b = replay[next++];
+      }
+      message.push_back(b);
+      if (record) *record << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
+    }
+  }
+  void Record(const std::string& dir) {
+    record = std::make_unique<std::ofstream>(dir + "/" + user + ".csv");
+    *record << "time_s,rr_ms\n";
+    record->precision(17);
+  }
+
+  std::string user, topic;
+  std::optional<sensor::Generator> generator;
+  std::vector<hrv::Beat> replay;
+  size_t next = 0;
+  std::vector<hrv::Beat> message;
+  std::unique_ptr<std::ofstream> record;
+};
+
+}  // namespace
 
 void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   struct Args {
@@ -25,6 +70,8 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     std::string replay;
     double start_s = 1.7e9;
     std::string record;
+    std::string summary_json;
+    double for_s = 0;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -54,6 +101,10 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--record", a->record,
                   "Also write every beat sent to DIR/<user>.csv (time_s,rr_ms), for checking");
+  cmd->add_option("--for", a->for_s, "Stop after this many wall-clock seconds (0 = no limit)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--summary-json", a->summary_json,
+                  "Write what was published (users, beats, messages, seconds) as JSON");
   cmd->callback([a, exit_code] {
     auto fail = [&](const std::string& m) {
       std::fprintf(stderr, "medstream sensor: error: %s\n", m.c_str());
@@ -67,90 +118,103 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
         addr->first, addr->second, "medstream-sensor-" + a->site + "-" + std::to_string(a->seed),
         /*clean_session=*/false);
     if (!client) return fail(client.error().message());
-    // Every user's beats in time order, merged, so publishing follows simulated time.
-    struct Pending {
-      std::string topic;
-      std::vector<hrv::Beat> beats;
-      size_t next = 0;
-    };
-    std::vector<Pending> users;
+    // Beats are made as they are sent (a Stream-Big run makes tens of millions), one message's
+    // worth per user ahead.
+    std::vector<Source> users;
+    const double end_s = a->start_s + a->duration_s;
     if (!a->replay.empty()) {
       auto rec = recording::ReadRecording(a->replay, {});
       if (!rec) return fail(rec.error().message());
-      Pending p{sensor::Topic(a->site, sensor::UserName(1)), {}, 0};
+      if (rec->beats.empty()) return fail(a->replay + " has no beats");
+      Source src(a->site, 1);
       for (hrv::Beat b : rec->beats) {
         b.t_s += a->start_s;
-        p.beats.push_back(b);
+        src.replay.push_back(b);
       }
-      users.push_back(std::move(p));
+      users.push_back(std::move(src));
     } else {
       for (int u = 1; u <= a->users; ++u) {
-        sensor::Generator g(a->seed, u, a->start_s);
-        Pending p{sensor::Topic(a->site, sensor::UserName(u)), {}, 0};
-        for (;;) {
-          const hrv::Beat b = g.Next();
-          if (b.t_s > a->start_s + a->duration_s) break;
-          if (!g.dropped()) p.beats.push_back(b);
-        }
-        users.push_back(std::move(p));
-      }
-    }
-    size_t total = 0;
-    for (const auto& p : users) total += p.beats.size();
-    if (!a->record.empty()) {
-      std::filesystem::create_directories(a->record);
-      for (const auto& p : users) {
-        const std::string user = p.topic.substr(p.topic.find('/', 10) + 1,
-                                                p.topic.rfind('/') - p.topic.find('/', 10) - 1);
-        std::ofstream out(a->record + "/" + user + ".csv");
-        out << "time_s,rr_ms\n";
-        out.precision(17);
-        for (const auto& b : p.beats) out << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
+        Source src(a->site, u);
+        src.generator.emplace(a->seed, u, a->start_s);
+        users.push_back(std::move(src));
       }
     }
     double speed = a->speed;
     if (a->rate > 0) {
-      const double span = a->replay.empty()
-                              ? a->duration_s
-                              : users[0].beats.back().t_s - users[0].beats.front().t_s;
-      speed = a->rate * span / static_cast<double>(total);
+      // Beats per second of heart time across users, from their profiles (or the recording).
+      double per_heart_second = 0;
+      if (!a->replay.empty()) {
+        const auto& r = users[0].replay;
+        per_heart_second = static_cast<double>(r.size()) / std::max(1.0, r.back().t_s - r[0].t_s);
+      } else {
+        for (const Source& src : users) {
+          const auto& p = src.generator->profile();
+          per_heart_second += p.mean_hr_bpm / 60 * (1 - p.dropout_rate);
+        }
+      }
+      speed = a->rate / per_heart_second;
     }
+    if (!a->record.empty()) {
+      std::filesystem::create_directories(a->record);
+      for (Source& src : users) src.Record(a->record);
+    }
+    const double heart_span =
+        a->replay.empty() ? a->duration_s : users[0].replay.back().t_s - users[0].replay[0].t_s;
     std::printf(
-        "medstream sensor: %zu users, %zu beats over %.0f s of heart time, %s\n", users.size(),
-        total, a->duration_s,
-        speed == 0 ? "as fast as possible" : (std::to_string(speed) + "x real time").c_str());
+        "medstream sensor: %zu users, %.0f s of heart time, %s\n", users.size(), heart_span,
+        speed == 0 ? "as fast as possible" : fmt::format("{:.6g}x real time", speed).c_str());
     std::fflush(stdout);
+    for (Source& src : users) src.Fill(static_cast<size_t>(a->per_message), end_s);
     const auto wall0 = std::chrono::steady_clock::now();
     size_t published = 0, messages = 0;
     auto last_report = wall0;
     for (;;) {
       // The user whose next message is due first.
-      Pending* due = nullptr;
-      for (auto& p : users) {
-        if (p.next < p.beats.size() && (!due || p.beats[p.next].t_s < due->beats[due->next].t_s))
-          due = &p;
+      Source* due = nullptr;
+      for (Source& src : users) {
+        if (!src.message.empty() && (!due || src.message.front().t_s < due->message.front().t_s)) {
+          due = &src;
+        }
       }
       if (!due) break;
-      const size_t n = std::min<size_t>(a->per_message, due->beats.size() - due->next);
-      const double at = due->beats[due->next + n - 1].t_s - a->start_s;
+      if (a->for_s > 0 &&
+          std::chrono::steady_clock::now() - wall0 > std::chrono::duration<double>(a->for_s)) {
+        break;
+      }
+      const double at = due->message.back().t_s - a->start_s;
       if (speed > 0) {
         std::this_thread::sleep_until(wall0 + std::chrono::duration<double>(at / speed));
       }
-      const auto payload = sensor::EncodePayload(std::span(due->beats).subspan(due->next, n));
+      const auto payload = sensor::EncodePayload(due->message);
       if (auto s = (*client)->Publish(due->topic, payload, 1); !s) return fail(s.error().message());
-      due->next += n;
-      published += n;
+      published += due->message.size();
       ++messages;
+      due->Fill(static_cast<size_t>(a->per_message), end_s);
       const auto now = std::chrono::steady_clock::now();
       if (now - last_report > std::chrono::seconds(5)) {
-        std::printf("  %zu / %zu beats published\n", published, total);
+        std::printf("  %zu beats published (%.0f %% of the heart time)\n", published,
+                    100 * std::min(1.0, at / heart_span));
         std::fflush(stdout);
         last_report = now;
       }
     }
     if (auto s = (*client)->Flush(30000); !s) return fail(s.error().message());
-    std::printf("published %zu beats in %zu messages for %zu users (all acknowledged)\n", published,
-                messages, users.size());
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    std::printf(
+        "published %zu beats in %zu messages for %zu users in %.1f s (%.0f beats/s), all "
+        "acknowledged\n",
+        published, messages, users.size(), wall, static_cast<double>(published) / wall);
+    if (!a->summary_json.empty()) {
+      const nlohmann::ordered_json j{{"users", users.size()},
+                                     {"beats", published},
+                                     {"messages", messages},
+                                     {"seconds", wall},
+                                     {"beats_per_second", static_cast<double>(published) / wall}};
+      if (auto s = WriteFileAtomic(a->summary_json, j.dump(2) + "\n"); !s) {
+        return fail(s.error().message());
+      }
+    }
   });
 }
 

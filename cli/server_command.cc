@@ -2,7 +2,10 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
+#include "base/file.h"
+#include "base/stats.h"
 #include "cli/commands.h"
 #include "host/server.h"
 
@@ -22,6 +25,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     host::ServerOptions options;
     std::string jobs = "sdnn";
     bool once = false;
+    std::string stats_json;
   };
   auto a = std::make_shared<Args>();
   a->options.platform_dir = DefaultPlatformDir();
@@ -45,6 +49,8 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--jobs", a->jobs,
                   "Vanilla mode only (elsewhere the data owner chooses): comma-separated jobs")
       ->capture_default_str();
+  cmd->add_option("--stats-json", a->stats_json,
+                  "At exit, write counters and batch processing times (no data) as JSON");
   cmd->add_flag("--once", a->once, "Process what is in the inbox now, checkpoint, and exit");
   cmd->callback([a, exit_code] {
     auto fail = [&](const std::string& m) {
@@ -69,11 +75,31 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
       if (auto s = (*server)->Run(g_stop); !s) return fail(s.error().message());
     }
     const auto& c = (*server)->counters();
-    std::printf("processed %llu, quarantined %llu, checkpoints %llu, enclave restarts %llu\n",
-                static_cast<unsigned long long>(c.processed),
-                static_cast<unsigned long long>(c.quarantined),
-                static_cast<unsigned long long>(c.checkpoints),
-                static_cast<unsigned long long>(c.enclave_restarts));
+    const Spread t = Summarize(c.batch_s);
+    std::printf(
+        "processed %llu, quarantined %llu, checkpoints %llu, enclave restarts %llu\n"
+        "batch time: mean %.1f ms, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+        static_cast<unsigned long long>(c.processed),
+        static_cast<unsigned long long>(c.quarantined),
+        static_cast<unsigned long long>(c.checkpoints),
+        static_cast<unsigned long long>(c.enclave_restarts), t.mean * 1e3, t.p50 * 1e3, t.p99 * 1e3,
+        t.max * 1e3);
+    if (!a->stats_json.empty()) {
+      const nlohmann::ordered_json j{{"mode", a->options.mode},
+                                     {"processed", c.processed},
+                                     {"quarantined", c.quarantined},
+                                     {"checkpoints", c.checkpoints},
+                                     {"enclave_restarts", c.enclave_restarts},
+                                     {"bytes_in", c.bytes_in},
+                                     {"batch_ms",
+                                      {{"mean", t.mean * 1e3},
+                                       {"p50", t.p50 * 1e3},
+                                       {"p99", t.p99 * 1e3},
+                                       {"max", t.max * 1e3}}}};
+      if (auto s = WriteFileAtomic(a->stats_json, j.dump(2) + "\n"); !s) {
+        return fail(s.error().message());
+      }
+    }
   });
 }
 

@@ -38,7 +38,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr double kTextBytesPerSample = 23;  // "<epoch>,<rr>\n" as in the original workloads
 constexpr int kMaxBacklog = 3;  // stream: batches behind before we call it not sustained
 
 double Seconds(Clock::duration d) {

@@ -25,6 +25,9 @@
 
 namespace medstream::evaluation {
 
+// "<epoch>,<rr>\n": the original workloads' bytes a sample, in which loads and MB/s are stated.
+inline constexpr double kTextBytesPerSample = 23;
+
 struct Point {
   std::string mode;      // vanilla, inproc, process, or pandas (the baseline)
   std::string job;       // identity, sdnn, hrv-bands, hrv-full

@@ -65,6 +65,42 @@ TEST(BenchCommand, RejectsUnknownNames) {
   EXPECT_NE(r.out.find("'3X' is not a load"), std::string::npos) << r.out;
   r = Medstream("bench --workloads batch");
   EXPECT_NE(r.out.find("unknown workload 'batch'"), std::string::npos) << r.out;
+  r = Medstream("bench --e2e --modes vanilla");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("--e2e needs an enclave to attest"), std::string::npos) << r.out;
+  r = Medstream("bench --e2e --workloads batch-big");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("--e2e runs stream-small and stream-big"), std::string::npos) << r.out;
+}
+
+// Stream-Small through the whole system (sensors, Mosquitto, gateway, server, process enclave),
+// short: the row is complete and nothing is lost or doubled. (Its speed is for the benchmark.)
+TEST(BenchCommand, EndToEndStreamSmall) {
+  const fs::path dir = fs::temp_directory_path() / ("bench-e2e-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const auto r = Medstream("bench --e2e --workloads stream-small --duration 6 --interval 2 --csv " +
+                           (dir / "e2e.csv").string() + " --dir " + (dir / "work").string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
+  std::ifstream in(dir / "e2e.csv");
+  std::string header, row;
+  ASSERT_TRUE(std::getline(in, header));
+  ASSERT_TRUE(std::getline(in, row)) << r.out;
+  const auto h = Fields(header), f = Fields(row);
+  ASSERT_EQ(h.size(), f.size());
+  std::map<std::string, std::string> v;
+  for (size_t i = 0; i < h.size(); ++i) v[h[i]] = f[i];
+  EXPECT_EQ(v["workload"], "stream-small");
+  EXPECT_EQ(v["mode"], "process");
+  EXPECT_EQ(v["users"], "20");
+  EXPECT_EQ(v["lost_beats"], "0") << r.out;
+  EXPECT_EQ(v["duplicates"], "0") << r.out;
+  EXPECT_GT(std::stod(v["beats_s"]), 1000) << r.out;  // ~1424 a second, paced by the sensors
+  EXPECT_GE(std::stoi(v["batches"]), 40) << r.out;    // 20 users, a batch every 2 s each
+  EXPECT_GT(std::stod(v["server_batch_ms_mean"]), 0);
+  EXPECT_GT(std::stod(v["latency_p50_s"]), 0);
+  EXPECT_FALSE(fs::exists(dir / "work" / "stream-small-process")) << "work is cleaned up";
+  fs::remove_all(dir);
 }
 
 // The acceptance: `medstream bench --quick --csv out.csv` from a fresh build.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 
@@ -202,6 +203,7 @@ Status Server::Quarantine(const std::string& name, const std::string& reason) {
 
 Status Server::HandleInput(const std::string& name) {
   std::lock_guard lock(mu_);
+  const auto t0 = std::chrono::steady_clock::now();
   const std::string in = Path("inbox") + "/" + name;
   auto file = ReadFileBytes(in);
   if (!file) return {};  // taken away meanwhile
@@ -226,8 +228,12 @@ Status Server::HandleInput(const std::string& name) {
       return IoError("cannot move " + name + " to done: " + std::strerror(errno));
     }
     ++counters_.processed;
-    if (++since_checkpoint_ >= options_.checkpoint_every) return Checkpoint();
-    return {};
+    counters_.bytes_in += file->size();
+    Status checkpointed;
+    if (++since_checkpoint_ >= options_.checkpoint_every) checkpointed = Checkpoint();
+    counters_.batch_s.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return checkpointed;
   }
 }
 

@@ -44,6 +44,8 @@ struct ServerCounters {
   uint64_t replayed_on_recovery = 0;
   uint64_t checkpoints = 0;
   uint64_t enclave_restarts = 0;
+  uint64_t bytes_in = 0;        // batch bytes processed
+  std::vector<double> batch_s;  // per processed batch: read, enclave, result written, checkpoint
 };
 
 class Server {
