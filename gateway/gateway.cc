@@ -1,6 +1,8 @@
 #include "gateway/gateway.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -50,8 +52,19 @@ Status AppendBlock(const std::string& path, const std::string& block, const std:
   return {};
 }
 
-std::string Num(double v) {
-  return std::isnan(v) ? "" : fmt::format("{}", v);
+// A JSON number as nlohmann::json writes one: shortest round-trip digits, ".0" on integral
+// values, null for NaN and infinities.
+void AppendJsonNumber(fmt::memory_buffer& out, double v) {
+  if (!std::isfinite(v)) {
+    out.append(std::string_view("null"));
+    return;
+  }
+  const size_t at = out.size();
+  fmt::format_to(std::back_inserter(out), "{}", v);
+  if (std::string_view(out.data() + at, out.size() - at).find_first_of(".e") ==
+      std::string_view::npos) {
+    out.append(std::string_view(".0"));
+  }
 }
 
 class Local : public ServerLink {
@@ -65,6 +78,23 @@ class Local : public ServerLink {
     if (auto s = WriteFileAtomic(tmp, data, 0644); !s) return s;
     if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) {
       return IoError("cannot move " + name + " into the server inbox");
+    }
+    return {};
+  }
+  Status UploadFile(const std::string& name, const std::string& path) override {
+    const std::string inbox = dir_ + "/inbox";
+    if (!FileExists(inbox))
+      return Fail(Error::Code::kNotFound, "server inbox " + inbox + " absent");
+    const std::string tmp = inbox + "/." + name + ".part";
+    std::remove(tmp.c_str());  // left by a crash mid-upload
+    if (link(path.c_str(), tmp.c_str()) != 0) return ServerLink::UploadFile(name, path);
+    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " into the server inbox");
+    }
+    // The data was made durable when spooled; make the new name durable too.
+    if (const int fd = open(inbox.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+      fsync(fd);
+      close(fd);
     }
     return {};
   }
@@ -99,6 +129,11 @@ class Remote : public ServerLink {
 };
 
 }  // namespace
+
+Status ServerLink::UploadFile(const std::string& name, const std::string& path) {
+  MEDSTREAM_TRY(bytes, ReadFileBytes(path));
+  return Upload(name, bytes);
+}
 
 std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir) {
   return std::make_unique<Local>(server_dir);
@@ -334,8 +369,8 @@ Status Gateway::UploadSpool() {
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
     const std::string from = options_.state_dir + "/spool/" + name;
-    MEDSTREAM_TRY(bytes, ReadFileBytes(from));
-    if (auto s = link_->Upload(name, bytes); !s) return {};  // outage: keep spooling, retry later
+    if (auto s = link_->UploadFile(name, from); !s)
+      return {};  // outage: keep spooling, retry later
     std::remove(from.c_str());
     ++stats_.batches_uploaded;
   }
@@ -352,24 +387,28 @@ Status Gateway::ReadResults(Stream& s) {
     if (!r) return std::unexpected(std::move(r.error()).With("result " + path));
     if (seq != s.next_result)
       return Corrupt("result " + path + " carries sequence " + std::to_string(seq));
-    std::string jsonl;
-    std::map<hrv::JobKind, std::string> csv;
+    // Formatted directly: a Stream-Big result carries tens of thousands of windows.
+    fmt::memory_buffer jsonl;
+    std::map<hrv::JobKind, fmt::memory_buffer> csv;
     for (const auto& [kind, out] : r->jobs) {
       const auto metrics = hrv::JobMetrics(kind);
+      auto& rows = csv[kind];
       for (const hrv::WindowResult& w : out.windows) {
-        nlohmann::ordered_json j{{"seq", seq},
-                                 {"job", hrv::JobName(kind)},
-                                 {"t_start", w.t_start},
-                                 {"t_end", w.t_end},
-                                 {"coverage", w.coverage}};
-        std::string row =
-            fmt::format("{},{},{},{}", seq, Num(w.t_start), Num(w.t_end), Num(w.coverage));
-        for (const hrv::MetricInfo* m : metrics) {
-          j[std::string(m->name)] = w.metrics.*(m->field);
-          row += "," + Num(w.metrics.*(m->field));
-        }
-        jsonl += j.dump() + "\n";
-        csv[kind] += row + "\n";
+        fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"job\":\"{}\"", seq,
+                       hrv::JobName(kind));
+        fmt::format_to(std::back_inserter(rows), "{}", seq);
+        auto field = [&](std::string_view name, double v) {
+          fmt::format_to(std::back_inserter(jsonl), ",\"{}\":", name);
+          AppendJsonNumber(jsonl, v);
+          rows.push_back(',');
+          if (!std::isnan(v)) fmt::format_to(std::back_inserter(rows), "{}", v);
+        };
+        field("t_start", w.t_start);
+        field("t_end", w.t_end);
+        field("coverage", w.coverage);
+        for (const hrv::MetricInfo* m : metrics) field(m->name, w.metrics.*(m->field));
+        jsonl.append(std::string_view("}\n"));
+        rows.push_back('\n');
         ++stats_.windows;
       }
     }
@@ -378,14 +417,17 @@ Status Gateway::ReadResults(Stream& s) {
       for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
       if (auto st = AppendBlock(
               options_.results_dir + "/" + s.user + "." + std::string(hrv::JobName(kind)) + ".csv",
-              rows, header + "\n");
+              fmt::to_string(rows), header + "\n");
           !st) {
         return st;
       }
     }
     // A marker line even for a result with no complete window, so the position is recorded.
-    if (jsonl.empty()) jsonl = nlohmann::json{{"seq", seq}, {"windows", 0}}.dump() + "\n";
-    if (auto st = AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", jsonl, ""); !st) {
+    if (jsonl.size() == 0)
+      fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"windows\":0}}\n", seq);
+    if (auto st =
+            AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", fmt::to_string(jsonl), "");
+        !st) {
       return st;
     }
     ++stats_.results;
@@ -414,6 +456,8 @@ Status Gateway::Tick() {
     if (!s.open.empty() &&
         std::chrono::duration<double>(now - s.opened).count() >= options_.batch_seconds) {
       if (auto st = Cut(s); !st) return st;
+      // Right away, so the server works on this batch while the next one is sealed.
+      if (auto st = UploadSpool(); !st) return st;
     }
   }
   if (auto st = UploadSpool(); !st) return st;

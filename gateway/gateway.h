@@ -47,7 +47,10 @@ class ServerLink {
  public:
   virtual ~ServerLink() = default;
   virtual Status Upload(const std::string& name, crypto::ByteView data) = 0;  // into inbox/
-  virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;      // NotFound if absent
+  // Uploads a file the gateway keeps (a spooled batch). The local link hard-links it into the
+  // inbox when both are on one file system: a Stream-Big batch is not written a second time.
+  virtual Status UploadFile(const std::string& name, const std::string& path);
+  virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;  // NotFound if absent
   virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
 };
 std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
