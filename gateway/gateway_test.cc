@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,7 +18,9 @@
 #include "attest/sim_platform.h"
 #include "base/file.h"
 #include "enclave/identity.h"
+#include "mqtt/mqtt.h"
 #include "proc/proc.h"
+#include "sensor/sensor.h"
 #include "tests/broker.h"
 #include "tests/shell.h"
 
@@ -232,6 +235,39 @@ TEST_F(FaultTest, GatewayKilledMidStreamLosesNoBeat) {
   const std::string log = Shell("cat " + dir_ + "/gateway.log");
   EXPECT_EQ(Count(log, "recovered from the write-ahead log"), 3u) << log;
   EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+  ExpectResultsEqualOffline();
+}
+
+// Garbage on the gateway's topics: each message is counted and logged, none stops the gateway or
+// disturbs the good beats around it.
+TEST_F(FaultTest, MalformedMessagesAreCountedAndLoggedNotFatal) {
+  testing::Broker broker;
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  StartServer();
+  StartGateway(broker);
+  {
+    auto pub = mqtt::Client::Connect("127.0.0.1", broker.port(), "garbage").value();
+    const hrv::Beat good{1.7e9 - 100, 800};
+    auto text = [](std::string_view t) { return std::vector<uint8_t>(t.begin(), t.end()); };
+    auto nan_rr = sensor::EncodePayload(std::vector<hrv::Beat>{{1.7e9 - 99, std::nan("")}});
+    auto truncated = sensor::EncodePayload(std::vector<hrv::Beat>{good, good});
+    truncated.pop_back();
+    const std::vector<std::pair<std::string, std::vector<uint8_t>>> bad = {
+        {"medstream/f/user-0001/rr", text("hello")},                             // not our format
+        {"medstream/f/user-0001/rr", truncated},                                 // cut short
+        {"medstream/f/user-0002/rr", nan_rr},                                    // not a number
+        {"medstream/f/user-0003/rr", {'M', 'S', 'P', '1', 0, 0}},                // no beats
+        {"medstream/f/bad user!/rr", sensor::EncodePayload(std::vector{good})},  // bad user name
+    };
+    for (const auto& [topic, payload] : bad) ASSERT_TRUE(pub->Publish(topic, payload));
+    ASSERT_TRUE(pub->Flush(5000));
+  }
+  Sensors(broker, 600, 0);
+  StopGateway();
+  const std::string log = Shell("cat " + dir_ + "/gateway.log");
+  EXPECT_EQ(Count(log, "dropped a malformed message"), 5u) << log;
+  EXPECT_NE(log.find("malformed 5"), std::string::npos) << log;
+  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5)) << log;
   ExpectResultsEqualOffline();
 }
 

@@ -91,7 +91,9 @@ Result<Summary> Run(const Options& o) {
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // 3. The gateway: attests the enclave against this build's identity before any key leaves.
-  MEDSTREAM_TRY(identity, enclave::LoadIdentity(host::DefaultEnclavePath()));
+  // The code to trust: medstream-enclave in process mode, this executable in inproc mode.
+  MEDSTREAM_TRY(identity,
+                enclave::LoadIdentity(o.mode == "process" ? host::DefaultEnclavePath() : o.self));
   gateway::Options go;
   go.state_dir = o.work + "/gateway";
   go.results_dir = o.work + "/results";
