@@ -122,6 +122,16 @@ class FaultTest : public ::testing::Test {
     ASSERT_EQ(Wait(gateway_), 0) << Shell("cat " + dir_ + "/gateway.log");
     gateway_ = -1;
   }
+  // The end of a streaming fault test: the sensors are done, the gateway stops and has every
+  // result, nothing was quarantined, and the results equal the offline analysis.
+  void FinishAndExpectNothingLost(pid_t sensors) {
+    ASSERT_EQ(Wait(sensors), 0) << Shell("cat " + dir_ + "/sensor.log");
+    StopGateway();
+    ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5))
+        << Shell("cat " + dir_ + "/gateway.log");
+    EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+    ExpectResultsEqualOffline();
+  }
   size_t Spooled() const {
     size_t n = 0;
     if (!fs::exists(dir_ + "/gateway/spool")) return 0;
@@ -228,14 +238,9 @@ TEST_F(FaultTest, GatewayKilledMidStreamLosesNoBeat) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the broker queues meanwhile
     StartGateway(broker, "400", "30");
   }
-  ASSERT_EQ(Wait(sensors), 0) << Shell("cat " + dir_ + "/sensor.log");
-  StopGateway();
-  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5))
-      << Shell("cat " + dir_ + "/gateway.log");
+  FinishAndExpectNothingLost(sensors);
   const std::string log = Shell("cat " + dir_ + "/gateway.log");
   EXPECT_EQ(Count(log, "recovered from the write-ahead log"), 3u) << log;
-  EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
-  ExpectResultsEqualOffline();
 }
 
 // Garbage on the gateway's topics: each message is counted and logged, none stops the gateway or
@@ -262,13 +267,10 @@ TEST_F(FaultTest, MalformedMessagesAreCountedAndLoggedNotFatal) {
     for (const auto& [topic, payload] : bad) ASSERT_TRUE(pub->Publish(topic, payload));
     ASSERT_TRUE(pub->Flush(5000));
   }
-  Sensors(broker, 600, 0);
-  StopGateway();
+  FinishAndExpectNothingLost(StartSensors(broker, 600, 0));
   const std::string log = Shell("cat " + dir_ + "/gateway.log");
   EXPECT_EQ(Count(log, "dropped a malformed message"), 5u) << log;
   EXPECT_NE(log.find("malformed 5"), std::string::npos) << log;
-  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5)) << log;
-  ExpectResultsEqualOffline();
 }
 
 // A graceful broker restart (persistence on) while the sensors publish: both clients reconnect to
@@ -281,12 +283,7 @@ TEST_F(FaultTest, BrokerRestartMidStream) {
   const pid_t sensors = StartSensors(broker, 900, 60);
   std::this_thread::sleep_for(std::chrono::seconds(4));
   ASSERT_TRUE(broker.Restart()) << broker.error();
-  ASSERT_EQ(Wait(sensors), 0) << Shell("cat " + dir_ + "/sensor.log");
-  StopGateway();
-  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5))
-      << Shell("cat " + dir_ + "/gateway.log");
-  EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
-  ExpectResultsEqualOffline();
+  FinishAndExpectNothingLost(sensors);
 }
 
 }  // namespace
