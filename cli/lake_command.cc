@@ -320,9 +320,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   audit->callback([a, fail] {
     auto c = Connect(*a);
     if (!c) return fail("audit", c.error().message());
-    auto entries = c->client->Audit();
-    if (!entries) return fail("audit", entries.error().message());
-    for (const auto& e : *entries) {
+    auto view = c->client->Audit();
+    if (!view) return fail("audit", view.error().message());
+    for (const auto& e : view->entries) {
       if (a->json) {
         nlohmann::json j = {{"seq", e.seq},         {"time", e.time},
                             {"who", e.who},         {"op", e.op},
@@ -335,7 +335,14 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                     e.detail.empty() ? "" : "[", e.detail.c_str(), e.detail.empty() ? "" : "]");
       }
     }
-    if (!a->json) std::printf("%zu entries, hash chain verified\n", entries->size());
+    if (a->json) return;
+    if (view->whole) {
+      std::printf("%zu entries, hash chain verified\n", view->entries.size());
+    } else {
+      std::printf(
+          "%zu of %llu entries (your datasets and your own actions), each entry's hash verified\n",
+          view->entries.size(), static_cast<unsigned long long>(view->length));
+    }
   });
 
   // list

@@ -378,8 +378,25 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
     case Op::kAudit: {
       if (role != Role::kAdmin && role != Role::kOwner)
         return Denied("the audit log is for the lake's admin and dataset owners");
+      // The admin sees the whole chain; an owner the entries on its own datasets and its own
+      // actions, never what others asked of others' data.
+      const bool whole = role == Role::kAdmin;
+      const std::string me_who = Who(s);
+      auto owns = [&](const std::string& names) {
+        for (size_t at = 0; at <= names.size();) {
+          const size_t comma = std::min(names.find(',', at), names.size());
+          auto d = datasets_.find(names.substr(at, comma - at));
+          if (d != datasets_.end() && d->second->owner == s.key) return true;
+          at = comma + 1;
+        }
+        return false;
+      };
       std::vector<const AuditEntry*> shown;
-      for (const auto& e : audit_) shown.push_back(&e);
+      for (const auto& e : audit_) {
+        if (whole || e.who == me_who || owns(e.dataset)) shown.push_back(&e);
+      }
+      w.U8(whole ? 1 : 0);
+      w.U64(audit_.size());
       w.U32(static_cast<uint32_t>(shown.size()));
       for (const auto* e : shown) e->Encode(&w);
       return reply;

@@ -68,6 +68,9 @@ struct AuditEntry {
 };
 // Recomputes the chain; the first broken link is reported.
 Status VerifyAuditChain(const std::vector<AuditEntry>& entries);
+// An owner's view: a subset of a chain of `length` entries. Each entry's own hash is recomputed
+// and the sequence numbers must rise within the chain (the links between them are not shown).
+Status VerifyAuditEntries(const std::vector<AuditEntry>& entries, uint64_t length);
 
 struct DatasetInfo {
   std::string name, owner;

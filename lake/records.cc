@@ -97,6 +97,17 @@ Status VerifyAuditChain(const std::vector<AuditEntry>& entries) {
   return {};
 }
 
+Status VerifyAuditEntries(const std::vector<AuditEntry>& entries, uint64_t length) {
+  uint64_t last = 0;
+  for (const AuditEntry& e : entries) {
+    if (e.seq <= last || e.seq > length || e.ComputeHash() != e.hash) {
+      return Corrupt(fmt::format("audit entry {} does not verify", e.seq));
+    }
+    last = e.seq;
+  }
+  return {};
+}
+
 void EncodeResultSet(const ResultSet& r, ByteWriter* w) {
   w->U32(static_cast<uint32_t>(r.columns.size()));
   for (const auto& c : r.columns) w->String(c);

@@ -190,6 +190,12 @@ TEST_F(LakeCli, RolesAndRefusals) {
   EXPECT_NE(r.out.find("bob ("), std::string::npos);
   r = Lake("audit", analyst);
   EXPECT_NE(r.out.find("the audit log is for"), std::string::npos) << r.out;
+  // Owner B sees its own refused actions, not what the analyst asked of owner A's dataset.
+  r = Lake("audit", other);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("refused: not its owner"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("bob ("), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("each entry's hash verified"), std::string::npos) << r.out;
   // The owner deletes its own dataset.
   ASSERT_EQ(Lake("delete --dataset admissions").exit_code, 0);
   r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"));

@@ -372,17 +372,23 @@ Status LakeClient::Delete(const std::string& dataset) {
   return {};
 }
 
-Result<std::vector<lake::AuditEntry>> LakeClient::Audit() {
+Result<LakeClient::AuditView> LakeClient::Audit() {
   MEDSTREAM_TRY(reply, Call(lake::Op::kAudit, [](ByteWriter*) {}));
   ByteReader r(reply);
+  AuditView v;
+  MEDSTREAM_TRY(whole, r.U8("whole chain"));
+  MEDSTREAM_TRY(length, r.U64("chain length"));
   MEDSTREAM_TRY(n, r.U32("entries"));
-  std::vector<lake::AuditEntry> out;
+  v.whole = whole != 0;
+  v.length = length;
   for (uint32_t i = 0; i < n; ++i) {
     MEDSTREAM_TRY(e, lake::AuditEntry::Decode(&r));
-    out.push_back(std::move(e));
+    v.entries.push_back(std::move(e));
   }
-  if (auto s = lake::VerifyAuditChain(out); !s) return std::unexpected(s.error());
-  return out;
+  const Status verified =
+      v.whole ? lake::VerifyAuditChain(v.entries) : lake::VerifyAuditEntries(v.entries, v.length);
+  if (!verified) return std::unexpected(verified.error());
+  return v;
 }
 
 Result<std::vector<lake::DatasetInfo>> LakeClient::List() {

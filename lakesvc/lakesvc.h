@@ -84,7 +84,12 @@ class LakeClient {
                               const std::function<void(uint64_t done, uint64_t total)>& progress);
   Result<lake::ResultSet> Query(const std::string& sql);
   Status Delete(const std::string& dataset);
-  Result<std::vector<lake::AuditEntry>> Audit();
+  struct AuditView {
+    std::vector<lake::AuditEntry> entries;
+    bool whole = false;   // the whole chain (the admin), else the owner's share of it
+    uint64_t length = 0;  // entries in the whole chain
+  };
+  Result<AuditView> Audit();
   Result<std::vector<lake::DatasetInfo>> List();
 
  private:
