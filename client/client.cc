@@ -52,7 +52,8 @@ Result<StreamSealer> StreamSealer::Create(const crypto::Key256& data_key, uint32
                                           const wire::StreamId& stream) {
   MEDSTREAM_TRY(key, wire::StreamKey(data_key, stream));
   MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
-  return StreamSealer(std::move(gcm), key_id, stream);
+  MEDSTREAM_TRY(second, crypto::AesGcm::Create(key));
+  return StreamSealer(std::move(gcm), std::move(second), key_id, stream);
 }
 
 Result<crypto::Bytes> StreamSealer::SealBatch(uint64_t seq, std::span<const hrv::Beat> beats) {
@@ -60,7 +61,8 @@ Result<crypto::Bytes> StreamSealer::SealBatch(uint64_t seq, std::span<const hrv:
   h.key_id = key_id_;
   h.stream = stream_;
   h.seq = seq;
-  return wire::MakeBatchFile(h, beats, &gcm_);
+  wire::ThreadHelper two(&second_);
+  return wire::MakeBatchFile(h, beats, &gcm_, two.get());
 }
 
 Result<std::vector<hrv::Beat>> StreamSealer::OpenBatch(crypto::ByteView file) {
@@ -73,7 +75,8 @@ Result<std::vector<hrv::Beat>> StreamSealer::OpenBatch(crypto::ByteView file) {
 }
 
 Result<wire::BatchResult> StreamSealer::OpenResult(crypto::ByteView file, uint64_t* seq) {
-  MEDSTREAM_TRY(opened, wire::OpenFile(file, wire::Kind::kResult, &gcm_));
+  wire::ThreadHelper two(&second_);
+  MEDSTREAM_TRY(opened, wire::OpenFile(file, wire::Kind::kResult, &gcm_, two.get()));
   if (opened.header.stream != stream_ || opened.header.key_id != key_id_) {
     return Corrupt("result belongs to another stream or key");
   }

@@ -41,9 +41,11 @@ class StreamSealer {
   Result<wire::BatchResult> OpenResult(crypto::ByteView file, uint64_t* seq);
 
  private:
-  StreamSealer(crypto::AesGcm gcm, uint32_t key_id, const wire::StreamId& stream)
-      : gcm_(std::move(gcm)), key_id_(key_id), stream_(stream) {}
+  StreamSealer(crypto::AesGcm gcm, crypto::AesGcm second, uint32_t key_id,
+               const wire::StreamId& stream)
+      : gcm_(std::move(gcm)), second_(std::move(second)), key_id_(key_id), stream_(stream) {}
   crypto::AesGcm gcm_;
+  crypto::AesGcm second_;  // for a wire::ThreadHelper: large files use two threads
   uint32_t key_id_;
   wire::StreamId stream_;
 };

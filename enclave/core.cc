@@ -181,13 +181,14 @@ Result<crypto::Bytes> EnclaveCore::ApplicationMessage(crypto::ByteView message) 
   return crypto::Bytes{static_cast<uint8_t>(ChannelMessage::kOk)};
 }
 
-Result<crypto::AesGcm*> EnclaveCore::StreamCipher(uint32_t key_id, const wire::StreamId& stream) {
+Result<crypto::AesGcm*> EnclaveCore::StreamCipher(uint32_t key_id, const wire::StreamId& stream,
+                                                  bool for_worker) {
   auto it = keys_.find(key_id);
   if (it == keys_.end()) {
     return Refuse("no key provisioned for key id " + std::to_string(key_id) +
                   " (the data owner must attest this enclave and provision its key first)");
   }
-  auto& slot = it->second.ciphers[stream];
+  auto& slot = (for_worker ? it->second.worker_ciphers : it->second.ciphers)[stream];
   if (!slot) {
     MEDSTREAM_TRY(key, wire::StreamKey(it->second.key, stream));
     MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
@@ -274,7 +275,13 @@ Result<crypto::Bytes> EnclaveCore::ProcessBatch(crypto::ByteView request, const 
     wire::EncodeResult(r, &result_);
     wire::Header out = header;
     out.kind = wire::Kind::kResult;
-    auto file = wire::MakeFile(out, result_, gcm);
+    // A large result (identity echoes every beat) is sealed on both threads.
+    MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
+    const wire::Helper helper{
+        .gcm = worker_gcm,
+        .start = [this](std::function<void()> task) { worker_.Start(std::move(task)); },
+        .wait = [this] { worker_.Wait(); }};
+    auto file = wire::MakeFile(out, result_, gcm, &helper);
     // The beat buffer is reused by the next batch and never leaves the enclave; the encoded
     // results are wiped because they are about to be dropped.
     crypto::Wipe(result_);

@@ -62,7 +62,9 @@ class EnclaveCore {
   Result<crypto::Bytes> Commit(crypto::ByteView request);
   Result<crypto::Bytes> Restore(crypto::ByteView request);
   Result<crypto::Bytes> ApplicationMessage(crypto::ByteView message);
-  Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream);
+  // The stream's cipher for this thread, or for the worker thread.
+  Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
+                                       bool for_worker = false);
   SealIdentity Self() const;
   Result<crypto::Bytes> LakeLoad(crypto::ByteView request);
   Result<crypto::Bytes> LakeRequest(crypto::ByteView request);
@@ -84,6 +86,7 @@ class EnclaveCore {
     crypto::Key256 key;
     StreamConfig config;
     std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> ciphers;
+    std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> worker_ciphers;  // the worker's
   };
   std::map<uint32_t, KeyEntry> keys_;
   StreamTable streams_;

@@ -114,8 +114,33 @@ std::array<uint8_t, kHeaderSize + 5> SegmentAad(ByteView header, size_t segment,
 }
 
 constexpr size_t kMaxSegments = size_t{1} << 24;
+// Below this many segments (1 MiB) a second thread costs more than it saves.
+constexpr size_t kParallelSegments = 4;
+
+// Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
+// with its cipher. The first failure (lowest segment) is returned.
+Status ForSegments(size_t count, crypto::AesGcm* gcm, const Helper* helper,
+                   const std::function<Status(size_t, crypto::AesGcm*)>& fn) {
+  const size_t split = helper && helper->gcm && count >= kParallelSegments ? count / 2 : count;
+  Status second;
+  if (split < count) {
+    helper->start([&] {
+      for (size_t i = split; i < count && second; ++i) second = fn(i, helper->gcm);
+    });
+  }
+  Status first;
+  for (size_t i = 0; i < split && first; ++i) first = fn(i, gcm);
+  if (split < count) helper->wait();
+  return first ? second : first;
+}
 
 }  // namespace
+
+ThreadHelper::ThreadHelper(crypto::AesGcm* gcm) {
+  helper_.gcm = gcm;
+  helper_.start = [this](std::function<void()> task) { thread_ = std::thread(std::move(task)); };
+  helper_.wait = [this] { thread_.join(); };
+}
 
 Result<SegmentLayout> Segments(const Header& header) {
   constexpr size_t kStride = kSegmentBytes + crypto::AesGcm::kTagSize;
@@ -177,9 +202,10 @@ ByteView BeatBytes(std::span<const hrv::Beat> beats) {
 
 }  // namespace
 
-Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm) {
+Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm,
+                            const Helper* helper) {
   header.kind = Kind::kBatch;
-  return MakeFile(header, BeatBytes(beats), gcm);
+  return MakeFile(header, BeatBytes(beats), gcm, helper);
 }
 
 Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout) {
@@ -290,7 +316,7 @@ Result<BatchResult> DecodeResult(ByteView b) {
   return out;
 }
 
-Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm) {
+Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper) {
   header.flags = gcm ? kFlagEncrypted : 0;
   const size_t segments = std::max<size_t>(1, (payload.size() + kSegmentBytes - 1) / kSegmentBytes);
   const size_t size = payload.size() + (gcm ? segments * crypto::AesGcm::kTagSize : 0);
@@ -305,21 +331,20 @@ Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm) {
   }
   out.resize(kHeaderSize + size);
   SegmentLayout layout{segments, payload.size()};
-  for (size_t i = 0; i < segments; ++i) {
-    const size_t n = layout.PlainSize(i);
-    const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == segments);
-    if (auto s = gcm->Seal(SegmentNonce(header.kind, header.seq, i), aad,
-                           payload.subspan(layout.PlainOffset(i), n),
-                           std::span(out).subspan(kHeaderSize + layout.CipherOffset(i),
-                                                  n + crypto::AesGcm::kTagSize));
-        !s) {
-      return std::unexpected(s.error());
-    }
-  }
+  const Status sealed =
+      ForSegments(segments, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) -> Status {
+        const size_t n = layout.PlainSize(i);
+        const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == segments);
+        return cipher->Seal(SegmentNonce(header.kind, header.seq, i), aad,
+                            payload.subspan(layout.PlainOffset(i), n),
+                            std::span(out).subspan(kHeaderSize + layout.CipherOffset(i),
+                                                   n + crypto::AesGcm::kTagSize));
+      });
+  if (!sealed) return std::unexpected(sealed.error());
   return out;
 }
 
-Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm) {
+Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm, const Helper* helper) {
   MEDSTREAM_TRY(header, Header::Decode(file));
   if (header.kind != expected) {
     return Corrupt(expected == Kind::kBatch ? "expected a batch, got a result file"
@@ -336,14 +361,13 @@ Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm) {
   if (!gcm) return Corrupt("encrypted file but no key to open it");
   MEDSTREAM_TRY(layout, Segments(header));
   o.payload.resize(layout.plain_size);
-  for (size_t i = 0; i < layout.count; ++i) {
-    if (auto s =
-            OpenSegment(file, header, layout, i, gcm,
-                        std::span(o.payload).subspan(layout.PlainOffset(i), layout.PlainSize(i)));
-        !s) {
-      return std::unexpected(s.error());
-    }
-  }
+  const Status opened =
+      ForSegments(layout.count, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) {
+        return OpenSegment(
+            file, header, layout, i, cipher,
+            std::span(o.payload).subspan(layout.PlainOffset(i), layout.PlainSize(i)));
+      });
+  if (!opened) return std::unexpected(opened.error());
   return o;
 }
 

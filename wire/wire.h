@@ -19,7 +19,9 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "base/bytes.h"
@@ -90,8 +92,32 @@ struct BatchResult {
 void EncodeResult(const BatchResult& r, Bytes* out);
 Result<BatchResult> DecodeResult(ByteView b);
 
+// A second thread for the segments of a large file: start(task) runs task on it, wait() returns
+// once it has finished. It has its own cipher under the same key (an OpenSSL context serves one
+// thread) and takes the second half of the segments, so sealing or opening a 20 MB file uses both
+// cores.
+struct Helper {
+  crypto::AesGcm* gcm = nullptr;
+  std::function<void(std::function<void()>)> start;
+  std::function<void()> wait;
+};
+// A Helper on a std::thread started for one file (the gateway's side; the enclave uses its worker,
+// since its seccomp filter allows no new threads).
+class ThreadHelper {
+ public:
+  explicit ThreadHelper(crypto::AesGcm* gcm);
+  ThreadHelper(const ThreadHelper&) = delete;
+  ThreadHelper& operator=(const ThreadHelper&) = delete;
+  const Helper* get() const { return &helper_; }
+
+ private:
+  Helper helper_;
+  std::thread thread_;
+};
+
 // Batch files: the header and the beats, sealed with the stream key (plain when `gcm` is null).
-Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm);
+Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm,
+                            const Helper* helper = nullptr);
 // Checks and opens a batch file into `beats` (its capacity is reused).
 Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats);
 // Checks a batch header and sizes `beats` for its payload, without decrypting (the enclave then
@@ -99,12 +125,14 @@ Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv
 Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout);
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
-Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm);
+Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm,
+                       const Helper* helper = nullptr);
 // Checks the header and opens the payload (authenticating the header as AAD).
 struct Opened {
   Header header;
   Bytes payload;
 };
-Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm);
+Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm,
+                        const Helper* helper = nullptr);
 
 }  // namespace medstream::wire
