@@ -38,8 +38,13 @@ struct Source {
         b = replay[next++];
       }
       message.push_back(b);
-      if (record) *record << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
     }
+  }
+  // Keeps the message just published: the record holds what was sent, not what was made ahead.
+  void Sent() {
+    if (!record) return;
+    for (const hrv::Beat& b : message)
+      *record << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
   }
   void Record(const std::string& dir) {
     record = std::make_unique<std::ofstream>(dir + "/" + user + ".csv");
@@ -187,6 +192,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       }
       const auto payload = sensor::EncodePayload(due->message);
       if (auto s = (*client)->Publish(due->topic, payload, 1); !s) return fail(s.error().message());
+      due->Sent();
       published += due->message.size();
       ++messages;
       due->Fill(static_cast<size_t>(a->per_message), end_s);
