@@ -87,7 +87,7 @@ std::string PolicyToJson(const Policy& p) {
   j["min_isv_svn"] = p.min_isv_svn;
   j["allow_debug"] = p.allow_debug;
   j["allow_simulated"] = p.allow_simulated;
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 Status CheckPolicy(const Claims& c, const Policy& p) {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -24,12 +25,33 @@ std::string Dirname(const std::string& path) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Errno("cannot open", path);
-  std::vector<uint8_t> out;
+Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO planted where a file is expected must not block (it is refused
+  // below as not a regular file).
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENOENT) return Fail(Error::Code::kNotFound, path + " does not exist");
+    return Errno("cannot open", path);
+  }
   struct stat st {};
-  if (fstat(fd, &st) == 0 && st.st_size > 0) out.reserve(static_cast<size_t>(st.st_size));
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    errno = e;
+    return Errno("cannot inspect", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return InvalidArgument(path + " is not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    close(fd);
+    return ResourceExhausted(path + " is " + std::to_string(st.st_size) +
+                             " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  std::vector<uint8_t> out;
+  // The size is only a hint (a file can be sparse or grow): never more than the limit.
+  out.reserve(static_cast<size_t>(st.st_size));
   uint8_t buf[1 << 16];
   for (;;) {
     const ssize_t n = read(fd, buf, sizeof buf);
@@ -41,20 +63,29 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path) {
       return Errno("cannot read", path);
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      close(fd);
+      return ResourceExhausted(path + " grew over the limit of " + std::to_string(max_bytes) +
+                               " bytes while being read");
+    }
     out.insert(out.end(), buf, buf + n);
   }
   close(fd);
   return out;
 }
 
-Result<std::string> ReadFileText(const std::string& path) {
-  auto b = ReadFileBytes(path);
+Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes) {
+  auto b = ReadFileBytes(path, max_bytes);
   if (!b) return std::unexpected(b.error());
   return std::string(b->begin(), b->end());
 }
 
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
+  // A short temporary name in the same folder: `path` + a suffix could pass NAME_MAX (255) for a
+  // long file name that is itself valid.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = Dirname(path) + "/.tmp-" + std::to_string(getpid()) + "-" +
+                          std::to_string(counter.fetch_add(1));
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
   size_t off = 0;
@@ -103,6 +134,52 @@ Status MakeDirs(const std::string& path, int mode) {
       return Errno("cannot create directory", partial);
     }
   }
+  return {};
+}
+
+Status MakePrivateDir(const std::string& path, bool* tightened) {
+  if (tightened) *tightened = false;
+  if (auto s = MakeDirs(path, 0700); !s) return s;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Errno("cannot inspect", path);
+  if (!S_ISDIR(st.st_mode)) return IoError(path + " is not a directory");
+  if ((st.st_mode & 077) != 0) {
+    if (chmod(path.c_str(), 0700) != 0) return Errno("cannot make private (0700)", path);
+    if (tightened) *tightened = true;
+  }
+  return {};
+}
+
+Status CreatePrivateFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("cannot create", path);
+  const bool ok = fchmod(fd, 0600) == 0;
+  close(fd);
+  if (!ok) return Errno("cannot make private (0600)", path);
+  return {};
+}
+
+Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created) {
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (created) *created = false;
+  if (fd < 0 && errno == ENOENT) {
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && created) *created = true;
+  }
+  if (fd < 0) return Errno("cannot open", path);
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = write(fd, data.data() + off, data.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      close(fd);
+      errno = e;
+      return Errno("cannot append to", path);
+    }
+    off += static_cast<size_t>(n);
+  }
+  close(fd);
   return {};
 }
 

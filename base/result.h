@@ -23,7 +23,11 @@ class Error {
     kCorrupt,          // data failed validation (parse error, bad tag, bad signature)
     kFailedPrecondition,
     kInternal,
+    kResourceExhausted,  // a size, count or depth over its stated limit
+    kDeadlineExceeded,   // a call ran past its time budget (and was stopped)
+    kAlreadyExists,      // done before: a replayed batch, a sequence number already processed
   };
+  static constexpr Code kLastCode = Code::kAlreadyExists;
 
   Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 
@@ -59,6 +63,9 @@ inline std::unexpected<Error> IoError(std::string message) {
 }
 inline std::unexpected<Error> NotFound(std::string message) {
   return Fail(Error::Code::kNotFound, std::move(message));
+}
+inline std::unexpected<Error> ResourceExhausted(std::string message) {
+  return Fail(Error::Code::kResourceExhausted, std::move(message));
 }
 
 }  // namespace medstream

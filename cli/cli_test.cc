@@ -86,6 +86,82 @@ TEST(Cli, BadFilesFailWithFileAndLine) {
   EXPECT_NE(r.exit_code, 0);
 }
 
+// Issue 11, item 5: input that is not RR data, values out of range, and options past their
+// limits each get a clear error and a non-zero exit, never numbers or a hang.
+TEST(Cli, HrvRefusesWhatIsNotRrDataAndOptionsPastTheirLimits) {
+  const std::string rr = Data("rr/mitdb_100_rr.csv");
+  for (const std::string opts : {"--window 300 --step 1e-9", "--window 300 --step 1e-300",
+                                 "--window 1e308", "--window 300 --step 0"}) {
+    const CmdResult r = Medstream("hrv " + opts + " " + rr);
+    EXPECT_NE(r.exit_code, 0) << opts;
+    EXPECT_NE(r.out.find("must be"), std::string::npos) << opts << ": " << r.out;
+    EXPECT_LT(r.out.size(), 300u) << "no 300-digit ranges: " << r.out;
+  }
+  const std::string dir = ::testing::TempDir();
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"nan.txt", "800\n810\nnan\n820\n"},
+           {"inf.txt", "800\n810\ninf\n820\n"},
+           {"huge.txt", "800\n810\n1e308\n820\n"},
+           {"huge_time.csv", "time_s,rr_ms\n1,800\n2,810\n1e25,800\n1e25,800\n"}}) {
+    const std::string path = dir + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    const CmdResult r = Medstream("hrv " + path);
+    EXPECT_NE(r.exit_code, 0) << name << ": " << r.out;
+    EXPECT_NE(r.out.find(" line "), std::string::npos) << name << ": " << r.out;
+  }
+  // A raw ECG, and its voltage column named as RR: refused as not RR data.
+  const std::string ecg = Data("ecg/mitdb_100_first10s_360Hz_mV.csv");
+  for (const std::string opts : {"", "--rr-col MLII_mV ", "--rr-col MLII_mV --unit ms "}) {
+    const CmdResult r = Medstream("hrv " + opts + ecg);
+    EXPECT_NE(r.exit_code, 0) << opts << r.out;
+    EXPECT_NE(r.out.find("not look like RR intervals"), std::string::npos) << opts << r.out;
+  }
+  // One 5 MB bad line: the error quotes a bounded excerpt of it.
+  const std::string longline = dir + "/longline.txt";
+  {
+    std::FILE* f = std::fopen(longline.c_str(), "w");
+    std::fputs("800\n", f);
+    std::fputs(std::string(5 << 20, '7').append("x\n").c_str(), f);
+    std::fclose(f);
+  }
+  const CmdResult r = Medstream("hrv " + longline);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(r.out.size(), 400u);
+  EXPECT_NE(r.out.find("bytes"), std::string::npos) << r.out;
+}
+
+TEST(Cli, HrvHonoursBeatMarksInAnnotationTables) {
+  // 2691 rows, 119 of them rhythm, noise or comment marks (is_beat = 0): 2572 beats, 2571 RR.
+  const CmdResult r = Medstream("hrv --json " + Data("rr/mitdb_105_annotations.csv"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["cleaning"]["seen"], 2571);
+  EXPECT_EQ(r.out.find("warning"), std::string::npos) << r.out;  // 3 % removed
+}
+
+TEST(Cli, HrvWarnsWhenCleaningRemovesMoreThanAFifth) {
+  // Every third RR is 2500 ms: plausible RR data, but a third of it is past the 2000 ms cleaning
+  // limit.
+  const std::string path = ::testing::TempDir() + "/third_removed.txt";
+  std::string text;
+  for (int i = 0; i < 600; ++i) text += i % 3 == 2 ? "2500\n" : "800\n";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs(text.c_str(), f);
+  std::fclose(f);
+  const CmdResult r = Medstream("hrv " + path);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("warning: cleaning removed 33%"), std::string::npos) << r.out;
+}
+
+TEST(Cli, SensorRefusesAStartTimePastTheLimits) {
+  // Once: beats at 1e25 s, a sensor that never ended and an enclave that hung on them.
+  const CmdResult r = Medstream("sensor --start 1e25 --broker 127.0.0.1:1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--start"), std::string::npos) << r.out;
+}
+
 TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {
   const std::string d = Data("attestation/");
   const std::string base = "attest verify " + d + "phala_sgx_quote.bin --root " + d +

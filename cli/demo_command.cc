@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "enclave/identity.h"
 #include "pipeline/pipeline.h"
 
@@ -150,7 +151,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
           "  (use --keep DIR to keep the sensors' beats, the server's files and the results)\n");
     }
     cleanup();
-    if (!a->summary_json.empty()) std::ofstream(a->summary_json) << j.dump(2) << "\n";
+    if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";
     if (s.lost_beats || s.lost_batches || s.duplicates) *exit_code = 2;
   });
 }

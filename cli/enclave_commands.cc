@@ -10,6 +10,7 @@
 #include "attest/sim_platform.h"
 #include "base/file.h"
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "client/client.h"
 #include "enclave/identity.h"
 #include "host/transport.h"
@@ -59,13 +60,13 @@ nlohmann::ordered_json ClaimsJson(const attest::Claims& c) {
 void PrintClaims(const attest::Claims& c, bool json) {
   const auto j = ClaimsJson(c);
   if (json) {
-    std::printf("%s\n", j.dump().c_str());
+    std::printf("%s\n", DumpJson(j).c_str());
     return;
   }
   std::printf("verified: signature, attestation key, PCK chain to the pinned root, QE report\n");
   for (const auto& [k, v] : j.items()) {
     std::printf("  %-13s %s\n", k.c_str(),
-                v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+                v.is_string() ? v.get<std::string>().c_str() : DumpJson(v).c_str());
   }
   if (c.simulated) {
     std::printf("  NOTE: simulated TEE evidence (software simulation, not hardware)\n");
@@ -168,12 +169,12 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
                                 {"edge_version", i->edge_version},
                                 {"protection", i->note}};
     if (*json) {
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", DumpJson(j).c_str());
       return;
     }
     for (const auto& [k, v] : j.items()) {
       std::printf("%-13s %s\n", k.c_str(),
-                  v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+                  v.is_string() ? v.get<std::string>().c_str() : DumpJson(v).c_str());
     }
   });
 
@@ -364,7 +365,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
       j["tcb_date"] = tcb->tcb_date;
       j["advisory_ids"] = tcb->advisories;
       j["fmspc"] = tcb->fmspc;
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", DumpJson(j).c_str());
       return;
     }
     PrintClaims(*claims, false);

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "hrv/jobs.h"
 #include "recording/recording.h"
 
@@ -56,6 +57,21 @@ int Fail(const std::string& message) {
   return 1;
 }
 
+// Cleaning that removes more than this share of beats is worth a word: the numbers then describe
+// a small, possibly unrepresentative part of the recording.
+constexpr double kWarnRemovedShare = 0.2;
+
+void WarnIfMostlyRemoved(const hrv::CleaningReport& r) {
+  if (r.seen == 0 ||
+      static_cast<double>(r.removed()) <= kWarnRemovedShare * static_cast<double>(r.seen))
+    return;
+  std::fprintf(
+      stderr,
+      "medstream hrv: warning: cleaning removed %.0f%% of the beats (more than %.0f%%): %s\n",
+      100.0 * static_cast<double>(r.removed()) / static_cast<double>(r.seen),
+      100 * kWarnRemovedShare, CleaningLine(r).c_str());
+}
+
 int RunHrv(const HrvArgs& a) {
   recording::ReadOptions read;
   auto format = recording::ParseFormat(a.format);
@@ -81,11 +97,12 @@ int RunHrv(const HrvArgs& a) {
   if (a.window_s <= 0) {
     auto analysis = hrv::AnalyzeRecord(rec->beats, options);
     if (!analysis) return Fail(analysis.error().message());
+    WarnIfMostlyRemoved(analysis->cleaning);
     const auto metrics = hrv::JobMetrics(*job);
     if (a.json) {
       nlohmann::ordered_json j = MetricsJson(analysis->metrics, metrics);
       j["cleaning"] = CleaningJson(analysis->cleaning);
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", DumpJson(j).c_str());
       return 0;
     }
     std::printf("%s\n  %s\n  %s\n\n", a.input.c_str(), rec->source.c_str(),
@@ -108,13 +125,14 @@ int RunHrv(const HrvArgs& a) {
   hrv::JobOutput out;
   stream->Push(rec->beats, engine, &out);
   stream->Finish(engine, &out);
+  WarnIfMostlyRemoved(stream->report());
   const auto metrics = hrv::JobMetrics(*job);
   if (a.json) {
     for (const hrv::WindowResult& w : out.windows) {
       nlohmann::ordered_json j{
           {"t_start", w.t_start}, {"t_end", w.t_end}, {"coverage", w.coverage}};
       j.update(MetricsJson(w.metrics, metrics));
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", DumpJson(j).c_str());
     }
     return 0;
   }
@@ -176,9 +194,8 @@ void RegisterHrvCommand(CLI::App& app, int* exit_code) {
                   "Rolling windows of this many seconds (aligned to absolute time); 0 = whole "
                   "record")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--step", args->step_s, "Seconds between window starts")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  // Ranges (window, step, window/step) are checked by hrv::Validate, with their limits named.
+  cmd->add_option("--step", args->step_s, "Seconds between window starts")->capture_default_str();
   cmd->add_option("--min-coverage", args->min_coverage,
                   "Report a window only if its NN intervals cover this fraction of it")
       ->check(CLI::Range(0.0, 1.0))

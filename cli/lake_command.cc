@@ -13,6 +13,7 @@
 #include "attest/sim_platform.h"
 #include "base/file.h"
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "enclave/identity.h"
 #include "lakesvc/lakesvc.h"
 
@@ -297,7 +298,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     auto r = c->client->Query(*sql);
     if (!r) return fail("query", r.error().message());
     if (a->json) {
-      std::printf("%s\n", ToJson(*r).dump().c_str());
+      std::printf("%s\n", DumpJson(ToJson(*r)).c_str());
     } else {
       PrintTable(*r);
     }
@@ -328,7 +329,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                             {"who", e.who},         {"op", e.op},
                             {"dataset", e.dataset}, {"detail", e.detail},
                             {"outcome", e.outcome}, {"hash", crypto::ToHex(e.hash)}};
-        std::printf("%s\n", j.dump().c_str());
+        std::printf("%s\n", DumpJson(j).c_str());
       } else {
         std::printf("%4llu  %s  %-8s %-14s %s  %s%s%s\n", static_cast<unsigned long long>(e.seq),
                     e.who.c_str(), e.op.c_str(), e.dataset.c_str(), e.outcome.c_str(),

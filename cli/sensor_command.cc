@@ -12,6 +12,7 @@
 
 #include "base/file.h"
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "mqtt/mqtt.h"
 #include "recording/recording.h"
 #include "sensor/sensor.h"
@@ -46,10 +47,15 @@ struct Source {
     for (const hrv::Beat& b : message)
       *record << b.t_s << "," << static_cast<float>(b.rr_ms) << "\n";
   }
-  void Record(const std::string& dir) {
-    record = std::make_unique<std::ofstream>(dir + "/" + user + ".csv");
+  // Recordings are plaintext health data: 0600 files (in a 0700 folder, see the caller).
+  Status Record(const std::string& dir) {
+    const std::string path = dir + "/" + user + ".csv";
+    if (auto s = CreatePrivateFile(path); !s) return s;
+    record = std::make_unique<std::ofstream>(path);
+    if (!*record) return IoError("cannot open " + path);
     *record << "time_s,rr_ms\n";
     record->precision(17);
+    return {};
   }
 
   std::string user, topic;
@@ -88,7 +94,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
   cmd->add_option("--duration", a->duration_s, "Seconds of heart beats per user (simulated time)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(1e-3, hrv::kMaxBeatTimeS / 2))
       ->capture_default_str();
   cmd->add_option("--speed", a->speed, "Times faster than real time (0 = as fast as possible)")
       ->check(CLI::NonNegativeNumber)
@@ -102,7 +108,10 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--replay", a->replay, "Replay this recording (rr or csv) as user-0001 instead")
       ->check(CLI::ExistingFile);
+  // Bounded so that every beat made keeps hrv's limits (a time past them would be refused by the
+  // gateway, and a huge one stops advancing: t + RR == t).
   cmd->add_option("--start", a->start_s, "Time of the first beat (Unix seconds)")
+      ->check(CLI::Range(0.0, hrv::kMaxBeatTimeS / 2))
       ->capture_default_str();
   cmd->add_option("--record", a->record,
                   "Also write every beat sent to DIR/<user>.csv (time_s,rr_ms), for checking");
@@ -160,8 +169,15 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       speed = a->rate / per_heart_second;
     }
     if (!a->record.empty()) {
-      std::filesystem::create_directories(a->record);
-      for (Source& src : users) src.Record(a->record);
+      bool tightened = false;
+      if (auto s = MakePrivateDir(a->record, &tightened); !s) return fail(s.error().message());
+      if (tightened) {
+        std::fprintf(stderr, "medstream sensor: %s is now 0700 (it holds recorded beats)\n",
+                     a->record.c_str());
+      }
+      for (Source& src : users) {
+        if (auto s = src.Record(a->record); !s) return fail(s.error().message());
+      }
     }
     const double heart_span =
         a->replay.empty() ? a->duration_s : users[0].replay.back().t_s - users[0].replay[0].t_s;
@@ -217,7 +233,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
                                      {"messages", messages},
                                      {"seconds", wall},
                                      {"beats_per_second", static_cast<double>(published) / wall}};
-      if (auto s = WriteFileAtomic(a->summary_json, j.dump(2) + "\n"); !s) {
+      if (auto s = WriteFileAtomic(a->summary_json, DumpJson(j, 2) + "\n"); !s) {
         return fail(s.error().message());
       }
     }

@@ -7,6 +7,7 @@
 #include "base/file.h"
 #include "base/stats.h"
 #include "cli/commands.h"
+#include "cli/json_out.h"
 #include "host/server.h"
 
 namespace medstream::cli {
@@ -45,6 +46,12 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--checkpoint-every", a->options.checkpoint_every,
                   "Batches between sealed checkpoints")
       ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--call-budget", a->options.call_budget_s,
+                  "Process mode: seconds any one enclave call may take before the enclave is "
+                  "stopped and restarted (0 = each call's own budget, about 30 s + 2 s/MiB for "
+                  "a batch)")
+      ->check(CLI::Range(0.0, 86400.0))
       ->capture_default_str();
   cmd->add_option("--jobs", a->jobs,
                   "Vanilla mode only (elsewhere the data owner chooses): comma-separated jobs")
@@ -96,7 +103,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
                                        {"p50", t.p50 * 1e3},
                                        {"p99", t.p99 * 1e3},
                                        {"max", t.max * 1e3}}}};
-      if (auto s = WriteFileAtomic(a->stats_json, j.dump(2) + "\n"); !s) {
+      if (auto s = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !s) {
         return fail(s.error().message());
       }
     }

@@ -36,7 +36,7 @@ Result<FrameHeader> DecodeFrameHeader(bool request, std::span<const uint8_t> in)
 
 Error ErrorFromStatus(uint16_t status, std::string_view message) {
   const auto code =
-      static_cast<Error::Code>(status >= 1 && status - 1 <= static_cast<int>(Error::Code::kInternal)
+      static_cast<Error::Code>(status >= 1 && status - 1 <= static_cast<int>(Error::kLastCode)
                                    ? status - 1
                                    : static_cast<int>(Error::Code::kInternal));
   return Error(code, std::string(message));

@@ -37,28 +37,38 @@ enum class Call : uint16_t {
   kLakeCommit = 12,   // version u64: the host stored that manifest durably
 };
 
+// A call's caps: request and response sizes, checked on both sides before anything is parsed or
+// allocated, and its time budget (budget_s + budget_s_per_mib x request MiB), after which the
+// host's watchdog kills the enclave process (the process backend) so that one input can never
+// stall every other stream. Budgets are generous (a 65 MiB hrv-full batch needs about 12 s on one
+// core; the budget gives it 160 s) since a false alarm costs a restart and a retry.
 struct CallSpec {
   Call call;
   std::string_view name;
   uint64_t max_request;
   uint64_t max_response;
+  double budget_s = 30;
+  double budget_s_per_mib = 0;
 };
 
 inline constexpr uint64_t kMiB = 1 << 20;
 inline constexpr std::array kCalls = {
-    CallSpec{Call::kInfo, "info", 0, 4096},
-    CallSpec{Call::kHandshake, "handshake", 1024, 64 * 1024},
-    CallSpec{Call::kChannel, "channel", 64 * 1024, 64 * 1024},
-    CallSpec{Call::kProcessBatch, "process_batch", 65 * kMiB, 130 * kMiB},
-    CallSpec{Call::kCheckpoint, "checkpoint", 0, 1024 * kMiB},
-    CallSpec{Call::kCommit, "commit", 8, 0},
-    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0},
-    CallSpec{Call::kStats, "stats", 0, 4096},
-    CallSpec{Call::kShutdown, "shutdown", 0, 0},
-    CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0},
-    CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB},
-    CallSpec{Call::kLakeCommit, "lake_commit", 8, 0},
+    CallSpec{Call::kInfo, "info", 0, 4096, 30},
+    CallSpec{Call::kHandshake, "handshake", 1024, 64 * 1024, 30},
+    CallSpec{Call::kChannel, "channel", 64 * 1024, 64 * 1024, 30},
+    CallSpec{Call::kProcessBatch, "process_batch", 65 * kMiB, 130 * kMiB, 30, 2},
+    CallSpec{Call::kCheckpoint, "checkpoint", 0, 1024 * kMiB, 300},
+    CallSpec{Call::kCommit, "commit", 8, 0, 30},
+    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0, 60, 1},
+    CallSpec{Call::kStats, "stats", 0, 4096, 30},
+    CallSpec{Call::kShutdown, "shutdown", 0, 0, 30},
+    CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
+    CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB, 300, 2},
+    CallSpec{Call::kLakeCommit, "lake_commit", 8, 0, 30},
 };
+inline double CallBudgetSeconds(const CallSpec& spec, uint64_t request_bytes) {
+  return spec.budget_s + spec.budget_s_per_mib * static_cast<double>(request_bytes) / kMiB;
+}
 // The allow-list: nullptr for an id that is not a call.
 const CallSpec* FindCall(uint16_t id);
 

@@ -216,7 +216,7 @@ TEST_P(EnclaveTest, TamperedReplayedAndWrongKeyBatchesAreRefused) {
   ASSERT_TRUE(t->Call(enclave::Call::kProcessBatch, b1).has_value());
   auto replay = t->Call(enclave::Call::kProcessBatch, b1);
   ASSERT_FALSE(replay.has_value());
-  EXPECT_NE(replay.error().message().find("replayed batch"), std::string::npos);
+  EXPECT_EQ(replay.error().code(), Error::Code::kAlreadyExists);
   auto b2 = sealer.SealBatch(2, std::span(beats).subspan(100, 100)).value();
   for (size_t at : {size_t{30}, wire::kHeaderSize + 5, b2.size() - 1}) {  // header, body, tag
     Bytes bad = b2;

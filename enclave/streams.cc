@@ -41,10 +41,10 @@ Result<StreamTable::Batch> StreamTable::Begin(const wire::StreamId& stream, uint
                     std::to_string(s.key_id) + ", batch claims key " + std::to_string(key_id));
   }
   if (seq <= s.last_seq) {
-    return Fail(Error::Code::kFailedPrecondition,
-                "replayed batch: sequence " + std::to_string(seq) + " of stream " +
-                    wire::StreamName(stream) + " is not after the last one processed (" +
-                    std::to_string(s.last_seq) + ")");
+    return Fail(Error::Code::kAlreadyExists, "replayed batch: sequence " + std::to_string(seq) +
+                                                 " of stream " + wire::StreamName(stream) +
+                                                 " is not after the last one processed (" +
+                                                 std::to_string(s.last_seq) + ")");
   }
   if (!batch.created) {
     ByteWriter w(&batch.snapshot);

@@ -123,6 +123,7 @@ class Rig {
     so.platform_dir = ctx.platform;
     so.enclave_path = o.enclave_path;
     so.vanilla_config = config;
+    so.claim_counter = false;  // fresh throw-away servers, one after another, never restarted
     MEDSTREAM_TRY(server, host::Server::Start(so));
     rig->server_ = std::move(server);
     rig->link_ = gateway::LocalLink(dir);

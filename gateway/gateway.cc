@@ -42,14 +42,9 @@ uint64_t LastSeqIn(const std::string& path) {
 
 Status AppendBlock(const std::string& path, const std::string& block, const std::string& header) {
   const bool fresh = !FileExists(path);
-  FILE* f = std::fopen(path.c_str(), "ab");
-  if (!f) return IoError("cannot open " + path);
-  const std::string text = (fresh ? header : std::string()) + block;
   // One write per result: a crash cannot leave half a result's lines behind the seq marker.
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0;
-  std::fclose(f);
-  if (!ok) return IoError("cannot append to " + path);
-  return {};
+  // Results are plaintext health data: the file is 0600 (its folder 0700).
+  return AppendPrivateFile(path, (fresh ? header : std::string()) + block);
 }
 
 // A JSON number as nlohmann::json writes one: shortest round-trip digits, ".0" on integral
@@ -153,9 +148,16 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   } else {
     g->link_ = LocalLink(options.server_dir);
   }
-  for (const std::string& d :
-       {options.state_dir + "/spool", options.state_dir + "/wal", options.results_dir}) {
+  for (const std::string& d : {options.state_dir + "/spool", options.state_dir + "/wal"}) {
     if (auto s = MakeDirs(d, 0700); !s) return std::unexpected(s.error());
+  }
+  bool tightened = false;
+  if (auto s = MakePrivateDir(options.results_dir, &tightened); !s) {
+    return std::unexpected(std::move(s.error()).With("results directory"));
+  }
+  if (tightened) {
+    std::fprintf(stderr, "gateway: %s was readable by others; it now is 0700 (it holds results)\n",
+                 options.results_dir.c_str());
   }
   if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
   if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());

@@ -11,6 +11,9 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
 
 #include "base/fdio.h"
 #include "base/file.h"
@@ -24,7 +27,9 @@ namespace fs = std::filesystem;
 
 constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
 constexpr char kJournalFile[] = "state/journal";
-constexpr int kMaxEnclaveRetries = 3;
+constexpr char kAttemptsFile[] = "state/attempts";
+// NAME_MAX less ".reason": longer inbox names are quarantined under a shortened name.
+constexpr size_t kMaxQuarantineName = 255 - 7;
 
 // What a gateway may ask through the relay: never batches, checkpoints or shutdown.
 bool RelayAllowed(uint16_t call) {
@@ -39,19 +44,31 @@ std::vector<std::string> SortedBatchNames(const std::string& dir) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.ends_with(".batch") && e.is_regular_file()) names.push_back(n);
+    // Whatever its type: a FIFO or a directory named *.batch is quarantined, not left behind.
+    // Hidden names are uploads in progress (gateways write ".NAME.part", then rename).
+    if (n.ends_with(".batch") && !n.starts_with(".")) names.push_back(n);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-// The input's fault (quarantine) rather than the enclave's (restart and retry)?
+// The input's fault (quarantine) rather than the enclave's (restart and retry)? The enclave died
+// (kInternal) or was stopped by the watchdog (kDeadlineExceeded): neither says the input is bad
+// until it happens again on a fresh enclave.
 bool InputsFault(const Error& e) {
-  return e.code() != Error::Code::kInternal;
+  return e.code() != Error::Code::kInternal && e.code() != Error::Code::kDeadlineExceeded;
+}
+
+// A quarantine name that fits NAME_MAX with ".reason" appended: long names keep their start and
+// get a hash of the whole name, so two long names never collide.
+std::string QuarantineName(const std::string& name) {
+  if (name.size() <= kMaxQuarantineName) return name;
+  const crypto::Digest d = crypto::Sha256(crypto::AsBytes(name));
+  return name.substr(0, 160) + "~" + crypto::ToHex(d).substr(0, 16) + ".batch";
 }
 
 bool IsReplay(const Error& e) {
-  return e.message().find("replayed batch") != std::string::npos;
+  return e.code() == Error::Code::kAlreadyExists;
 }
 
 }  // namespace
@@ -121,8 +138,17 @@ Status Server::LaunchAndRecover() {
     enclave_.reset();
     MEDSTREAM_TRY(t, LaunchEnclave({.backend = options_.mode,
                                     .platform_dir = options_.platform_dir,
-                                    .enclave_path = options_.enclave_path}));
+                                    .enclave_path = options_.enclave_path,
+                                    .call_budget_s = options_.call_budget_s}));
     enclave_ = std::move(t);
+    if (!claim_ && options_.claim_counter) {
+      // Before restoring: another instance's use of the counter would otherwise show up as a
+      // baffling "rollback" refusal.
+      MEDSTREAM_TRY(info, GetInfo(*enclave_));
+      MEDSTREAM_TRY(claim, CounterClaim::Acquire(options_.platform_dir, info.mr_enclave, "server",
+                                                 options_.dir, kCheckpointFile));
+      claim_.emplace(std::move(claim));
+    }
     if (checkpoint) {
       auto r = enclave_->Call(enclave::Call::kRestore, *checkpoint);
       if (!r) return std::unexpected(std::move(r.error()).With("restoring the sealed checkpoint"));
@@ -141,7 +167,8 @@ Status Server::LaunchAndRecover() {
     // Killed after journalling this input but before moving it out of the inbox.
     const bool still_in_inbox = !FileExists(path);
     if (still_in_inbox) path = Path("inbox") + "/" + name;
-    auto file = ReadFileBytes(path);
+    auto file = ReadFileBytes(
+        path, enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request);
     if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
     auto result = ProcessBatchFile(*file);
     if (!result) {
@@ -192,34 +219,119 @@ Status Server::AppendJournal(const std::string& name) {
 }
 
 Status Server::Quarantine(const std::string& name, const std::string& reason) {
-  const std::string to = Path("quarantine") + "/" + name;
-  if (auto s = WriteFileAtomic(to + ".reason", reason + "\n", 0644); !s) return s;
+  const std::string short_name = QuarantineName(name);
+  const std::string to = Path("quarantine") + "/" + short_name;
+  // Reasons can quote input-derived text: keep them one bounded line.
+  std::string line = short_name == name ? reason : "inbox name '" + name + "': " + reason;
+  if (line.size() > 4096) line = line.substr(0, 4096) + " [...]";
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  if (auto s = WriteFileAtomic(to + ".reason", line + "\n", 0644); !s) return s;
   if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
     return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
   }
   ++counters_.quarantined;
+  std::fprintf(stderr, "server: quarantined %s: %s\n", short_name.c_str(), line.c_str());
+  (void)SetAttempts(name, 0);
   return {};
 }
 
+// state/attempts: one line per input being tried, "COUNT NAME". Inputs leave it when processed or
+// quarantined, so it holds at most the inputs the server died on, each at most kMaxBatchAttempts
+// times.
+std::map<std::string, int> Server::LoadAttempts() const {
+  std::map<std::string, int> out;
+  auto text = ReadFileText(Path(kAttemptsFile), 1 << 20);
+  if (!text) return out;
+  size_t start = 0;
+  while (start < text->size()) {
+    size_t end = text->find('\n', start);
+    if (end == std::string::npos) end = text->size();
+    const std::string line = text->substr(start, end - start);
+    start = end + 1;
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    out[line.substr(space + 1)] = std::atoi(line.c_str());
+  }
+  return out;
+}
+
+int Server::Attempts(const std::string& name) const {
+  const auto all = LoadAttempts();
+  const auto it = all.find(name);
+  return it == all.end() ? 0 : it->second;
+}
+
+Status Server::SetAttempts(const std::string& name, int attempts) {
+  auto all = LoadAttempts();
+  if (attempts > 0) {
+    all[name] = attempts;
+  } else if (all.erase(name) == 0) {
+    return {};
+  }
+  if (all.empty()) {
+    if (std::remove(Path(kAttemptsFile).c_str()) != 0 && errno != ENOENT) {
+      return IoError("cannot remove " + Path(kAttemptsFile) + ": " + std::strerror(errno));
+    }
+    return {};
+  }
+  std::string text;
+  for (const auto& [n, count] : all) text += std::to_string(count) + " " + n + "\n";
+  return WriteFileAtomic(Path(kAttemptsFile), text, 0600);
+}
+
+namespace {
+
+// Names the server handles: what gateways write (wire::BatchFileName), and nothing that could
+// break a line-based file (the journal, state/attempts) or a terminal.
+bool SafeInputName(const std::string& name) {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
 Status Server::HandleInput(const std::string& name) {
   std::lock_guard lock(mu_);
+  if (stuck_.contains(name)) return {};
   const auto t0 = std::chrono::steady_clock::now();
   const std::string in = Path("inbox") + "/" + name;
-  auto file = ReadFileBytes(in);
-  if (!file) return {};  // taken away meanwhile
-  for (int attempt = 0;; ++attempt) {
+  if (!SafeInputName(name)) {
+    return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -");
+  }
+  // The host enforces the edge cap itself, before reading anything into memory: a huge or sparse
+  // file is refused here, not by an enclave killed by it.
+  const uint64_t cap =
+      enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
+  auto file = ReadFileBytes(in, cap);
+  if (!file) {
+    if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
+    return QuarantineOrSkip(name, file.error().message());
+  }
+  for (;;) {
+    const int attempt = Attempts(name) + 1;
+    if (attempt > kMaxBatchAttempts) {
+      return QuarantineOrSkip(name, fmt::format("tried {} times; each time the enclave died, ran "
+                                                "past its time budget, or the server stopped",
+                                                attempt - 1));
+    }
+    if (auto s = SetAttempts(name, attempt); !s) return s;
     auto result = ProcessBatchFile(*file);
     if (!result) {
-      if (InputsFault(result.error())) return Quarantine(name, result.error().message());
-      if (attempt >= kMaxEnclaveRetries) {
-        return Quarantine(name, "the enclave failed on this batch " + std::to_string(attempt + 1) +
-                                    " times: " + result.error().message());
+      if (InputsFault(result.error())) return QuarantineOrSkip(name, result.error().message());
+      std::fprintf(stderr, "server: %s (try %d of %d on %s)\n", result.error().message().c_str(),
+                   attempt, kMaxBatchAttempts, name.c_str());
+      if (attempt >= kMaxBatchAttempts) {
+        return QuarantineOrSkip(name, "the enclave failed on this batch " +
+                                          std::to_string(attempt) +
+                                          " times: " + result.error().message());
       }
-      // The enclave died: start a new one from the sealed state, replay, retry.
+      // The enclave died or was stopped: start a new one from the sealed state, replay, retry.
       ++counters_.enclave_restarts;
       if (auto s = LaunchAndRecover(); !s) return s;
       continue;
     }
+    if (auto s = SetAttempts(name, 0); !s) return s;
     MEDSTREAM_TRY(header, wire::Header::Decode(*result));
     const std::string out = Path("outbox") + "/" + wire::ResultFileName(header.stream, header.seq);
     if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;
@@ -235,6 +347,17 @@ Status Server::HandleInput(const std::string& name) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return checkpointed;
   }
+}
+
+Status Server::QuarantineOrSkip(const std::string& name, const std::string& reason) {
+  if (auto s = Quarantine(name, reason); !s) {
+    // One input must not stop the server: leave it where it is and go on with the others.
+    std::fprintf(stderr,
+                 "server: error: %s; %s stays in the inbox and is skipped until a restart\n",
+                 s.error().message().c_str(), name.c_str());
+    stuck_.insert(name);
+  }
+  return {};
 }
 
 Result<size_t> Server::ProcessInbox() {

@@ -13,16 +13,30 @@
 // checkpoint and is fed the journalled inputs again (those the checkpoint already covers are
 // refused as replays and skipped), which rebuilds its state exactly; then the inbox continues.
 // If the enclave process dies, the server restarts it the same way and retries the batch.
+//
+// Hostile input never stops the service: a batch over the edge cap, a name that is not a regular
+// file (FIFO, directory), or one the enclave refuses is quarantined with its reason; a batch on
+// which the enclave dies or runs past its time budget (the watchdog kills it) is retried on a
+// fresh enclave at most kMaxBatchAttempts times in all, counted in DIR/state/attempts (fsync'd
+// before each try), so a batch that kills the server itself, or was being tried when the server
+// was killed, is quarantined after a restart instead of being tried forever.
+//
+// Thread-safety: ProcessInbox/Run and the relay thread share the enclave under one mutex; call
+// ProcessInbox, Run and Checkpoint from one thread.
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "enclave/edge.h"
+#include "host/claim.h"
 #include "host/transport.h"
 #include "host/vanilla.h"
 
@@ -36,6 +50,11 @@ struct ServerOptions {
   int checkpoint_every = 50;             // batches between checkpoints
   enclave::StreamConfig vanilla_config;  // vanilla mode has no attested provisioning
   bool relay = true;                     // serve DIR/enclave.sock
+  double call_budget_s = 0;              // process mode: per-call watchdog (0 = edge.h budgets)
+  // Claim the platform's rollback counter for this directory (host/claim.h). Off only for
+  // harnesses that run throw-away servers one after another on one platform and never restart
+  // an earlier one (medstream bench).
+  bool claim_counter = true;
 };
 
 struct ServerCounters {
@@ -47,6 +66,8 @@ struct ServerCounters {
   uint64_t bytes_in = 0;        // batch bytes processed
   std::vector<double> batch_s;  // per processed batch: read, enclave, result written, checkpoint
 };
+
+inline constexpr int kMaxBatchAttempts = 3;
 
 class Server {
  public:
@@ -71,7 +92,13 @@ class Server {
   Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
   Status HandleInput(const std::string& name);
   Status Quarantine(const std::string& name, const std::string& reason);
+  // Quarantine, and if even that fails, log and skip the input (the server goes on).
+  Status QuarantineOrSkip(const std::string& name, const std::string& reason);
   Status AppendJournal(const std::string& name);
+  // Tries of `name` so far, from state/attempts.
+  std::map<std::string, int> LoadAttempts() const;
+  int Attempts(const std::string& name) const;
+  Status SetAttempts(const std::string& name, int attempts);
   void RelayLoop();
   void ServeRelayClient(int fd);
   std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
@@ -79,9 +106,12 @@ class Server {
   ServerOptions options_;
   std::recursive_mutex mu_;  // one enclave call sequence at a time (inbox loop and relay)
   std::unique_ptr<EnclaveTransport> enclave_;
+  std::optional<CounterClaim> claim_;
   std::unique_ptr<VanillaProcessor> vanilla_;
   ServerCounters counters_;
   int since_checkpoint_ = 0;
+  // Inputs that could not even be quarantined (logged once): skipped until a restart.
+  std::set<std::string> stuck_;
   int relay_fd_ = -1;
   std::atomic<bool> stopping_{false};
   std::thread relay_thread_;

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -15,6 +17,8 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "base/fdio.h"
 #include "enclave/core.h"
@@ -38,8 +42,13 @@ class InprocTransport : public EnclaveTransport {
 
 class SocketTransport : public EnclaveTransport {
  public:
-  SocketTransport(pid_t pid, int fd, std::string backend, uint8_t* shared = nullptr)
-      : pid_(pid), fd_(fd), backend_(std::move(backend)), shared_(shared) {}
+  SocketTransport(pid_t pid, int fd, std::string backend, uint8_t* shared = nullptr,
+                  double fixed_budget_s = 0)
+      : pid_(pid),
+        fd_(fd),
+        backend_(std::move(backend)),
+        shared_(shared),
+        fixed_budget_s_(fixed_budget_s) {}
   ~SocketTransport() override {
     if (fd_ >= 0 && pid_ > 0) {
       uint8_t header[enclave::kFrameHeaderSize];
@@ -61,10 +70,13 @@ class SocketTransport : public EnclaveTransport {
         true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
         request.size(), header);
     if (!SendFull(fd_, header, sizeof header) ||
-        (!via_shared && !SendFull(fd_, request.data(), request.size())) ||
-        !ReadFull(fd_, header, sizeof header)) {
+        (!via_shared && !SendFull(fd_, request.data(), request.size()))) {
       return Dead();
     }
+    if (pid_ > 0) {
+      if (auto s = Watch(call, request.size()); !s) return std::unexpected(s.error());
+    }
+    if (!ReadFull(fd_, header, sizeof header)) return Dead();
     auto h = enclave::DecodeFrameHeader(false, header);
     if (!h) return std::unexpected(h.error());
     if (h->call_or_status & enclave::kSharedPayloadFlag) {
@@ -99,6 +111,34 @@ class SocketTransport : public EnclaveTransport {
                                             : "the connection to the enclave is gone");
   }
 
+  // The watchdog: waits for the enclave's answer within the call's budget (edge.h), or the fixed
+  // one; past it the enclave process is killed, so one input cannot stall every other stream.
+  Status Watch(enclave::Call call, size_t request_bytes) {
+    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+    const double budget_s = fixed_budget_s_ > 0 ? fixed_budget_s_
+                            : spec              ? enclave::CallBudgetSeconds(*spec, request_bytes)
+                                                : 30.0;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(budget_s));
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1 << 30)));
+      if (r > 0 || (r < 0 && errno != EINTR)) return {};  // an answer, or an error ReadFull sees
+    }
+    kill(pid_, SIGKILL);
+    close(fd_);
+    fd_ = -1;
+    Reap(std::chrono::milliseconds(2000));
+    return Fail(Error::Code::kDeadlineExceeded,
+                fmt::format("the enclave ran past its {:.3g} s budget for {} (request of {} bytes) "
+                            "and was stopped",
+                            budget_s, spec ? spec->name : "an unknown call", request_bytes));
+  }
+
   std::string Reap(std::chrono::milliseconds grace) {
     if (pid_ <= 0) return exit_description_;
     const auto until = std::chrono::steady_clock::now() + grace;
@@ -127,6 +167,7 @@ class SocketTransport : public EnclaveTransport {
   int fd_;
   std::string backend_;
   uint8_t* shared_;
+  double fixed_budget_s_;
   std::string exit_description_ = "unknown";
 };
 
@@ -159,10 +200,14 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
       path, "--platform", l.platform_dir, "--seal-policy",
       l.seal_policy == enclave::SealPolicy::kMrSigner ? "mrsigner" : "mrenclave"};
   if (l.debug) args.push_back("--debug");
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC.
+    // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC. The
+    // enclave dies with its host: a host killed while the enclave is busy (or stuck) must not
+    // leave an orphan spinning on the CPU.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);
     if (dup2(sv[1], 3) < 0 || dup2(shm, 4) < 0) _exit(126);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -172,7 +217,8 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
   }
   close(sv[1]);
   close(shm);
-  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process", static_cast<uint8_t*>(shared));
+  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process", static_cast<uint8_t*>(shared),
+                                             l.call_budget_s);
   // The first call proves the enclave started (it refuses to if its signature does not match).
   auto info = t->Call(enclave::Call::kInfo, {});
   if (!info) {

@@ -32,6 +32,10 @@ struct EnclaveLaunch {
   std::string enclave_path;  // process backend; default: medstream-enclave beside this program
   bool debug = false;
   enclave::SealPolicy seal_policy = enclave::SealPolicy::kMrEnclave;
+  // Process backend: every call's time budget in seconds; 0 = each call's own (edge.h). Past it the
+  // enclave process is killed and the call fails with kDeadlineExceeded. The inproc backend
+  // cannot be stopped from outside and has no watchdog.
+  double call_budget_s = 0;
 };
 
 Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);

@@ -6,7 +6,7 @@ namespace medstream::hrv {
 
 Cleaner::Verdict Cleaner::Classify(const Beat& beat) {
   ++report_.seen;
-  if (!std::isfinite(beat.t_s) || !std::isfinite(beat.rr_ms) || beat.rr_ms <= 0) {
+  if (!BeatInLimits(beat)) {
     ++report_.invalid;
     return Verdict::kInvalid;
   }

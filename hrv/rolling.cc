@@ -7,11 +7,19 @@
 namespace medstream::hrv {
 
 Status Validate(const WindowOptions& o) {
-  if (!(o.window_s > 0) || !std::isfinite(o.window_s)) {
-    return InvalidArgument(fmt::format("window length must be > 0 s, got {}", o.window_s));
+  // Written so that NaN fails every test.
+  if (!(o.window_s >= kMinWindowS && o.window_s <= kMaxWindowS)) {
+    return InvalidArgument(fmt::format("window length must be {} to {} s, got {:.6g}", kMinWindowS,
+                                       kMaxWindowS, o.window_s));
   }
-  if (!(o.step_s > 0) || !std::isfinite(o.step_s)) {
-    return InvalidArgument(fmt::format("window step must be > 0 s, got {}", o.step_s));
+  if (!(o.step_s >= kMinStepS && o.step_s <= kMaxWindowS)) {
+    return InvalidArgument(fmt::format("window step must be {} to {} s, got {:.6g}", kMinStepS,
+                                       kMaxWindowS, o.step_s));
+  }
+  if (!(o.window_s / o.step_s <= kMaxWindowsPerBeat)) {
+    return InvalidArgument(
+        fmt::format("window / step must be at most {} (windows overlapping one beat), got {:.6g}",
+                    kMaxWindowsPerBeat, o.window_s / o.step_s));
   }
   if (!(o.min_coverage >= 0 && o.min_coverage <= 1)) {
     return InvalidArgument(
@@ -54,11 +62,13 @@ Result<RollingAnalyzer> RollingAnalyzer::Create(const CleaningOptions& cleaning,
 
 int64_t RollingAnalyzer::FirstWindowEndingAfter(double t) const {
   const double w = options_.window_s, s = options_.step_s;
+  // |t| <= kMaxBeatTimeS and step >= kMinStepS (Cleaner and Validate enforce both) keep k far
+  // inside int64 and exact in a double.
   auto k = static_cast<int64_t>(std::floor((t - w) / s)) + 1;
-  // The division can round either way; settle on the exact boundary with the same products
-  // CloseWindow uses.
-  while (static_cast<double>(k - 1) * s + w > t) --k;
-  while (static_cast<double>(k) * s + w <= t) ++k;
+  // The division can round either way by one; settle on the exact boundary with the same products
+  // CloseWindow uses. Bounded: within the limits a handful of steps always suffices.
+  for (int i = 0; i < 64 && static_cast<double>(k - 1) * s + w > t; ++i) --k;
+  for (int i = 0; i < 64 && static_cast<double>(k) * s + w <= t; ++i) ++k;
   return k;
 }
 
@@ -105,13 +115,15 @@ void RollingAnalyzer::CloseWindow(MetricsEngine& engine, std::vector<WindowResul
 
 void RollingAnalyzer::Push(std::span<const Beat> beats, MetricsEngine& engine,
                            std::vector<WindowResult>* out) {
-  // Reserve for the windows this chunk can close, so a long chunk does not regrow the output.
+  // Reserve for the windows this chunk can close, so a long chunk does not regrow the output; never
+  // more than the beats can fill (each beat lies in at most window / step windows), nor past a
+  // fixed bound: the span comes from untrusted beat times.
   if (!beats.empty()) {
     const double span_s = beats.back().t_s - beats.front().t_s;
-    if (span_s > 0 && span_s < 1e9) {
-      out->reserve(out->size() + static_cast<size_t>(span_s / options_.step_s) + 2 +
-                   static_cast<size_t>(options_.window_s / options_.step_s));
-    }
+    const double per_beat = options_.window_s / options_.step_s + 1;
+    const double windows = std::min({span_s / options_.step_s + 2 + per_beat,
+                                     static_cast<double>(beats.size()) * per_beat, 1e6});
+    if (windows > 0) out->reserve(out->size() + static_cast<size_t>(windows));
   }
   for (const Beat& beat : beats) {
     const Cleaner::Verdict verdict = cleaner_.Classify(beat);

@@ -217,6 +217,58 @@ TEST(Rolling, InvalidOptionsAreRefusedWithAReason) {
   EXPECT_NE(job.error().message().find("noverlap"), std::string::npos);
 }
 
+// Issue 11, item 1: a beat time of 1e25 once overflowed the window index and looped ~2^64 times.
+// Beats outside the limits (types.h) are invalid beats now: counted, never analysed, and the
+// windows are exactly those of the stream without them.
+TEST(Rolling, BeatsOutsideTheLimitsAreCountedInvalidAndChangeNothing) {
+  auto clean = testing::LoadBeats("rr/rhenanbartels_exercise_rri_ms.txt");
+  clean.resize(1500);
+  std::vector<Beat> hostile;
+  const std::vector<Beat> bad = {{1e25, 800},
+                                 {-1e25, 800},
+                                 {1e21, 800},
+                                 {kMaxBeatTimeS * 2, 800},
+                                 {std::nan(""), 800},
+                                 {1e308, 800},
+                                 {-std::numeric_limits<double>::infinity(), 800}};
+  for (size_t i = 0; i < clean.size(); ++i) {
+    hostile.push_back(clean[i]);
+    if (i % 200 == 100) {
+      hostile.insert(hostile.end(), bad.begin(), bad.end());
+      hostile.push_back({clean[i].t_s + 0.1, kMaxRrMs * 10});  // RR past the limit
+    }
+  }
+  for (JobKind kind : {JobKind::kSdnn, JobKind::kHrvBands}) {
+    const JobOutput want = RunWhole(kind, clean);
+    ASSERT_GT(want.windows.size(), 10u);
+    const JobOutput got = RunChunked(kind, hostile, [] { return size_t{37}; });
+    ExpectIdentical(got, want, "hostile beats");
+    auto job = StreamJob::Create(kind, {}, {}).value();
+    MetricsEngine engine(SpectralOptions{}, JobSelection(kind));
+    JobOutput out;
+    job.Push(hostile, engine, &out);
+    EXPECT_EQ(job.report().invalid, (bad.size() + 1) * 7);  // at i = 100, 300, ..., 1300
+  }
+}
+
+TEST(Rolling, WindowOptionsOutsideTheirLimitsAreRefused) {
+  const double nan = std::nan("");
+  for (const WindowOptions& w :
+       {WindowOptions{.window_s = 300, .step_s = 1e-9},
+        WindowOptions{.window_s = 300, .step_s = 1e-300}, WindowOptions{.window_s = 1e308},
+        WindowOptions{.window_s = nan}, WindowOptions{.window_s = 300, .step_s = nan},
+        WindowOptions{.window_s = 300, .step_s = 0},
+        WindowOptions{.window_s = kMaxWindowS, .step_s = kMinStepS},
+        WindowOptions{.window_s = 0.5}}) {
+    auto job = StreamJob::Create(JobKind::kSdnn, {}, w);
+    EXPECT_FALSE(job.has_value()) << w.window_s << " / " << w.step_s;
+    if (!job) {
+      EXPECT_EQ(job.error().code(), Error::Code::kInvalidArgument);
+    }
+  }
+  EXPECT_TRUE(StreamJob::Create(JobKind::kSdnn, {}, {.window_s = 300, .step_s = 0.05}));
+}
+
 TEST(Rolling, TwentyFourHourRecordStaysAccurate) {
   // 24 h with epoch-sized timestamps: a one-pass variance would lose most digits here.
   auto beats = testing::LoadBeats("rr/chf2db_chf201_rr_secs.txt", "s");

@@ -25,12 +25,35 @@ struct Beat {
 
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// The limits every beat and every window option must keep, wherever they come from (a sensor, a
+// file, a provisioned configuration). They are checked where values enter (the gateway, the
+// recording reader, the CLI) and again by the pure algorithms themselves (Cleaner, Validate), so a
+// value outside them can never reach arithmetic whose loops or allocations it would scale:
+//  - beat times: finite and |t| <= kMaxBeatTimeS (1e10 s, the year 2286 as epoch seconds), so a
+//    window index t / step (step >= kMinStepS) stays below 2^53 and is exact in a double;
+//  - RR intervals: finite, > 0 and <= kMaxRrMs (one minute; no heart pauses longer);
+//  - windows: kMinWindowS <= window <= kMaxWindowS, kMinStepS <= step <= kMaxWindowS, and at most
+//    kMaxWindowsPerBeat windows overlap one beat (window / step), which bounds the windows a beat
+//    can close and the work per beat.
+inline constexpr double kMaxBeatTimeS = 1e10;
+inline constexpr double kMaxRrMs = 60'000;
+inline constexpr double kMinWindowS = 1;
+inline constexpr double kMaxWindowS = 7 * 86'400;
+inline constexpr double kMinStepS = 0.01;
+inline constexpr double kMaxWindowsPerBeat = 10'000;
+
+// True when the beat keeps the limits above (it may still be removed by cleaning).
+inline bool BeatInLimits(const Beat& b) {
+  return std::isfinite(b.t_s) && std::fabs(b.t_s) <= kMaxBeatTimeS && std::isfinite(b.rr_ms) &&
+         b.rr_ms > 0 && b.rr_ms <= kMaxRrMs;
+}
+
 // How raw RR intervals become NN ("normal-to-normal") intervals. Applied beat by beat in arrival
 // order, so the outcome never depends on how a stream is chunked.
 //
-// Always (even with enabled = false), a beat is rejected when its time or RR is not finite, its RR
-// is <= 0 ("invalid"), or its time is not strictly after the previous valid beat ("time_order").
-// When enabled:
+// Always (even with enabled = false), a beat is rejected when it is outside the limits above
+// (time or RR not finite, |time| > kMaxBeatTimeS, RR <= 0 or > kMaxRrMs: "invalid"), or its time is
+// not strictly after the previous valid beat ("time_order"). When enabled:
 //  - "range": RR outside [min_rr_ms, max_rr_ms] is dropped (physiologically impossible).
 //  - "ectopic": RR differing from the last accepted NN interval by more than
 //    ectopic_threshold x that interval is dropped (the classic 20 % rule, Malik et al.). When
@@ -50,7 +73,7 @@ struct CleaningOptions {
 struct CleaningReport {
   uint64_t seen = 0;
   uint64_t accepted = 0;
-  uint64_t invalid = 0;     // non-finite time or RR, RR <= 0
+  uint64_t invalid = 0;     // outside BeatInLimits (non-finite, out of range, RR <= 0)
   uint64_t time_order = 0;  // time not after the previous valid beat
   uint64_t range = 0;       // outside [min_rr_ms, max_rr_ms]
   uint64_t ectopic = 0;     // > threshold change from the previous NN interval

@@ -19,6 +19,11 @@ bool NextRecord(std::string_view text, size_t* pos, std::vector<std::string_view
 // Where the last complete record of `text` ends (0 if none): chunks are cut there.
 size_t CompleteRecordsEnd(std::string_view text);
 
+// Ingest limits, kept by the client (which cuts chunks at record ends and refuses a longer record
+// with its line number) and again by the enclave (which refuses a larger chunk).
+inline constexpr size_t kMaxRecordBytes = 1 << 20;       // one CSV record
+inline constexpr size_t kMaxIngestChunkBytes = 8 << 20;  // one encrypted ingest chunk
+
 // Column types from a header and sample rows: integer if every value parses as one, else real,
 // else date (YYYY-MM-DD), else categorical when few distinct values repeat, else text.
 Schema InferSchema(const std::vector<std::string>& header,

@@ -474,7 +474,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
   Session::IngestState& in = *s.ingest;
   if (op == Op::kIngestChunk) {
     MEDSTREAM_TRY(first_line, r->U64("first line"));
-    MEDSTREAM_TRY(csv_bytes, r->Blob("CSV chunk", 64u << 20));
+    MEDSTREAM_TRY(csv_bytes, r->Blob("CSV chunk", kMaxIngestChunkBytes));
     const std::string_view text(reinterpret_cast<const char*>(csv_bytes.data()), csv_bytes.size());
     Table chunk(in.schema);
     std::vector<std::string_view> fields;

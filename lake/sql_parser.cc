@@ -120,12 +120,24 @@ class Parser {
  public:
   explicit Parser(std::vector<Token> t) : t_(std::move(t)) {}
 
+  // The parser and everything that walks the tree it builds (evaluation, destruction) recurse
+  // once per nesting level or condition, so both are bounded: a query is data from an analyst.
+  static constexpr int kMaxNesting = 32;        // parentheses and NOT, nested
+  static constexpr int kMaxConditions = 1024;   // predicates, AND, OR and NOT nodes in all
+  static constexpr size_t kMaxInValues = 1024;  // each costs a comparison per row
+  static constexpr size_t kMaxItems = 64;       // SELECT items, each an aggregate over the rows
+  static constexpr size_t kMaxGroupBy = 16;
+
   Result<Query> Parse() {
     Query q;
     if (auto s = Expect("SELECT"); !s) return std::unexpected(s.error());
     for (;;) {
       MEDSTREAM_TRY(item, Item());
       q.items.push_back(std::move(item));
+      if (q.items.size() > kMaxItems) {
+        return ResourceExhausted(fmt::format("SQL error at position {}: more than {} SELECT items",
+                                             Peek().pos, kMaxItems));
+      }
       if (!Accept(",")) break;
     }
     if (auto s = Expect("FROM"); !s) return std::unexpected(s.error());
@@ -140,6 +152,10 @@ class Parser {
       for (;;) {
         MEDSTREAM_TRY(col, Name("a column to group by"));
         q.group_by.push_back(col);
+        if (q.group_by.size() > kMaxGroupBy) {
+          return ResourceExhausted(fmt::format(
+              "SQL error at position {}: more than {} GROUP BY columns", Peek().pos, kMaxGroupBy));
+        }
         if (!Accept(",")) break;
       }
     }
@@ -230,7 +246,7 @@ class Parser {
     MEDSTREAM_TRY(left, And());
     while (AcceptWord("OR")) {
       MEDSTREAM_TRY(right, And());
-      auto e = std::make_shared<Expr>();
+      MEDSTREAM_TRY(e, NewNode());
       e->kind = Expr::kOr;
       e->a = left;
       e->b = right;
@@ -242,7 +258,7 @@ class Parser {
     MEDSTREAM_TRY(left, Not());
     while (AcceptWord("AND")) {
       MEDSTREAM_TRY(right, Not());
-      auto e = std::make_shared<Expr>();
+      MEDSTREAM_TRY(e, NewNode());
       e->kind = Expr::kAnd;
       e->a = left;
       e->b = right;
@@ -252,13 +268,33 @@ class Parser {
   }
   Result<std::shared_ptr<Expr>> Not() {
     if (AcceptWord("NOT")) {
+      MEDSTREAM_TRY(d, Enter());
       MEDSTREAM_TRY(inner, Not());
-      auto e = std::make_shared<Expr>();
+      Leave(d);
+      MEDSTREAM_TRY(e, NewNode());
       e->kind = Expr::kNot;
       e->a = inner;
       return e;
     }
     return Predicate();
+  }
+  // One level deeper (a parenthesis or NOT), refused past kMaxNesting.
+  Result<int> Enter() {
+    if (++depth_ > kMaxNesting) {
+      return ResourceExhausted(fmt::format(
+          "SQL error at position {}: nested deeper than {} levels (parentheses and NOT)",
+          t_[i_ > 0 ? i_ - 1 : 0].pos, kMaxNesting));
+    }
+    return depth_;
+  }
+  void Leave(int) { --depth_; }
+  Result<std::shared_ptr<Expr>> NewNode() {
+    if (++nodes_ > kMaxConditions) {
+      return ResourceExhausted(
+          fmt::format("SQL error at position {}: more than {} conditions in the WHERE clause",
+                      Peek().pos, kMaxConditions));
+    }
+    return std::make_shared<Expr>();
   }
   Result<Literal> Value() {
     Literal l;
@@ -278,11 +314,13 @@ class Parser {
   }
   Result<std::shared_ptr<Expr>> Predicate() {
     if (Accept("(")) {
+      MEDSTREAM_TRY(d, Enter());
       MEDSTREAM_TRY(e, Or());
+      Leave(d);
       if (!Accept(")")) return Error("')'");
       return e;
     }
-    auto e = std::make_shared<Expr>();
+    MEDSTREAM_TRY(e, NewNode());
     e->column_pos = Peek().pos;
     MEDSTREAM_TRY(col, Name("a column name"));
     e->column = col;
@@ -299,6 +337,10 @@ class Parser {
       for (;;) {
         MEDSTREAM_TRY(v, Value());
         e->values.push_back(v);
+        if (e->values.size() > kMaxInValues) {
+          return ResourceExhausted(fmt::format(
+              "SQL error at position {}: more than {} values in one IN list", v.pos, kMaxInValues));
+        }
         if (!Accept(",")) break;
       }
       if (!Accept(")")) return Error("')'");
@@ -327,6 +369,8 @@ class Parser {
 
   std::vector<Token> t_;
   size_t i_ = 0;
+  int depth_ = 0;
+  int nodes_ = 0;
 };
 
 }  // namespace

@@ -31,27 +31,53 @@ std::unexpected<Error> SqlError(sqlite3* db, const std::string& what) {
   return IoError(what + ": " + sqlite3_errmsg(db));
 }
 
+}  // namespace
+
 // The relay clients see: the handshake calls go to the enclave; lake_request is stored and
 // committed here before its record goes back. Nothing else passes.
 class Relay : public host::EnclaveTransport {
  public:
-  Relay(host::EnclaveTransport& enclave, Store& store) : enclave_(enclave), store_(store) {}
+  explicit Relay(LakeHost& host) : host_(host) {}
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    auto r = Forward(call, request);
+    if (!r && (r.error().code() == Error::Code::kInternal ||
+               r.error().code() == Error::Code::kDeadlineExceeded)) {
+      // The enclave died on (or was stopped over) this request: the request fails, the service
+      // does not. A fresh enclave is loaded from the store for whoever comes next.
+      std::fprintf(stderr, "lake host: %s; restarting the enclave\n", r.error().message().c_str());
+      ++host_.restarts_;
+      if (auto s = host_.LaunchAndLoad(); !s) {
+        std::fprintf(stderr, "lake host: restart failed: %s\n", s.error().message().c_str());
+      }
+    }
+    return r;
+  }
+  std::string_view backend() const override {
+    return host_.enclave_ ? host_.enclave_->backend() : "none";
+  }
+  int pid() const override { return host_.enclave_ ? host_.enclave_->pid() : -1; }
+
+ private:
+  Result<crypto::Bytes> Forward(enclave::Call call, crypto::ByteView request) {
+    if (!host_.enclave_) {  // an earlier restart failed: try again
+      if (auto s = host_.LaunchAndLoad(); !s) return std::unexpected(s.error());
+    }
+    host::EnclaveTransport& enclave = *host_.enclave_;
     switch (call) {
       case enclave::Call::kInfo:
       case enclave::Call::kHandshake:
       case enclave::Call::kChannel:
-        return enclave_.Call(call, request);
+        return enclave.Call(call, request);
       case enclave::Call::kLakeRequest: {
-        MEDSTREAM_TRY(raw, enclave_.Call(call, request));
+        MEDSTREAM_TRY(raw, enclave.Call(call, request));
         MEDSTREAM_TRY(response, enclave::LakeResponse::Decode(raw));
         if (!response.writes.empty()) {
-          if (auto s = store_.Apply(response.writes); !s) return std::unexpected(s.error());
+          if (auto s = host_.store_->Apply(response.writes); !s) return std::unexpected(s.error());
         }
         if (response.mutated) {
           crypto::Bytes v;
           ByteWriter(&v).U64(response.version);
-          MEDSTREAM_TRY(ok, enclave_.Call(enclave::Call::kLakeCommit, v));
+          MEDSTREAM_TRY(ok, enclave.Call(enclave::Call::kLakeCommit, v));
           (void)ok;
         }
         return std::move(response.record);
@@ -60,15 +86,8 @@ class Relay : public host::EnclaveTransport {
         return Fail(Error::Code::kFailedPrecondition, "call not available to lake clients");
     }
   }
-  std::string_view backend() const override { return enclave_.backend(); }
-  int pid() const override { return enclave_.pid(); }
-
- private:
-  host::EnclaveTransport& enclave_;
-  Store& store_;
+  LakeHost& host_;
 };
-
-}  // namespace
 
 // ---- Store ----
 
@@ -154,39 +173,51 @@ Status Store::Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& wr
 // ---- LakeHost ----
 
 Result<std::unique_ptr<LakeHost>> LakeHost::Start(const HostOptions& o) {
-  std::unique_ptr<LakeHost> h(new LakeHost());
+  std::unique_ptr<LakeHost> h(new LakeHost(o));
   MEDSTREAM_TRY(store, Store::Open(o.dir + "/lake.db"));
   h->store_ = std::move(store);
-  MEDSTREAM_TRY(
-      t, host::LaunchEnclave(
-             {.backend = o.mode, .platform_dir = o.platform_dir, .enclave_path = o.enclave_path}));
-  h->enclave_ = std::move(t);
+  if (auto s = h->LaunchAndLoad(); !s) return std::unexpected(s.error());
+  h->relay_ = std::make_unique<Relay>(*h);
+  return h;
+}
+
+Status LakeHost::LaunchAndLoad() {
+  enclave_.reset();
+  MEDSTREAM_TRY(t, host::LaunchEnclave({.backend = options_.mode,
+                                        .platform_dir = options_.platform_dir,
+                                        .enclave_path = options_.enclave_path,
+                                        .call_budget_s = options_.call_budget_s}));
+  enclave_ = std::move(t);
+  if (!claim_) {
+    MEDSTREAM_TRY(info, host::GetInfo(*enclave_));
+    MEDSTREAM_TRY(claim, host::CounterClaim::Acquire(options_.platform_dir, info.mr_enclave, "lake",
+                                                     options_.dir, "lake.db"));
+    claim_.emplace(std::move(claim));
+  }
+  const std::string where = "loading " + options_.dir + "/lake.db";
   auto load = [&](uint8_t kind, const std::string& key, crypto::ByteView blob) -> Status {
     crypto::Bytes req;
     ByteWriter w(&req);
     w.U8(kind);
     w.String(key);
     w.Bytes(blob);
-    MEDSTREAM_TRY(r, h->enclave_->Call(enclave::Call::kLakeLoad, req));
+    MEDSTREAM_TRY(r, enclave_->Call(enclave::Call::kLakeLoad, req));
     (void)r;
     return {};
   };
-  MEDSTREAM_TRY(keys, h->store_->Keys());
+  MEDSTREAM_TRY(keys, store_->Keys());
   if (std::find(keys.begin(), keys.end(), "manifest") != keys.end()) {
-    MEDSTREAM_TRY(m, h->store_->Get("manifest"));
+    MEDSTREAM_TRY(m, store_->Get("manifest"));
     if (auto s = load(1, "manifest", m); !s)
-      return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
+      return std::unexpected(std::move(s.error()).With(where));
   }
   for (const std::string& key : keys) {
     if (!key.starts_with("page/")) continue;
-    MEDSTREAM_TRY(blob, h->store_->Get(key));
-    if (auto s = load(2, key, blob); !s)
-      return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
+    MEDSTREAM_TRY(blob, store_->Get(key));
+    if (auto s = load(2, key, blob); !s) return std::unexpected(std::move(s.error()).With(where));
   }
-  if (auto s = load(3, "", {}); !s)
-    return std::unexpected(std::move(s.error()).With("loading " + o.dir + "/lake.db"));
-  h->relay_ = std::make_unique<Relay>(*h->enclave_, *h->store_);
-  return h;
+  if (auto s = load(3, "", {}); !s) return std::unexpected(std::move(s.error()).With(where));
+  return {};
 }
 
 Status LakeHost::Serve(const std::string& address, int port, const std::atomic<bool>& stop,
@@ -324,15 +355,28 @@ Result<IngestReport> LakeClient::Ingest(
                 }));
   (void)begin;
   constexpr size_t kChunk = 4 << 20;
+  static_assert(kChunk <= lake::kMaxIngestChunkBytes && lake::kMaxRecordBytes <= kChunk);
   uint64_t line = 2;
   while (pos < text.size()) {
     std::string_view rest = std::string_view(text).substr(pos);
     size_t len = rest.size();
-    if (len > kChunk) {
-      len = lake::CompleteRecordsEnd(rest.substr(0, kChunk));
-      if (len == 0) len = rest.size();  // one huge record: send it whole
-    }
+    if (len > kChunk) len = lake::CompleteRecordsEnd(rest.substr(0, kChunk));
     const std::string_view chunk = rest.substr(0, len);
+    // Every record must fit the limit (the enclave refuses larger chunks): find one that does not.
+    for (size_t at = 0; at < chunk.size() || len == 0;) {
+      const std::string_view tail = len == 0 ? rest.substr(at) : chunk.substr(at);
+      const size_t end = lake::CompleteRecordsEnd(tail.substr(0, lake::kMaxRecordBytes + 1));
+      if (end == 0 && (tail.size() > lake::kMaxRecordBytes || len == 0)) {
+        const uint64_t at_line =
+            line + static_cast<uint64_t>(std::count(rest.begin(), rest.begin() + at, '\n'));
+        return ResourceExhausted(
+            fmt::format("{} line {}: a record longer than {} bytes (the limit of one record)",
+                        csv_path, at_line, lake::kMaxRecordBytes));
+      }
+      if (end == 0) break;  // the last record of the file, within the limit
+      at += end;
+      if (len != 0 && at >= chunk.size()) break;
+    }
     MEDSTREAM_TRY(r, Call(lake::Op::kIngestChunk, [&](ByteWriter* w) {
                     w->U64(line);
                     w->Blob({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});

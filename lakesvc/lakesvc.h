@@ -14,9 +14,11 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "client/client.h"
+#include "host/claim.h"
 #include "host/transport.h"
 #include "lake/lake.h"
 
@@ -41,23 +43,34 @@ struct HostOptions {
   std::string mode = "process";
   std::string platform_dir;
   std::string enclave_path;
+  double call_budget_s = 0;  // process mode: per-call watchdog (0 = edge.h budgets)
 };
 
 class LakeHost {
  public:
   static Result<std::unique_ptr<LakeHost>> Start(const HostOptions& options);
-  // What clients talk to: info, handshake and lake_request (stored and committed here).
+  // What clients talk to: info, handshake and lake_request (stored and committed here). If the
+  // enclave dies or the watchdog stops it during a call (a hostile request), that call fails and
+  // a fresh enclave is loaded from the store at once, so later clients are served again (their
+  // sessions start anew: channel keys never leave an enclave).
   host::EnclaveTransport& transport() { return *relay_; }
+  uint64_t enclave_restarts() const { return restarts_; }
   // The remote case: serves transport() on TCP `address:port` to any number of clients (one call
   // at a time reaches the enclave) until `stop` is set. `on_listening` gets the bound port.
   Status Serve(const std::string& address, int port, const std::atomic<bool>& stop,
                const std::function<void(int port)>& on_listening);
 
  private:
-  LakeHost() = default;
+  friend class Relay;
+  explicit LakeHost(HostOptions o) : options_(std::move(o)) {}
+  // Starts the enclave and loads the sealed store into it.
+  Status LaunchAndLoad();
+  HostOptions options_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<host::EnclaveTransport> enclave_;
   std::unique_ptr<host::EnclaveTransport> relay_;
+  std::optional<host::CounterClaim> claim_;  // the platform's lake counter is this lake's
+  uint64_t restarts_ = 0;
 };
 
 struct IngestReport {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <numbers>
 
+#include <fmt/format.h>
+
 #include "base/bytes.h"
 
 namespace medstream::sensor {
@@ -81,7 +83,13 @@ Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload) {
     std::memcpy(&rr, p + 8, 4);
     b.rr_ms = rr;
     p += 12;
-    if (!std::isfinite(b.t_s) || !std::isfinite(b.rr_ms)) return Corrupt("non-finite beat value");
+    // Range-checked here, where beats enter from the network (and again by the enclave's cleaner).
+    if (!hrv::BeatInLimits(b)) {
+      return Corrupt(fmt::format(
+          "beat {} of {} out of range (time {:.6g} s, RR {:.6g} ms; limits |time| <= {:g} s, "
+          "0 < RR <= {:g} ms)",
+          (p - payload.data() - 6) / 12, n, b.t_s, b.rr_ms, hrv::kMaxBeatTimeS, hrv::kMaxRrMs));
+    }
   }
   return beats;
 }

@@ -76,6 +76,23 @@ TEST(Payload, RoundTripAndRefusals) {
   EXPECT_FALSE(DecodePayload(zero).has_value());
 }
 
+// Issue 11, item 1: one message with a beat time of 1e25 once passed the gateway and hung the
+// enclave. Values outside hrv's limits are refused where they enter.
+TEST(Payload, BeatsOutsideTheLimitsAreRefusedAtTheEdge) {
+  for (const hrv::Beat& b : std::vector<hrv::Beat>{{1e25, 800},
+                                                   {-1e25, 800},
+                                                   {hrv::kMaxBeatTimeS * 1.5, 800},
+                                                   {1.7e9, 0},
+                                                   {1.7e9, -5},
+                                                   {1.7e9, 1e6}}) {
+    const std::vector<hrv::Beat> beats = {{1.7e9, 800}, b};
+    auto r = DecodePayload(EncodePayload(beats));
+    ASSERT_FALSE(r.has_value()) << b.t_s << " " << b.rr_ms;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt);
+  }
+  EXPECT_TRUE(DecodePayload(EncodePayload(std::vector<hrv::Beat>{{1.7e9, 800}})).has_value());
+}
+
 TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
   testing::Broker broker;
   ASSERT_TRUE(broker.ok()) << broker.error();
