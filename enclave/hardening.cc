@@ -43,23 +43,42 @@ Status InstallSyscallFilter(int channel_fd) {
   // What the serving loop, malloc, OpenSSL's RNG and the counter file need; nothing that opens a
   // file, creates a socket or starts a process.
   const int allowed[] = {
-      SCMP_SYS(read),          SCMP_SYS(write),
-      SCMP_SYS(close),         SCMP_SYS(exit),
-      SCMP_SYS(exit_group),    SCMP_SYS(futex),
-      SCMP_SYS(brk),           SCMP_SYS(mmap),
-      SCMP_SYS(munmap),        SCMP_SYS(mremap),
-      SCMP_SYS(madvise),       SCMP_SYS(mprotect),
-      SCMP_SYS(rt_sigreturn),  SCMP_SYS(rt_sigprocmask),
-      SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
-      SCMP_SYS(getrandom),     SCMP_SYS(pread64),
-      SCMP_SYS(pwrite64),      SCMP_SYS(fdatasync),
-      SCMP_SYS(fstat),         SCMP_SYS(newfstatat),
-      SCMP_SYS(lseek),         SCMP_SYS(getpid),
-      SCMP_SYS(gettid),        SCMP_SYS(tgkill),
-      SCMP_SYS(sched_yield),   SCMP_SYS(clock_nanosleep),
+      SCMP_SYS(read),
+      SCMP_SYS(write),
+      SCMP_SYS(close),
+      SCMP_SYS(exit),
+      SCMP_SYS(exit_group),
+      SCMP_SYS(futex),
+      SCMP_SYS(brk),
+      SCMP_SYS(mmap),
+      SCMP_SYS(munmap),
+      SCMP_SYS(mremap),
+      SCMP_SYS(madvise),
+      SCMP_SYS(mprotect),
+      SCMP_SYS(rt_sigreturn),
+      SCMP_SYS(rt_sigprocmask),
+      SCMP_SYS(clock_gettime),
+      SCMP_SYS(gettimeofday),
+      SCMP_SYS(getrandom),
+      SCMP_SYS(pread64),
+      SCMP_SYS(pwrite64),
+      SCMP_SYS(fdatasync),
+      SCMP_SYS(fstat),
+      SCMP_SYS(newfstatat),
+      SCMP_SYS(lseek),
+      SCMP_SYS(getpid),
+      SCMP_SYS(gettid),
+      SCMP_SYS(tgkill),
+      SCMP_SYS(sched_yield),
+      SCMP_SYS(clock_nanosleep),
       SCMP_SYS(nanosleep),
+      // The guard thread (main.cc) waits for the host's end of the channel to close.
+      SCMP_SYS(poll),
+      SCMP_SYS(ppoll),
   };
-  int rc = 0;
+  // Every thread, not only the caller: the worker and guard threads exist already, and the
+  // worker handles untrusted batch segments.
+  int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
   for (int sc : allowed) rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sc, 0);
   (void)channel_fd;
   if (rc != 0 || seccomp_load(ctx) != 0) {

@@ -4,12 +4,16 @@
 //
 // Started by the host with its end of a socketpair as fd 3; serves the calls of edge.h until
 // shutdown or until the host goes away. A software-simulated TEE boundary: see core.cc's note.
+#include <poll.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/fdio.h"
@@ -99,6 +103,22 @@ int main(int argc, char** argv) {
     void* p = mmap(nullptr, kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, kSharedFd, 0);
     if (p != MAP_FAILED) g_shared = static_cast<uint8_t*>(p);
   }
+  // The guard: the host's death closes its end of the channel; the enclave exits then, even in
+  // the middle of a call the main thread is computing (a killed host must never leave an enclave
+  // spinning on the CPU). Started before the sandbox closes (no thread creation after).
+  std::atomic<bool> guard_running{false};
+  std::thread([&guard_running] {
+    guard_running = true;
+    guard_running.notify_one();
+    pollfd p{kChannelFd, POLLRDHUP, 0};
+    for (;;) {
+      const int r = poll(&p, 1, -1);
+      if (r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) _exit(0);
+      if (r < 0 && errno != EINTR) return;
+    }
+  }).detach();
+  // A thread registers itself (rseq) as it starts: it must be running before the filter closes.
+  guard_running.wait(false);
   if (!options.debug) {
     if (auto s = InstallSyscallFilter(kChannelFd); !s) return Die(s.error().message());
   }

@@ -249,6 +249,12 @@ TEST_F(FaultTest, MalformedMessagesAreCountedAndLoggedNotFatal) {
   testing::Broker broker;
   ASSERT_TRUE(broker.ok()) << broker.error();
   StartServer();
+  // Results and recordings are plaintext health data: an existing folder others may read is
+  // made private, and the files are 0600 (issue 11, item 7).
+  fs::create_directories(dir_ + "/results");
+  fs::create_directories(dir_ + "/sensors");
+  fs::permissions(dir_ + "/results", fs::perms(0755));
+  fs::permissions(dir_ + "/sensors", fs::perms(0755));
   StartGateway(broker);
   {
     auto pub = mqtt::Client::Connect("127.0.0.1", broker.port(), "garbage").value();
@@ -263,14 +269,28 @@ TEST_F(FaultTest, MalformedMessagesAreCountedAndLoggedNotFatal) {
         {"medstream/f/user-0002/rr", nan_rr},                                    // not a number
         {"medstream/f/user-0003/rr", {'M', 'S', 'P', '1', 0, 0}},                // no beats
         {"medstream/f/bad user!/rr", sensor::EncodePayload(std::vector{good})},  // bad user name
+        // Issue 11, item 1: one beat at 1e25 s once hung the enclave for good, and every later
+        // beat of user-0001 was dropped as a "repeat".
+        {"medstream/f/user-0001/rr",
+         sensor::EncodePayload(std::vector<hrv::Beat>{good, {1e25, 800}})},
+        {"medstream/f/user-0002/rr", sensor::EncodePayload(std::vector<hrv::Beat>{{-1e25, 800}})},
     };
     for (const auto& [topic, payload] : bad) ASSERT_TRUE(pub->Publish(topic, payload));
     ASSERT_TRUE(pub->Flush(5000));
   }
   FinishAndExpectNothingLost(StartSensors(broker, 600, 0));
   const std::string log = Shell("cat " + dir_ + "/gateway.log");
-  EXPECT_EQ(Count(log, "dropped a malformed message"), 5u) << log;
-  EXPECT_NE(log.find("malformed 5"), std::string::npos) << log;
+  EXPECT_EQ(Count(log, "dropped a malformed message"), 7u) << log;
+  EXPECT_NE(log.find("malformed 7"), std::string::npos) << log;
+  for (const std::string d : {"/results", "/sensors"}) {
+    EXPECT_EQ(fs::status(dir_ + d).permissions(), fs::perms(0700)) << d;
+    size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir_ + d)) {
+      ++files;
+      EXPECT_EQ(e.status().permissions(), fs::perms(0600)) << e.path();
+    }
+    EXPECT_GT(files, 0u) << d;
+  }
 }
 
 // A graceful broker restart (persistence on) while the sensors publish: both clients reconnect to

@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -200,14 +199,12 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
       path, "--platform", l.platform_dir, "--seal-policy",
       l.seal_policy == enclave::SealPolicy::kMrSigner ? "mrsigner" : "mrenclave"};
   if (l.debug) args.push_back("--debug");
-  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC. The
-    // enclave dies with its host: a host killed while the enclave is busy (or stuck) must not
-    // leave an orphan spinning on the CPU.
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(125);
+    // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC. (The
+    // enclave exits when the host's end closes, even mid-call: its guard thread, main.cc. Not
+    // PR_SET_PDEATHSIG: that fires when the forking *thread* exits, e.g. a lake client's.)
     if (dup2(sv[1], 3) < 0 || dup2(shm, 4) < 0) _exit(126);
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
