@@ -12,6 +12,20 @@
 
 namespace medstream::enclave {
 
+namespace {
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kSanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+#else
+constexpr bool kSanitized = false;
+#endif
+}  // namespace
+
 Result<std::string> HardenProcess() {
   std::string applied;
   struct rlimit no_core = {0, 0};
@@ -23,7 +37,10 @@ Result<std::string> HardenProcess() {
   // only when the limit cannot bite (root, or an unlimited limit); otherwise say so.
   struct rlimit memlock {};
   getrlimit(RLIMIT_MEMLOCK, &memlock);
-  if (geteuid() == 0 || memlock.rlim_cur == RLIM_INFINITY) {
+  if (kSanitized) {
+    // AddressSanitizer reserves terabytes of shadow memory: locking it would exhaust the machine.
+    applied += ", memory NOT locked (sanitizer build)";
+  } else if (geteuid() == 0 || memlock.rlim_cur == RLIM_INFINITY) {
     if (mlockall(MCL_CURRENT | MCL_FUTURE) == 0) {
       applied += ", memory locked (no swap)";
     } else {

@@ -61,6 +61,12 @@ class SocketTransport : public EnclaveTransport {
 
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
     if (fd_ < 0) return Dead();
+    // The host keeps the caps too: an oversized request never reaches (or kills) the enclave.
+    if (const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+        spec && request.size() > spec->max_request) {
+      return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
+                                           spec->name, request.size(), spec->max_request));
+    }
     uint8_t header[enclave::kFrameHeaderSize];
     const bool via_shared = shared_ && request.size() >= enclave::kSharedThreshold &&
                             request.size() <= enclave::kSharedResponseOffset;

@@ -285,7 +285,7 @@ Status Table::AppendPage(ByteReader* r) {
       }
       MEDSTREAM_TRY(raw, r->Bytes(size_t{n} * sizeof(uint32_t), "page codes"));
       staged[i].codes.resize(n);
-      std::memcpy(staged[i].codes.data(), raw.data(), raw.size());
+      if (!raw.empty()) std::memcpy(staged[i].codes.data(), raw.data(), raw.size());
       for (uint32_t& c : staged[i].codes) {
         if (c == kNull) continue;
         if (c >= distinct) return Corrupt("page code out of range");
@@ -294,7 +294,7 @@ Status Table::AppendPage(ByteReader* r) {
     } else {
       MEDSTREAM_TRY(raw, r->Bytes(size_t{n} * sizeof(double), "page numbers"));
       staged[i].numbers.resize(n);
-      std::memcpy(staged[i].numbers.data(), raw.data(), raw.size());
+      if (!raw.empty()) std::memcpy(staged[i].numbers.data(), raw.data(), raw.size());
     }
   }
   for (size_t i = 0; i < cols_.size(); ++i) {

@@ -13,6 +13,8 @@ PACKAGES=(
   mosquitto openssh-server openssh-client
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
+  # fuzzing (scripts/fuzz.sh; clang 14-16 cannot compile libstdc++ 12's std::expected)
+  clang-19 libfuzzer-19-dev libclang-rt-19-dev
   # reference values for the HRV tests (tools/hrv_reference.py), the bench's pandas baseline
   # and its plots, the data lake's SQL oracle
   python3 python3-numpy python3-scipy python3-pandas gnuplot-nox sqlite3 libsqlite3-dev

@@ -187,7 +187,7 @@ Result<std::vector<hrv::Beat>> DecodeBeats(ByteView b) {
     return Corrupt("beat count " + std::to_string(n) + " does not match the payload size");
   }
   std::vector<hrv::Beat> beats(n);
-  std::memcpy(beats.data(), b.data() + 4, size_t{n} * 16);
+  if (n > 0) std::memcpy(beats.data(), b.data() + 4, size_t{n} * 16);  // no buffer when empty
   return beats;
 }
 
@@ -230,7 +230,8 @@ Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv
   auto* out = reinterpret_cast<uint8_t*>(beats->data());
   if (!header.encrypted()) {
     if (gcm) return Corrupt("plaintext file where an encrypted one is required");
-    std::memcpy(out, file.data() + kHeaderSize, header.payload_size);
+    // An empty batch has no buffer to copy into (memcpy to null is undefined even for 0 bytes).
+    if (header.payload_size > 0) std::memcpy(out, file.data() + kHeaderSize, header.payload_size);
     return header;
   }
   if (!gcm) return Corrupt("encrypted file but no key to open it");
