@@ -10,12 +10,17 @@
 #include <sstream>
 
 #include "base/file.h"
+#include "enclave/edge.h"
 #include "host/server.h"
 #include "sensor/sensor.h"
 
 namespace medstream::gateway {
 
 namespace {
+
+// Results come from the untrusted server: never read more than a result can be (edge.h's cap).
+const uint64_t kMaxResultBytes =
+    enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_response;
 
 namespace fs = std::filesystem;
 
@@ -94,8 +99,8 @@ class Local : public ServerLink {
     return {};
   }
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
-    auto b = ReadFileBytes(dir_ + "/outbox/" + name);
-    if (!b) return NotFound(name);
+    auto b = ReadFileBytes(dir_ + "/outbox/" + name, kMaxResultBytes);
+    if (!b && b.error().code() == Error::Code::kNotFound) return NotFound(name);
     return b;
   }
   Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
@@ -114,7 +119,7 @@ class Remote : public ServerLink {
     return c_->Upload("/inbox", name, data);
   }
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
-    return c_->Download("/outbox/" + name);
+    return c_->Download("/outbox/" + name, kMaxResultBytes);
   }
   Result<std::unique_ptr<host::EnclaveTransport>> Relay() override { return c_->OpenRelay(relay_); }
 
@@ -383,7 +388,10 @@ Status Gateway::ReadResults(Stream& s) {
   for (;;) {
     const std::string path = wire::ResultFileName(s.id, s.next_result);
     auto bytes = link_->ReadResult(path);
-    if (!bytes) return {};
+    if (!bytes) {
+      if (bytes.error().code() == Error::Code::kNotFound) return {};  // not there yet
+      return std::unexpected(std::move(bytes.error()).With("result " + path));
+    }
     uint64_t seq = 0;
     auto r = s.sealer->OpenResult(*bytes, &seq);
     if (!r) return std::unexpected(std::move(r.error()).With("result " + path));
@@ -464,7 +472,14 @@ Status Gateway::Tick() {
   }
   if (auto st = UploadSpool(); !st) return st;
   for (auto& [user, s] : streams_) {
-    if (auto st = ReadResults(s); !st) return st;
+    // A result the untrusted server damaged, replaced or made huge stalls its own stream only:
+    // said once per result, and the other streams' results go on.
+    if (auto st = ReadResults(s); !st && s.refused_result != s.next_result) {
+      s.refused_result = s.next_result;
+      ++stats_.results_refused;
+      std::fprintf(stderr, "gateway: %s: %s (waiting for a good copy)\n", user.c_str(),
+                   st.error().message().c_str());
+    }
   }
   return {};
 }

@@ -75,6 +75,7 @@ struct Options {
 struct Stats {
   uint64_t messages = 0;
   uint64_t malformed = 0;
+  uint64_t results_refused = 0;  // result files from the server that failed to open (each once)
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
@@ -112,6 +113,7 @@ class Gateway {
     std::optional<BeatLog> log;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
+    uint64_t refused_result = 0;  // the result last refused (said once)
     std::unique_ptr<client::StreamSealer> sealer;
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
   };

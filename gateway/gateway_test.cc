@@ -2,9 +2,11 @@
 // batches during a server outage, a gateway killed mid-stream with open batches, a broker restarted
 // mid-stream. Nothing may be lost or duplicated, and every user's results must equal
 // `medstream hrv` offline over what was sent.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -291,6 +293,101 @@ TEST_F(FaultTest, MalformedMessagesAreCountedAndLoggedNotFatal) {
     }
     EXPECT_GT(files, 0u) << d;
   }
+}
+
+// Results come from the untrusted server. One that is damaged (here: 200 MB, over the result cap)
+// once stopped the gateway's result loop at that stream, so every later user's results waited
+// too. Now it stalls its own stream only (said once), and once a good copy is there, that stream
+// catches up: nothing lost.
+TEST_F(FaultTest, ADamagedResultStallsOnlyItsOwnStream) {
+  testing::Broker broker;
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  StartServer();
+  StartGateway(broker);
+  auto names = [&](const std::string& dir, const std::string& prefix, const std::string& ext) {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string n = e.path().filename();
+      if (n.starts_with(prefix) && e.path().extension() == ext) out.push_back(n);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  // user-0001 alone first: its stream and its first results.
+  ASSERT_EQ(Wait(proc::Spawn({MEDSTREAM_BINARY, "sensor", "--broker", broker.address(), "--site",
+                              "f", "--users", "1", "--duration", "120", "--speed", "0", "--seed",
+                              "5", "--beats-per-message", "3"},
+                             dir_ + "/sensor1.log")),
+            0);
+  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && fs::is_empty(dir_ + "/server/inbox"); }, 20));
+  ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/results/user-0001.jsonl"); }, 20));
+  const std::string stream = [&] {
+    const std::string n = names(dir_ + "/server/outbox", "", ".result").at(0);
+    return n.substr(0, n.find('-'));
+  }();
+  // The server goes down; all three users publish; every batch waits in the inbox.
+  kill(server_, SIGKILL);
+  waitpid(server_, nullptr, 0);
+  server_ = -1;
+  const size_t first_results = names(dir_ + "/server/outbox", stream, ".result").size();
+  ASSERT_GT(first_results, 0u);
+  ASSERT_EQ(Wait(StartSensors(broker, 600, 0)), 0) << Shell("cat " + dir_ + "/sensor.log");
+  size_t last = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const size_t n = names(dir_ + "/server/inbox", "", ".batch").size();
+        const bool stable = n > 10 && n == last && Spooled() == 0;
+        last = n;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+        return stable;
+      },
+      30));
+  // user-0001's later batches are held back, and a damaged (200 MB) copy of its next result waits
+  // where the gateway will look for it.
+  fs::create_directories(dir_ + "/held");
+  const std::vector<std::string> held = names(dir_ + "/server/inbox", stream, ".batch");
+  ASSERT_FALSE(held.empty());
+  for (const std::string& n : held) fs::rename(dir_ + "/server/inbox/" + n, dir_ + "/held/" + n);
+  const std::string damaged =
+      dir_ + "/server/outbox/" + stream + "-" + std::to_string(first_results + 1) + ".result";
+  {
+    const int fd = open(damaged.c_str(), O_WRONLY | O_CREAT, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(ftruncate(fd, off_t{200} << 20), 0);
+    close(fd);
+  }
+  StartServer();
+  auto others_in = [&] {
+    auto seq = ReadFileText(dir_ + "/gateway/seq");
+    if (!seq) return false;
+    std::istringstream in(*seq);
+    int done = 0;
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string user;
+      uint64_t next = 0;
+      fields >> user >> next;
+      if (user == "user-0001") continue;
+      auto text = ReadFileText(dir_ + "/results/" + user + ".jsonl");
+      if (!text || text->empty()) return false;
+      const std::string tail = text->substr(text->rfind('\n', text->size() - 2) + 1);
+      if (json::parse(tail)["seq"].get<uint64_t>() + 1 != next) return false;
+      ++done;
+    }
+    return done == 2;
+  };
+  // Users 2 and 3 get every result while user 1 waits for a good copy (said once).
+  ASSERT_TRUE(WaitFor(others_in, 60)) << Shell("cat " + dir_ + "/gateway.log");
+  std::string log = Shell("cat " + dir_ + "/gateway.log");
+  EXPECT_EQ(Count(log, "waiting for a good copy"), 1u) << log;
+  // The good copy: the held batches go in (in order), the server overwrites the damaged file, and
+  // user 1 catches up.
+  for (const std::string& n : held) fs::rename(dir_ + "/held/" + n, dir_ + "/server/inbox/" + n);
+  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 30))
+      << Shell("cat " + dir_ + "/gateway.log");
+  StopGateway();
+  EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+  ExpectResultsEqualOffline();
 }
 
 // A graceful broker restart (persistence on) while the sensors publish: both clients reconnect to

@@ -173,7 +173,7 @@ Status Client::Upload(const std::string& dir, const std::string& name, crypto::B
   return {};
 }
 
-Result<crypto::Bytes> Client::Download(const std::string& path) {
+Result<crypto::Bytes> Client::Download(const std::string& path, uint64_t max_bytes) {
   std::lock_guard lock(impl_->mu);
   sftp_file f = sftp_open(impl_->sftp, path.c_str(), O_RDONLY, 0);
   if (!f) {
@@ -189,6 +189,11 @@ Result<crypto::Bytes> Client::Download(const std::string& path) {
       return IoError("SFTP read of " + path + " failed");
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      sftp_close(f);
+      return ResourceExhausted("SFTP " + path + " is larger than the limit of " +
+                               std::to_string(max_bytes) + " bytes");
+    }
     out.insert(out.end(), buf, buf + n);
   }
   sftp_close(f);

@@ -29,7 +29,8 @@ class Client {
   // Writes `dir/.name.part`, then renames it to `dir/name`.
   Status Upload(const std::string& dir, const std::string& name, crypto::ByteView data);
   // NotFound when there is no such file.
-  Result<crypto::Bytes> Download(const std::string& path);
+  // Refuses (kResourceExhausted) a file larger than `max_bytes`: the server is untrusted.
+  Result<crypto::Bytes> Download(const std::string& path, uint64_t max_bytes);
   // Edge calls to the server's relay socket (an absolute path on the server).
   Result<std::unique_ptr<host::EnclaveTransport>> OpenRelay(const std::string& socket_path);
 

@@ -54,12 +54,16 @@ TEST_F(SftpTest, AtomicUploadAndDownloadInsideTheChroot) {
   EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/b.batch"), data);
   EXPECT_FALSE(FileExists(base_ + "/server/inbox/.b.batch.part"));
   ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
-  EXPECT_EQ((*c)->Download("/outbox/r.result")->size(), 6u);
-  auto missing = (*c)->Download("/outbox/none.result");
+  EXPECT_EQ((*c)->Download("/outbox/r.result", 1 << 20)->size(), 6u);
+  auto missing = (*c)->Download("/outbox/none.result", 1 << 20);
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+  // The server is untrusted: a file over the caller's limit is refused, not read into memory.
+  auto big = (*c)->Download("/outbox/r.result", 5);
+  ASSERT_FALSE(big.has_value());
+  EXPECT_EQ(big.error().code(), Error::Code::kResourceExhausted);
   // The chroot: the server's real paths are not reachable.
-  EXPECT_FALSE((*c)->Download("/etc/passwd").has_value());
+  EXPECT_FALSE((*c)->Download("/etc/passwd", 1 << 20).has_value());
 }
 
 TEST_F(SftpTest, AnUnexpectedHostKeyOrClientKeyIsRefused) {
