@@ -332,14 +332,22 @@ TEST_F(FaultTest, ADamagedResultStallsOnlyItsOwnStream) {
   const size_t first_results = names(dir_ + "/server/outbox", stream, ".result").size();
   ASSERT_GT(first_results, 0u);
   ASSERT_EQ(Wait(StartSensors(broker, 600, 0)), 0) << Shell("cat " + dir_ + "/sensor.log");
+  // Every batch is in the inbox once nothing is spooled, no batch is open (the write-ahead logs
+  // are emptied at each cut) and the count has stood still for a second.
   size_t last = 0;
+  auto changed = std::chrono::steady_clock::now();
   ASSERT_TRUE(WaitFor(
       [&] {
         const size_t n = names(dir_ + "/server/inbox", "", ".batch").size();
-        const bool stable = n > 10 && n == last && Spooled() == 0;
-        last = n;
-        std::this_thread::sleep_for(std::chrono::milliseconds(500));
-        return stable;
+        if (n != last) {
+          last = n;
+          changed = std::chrono::steady_clock::now();
+        }
+        for (const auto& e : fs::directory_iterator(dir_ + "/gateway/wal")) {
+          if (fs::file_size(e.path()) != 0) return false;
+        }
+        return n > 10 && Spooled() == 0 &&
+               std::chrono::steady_clock::now() - changed > std::chrono::seconds(1);
       },
       30));
   // user-0001's later batches are held back, and a damaged (200 MB) copy of its next result waits
