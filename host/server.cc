@@ -27,7 +27,6 @@ namespace fs = std::filesystem;
 
 constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
 constexpr char kJournalFile[] = "state/journal";
-constexpr char kAttemptsFile[] = "state/attempts";
 // NAME_MAX less ".reason": longer inbox names are quarantined under a shortened name.
 constexpr size_t kMaxQuarantineName = 255 - 7;
 
@@ -154,7 +153,9 @@ Status Server::LaunchAndRecover() {
       if (!r) return std::unexpected(std::move(r.error()).With("restoring the sealed checkpoint"));
     }
   }
-  // Replay the journal: inputs processed after the checkpoint, in order.
+  // Replay the journal: inputs processed after the checkpoint, in order. "?NAME" lines are tries
+  // (see HandleInput): counted, not replayed.
+  attempts_.clear();
   auto journal = ReadFileText(Path(kJournalFile));
   if (!journal) return {};
   size_t start = 0;
@@ -163,6 +164,11 @@ Status Server::LaunchAndRecover() {
     if (end == std::string::npos) break;  // a torn last line was never acted upon
     const std::string name = journal->substr(start, end - start);
     start = end + 1;
+    if (name.starts_with('?')) {
+      ++attempts_[name.substr(1)];
+      continue;
+    }
+    attempts_.erase(name);
     std::string path = Path("done") + "/" + name;
     // Killed after journalling this input but before moving it out of the inbox.
     const bool still_in_inbox = !FileExists(path);
@@ -206,13 +212,13 @@ Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView r
   return r;
 }
 
-Status Server::AppendJournal(const std::string& name) {
-  const std::string line = name + "\n";
+Status Server::AppendJournal(const std::string& line, bool sync) {
   const std::string path = Path(kJournalFile);
   FILE* f = std::fopen(path.c_str(), "ab");
   if (!f) return IoError("cannot open the journal " + path);
-  const bool ok = std::fwrite(line.data(), 1, line.size(), f) == line.size() &&
-                  std::fflush(f) == 0 && fsync(fileno(f)) == 0;
+  const std::string text = line + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
+                  std::fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
   std::fclose(f);
   if (!ok) return IoError("cannot append to the journal " + path);
   return {};
@@ -231,52 +237,8 @@ Status Server::Quarantine(const std::string& name, const std::string& reason) {
   }
   ++counters_.quarantined;
   std::fprintf(stderr, "server: quarantined %s: %s\n", short_name.c_str(), line.c_str());
-  (void)SetAttempts(name, 0);
+  attempts_.erase(name);
   return {};
-}
-
-// state/attempts: one line per input being tried, "COUNT NAME". Inputs leave it when processed or
-// quarantined, so it holds at most the inputs the server died on, each at most kMaxBatchAttempts
-// times.
-std::map<std::string, int> Server::LoadAttempts() const {
-  std::map<std::string, int> out;
-  auto text = ReadFileText(Path(kAttemptsFile), 1 << 20);
-  if (!text) return out;
-  size_t start = 0;
-  while (start < text->size()) {
-    size_t end = text->find('\n', start);
-    if (end == std::string::npos) end = text->size();
-    const std::string line = text->substr(start, end - start);
-    start = end + 1;
-    const size_t space = line.find(' ');
-    if (space == std::string::npos) continue;
-    out[line.substr(space + 1)] = std::atoi(line.c_str());
-  }
-  return out;
-}
-
-int Server::Attempts(const std::string& name) const {
-  const auto all = LoadAttempts();
-  const auto it = all.find(name);
-  return it == all.end() ? 0 : it->second;
-}
-
-Status Server::SetAttempts(const std::string& name, int attempts) {
-  auto all = LoadAttempts();
-  if (attempts > 0) {
-    all[name] = attempts;
-  } else if (all.erase(name) == 0) {
-    return {};
-  }
-  if (all.empty()) {
-    if (std::remove(Path(kAttemptsFile).c_str()) != 0 && errno != ENOENT) {
-      return IoError("cannot remove " + Path(kAttemptsFile) + ": " + std::strerror(errno));
-    }
-    return {};
-  }
-  std::string text;
-  for (const auto& [n, count] : all) text += std::to_string(count) + " " + n + "\n";
-  return WriteFileAtomic(Path(kAttemptsFile), text, 0600);
 }
 
 namespace {
@@ -309,13 +271,17 @@ Status Server::HandleInput(const std::string& name) {
     return QuarantineOrSkip(name, file.error().message());
   }
   for (;;) {
-    const int attempt = Attempts(name) + 1;
+    const int attempt = attempts_[name] + 1;
     if (attempt > kMaxBatchAttempts) {
       return QuarantineOrSkip(name, fmt::format("tried {} times; each time the enclave died, ran "
                                                 "past its time budget, or the server stopped",
                                                 attempt - 1));
     }
-    if (auto s = SetAttempts(name, attempt); !s) return s;
+    // The try is journalled before it starts, so a try that kills the server itself counts too.
+    // No fsync: a killed process loses nothing already written; a power loss only restarts the
+    // count (so this costs a write, not a disk flush, per batch).
+    if (auto s = AppendJournal("?" + name, /*sync=*/false); !s) return s;
+    attempts_[name] = attempt;
     auto result = ProcessBatchFile(*file);
     if (!result) {
       if (InputsFault(result.error())) return QuarantineOrSkip(name, result.error().message());
@@ -331,7 +297,7 @@ Status Server::HandleInput(const std::string& name) {
       if (auto s = LaunchAndRecover(); !s) return s;
       continue;
     }
-    if (auto s = SetAttempts(name, 0); !s) return s;
+    attempts_.erase(name);
     MEDSTREAM_TRY(header, wire::Header::Decode(*result));
     const std::string out = Path("outbox") + "/" + wire::ResultFileName(header.stream, header.seq);
     if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;

@@ -17,9 +17,10 @@
 // Hostile input never stops the service: a batch over the edge cap, a name that is not a regular
 // file (FIFO, directory), or one the enclave refuses is quarantined with its reason; a batch on
 // which the enclave dies or runs past its time budget (the watchdog kills it) is retried on a
-// fresh enclave at most kMaxBatchAttempts times in all, counted in DIR/state/attempts (fsync'd
-// before each try), so a batch that kills the server itself, or was being tried when the server
-// was killed, is quarantined after a restart instead of being tried forever.
+// fresh enclave at most kMaxBatchAttempts times in all, each try journalled ("?NAME") before it
+// starts, so a batch that kills the server itself, or was being tried when the server was killed,
+// is quarantined after a restart instead of being tried forever (counted since the last
+// checkpoint, which only follows successes).
 //
 // Thread-safety: ProcessInbox/Run and the relay thread share the enclave under one mutex; call
 // ProcessInbox, Run and Checkpoint from one thread.
@@ -94,11 +95,8 @@ class Server {
   Status Quarantine(const std::string& name, const std::string& reason);
   // Quarantine, and if even that fails, log and skip the input (the server goes on).
   Status QuarantineOrSkip(const std::string& name, const std::string& reason);
-  Status AppendJournal(const std::string& name);
-  // Tries of `name` so far, from state/attempts.
-  std::map<std::string, int> LoadAttempts() const;
-  int Attempts(const std::string& name) const;
-  Status SetAttempts(const std::string& name, int attempts);
+  // Appends a line to state/journal (fsync'd when `sync`).
+  Status AppendJournal(const std::string& line, bool sync = true);
   void RelayLoop();
   void ServeRelayClient(int fd);
   std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
@@ -110,6 +108,8 @@ class Server {
   std::unique_ptr<VanillaProcessor> vanilla_;
   ServerCounters counters_;
   int since_checkpoint_ = 0;
+  // Tries of inputs not yet done, from the journal's "?NAME" lines (rebuilt at each recovery).
+  std::map<std::string, int> attempts_;
   // Inputs that could not even be quarantined (logged once): skipped until a restart.
   std::set<std::string> stuck_;
   int relay_fd_ = -1;
