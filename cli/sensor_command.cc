@@ -1,4 +1,6 @@
 // `medstream sensor`: simulated users (or a replayed recording) publishing beats over MQTT.
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -23,8 +25,8 @@ namespace {
 
 // One user's beats, made (or replayed) as they are sent.
 struct Source {
-  Source(const std::string& site, int index)
-      : user(sensor::UserName(index)), topic(sensor::Topic(site, user)) {}
+  Source(const std::string& site, std::string name)
+      : user(std::move(name)), topic(sensor::Topic(site, user)) {}
   // The next message: up to `n` beats until `end_s` (dropouts are not sent).
   void Fill(size_t n, double end_s) {
     message.clear();
@@ -66,6 +68,24 @@ struct Source {
   std::unique_ptr<std::ofstream> record;
 };
 
+// Replays keep the file's times unless --start moves them (see above).
+constexpr double kReplayStartS = 0;
+
+bool ValidDeviceName(const std::string& d) {
+  return !d.empty() && d.size() <= 64 && std::all_of(d.begin(), d.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// "replay-" + the file's name without its extension, other characters as '_', at most 64.
+std::string ReplayDeviceName(const std::string& path) {
+  std::string stem = std::filesystem::path(path).stem().string();
+  for (char& c : stem) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+  }
+  return ("replay-" + stem).substr(0, 64);
+}
+
 }  // namespace
 
 void RegisterSensorCommand(CLI::App& app, int* exit_code) {
@@ -79,6 +99,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     uint64_t seed = 1;
     int per_message = 1;
     std::string replay;
+    std::string device;
     double start_s = 1.7e9;
     std::string record;
     std::string summary_json;
@@ -106,11 +127,20 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--beats-per-message", a->per_message, "Beats per MQTT message")
       ->check(CLI::Range(1, static_cast<int>(sensor::kMaxBeatsPerMessage)))
       ->capture_default_str();
-  cmd->add_option("--replay", a->replay, "Replay this recording (rr or csv) as user-0001 instead")
+  cmd->add_option("--replay", a->replay,
+                  "Replay this recording (rr or csv) as one device instead (e.g. "
+                  "tests/data/rr/physionet_rr_healthy_subjects_007_ms.txt)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--device", a->device,
+                  "Device (user) name of the replay (default: replay-<file name>)")
+      ->check([](const std::string& d) {
+        return ValidDeviceName(d) ? std::string() : std::string("1 to 64 of A-Z a-z 0-9 - _");
+      });
   // Bounded so that every beat made keeps hrv's limits (a time past them would be refused by the
   // gateway, and a huge one stops advancing: t + RR == t).
-  cmd->add_option("--start", a->start_s, "Time of the first beat (Unix seconds)")
+  cmd->add_option("--start", a->start_s,
+                  "Time of the first beat (Unix seconds); with --replay, added to the file's "
+                  "times (default 0: the file's own)")
       ->check(CLI::Range(0.0, hrv::kMaxBeatTimeS / 2))
       ->capture_default_str();
   cmd->add_option("--record", a->record,
@@ -119,7 +149,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--summary-json", a->summary_json,
                   "Write what was published (users, beats, messages, seconds) as JSON");
-  cmd->callback([a, exit_code] {
+  cmd->callback([a, exit_code, cmd] {
     auto fail = [&](const std::string& m) {
       std::fprintf(stderr, "medstream sensor: error: %s\n", m.c_str());
       *exit_code = 1;
@@ -140,15 +170,20 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       auto rec = recording::ReadRecording(a->replay, {});
       if (!rec) return fail(rec.error().message());
       if (rec->beats.empty()) return fail(a->replay + " has no beats");
-      Source src(a->site, 1);
+      // Its own device (a replay as user-0001 would collide with a simulated user and be dropped
+      // as repeats), with the file's own beat times by default (a running sum from 0 for rr
+      // files): windows then fall on exactly the beats `medstream hrv` sees offline. (An offset
+      // of ~1.7e9 s would round times a hair below a window boundary onto it.)
+      Source src(a->site, a->device.empty() ? ReplayDeviceName(a->replay) : a->device);
+      const double start = cmd->count("--start") > 0 ? a->start_s : kReplayStartS;
       for (hrv::Beat b : rec->beats) {
-        b.t_s += a->start_s;
+        b.t_s += start;
         src.replay.push_back(b);
       }
       users.push_back(std::move(src));
     } else {
       for (int u = 1; u <= a->users; ++u) {
-        Source src(a->site, u);
+        Source src(a->site, sensor::UserName(u));
         src.generator.emplace(a->seed, u, a->start_s);
         users.push_back(std::move(src));
       }
@@ -186,6 +221,9 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
         speed == 0 ? "as fast as possible" : fmt::format("{:.6g}x real time", speed).c_str());
     std::fflush(stdout);
     for (Source& src : users) src.Fill(static_cast<size_t>(a->per_message), end_s);
+    // Heart time 0 of the pacing: the start (simulated users) or the replay's first beat (its
+    // times can be anything, epoch seconds included).
+    const double origin = a->replay.empty() ? a->start_s : users[0].replay.front().t_s;
     const auto wall0 = std::chrono::steady_clock::now();
     size_t published = 0, messages = 0;
     auto last_report = wall0;
@@ -202,7 +240,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
           std::chrono::steady_clock::now() - wall0 > std::chrono::duration<double>(a->for_s)) {
         break;
       }
-      const double at = due->message.back().t_s - a->start_s;
+      const double at = due->message.back().t_s - origin;
       if (speed > 0) {
         std::this_thread::sleep_until(wall0 + std::chrono::duration<double>(at / speed));
       }

@@ -333,7 +333,20 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
   if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  const uint64_t stale_before = stats_.beats_stale;
   stats_.beats_in += Merge(s, *beats);
+  if (stats_.beats_stale - stale_before == beats->size()) {
+    // Every beat at or before what this device already sealed: a redelivery is normal, but a
+    // device whose clock went back (or a second device on its topic) loses everything it sends.
+    // Said at the first such message and every 1000th after.
+    if (s.stale_messages++ % 1000 == 0) {
+      std::fprintf(stderr,
+                   "gateway: warning: %s: all %zu beats of a message are at or before its last "
+                   "sealed beat (t = %.3f s): dropped as repeats (%llu such messages so far)\n",
+                   s.user.c_str(), beats->size(), s.sealed_until,
+                   static_cast<unsigned long long>(s.stale_messages));
+    }
+  }
   // A batch never exceeds what the wire format carries, even with one more message's beats.
   constexpr size_t kMaxBatchBeats =
       wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;

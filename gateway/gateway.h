@@ -114,6 +114,7 @@ class Gateway {
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
     uint64_t refused_result = 0;  // the result last refused (said once)
+    uint64_t stale_messages = 0;  // messages dropped whole as repeats (warned at 1, 1001, ...)
     std::unique_ptr<client::StreamSealer> sealer;
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
   };
