@@ -1,5 +1,7 @@
 #include "base/file.h"
 
+#include "base/fdio.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -88,18 +90,12 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, i
                           std::to_string(counter.fetch_add(1));
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      errno = e;
-      return Errno("cannot write", tmp);
-    }
-    off += static_cast<size_t>(n);
+  if (!WriteFull(fd, data.data(), data.size())) {
+    const int e = errno;
+    close(fd);
+    unlink(tmp.c_str());
+    errno = e;
+    return Errno("cannot write", tmp);
   }
   if (fsync(fd) != 0 || close(fd) != 0) {
     unlink(tmp.c_str());
@@ -167,17 +163,11 @@ Status AppendPrivateFile(const std::string& path, std::string_view data, bool* c
     if (fd >= 0 && created) *created = true;
   }
   if (fd < 0) return Errno("cannot open", path);
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int e = errno;
-      close(fd);
-      errno = e;
-      return Errno("cannot append to", path);
-    }
-    off += static_cast<size_t>(n);
+  if (!WriteFull(fd, reinterpret_cast<const uint8_t*>(data.data()), data.size())) {
+    const int e = errno;
+    close(fd);
+    errno = e;
+    return Errno("cannot append to", path);
   }
   close(fd);
   return {};

@@ -399,8 +399,8 @@ TEST_F(FaultTest, ADamagedResultStallsOnlyItsOwnStream) {
 }
 
 // Issue 12: a replay after simulated users was user-0001 again, at the same start time, and the
-// gateway dropped all of it as repeats. Now it is its own device, starts window-aligned, and its
-// results equal `medstream hrv` on the file (shifted by the start).
+// gateway dropped all of it as repeats. Now it is its own device with the file's own beat times,
+// and its results equal `medstream hrv` on the file.
 TEST_F(FaultTest, AReplayAfterSimulatedUsersIsItsOwnDeviceAndEqualsOffline) {
   testing::Broker broker;
   ASSERT_TRUE(broker.ok()) << broker.error();
