@@ -99,8 +99,9 @@ Status InstallSyscallFilter(int channel_fd) {
   for (int sc : allowed) rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sc, 0);
   if (kSanitized) {
     // Sanitizer builds only (scripts/sanitize.sh): AddressSanitizer's runtime sets up alternate
-    // signal stacks per thread and probes memory through a pipe. Release builds never allow these.
-    for (int sc : {SCMP_SYS(sigaltstack), SCMP_SYS(pipe2)}) {
+    // signal stacks per thread, probes memory through a pipe and sets process attributes
+    // (prctl). Release builds never allow these.
+    for (int sc : {SCMP_SYS(sigaltstack), SCMP_SYS(pipe2), SCMP_SYS(prctl)}) {
       rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, sc, 0);
     }
   }
