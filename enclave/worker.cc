@@ -2,7 +2,13 @@
 
 namespace medstream::enclave {
 
-Worker::Worker() : thread_([this] { Loop(); }) {}
+Worker::Worker() : thread_([this] { Loop(); }) {
+  // Returns only once the thread runs: a thread registers itself with the kernel (rseq) as it
+  // starts, and the process backend's seccomp filter, installed right after the core is made and
+  // applied to every thread, allows no such call.
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return running_; });
+}
 
 Worker::~Worker() {
   {
@@ -29,6 +35,8 @@ void Worker::Wait() {
 
 void Worker::Loop() {
   std::unique_lock lock(mu_);
+  running_ = true;
+  cv_.notify_all();
   for (;;) {
     cv_.wait(lock, [this] { return stop_ || (busy_ && task_); });
     if (stop_) return;

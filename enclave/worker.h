@@ -1,6 +1,7 @@
 // One background thread of the enclave, used to authenticate a batch's later segments while the
 // main thread analyses the earlier ones. Created with the core, i.e. before the process backend's
-// seccomp filter closes (which allows futex but not clone).
+// seccomp filter closes (which allows futex but not clone); the constructor returns once the
+// thread runs. Thread-safety: Start and Wait from one thread.
 #pragma once
 
 #include <condition_variable>
@@ -28,6 +29,7 @@ class Worker {
   std::function<void()> task_;
   bool busy_ = false;
   bool stop_ = false;
+  bool running_ = false;  // the thread has started (see the constructor)
   std::thread thread_;
 };
 
