@@ -155,6 +155,20 @@ TEST(Cli, HrvWarnsWhenCleaningRemovesMoreThanAFifth) {
   EXPECT_NE(r.out.find("warning: cleaning removed 33%"), std::string::npos) << r.out;
 }
 
+TEST(Cli, BadHostPortIsAClearErrorNotAnAbort) {
+  // Once: "--sftp host:x" threw std::invalid_argument past CLI11 and aborted; "tcp://h:x" and
+  // "--listen h:x" were read as port 0.
+  for (const std::string args :
+       {"gateway --sftp host:x --ssh-key k --host-key h --policy p --root-ca r --server-dir d "
+        "--state s --results r",
+        "lake --dir /nonexistent --server tcp://127.0.0.1:x list",
+        "lake --dir /nonexistent serve --listen 127.0.0.1:x", "sensor --broker 127.0.0.1:99999"}) {
+    const CmdResult r = Medstream(args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find("expected HOST:PORT"), std::string::npos) << args << "\n" << r.out;
+  }
+}
+
 TEST(Cli, SensorRefusesAStartTimePastTheLimits) {
   // Once: beats at 1e25 s, a sensor that never ended and an enclave that hung on them.
   const CmdResult r = Medstream("sensor --start 1e25 --broker 127.0.0.1:1");

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/address.h"
 #include "cli/commands.h"
 #include "gateway/gateway.h"
 
@@ -51,25 +52,27 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::fprintf(stderr, "medstream gateway: error: %s\n", m.c_str());
       *exit_code = 1;
     };
-    auto policy = attest::LoadPolicy(a->policy);
-    if (!policy) return fail(policy.error().message());
-    a->o.policy = *policy;
     auto jobs = hrv::ParseJobList(a->jobs);
     if (!jobs) {
       return fail(jobs.error().message());
     }
     a->o.config.jobs = *jobs;
     if (!a->sftp.empty()) {
-      const size_t colon = a->sftp.rfind(':');
-      if (colon == std::string::npos || a->ssh_key.empty() || a->host_key.empty()) {
+      if (a->ssh_key.empty() || a->host_key.empty()) {
         return fail("--sftp HOST:PORT needs --ssh-key and --host-key");
       }
-      a->o.sftp = sftp::Target{.host = a->sftp.substr(0, colon),
-                               .port = std::stoi(a->sftp.substr(colon + 1)),
+      auto target = ParseHostPort(a->sftp, "--sftp");
+      if (!target) return fail(target.error().message());
+      a->o.sftp = sftp::Target{.host = target->host,
+                               .port = target->port,
                                .user = a->ssh_user,
                                .private_key = a->ssh_key,
                                .host_key = a->host_key};
     }
+    // Files after the options are checked: a typo is reported before any file is read.
+    auto policy = attest::LoadPolicy(a->policy);
+    if (!policy) return fail(policy.error().message());
+    a->o.policy = *policy;
     auto gw = gateway::Gateway::Start(a->o);
     if (!gw) return fail(gw.error().message());
     std::printf(

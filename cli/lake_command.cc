@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "attest/sim_platform.h"
+#include "base/address.h"
 #include "base/file.h"
 #include "cli/commands.h"
 #include "cli/json_out.h"
@@ -45,11 +46,11 @@ struct Connected {
 
 Result<std::pair<std::string, int>> ParseServer(const std::string& url) {
   const std::string prefix = "tcp://";
-  const size_t colon = url.rfind(':');
-  if (!url.starts_with(prefix) || colon == std::string::npos || colon < prefix.size())
-    return InvalidArgument("--server '" + url + "': expected tcp://HOST:PORT");
-  return std::pair{url.substr(prefix.size(), colon - prefix.size()),
-                   std::atoi(url.c_str() + colon + 1)};
+  if (!url.starts_with(prefix)) {
+    return InvalidArgument("--server '" + url.substr(0, 80) + "': expected tcp://HOST:PORT");
+  }
+  MEDSTREAM_TRY(hp, ParseHostPort(std::string_view(url).substr(prefix.size()), "--server"));
+  return std::pair{hp.host, hp.port};
 }
 
 Result<Connected> Connect(const LakeArgs& a) {
@@ -367,8 +368,8 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   serve->add_option("--listen", *listen, "ADDRESS:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
   serve->callback([a, listen, fail] {
-    const size_t colon = listen->rfind(':');
-    if (colon == std::string::npos) return fail("serve", "--listen: expected ADDRESS:PORT");
+    auto where = ParseHostPort(*listen, "--listen", {.allow_zero = true});
+    if (!where) return fail("serve", where.error().message());
     if (!FileExists(a->dir + "/lake.db"))
       return fail("serve",
                   "no lake in " + a->dir + ": run 'medstream lake --dir " + a->dir + " init'");
@@ -378,8 +379,8 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     if (!host) return fail("serve", host.error().message());
     std::signal(SIGINT, OnStop);
     std::signal(SIGTERM, OnStop);
-    const std::string address = listen->substr(0, colon);
-    auto s = (*host)->Serve(address, std::atoi(listen->c_str() + colon + 1), g_stop, [&](int port) {
+    const std::string address = where->host;
+    auto s = (*host)->Serve(address, where->port, g_stop, [&](int port) {
       std::printf("medstream lake serve: %s on %s:%d (%s enclave, a software-simulated TEE)\n",
                   a->dir.c_str(), address.c_str(), port, a->mode.c_str());
       std::fflush(stdout);

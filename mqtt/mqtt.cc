@@ -1,5 +1,7 @@
 #include "mqtt/mqtt.h"
 
+#include "base/address.h"
+
 #include <mosquitto.h>
 
 #include <atomic>
@@ -150,15 +152,9 @@ uint64_t Client::acknowledged() const {
 }
 
 Result<std::pair<std::string, int>> ParseAddress(const std::string& address) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return std::make_pair(address, 1883);
-  try {
-    const int port = std::stoi(address.substr(colon + 1));
-    if (port <= 0 || port > 65535) throw std::out_of_range("port");
-    return std::make_pair(address.substr(0, colon), port);
-  } catch (const std::exception&) {
-    return InvalidArgument("bad broker address '" + address + "': expected host:port");
-  }
+  auto hp = ParseHostPort(address, "broker address", {.default_port = 1883});
+  if (!hp) return std::unexpected(hp.error());
+  return std::make_pair(hp->host, hp->port);
 }
 
 }  // namespace medstream::mqtt
