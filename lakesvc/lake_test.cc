@@ -361,6 +361,14 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
   const pid_t server = proc::Spawn({MEDSTREAM_BINARY, "lake", "--dir", lake, "serve", "--listen",
                                     "127.0.0.1:" + std::to_string(port)},
                                    log);
+  // Stopped however the test ends (a failed ASSERT returns early).
+  struct StopAtEnd {
+    pid_t pid;
+    bool stopped = false;
+    ~StopAtEnd() {
+      if (!stopped) proc::Stop(pid);
+    }
+  } stop_at_end{server};
   ASSERT_TRUE(proc::WaitForListener(port, 20000)) << Shell("cat " + log).out;
   auto client = [&](const std::string& root) {
     return std::string(MEDSTREAM_BINARY) + " lake --dir " + (dir_ / "client").string() +
@@ -398,6 +406,7 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
   EXPECT_NE(ChildOf(server), enclave);
   EXPECT_NE(Shell("cat " + log).out.find("restarting the enclave"), std::string::npos);
   proc::Stop(server);
+  stop_at_end.stopped = true;
   // The embedded host sees what the remote client stored, and answers the same.
   r = Lake("query --json " + Q("SELECT COUNT(*), AVG(age) FROM admissions"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
