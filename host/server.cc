@@ -58,6 +58,15 @@ bool InputsFault(const Error& e) {
   return e.code() != Error::Code::kInternal && e.code() != Error::Code::kDeadlineExceeded;
 }
 
+// Input-derived text for a log line or a reason file: control characters become '?', so a hostile
+// file name cannot drive the operator's terminal or split a line.
+std::string Printable(std::string text) {
+  std::replace_if(
+      text.begin(), text.end(),
+      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, '?');
+  return text;
+}
+
 // A quarantine name that fits NAME_MAX with ".reason" appended: long names keep their start and
 // get a hash of the whole name, so two long names never collide.
 std::string QuarantineName(const std::string& name) {
@@ -227,16 +236,17 @@ Status Server::AppendJournal(const std::string& line, bool sync) {
 Status Server::Quarantine(const std::string& name, const std::string& reason) {
   const std::string short_name = QuarantineName(name);
   const std::string to = Path("quarantine") + "/" + short_name;
-  // Reasons can quote input-derived text: keep them one bounded line.
+  // Reasons can quote input-derived text (the name too): one bounded line, no control
+  // characters for a terminal to act on.
   std::string line = short_name == name ? reason : "inbox name '" + name + "': " + reason;
   if (line.size() > 4096) line = line.substr(0, 4096) + " [...]";
-  std::replace(line.begin(), line.end(), '\n', ' ');
+  line = Printable(line);
   if (auto s = WriteFileAtomic(to + ".reason", line + "\n", 0644); !s) return s;
   if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
     return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
   }
   ++counters_.quarantined;
-  std::fprintf(stderr, "server: quarantined %s: %s\n", short_name.c_str(), line.c_str());
+  std::fprintf(stderr, "server: quarantined %s: %s\n", Printable(short_name).c_str(), line.c_str());
   attempts_.erase(name);
   return {};
 }
@@ -244,7 +254,7 @@ Status Server::Quarantine(const std::string& name, const std::string& reason) {
 namespace {
 
 // Names the server handles: what gateways write (wire::BatchFileName), and nothing that could
-// break a line-based file (the journal, state/attempts) or a terminal.
+// break a line-based file (the journal) or a terminal.
 bool SafeInputName(const std::string& name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
@@ -320,7 +330,7 @@ Status Server::QuarantineOrSkip(const std::string& name, const std::string& reas
     // One input must not stop the server: leave it where it is and go on with the others.
     std::fprintf(stderr,
                  "server: error: %s; %s stays in the inbox and is skipped until a restart\n",
-                 s.error().message().c_str(), name.c_str());
+                 Printable(s.error().message()).c_str(), Printable(name).c_str());
     stuck_.insert(name);
   }
   return {};
