@@ -26,8 +26,9 @@ class Error {
     kResourceExhausted,  // a size, count or depth over its stated limit
     kDeadlineExceeded,   // a call ran past its time budget (and was stopped)
     kAlreadyExists,      // done before: a replayed batch, a sequence number already processed
+    kPermissionDenied,   // a peer refused our identity or an action it is not allowed
   };
-  static constexpr Code kLastCode = Code::kAlreadyExists;
+  static constexpr Code kLastCode = Code::kPermissionDenied;
 
   Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 

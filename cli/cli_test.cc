@@ -1,9 +1,11 @@
 // Runs the real medstream executable and checks its output and exit codes.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -174,6 +176,42 @@ TEST(Cli, SensorRefusesAStartTimePastTheLimits) {
   const CmdResult r = Medstream("sensor --start 1e25 --broker 127.0.0.1:1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--start"), std::string::npos) << r.out;
+}
+
+// Issue 12: the sensor hop has no plaintext or anonymous mode. Without credentials the sensor
+// says what to pass before it touches the network; one certificate cannot serve several devices.
+TEST(Cli, SensorWithoutCredentialsIsRefusedBeforeConnecting) {
+  CmdResult r = Medstream("sensor --broker 127.0.0.1:1 --users 2 --duration 10");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("--credentials"), std::string::npos) << r.out;
+  r = Medstream("sensor --broker 127.0.0.1:1 --users 2 --duration 10 --ca a --cert b --key c");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  r = Medstream(
+      "sensor --broker 127.0.0.1:1 --users 1 --duration 10 --ca /nonexistent/ca.crt "
+      "--cert /nonexistent/c --key /nonexistent/k");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("/nonexistent/ca.crt"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BrokerInitAndEnroll) {
+  const std::string dir = ::testing::TempDir() + "/cli-broker-" + std::to_string(getpid());
+  CmdResult r = Medstream("broker init --dir " + dir + " --site ward3 --port 18883");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("mosquitto -c " + dir + "/broker/mosquitto.conf"), std::string::npos)
+      << r.out;
+  r = Medstream("broker enroll --dir " + dir + " --users 3 wrist-7");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const char* n : {"user-0001", "user-0003", "wrist-7"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/clients/" + n + ".crt")) << n;
+    EXPECT_EQ(std::filesystem::status(dir + "/clients/" + n + ".key").permissions(),
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  // Enrolling again keeps existing certificates; bad and reserved names are refused.
+  EXPECT_EQ(Medstream("broker enroll --dir " + dir + " wrist-7").exit_code, 0);
+  EXPECT_EQ(Medstream("broker enroll --dir " + dir + " 'a/b'").exit_code, 1);
+  EXPECT_EQ(Medstream("broker enroll --dir " + dir + " medstream-gateway").exit_code, 1);
+  EXPECT_EQ(Medstream("broker enroll --dir " + dir + "/none x").exit_code, 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {

@@ -18,5 +18,6 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code);
 void RegisterGatewayCommand(CLI::App& app, int* exit_code);
 void RegisterBenchCommand(CLI::App& app, int* exit_code);
 void RegisterLakeCommand(CLI::App& app, int* exit_code);
+void RegisterBrokerCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

@@ -32,8 +32,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "demo",
-      "Run the whole system on this machine: Mosquitto, sensors, gateway, server and a "
-      "process-mode enclave, then print a summary");
+      "Run the whole system on this machine: Mosquitto (TLS, a certificate per device), sensors, "
+      "gateway, server and a process-mode enclave, then print a summary");
   cmd->add_option("--users", a->users, "Simulated users")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
@@ -116,6 +116,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         {"malformed_messages", s.malformed},
         {"lost_beats", s.lost_beats},
         {"lost_batches", s.lost_batches},
+        {"lost_beats_detected", s.lost_beats_detected},
+        {"lost_messages_detected", s.lost_messages_detected},
         {"duplicates", s.duplicates},
         {"latency_p50_s", s.latency_s.p50},
         {"latency_p99_s", s.latency_s.p99},
@@ -129,7 +131,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         "\nsummary\n  users %d   beats published %llu (%.0f/s), received %llu, processed in the "
         "enclave %llu\n"
         "  batches %llu   results %llu   windows %llu   malformed messages %llu\n"
-        "  lost: %llu beats, %llu batches   duplicates: %llu\n"
+        "  lost: %llu beats, %llu batches   duplicates: %llu   (gateway's sequence check: %llu "
+        "beats in %llu messages never arrived)\n"
         "  beat-to-result latency: p50 %.2f s, p99 %.2f s (batch interval %.1f s)\n"
         "  server time per batch: mean %.1f ms, p99 %.1f ms\n",
         s.users, static_cast<unsigned long long>(s.beats_published), s.rate(),
@@ -139,7 +142,9 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         static_cast<unsigned long long>(s.windows), static_cast<unsigned long long>(s.malformed),
         static_cast<unsigned long long>(s.lost_beats),
         static_cast<unsigned long long>(s.lost_batches),
-        static_cast<unsigned long long>(s.duplicates), s.latency_s.p50, s.latency_s.p99,
+        static_cast<unsigned long long>(s.duplicates),
+        static_cast<unsigned long long>(s.lost_beats_detected),
+        static_cast<unsigned long long>(s.lost_messages_detected), s.latency_s.p50, s.latency_s.p99,
         s.batch_interval_s, s.server_batch_ms.mean, s.server_batch_ms.p99);
     if (!a->keep.empty()) {
       std::printf(
@@ -152,7 +157,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     }
     cleanup();
     if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";
-    if (s.lost_beats || s.lost_batches || s.duplicates) *exit_code = 2;
+    if (s.lost_beats || s.lost_batches || s.duplicates || s.lost_beats_detected) *exit_code = 2;
   });
 }
 

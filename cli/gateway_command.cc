@@ -4,6 +4,11 @@
 #include <thread>
 
 #include "base/address.h"
+#include "base/file.h"
+#include "broker/broker.h"
+#include "cli/json_out.h"
+
+#include <nlohmann/json.hpp>
 #include "cli/commands.h"
 #include "gateway/gateway.h"
 
@@ -20,6 +25,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   struct Args {
     gateway::Options o;
     std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
+    std::string credentials, stats_json;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -37,7 +43,20 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--ssh-key", a->ssh_key, "SSH private key for --sftp");
   cmd->add_option("--host-key", a->host_key, "The SFTP server's public host key, pinned");
   cmd->add_option("--ssh-user", a->ssh_user, "SSH user")->capture_default_str();
-  cmd->add_option("--broker", a->o.broker, "MQTT broker")->capture_default_str();
+  cmd->add_option("--broker", a->o.broker, "MQTT broker host:port (TLS)")->capture_default_str();
+  cmd->add_option("--credentials", a->credentials,
+                  "A `medstream broker init` folder: its ca.crt and the gateway's certificate");
+  cmd->add_option("--ca", a->o.tls.ca, "The broker CA's certificate (instead of --credentials)");
+  cmd->add_option("--cert", a->o.tls.cert, "The gateway's certificate");
+  cmd->add_option("--key", a->o.tls.key, "The gateway's private key");
+  cmd->add_option("--status-interval", a->o.status_interval_s,
+                  "Seconds between asking the broker for the devices' statuses (they reveal "
+                  "messages lost at the end of a session)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--stats-json", a->stats_json,
+                  "Keep the gateway's counters (beats, batches, results, lost) in this JSON file, "
+                  "rewritten every 5 s and at the end");
   cmd->add_option("--site", a->o.site, "Site (topic medstream/SITE/+/rr)")->capture_default_str();
   cmd->add_option("--batch-beats", a->o.batch_beats, "Cut a user's batch at this many beats")
       ->capture_default_str();
@@ -52,6 +71,13 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::fprintf(stderr, "medstream gateway: error: %s\n", m.c_str());
       *exit_code = 1;
     };
+    if (!a->credentials.empty()) {
+      if (!a->o.tls.cert.empty() || !a->o.tls.key.empty()) {
+        return fail("--credentials DIR or --ca/--cert/--key, not both");
+      }
+      const auto c = broker::ClientCredentials(a->credentials, broker::kGatewayIdentity);
+      a->o.tls = {c.ca, c.cert, c.key};
+    }
     auto jobs = hrv::ParseJobList(a->jobs);
     if (!jobs) {
       return fail(jobs.error().message());
@@ -77,7 +103,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     if (!gw) return fail(gw.error().message());
     std::printf(
         "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
-        "medstream/%s/+/rr\n",
+        "medstream/%s/+/rr (TLS)\n",
         crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
         (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
     if (const auto st = (*gw)->stats(); st.beats_recovered > 0) {
@@ -93,14 +119,36 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       const auto s = (*gw)->stats();
       std::printf(
           "  beats %llu (repeats dropped %llu), batches %llu (uploaded %llu), results %llu, "
-          "windows %llu, malformed %llu\n",
+          "windows %llu, malformed %llu, lost %llu beats in %llu messages\n",
           static_cast<unsigned long long>(s.beats_in),
           static_cast<unsigned long long>(s.beats_stale),
           static_cast<unsigned long long>(s.batches_sealed),
           static_cast<unsigned long long>(s.batches_uploaded),
           static_cast<unsigned long long>(s.results), static_cast<unsigned long long>(s.windows),
-          static_cast<unsigned long long>(s.malformed));
+          static_cast<unsigned long long>(s.malformed),
+          static_cast<unsigned long long>(s.lost_beats),
+          static_cast<unsigned long long>(s.lost_messages));
       std::fflush(stdout);
+      if (!a->stats_json.empty()) {
+        const nlohmann::ordered_json j{{"messages", s.messages},
+                                       {"malformed", s.malformed},
+                                       {"beats_in", s.beats_in},
+                                       {"beats_recovered", s.beats_recovered},
+                                       {"beats_stale", s.beats_stale},
+                                       {"batches_sealed", s.batches_sealed},
+                                       {"batches_uploaded", s.batches_uploaded},
+                                       {"results", s.results},
+                                       {"results_refused", s.results_refused},
+                                       {"beats_processed", s.beats_processed},
+                                       {"windows", s.windows},
+                                       {"lost_messages", s.lost_messages},
+                                       {"lost_beats", s.lost_beats},
+                                       {"recovered_beats", s.recovered_beats},
+                                       {"old_format_messages", s.old_format_messages}};
+        if (auto w = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !w) {
+          std::fprintf(stderr, "gateway: %s\n", w.error().message().c_str());
+        }
+      }
     };
     while (!g_stop_gateway) {
       if (auto s = (*gw)->Tick(); !s)
@@ -119,6 +167,13 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     print();
+    if (const auto st = (*gw)->stats(); st.lost_beats > 0) {
+      std::fprintf(stderr,
+                   "medstream gateway: %llu beats in %llu messages were sent but never arrived "
+                   "(see the warnings above; their windows carry lost_beats)\n",
+                   static_cast<unsigned long long>(st.lost_beats),
+                   static_cast<unsigned long long>(st.lost_messages));
+    }
   });
 }
 

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterDemoCommand(app, &exit_code);
   medstream::cli::RegisterBenchCommand(app, &exit_code);
   medstream::cli::RegisterLakeCommand(app, &exit_code);
+  medstream::cli::RegisterBrokerCommand(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

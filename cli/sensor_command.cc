@@ -12,9 +12,12 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "base/bytes.h"
 #include "base/file.h"
+#include "broker/broker.h"
 #include "cli/commands.h"
 #include "cli/json_out.h"
+#include "crypto/crypto.h"
 #include "mqtt/mqtt.h"
 #include "recording/recording.h"
 #include "sensor/sensor.h"
@@ -60,7 +63,24 @@ struct Source {
     return {};
   }
 
+  // This device's own connection (its certificate is its identity at the broker) and where its
+  // session stands.
+  Status Connect(const mqtt::Client::Options& options) {
+    MEDSTREAM_TRY(c, mqtt::Client::Connect(options));
+    client = std::move(c);
+    return crypto::RandomBytes(
+        {reinterpret_cast<uint8_t*>(&sequence.session), sizeof sequence.session});
+  }
+  // What the device has sent so far, retained by the broker (see sensor.h).
+  Status PublishStatus(const std::string& site, bool final) {
+    const auto payload =
+        sensor::EncodeStatus({sequence.session, sequence.seq, sequence.first_beat, final});
+    return client->Publish(sensor::StatusTopic(site, user), payload, 1, /*retain=*/true);
+  }
+
   std::string user, topic;
+  std::unique_ptr<mqtt::Client> client;
+  sensor::Sequence sequence;  // of the next message
   std::optional<sensor::Generator> generator;
   std::vector<hrv::Beat> replay;
   size_t next = 0;
@@ -70,12 +90,8 @@ struct Source {
 
 // Replays keep the file's times unless --start moves them (see above).
 constexpr double kReplayStartS = 0;
-
-bool ValidDeviceName(const std::string& d) {
-  return !d.empty() && d.size() <= 64 && std::all_of(d.begin(), d.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-  });
-}
+// One connection (and network thread) per device: a process simulates at most this many.
+constexpr int kMaxDevicesPerProcess = 2000;
 
 // "replay-" + the file's name without its extension, other characters as '_', at most 64.
 std::string ReplayDeviceName(const std::string& path) {
@@ -90,7 +106,8 @@ std::string ReplayDeviceName(const std::string& path) {
 
 void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   struct Args {
-    std::string broker = "127.0.0.1:1883";
+    std::string broker = "127.0.0.1:8883";
+    std::string ca, cert, key, credentials;
     std::string site = "demo";
     int users = 20;
     double duration_s = 60;
@@ -108,11 +125,17 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
       "sensor", "Simulate wearable users (or replay a recording) publishing beats over MQTT");
-  cmd->add_option("--broker", a->broker, "MQTT broker host:port")->capture_default_str();
+  cmd->add_option("--broker", a->broker, "MQTT broker host:port (TLS)")->capture_default_str();
+  cmd->add_option("--credentials", a->credentials,
+                  "A `medstream broker init` folder: its ca.crt, and clients/DEVICE.crt and .key "
+                  "for every device simulated (`medstream broker enroll` makes them)");
+  cmd->add_option("--ca", a->ca, "The broker CA's certificate (instead of --credentials)");
+  cmd->add_option("--cert", a->cert, "This device's certificate (one device only)");
+  cmd->add_option("--key", a->key, "This device's private key (one device only)");
   cmd->add_option("--site", a->site, "Site name in the topic medstream/SITE/USER/rr")
       ->capture_default_str();
-  cmd->add_option("--users", a->users, "Simulated users")
-      ->check(CLI::Range(1, 100000))
+  cmd->add_option("--users", a->users, "Simulated users (devices)")
+      ->check(CLI::Range(1, kMaxDevicesPerProcess))
       ->capture_default_str();
   cmd->add_option("--duration", a->duration_s, "Seconds of heart beats per user (simulated time)")
       ->check(CLI::Range(1e-3, hrv::kMaxBeatTimeS / 2))
@@ -134,7 +157,8 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--device", a->device,
                   "Device (user) name of the replay (default: replay-<file name>)")
       ->check([](const std::string& d) {
-        return ValidDeviceName(d) ? std::string() : std::string("1 to 64 of A-Z a-z 0-9 - _");
+        return broker::ValidDeviceName(d) ? std::string()
+                                          : std::string("1 to 64 of A-Z a-z 0-9 - _");
       });
   // Bounded so that every beat made keeps hrv's limits (a time past them would be refused by the
   // gateway, and a huge one stops advancing: t + RR == t).
@@ -156,12 +180,15 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     };
     auto addr = mqtt::ParseAddress(a->broker);
     if (!addr) return fail(addr.error().message());
-    // A persistent session, so messages in flight when the broker goes away are sent again after
-    // it returns (a clean session would drop them); duplicates are harmless downstream.
-    auto client = mqtt::Client::Connect(
-        addr->first, addr->second, "medstream-sensor-" + a->site + "-" + std::to_string(a->seed),
-        /*clean_session=*/false);
-    if (!client) return fail(client.error().message());
+    const bool single = !a->cert.empty() || !a->key.empty();
+    if (single && !a->credentials.empty()) {
+      return fail("--credentials DIR or --ca/--cert/--key, not both");
+    }
+    if (!single && a->credentials.empty()) {
+      return fail(
+          "the broker takes TLS clients with certificates only: pass --credentials DIR (a "
+          "`medstream broker init` folder with the devices enrolled) or --ca/--cert/--key");
+    }
     // Beats are made as they are sent (a Stream-Big run makes tens of millions), one message's
     // worth per user ahead.
     std::vector<Source> users;
@@ -187,6 +214,28 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
         src.generator.emplace(a->seed, u, a->start_s);
         users.push_back(std::move(src));
       }
+    }
+    if (single && users.size() != 1) {
+      return fail("--cert/--key are one device's; " + std::to_string(users.size()) +
+                  " users need --credentials DIR");
+    }
+    // Each device connects as itself. A persistent session, so messages in flight when the broker
+    // goes away are sent again after it returns (a clean session would drop them); duplicates are
+    // harmless downstream.
+    for (Source& src : users) {
+      broker::Credentials c = single ? broker::Credentials{a->ca, a->cert, a->key}
+                                     : broker::ClientCredentials(a->credentials, src.user);
+      mqtt::Client::Options co;
+      co.host = addr->first;
+      co.port = addr->second;
+      co.client_id = "medstream-sensor-" + a->site + "-" + src.user;
+      co.tls = {c.ca, c.cert, c.key};
+      co.clean_session = false;
+      if (auto s = src.Connect(co); !s) {
+        return fail(src.user + ": " + s.error().message());
+      }
+      // A new session starts: say so before its first message (sensor.h).
+      if (auto s = src.PublishStatus(a->site, false); !s) return fail(s.error().message());
     }
     double speed = a->speed;
     if (a->rate > 0) {
@@ -244,8 +293,12 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       if (speed > 0) {
         std::this_thread::sleep_until(wall0 + std::chrono::duration<double>(at / speed));
       }
-      const auto payload = sensor::EncodePayload(due->message);
-      if (auto s = (*client)->Publish(due->topic, payload, 1); !s) return fail(s.error().message());
+      const auto payload = sensor::EncodePayload(due->sequence, due->message);
+      if (auto s = due->client->Publish(due->topic, payload, 1); !s) {
+        return fail(s.error().message());
+      }
+      ++due->sequence.seq;
+      due->sequence.first_beat += due->message.size();
       due->Sent();
       published += due->message.size();
       ++messages;
@@ -256,9 +309,18 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
                     100 * std::min(1.0, at / heart_span));
         std::fflush(stdout);
         last_report = now;
+        for (Source& src : users) {
+          if (auto s = src.PublishStatus(a->site, false); !s) return fail(s.error().message());
+        }
       }
     }
-    if (auto s = (*client)->Flush(30000); !s) return fail(s.error().message());
+    // The final status: how much each device sent, kept by the broker for the gateway.
+    for (Source& src : users) {
+      if (auto s = src.PublishStatus(a->site, true); !s) return fail(s.error().message());
+    }
+    for (Source& src : users) {
+      if (auto s = src.client->Flush(30000); !s) return fail(src.user + ": " + s.error().message());
+    }
     const double wall =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     std::printf(

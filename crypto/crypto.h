@@ -171,11 +171,17 @@ class Certificate {
     std::string common_name;
     std::string organization;
   };
+  // Extensions a TLS certificate needs besides the defaults, in OpenSSL's config syntax.
+  struct Extras {
+    std::string subject_alt_name;    // e.g. "IP:127.0.0.1,DNS:localhost"
+    std::string extended_key_usage;  // e.g. "serverAuth" or "clientAuth"
+  };
   // A certificate signed by `issuer_key` (self-signed when issuer is null). CA certificates get
   // basicConstraints CA:TRUE and keyCertSign.
   static Result<Certificate> Issue(const Name& subject, const EcKey& subject_key,
                                    const Certificate* issuer, const EcKey& issuer_key, bool ca,
-                                   int64_t not_before, int64_t not_after, uint64_t serial);
+                                   int64_t not_before, int64_t not_after, uint64_t serial,
+                                   const Extras& extras = {});
 
  private:
   explicit Certificate(void* x509) : x509_(x509) {}

@@ -298,7 +298,8 @@ int64_t Certificate::NotAfter() const {
 
 Result<Certificate> Certificate::Issue(const Name& subject, const EcKey& subject_key,
                                        const Certificate* issuer, const EcKey& issuer_key, bool ca,
-                                       int64_t not_before, int64_t not_after, uint64_t serial) {
+                                       int64_t not_before, int64_t not_after, uint64_t serial,
+                                       const Extras& extras) {
   X509Ptr x(X509_new());
   X509_NAME* name = X509_NAME_new();
   auto add = [&](const char* field, const std::string& value) {
@@ -322,14 +323,18 @@ Result<Certificate> Certificate::Issue(const Name& subject, const EcKey& subject
   if (!ok) return OpensslFailure("certificate construction failed");
   X509V3_CTX v3;
   X509V3_set_ctx(&v3, issuer ? Cert(issuer->native()) : x.get(), x.get(), nullptr, nullptr, 0);
-  const std::pair<int, const char*> exts[] = {
+  std::vector<std::pair<int, std::string>> exts = {
       {NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE"},
       {NID_key_usage, ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature"},
       {NID_subject_key_identifier, "hash"},
       {NID_authority_key_identifier, "keyid:always"},
   };
+  if (!extras.subject_alt_name.empty())
+    exts.emplace_back(NID_subject_alt_name, extras.subject_alt_name);
+  if (!extras.extended_key_usage.empty())
+    exts.emplace_back(NID_ext_key_usage, extras.extended_key_usage);
   for (const auto& [nid, value] : exts) {
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value);
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &v3, nid, value.c_str());
     if (!ext || X509_add_ext(x.get(), ext, -1) != 1) {
       X509_EXTENSION_free(ext);
       return OpensslFailure("certificate extension failed");

@@ -90,8 +90,11 @@ int main(int argc, char** argv) {
   const std::span all(beats);
   // MQTT payloads.
   for (size_t n : {1, 3, 10, 100, 1024}) {
-    Put("mqtt_payload", "beats-" + std::to_string(n), sensor::EncodePayload(all.first(n)));
+    Put("mqtt_payload", "beats-" + std::to_string(n),
+        sensor::EncodePayload({.session = 42, .seq = n, .first_beat = 3 * n}, all.first(n)));
+    Put("mqtt_payload", "v1-beats-" + std::to_string(n), sensor::EncodePayloadV1(all.first(n)));
   }
+  Put("mqtt_payload", "status", sensor::EncodeStatus({42, 10, 30, true}));
   // Batch files, plain and under the targets' fixed key.
   auto batch_gcm = crypto::AesGcm::Create(FixedKey(7, 1)).value();
   for (size_t n : {1, 50, 400}) {

@@ -1,14 +1,25 @@
-// The MQTT payload a sensor publishes, as the gateway decodes it (sensor::DecodePayload).
+// The MQTT payloads a sensor publishes, as the gateway decodes them: beat messages (versions 1 and
+// 2, sensor::DecodeMessage) and device statuses (sensor::DecodeStatus).
 #include "fuzz/fuzz.h"
 #include "sensor/sensor.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;
-  auto beats = sensor::DecodePayload(fuzz::Bytes(data, size));
-  if (!beats) return 0;
-  // Whatever is accepted keeps hrv's limits and encodes back to the same bytes.
-  for (const hrv::Beat& b : *beats) MEDSTREAM_FUZZ_CHECK(hrv::BeatInLimits(b));
-  const auto again = sensor::EncodePayload(*beats);
-  MEDSTREAM_FUZZ_CHECK(again.size() == size && std::equal(again.begin(), again.end(), data));
+  const auto bytes = fuzz::Bytes(data, size);
+  if (auto m = sensor::DecodeMessage(bytes)) {
+    // Whatever is accepted keeps hrv's and the sequence's limits and encodes back to the same
+    // bytes.
+    for (const hrv::Beat& b : m->beats) MEDSTREAM_FUZZ_CHECK(hrv::BeatInLimits(b));
+    MEDSTREAM_FUZZ_CHECK(m->sequence.seq <= sensor::kMaxSequence &&
+                         m->sequence.first_beat <= sensor::kMaxSequence);
+    const auto again = m->version == 1 ? sensor::EncodePayloadV1(m->beats)
+                                       : sensor::EncodePayload(m->sequence, m->beats);
+    MEDSTREAM_FUZZ_CHECK(again.size() == size && std::equal(again.begin(), again.end(), data));
+  }
+  if (auto st = sensor::DecodeStatus(bytes)) {
+    MEDSTREAM_FUZZ_CHECK(st->beats >= st->messages && st->beats <= sensor::kMaxSequence);
+    const auto again = sensor::EncodeStatus(*st);
+    MEDSTREAM_FUZZ_CHECK(again.size() == size && std::equal(again.begin(), again.end(), data));
+  }
   return 0;
 }

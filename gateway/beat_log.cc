@@ -26,7 +26,32 @@ std::unexpected<Error> SysError(const std::string& what, const std::string& path
   return IoError(what + " " + path + ": " + std::strerror(errno));
 }
 
+constexpr size_t kSequenceSize = 1 + 3 * 8;
+
+std::optional<BeatLog::Record> DecodeRecord(crypto::ByteView plain) {
+  if (plain.size() < kSequenceSize || plain[0] > 1) return std::nullopt;
+  BeatLog::Record r;
+  if (plain[0] == 1) {
+    sensor::Sequence sq;
+    std::memcpy(&sq.session, plain.data() + 1, 8);
+    std::memcpy(&sq.seq, plain.data() + 9, 8);
+    std::memcpy(&sq.first_beat, plain.data() + 17, 8);
+    r.sequence = sq;
+  }
+  auto beats = wire::DecodeBeats(plain.subspan(kSequenceSize));
+  if (!beats) return std::nullopt;
+  r.beats = std::move(*beats);
+  return r;
+}
+
 }  // namespace
+
+std::vector<hrv::Beat> BeatLog::TakeRecovered() {
+  std::vector<hrv::Beat> out;
+  for (const Record& r : recovered_) out.insert(out.end(), r.beats.begin(), r.beats.end());
+  recovered_.clear();
+  return out;
+}
 
 Result<crypto::Key256> BeatLogKey(const crypto::Key256& data_key) {
   crypto::Key256 k;
@@ -48,7 +73,8 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
   }
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return SysError("cannot open the write-ahead log", path);
-  BeatLog log(fd, std::move(gcm), "MSW1" + user, path);
+  BeatLog log(fd, std::move(gcm), user, path);
+  const std::string aad_v1 = "MSW1" + user;
   // Replay the intact records; a torn last one (the crash came mid-write) is cut off.
   size_t off = 0;
   while (off < bytes.size()) {
@@ -59,16 +85,18 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
                           len <= kMaxRecordCipher &&
                           left >= kLengthSize + crypto::AesGcm::kNonceSize + len;
     const size_t end = complete ? off + kLengthSize + crypto::AesGcm::kNonceSize + len : 0;
-    std::optional<std::vector<hrv::Beat>> beats;
+    std::optional<Record> record;
     if (complete) {
       const crypto::ByteView nonce(bytes.data() + off + kLengthSize, crypto::AesGcm::kNonceSize);
       const crypto::ByteView cipher(bytes.data() + off + kLengthSize + crypto::AesGcm::kNonceSize,
                                     len);
       if (auto plain = log.gcm_.Open(nonce, crypto::AsBytes(log.aad_), cipher)) {
-        if (auto b = wire::DecodeBeats(*plain)) beats = std::move(*b);
+        record = DecodeRecord(*plain);
+      } else if (auto old = log.gcm_.Open(nonce, crypto::AsBytes(aad_v1), cipher)) {
+        if (auto b = wire::DecodeBeats(*old)) record = Record{std::nullopt, std::move(*b)};
       }
     }
-    if (!beats) {
+    if (!record) {
       if (complete && end < bytes.size()) {
         return Corrupt("the gateway's write-ahead log " + path + " is damaged at byte " +
                        std::to_string(off) + " (not a torn last record: more records follow)");
@@ -86,7 +114,7 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
       }
       break;
     }
-    log.recovered_.insert(log.recovered_.end(), beats->begin(), beats->end());
+    log.recovered_.push_back(std::move(*record));
     off = end;
   }
   if (lseek(fd, static_cast<off_t>(off), SEEK_SET) < 0) return SysError("cannot seek in", path);
@@ -120,9 +148,21 @@ BeatLog::~BeatLog() {
   if (fd_ >= 0) close(fd_);
 }
 
-Status BeatLog::Append(std::span<const hrv::Beat> beats) {
-  crypto::Bytes plain;
-  wire::EncodeBeats(beats, &plain);
+Status BeatLog::Append(std::span<const hrv::Beat> beats,
+                       const std::optional<sensor::Sequence>& sequence) {
+  crypto::Bytes plain(kSequenceSize, 0);
+  if (sequence) {
+    plain[0] = 1;
+    std::memcpy(plain.data() + 1, &sequence->session, 8);
+    std::memcpy(plain.data() + 9, &sequence->seq, 8);
+    std::memcpy(plain.data() + 17, &sequence->first_beat, 8);
+  }
+  {
+    crypto::Bytes encoded;
+    wire::EncodeBeats(beats, &encoded);
+    plain.insert(plain.end(), encoded.begin(), encoded.end());
+    crypto::Wipe(encoded);
+  }
   crypto::Bytes record(kRecordOverhead + plain.size());
   const uint32_t len = static_cast<uint32_t>(plain.size() + crypto::AesGcm::kTagSize);
   std::memcpy(record.data(), &len, kLengthSize);

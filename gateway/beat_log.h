@@ -7,8 +7,10 @@
 // is sealed into the spool the log starts afresh.
 //
 // One file per user, STATE/wal/<user>.wal, a sequence of records
-//   length u32 | nonce (12) | AES-256-GCM(beats as wire::EncodeBeats) with tag,
-//   AAD = "MSW1" | user name.
+//   length u32 | nonce (12) | AES-256-GCM(message) with tag, AAD = "MSW2" | user name,
+//   message = has_sequence u8 | session u64 | seq u64 | first_beat u64 | beats (wire::EncodeBeats)
+// so that replaying the log also replays the device's message sequence (gateway/sequence.h).
+// Records of the first format (AAD "MSW1", the beats alone) are still read.
 // A record is written with one write(2): a process crash leaves at most a torn last record, which
 // is dropped on opening (its message was not acknowledged). A whole last record that does not
 // authenticate (power loss can leave one) is moved to <path>.damaged-<time> and said in note(). A
@@ -17,12 +19,14 @@
 // gateway calls it at most once a second.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "crypto/crypto.h"
 #include "hrv/types.h"
+#include "sensor/sensor.h"
 
 namespace medstream::gateway {
 
@@ -35,22 +39,31 @@ class BeatLog {
   BeatLog& operator=(BeatLog&&) noexcept;
   ~BeatLog();
 
-  Status Append(std::span<const hrv::Beat> beats);
+  // One logged message: its sequence when it carried one (payload version 2).
+  struct Record {
+    std::optional<sensor::Sequence> sequence;
+    std::vector<hrv::Beat> beats;
+  };
+
+  Status Append(std::span<const hrv::Beat> beats,
+                const std::optional<sensor::Sequence>& sequence = std::nullopt);
   Status Sync();   // fdatasync when something was appended since the last one
   Status Reset();  // empty the log (its beats are now in a sealed batch)
-  std::vector<hrv::Beat> TakeRecovered() { return std::move(recovered_); }
+  // The recovered records (TakeRecovered: their beats only). Either empties them.
+  std::vector<Record> TakeRecoveredRecords() { return std::move(recovered_); }
+  std::vector<hrv::Beat> TakeRecovered();
   bool dirty() const { return dirty_; }
   const std::string& note() const { return note_; }  // what opening had to set aside, if anything
 
  private:
-  BeatLog(int fd, crypto::AesGcm gcm, std::string aad, std::string path)
-      : fd_(fd), gcm_(std::move(gcm)), aad_(std::move(aad)), path_(std::move(path)) {}
+  BeatLog(int fd, crypto::AesGcm gcm, std::string user, std::string path)
+      : fd_(fd), gcm_(std::move(gcm)), aad_("MSW2" + user), path_(std::move(path)) {}
   int fd_ = -1;
   crypto::AesGcm gcm_;
   std::string aad_;
   std::string path_;
   bool dirty_ = false;
-  std::vector<hrv::Beat> recovered_;
+  std::vector<Record> recovered_;
   std::string note_;
 };
 

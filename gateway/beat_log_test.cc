@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 
 #include "base/file.h"
+#include "wire/wire.h"
 
 namespace medstream::gateway {
 namespace {
@@ -40,6 +42,47 @@ class BeatLogTest : public ::testing::Test {
   std::string dir_, path_;
   crypto::Key256 key_;
 };
+
+// Issue 12: each record keeps its message's sequence, so a restart replays the device's message
+// numbers too; a log of the first format (beats only) is still read.
+TEST_F(BeatLogTest, RecordsKeepTheirMessageSequenceAndTheFirstFormatIsStillRead) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 3), sensor::Sequence{.session = 5, .seq = 0, .first_beat = 0}));
+    ASSERT_TRUE(log.Append(Beats(3, 2)));  // a version 1 message: no sequence
+    ASSERT_TRUE(log.Append(Beats(5, 1), sensor::Sequence{.session = 5, .seq = 2, .first_beat = 5}));
+  }
+  {
+    auto records = BeatLog::Open(path_, key_, "user-0001").value().TakeRecoveredRecords();
+    ASSERT_EQ(records.size(), 3u);
+    ASSERT_TRUE(records[0].sequence.has_value());
+    EXPECT_EQ(records[0].sequence->session, 5u);
+    EXPECT_EQ(records[0].beats, Beats(0, 3));
+    EXPECT_FALSE(records[1].sequence.has_value());
+    EXPECT_EQ(records[1].beats, Beats(3, 2));
+    EXPECT_EQ(records[2].sequence->seq, 2u);
+    EXPECT_EQ(records[2].sequence->first_beat, 5u);
+  }
+  // A record as the first format wrote it: AAD "MSW1" + user, the beats alone.
+  crypto::Bytes plain;
+  wire::EncodeBeats(Beats(7, 4), &plain);
+  std::array<uint8_t, crypto::AesGcm::kNonceSize> nonce{};
+  nonce[0] = 9;
+  auto gcm = crypto::AesGcm::Create(key_).value();
+  const auto sealed = gcm.Seal(nonce, crypto::AsBytes(std::string("MSW1user-0001")), plain).value();
+  const uint32_t len = static_cast<uint32_t>(sealed.size());
+  std::ofstream(path_, std::ios::binary | std::ios::app)
+      .write(reinterpret_cast<const char*>(&len), 4)
+      .write(reinterpret_cast<const char*>(nonce.data()), nonce.size())
+      .write(reinterpret_cast<const char*>(sealed.data()),
+             static_cast<std::streamsize>(sealed.size()));
+  auto log = BeatLog::Open(path_, key_, "user-0001").value();
+  EXPECT_TRUE(log.note().empty()) << log.note();
+  const auto records = log.TakeRecoveredRecords();
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_FALSE(records[3].sequence.has_value());
+  EXPECT_EQ(records[3].beats, Beats(7, 4));
+}
 
 TEST_F(BeatLogTest, RecoversWhatWasAppendedAndStartsAfreshAfterReset) {
   {

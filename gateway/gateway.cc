@@ -24,6 +24,9 @@ const uint64_t kMaxResultBytes =
 
 namespace fs = std::filesystem;
 
+// Devices the gateway follows at most (each one's state is small, but not free).
+constexpr size_t kMaxDevices = 100000;
+
 bool ValidUser(const std::string& u) {
   return !u.empty() && u.size() <= 64 && std::all_of(u.begin(), u.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
@@ -172,13 +175,18 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   // is away (a restart, a crash), and sends unacknowledged ones again. The handler is in place
   // before the connection, since queued messages arrive at once.
   Gateway* raw = g.get();
-  MEDSTREAM_TRY(client, mqtt::Client::Connect(
-                            addr.first, addr.second, "medstream-gateway-" + options.site,
-                            /*clean_session=*/false,
-                            mqtt::Client::Subscription{
-                                .pattern = "medstream/" + options.site + "/+/rr",
-                                .qos = 1,
-                                .handler = [raw](const mqtt::Message& m) { raw->OnMessage(m); }}));
+  mqtt::Client::Options co;
+  co.host = addr.first;
+  co.port = addr.second;
+  co.client_id = "medstream-gateway-" + options.site;
+  co.tls = options.tls;
+  co.clean_session = false;
+  co.subscription =
+      mqtt::Client::Subscription{.pattern = "medstream/" + options.site + "/+/rr",
+                                 .qos = 1,
+                                 .handler = [raw](const mqtt::Message& m) { raw->OnMessage(m); }};
+  co.also_subscribe = {"medstream/" + options.site + "/+/status"};
+  MEDSTREAM_TRY(client, mqtt::Client::Connect(co));
   g->mqtt_ = std::move(client);
   return g;
 }
@@ -207,6 +215,10 @@ Status Gateway::LoadOrCreateKeys() {
 }
 
 Status Gateway::Recover() {
+  if (auto text = ReadFileText(options_.state_dir + "/devices")) {
+    MEDSTREAM_TRY(devices, SequenceTracker::Load(*text));
+    devices_ = std::move(devices);
+  }
   // STATE/seq: "user next_seq sealed_until" per line (older files lack the third field).
   if (auto text = ReadFileText(options_.state_dir + "/seq")) {
     std::istringstream in(*text);
@@ -242,8 +254,14 @@ Status Gateway::Recover() {
       ++s.next_seq;
       adopted = true;
     }
-    std::vector<hrv::Beat> logged = s.log->TakeRecovered();
-    stats_.beats_recovered += Merge(s, logged);
+    // The log replays each message's sequence too (a no-op for what STATE/devices already has).
+    for (const BeatLog::Record& r : s.log->TakeRecoveredRecords()) {
+      if (r.sequence && !r.beats.empty()) {
+        devices_.OnMessage(user, *r.sequence, r.beats.size(), r.beats.front().t_s,
+                           r.beats.back().t_s);
+      }
+      stats_.beats_recovered += Merge(s, r.beats);
+    }
     if (!s.open.empty()) s.opened = std::chrono::steady_clock::now();
   }
   if (adopted) return SaveSequences();
@@ -305,21 +323,71 @@ size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
   return s.open.size() - before;
 }
 
+void Gateway::Say(const std::string& user, const Observation& o, const char* what) {
+  if (o.lost_beats == 0 && o.lost_messages == 0 && o.recovered_beats == 0) return;
+  devices_dirty_ = true;
+  // Bounded: a broker dropping all day must not fill the disk with this line.
+  constexpr uint64_t kMaxLossLines = 1000;
+  if (++loss_lines_ > kMaxLossLines) return;
+  if (o.recovered_beats > 0) {
+    std::fprintf(stderr, "gateway: %s: %llu beats thought lost arrived late after all\n",
+                 user.c_str(), static_cast<unsigned long long>(o.recovered_beats));
+  } else {
+    std::fprintf(stderr,
+                 "gateway: warning: %s: %llu messages (%llu beats) it sent never arrived (%s); "
+                 "counted as lost, windows over them are marked\n",
+                 user.c_str(), static_cast<unsigned long long>(o.lost_messages),
+                 static_cast<unsigned long long>(o.lost_beats), what);
+  }
+  if (loss_lines_ == kMaxLossLines) {
+    std::fprintf(stderr, "gateway: (no more loss lines; the counts in the stats go on)\n");
+  }
+}
+
+void Gateway::OnStatusMessage(const std::string& user, const mqtt::Message& m) {
+  auto status = sensor::DecodeStatus(m.payload);
+  if (!status) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a malformed status on %s: %s\n", m.topic.c_str(),
+                 status.error().message().c_str());
+    return;
+  }
+  // Bounded: a status creates a device's entry only while there are fewer than kMaxDevices.
+  if (!ValidUser(user) ||
+      (!devices_.devices().contains(user) && devices_.devices().size() >= kMaxDevices)) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a status on %s: bad device name or too many devices\n",
+                 m.topic.c_str());
+    return;
+  }
+  Say(user, devices_.OnStatus(user, *status), "the end of its session, by its status");
+}
+
 void Gateway::OnMessage(const mqtt::Message& m) {
   std::lock_guard lock(mu_);
   ++stats_.messages;
-  // medstream/<site>/<user>/rr
+  // medstream/<site>/<user>/rr or .../status
   const std::string prefix = "medstream/" + options_.site + "/";
   std::string user;
+  if (m.topic.starts_with(prefix) && m.topic.ends_with("/status")) {
+    return OnStatusMessage(m.topic.substr(prefix.size(), m.topic.size() - prefix.size() - 7), m);
+  }
   if (m.topic.starts_with(prefix) && m.topic.ends_with("/rr")) {
     user = m.topic.substr(prefix.size(), m.topic.size() - prefix.size() - 3);
   }
-  auto beats = sensor::DecodePayload(m.payload);
-  if (!ValidUser(user) || !beats) {
+  auto message = sensor::DecodeMessage(m.payload);
+  if (!ValidUser(user) || !message) {
     ++stats_.malformed;
     std::fprintf(stderr, "gateway: dropped a malformed message on %s: %s\n", m.topic.c_str(),
-                 beats ? "bad user name" : beats.error().message().c_str());
+                 message ? "bad user name" : message.error().message().c_str());
     return;
+  }
+  const std::vector<hrv::Beat>* beats = &message->beats;
+  std::optional<sensor::Sequence> sequence;
+  if (message->version >= 2) {
+    sequence = message->sequence;
+  } else {
+    ++stats_.old_format_messages;
   }
   auto stream = StreamFor(user);
   if (!stream) {
@@ -329,8 +397,13 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   Stream& s = **stream;
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
-  if (auto st = s.log->Append(*beats); !st) {
+  if (auto st = s.log->Append(*beats, sequence); !st) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+  if (sequence) {
+    Say(s.user,
+        devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s),
+        "a gap in its message sequence");
   }
   if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
   const uint64_t stale_before = stats_.beats_stale;
@@ -360,6 +433,10 @@ Status Gateway::SaveSequences() {
   for (const auto& [user, s] : streams_) {
     text += fmt::format("{} {} {}\n", user, s.next_seq, s.sealed_until);
   }
+  if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+    return st;
+  }
+  devices_dirty_ = false;
   return WriteFileAtomic(options_.state_dir + "/seq", text, 0600);
 }
 
@@ -413,6 +490,7 @@ Status Gateway::ReadResults(Stream& s) {
     // Formatted directly: a Stream-Big result carries tens of thousands of windows.
     fmt::memory_buffer jsonl;
     std::map<hrv::JobKind, fmt::memory_buffer> csv;
+    double last_window_start = -std::numeric_limits<double>::infinity();
     for (const auto& [kind, out] : r->jobs) {
       const auto metrics = hrv::JobMetrics(kind);
       auto& rows = csv[kind];
@@ -430,6 +508,12 @@ Status Gateway::ReadResults(Stream& s) {
         field("t_end", w.t_end);
         field("coverage", w.coverage);
         for (const hrv::MetricInfo* m : metrics) field(m->name, w.metrics.*(m->field));
+        // Beats the device sent inside this window that never arrived: the window is not the
+        // complete data its numbers would suggest.
+        const uint64_t lost = devices_.LostBeatsIn(s.user, w.t_start, w.t_end);
+        fmt::format_to(std::back_inserter(jsonl), ",\"lost_beats\":{}", lost);
+        fmt::format_to(std::back_inserter(rows), ",{}", lost);
+        last_window_start = std::max(last_window_start, w.t_start);
         jsonl.append(std::string_view("}\n"));
         rows.push_back('\n');
         ++stats_.windows;
@@ -438,6 +522,7 @@ Status Gateway::ReadResults(Stream& s) {
     for (const auto& [kind, rows] : csv) {
       std::string header = "seq,t_start,t_end,coverage";
       for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
+      header += ",lost_beats";
       if (auto st = AppendBlock(
               options_.results_dir + "/" + s.user + "." + std::string(hrv::JobName(kind)) + ".csv",
               fmt::to_string(rows), header + "\n");
@@ -453,6 +538,11 @@ Status Gateway::ReadResults(Stream& s) {
         !st) {
       return st;
     }
+    // Later windows start later: a gap ending before this one's start marks none of them.
+    // (Results carry windows of every job; the longest job's windows start earliest.)
+    if (std::isfinite(last_window_start)) {
+      devices_.ForgetGapsBefore(s.user, last_window_start - options_.config.windows.window_s);
+    }
     ++stats_.results;
     stats_.beats_processed += r->beats;
     if (r->missing_before) ++stats_.gaps_reported;
@@ -466,9 +556,18 @@ Status Gateway::ReadResults(Stream& s) {
 }
 
 Status Gateway::Tick() {
-  std::lock_guard lock(mu_);
   const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
+    AskStatuses();
+  }
+  std::lock_guard lock(mu_);
   if (now - last_sync_ >= std::chrono::seconds(1)) {
+    if (devices_dirty_) {
+      if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+        return st;
+      }
+      devices_dirty_ = false;
+    }
     // Durable against power loss too, in groups (a process crash loses nothing in between).
     for (auto& [user, s] : streams_) {
       if (auto st = s.log->Sync(); !st) return st;
@@ -497,6 +596,14 @@ Status Gateway::Tick() {
   return {};
 }
 
+void Gateway::AskStatuses() {
+  // Outside the lock: the broker's answer comes through the message handler, which takes it.
+  last_status_ask_ = std::chrono::steady_clock::now();
+  if (auto st = mqtt_->Resubscribe("medstream/" + options_.site + "/+/status", 0); !st) {
+    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+}
+
 Status Gateway::CutAll() {
   std::lock_guard lock(mu_);
   for (auto& [user, s] : streams_) {
@@ -507,7 +614,11 @@ Status Gateway::CutAll() {
 
 Stats Gateway::stats() const {
   std::lock_guard lock(mu_);
-  return stats_;
+  Stats st = stats_;
+  st.lost_messages = devices_.lost_messages();
+  st.lost_beats = devices_.lost_beats();
+  st.recovered_beats = devices_.recovered_beats();
+  return st;
 }
 
 size_t Gateway::outstanding() const {

@@ -7,7 +7,9 @@
 //   STATE/spool/        sealed batches not yet uploaded (a crash or a server outage loses none)
 //   STATE/wal/<user>.wal  encrypted write-ahead log of the beats of the open batch (beat_log.h)
 //   STATE/seq           per user: the next sequence number and the time of the last beat sealed
-//   RESULTS/<user>.csv  one row per window: seq, window, metrics; RESULTS/<user>.jsonl likewise
+//   STATE/devices       per device: its message sequence and what never arrived (sequence.h)
+//   RESULTS/<user>.<job>.csv  one row per window: seq, window, metrics, lost_beats (beats sent
+//                       inside the window that never arrived); RESULTS/<user>.jsonl likewise
 //
 // Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
 // Before any key leaves, the gateway attests the enclave (through the server's relay socket) and
@@ -21,6 +23,13 @@
 // a sealed batch or in the log; beats at or before the last sealed time (a message delivered again)
 // are dropped, so none is sealed twice; a spooled batch that STATE/seq does not know yet (the crash
 // came between the two writes) is adopted, so no sequence number is sealed twice either.
+//
+// Loss. Each message carries its device's session and sequence numbers and each device keeps a
+// retained status on the broker (sensor.h); the gateway counts every message and beat that never
+// arrived (a broker that dropped them, a queue that overflowed), says so at warning level, reports
+// it in stats() and marks every window built over a hole with the beats missing in it.
+// STATE/devices is saved with STATE/seq and at most once a second; the write-ahead log records each
+// message's sequence, so a restart replays it and counts the same.
 #pragma once
 
 #include <chrono>
@@ -36,6 +45,7 @@
 #include "client/client.h"
 #include "enclave/edge.h"
 #include "gateway/beat_log.h"
+#include "gateway/sequence.h"
 #include "mqtt/mqtt.h"
 #include "sftp/sftp.h"
 
@@ -63,8 +73,11 @@ struct Options {
   std::string results_dir;
   std::string server_dir;            // local-directory link: its inbox, outbox and enclave.sock
   std::optional<sftp::Target> sftp;  // SFTP link instead (relay at server_dir/enclave.sock)
-  std::string broker = "127.0.0.1:1883";
+  std::string broker = "127.0.0.1:8883";
+  mqtt::Tls tls;  // the broker's CA and the gateway's certificate (broker/broker.h)
   std::string site = "demo";
+  // How often the devices' retained statuses are asked for again (they reveal a lost tail).
+  double status_interval_s = 10;
   size_t batch_beats = 1000;
   double batch_seconds = 10;
   enclave::StreamConfig config;
@@ -85,7 +98,10 @@ struct Stats {
   uint64_t beats_processed = 0;
   uint64_t windows = 0;
   uint64_t gaps_reported = 0;
-  std::vector<double> latency_s;  // first beat of a batch received -> its result read
+  // Sent by the devices but never received (sequence.h); recovered: arrived late, after all.
+  uint64_t lost_messages = 0, lost_beats = 0, recovered_beats = 0;
+  uint64_t old_format_messages = 0;  // payload version 1: no sequence, losses not countable
+  std::vector<double> latency_s;     // first beat of a batch received -> its result read
 };
 
 class Gateway {
@@ -97,6 +113,9 @@ class Gateway {
   Status Tick();
   // Cuts every open batch now (end of a run).
   Status CutAll();
+  // Asks the broker for the devices' retained statuses now (Tick does every status_interval_s);
+  // they arrive through the message handler. Not under the gateway's lock.
+  void AskStatuses();
   Stats stats() const;
   // Batches sealed but whose results have not been read yet.
   size_t outstanding() const;
@@ -129,12 +148,18 @@ class Gateway {
   Status UploadSpool();
   Status ReadResults(Stream& s);
   Status SaveSequences();
+  void OnStatusMessage(const std::string& user, const mqtt::Message& m);
+  void Say(const std::string& user, const Observation& o, const char* what);
+  void CountLoss();
 
   Options options_;
   crypto::Key256 data_key_;
   crypto::Key256 pseudonym_key_;
   crypto::Key256 log_key_;
-  std::chrono::steady_clock::time_point last_sync_;
+  std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
+  SequenceTracker devices_;
+  bool devices_dirty_ = false;
+  uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)
   uint32_t key_id_ = 1;
   attest::Claims claims_;
   mutable std::mutex mu_;

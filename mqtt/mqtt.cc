@@ -4,9 +4,15 @@
 
 #include <mosquitto.h>
 
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -28,18 +34,34 @@ struct Client::Impl {
   std::string pattern;  // re-subscribed on every (re)connection
   int qos = 1;
   std::atomic<int> connects{0};
+  std::atomic<int> connack{-1};  // the first CONNACK's code, -1 until it arrives
   int connects_seen = 1;
   std::mutex mu;
   std::condition_variable cv;
   uint64_t published = 0;
   std::atomic<uint64_t> acked{0};
   std::atomic<int> subacks{0};
+  std::atomic<int> refused{0};
+  std::vector<std::string> extra;  // further subscriptions, same handler
 };
 
-Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int port,
-                                                const std::string& client_id, bool clean_session,
-                                                std::optional<Subscription> subscription) {
+Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
   std::call_once(g_init, [] { mosquitto_lib_init(); });
+  const std::string& host = o.host;
+  const int port = o.port;
+  for (const auto& [what, path] : {std::pair{"--ca (the broker's CA certificate)", o.tls.ca},
+                                   {"--cert (this client's certificate)", o.tls.cert},
+                                   {"--key (this client's private key)", o.tls.key}}) {
+    if (path.empty()) {
+      return InvalidArgument(std::string("MQTT over TLS needs ") + what +
+                             "; `medstream broker init` and `medstream broker enroll` make them");
+    }
+    if (access(path.c_str(), R_OK) != 0) {
+      return InvalidArgument(std::string(what) + ": cannot read " + path + ": " +
+                             std::strerror(errno));
+    }
+  }
+  std::optional<Subscription> subscription = o.subscription;
   std::unique_ptr<Client> c(new Client);
   c->impl_ = std::make_unique<Impl>();
   Impl* impl = c->impl_.get();
@@ -48,21 +70,52 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
     impl->pattern = subscription->pattern;
     impl->qos = subscription->qos;
   }
-  impl->m = mosquitto_new(client_id.c_str(), clean_session, impl);
+  impl->extra = o.also_subscribe;
+  impl->m = mosquitto_new(o.client_id.c_str(), o.clean_session, impl);
   if (!impl->m) return Fail(Error::Code::kInternal, "mosquitto_new failed");
+  // Verify the broker (its chain to our CA, and its name against `host`), and present our own
+  // certificate: the broker takes our identity from it.
+  if (const int trc = mosquitto_tls_set(impl->m, o.tls.ca.c_str(), nullptr, o.tls.cert.c_str(),
+                                        o.tls.key.c_str(), nullptr);
+      trc != MOSQ_ERR_SUCCESS) {
+    return InvalidArgument("MQTT TLS files (" + o.tls.ca + ", " + o.tls.cert + ", " + o.tls.key +
+                           "): " + MosqError(trc));
+  }
+  mosquitto_tls_opts_set(impl->m, /*SSL_VERIFY_PEER*/ 1, "tlsv1.2", nullptr);
+  mosquitto_tls_insecure_set(impl->m, false);
   mosquitto_int_option(impl->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
   mosquitto_max_inflight_messages_set(impl->m, 1000);
   // After a broker restart libmosquitto reconnects by itself; subscribe again each time.
   mosquitto_connect_callback_set(impl->m, [](mosquitto* m, void* obj, int rc) {
     auto* i = static_cast<Impl*>(obj);
     if (rc == 0) i->connects.fetch_add(1);
-    if (rc == 0 && !i->pattern.empty()) mosquitto_subscribe(m, nullptr, i->pattern.c_str(), i->qos);
+    if (i->connack.load() < 0) {
+      std::lock_guard lock(i->mu);
+      i->connack = rc;
+      i->cv.notify_all();
+    }
+    if (rc == 0 && !i->pattern.empty()) {
+      mosquitto_subscribe(m, nullptr, i->pattern.c_str(), i->qos);
+      for (const std::string& p : i->extra) mosquitto_subscribe(m, nullptr, p.c_str(), i->qos);
+    }
   });
-  mosquitto_subscribe_callback_set(impl->m, [](mosquitto*, void* obj, int, int, const int*) {
-    auto* i = static_cast<Impl*>(obj);
-    i->subacks.fetch_add(1);
-    i->cv.notify_all();
-  });
+  mosquitto_subscribe_callback_set(impl->m,
+                                   [](mosquitto*, void* obj, int, int count, const int* granted) {
+                                     auto* i = static_cast<Impl*>(obj);
+                                     // 0x80: the broker refused the subscription (its ACL).
+                                     for (int k = 0; k < count; ++k) {
+                                       if (granted[k] >= 0x80) i->refused.fetch_add(1);
+                                     }
+                                     std::lock_guard lock(i->mu);
+                                     i->subacks.fetch_add(1);
+                                     i->cv.notify_all();
+                                   });
+  if (std::getenv("MEDSTREAM_MQTT_DEBUG")) {
+    // libmosquitto's own log, for finding out why a connection fails.
+    mosquitto_log_callback_set(impl->m, [](mosquitto*, void*, int, const char* line) {
+      std::fprintf(stderr, "mqtt: %s\n", line);
+    });
+  }
   mosquitto_reconnect_delay_set(impl->m, 1, 2, false);
   mosquitto_publish_callback_set(impl->m, [](mosquitto*, void* obj, int) {
     auto* i = static_cast<Impl*>(obj);
@@ -73,24 +126,63 @@ Result<std::unique_ptr<Client>> Client::Connect(const std::string& host, int por
     auto* i = static_cast<Impl*>(obj);
     if (!i->handler) return;
     i->handler({msg->topic,
-                {static_cast<const uint8_t*>(msg->payload), static_cast<size_t>(msg->payloadlen)}});
+                {static_cast<const uint8_t*>(msg->payload), static_cast<size_t>(msg->payloadlen)},
+                msg->retain});
   });
-  const int rc = mosquitto_connect(impl->m, host.c_str(), port, 30);
+  const std::string where = "the MQTT broker at " + host + ":" + std::to_string(port);
+  const std::string refused_tls = "TLS with " + where +
+                                  " failed: its certificate is not from our CA (--ca " + o.tls.ca +
+                                  ") or does not name " + host + ", or it refused ours (--cert " +
+                                  o.tls.cert + ": not from its CA?)";
+  int rc = mosquitto_connect(impl->m, host.c_str(), port, 30);
+  if (rc == MOSQ_ERR_ERRNO && errno == ECONNREFUSED) {
+    return Fail(Error::Code::kNotFound,
+                "cannot connect to " + where + ": nothing listens there (is Mosquitto running?)");
+  }
+  if (rc == MOSQ_ERR_TLS || rc == MOSQ_ERR_ERRNO) {
+    return Fail(Error::Code::kPermissionDenied, refused_tls + " (" + MosqError(rc) + ")");
+  }
   if (rc != MOSQ_ERR_SUCCESS) {
-    return Fail(Error::Code::kNotFound, "cannot connect to the MQTT broker at " + host + ":" +
-                                            std::to_string(port) + ": " + MosqError(rc));
+    return Fail(Error::Code::kNotFound, "cannot connect to " + where + ": " + MosqError(rc));
+  }
+  // The handshake and the CONNACK on this thread, before the network thread takes over: a failure
+  // here is reported (libmosquitto's own loop would only retry it in silence).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (impl->connack.load() < 0 && std::chrono::steady_clock::now() < until) {
+    rc = mosquitto_loop(impl->m, 100, 1);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      return Fail(Error::Code::kPermissionDenied,
+                  where + " closed the connection before accepting it. " + refused_tls + " (" +
+                      MosqError(rc) + ")");
+    }
+  }
+  if (impl->connack.load() < 0) {
+    return Fail(Error::Code::kIo, where +
+                                      " did not answer the connection within 10 s (is it an "
+                                      "MQTT over TLS listener?)");
   }
   if (const int lrc = mosquitto_loop_start(impl->m); lrc != MOSQ_ERR_SUCCESS) {
     return Fail(Error::Code::kInternal, "MQTT network thread: " + MosqError(lrc));
   }
+  std::unique_lock lock(impl->mu);
+  if (impl->connack != 0) {
+    return Fail(Error::Code::kPermissionDenied,
+                where + " refused the connection: " + mosquitto_connack_string(impl->connack));
+  }
   if (subscription) {
     // Subscribed means the broker has confirmed it: from then on nothing published is missed.
-    std::unique_lock lock(impl->mu);
-    if (!impl->cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl->subacks > 0; })) {
+    const int want = 1 + static_cast<int>(impl->extra.size());
+    if (!impl->cv.wait_for(lock, std::chrono::seconds(10), [&] { return impl->subacks >= want; })) {
       return Fail(Error::Code::kIo, "the MQTT broker did not confirm the subscription to " +
                                         impl->pattern + " within 10 s");
     }
+    if (impl->refused > 0) {
+      return Fail(Error::Code::kPermissionDenied,
+                  where + " refused the subscription to " + impl->pattern +
+                      " (its ACL: is this client's certificate the gateway's?)");
+    }
   }
+  lock.unlock();
   return c;
 }
 
@@ -101,7 +193,8 @@ Client::~Client() {
   mosquitto_destroy(impl_->m);
 }
 
-Status Client::Publish(const std::string& topic, std::span<const uint8_t> payload, int qos) {
+Status Client::Publish(const std::string& topic, std::span<const uint8_t> payload, int qos,
+                       bool retain) {
   // While the broker is away (a restart), libmosquitto refuses new messages until its network
   // thread has reconnected: hold on to this one and retry, for up to a minute, rather than drop it.
   // After a reconnection, messages in flight before it are sent again by the network thread; let
@@ -114,7 +207,7 @@ Status Client::Publish(const std::string& topic, std::span<const uint8_t> payloa
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (;;) {
     rc = mosquitto_publish(impl_->m, nullptr, topic.c_str(), static_cast<int>(payload.size()),
-                           payload.data(), qos, false);
+                           payload.data(), qos, retain);
     if (rc != MOSQ_ERR_NO_CONN || std::chrono::steady_clock::now() > until) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -132,6 +225,23 @@ Status Client::Subscribe(const std::string& pattern, int qos, Handler handler) {
   impl_->qos = qos;
   const int rc = mosquitto_subscribe(impl_->m, nullptr, pattern.c_str(), qos);
   if (rc != MOSQ_ERR_SUCCESS) return Fail(Error::Code::kIo, "MQTT subscribe: " + MosqError(rc));
+  return {};
+}
+
+Status Client::Resubscribe(const std::string& pattern, int timeout_ms) {
+  // Unsubscribed first: the broker sends retained messages on a subscription it did not have.
+  std::unique_lock lock(impl_->mu);
+  const int before = impl_->subacks.load();
+  lock.unlock();
+  mosquitto_unsubscribe(impl_->m, nullptr, pattern.c_str());
+  const int rc = mosquitto_subscribe(impl_->m, nullptr, pattern.c_str(), impl_->qos);
+  if (rc != MOSQ_ERR_SUCCESS) return Fail(Error::Code::kIo, "MQTT subscribe: " + MosqError(rc));
+  if (timeout_ms <= 0) return {};
+  lock.lock();
+  if (!impl_->cv.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+                          [&] { return impl_->subacks.load() > before; })) {
+    return Fail(Error::Code::kIo, "the MQTT broker did not confirm the subscription to " + pattern);
+  }
   return {};
 }
 

@@ -1,5 +1,10 @@
 // mqtt: a small RAII client over libmosquitto (Eclipse Mosquitto's C library), for the sensors
 // (publish) and the gateway (subscribe). Untrusted transport: payloads are opaque bytes here.
+//
+// TLS only: every connection verifies the broker's certificate against the given CA (and its name
+// against the host connected to) and authenticates with a client certificate; there is no
+// plaintext or anonymous mode (broker/broker.h makes the certificates and the broker's config).
+// A Client is safe to use from one thread at a time besides its own network thread.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 
@@ -16,6 +22,14 @@ namespace medstream::mqtt {
 struct Message {
   std::string topic;
   std::span<const uint8_t> payload;
+  bool retained = false;  // the broker's stored copy, sent on subscribing
+};
+
+// A client's TLS material: PEM files.
+struct Tls {
+  std::string ca;    // the broker CA's certificate
+  std::string cert;  // this client's certificate (its common name is its identity at the broker)
+  std::string key;   // this client's private key
 };
 
 class Client {
@@ -31,14 +45,28 @@ class Client {
   // (clean_session false) the broker delivers what it queued right after connecting: pass the
   // subscription here, so its handler is in place before the first message (a message arriving
   // without a handler would be acknowledged and lost). It is renewed on every reconnection.
-  static Result<std::unique_ptr<Client>> Connect(
-      const std::string& host, int port, const std::string& client_id, bool clean_session = true,
-      std::optional<Subscription> subscription = std::nullopt);
+  // Subscriptions: a pattern's handler is also the one for messages on the others (one handler).
+  struct Options {
+    std::string host;
+    int port = 0;
+    std::string client_id;
+    Tls tls;
+    bool clean_session = true;
+    std::optional<Subscription> subscription;
+    std::vector<std::string> also_subscribe;  // further patterns, same qos and handler
+  };
+  // kInvalidArgument when the TLS files are missing or unreadable, kNotFound when the broker cannot
+  // be reached, kPermissionDenied when it refuses this client (its certificate, its ACL).
+  static Result<std::unique_ptr<Client>> Connect(const Options& options);
   ~Client();
 
   // QoS 1 by default: at least once, acknowledged by the broker.
-  Status Publish(const std::string& topic, std::span<const uint8_t> payload, int qos = 1);
+  Status Publish(const std::string& topic, std::span<const uint8_t> payload, int qos = 1,
+                 bool retain = false);
   Status Subscribe(const std::string& pattern, int qos, Handler handler);
+  // Subscribes to `pattern` again (with the handler in place): the broker sends its retained
+  // messages on it once more. Waits for the broker's confirmation (not when timeout_ms <= 0).
+  Status Resubscribe(const std::string& pattern, int timeout_ms);
   // Blocks until every message published so far is acknowledged (QoS >= 1), or the timeout.
   Status Flush(int timeout_ms);
   uint64_t acknowledged() const;

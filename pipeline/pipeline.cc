@@ -1,5 +1,6 @@
 #include "pipeline/pipeline.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "attest/sim_platform.h"
 #include "base/file.h"
+#include "broker/broker.h"
 #include "enclave/identity.h"
 #include "gateway/gateway.h"
 #include "host/transport.h"
@@ -52,7 +54,10 @@ Result<nlohmann::json> ReadJson(const std::string& path) {
 Result<Summary> Run(const Options& o) {
   const std::string server_dir = o.server_dir.empty() ? o.work + "/server" : o.server_dir;
   fs::remove_all(server_dir);
-  if (auto s = MakeDirs(o.work, 0700); !s) return std::unexpected(s.error());
+  // 0711: Mosquitto (its own user, when run as root) must pass through to WORK/broker; what holds
+  // plaintext below (sensors/, results/, gateway/) is 0700 itself.
+  if (auto s = MakeDirs(o.work, 0711); !s) return std::unexpected(s.error());
+  chmod(o.work.c_str(), 0711);
   if (auto s = MakeDirs(fs::path(server_dir).parent_path().string(), 0755); !s) {
     return std::unexpected(s.error());
   }
@@ -64,23 +69,40 @@ Result<Summary> Run(const Options& o) {
     return std::unexpected(s.error());
   }
   Processes p;
-  // 1. The broker.
+  // 1. The broker: TLS only, a certificate per device, the ACL (broker/broker.h).
   const int port = proc::FreeLoopbackPort();
-  fs::create_directories(o.work + "/broker");
-  std::ofstream(o.work + "/broker/mosquitto.conf")
-      << "listener " << port << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
-      << "max_queued_messages 1000000\nlog_dest stderr\n";
+  const std::string broker_dir = o.work + "/broker";
+  broker::InitOptions bo;
+  bo.dir = broker_dir;
+  bo.site = "demo";
+  bo.port = port;
+  bo.max_queued_messages = o.max_queued_messages;
+  bo.now = time(nullptr);
+  if (auto s = broker::Init(bo); !s) {
+    return std::unexpected(std::move(s.error()).With("setting up the broker"));
+  }
+  for (int u = 1; u <= o.users; ++u) {
+    char name[32];
+    std::snprintf(name, sizeof name, "user-%04d", u);
+    if (auto c = broker::Enroll(broker_dir, name, time(nullptr)); !c) {
+      return std::unexpected(std::move(c.error()).With("enrolling the simulated devices"));
+    }
+  }
   // (As root, mosquitto drops to its own user; it logs to stderr, redirected here.)
-  p.broker = proc::Spawn({"/usr/sbin/mosquitto", "-c", o.work + "/broker/mosquitto.conf"},
+  p.broker = proc::Spawn({"/usr/sbin/mosquitto", "-c", broker::ConfigPath(broker_dir)},
                          o.work + "/broker/mosquitto.log");
   for (int i = 0; i < 300 && !proc::CanConnectLoopback(port); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (!proc::CanConnectLoopback(port)) {
     return Fail(Error::Code::kNotFound,
-                "mosquitto did not start (is it installed? scripts/install-deps.sh)");
+                "mosquitto did not start (is it installed? scripts/install-deps.sh; its log: " +
+                    o.work + "/broker/mosquitto.log)");
   }
-  say(fmt::format("broker     mosquitto on 127.0.0.1:{}", port));
+  say(
+      fmt::format("broker     mosquitto on 127.0.0.1:{}, TLS only, {} device certificates + the "
+                  "gateway's, ACL",
+                  port, o.users));
   // 2. The untrusted server with its enclave.
   const std::string server_stats = o.work + "/server-stats.json";
   p.server = proc::Spawn({o.self, "server", "--dir", server_dir, "--mode", o.mode, "--platform",
@@ -113,6 +135,10 @@ Result<Summary> Run(const Options& o) {
                     sshd->port(), server_dir));
   }
   go.broker = "127.0.0.1:" + std::to_string(port);
+  {
+    const auto c = broker::ClientCredentials(broker_dir, broker::kGatewayIdentity);
+    go.tls = {c.ca, c.cert, c.key};
+  }
   go.site = "demo";
   go.batch_seconds = o.batch_seconds;
   go.batch_beats = o.batch_beats;
@@ -137,6 +163,8 @@ Result<Summary> Run(const Options& o) {
                                           "sensor",
                                           "--broker",
                                           go.broker,
+                                          "--credentials",
+                                          broker_dir,
                                           "--site",
                                           "demo",
                                           "--users",
@@ -201,6 +229,8 @@ Result<Summary> Run(const Options& o) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  // The devices' final statuses (retained by the broker) reveal messages lost at the very end.
+  (*gw)->AskStatuses();
   if (auto s = (*gw)->CutAll(); !s) return std::unexpected(s.error());
   progress_at = Clock::now();
   size_t outstanding = (*gw)->outstanding();
@@ -241,6 +271,8 @@ Result<Summary> Run(const Options& o) {
   sum.lost_beats =
       sum.beats_published > st.beats_processed ? sum.beats_published - st.beats_processed : 0;
   sum.lost_batches = st.batches_sealed - std::min(st.batches_sealed, st.results);
+  sum.lost_beats_detected = st.lost_beats;
+  sum.lost_messages_detected = st.lost_messages;
   sum.duplicates = result_files > st.results ? result_files - st.results : 0;
   sum.latency_s = Summarize(st.latency_s);
   if (auto server = ReadJson(server_stats)) {

@@ -30,7 +30,8 @@ struct Options {
   std::vector<hrv::JobKind> jobs = {hrv::JobKind::kSdnn, hrv::JobKind::kHrvBands};
   std::string mode = "process";
   bool sftp = false;
-  bool record = true;  // sensors keep what they sent in WORK/sensors/<user>.csv
+  bool record = true;                      // sensors keep what they sent in WORK/sensors/<user>.csv
+  uint64_t max_queued_messages = 1000000;  // the broker's per-client queue (0: no limit)
   // Called about every 5 s while the sensors publish, and once after the drain.
   std::function<void(const std::string& line)> progress;
 };
@@ -42,6 +43,8 @@ struct Summary {
   uint64_t beats_published = 0, beats_received = 0, beats_processed = 0;
   uint64_t batches = 0, results = 0, windows = 0, malformed = 0;
   uint64_t lost_beats = 0, lost_batches = 0, duplicates = 0;
+  // What the gateway itself found missing from the devices' message sequences (sequence.h).
+  uint64_t lost_beats_detected = 0, lost_messages_detected = 0;
   Spread latency_s;        // per batch: its oldest beat received by the gateway -> its result read
   Spread server_batch_ms;  // the server's time per batch: read, enclave, result written
   uint64_t server_bytes_in = 0;

@@ -11,6 +11,8 @@ PACKAGES=(
   libmosquitto-dev libssh-dev
   # real servers the tests and the demo start on loopback ports
   mosquitto openssh-server openssh-client
+  # mosquitto_pub/_sub: the tests try the broker as an outsider would
+  mosquitto-clients
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # fuzzing (scripts/fuzz.sh; clang 14-16 cannot compile libstdc++ 12's std::expected)

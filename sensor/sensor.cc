@@ -49,35 +49,75 @@ hrv::Beat Generator::Next() {
   return {t_, rr};
 }
 
-std::vector<uint8_t> EncodePayload(std::span<const hrv::Beat> beats) {
-  std::vector<uint8_t> out;
-  out.reserve(6 + beats.size() * 12);
-  ByteWriter w(&out);
-  w.Raw("MSP1", 4);
+namespace {
+
+void PutBeats(ByteWriter& w, std::span<const hrv::Beat> beats) {
   w.U16(static_cast<uint16_t>(beats.size()));
   for (const hrv::Beat& b : beats) {
     w.F64(b.t_s);
     const float rr = static_cast<float>(b.rr_ms);
     w.Raw(&rr, sizeof rr);
   }
+}
+
+uint64_t GetU64(const uint8_t* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+}  // namespace
+
+std::vector<uint8_t> EncodePayload(const Sequence& sq, std::span<const hrv::Beat> beats) {
+  std::vector<uint8_t> out;
+  out.reserve(30 + beats.size() * 12);
+  ByteWriter w(&out);
+  w.Raw("MSP2", 4);
+  w.U64(sq.session);
+  w.U64(sq.seq);
+  w.U64(sq.first_beat);
+  PutBeats(w, beats);
   return out;
 }
 
-Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload) {
-  if (payload.size() < 6 || std::memcmp(payload.data(), "MSP1", 4) != 0) {
+std::vector<uint8_t> EncodePayloadV1(std::span<const hrv::Beat> beats) {
+  std::vector<uint8_t> out;
+  ByteWriter w(&out);
+  w.Raw("MSP1", 4);
+  PutBeats(w, beats);
+  return out;
+}
+
+Result<Payload> DecodeMessage(std::span<const uint8_t> payload) {
+  Payload out;
+  size_t header = 0;
+  if (payload.size() >= 6 && std::memcmp(payload.data(), "MSP1", 4) == 0) {
+    out.version = 1;
+    header = 4;
+  } else if (payload.size() >= 30 && std::memcmp(payload.data(), "MSP2", 4) == 0) {
+    out.version = 2;
+    out.sequence = {GetU64(payload.data() + 4), GetU64(payload.data() + 12),
+                    GetU64(payload.data() + 20)};
+    header = 28;
+  } else {
     return Corrupt("not a medstream sensor payload (bad magic or version)");
   }
   uint16_t n;
-  std::memcpy(&n, payload.data() + 4, 2);
+  std::memcpy(&n, payload.data() + header, 2);
   if (n == 0 || n > kMaxBeatsPerMessage)
     return Corrupt("beat count " + std::to_string(n) + " out of range");
-  if (payload.size() != 6 + size_t{n} * 12) {
+  if (payload.size() != header + 2 + size_t{n} * 12) {
     return Corrupt("payload of " + std::to_string(payload.size()) + " bytes for " +
                    std::to_string(n) + " beats");
   }
-  std::vector<hrv::Beat> beats(n);
-  const uint8_t* p = payload.data() + 6;
-  for (auto& b : beats) {
+  // A sequence that would wrap is not one a device can reach: refused, so counting stays exact.
+  if (out.sequence.seq > kMaxSequence || out.sequence.first_beat > kMaxSequence) {
+    return Corrupt("message sequence out of range");
+  }
+  out.beats.resize(n);
+  const uint8_t* p = payload.data() + header + 2;
+  for (size_t i = 0; i < n; ++i) {
+    hrv::Beat& b = out.beats[i];
     float rr;
     std::memcpy(&b.t_s, p, 8);
     std::memcpy(&rr, p + 8, 4);
@@ -88,10 +128,44 @@ Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload) {
       return Corrupt(fmt::format(
           "beat {} of {} out of range (time {:.6g} s, RR {:.6g} ms; limits |time| <= {:g} s, "
           "0 < RR <= {:g} ms)",
-          (p - payload.data() - 6) / 12, n, b.t_s, b.rr_ms, hrv::kMaxBeatTimeS, hrv::kMaxRrMs));
+          i + 1, n, b.t_s, b.rr_ms, hrv::kMaxBeatTimeS, hrv::kMaxRrMs));
     }
   }
-  return beats;
+  return out;
+}
+
+Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload) {
+  MEDSTREAM_TRY(m, DecodeMessage(payload));
+  return std::move(m.beats);
+}
+
+std::vector<uint8_t> EncodeStatus(const DeviceStatus& st) {
+  std::vector<uint8_t> out;
+  ByteWriter w(&out);
+  w.Raw("MSS1", 4);
+  w.U64(st.session);
+  w.U64(st.messages);
+  w.U64(st.beats);
+  const uint8_t final = st.final ? 1 : 0;
+  w.Raw(&final, 1);
+  return out;
+}
+
+Result<DeviceStatus> DecodeStatus(std::span<const uint8_t> payload) {
+  if (payload.size() != 29 || std::memcmp(payload.data(), "MSS1", 4) != 0) {
+    return Corrupt("not a medstream device status (" + std::to_string(payload.size()) + " bytes)");
+  }
+  DeviceStatus st{GetU64(payload.data() + 4), GetU64(payload.data() + 12),
+                  GetU64(payload.data() + 20), payload[28] != 0};
+  if (payload[28] > 1 || st.messages > kMaxSequence || st.beats > kMaxSequence ||
+      st.beats < st.messages) {
+    return Corrupt("device status out of range");
+  }
+  return st;
+}
+
+std::string StatusTopic(const std::string& site, const std::string& user) {
+  return "medstream/" + site + "/" + user + "/status";
 }
 
 std::string Topic(const std::string& site, const std::string& user) {

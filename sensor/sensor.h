@@ -6,9 +6,21 @@
 // dropouts (a beat the strap misses: it is not published, so receivers see a gap). Seeded, so a
 // test or a demo can regenerate exactly what was sent.
 //
-// Payload (MQTT topic medstream/<site>/<user>/rr, QoS 1), version 1, little-endian:
-//   "MSP1" | count u16 | count x (beat time f64 s since the epoch, RR f32 ms)
+// Payload (MQTT topic medstream/<site>/<user>/rr, QoS 1), little-endian; version 2:
+//   "MSP2" | session u64 | seq u64 | first_beat u64 | count u16 |
+//   count x (beat time f64 s since the epoch, RR f32 ms)
+// session: chosen at random when a device starts sending; seq: the message's number in the session
+// (0, 1, ...); first_beat: how many beats the device sent in the session before this message. With
+// them the gateway counts exactly what never arrived (a broker dropping, a hop losing), instead of
+// letting a hole pass as complete data. Version 1 ("MSP1" | count u16 | beats) is still read; it
+// carries no sequence, so its losses cannot be counted.
 // 12 bytes a beat; one or several beats per message.
+//
+// Status (topic medstream/<site>/<user>/status, QoS 1, retained), version 1:
+//   "MSS1" | session u64 | messages u64 | beats u64 | final u8
+// what the device has sent in the session so far (final: it has stopped). The broker keeps the
+// latest one, so a gateway also learns of messages lost at the end of a session, which no later
+// message would reveal.
 #pragma once
 
 #include <cstdint>
@@ -53,10 +65,38 @@ class Generator {
 };
 
 inline constexpr size_t kMaxBeatsPerMessage = 1024;
+// Sequence numbers and beat counts past this are refused (2^53: exact in a double too).
+inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
 
-std::vector<uint8_t> EncodePayload(std::span<const hrv::Beat> beats);
-// Validates everything: magic, count, exact size, finite values.
+// Where a message stands in its device's session (all zero for version 1).
+struct Sequence {
+  uint64_t session = 0;
+  uint64_t seq = 0;
+  uint64_t first_beat = 0;
+};
+struct Payload {
+  int version = 2;
+  Sequence sequence;
+  std::vector<hrv::Beat> beats;
+};
+
+std::vector<uint8_t> EncodePayload(const Sequence& sequence, std::span<const hrv::Beat> beats);
+// Version 1, for tests of older senders.
+std::vector<uint8_t> EncodePayloadV1(std::span<const hrv::Beat> beats);
+// Validates everything: magic, count, exact size, beats within hrv's limits.
+Result<Payload> DecodeMessage(std::span<const uint8_t> payload);
+// The beats of DecodeMessage.
 Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload);
+
+struct DeviceStatus {
+  uint64_t session = 0;
+  uint64_t messages = 0;  // sent in the session (the next seq)
+  uint64_t beats = 0;     // sent in the session
+  bool final = false;
+};
+std::vector<uint8_t> EncodeStatus(const DeviceStatus& status);
+Result<DeviceStatus> DecodeStatus(std::span<const uint8_t> payload);
+std::string StatusTopic(const std::string& site, const std::string& user);
 
 std::string Topic(const std::string& site, const std::string& user);
 std::string UserName(int index);  // "user-0001"

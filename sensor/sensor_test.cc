@@ -62,9 +62,14 @@ TEST(Generator, LooksLikeAHeartToTheHrvEngine) {
 
 TEST(Payload, RoundTripAndRefusals) {
   const auto beats = Generate(1, 1, 10);
-  auto payload = EncodePayload(beats);
-  EXPECT_EQ(payload.size(), 6 + 12 * beats.size());
-  auto back = DecodePayload(payload).value();
+  auto payload = EncodePayload({.session = 7, .seq = 3, .first_beat = 40}, beats);
+  EXPECT_EQ(payload.size(), 30 + 12 * beats.size());
+  auto m = DecodeMessage(payload).value();
+  EXPECT_EQ(m.version, 2);
+  EXPECT_EQ(m.sequence.session, 7u);
+  EXPECT_EQ(m.sequence.seq, 3u);
+  EXPECT_EQ(m.sequence.first_beat, 40u);
+  const auto& back = m.beats;
   ASSERT_EQ(back.size(), beats.size());
   EXPECT_EQ(back[3].t_s, beats[3].t_s);
   EXPECT_NEAR(back[3].rr_ms, beats[3].rr_ms, 1e-4);
@@ -74,6 +79,35 @@ TEST(Payload, RoundTripAndRefusals) {
   EXPECT_FALSE(DecodePayload({}).has_value());
   std::vector<uint8_t> zero = {'M', 'S', 'P', '1', 0, 0};
   EXPECT_FALSE(DecodePayload(zero).has_value());
+  // A sequence no device can reach is refused (the counts downstream stay exact).
+  EXPECT_FALSE(DecodeMessage(EncodePayload({.seq = kMaxSequence + 1}, beats)).has_value());
+}
+
+// Version 1 (no sequence) is still read: its beats count, its losses cannot.
+TEST(Payload, VersionOneIsStillRead) {
+  const auto beats = Generate(1, 1, 10);
+  const auto payload = EncodePayloadV1(beats);
+  EXPECT_EQ(payload.size(), 6 + 12 * beats.size());
+  auto m = DecodeMessage(payload).value();
+  EXPECT_EQ(m.version, 1);
+  EXPECT_EQ(m.sequence.seq, 0u);
+  ASSERT_EQ(m.beats.size(), beats.size());
+  EXPECT_EQ(m.beats.back().t_s, beats.back().t_s);
+}
+
+TEST(Payload, StatusRoundTripAndRefusals) {
+  const auto bytes = EncodeStatus({.session = 9, .messages = 12, .beats = 48, .final = true});
+  auto st = DecodeStatus(bytes).value();
+  EXPECT_EQ(st.session, 9u);
+  EXPECT_EQ(st.messages, 12u);
+  EXPECT_EQ(st.beats, 48u);
+  EXPECT_TRUE(st.final);
+  EXPECT_FALSE(DecodeStatus(std::span(bytes).first(bytes.size() - 1)).has_value());
+  // More messages than beats: each message has at least one beat.
+  EXPECT_FALSE(DecodeStatus(EncodeStatus({.messages = 5, .beats = 4})).has_value());
+  auto bad = bytes;
+  bad[28] = 7;
+  EXPECT_FALSE(DecodeStatus(bad).has_value());
 }
 
 // Issue 11, item 1: one message with a beat time of 1e25 once passed the gateway and hung the
@@ -86,41 +120,57 @@ TEST(Payload, BeatsOutsideTheLimitsAreRefusedAtTheEdge) {
                                                    {1.7e9, -5},
                                                    {1.7e9, 1e6}}) {
     const std::vector<hrv::Beat> beats = {{1.7e9, 800}, b};
-    auto r = DecodePayload(EncodePayload(beats));
+    auto r = DecodePayload(EncodePayload({}, beats));
     ASSERT_FALSE(r.has_value()) << b.t_s << " " << b.rr_ms;
     EXPECT_EQ(r.error().code(), Error::Code::kCorrupt);
   }
-  EXPECT_TRUE(DecodePayload(EncodePayload(std::vector<hrv::Beat>{{1.7e9, 800}})).has_value());
+  EXPECT_TRUE(DecodePayload(EncodePayload({}, std::vector<hrv::Beat>{{1.7e9, 800}})).has_value());
 }
 
-TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
-  testing::Broker broker;
+TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopicInSequence) {
+  testing::Broker broker({.site = "t1"});
   ASSERT_TRUE(broker.ok()) << broker.error();
-  auto sub = mqtt::Client::Connect("127.0.0.1", broker.port(), "test-subscriber").value();
   std::mutex mu;
   std::map<std::string, std::vector<hrv::Beat>> got;
-  size_t bad = 0;
-  ASSERT_TRUE(sub->Subscribe("medstream/t1/+/rr", 1, [&](const mqtt::Message& m) {
-    auto beats = DecodePayload(m.payload);
-    std::lock_guard lock(mu);
-    if (!beats) {
-      ++bad;
-      return;
-    }
-    auto& v = got[m.topic];
-    v.insert(v.end(), beats->begin(), beats->end());
-  }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::map<std::string, uint64_t> next_seq, next_beat;
+  std::map<std::string, DeviceStatus> status;
+  size_t bad = 0, out_of_sequence = 0;
+  auto options = broker.ClientOptions("test-subscriber", broker.Gateway());
+  options.also_subscribe = {"medstream/t1/+/status"};
+  options.subscription = mqtt::Client::Subscription{
+      .pattern = "medstream/t1/+/rr", .qos = 1, .handler = [&](const mqtt::Message& m) {
+        std::lock_guard lock(mu);
+        if (m.topic.ends_with("/status")) {
+          if (auto st = DecodeStatus(m.payload)) status[m.topic] = *st;
+          return;
+        }
+        auto msg = DecodeMessage(m.payload);
+        if (!msg) {
+          ++bad;
+          return;
+        }
+        out_of_sequence += msg->sequence.seq != next_seq[m.topic] ||
+                           msg->sequence.first_beat != next_beat[m.topic];
+        ++next_seq[m.topic];
+        next_beat[m.topic] += msg->beats.size();
+        auto& v = got[m.topic];
+        v.insert(v.end(), msg->beats.begin(), msg->beats.end());
+      }};
+  auto sub = mqtt::Client::Connect(options);
+  ASSERT_TRUE(sub) << sub.error().message();
+  for (int u = 1; u <= 3; ++u) broker.Device(UserName(u));
   const std::string cmd = std::string(MEDSTREAM_BINARY) + " sensor --broker " + broker.address() +
+                          " --credentials " + broker.dir() +
                           " --site t1 --users 3 --duration 120 --speed 0 --seed 11 "
                           "--beats-per-message 4 --start 1000 > /dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const auto want1 = Generate(11, 1, 120), want3 = Generate(11, 3, 120);
+  const std::string status3 = "medstream/t1/user-0003/status";
   for (int i = 0; i < 300; ++i) {
     {
       std::lock_guard lock(mu);
       if (got[Topic("t1", UserName(3))].size() >= want3.size() &&
-          got[Topic("t1", UserName(1))].size() >= want1.size()) {
+          got[Topic("t1", UserName(1))].size() >= want1.size() && status[status3].final) {
         break;
       }
     }
@@ -128,6 +178,7 @@ TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
   }
   std::lock_guard lock(mu);
   EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(out_of_sequence, 0u);
   const auto& u1 = got[Topic("t1", UserName(1))];
   ASSERT_EQ(u1.size(), want1.size());
   for (size_t i = 0; i < u1.size(); ++i) {
@@ -135,6 +186,10 @@ TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
     ASSERT_NEAR(u1[i].rr_ms, want1[i].rr_ms, 1e-3);
   }
   EXPECT_EQ(got[Topic("t1", UserName(3))].size(), want3.size());
+  // The final status says exactly what was sent.
+  EXPECT_TRUE(status[status3].final);
+  EXPECT_EQ(status[status3].beats, want3.size());
+  EXPECT_EQ(status[status3].messages, next_seq[Topic("t1", UserName(3))]);
 }
 
 // The gateway's write-ahead log relies on this: with the threaded network loop, libmosquitto sends
@@ -144,26 +199,33 @@ TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopic) {
 TEST(SensorOverMqtt, AMessageIsAcknowledgedOnlyAfterItsHandlerReturns) {
   testing::Broker broker;
   ASSERT_TRUE(broker.ok()) << broker.error();
+  const auto device = broker.Device("dev-a");
+  const std::string topic = Topic("f", "dev-a");
+  auto gateway_options = [&](mqtt::Client::Handler h) {
+    auto o = broker.ClientOptions("ack-order", broker.Gateway());
+    o.clean_session = false;
+    o.subscription = mqtt::Client::Subscription{.pattern = topic, .qos = 1, .handler = h};
+    return o;
+  };
   const pid_t child = fork();  // before this process has any MQTT thread
   ASSERT_GE(child, 0);
   if (child == 0) {
-    auto c = mqtt::Client::Connect("127.0.0.1", broker.port(), "ack-order", false);
+    auto c = mqtt::Client::Connect(gateway_options([](const mqtt::Message&) { _exit(0); }));
     if (!c) _exit(2);
-    (void)(*c)->Subscribe("ack/order", 1, [](const mqtt::Message&) { _exit(0); });
     std::this_thread::sleep_for(std::chrono::seconds(10));
     _exit(1);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  auto pub = mqtt::Client::Connect("127.0.0.1", broker.port(), "ack-order-pub").value();
+  auto pub = mqtt::Client::Connect(broker.ClientOptions("ack-order-pub", device)).value();
   const std::vector<uint8_t> payload = {1, 2, 3};
-  ASSERT_TRUE(pub->Publish("ack/order", payload, 1));
+  ASSERT_TRUE(pub->Publish(topic, payload, 1));
   ASSERT_TRUE(pub->Flush(5000));
   int status = 0;
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the subscriber got nothing";
   std::atomic<int> again{0};
-  auto sub = mqtt::Client::Connect("127.0.0.1", broker.port(), "ack-order", false).value();
-  ASSERT_TRUE(sub->Subscribe("ack/order", 1, [&](const mqtt::Message&) { ++again; }));
+  auto sub = mqtt::Client::Connect(gateway_options([&](const mqtt::Message&) { ++again; }));
+  ASSERT_TRUE(sub) << sub.error().message();
   for (int i = 0; i < 250 && again == 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -176,21 +238,29 @@ TEST(SensorOverMqtt, APersistentSessionGetsWhatWasQueuedWhileAway) {
   testing::Broker broker;
   ASSERT_TRUE(broker.ok()) << broker.error();
   std::atomic<int> got{0};
-  auto subscription = [&] {
-    return mqtt::Client::Subscription{
-        .pattern = "queued/+", .qos = 1, .handler = [&](const mqtt::Message&) { ++got; }};
+  auto options = [&] {
+    auto o = broker.ClientOptions("queued-sub", broker.Gateway());
+    o.clean_session = false;
+    o.subscription = mqtt::Client::Subscription{
+        .pattern = "medstream/f/+/rr", .qos = 1, .handler = [&](const mqtt::Message&) { ++got; }};
+    return o;
   };
   {
-    auto sub =
-        mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-sub", false, subscription());
+    auto sub = mqtt::Client::Connect(options());
     ASSERT_TRUE(sub) << sub.error().message();
   }
-  auto pub = mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-pub").value();
+  std::vector<std::unique_ptr<mqtt::Client>> devices;
+  for (int d = 0; d < 7; ++d) {
+    const std::string name = "dev-" + std::to_string(d);
+    devices.push_back(
+        mqtt::Client::Connect(broker.ClientOptions("queued-" + name, broker.Device(name))).value());
+  }
   const std::vector<uint8_t> payload(100, 7);
-  for (int i = 0; i < 500; ++i)
-    ASSERT_TRUE(pub->Publish("queued/" + std::to_string(i % 7), payload));
-  ASSERT_TRUE(pub->Flush(5000));
-  auto sub = mqtt::Client::Connect("127.0.0.1", broker.port(), "queued-sub", false, subscription());
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(devices[i % 7]->Publish(Topic("f", "dev-" + std::to_string(i % 7)), payload));
+  }
+  for (auto& d : devices) ASSERT_TRUE(d->Flush(5000));
+  auto sub = mqtt::Client::Connect(options());
   ASSERT_TRUE(sub);
   for (int i = 0; i < 250 && got < 500; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -199,10 +269,27 @@ TEST(SensorOverMqtt, APersistentSessionGetsWhatWasQueuedWhileAway) {
 }
 
 TEST(SensorOverMqtt, NoBrokerIsAClearError) {
-  const int port = proc::FreeLoopbackPort();
-  auto c = mqtt::Client::Connect("127.0.0.1", port, "nobody");
+  testing::Broker broker;  // for credentials; nobody listens on the port tried
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  auto o = broker.ClientOptions("nobody", broker.Device("nobody"));
+  o.port = proc::FreeLoopbackPort();
+  auto c = mqtt::Client::Connect(o);
   ASSERT_FALSE(c.has_value());
-  EXPECT_NE(c.error().message().find("cannot connect to the MQTT broker"), std::string::npos);
+  EXPECT_EQ(c.error().code(), Error::Code::kNotFound);
+}
+
+TEST(SensorOverMqtt, MissingTlsFilesAreAClearErrorBeforeAnyConnection) {
+  mqtt::Client::Options o;
+  o.host = "127.0.0.1";
+  o.port = 1;
+  o.client_id = "x";
+  auto c = mqtt::Client::Connect(o);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().code(), Error::Code::kInvalidArgument);
+  o.tls = {"/nonexistent/ca.crt", "/nonexistent/c", "/nonexistent/k"};
+  c = mqtt::Client::Connect(o);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_EQ(c.error().code(), Error::Code::kInvalidArgument);
 }
 
 }  // namespace

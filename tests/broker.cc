@@ -1,43 +1,68 @@
 #include "tests/broker.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "proc/proc.h"
 
 namespace medstream::testing {
 
-namespace {}  // namespace
-
-Broker::Broker(bool persistent) {
+Broker::Broker(Options o) {
   if (access("/usr/sbin/mosquitto", X_OK) != 0) {
     error_ = "mosquitto is not installed (scripts/install-deps.sh installs it)";
     return;
   }
   dir_ = std::filesystem::temp_directory_path() / ("medstream-broker-" + std::to_string(getpid()) +
                                                    "-" + std::to_string(proc::FreeLoopbackPort()));
-  std::filesystem::create_directories(dir_);
+  std::filesystem::create_directories(dir_ + "/data");
   // As root, mosquitto drops to its own user: let it own its persistence directory.
-  if (persistent) std::system(("chown mosquitto '" + dir_ + "' 2>/dev/null").c_str());
+  if (o.persistent) std::system(("chown mosquitto '" + dir_ + "/data' 2>/dev/null").c_str());
   port_ = proc::FreeLoopbackPort();
-  conf_ = dir_ + "/mosquitto.conf";
-  std::ofstream(conf_) << "listener " << port_ << " 127.0.0.1\n"
-                       << "allow_anonymous true\n"
-                       << (persistent ? "persistence true\npersistence_location " + dir_ + "/\n"
-                                      : std::string("persistence false\n"))
-                       << "max_inflight_messages 1000\nmax_queued_messages 100000\n"
-                       << "log_dest none\n";
+  conf_ = broker::ConfigPath(dir_);
+  broker::InitOptions bo;
+  bo.dir = dir_;
+  bo.site = o.site;
+  bo.port = port_;
+  bo.max_queued_messages = o.max_queued_messages;
+  bo.max_inflight_messages = o.max_inflight_messages;
+  bo.persistence_dir = o.persistent ? dir_ + "/data" : "";
+  bo.log_dest = "none";
+  bo.now = time(nullptr);
+  auto s = broker::Init(bo);
+  if (!s) {
+    error_ = s.error().message();
+    return;
+  }
   Launch();
+}
+
+broker::Credentials Broker::Device(const std::string& name) {
+  const broker::Credentials c = broker::ClientCredentials(dir_, name);
+  if (!std::filesystem::exists(c.cert)) {
+    if (auto e = broker::Enroll(dir_, name, time(nullptr)); !e) error_ = e.error().message();
+  }
+  return c;
+}
+
+mqtt::Client::Options Broker::ClientOptions(const std::string& client_id,
+                                            const broker::Credentials& c) {
+  mqtt::Client::Options o;
+  o.host = "127.0.0.1";
+  o.port = port_;
+  o.client_id = client_id;
+  o.tls = {c.ca, c.cert, c.key};
+  return o;
+}
+
+std::string Broker::Flags(const broker::Credentials& c) const {
+  return "--broker " + address() + " --ca " + c.ca + " --cert " + c.cert + " --key " + c.key;
 }
 
 bool Broker::Launch() {
