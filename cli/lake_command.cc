@@ -121,6 +121,21 @@ void PrintTable(const lake::ResultSet& r) {
     for (const auto& v : row) cells.push_back(Cell(v));
     line(cells);
   }
+  if (r.dp) {
+    std::string bounds;
+    for (size_t i = 0; i < r.columns.size() && i < r.error95.size(); ++i) {
+      if (r.error95[i] > 0) bounds += fmt::format("  {} ±{:.3g}", r.columns[i], r.error95[i]);
+    }
+    std::printf(
+        "(%zu rows; differentially private: epsilon %.3g spent, %.3g left of your budget on this "
+        "dataset;\n 95 %% error bounds:%s%s)\n",
+        r.rows.size(), r.epsilon, r.budget_remaining, bounds.empty() ? " none" : bounds.c_str(),
+        r.release_threshold > 0
+            ? fmt::format("; groups shown from a noisy count of {:.1f}", r.release_threshold)
+                  .c_str()
+            : "");
+    return;
+  }
   std::printf("(%zu rows; %llu groups suppressed: fewer records than the dataset's k)\n",
               r.rows.size(), static_cast<unsigned long long>(r.suppressed_groups));
 }
@@ -143,6 +158,12 @@ nlohmann::json ToJson(const lake::ResultSet& r) {
     j["rows"].push_back(jr);
   }
   j["suppressed_groups"] = r.suppressed_groups;
+  if (r.dp) {
+    j["differential_privacy"] = {{"epsilon", r.epsilon},
+                                 {"budget_remaining", r.budget_remaining},
+                                 {"release_threshold", r.release_threshold},
+                                 {"error95", r.error95}};
+  }
   return j;
 }
 
@@ -250,8 +271,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
 
   // ingest
   struct IngestArgs {
-    std::string dataset, file, schema;
+    std::string dataset, file, schema, privacy = "dp";
     uint32_t k = 5;
+    lakesvc::LakeClient::IngestOptions options;
   };
   auto in = std::make_shared<IngestArgs>();
   CLI::App* ingest = lake->add_subcommand("ingest", "Upload a CSV file (header row first)");
@@ -260,21 +282,43 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   ingest->add_option("--schema", in->schema,
                      "Declared schema NAME:TYPE,... (integer, real, text, date, categorical); "
                      "default: inferred");
-  ingest->add_option("--k", in->k, "Smallest group an analyst may see (new datasets)")
+  ingest->add_option("--k", in->k, "Smallest group an analyst may see (exact datasets)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  ingest
+      ->add_option("--privacy", in->privacy,
+                   "How analysts are answered: dp (differentially private COUNT/SUM/AVG within a "
+                   "budget) or exact (k-suppressed, with differencing defences); see docs/lake.md")
+      ->check(CLI::IsMember({"dp", "exact"}))
+      ->capture_default_str();
+  ingest
+      ->add_option("--epsilon", in->options.policy.epsilon,
+                   "dp: privacy spent by a query that does not say (per query)")
+      ->check(CLI::Range(1e-6, lake::kMaxQueryEpsilon))
+      ->capture_default_str();
+  ingest
+      ->add_option("--budget", in->options.policy.budget,
+                   "dp: each analyst's total epsilon on this dataset (sequential composition)")
+      ->check(CLI::Range(1e-6, 1e6))
+      ->capture_default_str();
+  ingest->add_option("--attributes", in->options.attributes,
+                     "Identifier columns and numeric bounds: COL:id,COL:LO..HI,... (analysts may "
+                     "not use identifiers; dp needs bounds to SUM or AVG a column)");
   ingest->callback([a, in, fail] {
     auto c = Connect(*a);
     if (!c) return fail("ingest", c.error().message());
     const bool tty = isatty(STDERR_FILENO);
+    in->options.policy.privacy = *lake::ParsePrivacy(in->privacy);
     auto report = c->client->Ingest(
-        in->dataset, in->file, in->schema, in->k, [tty](uint64_t done, uint64_t total) {
+        in->dataset, in->file, in->schema, in->k,
+        [tty](uint64_t done, uint64_t total) {
           if (!tty) return;
           const int w = 30;
           const int f = static_cast<int>(w * done / total);
           std::fprintf(stderr, "\r[%s%s] %3d%%", std::string(f, '#').c_str(),
                        std::string(w - f, '.').c_str(), static_cast<int>(100 * done / total));
-        });
+        },
+        in->options);
     if (tty) std::fprintf(stderr, "\n");
     if (!report) return fail("ingest", report.error().message());
     std::printf("dataset %s: %llu rows stored, %llu rows refused\nschema: %s\n",
@@ -293,10 +337,16 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   CLI::App* query = lake->add_subcommand("query", "Run an aggregate SQL query inside the enclave");
   query->add_option("sql", *sql, "SELECT ... FROM dataset [WHERE ...] [GROUP BY ...]")->required();
   query->add_flag("--json", a->json, "One JSON object: columns, rows, suppressed_groups");
-  query->callback([a, sql, fail] {
+  auto epsilon = std::make_shared<double>(0);
+  query
+      ->add_option("--epsilon", *epsilon,
+                   "dp datasets: privacy this query spends of your budget (default: the "
+                   "dataset's)")
+      ->check(CLI::Range(1e-6, lake::kMaxQueryEpsilon));
+  query->callback([a, sql, fail, epsilon] {
     auto c = Connect(*a);
     if (!c) return fail("query", c.error().message());
-    auto r = c->client->Query(*sql);
+    auto r = c->client->Query(*sql, *epsilon);
     if (!r) return fail("query", r.error().message());
     if (a->json) {
       std::printf("%s\n", DumpJson(ToJson(*r)).c_str());
@@ -356,8 +406,13 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     if (!ds) return fail("list", ds.error().message());
     std::printf("you are: %s\n", c->client->role().c_str());
     for (const auto& d : *ds) {
-      std::printf("%-20s owner %-16s %10llu rows  k=%u  %s\n", d.name.c_str(), d.owner.c_str(),
-                  static_cast<unsigned long long>(d.rows), d.k, d.schema.c_str());
+      const std::string policy =
+          d.policy.privacy == lake::Privacy::kDp
+              ? fmt::format("dp (epsilon {:.3g}/query, budget {:.3g}, spent {:.3g})",
+                            d.policy.epsilon, d.policy.budget, d.budget_spent)
+              : fmt::format("exact k={}", d.k);
+      std::printf("%-20s owner %-16s %10llu rows  %s  %s\n", d.name.c_str(), d.owner.c_str(),
+                  static_cast<unsigned long long>(d.rows), policy.c_str(), d.schema.c_str());
     }
   });
 

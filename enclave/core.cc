@@ -4,6 +4,7 @@
 #include <ctime>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace medstream::enclave {
 
@@ -449,9 +450,16 @@ Result<crypto::Bytes> EnclaveCore::LakeRequest(crypto::ByteView request) {
   LakeResponse response;
   MEDSTREAM_TRY(record, records.Seal(channel::RecordType::kApplication, out.reply));
   crypto::Wipe(out.reply);
-  response.record = std::move(record);
   response.version = lake_->version();
   response.mutated = out.mutated;
+  if (out.mutated) {
+    // Withheld until lake_commit of this version (core.h). A reply still held from an earlier
+    // request whose version was never committed is dropped: its effects are in this version.
+    pending_record_ = std::move(record);
+    pending_version_ = response.version;
+  } else {
+    response.record = std::move(record);
+  }
   for (auto& w : out.writes) response.writes.emplace_back(std::move(w.key), std::move(w.blob));
   return response.Encode();
 }
@@ -461,8 +469,13 @@ Result<crypto::Bytes> EnclaveCore::LakeCommit(crypto::ByteView request) {
   MEDSTREAM_TRY(version, r.U64("lake version"));
   if (!lake_ || version > lake_->version())
     return Refuse("lake_commit: version " + std::to_string(version) + " was never produced");
-  if (version <= lake_counter_.value()) return crypto::Bytes{};
-  if (auto s = lake_counter_.Advance(version); !s) return std::unexpected(s.error());
+  if (version > lake_counter_.value()) {
+    if (auto s = lake_counter_.Advance(version); !s) return std::unexpected(s.error());
+  }
+  if (pending_version_ != 0 && pending_version_ <= version) {
+    pending_version_ = 0;
+    return std::exchange(pending_record_, {});
+  }
   return crypto::Bytes{};
 }
 

@@ -74,6 +74,11 @@ class EnclaveCore {
   attest::SimPlatform platform_;
   MonotonicCounter counter_;
   MonotonicCounter lake_counter_;  // the lake manifest's committed version (rollback detection)
+  // The reply to a request that changed the lake, held until the host commits its version: no
+  // answer leaves before the state that records it (an analyst's spent privacy budget, the audit
+  // entry) is stored and counted, so a host that restarts the enclave cannot refund a budget.
+  crypto::Bytes pending_record_;
+  uint64_t pending_version_ = 0;
   std::unique_ptr<lake::Lake> lake_;
 
   struct Session {

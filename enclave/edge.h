@@ -34,7 +34,7 @@ enum class Call : uint16_t {
   // The data lake (lake/lake.h):
   kLakeLoad = 10,     // kind u8 (1 manifest, 2 page, 3 done) | key string | sealed blob -> ()
   kLakeRequest = 11,  // session id u64 | channel record -> LakeResponse
-  kLakeCommit = 12,   // version u64: the host stored that manifest durably
+  kLakeCommit = 12,   // version u64: the host stored that manifest durably -> the withheld record
 };
 
 // A call's caps: request and response sizes, checked on both sides before anything is parsed or
@@ -64,7 +64,7 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kShutdown, "shutdown", 0, 0, 30},
     CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
     CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB, 300, 2},
-    CallSpec{Call::kLakeCommit, "lake_commit", 8, 0, 30},
+    CallSpec{Call::kLakeCommit, "lake_commit", 8, 128 * kMiB, 30},
 };
 inline double CallBudgetSeconds(const CallSpec& spec, uint64_t request_bytes) {
   return spec.budget_s + spec.budget_s_per_mib * static_cast<double>(request_bytes) / kMiB;

@@ -1,84 +1,39 @@
 #include "lake/lake.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <deque>
 
 #include <fmt/format.h>
 
 #include "lake/csv.h"
+#include "lake/lake_internal.h"
 
 namespace medstream::lake {
 
-namespace {
+using namespace internal;
 
-constexpr char kManifestMagic[] = "MSLM";
-constexpr char kPageMagic[] = "MSLP";
-constexpr size_t kMaxBadRowsReported = 1000;
-
-std::unexpected<Error> Denied(std::string why) {
-  return Fail(Error::Code::kFailedPrecondition, std::move(why));
+std::string_view PrivacyName(Privacy p) {
+  return p == Privacy::kDp ? "dp" : "exact";
 }
 
-std::string Fingerprint(const PublicKey& k) {
-  return crypto::ToHex(crypto::Sha256(k)).substr(0, 16);
+Result<Privacy> ParsePrivacy(std::string_view name) {
+  if (name == "dp") return Privacy::kDp;
+  if (name == "exact") return Privacy::kExact;
+  return InvalidArgument("privacy policy '" + std::string(name) + "': dp or exact");
 }
-
-Result<PublicKey> ReadKey(ByteReader* r) {
-  MEDSTREAM_TRY(b, r->Bytes(64, "public key"));
-  PublicKey k;
-  std::copy(b.begin(), b.end(), k.begin());
-  return k;
-}
-
-std::string PageKey(const std::string& dataset_id, uint32_t n) {
-  return fmt::format("page/{}/{}", dataset_id, n);
-}
-
-}  // namespace
-
-struct Lake::Identity {
-  std::string name;
-  Role role = Role::kNone;
-  std::vector<std::string> datasets;  // analysts: granted dataset names
-};
-
-struct Lake::Dataset {
-  std::string id;  // opaque, names the pages
-  std::string name;
-  PublicKey owner{};
-  uint32_t k = 5;
-  struct Page {
-    std::string key;
-    crypto::Digest hash{};
-    uint64_t rows = 0;
-    bool loaded = false;
-  };
-  std::vector<Page> pages;
-  uint32_t next_page = 0;
-  std::unique_ptr<Table> table;
-};
-
-struct Lake::Session {
-  crypto::Bytes nonce;
-  PublicKey key{};
-  bool hello = false;
-  bool proven = false;
-  struct IngestState {
-    std::string dataset;
-    std::string id;
-    bool fresh = false;
-    Schema schema;
-    uint32_t k = 5;
-    std::unique_ptr<Table> staging;
-    std::vector<Dataset::Page> pages;
-    uint32_t next_page = 0;
-    uint64_t bad = 0;
-    std::vector<BadRow> bad_rows;
-  };
-  std::unique_ptr<IngestState> ingest;
-};
 
 Lake::Lake(Sealer seal, Unsealer unseal, std::function<int64_t()> now)
-    : seal_(std::move(seal)), unseal_(std::move(unseal)), now_(std::move(now)) {}
+    : seal_(std::move(seal)), unseal_(std::move(unseal)), now_(std::move(now)) {
+  rng_ = [this] { return RandomWord(); };
+}
+
+uint64_t Lake::RandomWord() {
+  uint64_t w = 0;
+  // OpenSSL's CSPRNG; were it to fail, stop rather than answer with predictable noise.
+  if (!crypto::RandomBytes({reinterpret_cast<uint8_t*>(&w), sizeof w})) std::abort();
+  return w;
+}
 Lake::~Lake() = default;
 
 Lake::Dataset* Lake::FindDataset(std::string_view name) {
@@ -105,153 +60,6 @@ void Lake::Audit(const Session& s, std::string op, std::string dataset, std::str
   if (!audit_.empty()) e.prev = audit_.back().hash;
   e.hash = e.ComputeHash();
   audit_.push_back(std::move(e));
-}
-
-// ---- persistence ----
-
-Status Lake::Persist(Output* out) {
-  ++version_;
-  crypto::Bytes m;
-  ByteWriter w(&m);
-  w.Raw(kManifestMagic, 4);
-  w.U64(version_);
-  w.U32(static_cast<uint32_t>(identities_.size()));
-  for (const auto& [key, id] : identities_) {
-    w.Bytes(key);
-    w.String(id.name);
-    w.U8(static_cast<uint8_t>(id.role));
-    w.U32(static_cast<uint32_t>(id.datasets.size()));
-    for (const auto& d : id.datasets) w.String(d);
-  }
-  w.U32(static_cast<uint32_t>(datasets_.size()));
-  for (const auto& [name, d] : datasets_) {
-    w.String(d->id);
-    w.String(d->name);
-    w.Bytes(d->owner);
-    w.U32(d->k);
-    d->table->schema().Encode(&w);
-    w.U32(d->next_page);
-    w.U32(static_cast<uint32_t>(d->pages.size()));
-    for (const auto& p : d->pages) {
-      w.String(p.key);
-      w.Bytes(p.hash);
-      w.U64(p.rows);
-    }
-  }
-  w.U32(static_cast<uint32_t>(audit_.size()));
-  for (const auto& e : audit_) e.Encode(&w);
-  auto sealed = seal_(m, version_);
-  crypto::Wipe(m);
-  if (!sealed) {
-    --version_;
-    return std::unexpected(sealed.error());
-  }
-  out->writes.push_back({"manifest", std::move(*sealed)});
-  out->mutated = true;
-  return {};
-}
-
-Status Lake::LoadManifest(crypto::ByteView sealed) {
-  MEDSTREAM_TRY(opened, unseal_(sealed));
-  auto& [m, version] = opened;
-  ByteReader r(m);
-  MEDSTREAM_TRY(magic, r.Bytes(4, "manifest magic"));
-  if (!std::equal(magic.begin(), magic.end(), kManifestMagic)) return Corrupt("not a manifest");
-  MEDSTREAM_TRY(v, r.U64("manifest version"));
-  if (v != version) return Corrupt("manifest version does not match its seal");
-  version_ = v;
-  MEDSTREAM_TRY(nid, r.U32("identities"));
-  for (uint32_t i = 0; i < nid; ++i) {
-    MEDSTREAM_TRY(key, ReadKey(&r));
-    Identity id;
-    MEDSTREAM_TRY(name, r.String("identity name", 256));
-    MEDSTREAM_TRY(role, r.U8("role"));
-    MEDSTREAM_TRY(nd, r.U32("granted datasets"));
-    id.name = name;
-    id.role = static_cast<Role>(role);
-    for (uint32_t j = 0; j < nd; ++j) {
-      MEDSTREAM_TRY(d, r.String("granted dataset", 256));
-      id.datasets.push_back(d);
-    }
-    identities_[key] = std::move(id);
-  }
-  MEDSTREAM_TRY(nds, r.U32("datasets"));
-  for (uint32_t i = 0; i < nds; ++i) {
-    auto d = std::make_unique<Dataset>();
-    MEDSTREAM_TRY(id, r.String("dataset id", 64));
-    MEDSTREAM_TRY(name, r.String("dataset name", 256));
-    MEDSTREAM_TRY(owner, ReadKey(&r));
-    MEDSTREAM_TRY(k, r.U32("k"));
-    MEDSTREAM_TRY(schema, Schema::Decode(&r));
-    MEDSTREAM_TRY(next_page, r.U32("next page"));
-    MEDSTREAM_TRY(np, r.U32("pages"));
-    d->id = id;
-    d->name = name;
-    d->owner = owner;
-    d->k = k;
-    d->next_page = next_page;
-    d->table = std::make_unique<Table>(schema);
-    for (uint32_t j = 0; j < np; ++j) {
-      Dataset::Page p;
-      MEDSTREAM_TRY(key, r.String("page key", 256));
-      MEDSTREAM_TRY(hash, r.Bytes(32, "page hash"));
-      MEDSTREAM_TRY(rows, r.U64("page rows"));
-      p.key = key;
-      std::copy(hash.begin(), hash.end(), p.hash.begin());
-      p.rows = rows;
-      d->pages.push_back(std::move(p));
-    }
-    datasets_[name] = std::move(d);
-  }
-  MEDSTREAM_TRY(na, r.U32("audit entries"));
-  for (uint32_t i = 0; i < na; ++i) {
-    MEDSTREAM_TRY(e, AuditEntry::Decode(&r));
-    audit_.push_back(std::move(e));
-  }
-  if (auto s = VerifyAuditChain(audit_); !s) return s;
-  return {};
-}
-
-Status Lake::LoadPage(const std::string& key, crypto::ByteView sealed) {
-  for (auto& [name, d] : datasets_) {
-    for (size_t n = 0; n < d->pages.size(); ++n) {
-      Dataset::Page& p = d->pages[n];
-      if (p.key != key) continue;
-      if (p.loaded) return Corrupt("page " + key + " given twice");
-      if (crypto::Sha256(sealed) != p.hash) {
-        return Corrupt("page " + key + " of dataset '" + name +
-                       "' does not match the manifest (swapped, altered or rolled back)");
-      }
-      MEDSTREAM_TRY(opened, unseal_(sealed));
-      ByteReader r(opened.first);
-      MEDSTREAM_TRY(magic, r.Bytes(4, "page magic"));
-      MEDSTREAM_TRY(id, r.String("page dataset", 64));
-      MEDSTREAM_TRY(index, r.U32("page index"));
-      MEDSTREAM_TRY(version, r.U64("page version"));
-      (void)version;
-      if (!std::equal(magic.begin(), magic.end(), kPageMagic) || id != d->id ||
-          PageKey(id, index) != key) {
-        return Corrupt("page " + key + " is bound to another dataset or position");
-      }
-      const size_t before = d->table->rows();
-      if (auto s = d->table->AppendPage(&r); !s)
-        return std::unexpected(std::move(s.error()).With("page " + key));
-      if (d->table->rows() - before != p.rows) return Corrupt("page " + key + ": row count");
-      p.loaded = true;
-      return {};
-    }
-  }
-  return {};  // not in the manifest: left over from an interrupted ingest
-}
-
-Status Lake::FinishLoad() {
-  for (auto& [name, d] : datasets_) {
-    for (const auto& p : d->pages) {
-      if (!p.loaded) return Corrupt("page " + p.key + " of dataset '" + name + "' is missing");
-    }
-  }
-  loaded_ = true;
-  return {};
 }
 
 // ---- requests ----
@@ -368,6 +176,7 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
         return Denied("only the owner of dataset '" + name + "' may delete it");
       }
       for (const auto& p : d->pages) out->writes.push_back({p.key, {}});
+      for (const auto& [analyst, h] : d->recent) out->writes.push_back({h.key, {}});
       datasets_.erase(name);
       Audit(s, "delete", name, "", "ok");
       if (auto st = Persist(out); !st) return std::unexpected(st.error());
@@ -417,6 +226,9 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
         w.U64(d->table->rows());
         w.String(d->table->schema().Describe());
         w.U32(d->k);
+        EncodePolicy(d->policy, &w);
+        auto sp = d->spent.find(s.key);
+        w.F64(sp == d->spent.end() ? 0 : sp->second);
       }
       return reply;
     }
@@ -434,6 +246,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
     MEDSTREAM_TRY(name, r->String("dataset", 256));
     MEDSTREAM_TRY(schema, Schema::Decode(r));
     MEDSTREAM_TRY(k, r->U32("k"));
+    MEDSTREAM_TRY(policy, DecodePolicy(r));
     if (role != Role::kAdmin && role != Role::kOwner) {
       return Denied(std::string("ingest refused: role ") + std::string(RoleName(role)) +
                     " may not upload (owners only)");
@@ -450,6 +263,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
     auto st = std::make_unique<Session::IngestState>();
     st->dataset = name;
     st->k = k;
+    st->policy = policy;
     if (Dataset* d = FindDataset(name)) {
       if (d->owner != s.key) return Denied("dataset '" + name + "' belongs to another owner");
       if (d->table->schema().Describe() != schema.Describe()) {
@@ -528,6 +342,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
     fresh->name = in.dataset;
     fresh->owner = s.key;
     fresh->k = in.k;
+    fresh->policy = in.policy;
     fresh->table = std::make_unique<Table>(in.schema);
     d = fresh.get();
     datasets_[in.dataset] = std::move(fresh);
@@ -547,6 +362,9 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
   }
   d->pages.insert(d->pages.end(), in.pages.begin(), in.pages.end());
   d->next_page = in.next_page;
+  // The owner's upload sets the policy (only the owner uploads); spent budgets stay spent.
+  d->policy = in.policy;
+  d->k = in.k;
   Audit(s, "ingest", in.dataset, fmt::format("{} rows stored, {} refused", stored, in.bad), "ok");
   if (auto st = Persist(out); !st) return std::unexpected(st.error());
   w.U64(stored);
@@ -563,6 +381,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
 
 Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
   MEDSTREAM_TRY(sql, r->String("query", 64 * 1024));
+  MEDSTREAM_TRY(asked_epsilon, r->F64("epsilon"));  // 0: the dataset's default
   auto me = identities_.find(s.key);
   const Role role = me == identities_.end() ? Role::kNone : me->second.role;
   auto refuse = [&](const std::string& dataset, Error e) -> Result<crypto::Bytes> {
@@ -589,11 +408,83 @@ Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
   ExecOptions options;
   options.min_group = d->k;
   options.allow_rows = owner;
+  // Owners (and the admin, who owns what it uploads) get exact answers on their own datasets;
+  // an analyst gets what the dataset's policy gives.
+  const bool analyst = !owner;
+  options.forbid_identifiers = analyst;
+  DpOptions dp;
+  double* spent = nullptr;
+  std::vector<uint8_t> rows;
+  if (analyst && d->policy.privacy == Privacy::kDp) {
+    dp.epsilon = asked_epsilon == 0 ? d->policy.epsilon : asked_epsilon;
+    dp.delta = kDpDelta;
+    dp.rng = rng_;
+    if (!(dp.epsilon > 0 && dp.epsilon <= kMaxQueryEpsilon)) {
+      return refuse(q->dataset, Error(Error::Code::kInvalidArgument,
+                                      fmt::format("epsilon {} out of (0, {}]", asked_epsilon,
+                                                  kMaxQueryEpsilon)));
+    }
+    spent = &d->spent[s.key];
+    // Sequential composition: the budget is the sum of what every query spent.
+    if (*spent + dp.epsilon > d->policy.budget + 1e-12) {
+      return refuse(q->dataset,
+                    Error(Error::Code::kResourceExhausted,
+                          fmt::format("privacy budget exhausted on '{}': spent {:.6g} of {:.6g}, "
+                                      "this query needs {:.6g}",
+                                      q->dataset, *spent, d->policy.budget, dp.epsilon)));
+    }
+    options.dp = &dp;
+  } else if (analyst) {
+    options.selected_rows = &rows;
+  }
   auto result = Execute(*q, *d->table, options);
   if (!result) return refuse(q->dataset, result.error());
+  if (spent) {
+    *spent += dp.epsilon;
+    result->budget_remaining = std::max(0.0, d->policy.budget - *spent);
+  }
+  if (analyst && !spent) {
+    // Query-set overlap: two answers whose row sets differ by a few rows give those rows away.
+    Dataset::History& history = d->recent[s.key];
+    const std::vector<uint8_t> bits = PackBits(rows);
+    for (const auto& earlier : history.sets) {
+      const uint64_t differ = Differ(bits, earlier);
+      if (differ > 0 && differ < d->k) {
+        return refuse(q->dataset,
+                      Error(Error::Code::kFailedPrecondition,
+                            fmt::format("refused: the rows this query selects differ from an "
+                                        "earlier query of yours by {} (fewer than k = {}): "
+                                        "together they would single those rows out",
+                                        differ, d->k)));
+      }
+    }
+    history.sets.push_back(bits);
+    size_t total = 0;
+    for (const auto& set : history.sets) total += set.size();
+    while (history.sets.size() > kOverlapHistory ||
+           (history.sets.size() > 1 && total > kMaxHistoryTotalBytes)) {
+      total -= history.sets.front().size();
+      history.sets.pop_front();
+    }
+    crypto::Bytes plain;
+    ByteWriter hw(&plain);
+    hw.Raw(kHistoryMagic, 4);
+    hw.String(d->id);
+    hw.U32(static_cast<uint32_t>(history.sets.size()));
+    for (const auto& set : history.sets) hw.Blob(set);
+    MEDSTREAM_TRY(sealed, seal_(plain, version_ + 1));
+    history.key = "overlap/" + d->id + "/" + crypto::ToHex(crypto::Sha256(s.key));
+    history.hash = crypto::Sha256(sealed);
+    history.loaded = true;
+    out->writes.push_back({history.key, std::move(sealed)});
+    // A suppressed group and an empty one look the same to an analyst.
+    result->suppressed_groups = 0;
+  }
   Audit(s, "query", q->dataset, sql,
-        fmt::format("ok: {} rows, {} groups suppressed", result->rows.size(),
-                    result->suppressed_groups));
+        result->dp ? fmt::format("ok (dp): {} rows, epsilon {:.6g}, budget left {:.6g}",
+                                 result->rows.size(), result->epsilon, result->budget_remaining)
+                   : fmt::format("ok: {} rows, {} groups suppressed", result->rows.size(),
+                                 result->suppressed_groups));
   if (auto st = Persist(out); !st) return std::unexpected(st.error());
   crypto::Bytes reply;
   ByteWriter w(&reply);

@@ -72,11 +72,34 @@ Status VerifyAuditChain(const std::vector<AuditEntry>& entries);
 // and the sequence numbers must rise within the chain (the links between them are not shown).
 Status VerifyAuditEntries(const std::vector<AuditEntry>& entries, uint64_t length);
 
+// How a dataset answers analysts (owners and the admin always get exact answers on their own).
+//   kDp     differentially private COUNT/SUM/AVG (lake/dp.h), each analyst's epsilon budget spent
+//           by every query and kept in the sealed, rollback-protected manifest
+//   kExact  exact aggregates with k-suppression, identifier columns closed to analysts, suppressed
+//           and empty answers alike, and query-set-overlap control: a query whose selected rows
+//           differ from one of the analyst's last kOverlapHistory answered queries on the dataset
+//           by fewer than k rows (but some) is refused
+enum class Privacy : uint8_t { kExact = 0, kDp = 1 };
+std::string_view PrivacyName(Privacy p);
+Result<Privacy> ParsePrivacy(std::string_view name);
+
+inline constexpr size_t kOverlapHistory = 64;
+inline constexpr double kMaxQueryEpsilon = 10;
+inline constexpr double kDpDelta = 1e-6;
+
+struct PrivacyPolicy {
+  Privacy privacy = Privacy::kDp;
+  double epsilon = 0.5;  // per query, when the query does not say
+  double budget = 5;     // per analyst, in all
+};
+
 struct DatasetInfo {
   std::string name, owner;
   uint64_t rows = 0;
   std::string schema;
   uint32_t k = 5;
+  PrivacyPolicy policy;
+  double budget_spent = 0;  // the asking analyst's (dp datasets)
 };
 
 struct BadRow {
@@ -104,6 +127,8 @@ class Lake {
   using Sealer = std::function<Result<crypto::Bytes>(crypto::ByteView plain, uint64_t version)>;
   using Unsealer = std::function<Result<std::pair<crypto::Bytes, uint64_t>>(crypto::ByteView blob)>;
   Lake(Sealer seal, Unsealer unseal, std::function<int64_t()> now);
+  // Tests only: a seeded source for the noise, to check its distribution.
+  void SetRandomForTesting(dp::RandomSource rng) { rng_ = std::move(rng); }
   ~Lake();
 
   // Loading at start: the manifest first, then every page it names, then Finish.
@@ -122,7 +147,13 @@ class Lake {
   Result<crypto::Bytes> Dispatch(Session& s, Op op, ByteReader* r, Output* out);
   Result<crypto::Bytes> Ingest(Session& s, Op op, ByteReader* r, Output* out);
   Result<crypto::Bytes> RunQuery(Session& s, ByteReader* r, Output* out);
+  // dp::RandomSource for the noise (OpenSSL's CSPRNG unless a test set another).
+  uint64_t RandomWord();
   Status Persist(Output* out);
+  // A blob the manifest pins by hash (a page, a query history): checked, then unsealed.
+  Result<crypto::Bytes> OpenPinned(const std::string& what, const std::string& dataset,
+                                   const crypto::Digest& pinned, bool loaded,
+                                   crypto::ByteView sealed);
   void Audit(const Session& s, std::string op, std::string dataset, std::string detail,
              std::string outcome);
   Dataset* FindDataset(std::string_view name);
@@ -136,6 +167,7 @@ class Lake {
   std::map<PublicKey, Identity> identities_;
   std::map<std::string, std::unique_ptr<Dataset>> datasets_;  // by name
   std::vector<AuditEntry> audit_;
+  dp::RandomSource rng_;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
 };
 

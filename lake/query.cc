@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <unordered_map>
 
@@ -186,6 +187,158 @@ bool LessValue(const Value& a, const Value& b) {
   return false;
 }
 
+// Rows of the groups ordered by their key.
+std::vector<size_t> OrderByKey(const Table& t, const std::vector<int>& group_cols,
+                               const std::vector<size_t>& first_row, std::vector<size_t> order) {
+  std::vector<std::vector<Value>> keys(first_row.size());
+  for (size_t g : order) {
+    if (first_row[g] == SIZE_MAX) continue;
+    for (int c : group_cols) keys[g].push_back(t.Get(c, first_row[g]));
+  }
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return std::lexicographical_compare(keys[a].begin(), keys[a].end(), keys[b].begin(),
+                                        keys[b].end(), LessValue);
+  });
+  return order;
+}
+
+// The differentially private form of an aggregate query (dp.h). Per group, one noisy count
+// decides whether the group is shown, COUNT(*) is that count, COUNT(col) and SUM(col) are one
+// measurement each, AVG(col) is a noisy sum over a noisy count: the query's epsilon is split evenly
+// over these measurements, and groups are disjoint, so the query spends epsilon in all.
+Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
+                            const std::vector<int>& group_cols, const std::vector<int>& item_cols,
+                            const std::vector<uint32_t>& gid, const std::vector<size_t>& first_row,
+                            const std::vector<uint64_t>& rows_in) {
+  if (!(o.epsilon > 0) || !(o.delta > 0 && o.delta < 1) || !o.rng) {
+    return InvalidArgument("differential privacy needs epsilon > 0 and 0 < delta < 1");
+  }
+  const Schema& schema = t.schema();
+  size_t measurements = 1;
+  for (const SelectItem& item : q.items) {
+    if (item.agg == Agg::kCount || item.agg == Agg::kSum || item.agg == Agg::kMedian ||
+        item.agg == Agg::kPercentile) {
+      measurements += 1;
+    }
+    if (item.agg == Agg::kAvg) measurements += 2;
+    if (item.agg == Agg::kStddev) measurements += 3;
+  }
+  const double eps = o.epsilon / static_cast<double>(measurements);
+  const double count_scale = 1 / eps;
+  const size_t groups = first_row.size();
+  ResultSet out;
+  out.dp = true;
+  out.epsilon = o.epsilon;
+  out.release_threshold = group_cols.empty() ? 0 : dp::ReleaseThreshold(count_scale, o.delta);
+  for (const SelectItem& item : q.items) out.columns.push_back(item.label);
+  // Values per group and column, for the sums.
+  std::vector<double> noisy_rows(groups);
+  std::vector<size_t> shown;
+  for (size_t g = 0; g < groups; ++g) {
+    noisy_rows[g] = dp::NoisyCount(rows_in[g], eps, o.rng);
+    // Without GROUP BY the one group is always there: its existence says nothing.
+    if (group_cols.empty() || noisy_rows[g] >= out.release_threshold) shown.push_back(g);
+  }
+  std::vector<std::vector<Value>> cells(groups, std::vector<Value>(q.items.size()));
+  out.error95.assign(q.items.size(), 0);
+  for (size_t k = 0; k < q.items.size(); ++k) {
+    const SelectItem& item = q.items[k];
+    const int c = item_cols[k];
+    if (item.agg == Agg::kNone) {
+      for (size_t g : shown) cells[g][k] = t.Get(c, first_row[g]);
+      continue;
+    }
+    if (item.agg == Agg::kCountStar) {
+      for (size_t g : shown) cells[g][k] = std::max(0.0, noisy_rows[g]);
+      out.error95[k] = dp::Error95(count_scale);
+      continue;
+    }
+    // The column's values per shown group (non-missing only).
+    const Type type = schema.columns[c].type;
+    const bool textual = type == Type::kText || type == Type::kCategorical;
+    std::vector<std::vector<double>> values(groups);
+    std::vector<uint64_t> present(groups, 0);
+    for (size_t i = 0; i < gid.size(); ++i) {
+      if (gid[i] == UINT32_MAX) continue;
+      if (textual) {
+        present[gid[i]] += t.codes(c)[i] != Table::kNull;
+      } else if (!std::isnan(t.numbers(c)[i])) {
+        ++present[gid[i]];
+        if (item.agg != Agg::kCount) values[gid[i]].push_back(t.numbers(c)[i]);
+      }
+    }
+    const Column& col = schema.columns[c];
+    std::vector<double> noisy_present(groups, 1);
+    const double sensitivity = std::max(std::fabs(col.lo), std::fabs(col.hi));
+    const double sum_scale = dp::kSumGrid / eps * (sensitivity / dp::kSumGrid);
+    for (size_t g : shown) {
+      if (item.agg == Agg::kCount) {
+        cells[g][k] = std::max(0.0, dp::NoisyCount(present[g], eps, o.rng));
+        continue;
+      }
+      if (item.agg == Agg::kMedian || item.agg == Agg::kPercentile) {
+        const double p = item.agg == Agg::kMedian ? 50 : item.percentile;
+        const double v = dp::NoisyPercentile(values[g], col.lo, col.hi, p, eps, o.rng);
+        cells[g][k] = std::isnan(v) ? Value(std::monostate{}) : Value(v);
+        continue;
+      }
+      if (item.agg == Agg::kStddev) {
+        // Sample variance from a noisy n, sum and sum of squares of the values centred on the
+        // bounds' midpoint (the variance does not move; the sensitivities shrink to half the
+        // range and its square, and the cancellation in sum_sq - sum^2/n with them).
+        const double mid = (col.lo + col.hi) / 2, half = (col.hi - col.lo) / 2;
+        std::vector<double> centred, squares;
+        centred.reserve(values[g].size());
+        squares.reserve(values[g].size());
+        for (double v : values[g]) {
+          const double x = std::clamp(v, col.lo, col.hi) - mid;
+          centred.push_back(x);
+          squares.push_back(x * x);
+        }
+        const double sum_c = dp::NoisySum(centred, -half, half, eps, o.rng);
+        const double sum_sq = dp::NoisySum(squares, 0, half * half, eps, o.rng);
+        const double n = dp::NoisyCount(present[g], eps, o.rng);
+        if (n < 2) {
+          cells[g][k] = std::monostate{};
+          continue;
+        }
+        const double var = std::max(0.0, (sum_sq - sum_c * sum_c / n) / (n - 1));
+        cells[g][k] = std::min(std::sqrt(var), (col.hi - col.lo) / 2 * std::sqrt(n / (n - 1)));
+        continue;
+      }
+      const double sum = dp::NoisySum(values[g], col.lo, col.hi, eps, o.rng);
+      if (item.agg == Agg::kSum) {
+        cells[g][k] = sum;
+        continue;
+      }
+      const double count = std::max(1.0, dp::NoisyCount(present[g], eps, o.rng));
+      noisy_present[g] = count;
+      cells[g][k] = std::clamp(sum / count, col.lo, col.hi);
+    }
+    if (item.agg == Agg::kCount) out.error95[k] = dp::Error95(count_scale);
+    if (item.agg == Agg::kSum) out.error95[k] = dp::Error95(sum_scale);
+    // No closed-form bound is stated for these (NaN: "not given").
+    if (item.agg == Agg::kStddev || item.agg == Agg::kMedian || item.agg == Agg::kPercentile) {
+      out.error95[k] = std::numeric_limits<double>::quiet_NaN();
+    }
+    if (item.agg == Agg::kAvg) {
+      // First-order propagation at the smallest shown group: (err_sum + |avg| err_count) / count,
+      // from the noisy counts only (an exact count in the bound would leak).
+      double worst = 0;
+      for (size_t g : shown) {
+        const double count = noisy_present[g];
+        worst = std::max(worst,
+                         (dp::Error95(sum_scale) + sensitivity * dp::Error95(count_scale)) / count);
+      }
+      out.error95[k] = std::min(worst, col.hi - col.lo);
+    }
+  }
+  for (size_t g : OrderByKey(t, group_cols, first_row, shown)) {
+    out.rows.push_back(std::move(cells[g]));
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string FormatValue(const Value& v) {
@@ -197,8 +350,64 @@ std::string FormatValue(const Value& v) {
   return fmt::format("{:.6g}", d);
 }
 
+namespace {
+
+void ColumnsOf(const Expr& e, std::vector<std::string>* out) {
+  if (e.a) ColumnsOf(*e.a, out);
+  if (e.b) ColumnsOf(*e.b, out);
+  if (!e.column.empty()) out->push_back(e.column);
+}
+
+// Every column the query names, in WHERE, GROUP BY and the select list.
+std::vector<std::string> ReferencedColumns(const Query& q) {
+  std::vector<std::string> cols = q.group_by;
+  for (const SelectItem& item : q.items) {
+    if (!item.column.empty() && item.column != "*") cols.push_back(item.column);
+  }
+  if (q.where) ColumnsOf(*q.where, &cols);
+  return cols;
+}
+
+}  // namespace
+
 Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& options) {
   const Schema& schema = t.schema();
+  if (options.forbid_identifiers) {
+    for (const std::string& name : ReferencedColumns(q)) {
+      const int c = schema.Find(name);
+      if (c >= 0 && schema.columns[c].identifier) {
+        return Fail(Error::Code::kFailedPrecondition,
+                    "column '" + name +
+                        "' is a direct identifier: analysts may not select, filter or group on it");
+      }
+    }
+    for (const SelectItem& item : q.items) {
+      if (item.column == "*" && item.agg == Agg::kNone) {
+        return Fail(Error::Code::kFailedPrecondition, "SELECT * is not for analysts");
+      }
+    }
+  }
+  if (options.dp) {
+    for (const SelectItem& item : q.items) {
+      if (item.agg == Agg::kMin || item.agg == Agg::kMax) {
+        return Fail(Error::Code::kFailedPrecondition,
+                    item.label +
+                        ": this dataset answers analysts with differential privacy, which has no "
+                        "MIN or MAX (one patient decides them); ask for a PERCENTILE near 0 or "
+                        "100 instead");
+      }
+      if (item.agg != Agg::kNone && item.agg != Agg::kCount && item.agg != Agg::kCountStar) {
+        const int c = schema.Find(item.column);
+        if (c >= 0 && IsNumeric(schema.columns[c].type) && !schema.columns[c].bounded()) {
+          return Fail(Error::Code::kFailedPrecondition,
+                      item.label + ": column '" + item.column +
+                          "' has no declared bounds, so its sensitivity is unknown (the owner "
+                          "declares them at ingest: --attributes " +
+                          item.column + ":LO..HI)");
+        }
+      }
+    }
+  }
   std::vector<int> group_cols;
   for (const std::string& g : q.group_by) {
     const int c = schema.Find(g);
@@ -263,6 +472,10 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
   }
   const size_t n = t.rows();
   auto selected = [&](size_t i) { return where.empty() || where[i] == kT; };
+  if (options.selected_rows) {
+    options.selected_rows->assign(n, 0);
+    for (size_t i = 0; i < n; ++i) (*options.selected_rows)[i] = selected(i) ? 1 : 0;
+  }
 
   ResultSet out;
   for (size_t k = 0; k < q.items.size(); ++k) {
@@ -323,6 +536,9 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
   for (size_t i = 0; i < n; ++i)
     if (gid[i] != UINT32_MAX) ++rows_in[gid[i]];
 
+  if (options.dp) {
+    return ExecuteDp(q, t, *options.dp, group_cols, item_cols, gid, first_row, rows_in);
+  }
   std::vector<std::vector<Value>> cells(groups, std::vector<Value>(q.items.size()));
   for (size_t k = 0; k < q.items.size(); ++k) {
     const SelectItem& item = q.items[k];
@@ -401,16 +617,9 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
       order.push_back(g);
     }
   }
-  std::vector<std::vector<Value>> keys(groups);
-  for (size_t g = 0; g < groups; ++g) {
-    if (first_row[g] == SIZE_MAX) continue;
-    for (int c : group_cols) keys[g].push_back(t.Get(c, first_row[g]));
+  for (size_t g : OrderByKey(t, group_cols, first_row, order)) {
+    out.rows.push_back(std::move(cells[g]));
   }
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return std::lexicographical_compare(keys[a].begin(), keys[a].end(), keys[b].begin(),
-                                        keys[b].end(), LessValue);
-  });
-  for (size_t g : order) out.rows.push_back(std::move(cells[g]));
   return out;
 }
 

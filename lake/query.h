@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "lake/dp.h"
 #include "lake/table.h"
 
 namespace medstream::lake {
@@ -44,14 +45,35 @@ struct ResultSet {
   std::vector<std::string> columns;
   std::vector<std::vector<Value>> rows;
   uint64_t suppressed_groups = 0;
+  // Differentially private answers (a `dp` dataset queried by an analyst): the privacy spent on
+  // this query, what is left of the analyst's budget, the noisy count a group needed to be shown,
+  // and per column the half-width of its 95 % error interval (0 for group keys).
+  bool dp = false;
+  double epsilon = 0, budget_remaining = 0, release_threshold = 0;
+  std::vector<double> error95;
+};
+
+struct DpOptions {
+  double epsilon = 1;   // for the whole query (groups are disjoint: parallel composition)
+  double delta = 1e-6;  // chance that a group of one row is shown at all
+  dp::RandomSource rng;
 };
 
 struct ExecOptions {
   uint64_t min_group = 5;   // groups with fewer rows are suppressed (k)
   bool allow_rows = false;  // row-level SELECT (the dataset's owner only)
+  // An analyst: identifier columns may not appear anywhere in the query.
+  bool forbid_identifiers = false;
+  // Differentially private aggregates instead of exact ones (and no k-suppression: groups are
+  // shown when their noisy count passes the release threshold).
+  const DpOptions* dp = nullptr;
+  // When set: one byte per table row, 1 where the WHERE condition selected the row.
+  std::vector<uint8_t>* selected_rows = nullptr;
 };
 
 // Evaluates `q` over `table` (the dataset `q.dataset` names). Groups come out sorted by key.
+// kFailedPrecondition for what the options forbid (an identifier column, an aggregate that has no
+// differentially private form, SUM/AVG of a column without declared bounds under dp).
 Result<ResultSet> Execute(const Query& q, const Table& table, const ExecOptions& options);
 
 std::string FormatValue(const Value& v);

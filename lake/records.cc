@@ -126,6 +126,13 @@ void EncodeResultSet(const ResultSet& r, ByteWriter* w) {
     }
   }
   w->U64(r.suppressed_groups);
+  w->U8(r.dp ? 1 : 0);
+  if (r.dp) {
+    w->F64(r.epsilon);
+    w->F64(r.budget_remaining);
+    w->F64(r.release_threshold);
+    for (size_t i = 0; i < r.columns.size(); ++i) w->F64(i < r.error95.size() ? r.error95[i] : 0);
+  }
 }
 
 Result<ResultSet> DecodeResultSet(ByteReader* r) {
@@ -155,6 +162,20 @@ Result<ResultSet> DecodeResultSet(ByteReader* r) {
   }
   MEDSTREAM_TRY(sup, r->U64("suppressed groups"));
   out.suppressed_groups = sup;
+  MEDSTREAM_TRY(dp, r->U8("privacy flag"));
+  if (dp == 1) {
+    out.dp = true;
+    MEDSTREAM_TRY(eps, r->F64("epsilon"));
+    MEDSTREAM_TRY(left, r->F64("budget remaining"));
+    MEDSTREAM_TRY(threshold, r->F64("release threshold"));
+    out.epsilon = eps;
+    out.budget_remaining = left;
+    out.release_threshold = threshold;
+    for (uint32_t i = 0; i < nc; ++i) {
+      MEDSTREAM_TRY(e, r->F64("error bound"));
+      out.error95.push_back(e);
+    }
+  }
   return out;
 }
 

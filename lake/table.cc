@@ -78,29 +78,115 @@ std::string Schema::Describe() const {
   for (const Column& c : columns) {
     if (!out.empty()) out += ",";
     out += c.name + ":" + std::string(TypeName(c.type));
+    if (c.identifier) out += ":id";
+    if (c.bounded()) out += fmt::format(":{}..{}", c.lo, c.hi);
   }
   return out;
 }
 
+// Schemas with attributes set the count's top bit and carry flags and bounds per column; those
+// without are written as before, so older manifests read unchanged.
+constexpr uint32_t kSchemaAttributes = 0x80000000u;
+
 void Schema::Encode(ByteWriter* w) const {
-  w->U32(static_cast<uint32_t>(columns.size()));
+  const bool attributes = std::any_of(columns.begin(), columns.end(), [](const Column& c) {
+    return c.identifier || !std::isnan(c.lo) || !std::isnan(c.hi);
+  });
+  w->U32(static_cast<uint32_t>(columns.size()) | (attributes ? kSchemaAttributes : 0));
   for (const Column& c : columns) {
     w->String(c.name);
     w->U8(static_cast<uint8_t>(c.type));
+    if (attributes) {
+      w->U8(c.identifier ? 1 : 0);
+      w->F64(c.lo);
+      w->F64(c.hi);
+    }
   }
 }
 
 Result<Schema> Schema::Decode(ByteReader* r) {
-  MEDSTREAM_TRY(n, r->U32("column count"));
+  MEDSTREAM_TRY(word, r->U32("column count"));
+  const bool attributes = (word & kSchemaAttributes) != 0;
+  const uint32_t n = word & ~kSchemaAttributes;
   if (n == 0 || n > 1024) return Corrupt("a schema has 1 to 1024 columns");
   Schema s;
   for (uint32_t i = 0; i < n; ++i) {
     MEDSTREAM_TRY(name, r->String("column name", 256));
     MEDSTREAM_TRY(type, r->U8("column type"));
     if (type < 1 || type > 5) return Corrupt("bad column type");
-    s.columns.push_back({name, static_cast<Type>(type)});
+    Column c{name, static_cast<Type>(type)};
+    if (attributes) {
+      MEDSTREAM_TRY(flags, r->U8("column flags"));
+      MEDSTREAM_TRY(lo, r->F64("column lower bound"));
+      MEDSTREAM_TRY(hi, r->F64("column upper bound"));
+      if (flags > 1 || std::isinf(lo) || std::isinf(hi) || lo > hi ||
+          std::isnan(lo) != std::isnan(hi)) {
+        return Corrupt("bad column attributes");
+      }
+      c.identifier = flags == 1;
+      c.lo = lo;
+      c.hi = hi;
+    }
+    s.columns.push_back(std::move(c));
   }
   return s;
+}
+
+namespace {
+
+// One attribute of a column: "id" or "LO..HI".
+Status ApplyAttribute(Column* c, std::string_view a) {
+  if (EqualsNoCase(a, "id")) {
+    c->identifier = true;
+    return {};
+  }
+  const size_t dots = a.find("..");
+  double lo = 0, hi = 0;
+  auto number = [](std::string_view t, double* v) {
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), *v);
+    return ec == std::errc() && end == t.data() + t.size() && std::isfinite(*v);
+  };
+  if (dots == std::string_view::npos || !number(Trim(a.substr(0, dots)), &lo) ||
+      !number(Trim(a.substr(dots + 2)), &hi) || lo > hi) {
+    return InvalidArgument("column '" + c->name + "': attribute '" + std::string(a) +
+                           "' is neither 'id' nor bounds LO..HI (LO <= HI, finite)");
+  }
+  if (!IsNumeric(c->type)) {
+    return InvalidArgument("column '" + c->name + "' is " + std::string(TypeName(c->type)) +
+                           ": only integer and real columns take bounds");
+  }
+  c->lo = lo;
+  c->hi = hi;
+  return {};
+}
+
+}  // namespace
+
+Status AnnotateSchema(Schema* schema, std::string_view attributes) {
+  size_t start = 0;
+  while (start <= attributes.size()) {
+    const size_t comma = std::min(attributes.find(',', start), attributes.size());
+    const std::string_view item = Trim(attributes.substr(start, comma - start));
+    start = comma + 1;
+    if (item.empty()) continue;
+    const size_t colon = item.find(':');
+    if (colon == std::string_view::npos) {
+      return InvalidArgument("attribute item '" + std::string(item) + "' is not NAME:ATTRIBUTE");
+    }
+    const int c = schema->Find(Trim(item.substr(0, colon)));
+    if (c < 0) {
+      return InvalidArgument("no column '" + std::string(Trim(item.substr(0, colon))) +
+                             "' (columns: " + schema->Describe() + ")");
+    }
+    std::string_view rest = item.substr(colon + 1);
+    for (;;) {
+      const size_t next = rest.find(':');
+      if (auto s = ApplyAttribute(&schema->columns[c], Trim(rest.substr(0, next))); !s) return s;
+      if (next == std::string_view::npos) break;
+      rest.remove_prefix(next + 1);
+    }
+  }
+  return {};
 }
 
 Result<Schema> ParseSchema(std::string_view spec) {
@@ -115,10 +201,21 @@ Result<Schema> ParseSchema(std::string_view spec) {
     if (colon == std::string_view::npos)
       return InvalidArgument("schema item '" + std::string(item) + "' is not NAME:TYPE");
     const std::string name(Trim(item.substr(0, colon)));
-    MEDSTREAM_TRY(type, ParseType(Trim(item.substr(colon + 1))));
+    std::string_view rest = item.substr(colon + 1);
+    const size_t attr = rest.find(':');
+    MEDSTREAM_TRY(type, ParseType(Trim(rest.substr(0, attr))));
     if (name.empty()) return InvalidArgument("schema item '" + std::string(item) + "' has no name");
     if (s.Find(name) >= 0) return InvalidArgument("column '" + name + "' declared twice");
-    s.columns.push_back({name, type});
+    Column c{name, type};
+    while (attr != std::string_view::npos && !rest.empty()) {
+      rest.remove_prefix(rest.find(':') + 1);
+      const size_t next = rest.find(':');
+      if (auto st = ApplyAttribute(&c, Trim(rest.substr(0, next))); !st) {
+        return std::unexpected(st.error());
+      }
+      if (next == std::string_view::npos) break;
+    }
+    s.columns.push_back(std::move(c));
   }
   if (s.columns.empty()) return InvalidArgument("empty schema");
   return s;

@@ -34,7 +34,7 @@ std::unexpected<Error> SqlError(sqlite3* db, const std::string& what) {
 }  // namespace
 
 // The relay clients see: the handshake calls go to the enclave; lake_request is stored and
-// committed here before its record goes back. Nothing else passes.
+// committed here, and the enclave hands over its record only then. Nothing else passes.
 class Relay : public host::EnclaveTransport {
  public:
   explicit Relay(LakeHost& host) : host_(host) {}
@@ -75,10 +75,12 @@ class Relay : public host::EnclaveTransport {
           if (auto s = host_.store_->Apply(response.writes); !s) return std::unexpected(s.error());
         }
         if (response.mutated) {
+          // The enclave releases the reply of a request that changed the lake only once its
+          // version is committed (enclave/core.h).
           crypto::Bytes v;
           ByteWriter(&v).U64(response.version);
-          MEDSTREAM_TRY(ok, enclave.Call(enclave::Call::kLakeCommit, v));
-          (void)ok;
+          MEDSTREAM_TRY(held, enclave.Call(enclave::Call::kLakeCommit, v));
+          if (response.record.empty()) return held;
         }
         return std::move(response.record);
       }
@@ -212,7 +214,7 @@ Status LakeHost::LaunchAndLoad() {
       return std::unexpected(std::move(s.error()).With(where));
   }
   for (const std::string& key : keys) {
-    if (!key.starts_with("page/")) continue;
+    if (!key.starts_with("page/") && !key.starts_with("overlap/")) continue;
     MEDSTREAM_TRY(blob, store_->Get(key));
     if (auto s = load(2, key, blob); !s) return std::unexpected(std::move(s.error()).With(where));
   }
@@ -324,7 +326,8 @@ Status LakeClient::Grant(const lake::PublicKey& key, const std::string& name,
 
 Result<IngestReport> LakeClient::Ingest(
     const std::string& dataset, const std::string& csv_path, const std::string& schema_spec,
-    uint32_t k, const std::function<void(uint64_t done, uint64_t total)>& progress) {
+    uint32_t k, const std::function<void(uint64_t done, uint64_t total)>& progress,
+    const IngestOptions& options) {
   MEDSTREAM_TRY(text, ReadFileText(csv_path));
   // Header and schema (the client holds the plaintext: inference happens here).
   size_t pos = 0;
@@ -348,10 +351,16 @@ Result<IngestReport> LakeClient::Ingest(
       sample.emplace_back(fields.begin(), fields.end());
     schema = lake::InferSchema(header, sample);
   }
+  if (auto s = lake::AnnotateSchema(&schema, options.attributes); !s) {
+    return std::unexpected(std::move(s.error()).With("--attributes"));
+  }
   MEDSTREAM_TRY(begin, Call(lake::Op::kIngestBegin, [&](ByteWriter* w) {
                   w->String(dataset);
                   schema.Encode(w);
                   w->U32(k);
+                  w->U8(static_cast<uint8_t>(options.policy.privacy));
+                  w->F64(options.policy.epsilon);
+                  w->F64(options.policy.budget);
                 }));
   (void)begin;
   constexpr size_t kChunk = 4 << 20;
@@ -404,8 +413,11 @@ Result<IngestReport> LakeClient::Ingest(
   return report;
 }
 
-Result<lake::ResultSet> LakeClient::Query(const std::string& sql) {
-  MEDSTREAM_TRY(reply, Call(lake::Op::kQuery, [&](ByteWriter* w) { w->String(sql); }));
+Result<lake::ResultSet> LakeClient::Query(const std::string& sql, double epsilon) {
+  MEDSTREAM_TRY(reply, Call(lake::Op::kQuery, [&](ByteWriter* w) {
+                  w->String(sql);
+                  w->F64(epsilon);
+                }));
   ByteReader r(reply);
   return lake::DecodeResultSet(&r);
 }
@@ -447,11 +459,17 @@ Result<std::vector<lake::DatasetInfo>> LakeClient::List() {
     MEDSTREAM_TRY(rows, r.U64("rows"));
     MEDSTREAM_TRY(schema, r.String("schema", 1 << 16));
     MEDSTREAM_TRY(k, r.U32("k"));
+    MEDSTREAM_TRY(privacy, r.U8("privacy policy"));
+    MEDSTREAM_TRY(eps, r.F64("epsilon"));
+    MEDSTREAM_TRY(budget, r.F64("budget"));
+    MEDSTREAM_TRY(spent, r.F64("budget spent"));
     d.name = name;
     d.owner = owner;
     d.rows = rows;
     d.schema = schema;
     d.k = k;
+    d.policy = {static_cast<lake::Privacy>(privacy), eps, budget};
+    d.budget_spent = spent;
     out.push_back(std::move(d));
   }
   return out;

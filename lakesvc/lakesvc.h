@@ -92,10 +92,23 @@ class LakeClient {
   Status Grant(const lake::PublicKey& key, const std::string& name, const std::string& role,
                const std::vector<std::string>& datasets);
   // Streams the CSV (header first) in encrypted chunks; `schema` empty: inferred from the data.
+  // `attributes` marks identifier columns and numeric bounds on the (given or inferred) schema:
+  // "patient_id:id,systolic_bp:60..250" (lake::AnnotateSchema).
+  struct IngestOptions {
+    lake::PrivacyPolicy policy;
+    std::string attributes;
+  };
   Result<IngestReport> Ingest(const std::string& dataset, const std::string& csv_path,
                               const std::string& schema, uint32_t k,
-                              const std::function<void(uint64_t done, uint64_t total)>& progress);
-  Result<lake::ResultSet> Query(const std::string& sql);
+                              const std::function<void(uint64_t done, uint64_t total)>& progress,
+                              const IngestOptions& options);
+  Result<IngestReport> Ingest(const std::string& dataset, const std::string& csv_path,
+                              const std::string& schema, uint32_t k,
+                              const std::function<void(uint64_t done, uint64_t total)>& progress) {
+    return Ingest(dataset, csv_path, schema, k, progress, IngestOptions{});
+  }
+  // `epsilon` 0: the dataset's default (dp datasets; ignored by exact ones).
+  Result<lake::ResultSet> Query(const std::string& sql, double epsilon = 0);
   Status Delete(const std::string& dataset);
   struct AuditView {
     std::vector<lake::AuditEntry> entries;
