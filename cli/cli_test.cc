@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -212,6 +213,43 @@ TEST(Cli, BrokerInitAndEnroll) {
   EXPECT_EQ(Medstream("broker enroll --dir " + dir + " medstream-gateway").exit_code, 1);
   EXPECT_EQ(Medstream("broker enroll --dir " + dir + "/none x").exit_code, 1);
   std::filesystem::remove_all(dir);
+}
+
+// Issue 18: beats from raw ECG. On the repository's MIT-BIH 119 excerpt the detector finds every
+// annotated beat; `ecg detect` writes sample,time_s,rr_ms.
+TEST(Cli, EcgDetectAndEval) {
+  const std::string rec = Data("wfdb/119_3min");
+  CmdResult r = Medstream("ecg eval " + rec);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("gross             197    197      0      0    100.00    100.00"),
+            std::string::npos)
+      << r.out;
+  const std::string out = ::testing::TempDir() + "/beats-" + std::to_string(getpid()) + ".csv";
+  r = Medstream("ecg detect " + rec + ".hea --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::ifstream in(out);
+  std::string header, first, second;
+  std::getline(in, header);
+  std::getline(in, first);
+  std::getline(in, second);
+  EXPECT_EQ(header, "sample,time_s,rr_ms");
+  EXPECT_EQ(first.back(), ',');  // the first beat has no RR
+  EXPECT_NE(second.find(','), std::string::npos);
+  std::filesystem::remove(out);
+  // HRV from the record's annotations: NN intervals only between normal beats, the rest said.
+  r = Medstream("hrv --json --job sdnn " + rec + ".hea");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["n_beats"], 115);  // 197 beats, 81 intervals next to a V
+  r = Medstream("hrv --job sdnn " + rec + ".hea");
+  EXPECT_NE(r.out.find("115 NN intervals (between N, L or R beats), 81 excluded next to: 81 V"),
+            std::string::npos)
+      << r.out;
+  r = Medstream("hrv --json --job sdnn --detect " + rec);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // Not a record, a channel that is not there, an ECG CSV without its reference.
+  EXPECT_EQ(Medstream("ecg detect " + Data("rr/mitdb_100_rr.csv")).exit_code, 1);
+  EXPECT_EQ(Medstream("ecg detect " + rec + " --channel 5").exit_code, 1);
+  EXPECT_EQ(Medstream("ecg eval " + Data("ecg/mitdb_100_first10s_360Hz_mV.csv")).exit_code, 1);
 }
 
 TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {

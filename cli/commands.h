@@ -19,5 +19,6 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code);
 void RegisterBenchCommand(CLI::App& app, int* exit_code);
 void RegisterLakeCommand(CLI::App& app, int* exit_code);
 void RegisterBrokerCommand(CLI::App& app, int* exit_code);
+void RegisterEcgCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

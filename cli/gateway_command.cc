@@ -63,6 +63,16 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--batch-seconds", a->o.batch_seconds, "... or when it is this old")
       ->capture_default_str();
   cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
+  cmd->add_option("--window", a->o.config.windows.window_s, "Seconds of beats per HRV window")
+      ->check(CLI::Range(hrv::kMinWindowS, hrv::kMaxWindowS))
+      ->capture_default_str();
+  cmd->add_option("--min-coverage", a->o.config.windows.min_coverage,
+                  "Smallest share of a window its NN intervals must cover for a result")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--step", a->o.config.windows.step_s, "Seconds between window starts")
+      ->check(CLI::Range(hrv::kMinStepS, hrv::kMaxWindowS))
+      ->capture_default_str();
   cmd->add_option("--root-ca", a->o.root_ca, "Attestation trust anchor")->required();
   cmd->add_option("--policy", a->policy, "Verifier policy (JSON) the enclave must satisfy")
       ->required();

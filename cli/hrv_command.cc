@@ -4,10 +4,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "base/bytes.h"
 #include "cli/commands.h"
 #include "cli/json_out.h"
 #include "hrv/jobs.h"
 #include "recording/recording.h"
+#include "wfdb/ecg_file.h"
 
 namespace medstream::cli {
 
@@ -25,6 +27,9 @@ struct HrvArgs {
   double step_s = 30;
   double min_coverage = 0.85;
   bool json = false;
+  bool detect = false;
+  std::string annotator = "atr";
+  int channel = 0;
 };
 
 nlohmann::ordered_json MetricsJson(const hrv::Metrics& m,
@@ -91,7 +96,13 @@ int RunHrv(const HrvArgs& a) {
   if (!job) return Fail(job.error().message());
   if (*job == hrv::JobKind::kIdentity) return Fail("the identity job has no metrics to print");
 
-  auto rec = recording::ReadRecording(a.input, read);
+  // A WFDB record (NAME.hea), or an ECG with --detect: beats from its annotations or the detector.
+  const bool wfdb_input = a.input.ends_with(".hea") || a.detect;
+  Result<recording::Recording> rec = [&]() -> Result<recording::Recording> {
+    if (!wfdb_input) return recording::ReadRecording(a.input, read);
+    MEDSTREAM_TRY(series, wfdb::ReadRecordBeats(a.input, a.annotator, a.detect, a.channel));
+    return recording::Recording{std::move(series.beats), std::move(series.source)};
+  }();
   if (!rec) return Fail(rec.error().message());
 
   if (a.window_s <= 0) {
@@ -167,9 +178,10 @@ void RegisterHrvCommand(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<HrvArgs>();
   CLI::App* cmd = app.add_subcommand(
       "hrv", "Heart-rate variability metrics of a recording (whole record or rolling windows).");
-  cmd->add_option("input", args->input, "Recording: RR intervals one per line, or a CSV file")
-      ->required()
-      ->check(CLI::ExistingFile);
+  cmd->add_option("input", args->input,
+                  "Recording: RR intervals one per line, a CSV file, or a WFDB record (NAME.hea: "
+                  "its beat annotations; NN intervals only between normal beats)")
+      ->required();
   cmd->add_option("--format", args->format, "Input format")
       ->check(CLI::IsMember({"auto", "rr", "csv"}))
       ->capture_default_str();
@@ -199,6 +211,13 @@ void RegisterHrvCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--min-coverage", args->min_coverage,
                   "Report a window only if its NN intervals cover this fraction of it")
       ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_flag("--detect", args->detect,
+                "The input is an ECG (WFDB record or ECG CSV): detect its beats (medstream ecg)");
+  cmd->add_option("--annotator", args->annotator,
+                  "WFDB record (NAME.hea): the annotator whose beats to use")
+      ->capture_default_str();
+  cmd->add_option("--channel", args->channel, "--detect: the ECG signal to use (0-based)")
       ->capture_default_str();
   cmd->add_flag("--json", args->json,
                 "JSON output: one object (whole record) or one line per window");

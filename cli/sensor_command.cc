@@ -21,6 +21,8 @@
 #include "mqtt/mqtt.h"
 #include "recording/recording.h"
 #include "sensor/sensor.h"
+#include "wfdb/ecg_file.h"
+#include "wfdb/wfdb.h"
 
 namespace medstream::cli {
 
@@ -41,6 +43,7 @@ struct Source {
         if (generator->dropped()) continue;
       } else {
         if (next >= replay.size()) break;
+        if (!ready.empty()) ready_last = ready[next];
         b = replay[next++];
       }
       message.push_back(b);
@@ -83,6 +86,10 @@ struct Source {
   sensor::Sequence sequence;  // of the next message
   std::optional<sensor::Generator> generator;
   std::vector<hrv::Beat> replay;
+  // --replay-ecg: when each replayed beat became known to the detector (seconds, like t_s); the
+  // message goes out then, as a device would send it.
+  std::vector<double> ready;
+  double ready_last = -1;  // of the message being filled
   size_t next = 0;
   std::vector<hrv::Beat> message;
   std::unique_ptr<std::ofstream> record;
@@ -116,6 +123,8 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     uint64_t seed = 1;
     int per_message = 1;
     std::string replay;
+    std::string replay_ecg;
+    int channel = 0;
     std::string device;
     double start_s = 1.7e9;
     std::string record;
@@ -154,6 +163,11 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
                   "Replay this recording (rr or csv) as one device instead (e.g. "
                   "tests/data/rr/physionet_rr_healthy_subjects_007_ms.txt)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--replay-ecg", a->replay_ecg,
+                  "Replay a raw ECG (WFDB record NAME.hea, or an ECG CSV) as one device that "
+                  "detects its beats (medstream ecg) and sends each once it is detected");
+  cmd->add_option("--channel", a->channel, "--replay-ecg: the ECG signal (0-based)")
+      ->capture_default_str();
   cmd->add_option("--device", a->device,
                   "Device (user) name of the replay (default: replay-<file name>)")
       ->check([](const std::string& d) {
@@ -193,7 +207,28 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     // worth per user ahead.
     std::vector<Source> users;
     const double end_s = a->start_s + a->duration_s;
-    if (!a->replay.empty()) {
+    if (!a->replay_ecg.empty()) {
+      if (!a->replay.empty()) return fail("--replay or --replay-ecg, not both");
+      // The detector runs here, on the sensor's side; each beat carries the time the detector
+      // decided it, and is sent then (pacing below).
+      auto ecg = wfdb::LoadEcg(a->replay_ecg, a->channel);
+      if (!ecg) return fail(ecg.error().message());
+      auto beats = wfdb::DetectBeats(*ecg);
+      if (!beats) return fail(beats.error().message());
+      if (beats->size() < 2) return fail(a->replay_ecg + ": fewer than two beats detected");
+      Source src(a->site, a->device.empty()
+                              ? "ecg-" + ReplayDeviceName(wfdb::RecordBase(a->replay_ecg)).substr(7)
+                              : a->device);
+      const double start = cmd->count("--start") > 0 ? a->start_s : kReplayStartS;
+      for (size_t i = 1; i < beats->size(); ++i) {
+        const auto& b = (*beats)[i];
+        src.replay.push_back(
+            {start + static_cast<double>(b.sample) / ecg->fs,
+             static_cast<double>(b.sample - (*beats)[i - 1].sample) * 1000 / ecg->fs});
+        src.ready.push_back(start + static_cast<double>(b.decided_at) / ecg->fs);
+      }
+      users.push_back(std::move(src));
+    } else if (!a->replay.empty()) {
       auto rec = recording::ReadRecording(a->replay, {});
       if (!rec) return fail(rec.error().message());
       if (rec->beats.empty()) return fail(a->replay + " has no beats");
@@ -241,7 +276,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     if (a->rate > 0) {
       // Beats per second of heart time across users, from their profiles (or the recording).
       double per_heart_second = 0;
-      if (!a->replay.empty()) {
+      if (users[0].generator == std::nullopt) {
         const auto& r = users[0].replay;
         per_heart_second = static_cast<double>(r.size()) / std::max(1.0, r.back().t_s - r[0].t_s);
       } else {
@@ -264,7 +299,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       }
     }
     const double heart_span =
-        a->replay.empty() ? a->duration_s : users[0].replay.back().t_s - users[0].replay[0].t_s;
+        users[0].generator ? a->duration_s : users[0].replay.back().t_s - users[0].replay[0].t_s;
     std::printf(
         "medstream sensor: %zu users, %.0f s of heart time, %s\n", users.size(), heart_span,
         speed == 0 ? "as fast as possible" : fmt::format("{:.6g}x real time", speed).c_str());
@@ -272,7 +307,9 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
     for (Source& src : users) src.Fill(static_cast<size_t>(a->per_message), end_s);
     // Heart time 0 of the pacing: the start (simulated users) or the replay's first beat (its
     // times can be anything, epoch seconds included).
-    const double origin = a->replay.empty() ? a->start_s : users[0].replay.front().t_s;
+    const double origin = !users[0].ready.empty() ? users[0].ready.front()
+                          : !users[0].generator   ? users[0].replay.front().t_s
+                                                  : a->start_s;
     const auto wall0 = std::chrono::steady_clock::now();
     size_t published = 0, messages = 0;
     auto last_report = wall0;
@@ -289,7 +326,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
           std::chrono::steady_clock::now() - wall0 > std::chrono::duration<double>(a->for_s)) {
         break;
       }
-      const double at = due->message.back().t_s - origin;
+      const double at = (due->ready.empty() ? due->message.back().t_s : due->ready_last) - origin;
       if (speed > 0) {
         std::this_thread::sleep_until(wall0 + std::chrono::duration<double>(at / speed));
       }

@@ -77,6 +77,26 @@ int main(int argc, char** argv) {
       if (rec) beats = rec->beats;
     }
   }
+  // WFDB: the excerpt's header with the start of its signal file, and its annotations.
+  {
+    auto slurp = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    const std::string hea = slurp(test_data + "/wfdb/119_3min.hea");
+    const std::string dat = slurp(test_data + "/wfdb/119_3min.dat").substr(0, 3000);
+    // The header says 64 800 frames: also one for the 1000 frames the 3000 bytes hold (initial
+    // values, no checksums), which decodes.
+    const std::string short_hea =
+        "119_3min 2 360 1000\n119_3min.dat 212 200 11 1024 825\n119_3min.dat 212 200 11 1024 930\n";
+    for (const auto& [name, h] : {std::pair{"excerpt-short", short_hea}, {"excerpt", hea}}) {
+      std::string seed;
+      seed.push_back(static_cast<char>(h.size() & 0xFF));
+      seed.push_back(static_cast<char>(h.size() >> 8));
+      Put("wfdb_record", name, seed + h + dat);
+    }
+    Put("wfdb_annotations", "excerpt", slurp(test_data + "/wfdb/119_3min.atr"));
+  }
   for (const auto& e : fs::directory_iterator(test_data + "/bad")) {
     Put("recording", "bad-" + e.path().filename().string(),
         "\x00" + ReadFileText(e.path()).value_or(""));

@@ -127,8 +127,6 @@ class Lake {
   using Sealer = std::function<Result<crypto::Bytes>(crypto::ByteView plain, uint64_t version)>;
   using Unsealer = std::function<Result<std::pair<crypto::Bytes, uint64_t>>(crypto::ByteView blob)>;
   Lake(Sealer seal, Unsealer unseal, std::function<int64_t()> now);
-  // Tests only: a seeded source for the noise, to check its distribution.
-  void SetRandomForTesting(dp::RandomSource rng) { rng_ = std::move(rng); }
   ~Lake();
 
   // Loading at start: the manifest first, then every page it names, then Finish.
