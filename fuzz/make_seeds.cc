@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
     Put("mqtt_payload", "v1-beats-" + std::to_string(n), sensor::EncodePayloadV1(all.first(n)));
   }
   Put("mqtt_payload", "status", sensor::EncodeStatus({42, 10, 30, true}));
+  Put("mqtt_payload", "json", R"({"t": 1700000000.25, "rr_ms": [812, 790.5, 801]})");
+  Put("mqtt_payload", "json-seq",
+      R"({"t": 1700000000.25, "rr_ms": [812], "session": 7, "seq": 3, "first_beat": 9})");
   // Batch files, plain and under the targets' fixed key.
   auto batch_gcm = crypto::AesGcm::Create(FixedKey(7, 1)).value();
   for (size_t n : {1, 50, 400}) {

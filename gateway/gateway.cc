@@ -384,7 +384,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   const std::vector<hrv::Beat>* beats = &message->beats;
   std::optional<sensor::Sequence> sequence;
-  if (message->version >= 2) {
+  if (message->has_sequence) {
     sequence = message->sequence;
   } else {
     ++stats_.old_format_messages;

@@ -100,7 +100,7 @@ struct Stats {
   uint64_t gaps_reported = 0;
   // Sent by the devices but never received (sequence.h); recovered: arrived late, after all.
   uint64_t lost_messages = 0, lost_beats = 0, recovered_beats = 0;
-  uint64_t old_format_messages = 0;  // payload version 1: no sequence, losses not countable
+  uint64_t old_format_messages = 0;  // without a sequence (v1, JSON without one): not countable
   std::vector<double> latency_s;     // first beat of a batch received -> its result read
 };
 

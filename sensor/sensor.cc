@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "base/bytes.h"
 
@@ -88,11 +89,71 @@ std::vector<uint8_t> EncodePayloadV1(std::span<const hrv::Beat> beats) {
   return out;
 }
 
+namespace {
+
+Result<Payload> DecodeJson(std::span<const uint8_t> payload) {
+  if (payload.size() > kMaxJsonPayloadBytes) {
+    return Corrupt(
+        fmt::format("JSON payload of {} bytes (at most {})", payload.size(), kMaxJsonPayloadBytes));
+  }
+  Payload out;
+  out.version = kJsonPayload;
+  try {
+    const auto j = nlohmann::json::parse(payload.begin(), payload.end());
+    if (!j.is_object() || !j.contains("t") || !j["t"].is_number() || !j.contains("rr_ms") ||
+        !j["rr_ms"].is_array()) {
+      return Corrupt(R"(JSON payload needs {"t": seconds, "rr_ms": [...]})");
+    }
+    const auto& rr = j["rr_ms"];
+    if (rr.empty() || rr.size() > kMaxBeatsPerMessage) {
+      return Corrupt(
+          fmt::format("JSON payload with {} RR values (1 to {})", rr.size(), kMaxBeatsPerMessage));
+    }
+    const int with = j.contains("session") + j.contains("seq") + j.contains("first_beat");
+    if (with != 0 && with != 3) {
+      return Corrupt("JSON payload: session, seq and first_beat come together or not at all");
+    }
+    out.has_sequence = with == 3;
+    if (out.has_sequence) {
+      for (const char* k : {"session", "seq", "first_beat"}) {
+        if (!j[k].is_number_unsigned()) return Corrupt(std::string("JSON payload: bad ") + k);
+      }
+      out.sequence = {j["session"].get<uint64_t>(), j["seq"].get<uint64_t>(),
+                      j["first_beat"].get<uint64_t>()};
+      if (out.sequence.seq > kMaxSequence || out.sequence.first_beat > kMaxSequence) {
+        return Corrupt("message sequence out of range");
+      }
+    }
+    double t = j["t"].get<double>();
+    for (size_t i = 0; i < rr.size(); ++i) {
+      if (!rr[i].is_number())
+        return Corrupt(fmt::format("JSON payload: rr_ms[{}] is not a number", i));
+      const double v = rr[i].get<double>();
+      if (i > 0) t += v / 1000;
+      const hrv::Beat b{t, v};
+      if (!hrv::BeatInLimits(b)) {
+        return Corrupt(fmt::format(
+            "beat {} of {} out of range (time {:.6g} s, RR {:.6g} ms; limits |time| <= {:g} s, "
+            "0 < RR <= {:g} ms)",
+            i + 1, rr.size(), b.t_s, b.rr_ms, hrv::kMaxBeatTimeS, hrv::kMaxRrMs));
+      }
+      out.beats.push_back(b);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Corrupt(std::string("JSON payload: ") + e.what());
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<Payload> DecodeMessage(std::span<const uint8_t> payload) {
+  if (!payload.empty() && payload[0] == '{') return DecodeJson(payload);
   Payload out;
   size_t header = 0;
   if (payload.size() >= 6 && std::memcmp(payload.data(), "MSP1", 4) == 0) {
     out.version = 1;
+    out.has_sequence = false;
     header = 4;
   } else if (payload.size() >= 30 && std::memcmp(payload.data(), "MSP2", 4) == 0) {
     out.version = 2;

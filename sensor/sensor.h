@@ -16,6 +16,12 @@
 // carries no sequence, so its losses cannot be counted.
 // 12 bytes a beat; one or several beats per message.
 //
+// JSON, for phone bridges and other senders (on the same topic, told apart by its first byte '{'):
+//   {"t": 1700000000.25, "rr_ms": [812, 790.5], "session": 7, "seq": 0, "first_beat": 0}
+// t: the time (Unix seconds) of the first beat of rr_ms; each later beat is the previous one plus
+// its RR. 1 to 1024 RR values; "session", "seq" and "first_beat" (as in version 2) are optional:
+// with them the gateway counts losses, without them it cannot. At most 64 KiB.
+//
 // Status (topic medstream/<site>/<user>/status, QoS 1, retained), version 1:
 //   "MSS1" | session u64 | messages u64 | beats u64 | final u8
 // what the device has sent in the session so far (final: it has stopped). The broker keeps the
@@ -67,6 +73,8 @@ class Generator {
 inline constexpr size_t kMaxBeatsPerMessage = 1024;
 // Sequence numbers and beat counts past this are refused (2^53: exact in a double too).
 inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
+inline constexpr int kJsonPayload = 0;
+inline constexpr size_t kMaxJsonPayloadBytes = 64 * 1024;
 
 // Where a message stands in its device's session (all zero for version 1).
 struct Sequence {
@@ -75,7 +83,8 @@ struct Sequence {
   uint64_t first_beat = 0;
 };
 struct Payload {
-  int version = 2;
+  int version = 2;  // 1 or 2 (binary), or kJsonPayload
+  bool has_sequence = true;
   Sequence sequence;
   std::vector<hrv::Beat> beats;
 };

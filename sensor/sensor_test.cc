@@ -95,6 +95,35 @@ TEST(Payload, VersionOneIsStillRead) {
   EXPECT_EQ(m.beats.back().t_s, beats.back().t_s);
 }
 
+TEST(Payload, JsonIsReadWithOrWithoutASequence) {
+  auto text = [](std::string_view t) { return std::vector<uint8_t>(t.begin(), t.end()); };
+  auto m = DecodeMessage(text(R"({"t": 1000.5, "rr_ms": [800, 812.5]})")).value();
+  EXPECT_EQ(m.version, kJsonPayload);
+  EXPECT_FALSE(m.has_sequence);
+  ASSERT_EQ(m.beats.size(), 2u);
+  EXPECT_EQ(m.beats[0].t_s, 1000.5);
+  EXPECT_EQ(m.beats[1].t_s, 1000.5 + 0.8125);  // the previous beat plus its RR
+  EXPECT_EQ(m.beats[1].rr_ms, 812.5);
+  m = DecodeMessage(text(R"({"t": 1, "rr_ms": [800], "session": 3, "seq": 4, "first_beat": 9})"))
+          .value();
+  EXPECT_TRUE(m.has_sequence);
+  EXPECT_EQ(m.sequence.seq, 4u);
+  EXPECT_EQ(m.sequence.first_beat, 9u);
+  for (const char* bad : {R"({"t": 1, "rr_ms": []})", R"({"rr_ms": [800]})", R"([1, 2])",
+                          R"({"t": 1, "rr_ms": [800, "x"]})", R"({"t": 1, "rr_ms": [0]})",
+                          R"({"t": 1e25, "rr_ms": [800]})", R"({"t": 1, "rr_ms": [800], "seq": 1})",
+                          R"({"t": 1, "rr_ms": [800], "session": 1, "seq": -1, "first_beat": 0})",
+                          "{", "{\"t\": 1, \"rr_ms\": [800]} trailing"}) {
+    auto r = DecodeMessage(text(bad));
+    ASSERT_FALSE(r.has_value()) << bad;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << bad;
+  }
+  std::string big = R"({"t": 1, "rr_ms": [)";
+  for (int i = 0; i < 1025; ++i) big += "800,";
+  big += "800]}";
+  EXPECT_FALSE(DecodeMessage(text(big)).has_value());
+}
+
 TEST(Payload, StatusRoundTripAndRefusals) {
   const auto bytes = EncodeStatus({.session = 9, .messages = 12, .beats = 48, .final = true});
   auto st = DecodeStatus(bytes).value();
