@@ -453,9 +453,9 @@ Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
         return refuse(q->dataset,
                       Error(Error::Code::kFailedPrecondition,
                             fmt::format("refused: the rows this query selects differ from an "
-                                        "earlier query of yours by {} (fewer than k = {}): "
+                                        "earlier query of yours by fewer than k = {} rows: "
                                         "together they would single those rows out",
-                                        differ, d->k)));
+                                        d->k)));
       }
     }
     history.sets.push_back(bits);
