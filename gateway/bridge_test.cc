@@ -67,18 +67,9 @@ TEST_F(FaultTest, JsonFromMosquittoPubEqualsOfflineAnalysis) {
   const json st = json::parse(ReadFileText(dir_ + "/gateway-stats.json").value());
   EXPECT_EQ(st["malformed"], 4);
   EXPECT_EQ(st["lost_beats"], 0);
-  std::vector<json> offline, streamed;
-  std::istringstream off(Shell(std::string(MEDSTREAM_BINARY) +
-                               " hrv --json --window 300 --step 30 --job sdnn " + dir_ +
-                               "/bridge.csv"));
-  for (std::string line; std::getline(off, line);) {
-    if (line.starts_with("{")) offline.push_back(json::parse(line));
-  }
-  std::ifstream in(dir_ + "/results/" + device + ".jsonl");
-  for (std::string line; std::getline(in, line);) {
-    json j = json::parse(line);
-    if (j.contains("sdnn_ms")) streamed.push_back(j);
-  }
+  const std::vector<json> offline =
+      OfflineWindows("--window 300 --step 30 --job sdnn " + dir_ + "/bridge.csv");
+  const std::vector<json> streamed = StreamedWindows(device);
   ASSERT_GT(streamed.size(), 10u);
   ASSERT_LE(streamed.size(), offline.size());
   for (size_t i = 0; i < streamed.size(); ++i) {

@@ -232,6 +232,26 @@ class FaultTest : public ::testing::Test {
     }
   }
 
+  // The windows `medstream hrv --json ARGS` computes offline (a warning line is skipped).
+  static std::vector<json> OfflineWindows(const std::string& args) {
+    std::vector<json> out;
+    std::istringstream in(Shell(std::string(MEDSTREAM_BINARY) + " hrv --json " + args));
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with("{")) out.push_back(json::parse(line));
+    }
+    return out;
+  }
+  // The sdnn windows the gateway wrote for `device`.
+  std::vector<json> StreamedWindows(const std::string& device) const {
+    std::vector<json> out;
+    std::ifstream in(dir_ + "/results/" + device + ".jsonl");
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line);
+      if (j.contains("sdnn_ms")) out.push_back(std::move(j));
+    }
+    return out;
+  }
+
   std::string dir_;
   pid_t server_ = -1, gateway_ = -1;
 };

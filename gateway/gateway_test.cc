@@ -247,15 +247,8 @@ TEST_F(FaultTest, AReplayAfterSimulatedUsersIsItsOwnDeviceAndEqualsOffline) {
   ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(4); }, 30))
       << Shell("cat " + dir_ + "/gateway.log");
   StopGateway();
-  std::vector<json> offline, streamed;
-  std::istringstream off(Shell(std::string(MEDSTREAM_BINARY) +
-                               " hrv --json --window 300 --step 30 --job sdnn " + file));
-  for (std::string line; std::getline(off, line);) offline.push_back(json::parse(line));
-  std::ifstream in(dir_ + "/results/" + device + ".jsonl");
-  for (std::string line; std::getline(in, line);) {
-    json j = json::parse(line);
-    if (j.contains("sdnn_ms")) streamed.push_back(j);
-  }
+  const std::vector<json> offline = OfflineWindows("--window 300 --step 30 --job sdnn " + file);
+  const std::vector<json> streamed = StreamedWindows(device);
   ASSERT_GT(offline.size(), 50u);
   // The stream's last window needs a later beat to close it: all but at most the last two.
   ASSERT_LE(streamed.size(), offline.size());
@@ -388,16 +381,9 @@ TEST_F(FaultTest, WindowsOverAHoleAreMarkedWithTheBeatsMissingInThem) {
     for (const hrv::Beat& b : received) csv += fmt::format("{},{}\n", b.t_s, b.rr_ms);
     ASSERT_TRUE(WriteFileAtomic(dir_ + "/received.csv", csv));
   }
-  std::vector<json> offline, streamed;
-  std::istringstream off(Shell(std::string(MEDSTREAM_BINARY) +
-                               " hrv --json --window 300 --step 30 --job sdnn " + dir_ +
-                               "/received.csv"));
-  for (std::string line; std::getline(off, line);) offline.push_back(json::parse(line));
-  std::ifstream in(dir_ + "/results/" + user + ".jsonl");
-  for (std::string line; std::getline(in, line);) {
-    json j = json::parse(line);
-    if (j.contains("sdnn_ms")) streamed.push_back(j);
-  }
+  const std::vector<json> offline =
+      OfflineWindows("--window 300 --step 30 --job sdnn " + dir_ + "/received.csv");
+  const std::vector<json> streamed = StreamedWindows(user);
   ASSERT_GT(streamed.size(), 10u);
   size_t marked = 0;
   for (size_t i = 0; i < streamed.size(); ++i) {
@@ -435,22 +421,10 @@ TEST_F(FaultTest, AnEcgReplayThroughTheSystemEqualsHrvDetectOffline) {
   ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(1); }, 30))
       << Shell("cat " + dir_ + "/gateway.log");
   StopGateway();
-  std::vector<json> offline, streamed;
-  std::istringstream off(Shell(std::string(MEDSTREAM_BINARY) +
-                               " hrv --json --window 60 --step 30 --min-coverage 0.3 --job sdnn "
-                               "--detect " +
-                               record));
-  for (std::string line; std::getline(off, line);) {
-    if (line.starts_with("{")) offline.push_back(json::parse(line));  // (a warning is on stderr)
-  }
-  std::ifstream in(dir_ + "/results/" + device + ".jsonl");
-  for (std::string line; std::getline(in, line);) {
-    json j = json::parse(line);
-    if (j.contains("sdnn_ms")) {
-      EXPECT_EQ(j["lost_beats"], 0);
-      streamed.push_back(j);
-    }
-  }
+  const std::vector<json> offline =
+      OfflineWindows("--window 60 --step 30 --min-coverage 0.3 --job sdnn --detect " + record);
+  const std::vector<json> streamed = StreamedWindows(device);
+  for (const json& j : streamed) EXPECT_EQ(j["lost_beats"], 0);
   ASSERT_GE(offline.size(), 4u);
   ASSERT_LE(streamed.size(), offline.size());
   ASSERT_GE(streamed.size() + 2, offline.size());
