@@ -114,21 +114,52 @@ class Local : public ServerLink {
   std::string dir_;
 };
 
+// The SFTP link. An SSH connection does not survive the server's sshd restarting or the network
+// going away, and a dead one would fail every upload until the gateway restarted (the batches wait
+// in the spool meanwhile, so nothing is lost, but nothing moves either). So a transport error drops
+// the connection and the next call connects afresh, at most once every 2 s.
 class Remote : public ServerLink {
  public:
-  Remote(std::unique_ptr<sftp::Client> c, std::string relay)
-      : c_(std::move(c)), relay_(std::move(relay)) {}
+  Remote(sftp::Target target, std::unique_ptr<sftp::Client> c, std::string relay)
+      : target_(std::move(target)), c_(std::move(c)), relay_(std::move(relay)) {}
   Status Upload(const std::string& name, crypto::ByteView data) override {
-    return c_->Upload("/inbox", name, data);
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->Upload("/inbox", name, data));
   }
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
-    return c_->Download("/outbox/" + name, kMaxResultBytes);
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->Download("/outbox/" + name, kMaxResultBytes));
   }
-  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override { return c_->OpenRelay(relay_); }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->OpenRelay(relay_));
+  }
 
  private:
+  Result<sftp::Client*> Session() {
+    if (c_) return c_.get();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) {
+      return Fail(Error::Code::kIo, "the SFTP connection to " + target_.host + ":" +
+                                        std::to_string(target_.port) +
+                                        " was lost; reconnecting shortly");
+    }
+    next_attempt_ = now + std::chrono::seconds(2);
+    MEDSTREAM_TRY(c, sftp::Client::Connect(target_));
+    c_ = std::move(c);
+    return c_.get();
+  }
+  // kIo is the connection failing (the others are answers: no such file, too large ...).
+  template <typename R>
+  R Checked(R r) {
+    if (!r && r.error().code() == Error::Code::kIo) c_.reset();
+    return r;
+  }
+
+  sftp::Target target_;
   std::unique_ptr<sftp::Client> c_;
   std::string relay_;
+  std::chrono::steady_clock::time_point next_attempt_{};
 };
 
 }  // namespace
@@ -145,7 +176,7 @@ std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir) {
 Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
                                              const std::string& relay_socket) {
   MEDSTREAM_TRY(c, sftp::Client::Connect(target));
-  return std::unique_ptr<ServerLink>(std::make_unique<Remote>(std::move(c), relay_socket));
+  return std::unique_ptr<ServerLink>(std::make_unique<Remote>(target, std::move(c), relay_socket));
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {

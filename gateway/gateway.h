@@ -64,7 +64,9 @@ class ServerLink {
   virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
 };
 std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
-// `relay_socket`: the relay's absolute path on the server.
+// `relay_socket`: the relay's absolute path on the server. A call failing on the connection (kIo)
+// drops it; the next call connects again (at most once every 2 s), so an sshd restart or a network
+// outage holds batches in the spool only until the server is back.
 Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
                                              const std::string& relay_socket);
 

@@ -272,7 +272,11 @@ TEST_F(FaultTest, BrokerRestartMidStream) {
   StartServer();
   StartGateway(broker, "200", "1");
   const pid_t sensors = StartSensors(broker, 900, 60);
-  std::this_thread::sleep_for(std::chrono::seconds(4));
+  // Mid-stream: the sensors' record (written as messages go out, 4 KiB at a time) has grown past
+  // two of its buffers, about a quarter of the run.
+  const std::string record = dir_ + "/sensors/" + sensor::UserName(1) + ".csv";
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(record) && fs::file_size(record) >= 8192; }, 30))
+      << Shell("cat " + dir_ + "/sensor.log");
   ASSERT_TRUE(broker.Restart()) << broker.error();
   FinishAndExpectNothingLost(sensors);
 }

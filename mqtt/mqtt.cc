@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -43,7 +44,36 @@ struct Client::Impl {
   std::atomic<int> subacks{0};
   std::atomic<int> refused{0};
   std::vector<std::string> extra;  // further subscriptions, same handler
+  std::atomic<bool> stop{false};
+  std::thread network;
+
+  void NetworkLoop();
 };
+
+// The network thread. libmosquitto's own (mosquitto_loop_start) ends for good on errors it deems
+// fatal, a TLS error among them, and a broker stopped in the middle of a TLS record is one: after
+// that nothing is sent or received and publishers wait forever. This loop treats every error as a
+// lost connection and reconnects, 0.25 s after the first failure and then up to every 2 s, until
+// the client is destroyed.
+void Client::Impl::NetworkLoop() {
+  Impl* i = this;
+  int delay_ms = 250;
+  while (!i->stop.load()) {
+    const int rc = mosquitto_loop(i->m, 100, 1);
+    if (rc == MOSQ_ERR_SUCCESS) {
+      delay_ms = 250;
+      continue;
+    }
+    if (i->stop.load()) break;
+    {
+      std::unique_lock lock(i->mu);
+      i->cv.wait_for(lock, std::chrono::milliseconds(delay_ms), [&] { return i->stop.load(); });
+    }
+    if (i->stop.load()) break;
+    delay_ms = std::min(2000, delay_ms * 2);
+    mosquitto_reconnect(i->m);  // a failure shows in the next mosquitto_loop, and is retried
+  }
+}
 
 Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
   std::call_once(g_init, [] { mosquitto_lib_init(); });
@@ -85,7 +115,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
   mosquitto_tls_insecure_set(impl->m, false);
   mosquitto_int_option(impl->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
   mosquitto_max_inflight_messages_set(impl->m, 1000);
-  // After a broker restart libmosquitto reconnects by itself; subscribe again each time.
+  // After a broker restart the network thread reconnects (NetworkLoop); subscribe again each time.
   mosquitto_connect_callback_set(impl->m, [](mosquitto* m, void* obj, int rc) {
     auto* i = static_cast<Impl*>(obj);
     if (rc == 0) i->connects.fetch_add(1);
@@ -116,7 +146,8 @@ Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
       std::fprintf(stderr, "mqtt: %s\n", line);
     });
   }
-  mosquitto_reconnect_delay_set(impl->m, 1, 2, false);
+  // Our own network thread calls mosquitto_loop (NetworkLoop), other threads publish.
+  mosquitto_threaded_set(impl->m, true);
   mosquitto_publish_callback_set(impl->m, [](mosquitto*, void* obj, int) {
     auto* i = static_cast<Impl*>(obj);
     i->acked.fetch_add(1);
@@ -161,9 +192,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
                                       " did not answer the connection within 10 s (is it an "
                                       "MQTT over TLS listener?)");
   }
-  if (const int lrc = mosquitto_loop_start(impl->m); lrc != MOSQ_ERR_SUCCESS) {
-    return Fail(Error::Code::kInternal, "MQTT network thread: " + MosqError(lrc));
-  }
+  impl->network = std::thread([impl] { impl->NetworkLoop(); });
   std::unique_lock lock(impl->mu);
   if (impl->connack != 0) {
     return Fail(Error::Code::kPermissionDenied,
@@ -188,8 +217,13 @@ Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
 
 Client::~Client() {
   if (!impl_ || !impl_->m) return;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stop = true;
+    impl_->cv.notify_all();
+  }
   mosquitto_disconnect(impl_->m);
-  mosquitto_loop_stop(impl_->m, false);
+  if (impl_->network.joinable()) impl_->network.join();
   mosquitto_destroy(impl_->m);
 }
 

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -236,15 +237,23 @@ TEST(SensorOverMqtt, AMessageIsAcknowledgedOnlyAfterItsHandlerReturns) {
     o.subscription = mqtt::Client::Subscription{.pattern = topic, .qos = 1, .handler = h};
     return o;
   };
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
   const pid_t child = fork();  // before this process has any MQTT thread
   ASSERT_GE(child, 0);
   if (child == 0) {
+    close(ready[0]);
     auto c = mqtt::Client::Connect(gateway_options([](const mqtt::Message&) { _exit(0); }));
     if (!c) _exit(2);
-    std::this_thread::sleep_for(std::chrono::seconds(10));
+    // Subscribed (Connect waited for the broker's confirmation): the parent may publish.
+    if (write(ready[1], "s", 1) != 1) _exit(3);
+    std::this_thread::sleep_for(std::chrono::seconds(10));  // the message ends this earlier
     _exit(1);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  close(ready[1]);
+  char subscribed = 0;
+  ASSERT_EQ(read(ready[0], &subscribed, 1), 1) << "the subscriber could not connect";
+  close(ready[0]);
   auto pub = mqtt::Client::Connect(broker.ClientOptions("ack-order-pub", device)).value();
   const std::vector<uint8_t> payload = {1, 2, 3};
   ASSERT_TRUE(pub->Publish(topic, payload, 1));

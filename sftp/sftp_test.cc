@@ -9,8 +9,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "base/file.h"
+#include "gateway/gateway.h"
 #include "proc/proc.h"
 #include "sftp/sshd.h"
 
@@ -79,6 +81,32 @@ TEST_F(SftpTest, AnUnexpectedHostKeyOrClientKeyIsRefused) {
   c = Client::Connect(wrong_client);
   ASSERT_FALSE(c.has_value());
   EXPECT_NE(c.error().message().find("refused"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace medstream::sftp
+
+namespace medstream::sftp {
+namespace {
+
+// The gateway's SFTP link outlives its connection: after the server drops every SSH connection
+// (a reboot, an outage), the call that finds it dead fails (the batch stays spooled) and a later
+// one connects again, instead of every upload failing until the gateway restarts.
+TEST_F(SftpTest, TheGatewaysLinkReconnectsAfterTheServerDropsIt) {
+  auto link = gateway::SftpLink(Good(), "/enclave.sock");
+  ASSERT_TRUE(link) << link.error().message();
+  const crypto::Bytes data(1000, 0x11);
+  ASSERT_TRUE((*link)->Upload("before.batch", data));
+  sshd_->DropConnections();
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {  // 2 s between reconnection attempts
+    back = (*link)->Upload("after.batch", data).has_value();
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(back) << "the link did not reconnect within 10 s";
+  EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/after.batch"), data);
+  ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
+  EXPECT_EQ((*link)->ReadResult("r.result")->size(), 6u);
 }
 
 }  // namespace

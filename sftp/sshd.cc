@@ -85,6 +85,12 @@ Result<std::unique_ptr<Sshd>> Sshd::Start(const std::string& config_dir, const s
   return d;
 }
 
+void Sshd::DropConnections() {
+  if (pid_ <= 0) return;
+  const std::string cmd = "pkill -KILL -P " + std::to_string(pid_);
+  (void)std::system(cmd.c_str());
+}
+
 Sshd::~Sshd() {
   if (pid_ > 0) {
     kill(pid_, SIGTERM);

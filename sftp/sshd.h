@@ -25,6 +25,9 @@ class Sshd {
   int port() const { return port_; }
   const std::string& client_key() const { return client_key_; }      // private key for the gateway
   const std::string& host_key_pub() const { return host_key_pub_; }  // to pin
+  // Ends every open SSH connection (their sshd processes, children of the listener), as a server
+  // reboot or a network outage would; the listener goes on accepting new ones.
+  void DropConnections();
 
  private:
   Sshd() = default;

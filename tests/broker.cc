@@ -83,9 +83,9 @@ bool Broker::Launch() {
   return true;
 }
 
-bool Broker::Restart() {
+bool Broker::Restart(int signal) {
   if (pid_ > 0) {
-    kill(pid_, SIGTERM);
+    kill(pid_, signal);
     waitpid(pid_, nullptr, 0);
   }
   return Launch();

@@ -24,8 +24,9 @@ class Broker {
   Broker() : Broker(Options{}) {}
   explicit Broker(Options options);
   ~Broker();
-  // Graceful stop (SIGTERM: mosquitto saves its state) and start again on the same port.
-  bool Restart();
+  // Stop and start again on the same port. SIGTERM is graceful (mosquitto saves its state);
+  // SIGKILL is a crash (clients with data in flight see their connection reset).
+  bool Restart(int signal = 15 /*SIGTERM*/);
   bool ok() const { return pid_ > 0 && error_.empty(); }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
