@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
-#include "ecg/qrs.h"
-#include "wfdb/ecg_file.h"
+#include "adapters/wfdb/ecg_file.h"
+#include "algo/ecg/qrs.h"
 
 namespace {
 

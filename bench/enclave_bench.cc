@@ -6,13 +6,13 @@
 
 #include <filesystem>
 
-#include "attest/sim_platform.h"
-#include "base/file.h"
-#include "base/memory.h"
-#include "client/client.h"
-#include "enclave/identity.h"
-#include "host/vanilla.h"
-#include "recording/recording.h"
+#include "adapters/recording/recording.h"
+#include "common/attest/sim_platform.h"
+#include "common/base/file.h"
+#include "common/base/memory.h"
+#include "enclave/core/identity.h"
+#include "host/server/vanilla.h"
+#include "owner/client/client.h"
 
 namespace medstream {
 namespace {

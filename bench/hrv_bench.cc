@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <map>
 
-#include "hrv/jobs.h"
-#include "recording/recording.h"
+#include "adapters/recording/recording.h"
+#include "algo/hrv/jobs.h"
 
 namespace medstream::hrv {
 namespace {

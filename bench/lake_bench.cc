@@ -7,11 +7,12 @@
 
 #include <filesystem>
 
-#include "attest/sim_platform.h"
-#include "base/file.h"
-#include "base/memory.h"
-#include "enclave/identity.h"
-#include "lakesvc/lakesvc.h"
+#include "common/attest/sim_platform.h"
+#include "common/base/file.h"
+#include "common/base/memory.h"
+#include "enclave/core/identity.h"
+#include "host/lake_host/lake_host.h"
+#include "owner/lake_client/lake_client.h"
 
 namespace medstream {
 namespace {

@@ -1,8 +1,8 @@
 // Batch files as the enclave (and vanilla mode) reads them from the untrusted inbox: the header,
 // the segment layout, and the beats, both in plain files and under a stream key.
-#include "crypto/crypto.h"
+#include "common/crypto/crypto.h"
+#include "common/wire/wire.h"
 #include "fuzz/fuzz.h"
-#include "wire/wire.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

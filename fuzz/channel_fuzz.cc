@@ -1,6 +1,6 @@
 // The attested channel as the enclave and the client parse it: ClientHello, ServerHello, and
 // records under fixed keys (every record type).
-#include "channel/channel.h"
+#include "common/channel/channel.h"
 #include "fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,7 +1,7 @@
 // Collateral JSON (TCB info, QE identity, CRLs) as the verifier reads it beside a real quote.
-#include "attest/collateral.h"
-#include "base/file.h"
-#include "crypto/crypto.h"
+#include "common/attest/collateral.h"
+#include "common/base/file.h"
+#include "common/crypto/crypto.h"
 #include "fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -8,9 +8,9 @@
 
 #include <filesystem>
 
-#include "attest/sim_platform.h"
-#include "enclave/core.h"
-#include "enclave/edge.h"
+#include "common/abi/edge.h"
+#include "common/attest/sim_platform.h"
+#include "enclave/core/core.h"
 #include "fuzz/fuzz.h"
 
 namespace {

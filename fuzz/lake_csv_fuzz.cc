@@ -1,8 +1,8 @@
 // CSV records as the lake enclave ingests them: records split by lake::NextRecord, rows checked
 // against a schema (and a schema inferred from the same records, as the client does).
+#include "enclave/lake/csv.h"
+#include "enclave/lake/table.h"
 #include "fuzz/fuzz.h"
-#include "lake/csv.h"
-#include "lake/table.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -7,15 +7,15 @@
 #include <fstream>
 #include <iostream>
 
-#include "attest/policy.h"
-#include "base/file.h"
-#include "channel/channel.h"
-#include "crypto/crypto.h"
-#include "enclave/edge.h"
-#include "hrv/jobs.h"
-#include "recording/recording.h"
-#include "sensor/sensor.h"
-#include "wire/wire.h"
+#include "adapters/recording/recording.h"
+#include "algo/hrv/jobs.h"
+#include "common/abi/edge.h"
+#include "common/attest/policy.h"
+#include "common/base/file.h"
+#include "common/channel/channel.h"
+#include "common/crypto/crypto.h"
+#include "common/wire/wire.h"
+#include "owner/sensor/sensor.h"
 
 namespace fs = std::filesystem;
 using namespace medstream;

@@ -1,7 +1,7 @@
 // The MQTT payloads a sensor publishes, as the gateway decodes them: beat messages (versions 1 and
 // 2, sensor::DecodeMessage) and device statuses (sensor::DecodeStatus).
 #include "fuzz/fuzz.h"
-#include "sensor/sensor.h"
+#include "owner/sensor/sensor.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -1,5 +1,5 @@
 // A verifier policy file (JSON) as the gateway and `medstream attest` read it.
-#include "attest/policy.h"
+#include "common/attest/policy.h"
 #include "fuzz/fuzz.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

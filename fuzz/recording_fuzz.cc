@@ -1,6 +1,6 @@
 // Recordings (rr or csv) as `medstream hrv` and `medstream sensor --replay` read them.
+#include "adapters/recording/recording.h"
 #include "fuzz/fuzz.h"
-#include "recording/recording.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -1,8 +1,8 @@
 // Result files as the gateway reads them back from the untrusted outbox, and the result payload
 // (windows and beats) they carry.
-#include "crypto/crypto.h"
+#include "common/crypto/crypto.h"
+#include "common/wire/wire.h"
 #include "fuzz/fuzz.h"
-#include "wire/wire.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -5,8 +5,8 @@
 // and that a save/restore mid-stream changes nothing.
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include "algo/hrv/jobs.h"
 #include "fuzz/fuzz.h"
-#include "hrv/jobs.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -1,7 +1,7 @@
 // SQL as the lake enclave parses and runs it for an analyst, over a small table.
+#include "enclave/lake/query.h"
+#include "enclave/lake/table.h"
 #include "fuzz/fuzz.h"
-#include "lake/query.h"
-#include "lake/table.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -1,6 +1,6 @@
 // WFDB (MIT-format) annotation files, as `medstream ecg eval` reads a record's reference beats.
+#include "adapters/wfdb/wfdb.h"
 #include "fuzz/fuzz.h"
-#include "wfdb/wfdb.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

@@ -1,7 +1,7 @@
 // A WFDB record as `medstream ecg` reads one from a user's folder: the header (.hea) and its
 // signal file (formats 212 and 16). Input: a 2-byte header length, the header, the signal bytes.
+#include "adapters/wfdb/wfdb.h"
 #include "fuzz/fuzz.h"
-#include "wfdb/wfdb.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace medstream;

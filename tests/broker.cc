@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "proc/proc.h"
+#include "adapters/proc/proc.h"
 
 namespace medstream::testing {
 

@@ -8,8 +8,8 @@
 #include <cstdint>
 #include <string>
 
-#include "broker/broker.h"
-#include "mqtt/mqtt.h"
+#include "adapters/mqtt/mqtt.h"
+#include "owner/broker/broker.h"
 
 namespace medstream::testing {
 

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "recording/recording.h"
+#include "adapters/recording/recording.h"
 
 namespace medstream::testing {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "hrv/types.h"
+#include "algo/hrv/types.h"
 
 namespace medstream::testing {
 

@@ -4,10 +4,10 @@
 Run with Debian's interpreter (python3-numpy, python3-scipy):
     /usr/bin/python3 tools/hrv_reference.py > tests/data/hrv_reference.json
 
-Each metric is written from its documented definition (hrv/types.h) with numpy/scipy primitives,
+Each metric is written from its documented definition (algo/hrv/types.h) with numpy/scipy primitives,
 not translated from the C++: Welch is scipy.signal.welch on a scipy CubicSpline resampling,
 Lomb-Scargle is scipy.signal.lombscargle, DFA fits each box with numpy.polyfit, sample entropy
-counts template pairs directly. The C++ tests (hrv/reference_test.cc) compare against the output.
+counts template pairs directly. The C++ tests (algo/hrv/reference_test.cc) compare against the output.
 """
 import json
 import math
@@ -22,7 +22,7 @@ import scipy.signal
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "tests", "data")
 
-# Cleaning rule (hrv/types.h, CleaningOptions).
+# Cleaning rule (algo/hrv/types.h, CleaningOptions).
 MIN_RR, MAX_RR, ECTOPIC, RESET_AFTER = 300.0, 2000.0, 0.20, 5
 # Sample entropy is quadratic here; larger records get null (the C++ test then only checks its own
 # sorted algorithm against a quadratic count in hrv_test.cc).

@@ -1,0 +1,43 @@
+// sftp: the gateway's link to a remote server over SSH (libssh client to OpenSSH's internal-sftp):
+// key-based authentication, the server's host key pinned (SHA-256), atomic uploads (temp name,
+// then rename) and downloads; plus an edge-call channel to the server's enclave relay socket
+// through the same SSH connection (direct-streamlocal forwarding).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/crypto/crypto.h"
+#include "host/server/transport.h"
+
+namespace medstream::sftp {
+
+struct Target {
+  std::string host = "127.0.0.1";
+  int port = 22;
+  std::string user = "root";
+  std::string private_key;  // path (OpenSSH format)
+  std::string host_key;     // path of the server's public host key to pin
+};
+
+class Client {
+ public:
+  static Result<std::unique_ptr<Client>> Connect(const Target& target);
+  ~Client();
+
+  // Writes `dir/.name.part`, then renames it to `dir/name`.
+  Status Upload(const std::string& dir, const std::string& name, crypto::ByteView data);
+  // NotFound when there is no such file.
+  // Refuses (kResourceExhausted) a file larger than `max_bytes`: the server is untrusted.
+  Result<crypto::Bytes> Download(const std::string& path, uint64_t max_bytes);
+  // Edge calls to the server's relay socket (an absolute path on the server).
+  Result<std::unique_ptr<host::EnclaveTransport>> OpenRelay(const std::string& socket_path);
+
+ private:
+  Client() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace medstream::sftp

@@ -1,0 +1,112 @@
+// The SFTP link against a real OpenSSH sshd: uploads and downloads inside the chroot, the enclave
+// relay through the SSH connection, and refusal of an unexpected host key or client key.
+#include "adapters/sftp/sftp.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "adapters/proc/proc.h"
+#include "adapters/sftp/sshd.h"
+#include "common/base/file.h"
+#include "owner/gateway/gateway.h"
+#include "tests/wait.h"
+
+namespace medstream::sftp {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SftpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The chroot must be root-owned all the way up: not under /tmp.
+    base_ = "/var/lib/medstream-test-" + std::to_string(getpid());
+    fs::remove_all(base_);
+    ASSERT_TRUE(MakeDirs(base_ + "/server/inbox", 0755));
+    ASSERT_TRUE(MakeDirs(base_ + "/server/outbox", 0755));
+    auto d = Sshd::Start(base_ + "/ssh", base_ + "/server", proc::FreeLoopbackPort());
+    ASSERT_TRUE(d.has_value()) << d.error().message();
+    sshd_ = std::move(*d);
+  }
+  void TearDown() override {
+    sshd_.reset();
+    fs::remove_all(base_);
+  }
+  Target Good() const {
+    return {.host = "127.0.0.1",
+            .port = sshd_->port(),
+            .user = "root",
+            .private_key = sshd_->client_key(),
+            .host_key = sshd_->host_key_pub()};
+  }
+  std::string base_;
+  std::unique_ptr<Sshd> sshd_;
+};
+
+TEST_F(SftpTest, AtomicUploadAndDownloadInsideTheChroot) {
+  auto c = Client::Connect(Good());
+  ASSERT_TRUE(c.has_value()) << c.error().message();
+  const crypto::Bytes data(100000, 0x5a);
+  ASSERT_TRUE((*c)->Upload("/inbox", "b.batch", data));
+  EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/b.batch"), data);
+  EXPECT_FALSE(FileExists(base_ + "/server/inbox/.b.batch.part"));
+  ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
+  EXPECT_EQ((*c)->Download("/outbox/r.result", 1 << 20)->size(), 6u);
+  auto missing = (*c)->Download("/outbox/none.result", 1 << 20);
+  ASSERT_FALSE(missing.has_value());
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+  // The server is untrusted: a file over the caller's limit is refused, not read into memory.
+  auto big = (*c)->Download("/outbox/r.result", 5);
+  ASSERT_FALSE(big.has_value());
+  EXPECT_EQ(big.error().code(), Error::Code::kResourceExhausted);
+  // The chroot: the server's real paths are not reachable.
+  EXPECT_FALSE((*c)->Download("/etc/passwd", 1 << 20).has_value());
+}
+
+TEST_F(SftpTest, AnUnexpectedHostKeyOrClientKeyIsRefused) {
+  Target wrong_host = Good();
+  wrong_host.host_key = base_ + "/ssh/gateway_ed25519.pub";  // some other key
+  auto c = Client::Connect(wrong_host);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message().find("not the pinned one"), std::string::npos);
+  const std::string other = base_ + "/ssh/intruder";
+  ASSERT_EQ(std::system(("ssh-keygen -q -t ed25519 -N '' -f " + other).c_str()), 0);
+  Target wrong_client = Good();
+  wrong_client.private_key = other;
+  c = Client::Connect(wrong_client);
+  ASSERT_FALSE(c.has_value());
+  EXPECT_NE(c.error().message().find("refused"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace medstream::sftp
+
+namespace medstream::sftp {
+namespace {
+
+// The gateway's SFTP link outlives its connection: after the server drops every SSH connection
+// (a reboot, an outage), the call that finds it dead fails (the batch stays spooled) and a later
+// one connects again, instead of every upload failing until the gateway restarts.
+TEST_F(SftpTest, TheGatewaysLinkReconnectsAfterTheServerDropsIt) {
+  auto link = gateway::SftpLink(Good(), "/enclave.sock");
+  ASSERT_TRUE(link) << link.error().message();
+  const crypto::Bytes data(1000, 0x11);
+  ASSERT_TRUE((*link)->Upload("before.batch", data));
+  sshd_->DropConnections();
+  // The gateway retries a spooled batch on every tick; the link connects again at most every 2 s.
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return (*link)->Upload("after.batch", data).has_value(); }, 10))
+      << "the link did not reconnect within 10 s";
+  EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/after.batch"), data);
+  ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
+  EXPECT_EQ((*link)->ReadResult("r.result")->size(), 6u);
+}
+
+}  // namespace
+}  // namespace medstream::sftp

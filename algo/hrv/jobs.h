@@ -1,0 +1,73 @@
+// The named analytics jobs of the streaming engine, and whole-record analysis.
+//
+//   identity   passes every sample through unchanged (the pipeline's cost without analytics)
+//   sdnn       rolling SDNN (with n_beats and mean_nn_ms)
+//   hrv-bands  rolling VLF/LF/HF powers, LF/HF, normalised units and peaks
+//   hrv-full   every metric of hrv::Metrics per window
+// A job's state is per stream; the MetricsEngine it computes with is per thread and shared.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "algo/hrv/rolling.h"
+#include "common/base/result.h"
+
+namespace medstream::hrv {
+
+enum class JobKind : uint8_t { kIdentity = 0, kSdnn = 1, kHrvBands = 2, kHrvFull = 3 };
+
+inline constexpr std::array kAllJobs = {JobKind::kIdentity, JobKind::kSdnn, JobKind::kHrvBands,
+                                        JobKind::kHrvFull};
+
+std::string_view JobName(JobKind kind);
+Result<JobKind> ParseJobKind(std::string_view name);
+// "sdnn,hrv-bands" -> {kSdnn, kHrvBands}; an error names the first unknown job.
+Result<std::vector<JobKind>> ParseJobList(std::string_view comma_separated);
+// The metrics a job reports, in kMetricTable order.
+std::span<const MetricInfo* const> JobMetrics(JobKind kind);
+// The engine configuration a job needs: only what it reports is computed.
+MetricSelection JobSelection(JobKind kind);
+
+struct JobOutput {
+  std::vector<Beat> beats;            // identity
+  std::vector<WindowResult> windows;  // windowed jobs
+};
+
+class StreamJob {
+ public:
+  static Result<StreamJob> Create(JobKind kind, const AnalysisOptions& analysis,
+                                  const WindowOptions& windows);
+
+  void Push(std::span<const Beat> beats, MetricsEngine& engine, JobOutput* out);
+  void Finish(MetricsEngine& engine, JobOutput* out);
+
+  JobKind kind() const { return kind_; }
+  // Cleaning counts; identity does not clean and reports every beat as seen.
+  CleaningReport report() const;
+
+  // Checkpoint support (see RollingAnalyzer::SaveState); the options are not saved: the caller
+  // restores with the ones the job was created with.
+  void SaveState(ByteWriter* w) const;
+  static Result<StreamJob> LoadState(ByteReader* r, const AnalysisOptions& analysis,
+                                     const WindowOptions& windows);
+
+ private:
+  StreamJob(JobKind kind, std::unique_ptr<RollingAnalyzer> rolling)
+      : kind_(kind), rolling_(std::move(rolling)) {}
+  JobKind kind_;
+  std::unique_ptr<RollingAnalyzer> rolling_;  // null for identity
+  uint64_t identity_seen_ = 0;
+};
+
+struct RecordAnalysis {
+  Metrics metrics;
+  CleaningReport cleaning;
+};
+
+// All metrics over a whole record (cleaned as configured).
+Result<RecordAnalysis> AnalyzeRecord(std::span<const Beat> beats, const AnalysisOptions& options);
+
+}  // namespace medstream::hrv

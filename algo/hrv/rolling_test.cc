@@ -1,0 +1,287 @@
+// Rolling windows: chunking invariance on real data, alignment, coverage, degenerate input.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "algo/hrv/jobs.h"
+#include "tests/test_data.h"
+
+namespace medstream::hrv {
+namespace {
+
+using testing::Same;
+
+// Runs a job over the beats fed in chunks whose sizes come from `next_chunk`.
+template <class NextChunk>
+JobOutput RunChunked(JobKind kind, const std::vector<Beat>& beats, NextChunk next_chunk,
+                     const WindowOptions& windows = {}) {
+  AnalysisOptions options;
+  auto job = StreamJob::Create(kind, options, windows);
+  EXPECT_TRUE(job.has_value());
+  MetricsEngine engine(options.spectral, JobSelection(kind));
+  JobOutput out;
+  for (size_t i = 0; i < beats.size();) {
+    const size_t n = std::min(next_chunk(), beats.size() - i);
+    job->Push(std::span(beats).subspan(i, n), engine, &out);
+    i += n;
+  }
+  job->Finish(engine, &out);
+  return out;
+}
+
+JobOutput RunWhole(JobKind kind, const std::vector<Beat>& beats, const WindowOptions& w = {}) {
+  return RunChunked(
+      kind, beats, [&] { return beats.size() + 1; }, w);
+}
+
+void ExpectIdentical(const JobOutput& a, const JobOutput& b, const std::string& label) {
+  ASSERT_EQ(a.windows.size(), b.windows.size()) << label;
+  for (size_t i = 0; i < a.windows.size(); ++i) {
+    const WindowResult &x = a.windows[i], &y = b.windows[i];
+    ASSERT_EQ(x.index, y.index) << label;
+    ASSERT_TRUE(Same(x.coverage, y.coverage)) << label;
+    for (const MetricInfo& m : kMetricTable) {
+      ASSERT_TRUE(Same(x.metrics.*(m.field), y.metrics.*(m.field)))
+          << label << " window " << x.index << " " << m.name << ": " << x.metrics.*(m.field)
+          << " vs " << y.metrics.*(m.field);
+    }
+  }
+  ASSERT_EQ(a.beats.size(), b.beats.size()) << label;
+  for (size_t i = 0; i < a.beats.size(); ++i) {
+    ASSERT_TRUE(Same(a.beats[i].t_s, b.beats[i].t_s) && Same(a.beats[i].rr_ms, b.beats[i].rr_ms));
+  }
+}
+
+class ChunkingTest : public ::testing::TestWithParam<JobKind> {};
+
+TEST_P(ChunkingTest, OutputIndependentOfChunkingOnRealData) {
+  // The noisy exercise recording: ectopic beats, rate changes, 40 minutes.
+  const auto beats = testing::LoadBeats("rr/rhenanbartels_noisy_rri_ms.txt");
+  ASSERT_GT(beats.size(), 3000u);
+  const JobOutput whole = RunWhole(GetParam(), beats);
+  if (GetParam() != JobKind::kIdentity) {
+    ASSERT_GT(whole.windows.size(), 50u);
+  }
+  ExpectIdentical(whole, RunChunked(GetParam(), beats, [] { return size_t{1}; }), "one by one");
+  std::mt19937 rng(42);
+  std::uniform_int_distribution<size_t> size(0, 700);  // includes empty pushes
+  ExpectIdentical(whole, RunChunked(GetParam(), beats, [&] { return size(rng); }), "random");
+  ExpectIdentical(whole, RunChunked(GetParam(), beats, [] { return size_t{37}; }), "37s");
+}
+
+INSTANTIATE_TEST_SUITE_P(AllJobs, ChunkingTest, ::testing::ValuesIn(kAllJobs), [](const auto& p) {
+  std::string name(JobName(p.param));
+  std::erase(name, '-');
+  return name;
+});
+
+TEST_P(ChunkingTest, SaveAndRestoreMidStreamChangesNothing) {
+  const auto beats = testing::LoadBeats("rr/rhenanbartels_noisy_rri_ms.txt");
+  const JobOutput whole = RunWhole(GetParam(), beats);
+  const AnalysisOptions options;
+  MetricsEngine engine(options.spectral, JobSelection(GetParam()));
+  JobOutput out;
+  auto job = StreamJob::Create(GetParam(), options, {}).value();
+  // Stop every 500 beats, serialise, and continue from a fresh job restored from the bytes.
+  for (size_t i = 0; i < beats.size(); i += 500) {
+    job.Push(std::span(beats).subspan(i, std::min<size_t>(500, beats.size() - i)), engine, &out);
+    std::vector<uint8_t> state;
+    ByteWriter w(&state);
+    job.SaveState(&w);
+    ByteReader r(state);
+    job = StreamJob::LoadState(&r, options, {}).value();
+    ASSERT_TRUE(r.done());
+  }
+  job.Finish(engine, &out);
+  ExpectIdentical(whole, out, "save/restore");
+  EXPECT_EQ(job.report().seen, beats.size());
+  // Truncated state is refused, not misread.
+  std::vector<uint8_t> state;
+  ByteWriter w(&state);
+  job.SaveState(&w);
+  for (size_t n = 0; n + 1 < state.size(); n += 13) {
+    ByteReader r(std::span<const uint8_t>(state).first(n));
+    EXPECT_FALSE(StreamJob::LoadState(&r, options, {}).has_value()) << n;
+  }
+}
+
+TEST(Rolling, SdnnJobAgreesWithFullJob) {
+  const auto beats = testing::LoadBeats("rr/mitdb_100_rr.csv");
+  const JobOutput sdnn = RunWhole(JobKind::kSdnn, beats);
+  const JobOutput full = RunWhole(JobKind::kHrvFull, beats);
+  ASSERT_EQ(sdnn.windows.size(), full.windows.size());
+  for (size_t i = 0; i < sdnn.windows.size(); ++i) {
+    EXPECT_TRUE(Same(sdnn.windows[i].metrics.sdnn_ms, full.windows[i].metrics.sdnn_ms));
+    EXPECT_TRUE(std::isnan(sdnn.windows[i].metrics.lf_ms2));  // not computed by the sdnn job
+  }
+}
+
+TEST(Rolling, WindowsAlignToAbsoluteTimeWhateverTheStart) {
+  // Two streams of the same rhythm, one starting 1000 s later: shared windows must agree.
+  std::vector<Beat> a, b;
+  double t = 0;
+  for (int i = 0; i < 4000; ++i) {
+    const double rr = 800 + 40 * std::sin(i * 0.3) + 15 * std::sin(i * 0.05);
+    t += rr / 1000;
+    a.push_back({t, rr});
+    if (t >= 1000) b.push_back({t, rr});
+  }
+  const JobOutput ra = RunWhole(JobKind::kHrvFull, a);
+  const JobOutput rb = RunWhole(JobKind::kHrvFull, b);
+  ASSERT_GT(rb.windows.size(), 20u);
+  size_t matched = 0, later = 0;
+  for (const WindowResult& wb : rb.windows) {
+    EXPECT_EQ(std::fmod(wb.t_start, 30.0), 0.0);
+    // Windows starting before b's first beat are partial in b (reported when >= 85 % covered).
+    if (wb.t_start < 1000) continue;
+    ++later;
+    for (const WindowResult& wa : ra.windows) {
+      if (wa.index != wb.index) continue;
+      EXPECT_TRUE(Same(wa.metrics.sdnn_ms, wb.metrics.sdnn_ms));
+      EXPECT_TRUE(Same(wa.metrics.lf_ms2, wb.metrics.lf_ms2));
+      ++matched;
+    }
+  }
+  EXPECT_EQ(matched, later);
+  EXPECT_GT(later, 20u);
+  // b starts at 1000 s: [960, 1260) holds 260 s of beats (87 %) and is reported, [930, 1230) is
+  // not.
+  EXPECT_EQ(rb.windows.front().t_start, 960.0);
+}
+
+TEST(Rolling, CoverageRuleSuppressesEdgeAndGapWindows) {
+  std::vector<Beat> beats;
+  double t = 0;
+  auto run = [&](double until) {
+    while (t < until) {
+      t += 1.0;
+      beats.push_back({t, 1000});
+    }
+  };
+  run(900);
+  t = 2000;  // a 1100 s gap: longer than a window
+  run(2900);
+  const JobOutput out = RunWhole(JobKind::kSdnn, beats);
+  ASSERT_FALSE(out.windows.empty());
+  for (const WindowResult& w : out.windows) {
+    EXPECT_GE(w.coverage, 0.85);
+    const bool before_gap = w.t_end <= 900 + 0.85 * 300 + 1;
+    const bool after_gap = w.t_start >= 2000 - 0.15 * 300 - 1;
+    EXPECT_TRUE(before_gap || after_gap) << "window over the gap reported: " << w.t_start;
+    EXPECT_EQ(w.metrics.sdnn_ms, 0.0);  // constant RR
+  }
+  // The first covered window is [-30, 270) (269 beats of 1 s: 90 %); the last is [2640, 2940),
+  // whose 261 beats still cover 87 %.
+  EXPECT_EQ(out.windows.front().t_start, -30.0);
+  EXPECT_EQ(out.windows.back().t_end, 2940.0);
+}
+
+TEST(Rolling, DegenerateInputsGiveDefinedResults) {
+  const AnalysisOptions options;
+  MetricsEngine engine(options.spectral, options.select);
+  auto job = StreamJob::Create(JobKind::kHrvFull, options, {});
+  ASSERT_TRUE(job.has_value());
+  JobOutput out;
+  // Empty input.
+  job->Push({}, engine, &out);
+  job->Finish(engine, &out);
+  EXPECT_TRUE(out.windows.empty());
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<Beat> bad = {{1, 800}, {2, nan},   {nan, 800}, {3, inf}, {4, -800}, {5, 0},
+                           {6, 800}, {5.5, 800}, {6, 800},   {7, 100}, {8, 5000}, {9, 800}};
+  auto job2 = StreamJob::Create(JobKind::kHrvFull, options, {});
+  job2->Push(bad, engine, &out);
+  job2->Finish(engine, &out);
+  const CleaningReport r = job2->report();
+  EXPECT_EQ(r.seen, bad.size());
+  EXPECT_EQ(r.invalid, 5u);
+  EXPECT_EQ(r.time_order, 2u);
+  EXPECT_EQ(r.range, 2u);
+  EXPECT_EQ(r.accepted, 3u);
+  EXPECT_EQ(r.removed() + r.accepted, r.seen);
+  EXPECT_TRUE(out.windows.empty());  // 3 beats cannot cover 85 % of 5 minutes
+}
+
+TEST(Rolling, InvalidOptionsAreRefusedWithAReason) {
+  auto job = StreamJob::Create(JobKind::kSdnn, {}, WindowOptions{.window_s = 0});
+  ASSERT_FALSE(job.has_value());
+  EXPECT_NE(job.error().message().find("window length"), std::string::npos);
+  job = StreamJob::Create(JobKind::kSdnn, {}, WindowOptions{.step_s = -1});
+  ASSERT_FALSE(job.has_value());
+  AnalysisOptions o;
+  o.spectral.noverlap = 256;
+  job = StreamJob::Create(JobKind::kHrvBands, o, {});
+  ASSERT_FALSE(job.has_value());
+  EXPECT_NE(job.error().message().find("noverlap"), std::string::npos);
+}
+
+// Issue 11, item 1: a beat time of 1e25 once overflowed the window index and looped ~2^64 times.
+// Beats outside the limits (types.h) are invalid beats now: counted, never analysed, and the
+// windows are exactly those of the stream without them.
+TEST(Rolling, BeatsOutsideTheLimitsAreCountedInvalidAndChangeNothing) {
+  auto clean = testing::LoadBeats("rr/rhenanbartels_exercise_rri_ms.txt");
+  clean.resize(1500);
+  std::vector<Beat> hostile;
+  const std::vector<Beat> bad = {{1e25, 800},
+                                 {-1e25, 800},
+                                 {1e21, 800},
+                                 {kMaxBeatTimeS * 2, 800},
+                                 {std::nan(""), 800},
+                                 {1e308, 800},
+                                 {-std::numeric_limits<double>::infinity(), 800}};
+  for (size_t i = 0; i < clean.size(); ++i) {
+    hostile.push_back(clean[i]);
+    if (i % 200 == 100) {
+      hostile.insert(hostile.end(), bad.begin(), bad.end());
+      hostile.push_back({clean[i].t_s + 0.1, kMaxRrMs * 10});  // RR past the limit
+    }
+  }
+  for (JobKind kind : {JobKind::kSdnn, JobKind::kHrvBands}) {
+    const JobOutput want = RunWhole(kind, clean);
+    ASSERT_GT(want.windows.size(), 10u);
+    const JobOutput got = RunChunked(kind, hostile, [] { return size_t{37}; });
+    ExpectIdentical(got, want, "hostile beats");
+    auto job = StreamJob::Create(kind, {}, {}).value();
+    MetricsEngine engine(SpectralOptions{}, JobSelection(kind));
+    JobOutput out;
+    job.Push(hostile, engine, &out);
+    EXPECT_EQ(job.report().invalid, (bad.size() + 1) * 7);  // at i = 100, 300, ..., 1300
+  }
+}
+
+TEST(Rolling, WindowOptionsOutsideTheirLimitsAreRefused) {
+  const double nan = std::nan("");
+  for (const WindowOptions& w :
+       {WindowOptions{.window_s = 300, .step_s = 1e-9},
+        WindowOptions{.window_s = 300, .step_s = 1e-300}, WindowOptions{.window_s = 1e308},
+        WindowOptions{.window_s = nan}, WindowOptions{.window_s = 300, .step_s = nan},
+        WindowOptions{.window_s = 300, .step_s = 0},
+        WindowOptions{.window_s = kMaxWindowS, .step_s = kMinStepS},
+        WindowOptions{.window_s = 0.5}}) {
+    auto job = StreamJob::Create(JobKind::kSdnn, {}, w);
+    EXPECT_FALSE(job.has_value()) << w.window_s << " / " << w.step_s;
+    if (!job) {
+      EXPECT_EQ(job.error().code(), Error::Code::kInvalidArgument);
+    }
+  }
+  EXPECT_TRUE(StreamJob::Create(JobKind::kSdnn, {}, {.window_s = 300, .step_s = 0.05}));
+}
+
+TEST(Rolling, TwentyFourHourRecordStaysAccurate) {
+  // 24 h with epoch-sized timestamps: a one-pass variance would lose most digits here.
+  auto beats = testing::LoadBeats("rr/chf2db_chf201_rr_secs.txt", "s");
+  ASSERT_GT(beats.size(), 100000u);
+  for (Beat& b : beats) b.t_s += 1.7e9;
+  const JobOutput out = RunChunked(JobKind::kSdnn, beats, [] { return size_t{1000}; });
+  ASSERT_GT(out.windows.size(), 2500u);
+  for (const WindowResult& w : out.windows) {
+    ASSERT_TRUE(std::isfinite(w.metrics.sdnn_ms));
+    ASSERT_GE(w.metrics.sdnn_ms, 0);
+    ASSERT_LT(w.metrics.sdnn_ms, 500);
+  }
+}
+
+}  // namespace
+}  // namespace medstream::hrv

@@ -1,0 +1,348 @@
+// `medstream bench`: the evaluation grid of the original research (apps/evaluation/evaluation.h).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "algo/hrv/jobs.h"
+#include "apps/cli/commands.h"
+#include "apps/evaluation/evaluation.h"
+#include "apps/pipeline/pipeline.h"
+#include "common/base/file.h"
+#include "enclave/core/identity.h"
+
+namespace medstream::cli {
+
+namespace {
+
+std::vector<std::string> Split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = std::min(s.find(',', start), s.size());
+    if (comma > start) out.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+// "1k,32k,1M,8MB,4096" -> bytes (k = 1024, M = 1024 * 1024).
+Result<std::vector<uint64_t>> ParseLoads(const std::string& s) {
+  std::vector<uint64_t> out;
+  for (const std::string& item : Split(s)) {
+    char* end = nullptr;
+    const double v = std::strtod(item.c_str(), &end);
+    std::string unit(end);
+    if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
+    uint64_t scale = 1;
+    if (unit == "k" || unit == "K") {
+      scale = 1024;
+    } else if (unit == "M" || unit == "m") {
+      scale = 1024 * 1024;
+    } else if (!unit.empty() || end == item.c_str()) {
+      return InvalidArgument("'" + item + "' is not a load: a number of bytes, or with k or M");
+    }
+    if (!(v > 0)) return InvalidArgument("'" + item + "': a load must be positive");
+    out.push_back(static_cast<uint64_t>(v * static_cast<double>(scale)));
+  }
+  return out;
+}
+
+std::string DefaultBaselineScript() {
+  // Beside the build (build/medstream -> tools/), else the source tree the build came from.
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::string dir = self.parent_path().string();
+    for (const std::string& c :
+         {dir + "/../tools/bench_baseline.py", dir + "/tools/bench_baseline.py"})
+      if (FileExists(c)) return c;
+  }
+  return MEDSTREAM_SOURCE_DIR "/tools/bench_baseline.py";
+}
+
+// Stream-Small and Stream-Big through the whole system (apps/pipeline/pipeline.h): sensors ->
+// Mosquitto
+// -> gateway -> server -> enclave -> gateway, at the research workloads' rates.
+struct EndToEnd {
+  std::string workload;
+  double rate = 0;  // beats/s across users
+  int users = 0;
+  int beats_per_message = 0;
+  bool record = true;
+};
+
+std::vector<EndToEnd> EndToEndPlan(const std::vector<std::string>& workloads) {
+  std::vector<EndToEnd> plan;
+  for (const std::string& w : workloads) {
+    if (w == "stream-small") plan.push_back({w, 1424, 20, 4, true});
+    // x1024; a thousand beats a message, as a phone relaying a strap would batch them.
+    if (w == "stream-big") plan.push_back({w, 1424.0 * 1024, 16, 1024, false});
+  }
+  return plan;
+}
+
+int RunEndToEnd(const std::vector<std::string>& workloads, const std::vector<std::string>& modes,
+                const std::string& jobs_text, double duration_s, double interval_s,
+                const std::string& work_dir, bool keep, const std::string& csv) {
+  namespace fs = std::filesystem;
+  auto jobs = hrv::ParseJobList(jobs_text);
+  if (!jobs) {
+    std::fprintf(stderr, "medstream bench: error: %s\n", jobs.error().message().c_str());
+    return 1;
+  }
+  const std::string root =
+      work_dir.empty()
+          ? (fs::temp_directory_path() / ("medstream-e2e-" + std::to_string(getpid()))).string()
+          : work_dir;
+  std::printf(
+      "medstream bench --e2e: sensors -> Mosquitto -> gateway -> server -> enclave, %.0f s per "
+      "point, batch interval %.0f s, jobs %s\n"
+      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n",
+      duration_s, interval_s, jobs_text.c_str());
+  std::string table = fmt::format(
+      "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
+      "{}\n",
+      "workload", "mode", "users", "target/s", "beats/s", "text", "server", "batches", "batch ms",
+      "p99 ms", "lat p50", "lat p99", "lost", "dup", "real time");
+  std::string rows =
+      "workload,mode,jobs,users,target_beats_s,beats_s,text_mb_s,server_mb_s,batches,"
+      "server_batch_ms_mean,server_batch_ms_p99,server_batch_ms_max,latency_p50_s,"
+      "latency_p99_s,lost_beats,duplicates,batch_interval_s,real_time\n";
+  int rc = 0;
+  for (const EndToEnd& e : EndToEndPlan(workloads)) {
+    for (const std::string& mode : modes) {
+      pipeline::Options o;
+      o.self = enclave::SelfPath().value_or("medstream");
+      o.work = root + "/" + e.workload + "-" + mode;
+      o.users = e.users;
+      o.duration_s = duration_s;
+      o.rate = e.rate;
+      o.beats_per_message = e.beats_per_message;
+      o.batch_seconds = interval_s;
+      o.batch_beats = std::numeric_limits<size_t>::max();  // by time, as the original
+      o.jobs = *jobs;
+      o.mode = mode;
+      o.record = e.record;
+      o.progress = [&](const std::string& line) {
+        std::fprintf(stderr, "  %s %s: %s\n", e.workload.c_str(), mode.c_str(), line.c_str());
+      };
+      auto r = pipeline::Run(o);
+      if (!keep) fs::remove_all(o.work);
+      if (!r) {
+        std::fprintf(stderr, "medstream bench: error: %s %s: %s\n", e.workload.c_str(),
+                     mode.c_str(), r.error().message().c_str());
+        rc = 1;
+        continue;
+      }
+      const double text_mb_s = r->rate() * evaluation::kTextBytesPerSample / 1e6;
+      const double server_mb_s = static_cast<double>(r->server_bytes_in) / r->wall_s / 1e6;
+      // Real time: the sensors kept the rate, the server kept up with the interval, every batch
+      // came back, nothing lost or doubled.
+      const bool real_time = r->rate() >= 0.95 * e.rate &&
+                             r->server_batch_ms.p99 < interval_s * 1000 &&
+                             r->results == r->batches && r->lost_beats == 0 && r->duplicates == 0;
+      table += fmt::format(
+          "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>5.2f}MB {:>7} {:>9.1f} {:>9.1f} "
+          "{:>7.2f}s {:>7.2f}s {:>5} {:>4} {}\n",
+          e.workload, mode, e.users, e.rate, r->rate(), text_mb_s, server_mb_s, r->batches,
+          r->server_batch_ms.mean, r->server_batch_ms.p99, r->latency_s.p50, r->latency_s.p99,
+          r->lost_beats, r->duplicates, real_time ? "yes" : "NO");
+      rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
+                          mode, jobs_text, e.users, e.rate, r->rate(), text_mb_s, server_mb_s,
+                          r->batches, r->server_batch_ms.mean, r->server_batch_ms.p99,
+                          r->server_batch_ms.max, r->latency_s.p50, r->latency_s.p99, r->lost_beats,
+                          r->duplicates, interval_s, real_time ? 1 : 0);
+      if (r->lost_beats || r->duplicates) rc = 2;
+    }
+  }
+  if (!keep && work_dir.empty()) fs::remove_all(root);
+  std::printf(
+      "\n%s\n(text: MB/s of beats in the original's text encoding, 23 bytes a sample; server: "
+      "MB/s of sealed batches into the server; batch ms: the server's time per batch; lat: oldest "
+      "beat of a batch received by the gateway -> its result read)\n",
+      table.c_str());
+  if (!csv.empty()) {
+    if (auto s = WriteFileAtomic(csv, rows); !s) {
+      std::fprintf(stderr, "medstream bench: error: %s\n", s.error().message().c_str());
+      return 1;
+    }
+    std::printf("CSV: %s\n", csv.c_str());
+  }
+  return rc;
+}
+
+}  // namespace
+
+void RegisterBenchCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    evaluation::Options o;
+    bool quick = false;
+    bool no_baseline = false;
+    std::string modes, jobs, workloads, small_loads, big_loads;
+    std::string csv, plot;
+    int reps = 0;
+    double duration = 0;
+    bool e2e = false;
+    bool interval_set = false;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Run the evaluation grid of the original research (modes x jobs x workloads x loads) "
+      "through the real server, enclave and gateway code");
+  cmd->footer(
+      "Workloads: batch-small (1-32 kB in one batch), stream-small (1-32 kB per second),\n"
+      "batch-big (1-32 MB in one batch), stream-big (1-32 MB per second). Loads are in the\n"
+      "original's text encoding (23 bytes a sample). Slowdown is against vanilla at the same "
+      "point\n"
+      "(streams: average batch time). 'pandas' rows are the data scientist's baseline\n"
+      "(tools/bench_baseline.py, Debian's python3-pandas). The process backend is a software\n"
+      "simulation of a TEE boundary: it protects against the host process, not root.");
+  cmd->add_flag("--quick", a->quick,
+                "A small grid for smoke tests: identity and sdnn, 1 kB/32 kB/1 MB/4 MB, 2 s "
+                "streams, 2 repetitions (under 2 minutes)");
+  cmd->add_option("--modes", a->modes, "Comma-separated: vanilla,inproc,process");
+  cmd->add_option("--jobs", a->jobs, "Comma-separated: identity,sdnn,hrv-bands,hrv-full");
+  cmd->add_option("--workloads", a->workloads,
+                  "Comma-separated: batch-small,stream-small,batch-big,stream-big");
+  cmd->add_option("--small-loads", a->small_loads, "Loads of the small workloads (e.g. 1k,32k)");
+  cmd->add_option("--big-loads", a->big_loads, "Loads of the big workloads (e.g. 1M,32M)");
+  cmd->add_option("--reps", a->reps, "Repetitions of each batch point (default 3)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--duration", a->duration, "Seconds each stream point runs (default 60)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option_function<double>(
+         "--interval",
+         [a](double v) {
+           a->o.interval_s = v;
+           a->interval_set = true;
+         },
+         "Seconds between batches of a stream (default 1; --e2e: 10)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--e2e", a->e2e,
+                "End to end instead of the grid: stream-small (1424 beats/s) and stream-big "
+                "(x1024) from simulated sensors through Mosquitto, the gateway, the server and "
+                "the enclave (default: process mode, sdnn, 60 s, 10 s batches)");
+  cmd->add_flag("--no-baseline", a->no_baseline, "Skip the pandas baseline");
+  cmd->add_option("--csv", a->csv, "Write one row per point to this CSV file");
+  cmd->add_option("--plot", a->plot, "Draw the figures (PNG and SVG, gnuplot) into this directory");
+  cmd->add_option("--dir", a->o.work_dir, "Work directory (default: a temporary one)");
+  cmd->add_flag("--keep", a->o.keep, "Keep every point's server directory");
+  cmd->add_option("--platform", a->o.platform_dir,
+                  "Simulated platform (default: a fresh one in the work directory)");
+  cmd->add_option("--enclave", a->o.enclave_path, "medstream-enclave (process mode)");
+  cmd->add_option("--python", a->o.python, "Interpreter for the baseline (needs pandas, scipy)")
+      ->capture_default_str();
+  cmd->add_option("--baseline-script", a->o.baseline_script, "The baseline script");
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream bench: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    evaluation::Options& o = a->o;
+    if (a->e2e) {
+      const auto workloads = a->workloads.empty()
+                                 ? std::vector<std::string>{"stream-small", "stream-big"}
+                                 : Split(a->workloads);
+      for (const auto& w : workloads) {
+        if (w != "stream-small" && w != "stream-big")
+          return fail("--e2e runs stream-small and stream-big, not '" + w + "'");
+      }
+      const auto modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
+      for (const auto& m : modes) {
+        if (m != "inproc" && m != "process")
+          return fail("--e2e needs an enclave to attest: inproc or process, not '" + m + "'");
+      }
+      *exit_code = RunEndToEnd(workloads, modes, a->jobs.empty() ? "sdnn" : a->jobs,
+                               a->duration > 0 ? a->duration : 60,
+                               a->interval_set ? o.interval_s : 10, o.work_dir, o.keep, a->csv);
+      return;
+    }
+    if (a->quick) {
+      const evaluation::Options q = evaluation::QuickOptions();
+      o.jobs = q.jobs;
+      o.small_loads = q.small_loads;
+      o.big_loads = q.big_loads;
+      o.reps = q.reps;
+      o.duration_s = q.duration_s;
+    }
+    if (!a->modes.empty()) o.modes = Split(a->modes);
+    if (!a->jobs.empty()) o.jobs = Split(a->jobs);
+    if (!a->workloads.empty()) o.workloads = Split(a->workloads);
+    for (const auto& m : o.modes) {
+      if (m != "vanilla" && m != "inproc" && m != "process")
+        return fail("unknown mode '" + m + "': vanilla, inproc or process");
+    }
+    for (const auto& j : o.jobs) {
+      if (auto k = hrv::ParseJobKind(j); !k) return fail(k.error().message());
+    }
+    for (const auto& w : o.workloads) {
+      if (w != "batch-small" && w != "stream-small" && w != "batch-big" && w != "stream-big")
+        return fail("unknown workload '" + w +
+                    "': batch-small, stream-small, batch-big or stream-big");
+    }
+    for (auto [text, loads] :
+         {std::pair{&a->small_loads, &o.small_loads}, std::pair{&a->big_loads, &o.big_loads}}) {
+      if (text->empty()) continue;
+      auto l = ParseLoads(*text);
+      if (!l) return fail(l.error().message());
+      *loads = *l;
+    }
+    if (a->reps > 0) o.reps = a->reps;
+    if (a->duration > 0) o.duration_s = a->duration;
+    o.baseline = !a->no_baseline;
+    if (o.baseline) {
+      if (o.baseline_script.empty()) o.baseline_script = DefaultBaselineScript();
+      if (!FileExists(o.baseline_script))
+        return fail("baseline script " + o.baseline_script + " not found (or use --no-baseline)");
+      if (!FileExists(o.python))
+        return fail(o.python +
+                    " not found: the baseline needs Debian's python3-pandas (or use "
+                    "--no-baseline)");
+    }
+    const bool tty = isatty(STDERR_FILENO);
+    o.progress = [tty](const evaluation::Point& p, size_t done, size_t total,
+                       const evaluation::Measurement* m) {
+      const std::string what = fmt::format("{} {} {} {}", p.mode, p.job, p.workload,
+                                           evaluation::LoadLabel(p.load_bytes));
+      if (tty) {
+        const int width = 30;
+        const int filled = static_cast<int>(width * done / std::max<size_t>(total, 1));
+        std::fprintf(stderr, "\r[%s%s] %zu/%zu %-45s", std::string(filled, '#').c_str(),
+                     std::string(width - filled, '.').c_str(), done, total, what.c_str());
+        if (done == total && m) std::fprintf(stderr, "\n");
+      } else if (m) {
+        std::fprintf(stderr, "bench: %zu/%zu %s: %.4f s\n", done, total, what.c_str(), m->Median());
+      }
+      std::fflush(stderr);
+    };
+    std::printf(
+        "medstream bench: %zu points (modes %zu, jobs %zu, workloads %zu), %d repetitions, "
+        "streams %.0f s\n",
+        evaluation::Plan(o).size(), o.modes.size(), o.jobs.size(), o.workloads.size(), o.reps,
+        o.duration_s);
+    std::printf(
+        "  process = medstream-enclave in a separate hardened process (a software-simulated "
+        "TEE)\n");
+    std::fflush(stdout);
+    auto rows = evaluation::Run(o);
+    if (!rows) return fail(rows.error().message());
+    std::printf("\n%s", evaluation::ToTable(*rows).c_str());
+    if (!a->csv.empty()) {
+      if (auto s = WriteFileAtomic(a->csv, evaluation::ToCsv(*rows)); !s)
+        return fail(s.error().message());
+      std::printf("\nCSV: %s\n", a->csv.c_str());
+    }
+    if (!a->plot.empty()) {
+      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error().message());
+      std::printf("plots: %s/<workload>-<job>.png and .svg\n", a->plot.c_str());
+    }
+  });
+}
+
+}  // namespace medstream::cli

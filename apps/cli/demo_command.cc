@@ -1,0 +1,164 @@
+// `medstream demo`: the whole system on one machine, for real (apps/pipeline/pipeline.h).
+//
+// Starts Eclipse Mosquitto on a free loopback port, `medstream server` (process mode) as its own
+// process, a gateway in this process, and `medstream sensor` simulating users faster than real
+// time; then prints what arrived, what was lost (must be 0) and how long it took.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/cli/commands.h"
+#include "apps/cli/json_out.h"
+#include "apps/pipeline/pipeline.h"
+#include "enclave/core/identity.h"
+
+namespace medstream::cli {
+
+void RegisterDemoCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    int users = 20;
+    double duration_s = 60;
+    double speed = 30;
+    double batch_seconds = 10;
+    uint64_t seed = 1;
+    std::string keep, summary_json;
+    std::string jobs = "sdnn,hrv-bands";
+    bool sftp = false;
+    double rate = 0;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo",
+      "Run the whole system on this machine: Mosquitto (TLS, a certificate per device), sensors, "
+      "gateway, server and a process-mode enclave, then print a summary");
+  cmd->add_option("--users", a->users, "Simulated users")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  cmd->add_option("--duration", a->duration_s, "Seconds the sensors publish (wall clock)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--speed", a->speed, "Heart time per wall second (faster than real time)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--rate", a->rate,
+                  "Total beats per second across users instead of --speed (Stream-Small: 1424)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-seconds", a->batch_seconds, "Gateway micro-batch interval (s)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", a->seed, "Random seed of the simulated users")->capture_default_str();
+  cmd->add_option("--jobs", a->jobs, "Jobs the data owner provisions")->capture_default_str();
+  cmd->add_option("--keep", a->keep,
+                  "Keep every directory here: raw beats sent, server inbox/outbox (ciphertext), "
+                  "decrypted results");
+  cmd->add_option("--summary-json", a->summary_json, "Also write the summary as JSON");
+  cmd->add_flag("--sftp", a->sftp,
+                "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
+                "key auth, pinned host key) on a loopback port; needs root");
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream demo: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    namespace fs = std::filesystem;
+    pipeline::Options o;
+    o.self = enclave::SelfPath().value_or("medstream");
+    o.work =
+        a->keep.empty()
+            ? (fs::temp_directory_path() / ("medstream-demo-" + std::to_string(getpid()))).string()
+            : fs::absolute(a->keep).string();
+    // OpenSSH's chroot must be root-owned all the way up, so never under /tmp.
+    if (a->sftp) o.server_dir = "/var/lib/medstream/demo-" + std::to_string(getpid()) + "/server";
+    o.users = a->users;
+    o.duration_s = a->duration_s;
+    o.speed = a->speed;
+    o.rate = a->rate;
+    o.batch_seconds = a->batch_seconds;
+    o.seed = a->seed;
+    o.sftp = a->sftp;
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) return fail(jobs.error().message());
+    o.jobs = *jobs;
+    o.progress = [](const std::string& line) {
+      std::printf("  %s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    std::printf(
+        "medstream demo: %d users for %.0f s at %s, enclave in process mode\n"
+        "  NOTE: a software-simulated TEE (no TEE hardware here): it protects against the\n"
+        "  untrusted server process, not against root or a hypervisor.\n  working in %s\n",
+        a->users, a->duration_s,
+        a->rate > 0 ? (std::to_string(static_cast<long>(a->rate)) + " beats/s").c_str()
+                    : (std::to_string(static_cast<int>(a->speed)) + "x real time").c_str(),
+        o.work.c_str());
+    auto run = pipeline::Run(o);
+    auto cleanup = [&] {
+      if (a->keep.empty()) fs::remove_all(o.work);
+      if (a->sftp && a->keep.empty()) fs::remove_all(fs::path(o.server_dir).parent_path());
+    };
+    if (!run) {
+      cleanup();
+      return fail(run.error().message());
+    }
+    const pipeline::Summary& s = *run;
+    nlohmann::ordered_json j{
+        {"users", s.users},
+        {"mode", s.mode},
+        {"beats_published", s.beats_published},
+        {"beats_received", s.beats_received},
+        {"beats_processed", s.beats_processed},
+        {"batches", s.batches},
+        {"results", s.results},
+        {"windows", s.windows},
+        {"malformed_messages", s.malformed},
+        {"lost_beats", s.lost_beats},
+        {"lost_batches", s.lost_batches},
+        {"lost_beats_detected", s.lost_beats_detected},
+        {"lost_messages_detected", s.lost_messages_detected},
+        {"duplicates", s.duplicates},
+        {"latency_p50_s", s.latency_s.p50},
+        {"latency_p99_s", s.latency_s.p99},
+        {"batch_interval_s", s.batch_interval_s},
+        {"beats_per_second", s.rate()},
+        {"server_batch_ms_mean", s.server_batch_ms.mean},
+        {"server_batch_ms_p99", s.server_batch_ms.p99},
+        {"results_dir", a->keep.empty() ? "" : s.results_dir},
+    };
+    std::printf(
+        "\nsummary\n  users %d   beats published %llu (%.0f/s), received %llu, processed in the "
+        "enclave %llu\n"
+        "  batches %llu   results %llu   windows %llu   malformed messages %llu\n"
+        "  lost: %llu beats, %llu batches   duplicates: %llu   (gateway's sequence check: %llu "
+        "beats in %llu messages never arrived)\n"
+        "  beat-to-result latency: p50 %.2f s, p99 %.2f s (batch interval %.1f s)\n"
+        "  server time per batch: mean %.1f ms, p99 %.1f ms\n",
+        s.users, static_cast<unsigned long long>(s.beats_published), s.rate(),
+        static_cast<unsigned long long>(s.beats_received),
+        static_cast<unsigned long long>(s.beats_processed),
+        static_cast<unsigned long long>(s.batches), static_cast<unsigned long long>(s.results),
+        static_cast<unsigned long long>(s.windows), static_cast<unsigned long long>(s.malformed),
+        static_cast<unsigned long long>(s.lost_beats),
+        static_cast<unsigned long long>(s.lost_batches),
+        static_cast<unsigned long long>(s.duplicates),
+        static_cast<unsigned long long>(s.lost_beats_detected),
+        static_cast<unsigned long long>(s.lost_messages_detected), s.latency_s.p50, s.latency_s.p99,
+        s.batch_interval_s, s.server_batch_ms.mean, s.server_batch_ms.p99);
+    if (!a->keep.empty()) {
+      std::printf(
+          "  kept in %s: sensors/ (raw beats sent), results/ (decrypted per user: CSV and\n"
+          "  JSON lines), gateway/, platform/; the server's files (ciphertext) in %s\n",
+          o.work.c_str(), s.server_dir.c_str());
+    } else {
+      std::printf(
+          "  (use --keep DIR to keep the sensors' beats, the server's files and the results)\n");
+    }
+    cleanup();
+    if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";
+    if (s.lost_beats || s.lost_batches || s.duplicates || s.lost_beats_detected) *exit_code = 2;
+  });
+}
+
+}  // namespace medstream::cli

@@ -1,0 +1,190 @@
+// `medstream gateway`: the data owner's edge, from MQTT to the server and back.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "apps/cli/json_out.h"
+#include "common/base/address.h"
+#include "common/base/file.h"
+#include "owner/broker/broker.h"
+
+#include <nlohmann/json.hpp>
+#include "apps/cli/commands.h"
+#include "owner/gateway/gateway.h"
+
+namespace medstream::cli {
+
+namespace {
+std::atomic<bool> g_stop_gateway{false};
+void OnGatewaySignal(int) {
+  g_stop_gateway = true;
+}
+}  // namespace
+
+void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    gateway::Options o;
+    std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
+    std::string credentials, stats_json;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "gateway",
+      "Subscribe to the sensors, attest the enclave, upload sealed micro-batches, "
+      "decrypt the results");
+  cmd->add_option("--state", a->o.state_dir, "Gateway state: keys, spool, sequence numbers")
+      ->required();
+  cmd->add_option("--results", a->o.results_dir, "Where per-user CSV and JSON lines go")
+      ->required();
+  cmd->add_option("--server-dir", a->o.server_dir,
+                  "The server directory (local, or its path on the SFTP host: the relay socket)")
+      ->required();
+  cmd->add_option("--sftp", a->sftp, "Upload over SFTP to HOST:PORT instead of a local directory");
+  cmd->add_option("--ssh-key", a->ssh_key, "SSH private key for --sftp");
+  cmd->add_option("--host-key", a->host_key, "The SFTP server's public host key, pinned");
+  cmd->add_option("--ssh-user", a->ssh_user, "SSH user")->capture_default_str();
+  cmd->add_option("--broker", a->o.broker, "MQTT broker host:port (TLS)")->capture_default_str();
+  cmd->add_option("--credentials", a->credentials,
+                  "A `medstream broker init` folder: its ca.crt and the gateway's certificate");
+  cmd->add_option("--ca", a->o.tls.ca, "The broker CA's certificate (instead of --credentials)");
+  cmd->add_option("--cert", a->o.tls.cert, "The gateway's certificate");
+  cmd->add_option("--key", a->o.tls.key, "The gateway's private key");
+  cmd->add_option("--status-interval", a->o.status_interval_s,
+                  "Seconds between asking the broker for the devices' statuses (they reveal "
+                  "messages lost at the end of a session)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--stats-json", a->stats_json,
+                  "Keep the gateway's counters (beats, batches, results, lost) in this JSON file, "
+                  "rewritten every 5 s and at the end");
+  cmd->add_option("--site", a->o.site, "Site (topic medstream/SITE/+/rr)")->capture_default_str();
+  cmd->add_option("--batch-beats", a->o.batch_beats, "Cut a user's batch at this many beats")
+      ->capture_default_str();
+  cmd->add_option("--batch-seconds", a->o.batch_seconds, "... or when it is this old")
+      ->capture_default_str();
+  cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
+  cmd->add_option("--window", a->o.config.windows.window_s, "Seconds of beats per HRV window")
+      ->check(CLI::Range(hrv::kMinWindowS, hrv::kMaxWindowS))
+      ->capture_default_str();
+  cmd->add_option("--min-coverage", a->o.config.windows.min_coverage,
+                  "Smallest share of a window its NN intervals must cover for a result")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--step", a->o.config.windows.step_s, "Seconds between window starts")
+      ->check(CLI::Range(hrv::kMinStepS, hrv::kMaxWindowS))
+      ->capture_default_str();
+  cmd->add_option("--root-ca", a->o.root_ca, "Attestation trust anchor")->required();
+  cmd->add_option("--policy", a->policy, "Verifier policy (JSON) the enclave must satisfy")
+      ->required();
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream gateway: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    if (!a->credentials.empty()) {
+      if (!a->o.tls.cert.empty() || !a->o.tls.key.empty()) {
+        return fail("--credentials DIR or --ca/--cert/--key, not both");
+      }
+      const auto c = broker::ClientCredentials(a->credentials, broker::kGatewayIdentity);
+      a->o.tls = {c.ca, c.cert, c.key};
+    }
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) {
+      return fail(jobs.error().message());
+    }
+    a->o.config.jobs = *jobs;
+    if (!a->sftp.empty()) {
+      if (a->ssh_key.empty() || a->host_key.empty()) {
+        return fail("--sftp HOST:PORT needs --ssh-key and --host-key");
+      }
+      auto target = ParseHostPort(a->sftp, "--sftp");
+      if (!target) return fail(target.error().message());
+      a->o.sftp = sftp::Target{.host = target->host,
+                               .port = target->port,
+                               .user = a->ssh_user,
+                               .private_key = a->ssh_key,
+                               .host_key = a->host_key};
+    }
+    // Files after the options are checked: a typo is reported before any file is read.
+    auto policy = attest::LoadPolicy(a->policy);
+    if (!policy) return fail(policy.error().message());
+    a->o.policy = *policy;
+    auto gw = gateway::Gateway::Start(a->o);
+    if (!gw) return fail(gw.error().message());
+    std::printf(
+        "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
+        "medstream/%s/+/rr (TLS)\n",
+        crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
+        (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
+    if (const auto st = (*gw)->stats(); st.beats_recovered > 0) {
+      std::printf(
+          "medstream gateway: %llu beats of open batches recovered from the write-ahead log\n",
+          static_cast<unsigned long long>(st.beats_recovered));
+    }
+    std::fflush(stdout);
+    std::signal(SIGINT, OnGatewaySignal);
+    std::signal(SIGTERM, OnGatewaySignal);
+    auto last = std::chrono::steady_clock::now();
+    auto print = [&] {
+      const auto s = (*gw)->stats();
+      std::printf(
+          "  beats %llu (repeats dropped %llu), batches %llu (uploaded %llu), results %llu, "
+          "windows %llu, malformed %llu, lost %llu beats in %llu messages\n",
+          static_cast<unsigned long long>(s.beats_in),
+          static_cast<unsigned long long>(s.beats_stale),
+          static_cast<unsigned long long>(s.batches_sealed),
+          static_cast<unsigned long long>(s.batches_uploaded),
+          static_cast<unsigned long long>(s.results), static_cast<unsigned long long>(s.windows),
+          static_cast<unsigned long long>(s.malformed),
+          static_cast<unsigned long long>(s.lost_beats),
+          static_cast<unsigned long long>(s.lost_messages));
+      std::fflush(stdout);
+      if (!a->stats_json.empty()) {
+        const nlohmann::ordered_json j{{"messages", s.messages},
+                                       {"malformed", s.malformed},
+                                       {"beats_in", s.beats_in},
+                                       {"beats_recovered", s.beats_recovered},
+                                       {"beats_stale", s.beats_stale},
+                                       {"batches_sealed", s.batches_sealed},
+                                       {"batches_uploaded", s.batches_uploaded},
+                                       {"results", s.results},
+                                       {"results_refused", s.results_refused},
+                                       {"beats_processed", s.beats_processed},
+                                       {"windows", s.windows},
+                                       {"lost_messages", s.lost_messages},
+                                       {"lost_beats", s.lost_beats},
+                                       {"recovered_beats", s.recovered_beats},
+                                       {"old_format_messages", s.old_format_messages}};
+        if (auto w = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !w) {
+          std::fprintf(stderr, "gateway: %s\n", w.error().message().c_str());
+        }
+      }
+    };
+    while (!g_stop_gateway) {
+      if (auto s = (*gw)->Tick(); !s)
+        std::fprintf(stderr, "gateway: %s\n", s.error().message().c_str());
+      if (std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
+        print();
+        last = std::chrono::steady_clock::now();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    // Stopping: cut what is open and give the server a moment to answer.
+    (void)(*gw)->CutAll();
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((*gw)->outstanding() > 0 && std::chrono::steady_clock::now() < until) {
+      (void)(*gw)->Tick();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    print();
+    if (const auto st = (*gw)->stats(); st.lost_beats > 0) {
+      std::fprintf(stderr,
+                   "medstream gateway: %llu beats in %llu messages were sent but never arrived "
+                   "(see the warnings above; their windows carry lost_beats)\n",
+                   static_cast<unsigned long long>(st.lost_beats),
+                   static_cast<unsigned long long>(st.lost_messages));
+    }
+  });
+}
+
+}  // namespace medstream::cli

@@ -1,0 +1,44 @@
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "apps/cli/commands.h"
+#include "common/base/memory.h"
+
+#ifndef MEDSTREAM_VERSION
+#define MEDSTREAM_VERSION "0.0.0"
+#endif
+
+namespace medstream::cli {
+
+std::string DefaultPlatformDir() {
+  if (const char* env = std::getenv("MEDSTREAM_PLATFORM")) return env;
+  const char* home = std::getenv("HOME");
+  return std::string(home ? home : ".") + "/.medstream/platform";
+}
+
+}  // namespace medstream::cli
+
+int main(int argc, char** argv) {
+  medstream::TuneAllocatorForLargeBuffers();
+  CLI::App app{
+      "medstream: confidential processing of medical streams (heart-rate variability) inside a "
+      "trusted execution environment.",
+      "medstream"};
+  app.set_version_flag("--version", std::string("medstream ") + MEDSTREAM_VERSION);
+  app.require_subcommand(1);
+  app.footer("Run 'medstream COMMAND --help' for a command's options.");
+  int exit_code = 0;
+  medstream::cli::RegisterHrvCommand(app, &exit_code);
+  medstream::cli::RegisterEnclaveCommands(app, &exit_code);
+  medstream::cli::RegisterServerCommand(app, &exit_code);
+  medstream::cli::RegisterSensorCommand(app, &exit_code);
+  medstream::cli::RegisterGatewayCommand(app, &exit_code);
+  medstream::cli::RegisterDemoCommand(app, &exit_code);
+  medstream::cli::RegisterBenchCommand(app, &exit_code);
+  medstream::cli::RegisterLakeCommand(app, &exit_code);
+  medstream::cli::RegisterBrokerCommand(app, &exit_code);
+  medstream::cli::RegisterEcgCommand(app, &exit_code);
+  CLI11_PARSE(app, argc, argv);
+  return exit_code;
+}

@@ -1,0 +1,113 @@
+// `medstream server`: the untrusted host's batch loop.
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+
+#include "apps/cli/commands.h"
+#include "apps/cli/json_out.h"
+#include "common/base/file.h"
+#include "common/base/stats.h"
+#include "host/server/server.h"
+
+namespace medstream::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) {
+  g_stop = true;
+}
+
+}  // namespace
+
+void RegisterServerCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    host::ServerOptions options;
+    std::string jobs = "sdnn";
+    bool once = false;
+    std::string stats_json;
+  };
+  auto a = std::make_shared<Args>();
+  a->options.platform_dir = DefaultPlatformDir();
+  CLI::App* cmd = app.add_subcommand(
+      "server",
+      "Run the untrusted server: batches from DIR/inbox through the enclave to DIR/outbox");
+  cmd->add_option("--dir", a->options.dir,
+                  "Server directory (inbox, outbox, done, quarantine, "
+                  "state)")
+      ->required();
+  cmd->add_option("--mode", a->options.mode, "Execution mode")
+      ->check(CLI::IsMember({"vanilla", "inproc", "process"}))
+      ->capture_default_str();
+  cmd->add_option("--platform", a->options.platform_dir, "Simulated platform directory")
+      ->capture_default_str();
+  cmd->add_option("--enclave", a->options.enclave_path, "medstream-enclave (process mode)");
+  cmd->add_option("--checkpoint-every", a->options.checkpoint_every,
+                  "Batches between sealed checkpoints")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--call-budget", a->options.call_budget_s,
+                  "Process mode: seconds any one enclave call may take before the enclave is "
+                  "stopped and restarted (0 = each call's own budget, about 30 s + 2 s/MiB for "
+                  "a batch)")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--jobs", a->jobs,
+                  "Vanilla mode only (elsewhere the data owner chooses): comma-separated jobs")
+      ->capture_default_str();
+  cmd->add_option("--stats-json", a->stats_json,
+                  "At exit, write counters and batch processing times (no data) as JSON");
+  cmd->add_flag("--once", a->once, "Process what is in the inbox now, checkpoint, and exit");
+  cmd->callback([a, exit_code] {
+    auto fail = [&](const std::string& m) {
+      std::fprintf(stderr, "medstream server: error: %s\n", m.c_str());
+      *exit_code = 1;
+    };
+    auto jobs = hrv::ParseJobList(a->jobs);
+    if (!jobs) return fail(jobs.error().message());
+    a->options.vanilla_config.jobs = *jobs;
+    auto server = host::Server::Start(a->options);
+    if (!server) return fail(server.error().message());
+    std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),
+                a->options.dir.c_str(), a->options.dir.c_str());
+    std::fflush(stdout);
+    if (a->once) {
+      auto n = (*server)->ProcessInbox();
+      if (!n) return fail(n.error().message());
+      if (auto s = (*server)->Checkpoint(); !s) return fail(s.error().message());
+    } else {
+      std::signal(SIGINT, OnSignal);
+      std::signal(SIGTERM, OnSignal);
+      if (auto s = (*server)->Run(g_stop); !s) return fail(s.error().message());
+    }
+    const auto& c = (*server)->counters();
+    const Spread t = Summarize(c.batch_s);
+    std::printf(
+        "processed %llu, quarantined %llu, checkpoints %llu, enclave restarts %llu\n"
+        "batch time: mean %.1f ms, p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+        static_cast<unsigned long long>(c.processed),
+        static_cast<unsigned long long>(c.quarantined),
+        static_cast<unsigned long long>(c.checkpoints),
+        static_cast<unsigned long long>(c.enclave_restarts), t.mean * 1e3, t.p50 * 1e3, t.p99 * 1e3,
+        t.max * 1e3);
+    if (!a->stats_json.empty()) {
+      const nlohmann::ordered_json j{{"mode", a->options.mode},
+                                     {"processed", c.processed},
+                                     {"quarantined", c.quarantined},
+                                     {"checkpoints", c.checkpoints},
+                                     {"enclave_restarts", c.enclave_restarts},
+                                     {"bytes_in", c.bytes_in},
+                                     {"batch_ms",
+                                      {{"mean", t.mean * 1e3},
+                                       {"p50", t.p50 * 1e3},
+                                       {"p99", t.p99 * 1e3},
+                                       {"max", t.max * 1e3}}}};
+      if (auto s = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !s) {
+        return fail(s.error().message());
+      }
+    }
+  });
+}
+
+}  // namespace medstream::cli

@@ -1,0 +1,166 @@
+// `medstream bench`: the grid's plan, and the quick grid end to end through the real executable
+// (server, process enclave, gateway sealing, pandas baseline, gnuplot).
+#include "apps/evaluation/evaluation.h"
+#include "tests/shell.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace medstream::evaluation {
+namespace {
+
+namespace fs = std::filesystem;
+
+testing::ShellResult Medstream(const std::string& args) {
+  return testing::Shell(std::string(MEDSTREAM_BINARY) + " " + args);
+}
+
+std::vector<std::string> Fields(const std::string& line) {
+  std::vector<std::string> out;
+  std::stringstream ss(line);
+  std::string f;
+  while (std::getline(ss, f, ',')) out.push_back(f);
+  return out;
+}
+
+TEST(Plan, FullGridHasEveryPointOnce) {
+  Options o;
+  const auto points = Plan(o);
+  // 4 workloads x 4 jobs x 6 loads x 3 modes, plus pandas beside batch sdnn and hrv-bands.
+  EXPECT_EQ(points.size(), 4u * 4 * 6 * 3 + 2 * 2 * 6);
+  std::map<std::string, int> modes;
+  for (const auto& p : points) ++modes[p.mode];
+  EXPECT_EQ(modes["vanilla"], 96);
+  EXPECT_EQ(modes["pandas"], 24);
+  EXPECT_EQ(points.front().load_bytes, 1024u);
+  EXPECT_EQ(points.back().load_bytes, 32u << 20);
+}
+
+TEST(Plan, QuickGridIsSmall) {
+  EXPECT_EQ(Plan(QuickOptions()).size(), 4u * 2 * 2 * 3 + 2 * 2);
+  Options o = QuickOptions();
+  o.baseline = false;
+  EXPECT_EQ(Plan(o).size(), 4u * 2 * 2 * 3);
+}
+
+TEST(Labels, Loads) {
+  EXPECT_EQ(LoadLabel(1024), "1 kB");
+  EXPECT_EQ(LoadLabel(32 << 20), "32 MB");
+  EXPECT_EQ(LoadLabel(1000), "1000 B");
+}
+
+TEST(BenchCommand, RejectsUnknownNames) {
+  auto r = Medstream("bench --modes vanilla,sgx");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("unknown mode 'sgx'"), std::string::npos) << r.out;
+  r = Medstream("bench --big-loads 3X");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("'3X' is not a load"), std::string::npos) << r.out;
+  r = Medstream("bench --workloads batch");
+  EXPECT_NE(r.out.find("unknown workload 'batch'"), std::string::npos) << r.out;
+  r = Medstream("bench --e2e --modes vanilla");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("--e2e needs an enclave to attest"), std::string::npos) << r.out;
+  r = Medstream("bench --e2e --workloads batch-big");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("--e2e runs stream-small and stream-big"), std::string::npos) << r.out;
+}
+
+// Stream-Small through the whole system (sensors, Mosquitto, gateway, server, process enclave),
+// short: the row is complete and nothing is lost or doubled. (Its speed is for the benchmark.)
+TEST(BenchCommand, EndToEndStreamSmall) {
+  const fs::path dir = fs::temp_directory_path() / ("bench-e2e-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  const auto r = Medstream("bench --e2e --workloads stream-small --duration 6 --interval 2 --csv " +
+                           (dir / "e2e.csv").string() + " --dir " + (dir / "work").string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
+  std::ifstream in(dir / "e2e.csv");
+  std::string header, row;
+  ASSERT_TRUE(std::getline(in, header));
+  ASSERT_TRUE(std::getline(in, row)) << r.out;
+  const auto h = Fields(header), f = Fields(row);
+  ASSERT_EQ(h.size(), f.size());
+  std::map<std::string, std::string> v;
+  for (size_t i = 0; i < h.size(); ++i) v[h[i]] = f[i];
+  EXPECT_EQ(v["workload"], "stream-small");
+  EXPECT_EQ(v["mode"], "process");
+  EXPECT_EQ(v["users"], "20");
+  EXPECT_EQ(v["lost_beats"], "0") << r.out;
+  EXPECT_EQ(v["duplicates"], "0") << r.out;
+  EXPECT_GT(std::stod(v["beats_s"]), 1000) << r.out;  // ~1424 a second, paced by the sensors
+  EXPECT_GE(std::stoi(v["batches"]), 40) << r.out;    // 20 users, a batch every 2 s each
+  EXPECT_GT(std::stod(v["server_batch_ms_mean"]), 0);
+  EXPECT_GT(std::stod(v["latency_p50_s"]), 0);
+  EXPECT_FALSE(fs::exists(dir / "work" / "stream-small-process")) << "work is cleaned up";
+  fs::remove_all(dir);
+}
+
+// The acceptance: `medstream bench --quick --csv out.csv` from a fresh build.
+TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
+  const fs::path dir = fs::temp_directory_path() / ("bench-test-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const auto r = Medstream("bench --quick --csv " + (dir / "out.csv").string() + " --plot " +
+                           (dir / "plots").string());
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
+  std::ifstream in(dir / "out.csv");
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_TRUE(line.starts_with(
+      "mode,job,workload,load_bytes,samples,elapsed_s,avg_batch_ms,throughput_mb_s,"
+      "slowdown_vs_vanilla,peak_rss_mb"))
+      << line;
+  std::map<std::string, int> modes;
+  int rows = 0;
+  while (std::getline(in, line)) {
+    const auto f = Fields(line);
+    ASSERT_EQ(f.size(), 15u) << line;
+    ++rows;
+    ++modes[f[0]];
+    const uint64_t load = std::stoull(f[3]);
+    const uint64_t samples = std::stoull(f[4]);
+    if (f[2].starts_with("batch")) {
+      EXPECT_EQ(samples, load / 23) << line;  // the original's text encoding
+    } else {
+      EXPECT_GE(samples, load / 23) << line;  // several batches of load / 23 samples
+      EXPECT_EQ(samples % (load / 23), 0u) << line;
+    }
+    EXPECT_GT(std::stod(f[5]), 0) << line;
+    EXPECT_GT(std::stod(f[7]), 0) << line;
+    if (f[0] == "vanilla") {
+      EXPECT_EQ(f[8], "1.000") << line;
+    }
+    EXPECT_GT(std::stod(f[8]), 0) << line;
+    if (f[0] != "pandas") {
+      EXPECT_GT(std::stod(f[9]), 1) << line;  // peak RSS, MB
+    }
+    if (f[0] == "process") {
+      EXPECT_GT(std::stoull(f[13]), load / 23 * 16) << "a batch: header + ciphertext + tags";
+    }
+  }
+  EXPECT_EQ(rows, static_cast<int>(Plan(QuickOptions()).size()));
+  EXPECT_EQ(modes["vanilla"], 16);
+  EXPECT_EQ(modes["inproc"], 16);
+  EXPECT_EQ(modes["process"], 16);
+  EXPECT_EQ(modes["pandas"], 4);
+  for (const char* name : {"batch-big-sdnn", "stream-small-identity"}) {
+    for (const char* ext : {".png", ".svg"}) {
+      const fs::path plot = dir / "plots" / (std::string(name) + ext);
+      ASSERT_TRUE(fs::exists(plot)) << plot;
+      EXPECT_GT(fs::file_size(plot), 1000u) << plot;
+    }
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace medstream::evaluation

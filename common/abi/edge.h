@@ -1,0 +1,171 @@
+// common/abi/edge.h: the one declared interface between the untrusted host and the enclave.
+//
+// Like an SGX EDL file, this is the complete list of ways in: a versioned set of calls, each with
+// a size cap, checked against an allow-list on the trusted side before anything is parsed. The
+// host never calls enclave code any other way, in every backend (inproc dispatches in-process
+// through the same checks; process sends the same frames over a socketpair). There are no
+// ocalls: the enclave asks the host for nothing, which keeps the trusted side free of I/O.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "algo/hrv/jobs.h"
+#include "common/base/bytes.h"
+#include "common/crypto/crypto.h"
+
+namespace medstream::enclave {
+
+inline constexpr uint16_t kEdgeVersion = 1;
+
+enum class Call : uint16_t {
+  kInfo = 1,          // -> EnclaveInfo
+  kHandshake = 2,     // ClientHello -> ServerHello (with evidence)
+  kChannel = 3,       // session id u64 | channel record -> channel record
+  kProcessBatch = 4,  // encrypted batch file -> encrypted result file
+  kCheckpoint = 5,    // -> sealed state (version = committed + 1)
+  kCommit = 6,        // version u64: the host has stored that checkpoint durably
+  kRestore = 7,       // sealed state -> ()
+  kStats = 8,         // -> EnclaveStats
+  kShutdown = 9,      // -> () and the enclave exits
+  // The data lake (enclave/lake/lake.h):
+  kLakeLoad = 10,     // kind u8 (1 manifest, 2 page, 3 done) | key string | sealed blob -> ()
+  kLakeRequest = 11,  // session id u64 | channel record -> LakeResponse
+  kLakeCommit = 12,   // version u64: the host stored that manifest durably -> the withheld record
+};
+
+// Which relay may forward a call from outside the host: the server's relay socket (gateways: the
+// handshake, their channel, stats) and the lake's (lake clients). Never batches, checkpoints,
+// restores, commits, lake loads or shutdown: those are the host's own, and a client that could
+// send them could replay or roll back state.
+enum Relay : uint8_t {
+  kHostOnly = 0,
+  kServerRelay = 1 << 0,
+  kLakeRelay = 1 << 1,
+};
+
+// A call's caps: request and response sizes, checked on both sides before anything is parsed or
+// allocated, and its time budget (budget_s + budget_s_per_mib x request MiB), after which the
+// host's watchdog kills the enclave process (the process backend) so that one input can never
+// stall every other stream. Budgets are generous (a 65 MiB hrv-full batch needs about 12 s on one
+// core; the budget gives it 160 s) since a false alarm costs a restart and a retry.
+struct CallSpec {
+  Call call;
+  std::string_view name;
+  uint64_t max_request;
+  uint64_t max_response;
+  double budget_s = 30;
+  double budget_s_per_mib = 0;
+  uint8_t relays = kHostOnly;  // Relay bits: who may forward it
+};
+
+inline constexpr uint64_t kMiB = 1 << 20;
+inline constexpr std::array kCalls = {
+    CallSpec{Call::kInfo, "info", 0, 4096, 30, 0, kServerRelay | kLakeRelay},
+    CallSpec{Call::kHandshake, "handshake", 1024, 64 * 1024, 30, 0, kServerRelay | kLakeRelay},
+    CallSpec{Call::kChannel, "channel", 64 * 1024, 64 * 1024, 30, 0, kServerRelay | kLakeRelay},
+    CallSpec{Call::kProcessBatch, "process_batch", 65 * kMiB, 130 * kMiB, 30, 2},
+    CallSpec{Call::kCheckpoint, "checkpoint", 0, 1024 * kMiB, 300},
+    CallSpec{Call::kCommit, "commit", 8, 0, 30},
+    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0, 60, 1},
+    CallSpec{Call::kStats, "stats", 0, 4096, 30, 0, kServerRelay},
+    CallSpec{Call::kShutdown, "shutdown", 0, 0, 30},
+    CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
+    CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB, 300, 2, kLakeRelay},
+    CallSpec{Call::kLakeCommit, "lake_commit", 8, 128 * kMiB, 30},
+};
+inline double CallBudgetSeconds(const CallSpec& spec, uint64_t request_bytes) {
+  return spec.budget_s + spec.budget_s_per_mib * static_cast<double>(request_bytes) / kMiB;
+}
+// The allow-list: nullptr for an id that is not a call.
+const CallSpec* FindCall(uint16_t id);
+// Whether `relay` may forward call `id` (false for an id that is not a call).
+bool RelayMayForward(Relay relay, uint16_t id);
+
+// Frames on the process backend's socket (all integers little-endian):
+//   request:  "MSEQ" | edge version u16 | call id u16 | payload length u64 | payload
+//   response: "MSER" | edge version u16 | status u16   | payload length u64 | payload
+// status 0 is success; otherwise it is 1 + Error::Code and the payload is the error message.
+// Large payloads travel through a shared memory region instead (the process backend maps a memfd
+// on both sides): bit 15 of the call id / status is then set, the frame carries no payload bytes,
+// and the payload lies at offset 0 (requests) or kSharedResponseOffset (responses). The region
+// only ever holds what the socket would have carried (ciphertext), and the enclave copies a
+// request into its own memory before reading it, so the host cannot change it underneath.
+inline constexpr size_t kFrameHeaderSize = 16;
+inline constexpr uint16_t kSharedPayloadFlag = 0x8000;
+inline constexpr size_t kSharedThreshold = 64 * 1024;
+inline constexpr size_t kSharedResponseOffset = size_t{72} << 20;
+inline constexpr size_t kSharedSize = size_t{208} << 20;
+void EncodeFrameHeader(bool request, uint16_t call_or_status, uint64_t length, uint8_t* out);
+struct FrameHeader {
+  uint16_t call_or_status = 0;
+  uint64_t length = 0;
+};
+Result<FrameHeader> DecodeFrameHeader(bool request, std::span<const uint8_t> in);
+Error ErrorFromStatus(uint16_t status, std::string_view message);
+uint16_t StatusFromError(const Error& e);
+
+// kLakeRequest's response: the channel record for the client, then what the host must store
+// (sealed blobs; an empty blob deletes its key), and whether a new manifest version must be
+// committed once stored.
+struct LakeResponse {
+  crypto::Bytes record;
+  uint64_t version = 0;
+  bool mutated = false;
+  std::vector<std::pair<std::string, crypto::Bytes>> writes;
+  crypto::Bytes Encode() const;
+  static Result<LakeResponse> Decode(std::span<const uint8_t> b);
+};
+
+// What a data owner provisions for a key: the key and how its streams are analysed. The analysis
+// configuration travels with the key, over the attested channel, so the host cannot change it.
+struct StreamConfig {
+  std::vector<hrv::JobKind> jobs = {hrv::JobKind::kSdnn};
+  hrv::WindowOptions windows;
+  bool clean = true;
+  hrv::SpectralMethod spectral = hrv::SpectralMethod::kWelch;
+  hrv::AnalysisOptions Analysis() const;
+  void Encode(ByteWriter* w) const;
+  static Result<StreamConfig> Decode(ByteReader* r);
+};
+
+// Messages inside application records of the attested channel.
+enum class ChannelMessage : uint8_t { kProvisionKey = 1, kOk = 2, kError = 3 };
+struct ProvisionKey {
+  uint32_t key_id = 0;
+  crypto::Key256 key;
+  StreamConfig config;
+  crypto::Bytes Encode() const;
+  static Result<ProvisionKey> Decode(std::span<const uint8_t> b);
+};
+
+struct EnclaveInfo {
+  uint16_t edge_version = kEdgeVersion;
+  std::string backend;  // "inproc" or "process"
+  bool simulated = true;
+  bool debug = false;
+  crypto::Digest mr_enclave{};
+  crypto::Digest mr_signer{};
+  uint16_t isv_prod_id = 0;
+  uint16_t isv_svn = 0;
+  std::string note;  // an honest one-line statement of what protects this enclave
+  crypto::Bytes Encode() const;
+  static Result<EnclaveInfo> Decode(std::span<const uint8_t> b);
+};
+
+struct EnclaveStats {
+  uint64_t batches_ok = 0;
+  uint64_t batches_refused = 0;
+  uint64_t beats = 0;
+  uint64_t streams = 0;
+  uint64_t sessions = 0;
+  uint64_t keys = 0;
+  uint64_t checkpoint_version = 0;
+  crypto::Bytes Encode() const;
+  static Result<EnclaveStats> Decode(std::span<const uint8_t> b);
+};
+
+}  // namespace medstream::enclave

@@ -1,0 +1,181 @@
+#include "common/base/file.h"
+
+#include "common/base/fdio.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+namespace medstream {
+
+namespace {
+
+std::unexpected<Error> Errno(const std::string& what, const std::string& path) {
+  return IoError(what + " " + path + ": " + std::strerror(errno));
+}
+
+std::string Dirname(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max_bytes) {
+  // O_NONBLOCK: opening a FIFO planted where a file is expected must not block (it is refused
+  // below as not a regular file).
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENOENT) return Fail(Error::Code::kNotFound, path + " does not exist");
+    return Errno("cannot open", path);
+  }
+  struct stat st {};
+  if (fstat(fd, &st) != 0) {
+    const int e = errno;
+    close(fd);
+    errno = e;
+    return Errno("cannot inspect", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return InvalidArgument(path + " is not a regular file");
+  }
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    close(fd);
+    return ResourceExhausted(path + " is " + std::to_string(st.st_size) +
+                             " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  std::vector<uint8_t> out;
+  // The size is only a hint (a file can be sparse or grow): never more than the limit.
+  out.reserve(static_cast<size_t>(st.st_size));
+  uint8_t buf[1 << 16];
+  for (;;) {
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      close(fd);
+      errno = e;
+      return Errno("cannot read", path);
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      close(fd);
+      return ResourceExhausted(path + " grew over the limit of " + std::to_string(max_bytes) +
+                               " bytes while being read");
+    }
+    out.insert(out.end(), buf, buf + n);
+  }
+  close(fd);
+  return out;
+}
+
+Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes) {
+  auto b = ReadFileBytes(path, max_bytes);
+  if (!b) return std::unexpected(b.error());
+  return std::string(b->begin(), b->end());
+}
+
+Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode) {
+  // A short temporary name in the same folder: `path` + a suffix could pass NAME_MAX (255) for a
+  // long file name that is itself valid.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = Dirname(path) + "/.tmp-" + std::to_string(getpid()) + "-" +
+                          std::to_string(counter.fetch_add(1));
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return Errno("cannot create", tmp);
+  if (!WriteFull(fd, data.data(), data.size())) {
+    const int e = errno;
+    close(fd);
+    unlink(tmp.c_str());
+    errno = e;
+    return Errno("cannot write", tmp);
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    unlink(tmp.c_str());
+    return Errno("cannot flush", tmp);
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Errno("cannot rename into", path);
+  }
+  const int dir = open(Dirname(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    close(dir);
+  }
+  return {};
+}
+
+Status WriteFileAtomic(const std::string& path, std::string_view text, int mode) {
+  return WriteFileAtomic(
+      path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), mode);
+}
+
+Status MakeDirs(const std::string& path, int mode) {
+  if (path.empty()) return {};
+  std::string partial;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    partial = path.substr(0, pos);
+    if (partial.empty()) continue;
+    if (mkdir(partial.c_str(), static_cast<mode_t>(mode)) != 0 && errno != EEXIST) {
+      return Errno("cannot create directory", partial);
+    }
+  }
+  return {};
+}
+
+Status MakePrivateDir(const std::string& path, bool* tightened) {
+  if (tightened) *tightened = false;
+  if (auto s = MakeDirs(path, 0700); !s) return s;
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return Errno("cannot inspect", path);
+  if (!S_ISDIR(st.st_mode)) return IoError(path + " is not a directory");
+  if ((st.st_mode & 077) != 0) {
+    if (chmod(path.c_str(), 0700) != 0) return Errno("cannot make private (0700)", path);
+    if (tightened) *tightened = true;
+  }
+  return {};
+}
+
+Status CreatePrivateFile(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Errno("cannot create", path);
+  const bool ok = fchmod(fd, 0600) == 0;
+  close(fd);
+  if (!ok) return Errno("cannot make private (0600)", path);
+  return {};
+}
+
+Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created) {
+  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (created) *created = false;
+  if (fd < 0 && errno == ENOENT) {
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0 && created) *created = true;
+  }
+  if (fd < 0) return Errno("cannot open", path);
+  if (!WriteFull(fd, reinterpret_cast<const uint8_t*>(data.data()), data.size())) {
+    const int e = errno;
+    close(fd);
+    errno = e;
+    return Errno("cannot append to", path);
+  }
+  close(fd);
+  return {};
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace medstream

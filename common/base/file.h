@@ -1,0 +1,40 @@
+// Small file helpers with Result errors. WriteFileAtomic is the one way medstream writes a file
+// that must never be seen half-written: temp file, fsync, rename, fsync of the directory.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/base/result.h"
+
+namespace medstream {
+
+inline constexpr uint64_t kNoSizeLimit = ~uint64_t{0};
+// Reads a whole regular file. Anything else (a FIFO, a directory, a device) is refused without
+// blocking (kInvalidArgument), a missing file is kNotFound, and a file over `max_bytes` is refused
+// (kResourceExhausted) before anything is allocated for it: pass a limit for every file that
+// comes from outside (an inbox, a peer, a user).
+Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path,
+                                           uint64_t max_bytes = kNoSizeLimit);
+Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes = kNoSizeLimit);
+Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode = 0644);
+Status WriteFileAtomic(const std::string& path, std::string_view text, int mode = 0644);
+// mkdir -p with the given mode for directories it creates.
+Status MakeDirs(const std::string& path, int mode = 0755);
+
+// For files that hold plaintext health data on the data owner's side (results, recordings, logs
+// with values): such files are 0600 inside 0700 folders, whatever the umask or what existed.
+// MakePrivateDir creates `path` (and missing parents) 0700 and tightens an existing `path` that
+// group or others may read to 0700 (*tightened says so, for a notice).
+Status MakePrivateDir(const std::string& path, bool* tightened = nullptr);
+// Creates or truncates `path` as an empty file with mode 0600 (an existing file's mode is set to
+// 0600 too).
+Status CreatePrivateFile(const std::string& path);
+// Appends `data` in one write(2) to `path`, creating it 0600 when absent. *created says whether it
+// was created by this call.
+Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created = nullptr);
+bool FileExists(const std::string& path);
+
+}  // namespace medstream

@@ -1,0 +1,242 @@
+// Hashes, KDFs, X25519 and AES-GCM.
+#include "common/crypto/crypto.h"
+
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+#include <climits>
+
+#include "common/crypto/ossl.h"
+
+namespace medstream::crypto {
+
+using internal::CipherCtxPtr;
+using internal::MdCtxPtr;
+using internal::OpensslFailure;
+using internal::PkeyCtxPtr;
+using internal::PkeyPtr;
+
+std::string ToHex(ByteView b) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s(b.size() * 2, '0');
+  for (size_t i = 0; i < b.size(); ++i) {
+    s[2 * i] = kDigits[b[i] >> 4];
+    s[2 * i + 1] = kDigits[b[i] & 15];
+  }
+  return s;
+}
+
+Result<Bytes> FromHex(std::string_view hex) {
+  if (hex.size() % 2) return InvalidArgument("hex string has an odd number of digits");
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  Bytes out(hex.size() / 2);
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return InvalidArgument("not a hex digit in '" + std::string(hex) + "'");
+    out[i] = static_cast<uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+void Wipe(std::span<uint8_t> b) {
+  OPENSSL_cleanse(b.data(), b.size());
+}
+
+Status RandomBytes(std::span<uint8_t> out) {
+  if (RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) {
+    return OpensslFailure("random number generator failed");
+  }
+  return {};
+}
+
+Digest Sha256(ByteView data) {
+  Digest d;
+  EVP_Digest(data.data(), data.size(), d.data(), nullptr, EVP_sha256(), nullptr);
+  return d;
+}
+
+struct Sha256Hasher::State {
+  MdCtxPtr ctx{EVP_MD_CTX_new()};
+};
+
+Sha256Hasher::Sha256Hasher() : state_(std::make_unique<State>()) {
+  EVP_DigestInit_ex(state_->ctx.get(), EVP_sha256(), nullptr);
+}
+Sha256Hasher::~Sha256Hasher() = default;
+Sha256Hasher::Sha256Hasher(Sha256Hasher&&) noexcept = default;
+Sha256Hasher& Sha256Hasher::operator=(Sha256Hasher&&) noexcept = default;
+
+void Sha256Hasher::Update(ByteView data) {
+  EVP_DigestUpdate(state_->ctx.get(), data.data(), data.size());
+}
+
+Digest Sha256Hasher::Peek() const {
+  MdCtxPtr copy(EVP_MD_CTX_new());
+  EVP_MD_CTX_copy_ex(copy.get(), state_->ctx.get());
+  Digest d;
+  EVP_DigestFinal_ex(copy.get(), d.data(), nullptr);
+  return d;
+}
+
+Digest HmacSha256(ByteView key, ByteView data) {
+  Digest d;
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), d.data(),
+       &len);
+  return d;
+}
+
+Status HkdfSha256(ByteView ikm, ByteView salt, ByteView info, std::span<uint8_t> out) {
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr));
+  size_t len = out.size();
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) <= 0 ||
+      EVP_PKEY_CTX_set_hkdf_md(ctx.get(), EVP_sha256()) <= 0 ||
+      EVP_PKEY_CTX_set1_hkdf_key(ctx.get(), ikm.data(), static_cast<int>(ikm.size())) <= 0 ||
+      (!salt.empty() &&
+       EVP_PKEY_CTX_set1_hkdf_salt(ctx.get(), salt.data(), static_cast<int>(salt.size())) <= 0) ||
+      (!info.empty() &&
+       EVP_PKEY_CTX_add1_hkdf_info(ctx.get(), info.data(), static_cast<int>(info.size())) <= 0) ||
+      EVP_PKEY_derive(ctx.get(), out.data(), &len) <= 0 || len != out.size()) {
+    return OpensslFailure("HKDF-SHA256 failed");
+  }
+  return {};
+}
+
+Result<X25519KeyPair> X25519Generate() {
+  PkeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "X25519"));
+  if (!key) return OpensslFailure("X25519 key generation failed");
+  X25519KeyPair pair;
+  size_t priv_len = 32, pub_len = 32;
+  if (EVP_PKEY_get_raw_private_key(key.get(), pair.private_key.span().data(), &priv_len) != 1 ||
+      EVP_PKEY_get_raw_public_key(key.get(), pair.public_key.data(), &pub_len) != 1) {
+    return OpensslFailure("X25519 key export failed");
+  }
+  return pair;
+}
+
+Result<Key256> X25519(const Key256& private_key, ByteView peer_public) {
+  if (peer_public.size() != 32) {
+    return InvalidArgument("X25519 public key must be 32 bytes, got " +
+                           std::to_string(peer_public.size()));
+  }
+  PkeyPtr priv(EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, nullptr, private_key.data(),
+                                            private_key.size()));
+  PkeyPtr peer(EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, nullptr, peer_public.data(),
+                                           peer_public.size()));
+  if (!priv || !peer) return OpensslFailure("X25519 key import failed");
+  PkeyCtxPtr ctx(EVP_PKEY_CTX_new(priv.get(), nullptr));
+  Key256 shared;
+  size_t len = shared.size();
+  if (!ctx || EVP_PKEY_derive_init(ctx.get()) <= 0 ||
+      EVP_PKEY_derive_set_peer(ctx.get(), peer.get()) <= 0 ||
+      EVP_PKEY_derive(ctx.get(), shared.span().data(), &len) <= 0) {
+    return Corrupt("X25519 failed (low-order or invalid peer key): " + internal::OpensslError());
+  }
+  uint8_t any = 0;
+  for (uint8_t b : shared.span()) any |= b;
+  if (any == 0) return Corrupt("X25519 produced the all-zero secret (low-order peer key)");
+  return shared;
+}
+
+struct AesGcm::Ctx {
+  CipherCtxPtr enc{EVP_CIPHER_CTX_new()};
+  CipherCtxPtr dec{EVP_CIPHER_CTX_new()};
+};
+
+AesGcm::AesGcm(std::unique_ptr<Ctx> ctx) : ctx_(std::move(ctx)) {}
+AesGcm::AesGcm(AesGcm&&) noexcept = default;
+AesGcm& AesGcm::operator=(AesGcm&&) noexcept = default;
+AesGcm::~AesGcm() = default;
+
+Result<AesGcm> AesGcm::Create(const Key256& key) {
+  auto ctx = std::make_unique<Ctx>();
+  if (!ctx->enc || !ctx->dec ||
+      EVP_EncryptInit_ex(ctx->enc.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1 ||
+      EVP_DecryptInit_ex(ctx->dec.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1) {
+    return OpensslFailure("AES-256-GCM setup failed");
+  }
+  return AesGcm(std::move(ctx));
+}
+
+namespace {
+
+// EVP update calls take int lengths; feed large buffers in pieces.
+constexpr size_t kMaxUpdate = 1u << 30;
+
+}  // namespace
+
+Status AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext, std::span<uint8_t> out) {
+  if (nonce.size() != kNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (out.size() != plaintext.size() + kTagSize) return InvalidArgument("AES-GCM output size");
+  EVP_CIPHER_CTX* c = ctx_->enc.get();
+  int len = 0;
+  if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1 ||
+      (!aad.empty() &&
+       EVP_EncryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)) {
+    return OpensslFailure("AES-GCM seal failed");
+  }
+  for (size_t off = 0; off < plaintext.size(); off += kMaxUpdate) {
+    const size_t n = std::min(kMaxUpdate, plaintext.size() - off);
+    if (EVP_EncryptUpdate(c, out.data() + off, &len, plaintext.data() + off, static_cast<int>(n)) !=
+        1) {
+      return OpensslFailure("AES-GCM seal failed");
+    }
+  }
+  if (EVP_EncryptFinal_ex(c, out.data() + plaintext.size(), &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kTagSize, out.data() + plaintext.size()) != 1) {
+    return OpensslFailure("AES-GCM seal failed");
+  }
+  return {};
+}
+
+Status AesGcm::Open(ByteView nonce, ByteView aad, ByteView ciphertext, std::span<uint8_t> out) {
+  if (nonce.size() != kNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
+  if (ciphertext.size() < kTagSize) return Corrupt("ciphertext shorter than its tag (truncated)");
+  const size_t n_plain = ciphertext.size() - kTagSize;
+  if (out.size() != n_plain) return InvalidArgument("AES-GCM output size");
+  EVP_CIPHER_CTX* c = ctx_->dec.get();
+  int len = 0;
+  if (EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1 ||
+      (!aad.empty() &&
+       EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)) {
+    return OpensslFailure("AES-GCM open failed");
+  }
+  for (size_t off = 0; off < n_plain; off += kMaxUpdate) {
+    const size_t n = std::min(kMaxUpdate, n_plain - off);
+    if (EVP_DecryptUpdate(c, out.data() + off, &len, ciphertext.data() + off,
+                          static_cast<int>(n)) != 1) {
+      return OpensslFailure("AES-GCM open failed");
+    }
+  }
+  uint8_t tag[kTagSize];
+  std::copy_n(ciphertext.data() + n_plain, kTagSize, tag);
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kTagSize, tag) != 1 ||
+      EVP_DecryptFinal_ex(c, out.data() + n_plain, &len) != 1) {
+    ERR_clear_error();
+    Wipe(out);  // never hand out unauthenticated plaintext
+    return Corrupt("authentication failed: ciphertext, header or tag was modified, or wrong key");
+  }
+  return {};
+}
+
+Result<Bytes> AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext) {
+  Bytes out(plaintext.size() + kTagSize);
+  if (auto s = Seal(nonce, aad, plaintext, out); !s) return std::unexpected(s.error());
+  return out;
+}
+
+Result<Bytes> AesGcm::Open(ByteView nonce, ByteView aad, ByteView ciphertext) {
+  if (ciphertext.size() < kTagSize) return Corrupt("ciphertext shorter than its tag (truncated)");
+  Bytes out(ciphertext.size() - kTagSize);
+  if (auto s = Open(nonce, aad, ciphertext, out); !s) return std::unexpected(s.error());
+  return out;
+}
+
+}  // namespace medstream::crypto

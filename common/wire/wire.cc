@@ -1,0 +1,375 @@
+#include "common/wire/wire.h"
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+namespace medstream::wire {
+
+namespace {
+
+const char* Magic(Kind k) {
+  return k == Kind::kBatch ? "MSB1" : "MSR1";
+}
+
+}  // namespace
+
+void Header::Encode(Bytes* out) const {
+  ByteWriter w(out);
+  w.Raw(Magic(kind), 4);
+  w.U16(version);
+  w.U16(flags);
+  w.U32(key_id);
+  w.Bytes(stream);
+  w.U64(seq);
+  w.U32(payload_size);
+}
+
+Result<Header> Header::Decode(ByteView b) {
+  if (b.size() < kHeaderSize) {
+    return Corrupt("file too short for a medstream header (" + std::to_string(b.size()) +
+                   " bytes)");
+  }
+  ByteReader r(b.first(kHeaderSize));
+  Header h;
+  auto magic = *r.Bytes(4, "magic");
+  if (std::memcmp(magic.data(), "MSB1", 4) == 0) {
+    h.kind = Kind::kBatch;
+  } else if (std::memcmp(magic.data(), "MSR1", 4) == 0) {
+    h.kind = Kind::kResult;
+  } else {
+    return Corrupt("not a medstream batch or result (bad magic)");
+  }
+  h.version = *r.U16("version");
+  if (h.version != kWireVersion) {
+    return Corrupt("unsupported format version " + std::to_string(h.version));
+  }
+  h.flags = *r.U16("flags");
+  h.key_id = *r.U32("key id");
+  auto stream = *r.Bytes(16, "stream id");
+  std::memcpy(h.stream.data(), stream.data(), 16);
+  h.seq = *r.U64("sequence number");
+  h.payload_size = *r.U32("payload size");
+  if (h.payload_size > kMaxBatchBytes) {
+    return Corrupt("payload of " + std::to_string(h.payload_size) + " bytes exceeds the limit");
+  }
+  if (b.size() != kHeaderSize + h.payload_size) {
+    return Corrupt("header says " + std::to_string(h.payload_size) + " payload bytes, file has " +
+                   std::to_string(b.size() - kHeaderSize) + " (truncated or padded)");
+  }
+  return h;
+}
+
+std::string StreamName(const StreamId& id) {
+  return crypto::ToHex(id);
+}
+
+std::string ResultFileName(const StreamId& id, uint64_t seq) {
+  return StreamName(id) + "-" + std::to_string(seq) + ".result";
+}
+
+std::string BatchFileName(const StreamId& id, uint64_t seq) {
+  std::string digits = std::to_string(seq);
+  return StreamName(id) + "-" + std::string(20 - std::min<size_t>(20, digits.size()), '0') +
+         digits + ".batch";
+}
+
+Result<StreamId> ParseStreamName(std::string_view hex) {
+  auto b = crypto::FromHex(hex);
+  if (!b || b->size() != 16) return InvalidArgument("stream id must be 32 hex digits");
+  StreamId id;
+  std::memcpy(id.data(), b->data(), 16);
+  return id;
+}
+
+Result<crypto::Key256> StreamKey(const crypto::Key256& data_key, const StreamId& stream) {
+  crypto::Key256 k;
+  if (auto s = crypto::HkdfSha256(data_key.span(), stream,
+                                  crypto::AsBytes("medstream v1 stream key"), k.span());
+      !s) {
+    return std::unexpected(s.error());
+  }
+  return k;
+}
+
+namespace {
+
+std::array<uint8_t, 12> SegmentNonce(Kind kind, uint64_t seq, size_t segment) {
+  std::array<uint8_t, 12> n{};
+  n[0] = kind == Kind::kBatch ? 1 : 2;
+  n[1] = static_cast<uint8_t>(segment >> 16);
+  n[2] = static_cast<uint8_t>(segment >> 8);
+  n[3] = static_cast<uint8_t>(segment);
+  for (int i = 0; i < 8; ++i) n[4 + i] = static_cast<uint8_t>(seq >> (56 - 8 * i));
+  return n;
+}
+
+std::array<uint8_t, kHeaderSize + 5> SegmentAad(ByteView header, size_t segment, bool last) {
+  std::array<uint8_t, kHeaderSize + 5> aad{};
+  std::memcpy(aad.data(), header.data(), kHeaderSize);
+  const auto idx = static_cast<uint32_t>(segment);
+  std::memcpy(aad.data() + kHeaderSize, &idx, 4);
+  aad[kHeaderSize + 4] = last ? 1 : 0;
+  return aad;
+}
+
+constexpr size_t kMaxSegments = size_t{1} << 24;
+// Below this many segments (1 MiB) a second thread costs more than it saves.
+constexpr size_t kParallelSegments = 4;
+
+// Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
+// with its cipher. The first failure (lowest segment) is returned.
+Status ForSegments(size_t count, crypto::AesGcm* gcm, const Helper* helper,
+                   const std::function<Status(size_t, crypto::AesGcm*)>& fn) {
+  const size_t split = helper && helper->gcm && count >= kParallelSegments ? count / 2 : count;
+  Status second;
+  if (split < count) {
+    helper->start([&] {
+      for (size_t i = split; i < count && second; ++i) second = fn(i, helper->gcm);
+    });
+  }
+  Status first;
+  for (size_t i = 0; i < split && first; ++i) first = fn(i, gcm);
+  if (split < count) helper->wait();
+  return first ? second : first;
+}
+
+}  // namespace
+
+ThreadHelper::ThreadHelper(crypto::AesGcm* gcm) {
+  helper_.gcm = gcm;
+  helper_.start = [this](std::function<void()> task) { thread_ = std::thread(std::move(task)); };
+  helper_.wait = [this] { thread_.join(); };
+}
+
+Result<SegmentLayout> Segments(const Header& header) {
+  constexpr size_t kStride = kSegmentBytes + crypto::AesGcm::kTagSize;
+  SegmentLayout l;
+  l.count = std::max<size_t>(1, (header.payload_size + kStride - 1) / kStride);
+  if (header.payload_size < l.count * crypto::AesGcm::kTagSize || l.count > kMaxSegments) {
+    return Corrupt("encrypted payload of " + std::to_string(header.payload_size) +
+                   " bytes is too short for its segment tags (truncated)");
+  }
+  l.plain_size = header.payload_size - l.count * crypto::AesGcm::kTagSize;
+  return l;
+}
+
+Status OpenSegment(ByteView file, const Header& header, const SegmentLayout& layout, size_t i,
+                   crypto::AesGcm* gcm, std::span<uint8_t> out) {
+  const size_t n = layout.PlainSize(i);
+  const ByteView cipher =
+      file.subspan(kHeaderSize + layout.CipherOffset(i), n + crypto::AesGcm::kTagSize);
+  const auto aad = SegmentAad(file.first(kHeaderSize), i, i + 1 == layout.count);
+  if (auto s = gcm->Open(SegmentNonce(header.kind, header.seq, i), aad, cipher, out); !s) {
+    return Corrupt("authentication failed (segment " + std::to_string(i) +
+                   "): the file was tampered with, truncated, or encrypted under another key");
+  }
+  return {};
+}
+
+void EncodeBeats(std::span<const hrv::Beat> beats, Bytes* out) {
+  ByteWriter w(out);
+  w.U32(static_cast<uint32_t>(beats.size()));
+  const size_t at = out->size();
+  out->resize(at + beats.size() * 16);
+  uint8_t* p = out->data() + at;
+  for (const hrv::Beat& b : beats) {
+    std::memcpy(p, &b.t_s, 8);
+    std::memcpy(p + 8, &b.rr_ms, 8);
+    p += 16;
+  }
+}
+
+Result<std::vector<hrv::Beat>> DecodeBeats(ByteView b) {
+  ByteReader r(b);
+  MEDSTREAM_TRY(n, r.U32("beat count"));
+  if (r.remaining() != size_t{n} * 16) {
+    return Corrupt("beat count " + std::to_string(n) + " does not match the payload size");
+  }
+  std::vector<hrv::Beat> beats(n);
+  if (n > 0) std::memcpy(beats.data(), b.data() + 4, size_t{n} * 16);  // no buffer when empty
+  return beats;
+}
+
+namespace {
+
+static_assert(sizeof(hrv::Beat) == 16 && std::is_trivially_copyable_v<hrv::Beat>,
+              "batch payloads are the beat array's bytes");
+
+ByteView BeatBytes(std::span<const hrv::Beat> beats) {
+  return {reinterpret_cast<const uint8_t*>(beats.data()), beats.size() * sizeof(hrv::Beat)};
+}
+
+}  // namespace
+
+Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm,
+                            const Helper* helper) {
+  header.kind = Kind::kBatch;
+  return MakeFile(header, BeatBytes(beats), gcm, helper);
+}
+
+Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout) {
+  MEDSTREAM_TRY(header, Header::Decode(file));
+  if (header.kind != Kind::kBatch) return Corrupt("expected a batch, got a result file");
+  size_t plain = header.payload_size;
+  if (header.encrypted()) {
+    MEDSTREAM_TRY(l, Segments(header));
+    *layout = l;
+    plain = l.plain_size;
+  }
+  if (plain % sizeof(hrv::Beat) != 0) {
+    return Corrupt("batch payload of " + std::to_string(plain) + " bytes is not whole beats");
+  }
+  beats->resize(plain / sizeof(hrv::Beat));
+  return header;
+}
+
+Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv::Beat>* beats) {
+  SegmentLayout layout;
+  MEDSTREAM_TRY(header, PrepareBatch(file, beats, &layout));
+  auto* out = reinterpret_cast<uint8_t*>(beats->data());
+  if (!header.encrypted()) {
+    if (gcm) return Corrupt("plaintext file where an encrypted one is required");
+    // An empty batch has no buffer to copy into (memcpy to null is undefined even for 0 bytes).
+    if (header.payload_size > 0) std::memcpy(out, file.data() + kHeaderSize, header.payload_size);
+    return header;
+  }
+  if (!gcm) return Corrupt("encrypted file but no key to open it");
+  for (size_t i = 0; i < layout.count; ++i) {
+    if (auto s = OpenSegment(file, header, layout, i, gcm,
+                             {out + layout.PlainOffset(i), layout.PlainSize(i)});
+        !s) {
+      beats->clear();
+      return std::unexpected(s.error());
+    }
+  }
+  return header;
+}
+
+void EncodeResult(const BatchResult& r, Bytes* out) {
+  size_t estimate = 17;
+  for (const auto& [kind, output] : r.jobs) {
+    estimate += 5 + output.beats.size() * 16 +
+                output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
+  }
+  out->reserve(out->size() + estimate);
+  ByteWriter w(out);
+  w.U64(r.beats);
+  w.U64(r.missing_before);
+  w.U8(static_cast<uint8_t>(r.jobs.size()));
+  for (const auto& [kind, output] : r.jobs) {
+    w.U8(static_cast<uint8_t>(kind));
+    if (kind == hrv::JobKind::kIdentity) {
+      EncodeBeats(output.beats, out);
+      continue;
+    }
+    const auto metrics = hrv::JobMetrics(kind);
+    w.U32(static_cast<uint32_t>(output.windows.size()));
+    for (const hrv::WindowResult& win : output.windows) {
+      w.I64(win.index);
+      w.F64(win.t_start);
+      w.F64(win.t_end);
+      w.F64(win.coverage);
+      for (const hrv::MetricInfo* m : metrics) w.F64(win.metrics.*(m->field));
+    }
+  }
+}
+
+Result<BatchResult> DecodeResult(ByteView b) {
+  ByteReader r(b);
+  BatchResult out;
+  MEDSTREAM_TRY(beats, r.U64("beat count"));
+  MEDSTREAM_TRY(missing, r.U64("gap"));
+  MEDSTREAM_TRY(njobs, r.U8("job count"));
+  out.beats = beats;
+  out.missing_before = missing;
+  for (int j = 0; j < njobs; ++j) {
+    MEDSTREAM_TRY(kind_byte, r.U8("job kind"));
+    if (kind_byte > static_cast<uint8_t>(hrv::JobKind::kHrvFull)) return Corrupt("unknown job");
+    const auto kind = static_cast<hrv::JobKind>(kind_byte);
+    hrv::JobOutput output;
+    if (kind == hrv::JobKind::kIdentity) {
+      MEDSTREAM_TRY(n, r.U32("beat count"));
+      if (r.remaining() < size_t{n} * 16) return Corrupt("truncated identity output");
+      output.beats.resize(n);
+      for (auto& beat : output.beats) {
+        beat.t_s = *r.F64("t");
+        beat.rr_ms = *r.F64("rr");
+      }
+    } else {
+      const auto metrics = hrv::JobMetrics(kind);
+      MEDSTREAM_TRY(n, r.U32("window count"));
+      if (r.remaining() < size_t{n} * (32 + 8 * metrics.size())) {
+        return Corrupt("truncated window output");
+      }
+      output.windows.resize(n);
+      for (auto& win : output.windows) {
+        win.index = *r.I64("index");
+        win.t_start = *r.F64("t_start");
+        win.t_end = *r.F64("t_end");
+        win.coverage = *r.F64("coverage");
+        for (const hrv::MetricInfo* m : metrics) win.metrics.*(m->field) = *r.F64("metric");
+      }
+    }
+    out.jobs.emplace_back(kind, std::move(output));
+  }
+  if (auto s = r.ExpectDone("result"); !s) return std::unexpected(s.error());
+  return out;
+}
+
+Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper) {
+  header.flags = gcm ? kFlagEncrypted : 0;
+  const size_t segments = std::max<size_t>(1, (payload.size() + kSegmentBytes - 1) / kSegmentBytes);
+  const size_t size = payload.size() + (gcm ? segments * crypto::AesGcm::kTagSize : 0);
+  if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
+  header.payload_size = static_cast<uint32_t>(size);
+  Bytes out;
+  out.reserve(kHeaderSize + size);
+  header.Encode(&out);
+  if (!gcm) {
+    out.insert(out.end(), payload.begin(), payload.end());
+    return out;
+  }
+  out.resize(kHeaderSize + size);
+  SegmentLayout layout{segments, payload.size()};
+  const Status sealed =
+      ForSegments(segments, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) -> Status {
+        const size_t n = layout.PlainSize(i);
+        const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == segments);
+        return cipher->Seal(SegmentNonce(header.kind, header.seq, i), aad,
+                            payload.subspan(layout.PlainOffset(i), n),
+                            std::span(out).subspan(kHeaderSize + layout.CipherOffset(i),
+                                                   n + crypto::AesGcm::kTagSize));
+      });
+  if (!sealed) return std::unexpected(sealed.error());
+  return out;
+}
+
+Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm, const Helper* helper) {
+  MEDSTREAM_TRY(header, Header::Decode(file));
+  if (header.kind != expected) {
+    return Corrupt(expected == Kind::kBatch ? "expected a batch, got a result file"
+                                            : "expected a result, got a batch file");
+  }
+  Opened o;
+  o.header = header;
+  const ByteView body = file.subspan(kHeaderSize);
+  if (!header.encrypted()) {
+    if (gcm) return Corrupt("plaintext file where an encrypted one is required");
+    o.payload.assign(body.begin(), body.end());
+    return o;
+  }
+  if (!gcm) return Corrupt("encrypted file but no key to open it");
+  MEDSTREAM_TRY(layout, Segments(header));
+  o.payload.resize(layout.plain_size);
+  const Status opened =
+      ForSegments(layout.count, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) {
+        return OpenSegment(
+            file, header, layout, i, cipher,
+            std::span(o.payload).subspan(layout.PlainOffset(i), layout.PlainSize(i)));
+      });
+  if (!opened) return std::unexpected(opened.error());
+  return o;
+}
+
+}  // namespace medstream::wire

@@ -1,0 +1,58 @@
+// The segmented file format on its own: a file sealed on two threads is the file sealed on one, and
+// tampering in either half is caught when opening on two threads.
+#include "common/wire/wire.h"
+
+#include <gtest/gtest.h>
+
+namespace medstream::wire {
+namespace {
+
+class WireTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    crypto::Key256 data;
+    ASSERT_TRUE(crypto::RandomBytes(data.span()));
+    const auto key = StreamKey(data, {1, 2, 3}).value();
+    gcm_.emplace(crypto::AesGcm::Create(key).value());
+    second_.emplace(crypto::AesGcm::Create(key).value());
+    payload_.resize(5 * kSegmentBytes + 1000);  // 6 segments, the last one short
+    for (size_t i = 0; i < payload_.size(); ++i) payload_[i] = static_cast<uint8_t>(i * 7 + 3);
+    header_.kind = Kind::kResult;
+    header_.stream = {1, 2, 3};
+    header_.seq = 42;
+  }
+  std::optional<crypto::AesGcm> gcm_, second_;
+  Bytes payload_;
+  Header header_;
+};
+
+TEST_F(WireTest, TwoThreadsSealTheSameFileAsOne) {
+  const Bytes one = MakeFile(header_, payload_, &*gcm_).value();
+  ThreadHelper t(&*second_);
+  const Bytes two = MakeFile(header_, payload_, &*gcm_, t.get()).value();
+  EXPECT_EQ(one, two);
+  ThreadHelper t2(&*second_);
+  const Opened o = OpenFile(two, Kind::kResult, &*gcm_, t2.get()).value();
+  EXPECT_EQ(o.payload, payload_);
+  EXPECT_EQ(o.header.seq, 42u);
+}
+
+TEST_F(WireTest, TamperingInEitherHalfFailsOnTwoThreads) {
+  const Bytes file = MakeFile(header_, payload_, &*gcm_).value();
+  for (size_t at : {kHeaderSize + 10, kHeaderSize + kSegmentBytes + 5, file.size() - 3,
+                    kHeaderSize + 4 * (kSegmentBytes + 16) + 1}) {
+    Bytes bad = file;
+    bad[at] ^= 0x20;
+    ThreadHelper t(&*second_);
+    auto o = OpenFile(bad, Kind::kResult, &*gcm_, t.get());
+    ASSERT_FALSE(o) << "tampered byte " << at;
+    EXPECT_NE(o.error().message().find("authentication failed"), std::string::npos);
+  }
+  // A truncated file (the last segment dropped) fails too.
+  Bytes cut(file.begin(), file.end() - 1000 - 16);
+  ThreadHelper t(&*second_);
+  EXPECT_FALSE(OpenFile(cut, Kind::kResult, &*gcm_, t.get()));
+}
+
+}  // namespace
+}  // namespace medstream::wire

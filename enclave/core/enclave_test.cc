@@ -1,0 +1,494 @@
+// The enclave end to end through both backends: attestation, provisioning, batches, sealing,
+// and every refusal the acceptance lists.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/attest/sim_platform.h"
+#include "common/base/file.h"
+#include "enclave/core/identity.h"
+#include "owner/client/client.h"
+#include "tests/test_data.h"
+
+namespace medstream {
+namespace {
+
+namespace fs = std::filesystem;
+using crypto::Bytes;
+
+// Records every byte the host sends to or receives from the enclave.
+class RecordingTransport : public host::EnclaveTransport {
+ public:
+  explicit RecordingTransport(std::unique_ptr<host::EnclaveTransport> inner)
+      : inner_(std::move(inner)) {}
+  Result<Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    seen_.insert(seen_.end(), request.begin(), request.end());
+    auto r = inner_->Call(call, request);
+    if (r) seen_.insert(seen_.end(), r->begin(), r->end());
+    if (!r) seen_.insert(seen_.end(), r.error().message().begin(), r.error().message().end());
+    return r;
+  }
+  std::string_view backend() const override { return inner_->backend(); }
+  int pid() const override { return inner_->pid(); }
+  const Bytes& seen() const { return seen_; }
+
+ private:
+  std::unique_ptr<host::EnclaveTransport> inner_;
+  Bytes seen_;
+};
+
+class EnclaveTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ =
+        new fs::path(fs::temp_directory_path() / ("medstream-enclave-" + std::to_string(getpid())));
+    fs::remove_all(*dir_);
+    ASSERT_TRUE(attest::InitPlatform({.dir = platform(), .now = time(nullptr)}));
+    // The inproc backend measures the executable that hosts it: sign this test binary.
+    auto key = crypto::EcKey::Generate().value();
+    const std::string self = enclave::SelfPath().value();
+    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
+    ASSERT_TRUE(WriteFileAtomic(self + ".sig", sig));
+    root_ = new crypto::Certificate(
+        crypto::Certificate::FromPem(*ReadFileText(attest::SimPlatform::RootPath(platform())))
+            .value());
+  }
+  static void TearDownTestSuite() {
+    fs::remove_all(*dir_);
+    delete root_;
+    delete dir_;
+  }
+  static std::string platform() { return (*dir_ / "platform").string(); }
+
+  std::unique_ptr<RecordingTransport> Launch(const std::string& exe = MEDSTREAM_ENCLAVE_BINARY,
+                                             bool debug = false) {
+    auto t = host::LaunchEnclave(
+        {.backend = GetParam(), .platform_dir = platform(), .enclave_path = exe, .debug = debug});
+    EXPECT_TRUE(t.has_value()) << t.error().message();
+    return t ? std::make_unique<RecordingTransport>(std::move(*t)) : nullptr;
+  }
+
+  attest::Policy PolicyFor(host::EnclaveTransport& t) {
+    auto info = host::GetInfo(t).value();
+    attest::Policy p;
+    p.mr_enclave = {info.mr_enclave};
+    p.mr_signer = {info.mr_signer};
+    p.isv_prod_id = 1;
+    p.allow_simulated = true;
+    return p;
+  }
+
+  client::Session AttestAndProvision(host::EnclaveTransport& t, const crypto::Key256& key,
+                                     uint32_t key_id, const enclave::StreamConfig& config) {
+    auto s = client::Attest(t, {.root = root_, .policy = PolicyFor(t)});
+    EXPECT_TRUE(s.has_value()) << s.error().message();
+    enclave::ProvisionKey p;
+    p.key_id = key_id;
+    p.key = key;
+    p.config = config;
+    EXPECT_TRUE(client::Provision(t, *s, p));
+    return std::move(*s);
+  }
+
+  static crypto::Key256 RandomKey() {
+    crypto::Key256 k;
+    EXPECT_TRUE(crypto::RandomBytes(k.span()));
+    return k;
+  }
+
+  static fs::path* dir_;
+  static crypto::Certificate* root_;
+};
+fs::path* EnclaveTest::dir_;
+crypto::Certificate* EnclaveTest::root_;
+
+std::vector<hrv::Beat> RealBeats() {
+  return testing::LoadBeats("rr/rhenanbartels_exercise_rri_ms.txt");
+}
+
+TEST_P(EnclaveTest, ResultsEqualTheOfflineComputation) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  const crypto::Key256 key = RandomKey();
+  enclave::StreamConfig config;
+  config.jobs = {hrv::JobKind::kIdentity, hrv::JobKind::kSdnn, hrv::JobKind::kHrvFull};
+  AttestAndProvision(*t, key, 7, config);
+  const wire::StreamId stream = {1, 2, 3};
+  auto sealer = client::StreamSealer::Create(key, 7, stream).value();
+  const auto beats = RealBeats();
+  std::vector<hrv::JobOutput> got(3);
+  uint64_t seq = 0;
+  for (size_t i = 0; i < beats.size(); i += 250) {
+    const auto chunk = std::span(beats).subspan(i, std::min<size_t>(250, beats.size() - i));
+    auto file = sealer.SealBatch(++seq, chunk).value();
+    auto reply = t->Call(enclave::Call::kProcessBatch, file);
+    ASSERT_TRUE(reply.has_value()) << reply.error().message();
+    uint64_t result_seq = 0;
+    auto result = sealer.OpenResult(*reply, &result_seq).value();
+    EXPECT_EQ(result_seq, seq);
+    EXPECT_EQ(result.beats, chunk.size());
+    EXPECT_EQ(result.missing_before, 0u);
+    for (size_t j = 0; j < 3; ++j) {
+      auto& o = result.jobs[j].second;
+      got[j].beats.insert(got[j].beats.end(), o.beats.begin(), o.beats.end());
+      got[j].windows.insert(got[j].windows.end(), o.windows.begin(), o.windows.end());
+    }
+  }
+  // Offline, in one piece: the same windows, bit for bit.
+  for (size_t j = 0; j < 3; ++j) {
+    const hrv::JobKind kind = config.jobs[j];
+    hrv::MetricsEngine engine(hrv::SpectralOptions{}, hrv::JobSelection(kind));
+    auto job = hrv::StreamJob::Create(kind, {}, {}).value();
+    hrv::JobOutput want;
+    job.Push(beats, engine, &want);
+    ASSERT_EQ(got[j].beats.size(), want.beats.size());
+    ASSERT_EQ(got[j].windows.size(), want.windows.size()) << hrv::JobName(kind);
+    for (size_t w = 0; w < want.windows.size(); ++w) {
+      for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) {
+        EXPECT_TRUE(testing::Same(got[j].windows[w].metrics.*(m->field),
+                                  want.windows[w].metrics.*(m->field)))
+            << hrv::JobName(kind) << " " << m->name;
+      }
+    }
+  }
+  auto stats = host::GetStats(*t).value();
+  EXPECT_EQ(stats.batches_ok, seq);
+  EXPECT_EQ(stats.beats, beats.size());
+}
+
+TEST_P(EnclaveTest, HostNeverSeesPlaintext) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  const crypto::Key256 key = RandomKey();
+  enclave::StreamConfig config;
+  config.jobs = {hrv::JobKind::kIdentity, hrv::JobKind::kSdnn};
+  AttestAndProvision(*t, key, 1, config);
+  // Distinctive sample values, searched as the bytes of their doubles and as text.
+  std::vector<hrv::Beat> beats;
+  double time_s = 1000;
+  for (int i = 0; i < 2000; ++i) {
+    const double rr = 812.3456789 + (i % 7) * 1.1111111;
+    time_s += rr / 1000;
+    beats.push_back({time_s, rr});
+  }
+  auto sealer = client::StreamSealer::Create(key, 1, {9}).value();
+  for (uint64_t seq = 1; seq <= 4; ++seq) {
+    auto file = sealer.SealBatch(seq, std::span(beats).subspan((seq - 1) * 500, 500)).value();
+    ASSERT_TRUE(t->Call(enclave::Call::kProcessBatch, file).has_value());
+  }
+  ASSERT_TRUE(t->Call(enclave::Call::kCheckpoint, {}).has_value());
+  const Bytes& seen = t->seen();
+  ASSERT_GT(seen.size(), 500u * 16 * 4);
+  auto contains = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    return std::search(seen.begin(), seen.end(), b, b + n) != seen.end();
+  };
+  for (int i = 0; i < 7; ++i) {
+    const double rr = 812.3456789 + i * 1.1111111;
+    EXPECT_FALSE(contains(&rr, sizeof rr)) << "RR value " << rr << " visible to the host";
+  }
+  for (size_t i = 0; i < beats.size(); i += 97) {
+    EXPECT_FALSE(contains(&beats[i].t_s, sizeof(double))) << "beat time visible to the host";
+  }
+  EXPECT_FALSE(contains("812.34", 6));
+  // The same check must be able to fail: a plaintext (vanilla-style) batch carries the values.
+  wire::Header h;
+  h.stream = {9};
+  h.seq = 5;
+  const Bytes plain = wire::MakeBatchFile(h, beats, nullptr).value();
+  auto refused = t->Call(enclave::Call::kProcessBatch, plain);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message().find("plaintext batch refused"), std::string::npos);
+  const double rr0 = beats[0].rr_ms;
+  EXPECT_TRUE(contains(&rr0, sizeof rr0));
+}
+
+TEST_P(EnclaveTest, TamperedReplayedAndWrongKeyBatchesAreRefused) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  const crypto::Key256 key = RandomKey();
+  AttestAndProvision(*t, key, 3, {});
+  auto sealer = client::StreamSealer::Create(key, 3, {4}).value();
+  const auto beats = RealBeats();
+  auto b1 = sealer.SealBatch(1, std::span(beats).first(100)).value();
+  ASSERT_TRUE(t->Call(enclave::Call::kProcessBatch, b1).has_value());
+  auto replay = t->Call(enclave::Call::kProcessBatch, b1);
+  ASSERT_FALSE(replay.has_value());
+  EXPECT_EQ(replay.error().code(), Error::Code::kAlreadyExists);
+  auto b2 = sealer.SealBatch(2, std::span(beats).subspan(100, 100)).value();
+  for (size_t at : {size_t{30}, wire::kHeaderSize + 5, b2.size() - 1}) {  // header, body, tag
+    Bytes bad = b2;
+    bad[at] ^= 1;
+    auto r = t->Call(enclave::Call::kProcessBatch, bad);
+    ASSERT_FALSE(r.has_value()) << at;
+  }
+  Bytes truncated(b2.begin(), b2.end() - 20);
+  EXPECT_FALSE(t->Call(enclave::Call::kProcessBatch, truncated).has_value());
+  // A gateway with the wrong key (same key id).
+  auto wrong = client::StreamSealer::Create(RandomKey(), 3, {4}).value();
+  auto r = t->Call(enclave::Call::kProcessBatch, wrong.SealBatch(2, beats).value());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("authentication failed"), std::string::npos);
+  // An unknown key id.
+  auto unknown = client::StreamSealer::Create(key, 99, {4}).value();
+  r = t->Call(enclave::Call::kProcessBatch, unknown.SealBatch(2, beats).value());
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("no key provisioned"), std::string::npos);
+  // The genuine batch 2 still goes through; a gap is reported, not hidden.
+  ASSERT_TRUE(t->Call(enclave::Call::kProcessBatch, b2).has_value());
+  auto b5 = sealer.SealBatch(5, std::span(beats).subspan(200, 100)).value();
+  auto res = sealer.OpenResult(t->Call(enclave::Call::kProcessBatch, b5).value(), nullptr).value();
+  EXPECT_EQ(res.missing_before, 2u);
+  auto stats = host::GetStats(*t).value();
+  EXPECT_EQ(stats.batches_ok, 3u);
+  EXPECT_EQ(stats.batches_refused, 7u);
+}
+
+TEST_P(EnclaveTest, TamperedLaterSegmentIsRefusedAndLeavesNoTrace) {
+  // A batch of many segments: the enclave analyses early segments while later ones are being
+  // authenticated, so a forgery in segment 5 must roll the stream back completely.
+  std::vector<hrv::Beat> beats;
+  double time_s = 0;
+  const auto real = RealBeats();
+  while (beats.size() < 14 * wire::kSegmentBytes / sizeof(hrv::Beat) + 123) {
+    const double rr = real[beats.size() % real.size()].rr_ms;
+    time_s += rr / 1000;
+    beats.push_back({time_s, rr});
+  }
+  const size_t half = beats.size() / 2;
+  auto run = [&](bool tamper) -> std::vector<hrv::WindowResult> {
+    auto t = Launch();
+    const crypto::Key256 key = RandomKey();
+    enclave::StreamConfig config;
+    config.jobs = {hrv::JobKind::kSdnn};
+    AttestAndProvision(*t, key, 2, config);
+    auto sealer = client::StreamSealer::Create(key, 2, {2}).value();
+    std::vector<hrv::WindowResult> windows;
+    auto first = sealer.SealBatch(1, std::span(beats).first(half)).value();
+    if (tamper) {
+      EXPECT_GT(first.size(), wire::kHeaderSize + 6 * (wire::kSegmentBytes + 16));
+      Bytes bad = first;
+      bad[wire::kHeaderSize + 5 * (wire::kSegmentBytes + 16) + 100] ^= 1;
+      auto r = t->Call(enclave::Call::kProcessBatch, bad);
+      EXPECT_FALSE(r.has_value());
+      if (!r) {
+        EXPECT_NE(r.error().message().find("segment 5"), std::string::npos);
+      }
+    }
+    for (const Bytes& file : {first, sealer.SealBatch(2, std::span(beats).subspan(half)).value()}) {
+      auto r = sealer.OpenResult(t->Call(enclave::Call::kProcessBatch, file).value(), nullptr);
+      for (auto& w : r->jobs[0].second.windows) windows.push_back(w);
+    }
+    return windows;
+  };
+  const auto clean = run(false);
+  const auto after_forgery = run(true);
+  ASSERT_GT(clean.size(), 100u);
+  ASSERT_EQ(clean.size(), after_forgery.size());
+  for (size_t i = 0; i < clean.size(); ++i) {
+    ASSERT_TRUE(testing::Same(clean[i].metrics.sdnn_ms, after_forgery[i].metrics.sdnn_ms)) << i;
+  }
+}
+
+TEST_P(EnclaveTest, EdgeInterfaceRefusesUnknownCallsAndOversizedRequests) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  auto r = t->Call(static_cast<enclave::Call>(99), {});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("not in the edge interface"), std::string::npos);
+  r = t->Call(enclave::Call::kCommit, Bytes(9, 0));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("cap"), std::string::npos);
+  // Garbage in every call is an error, never a crash: the enclave still answers afterwards.
+  for (auto call :
+       {enclave::Call::kHandshake, enclave::Call::kChannel, enclave::Call::kProcessBatch,
+        enclave::Call::kRestore, enclave::Call::kCommit}) {
+    EXPECT_FALSE(t->Call(call, Bytes(7, 0x5a)).has_value());
+  }
+  EXPECT_TRUE(host::GetInfo(*t).has_value());
+}
+
+TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
+  const crypto::Key256 key = RandomKey();
+  const auto beats = RealBeats();
+  auto sealer = client::StreamSealer::Create(key, 5, {5}).value();
+  enclave::StreamConfig config;
+  config.jobs = {hrv::JobKind::kSdnn};
+  Bytes first_blob, second_blob;
+  std::vector<hrv::WindowResult> windows;
+  auto collect = [&](const Bytes& reply) {
+    auto r = sealer.OpenResult(reply, nullptr).value();
+    for (auto& w : r.jobs[0].second.windows) windows.push_back(w);
+  };
+  auto checkpoint = [](host::EnclaveTransport& t) {
+    auto blob = t.Call(enclave::Call::kCheckpoint, {}).value();
+    auto stats = host::GetStats(t).value();
+    Bytes v;
+    ByteWriter w(&v);
+    w.U64(stats.checkpoint_version + 1);
+    EXPECT_TRUE(t.Call(enclave::Call::kCommit, v).has_value());
+    return blob;
+  };
+  {
+    auto t = Launch();
+    AttestAndProvision(*t, key, 5, config);
+    for (uint64_t seq = 1; seq <= 8; ++seq) {
+      collect(t->Call(enclave::Call::kProcessBatch,
+                      sealer.SealBatch(seq, std::span(beats).subspan((seq - 1) * 200, 200)).value())
+                  .value());
+    }
+    first_blob = checkpoint(*t);
+    for (uint64_t seq = 9; seq <= 12; ++seq) {
+      collect(t->Call(enclave::Call::kProcessBatch,
+                      sealer.SealBatch(seq, std::span(beats).subspan((seq - 1) * 200, 200)).value())
+                  .value());
+    }
+    second_blob = checkpoint(*t);
+  }  // the enclave is gone; only the sealed state survives
+  auto t = Launch();
+  // The older blob is a rollback.
+  auto rollback = t->Call(enclave::Call::kRestore, first_blob);
+  ASSERT_FALSE(rollback.has_value());
+  EXPECT_NE(rollback.error().message().find("rollback refused"), std::string::npos);
+  Bytes tampered = second_blob;
+  tampered[tampered.size() / 2] ^= 1;
+  EXPECT_FALSE(t->Call(enclave::Call::kRestore, tampered).has_value());
+  ASSERT_TRUE(t->Call(enclave::Call::kRestore, second_blob).has_value());
+  // No re-provisioning needed: the key was sealed. Batch 12 is a replay, 13 continues.
+  EXPECT_FALSE(t->Call(enclave::Call::kProcessBatch,
+                       sealer.SealBatch(12, std::span(beats).subspan(2200, 200)).value())
+                   .has_value());
+  for (uint64_t seq = 13; (seq - 1) * 200 < beats.size(); ++seq) {
+    const size_t from = (seq - 1) * 200;
+    collect(t->Call(enclave::Call::kProcessBatch,
+                    sealer
+                        .SealBatch(seq, std::span(beats).subspan(
+                                            from, std::min<size_t>(200, beats.size() - from)))
+                        .value())
+                .value());
+  }
+  hrv::MetricsEngine engine(hrv::SpectralOptions{}, hrv::JobSelection(hrv::JobKind::kSdnn));
+  auto job = hrv::StreamJob::Create(hrv::JobKind::kSdnn, {}, {}).value();
+  hrv::JobOutput want;
+  job.Push(beats, engine, &want);
+  ASSERT_EQ(windows.size(), want.windows.size());
+  for (size_t i = 0; i < windows.size(); ++i) {
+    EXPECT_TRUE(testing::Same(windows[i].metrics.sdnn_ms, want.windows[i].metrics.sdnn_ms));
+  }
+}
+
+TEST_P(EnclaveTest, SealedStateFromAnotherMeasurementIsRefused) {
+  // Seal in this backend, restore in the other one: different MRENCLAVE, different sealing key.
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  AttestAndProvision(*t, RandomKey(), 1, {});
+  const Bytes blob = t->Call(enclave::Call::kCheckpoint, {}).value();
+  const std::string other = GetParam() == "process" ? "inproc" : "process";
+  auto o = host::LaunchEnclave(
+      {.backend = other, .platform_dir = platform(), .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
+  ASSERT_TRUE(o.has_value()) << o.error().message();
+  auto r = (*o)->Call(enclave::Call::kRestore, blob);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("another enclave measurement"), std::string::npos)
+      << r.error().message();
+}
+
+TEST_P(EnclaveTest, PolicyRefusalsEachNameTheirReason) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  attest::Policy good = PolicyFor(*t);
+  auto expect_refused = [&](const attest::Policy& p, const crypto::Certificate* root,
+                            const std::string& reason) {
+    auto s = client::Attest(*t, {.root = root, .policy = p});
+    ASSERT_FALSE(s.has_value()) << reason;
+    EXPECT_NE(s.error().message().find(reason), std::string::npos) << s.error().message();
+  };
+  attest::Policy p = good;
+  p.allow_simulated = false;
+  expect_refused(p, root_, "simulated enclave refused");
+  p = good;
+  p.mr_enclave[0][0] ^= 1;
+  expect_refused(p, root_, "measurement mismatch");
+  p = good;
+  p.mr_signer[0][0] ^= 1;
+  expect_refused(p, root_, "wrong signer");
+  // Evidence signed under another platform's root.
+  const std::string other = (*dir_ / "other-platform").string();
+  ASSERT_TRUE(attest::InitPlatform({.dir = other, .force = true, .now = time(nullptr)}));
+  auto other_root =
+      crypto::Certificate::FromPem(*ReadFileText(attest::SimPlatform::RootPath(other))).value();
+  expect_refused(good, &other_root, "PCK certificate chain check failed");
+  EXPECT_TRUE(client::Attest(*t, {.root = root_, .policy = good}).has_value());
+  // A debug enclave under a policy that forbids it.
+  auto debug = Launch(MEDSTREAM_ENCLAVE_BINARY, /*debug=*/true);
+  ASSERT_TRUE(debug);
+  auto s = client::Attest(*debug, {.root = root_, .policy = good});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message().find("debug enclave refused"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, EnclaveTest, ::testing::Values("process", "inproc"),
+                         [](const auto& p) { return p.param; });
+
+class ProcessEnclaveTest : public EnclaveTest {};
+
+TEST_P(ProcessEnclaveTest, TamperedExecutableRefusesToStartOrFailsThePolicy) {
+  const fs::path copy = *dir_ / "tampered-enclave";
+  fs::copy_file(MEDSTREAM_ENCLAVE_BINARY, copy, fs::copy_options::overwrite_existing);
+  fs::copy_file(std::string(MEDSTREAM_ENCLAVE_BINARY) + ".sig", copy.string() + ".sig",
+                fs::copy_options::overwrite_existing);
+  {
+    std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    f.put('\x42');
+  }
+  // Unsigned change: like EINIT, the enclave refuses to run.
+  auto t = host::LaunchEnclave(
+      {.backend = "process", .platform_dir = platform(), .enclave_path = copy.string()});
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(t.error().message().find("did not start"), std::string::npos);
+  // Re-signed by someone else: it runs, but the policy sees another measurement and signer.
+  auto original = Launch();
+  const attest::Policy good = PolicyFor(*original);
+  auto key = crypto::EcKey::Generate().value();
+  auto sig = enclave::SignMeasurement(enclave::MeasureFile(copy).value(), key, 1, 1).value();
+  ASSERT_TRUE(WriteFileAtomic(copy.string() + ".sig", sig));
+  auto resigned = Launch(copy.string());
+  ASSERT_TRUE(resigned);
+  attest::Policy by_measurement = good;
+  by_measurement.mr_signer.clear();
+  auto s = client::Attest(*resigned, {.root = root_, .policy = by_measurement});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message().find("measurement mismatch"), std::string::npos);
+  attest::Policy by_signer = good;
+  by_signer.mr_enclave.clear();
+  s = client::Attest(*resigned, {.root = root_, .policy = by_signer});
+  ASSERT_FALSE(s.has_value());
+  EXPECT_NE(s.error().message().find("wrong signer"), std::string::npos);
+}
+
+TEST_P(ProcessEnclaveTest, EnclaveProcessIsHardened) {
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  ASSERT_GT(t->pid(), 0);
+  const std::string status = *ReadFileText("/proc/" + std::to_string(t->pid()) + "/status");
+  EXPECT_NE(status.find("Seccomp:\t2"), std::string::npos) << "no seccomp filter";
+  EXPECT_NE(status.find("NoNewPrivs:\t1"), std::string::npos);
+  // Not dumpable: /proc/PID/mem and friends belong to root and ptrace attach is refused to the
+  // same uid; the core-dump limit is zero.
+  const std::string limits = *ReadFileText("/proc/" + std::to_string(t->pid()) + "/limits");
+  EXPECT_NE(limits.find("Max core file size        0"), std::string::npos) << limits;
+  // Killing the enclave is reported by the host as such, not as garbage.
+  kill(t->pid(), SIGKILL);
+  auto r = t->Call(enclave::Call::kInfo, {});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message().find("enclave process is gone"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Process, ProcessEnclaveTest, ::testing::Values("process"),
+                         [](const auto& p) { return p.param; });
+
+}  // namespace
+}  // namespace medstream

@@ -1,0 +1,131 @@
+#include "enclave/core/streams.h"
+
+namespace medstream::enclave {
+
+hrv::MetricsEngine& StreamTable::Engine(hrv::JobKind kind, const StreamConfig& config) {
+  auto& slot = engines_[{static_cast<int>(kind), static_cast<int>(config.spectral)}];
+  if (!slot) {
+    slot =
+        std::make_unique<hrv::MetricsEngine>(config.Analysis().spectral, hrv::JobSelection(kind));
+  }
+  return *slot;
+}
+
+uint64_t StreamTable::LastSeq(const wire::StreamId& stream) const {
+  auto it = streams_.find(stream);
+  return it == streams_.end() ? 0 : it->second.last_seq;
+}
+
+Result<StreamTable::Batch> StreamTable::Begin(const wire::StreamId& stream, uint64_t seq,
+                                              uint32_t key_id, const StreamConfig& config) {
+  if (seq == 0) return Corrupt("sequence numbers start at 1");
+  Batch batch;
+  batch.id = stream;
+  batch.seq = seq;
+  batch.config = &config;
+  auto it = streams_.find(stream);
+  if (it == streams_.end()) {
+    Stream s;
+    s.key_id = key_id;
+    for (hrv::JobKind kind : config.jobs) {
+      MEDSTREAM_TRY(job, hrv::StreamJob::Create(kind, config.Analysis(), config.windows));
+      s.jobs.push_back(std::move(job));
+    }
+    it = streams_.emplace(stream, std::move(s)).first;
+    batch.created = true;
+  }
+  Stream& s = it->second;
+  if (s.key_id != key_id) {
+    return Fail(Error::Code::kFailedPrecondition,
+                "stream " + wire::StreamName(stream) + " belongs to key " +
+                    std::to_string(s.key_id) + ", batch claims key " + std::to_string(key_id));
+  }
+  if (seq <= s.last_seq) {
+    return Fail(Error::Code::kAlreadyExists, "replayed batch: sequence " + std::to_string(seq) +
+                                                 " of stream " + wire::StreamName(stream) +
+                                                 " is not after the last one processed (" +
+                                                 std::to_string(s.last_seq) + ")");
+  }
+  if (!batch.created) {
+    ByteWriter w(&batch.snapshot);
+    for (const hrv::StreamJob& job : s.jobs) job.SaveState(&w);
+  }
+  batch.result.missing_before = seq - s.last_seq - 1;
+  for (const hrv::StreamJob& job : s.jobs)
+    batch.result.jobs.emplace_back(job.kind(), hrv::JobOutput{});
+  return batch;
+}
+
+void StreamTable::Push(Batch& batch, std::span<const hrv::Beat> beats) {
+  Stream& s = streams_.at(batch.id);
+  batch.result.beats += beats.size();
+  for (size_t j = 0; j < s.jobs.size(); ++j) {
+    s.jobs[j].Push(beats, Engine(s.jobs[j].kind(), *batch.config), &batch.result.jobs[j].second);
+  }
+}
+
+wire::BatchResult StreamTable::Commit(Batch& batch) {
+  streams_.at(batch.id).last_seq = batch.seq;
+  return std::move(batch.result);
+}
+
+void StreamTable::Abort(Batch& batch) {
+  if (batch.created) {
+    streams_.erase(batch.id);
+    return;
+  }
+  Stream& s = streams_.at(batch.id);
+  ByteReader r(batch.snapshot);
+  for (hrv::StreamJob& job : s.jobs) {
+    // The snapshot was written by this process a moment ago; it cannot fail to load.
+    job = hrv::StreamJob::LoadState(&r, batch.config->Analysis(), batch.config->windows).value();
+  }
+}
+
+Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uint64_t seq,
+                                               uint32_t key_id, const StreamConfig& config,
+                                               std::span<const hrv::Beat> beats) {
+  MEDSTREAM_TRY(batch, Begin(stream, seq, key_id, config));
+  Push(batch, beats);
+  return Commit(batch);
+}
+
+void StreamTable::Save(ByteWriter* w) const {
+  w->U64(streams_.size());
+  for (const auto& [id, s] : streams_) {
+    w->Bytes(id);
+    w->U64(s.last_seq);
+    w->U32(s.key_id);
+    w->U8(static_cast<uint8_t>(s.jobs.size()));
+    for (const hrv::StreamJob& job : s.jobs) job.SaveState(w);
+  }
+}
+
+Status StreamTable::Load(ByteReader* r,
+                         const std::function<const StreamConfig*(uint32_t)>& config_of) {
+  streams_.clear();
+  MEDSTREAM_TRY(n, r->U64("stream count"));
+  for (uint64_t i = 0; i < n; ++i) {
+    wire::StreamId id;
+    MEDSTREAM_TRY(idb, r->Bytes(16, "stream id"));
+    std::copy(idb.begin(), idb.end(), id.begin());
+    Stream s;
+    MEDSTREAM_TRY(last, r->U64("last sequence"));
+    MEDSTREAM_TRY(key_id, r->U32("key id"));
+    s.last_seq = last;
+    s.key_id = key_id;
+    const StreamConfig* config = config_of(key_id);
+    if (!config)
+      return Corrupt("saved stream refers to key " + std::to_string(key_id) +
+                     ", which the state does not hold");
+    MEDSTREAM_TRY(jobs, r->U8("job count"));
+    for (int j = 0; j < jobs; ++j) {
+      MEDSTREAM_TRY(job, hrv::StreamJob::LoadState(r, config->Analysis(), config->windows));
+      s.jobs.push_back(std::move(job));
+    }
+    streams_.emplace(id, std::move(s));
+  }
+  return {};
+}
+
+}  // namespace medstream::enclave

@@ -1,0 +1,67 @@
+// The analytics behind every backend: per-stream sequence checking and job state. The enclave
+// runs it on decrypted batches; vanilla mode runs the very same code on plaintext ones.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "common/abi/edge.h"
+#include "common/wire/wire.h"
+
+namespace medstream::enclave {
+
+class StreamTable {
+ public:
+  // Runs `config`'s jobs over the beats of batch `seq` of `stream`. Sequence numbers start at 1
+  // and must increase: a batch at or below the last one processed is refused as a replay; a jump
+  // is processed and reported (missing_before) so the client sees the gap.
+  Result<wire::BatchResult> Process(const wire::StreamId& stream, uint64_t seq, uint32_t key_id,
+                                    const StreamConfig& config, std::span<const hrv::Beat> beats);
+
+  // The same in steps, for a batch whose beats become available (authenticated) piece by piece:
+  // Begin checks the sequence and remembers the stream's state, Push feeds beats, Commit ends the
+  // batch; Abort puts the stream back exactly as it was before Begin (a later segment failed
+  // authentication, so nothing computed from this batch may stand).
+  class Batch;
+  Result<Batch> Begin(const wire::StreamId& stream, uint64_t seq, uint32_t key_id,
+                      const StreamConfig& config);
+  void Push(Batch& batch, std::span<const hrv::Beat> beats);
+  wire::BatchResult Commit(Batch& batch);
+  void Abort(Batch& batch);
+
+  size_t size() const { return streams_.size(); }
+  uint64_t LastSeq(const wire::StreamId& stream) const;
+
+  // Checkpoint: every stream's sequence number, key id and job state. `config_of` maps a key id
+  // back to its provisioned configuration (restored first).
+  void Save(ByteWriter* w) const;
+  Status Load(ByteReader* r, const std::function<const StreamConfig*(uint32_t)>& config_of);
+
+ private:
+  struct Stream {
+    uint64_t last_seq = 0;
+    uint32_t key_id = 0;
+    std::vector<hrv::StreamJob> jobs;
+  };
+
+ public:
+  class Batch {
+   private:
+    friend class StreamTable;
+    wire::StreamId id{};
+    uint64_t seq = 0;
+    const StreamConfig* config = nullptr;
+    bool created = false;    // the stream did not exist before this batch
+    crypto::Bytes snapshot;  // its job states before this batch otherwise
+    wire::BatchResult result;
+  };
+
+ private:
+  hrv::MetricsEngine& Engine(hrv::JobKind kind, const StreamConfig& config);
+
+  std::map<wire::StreamId, Stream> streams_;
+  std::map<std::pair<int, int>, std::unique_ptr<hrv::MetricsEngine>> engines_;
+};
+
+}  // namespace medstream::enclave

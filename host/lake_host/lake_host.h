@@ -1,0 +1,77 @@
+// lake_host: the data lake's untrusted host (namespace lakesvc; owner/lake_client is the other
+// half, the data owner's and analysts' client).
+//
+//   Store      the untrusted host's storage: one SQLite file (DIR/lake.db) of sealed blobs keyed
+//              by name. SQLite gives atomic multi-blob transactions (a manifest and its pages land
+//              together or not at all) and crash safety for free; it never sees a plaintext row.
+//   LakeHost   starts the enclave, loads the sealed blobs into it, and relays client calls: a
+//              lake_request's writes are stored in one transaction, then the new manifest version
+//              is committed to the enclave's counter. It exposes an EnclaveTransport, so clients
+//              attest and talk through it exactly as they would to an enclave.
+//
+// The host sees sealed blobs and channel records only. One LakeHost serves one client call at a
+// time (Serve and transport() serialise them); a Store is used from one thread.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "enclave/lake/lake.h"
+#include "host/server/claim.h"
+#include "host/server/transport.h"
+
+namespace medstream::lakesvc {
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Result<std::vector<std::string>> Keys();
+  Result<crypto::Bytes> Get(const std::string& key);  // NotFound if absent
+  // All writes in one transaction (an empty blob deletes the key).
+  Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes);
+
+ private:
+  explicit Store(void* db) : db_(db) {}
+  void* db_;
+};
+
+struct HostOptions {
+  std::string dir;  // lake.db lives here
+  std::string mode = "process";
+  std::string platform_dir;
+  std::string enclave_path;
+  double call_budget_s = 0;  // process mode: per-call watchdog (0 = edge.h budgets)
+};
+
+class LakeHost {
+ public:
+  static Result<std::unique_ptr<LakeHost>> Start(const HostOptions& options);
+  // What clients talk to: info, handshake and lake_request (stored and committed here). If the
+  // enclave dies or the watchdog stops it during a call (a hostile request), that call fails and
+  // a fresh enclave is loaded from the store at once, so later clients are served again (their
+  // sessions start anew: channel keys never leave an enclave).
+  host::EnclaveTransport& transport() { return *relay_; }
+  uint64_t enclave_restarts() const { return restarts_; }
+  // The remote case: serves transport() on TCP `address:port` to any number of clients (one call
+  // at a time reaches the enclave) until `stop` is set. `on_listening` gets the bound port.
+  Status Serve(const std::string& address, int port, const std::atomic<bool>& stop,
+               const std::function<void(int port)>& on_listening);
+
+ private:
+  friend class Relay;
+  explicit LakeHost(HostOptions o) : options_(std::move(o)) {}
+  // Starts the enclave and loads the sealed store into it.
+  Status LaunchAndLoad();
+  HostOptions options_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<host::EnclaveTransport> enclave_;
+  std::unique_ptr<host::EnclaveTransport> relay_;
+  std::optional<host::CounterClaim> claim_;  // the platform's lake counter is this lake's
+  uint64_t restarts_ = 0;
+};
+
+}  // namespace medstream::lakesvc

@@ -1,0 +1,440 @@
+#include "host/server/server.h"
+
+#include <poll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "common/base/fdio.h"
+#include "common/base/file.h"
+#include "common/wire/wire.h"
+
+namespace medstream::host {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
+constexpr char kJournalFile[] = "state/journal";
+// NAME_MAX less ".reason": longer inbox names are quarantined under a shortened name.
+constexpr size_t kMaxQuarantineName = 255 - 7;
+
+// What a gateway may ask through the relay is the ABI's to say (edge.h, CallSpec::relays).
+bool RelayAllowed(uint16_t call) {
+  return enclave::RelayMayForward(enclave::kServerRelay, call);
+}
+
+std::vector<std::string> SortedBatchNames(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    // Whatever its type: a FIFO or a directory named *.batch is quarantined, not left behind.
+    // Hidden names are uploads in progress (gateways write ".NAME.part", then rename).
+    if (n.ends_with(".batch") && !n.starts_with(".")) names.push_back(n);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The input's fault (quarantine) rather than the enclave's (restart and retry)? The enclave died
+// (kInternal) or was stopped by the watchdog (kDeadlineExceeded): neither says the input is bad
+// until it happens again on a fresh enclave.
+bool InputsFault(const Error& e) {
+  return e.code() != Error::Code::kInternal && e.code() != Error::Code::kDeadlineExceeded;
+}
+
+// Input-derived text for a log line or a reason file: control characters become '?', so a hostile
+// file name cannot drive the operator's terminal or split a line.
+std::string Printable(std::string text) {
+  std::replace_if(
+      text.begin(), text.end(),
+      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, '?');
+  return text;
+}
+
+// A quarantine name that fits NAME_MAX with ".reason" appended: long names keep their start and
+// get a hash of the whole name, so two long names never collide.
+std::string QuarantineName(const std::string& name) {
+  if (name.size() <= kMaxQuarantineName) return name;
+  const crypto::Digest d = crypto::Sha256(crypto::AsBytes(name));
+  return name.substr(0, 160) + "~" + crypto::ToHex(d).substr(0, 16) + ".batch";
+}
+
+bool IsReplay(const Error& e) {
+  return e.code() == Error::Code::kAlreadyExists;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  if (options.mode != "vanilla" && options.mode != "inproc" && options.mode != "process") {
+    return InvalidArgument("unknown mode '" + options.mode + "': vanilla, inproc or process");
+  }
+  std::unique_ptr<Server> s(new Server(options));
+  for (const char* sub : {"inbox", "outbox", "done", "quarantine", "state"}) {
+    if (auto st = MakeDirs(s->Path(sub), 0700); !st) return std::unexpected(st.error());
+  }
+  if (auto st = s->LaunchAndRecover(); !st) return std::unexpected(st.error());
+  if (options.relay && options.mode != "vanilla") {
+    const std::string path = s->Path("enclave.sock");
+    unlink(path.c_str());
+    s->relay_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+      return InvalidArgument("server directory path too long for a socket");
+    std::strcpy(addr.sun_path, path.c_str());
+    if (s->relay_fd_ < 0 ||
+        bind(s->relay_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        listen(s->relay_fd_, 16) != 0) {
+      return IoError("cannot listen on " + path + ": " + std::strerror(errno));
+    }
+    s->relay_thread_ = std::thread([raw = s.get()] { raw->RelayLoop(); });
+  }
+  return s;
+}
+
+Server::~Server() {
+  stopping_ = true;
+  if (relay_fd_ >= 0) shutdown(relay_fd_, SHUT_RDWR);
+  if (relay_thread_.joinable()) relay_thread_.join();
+  {
+    std::lock_guard lock(mu_);
+    for (int fd : relay_client_fds_) shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : relay_clients_) t.join();
+  if (relay_fd_ >= 0) close(relay_fd_);
+}
+
+std::string Server::Describe() const {
+  if (options_.mode == "vanilla") return "vanilla: no enclave, no encryption (the baseline)";
+  if (options_.mode == "inproc") return "inproc: enclave code in this process (no isolation)";
+  return "process: medstream-enclave in a separate hardened process (software-simulated TEE; "
+         "protects against this host process, not against root or a hypervisor)";
+}
+
+int Server::enclave_pid() const {
+  return enclave_ ? enclave_->pid() : -1;
+}
+
+Status Server::LaunchAndRecover() {
+  std::lock_guard lock(mu_);
+  auto checkpoint = ReadFileBytes(Path(kCheckpointFile));
+  if (options_.mode == "vanilla") {
+    vanilla_ = std::make_unique<VanillaProcessor>(options_.vanilla_config);
+    if (checkpoint) {
+      ByteReader r(*checkpoint);
+      if (auto s = vanilla_->Load(&r); !s)
+        return std::unexpected(std::move(s.error()).With("vanilla checkpoint"));
+    }
+  } else {
+    enclave_.reset();
+    MEDSTREAM_TRY(t, LaunchEnclave({.backend = options_.mode,
+                                    .platform_dir = options_.platform_dir,
+                                    .enclave_path = options_.enclave_path,
+                                    .call_budget_s = options_.call_budget_s}));
+    enclave_ = std::move(t);
+    if (!claim_ && options_.claim_counter) {
+      // Before restoring: another instance's use of the counter would otherwise show up as a
+      // baffling "rollback" refusal.
+      MEDSTREAM_TRY(info, GetInfo(*enclave_));
+      MEDSTREAM_TRY(claim, CounterClaim::Acquire(options_.platform_dir, info.mr_enclave, "server",
+                                                 options_.dir, kCheckpointFile));
+      claim_.emplace(std::move(claim));
+    }
+    if (checkpoint) {
+      auto r = enclave_->Call(enclave::Call::kRestore, *checkpoint);
+      if (!r) return std::unexpected(std::move(r.error()).With("restoring the sealed checkpoint"));
+    }
+  }
+  // Replay the journal: inputs processed after the checkpoint, in order. "?NAME" lines are tries
+  // (see HandleInput): counted, not replayed.
+  attempts_.clear();
+  auto journal = ReadFileText(Path(kJournalFile));
+  if (!journal) return {};
+  size_t start = 0;
+  while (start < journal->size()) {
+    size_t end = journal->find('\n', start);
+    if (end == std::string::npos) break;  // a torn last line was never acted upon
+    const std::string name = journal->substr(start, end - start);
+    start = end + 1;
+    if (name.starts_with('?')) {
+      ++attempts_[name.substr(1)];
+      continue;
+    }
+    attempts_.erase(name);
+    std::string path = Path("done") + "/" + name;
+    // Killed after journalling this input but before moving it out of the inbox.
+    const bool still_in_inbox = !FileExists(path);
+    if (still_in_inbox) path = Path("inbox") + "/" + name;
+    auto file = ReadFileBytes(
+        path, enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request);
+    if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
+    auto result = ProcessBatchFile(*file);
+    if (!result) {
+      if (IsReplay(result.error())) {
+        ++counters_.replayed_on_recovery;
+        continue;  // the checkpoint already covers it
+      }
+      return std::unexpected(std::move(result.error()).With("replaying " + name));
+    }
+    // Deterministic: the same bytes as the result written before the crash.
+    auto header = wire::Header::Decode(*result);
+    if (header) {
+      const std::string out =
+          Path("outbox") + "/" + wire::ResultFileName(header->stream, header->seq);
+      if (!FileExists(out)) (void)WriteFileAtomic(out, *result, 0644);
+    }
+    if (still_in_inbox) std::rename(path.c_str(), (Path("done") + "/" + name).c_str());
+  }
+  return {};
+}
+
+Result<crypto::Bytes> Server::ProcessBatchFile(crypto::ByteView file) {
+  if (vanilla_) return vanilla_->ProcessBatch(file);
+  return enclave_->Call(enclave::Call::kProcessBatch, file);
+}
+
+Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView request) {
+  std::lock_guard lock(mu_);
+  if (!enclave_) return Fail(Error::Code::kFailedPrecondition, "vanilla mode has no enclave");
+  auto r = enclave_->Call(call, request);
+  if (r && call == enclave::Call::kChannel) {
+    // A key may just have been provisioned: seal it at once, so a crash cannot lose it.
+    if (auto s = Checkpoint(); !s) return std::unexpected(s.error());
+  }
+  return r;
+}
+
+Status Server::AppendJournal(const std::string& line, bool sync) {
+  const std::string path = Path(kJournalFile);
+  FILE* f = std::fopen(path.c_str(), "ab");
+  if (!f) return IoError("cannot open the journal " + path);
+  const std::string text = line + "\n";
+  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
+                  std::fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
+  std::fclose(f);
+  if (!ok) return IoError("cannot append to the journal " + path);
+  return {};
+}
+
+Status Server::Quarantine(const std::string& name, const std::string& reason) {
+  const std::string short_name = QuarantineName(name);
+  const std::string to = Path("quarantine") + "/" + short_name;
+  // Reasons can quote input-derived text (the name too): one bounded line, no control
+  // characters for a terminal to act on.
+  std::string line = short_name == name ? reason : "inbox name '" + name + "': " + reason;
+  if (line.size() > 4096) line = line.substr(0, 4096) + " [...]";
+  line = Printable(line);
+  if (auto s = WriteFileAtomic(to + ".reason", line + "\n", 0644); !s) return s;
+  if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
+    return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
+  }
+  ++counters_.quarantined;
+  std::fprintf(stderr, "server: quarantined %s: %s\n", Printable(short_name).c_str(), line.c_str());
+  attempts_.erase(name);
+  return {};
+}
+
+namespace {
+
+// Names the server handles: what gateways write (wire::BatchFileName), and nothing that could
+// break a line-based file (the journal) or a terminal.
+bool SafeInputName(const std::string& name) {
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+Status Server::HandleInput(const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (stuck_.contains(name)) return {};
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string in = Path("inbox") + "/" + name;
+  if (!SafeInputName(name)) {
+    return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -");
+  }
+  // The host enforces the edge cap itself, before reading anything into memory: a huge or sparse
+  // file is refused here, not by an enclave killed by it.
+  const uint64_t cap =
+      enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
+  auto file = ReadFileBytes(in, cap);
+  if (!file) {
+    if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
+    return QuarantineOrSkip(name, file.error().message());
+  }
+  for (;;) {
+    const int attempt = attempts_[name] + 1;
+    if (attempt > kMaxBatchAttempts) {
+      return QuarantineOrSkip(name, fmt::format("tried {} times; each time the enclave died, ran "
+                                                "past its time budget, or the server stopped",
+                                                attempt - 1));
+    }
+    // The try is journalled before it starts, so a try that kills the server itself counts too.
+    // No fsync: a killed process loses nothing already written; a power loss only restarts the
+    // count (so this costs a write, not a disk flush, per batch).
+    if (auto s = AppendJournal("?" + name, /*sync=*/false); !s) return s;
+    attempts_[name] = attempt;
+    auto result = ProcessBatchFile(*file);
+    if (!result) {
+      if (InputsFault(result.error())) return QuarantineOrSkip(name, result.error().message());
+      std::fprintf(stderr, "server: %s (try %d of %d on %s)\n", result.error().message().c_str(),
+                   attempt, kMaxBatchAttempts, name.c_str());
+      if (attempt >= kMaxBatchAttempts) {
+        return QuarantineOrSkip(name, "the enclave failed on this batch " +
+                                          std::to_string(attempt) +
+                                          " times: " + result.error().message());
+      }
+      // The enclave died or was stopped: start a new one from the sealed state, replay, retry.
+      ++counters_.enclave_restarts;
+      if (auto s = LaunchAndRecover(); !s) return s;
+      continue;
+    }
+    attempts_.erase(name);
+    MEDSTREAM_TRY(header, wire::Header::Decode(*result));
+    const std::string out = Path("outbox") + "/" + wire::ResultFileName(header.stream, header.seq);
+    if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;
+    if (auto s = AppendJournal(name); !s) return s;
+    if (std::rename(in.c_str(), (Path("done") + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " to done: " + std::strerror(errno));
+    }
+    ++counters_.processed;
+    counters_.bytes_in += file->size();
+    Status checkpointed;
+    if (++since_checkpoint_ >= options_.checkpoint_every) checkpointed = Checkpoint();
+    counters_.batch_s.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    return checkpointed;
+  }
+}
+
+Status Server::QuarantineOrSkip(const std::string& name, const std::string& reason) {
+  if (auto s = Quarantine(name, reason); !s) {
+    // One input must not stop the server: leave it where it is and go on with the others.
+    std::fprintf(stderr,
+                 "server: error: %s; %s stays in the inbox and is skipped until a restart\n",
+                 Printable(s.error().message()).c_str(), Printable(name).c_str());
+    stuck_.insert(name);
+  }
+  return {};
+}
+
+Result<size_t> Server::ProcessInbox() {
+  size_t n = 0;
+  for (const std::string& name : SortedBatchNames(Path("inbox"))) {
+    if (auto s = HandleInput(name); !s) return std::unexpected(s.error());
+    ++n;
+  }
+  return n;
+}
+
+Status Server::Checkpoint() {
+  std::lock_guard lock(mu_);
+  crypto::Bytes blob;
+  uint64_t version = 0;
+  if (vanilla_) {
+    ByteWriter w(&blob);
+    vanilla_->Save(&w);
+  } else {
+    MEDSTREAM_TRY(sealed, enclave_->Call(enclave::Call::kCheckpoint, {}));
+    MEDSTREAM_TRY(stats_bytes, enclave_->Call(enclave::Call::kStats, {}));
+    MEDSTREAM_TRY(stats, enclave::EnclaveStats::Decode(stats_bytes));
+    blob = std::move(sealed);
+    version = stats.checkpoint_version + 1;
+  }
+  if (auto s = WriteFileAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
+  // The journal restarts empty: everything in it is now inside the checkpoint.
+  if (auto s = WriteFileAtomic(Path(kJournalFile), std::string_view(), 0600); !s) return s;
+  if (!vanilla_) {
+    crypto::Bytes v;
+    ByteWriter w(&v);
+    w.U64(version);
+    MEDSTREAM_TRY(ok, enclave_->Call(enclave::Call::kCommit, v));
+    (void)ok;
+  }
+  since_checkpoint_ = 0;
+  ++counters_.checkpoints;
+  return {};
+}
+
+Status Server::Run(const std::atomic<bool>& stop) {
+  const int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (in < 0) return IoError(std::string("inotify: ") + std::strerror(errno));
+  if (inotify_add_watch(in, Path("inbox").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    close(in);
+    return IoError("cannot watch " + Path("inbox"));
+  }
+  Status status;
+  while (!stop) {
+    if (auto n = ProcessInbox(); !n) {
+      status = std::unexpected(n.error());
+      break;
+    }
+    pollfd p{in, POLLIN, 0};
+    // Woken by a new file; the timeout is a safety net for events missed under load.
+    if (poll(&p, 1, 500) > 0) {
+      char buf[4096];
+      while (read(in, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+  close(in);
+  if (status) status = Checkpoint();
+  return status;
+}
+
+void Server::RelayLoop() {
+  while (!stopping_) {
+    const int fd = accept4(relay_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (stopping_ || errno == EINVAL || errno == EBADF) return;
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    relay_client_fds_.push_back(fd);
+    relay_clients_.emplace_back([this, fd] { ServeRelayClient(fd); });
+  }
+}
+
+void Server::ServeRelayClient(int fd) {
+  ServeFrames(fd, 64 * 1024,
+              [this](uint16_t call, crypto::ByteView request) -> Result<crypto::Bytes> {
+                if (!RelayAllowed(call)) {
+                  return Fail(Error::Code::kInvalidArgument,
+                              "the relay only forwards info, handshake, channel and stats calls");
+                }
+                return CallEnclave(static_cast<enclave::Call>(call), request);
+              });
+  close(fd);
+}
+
+Result<std::unique_ptr<EnclaveTransport>> ConnectRelay(const std::string& socket_path) {
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof addr.sun_path) return InvalidArgument("socket path too long");
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return Fail(Error::Code::kNotFound, "cannot reach the server's enclave relay at " +
+                                            socket_path + ": " + why + " (is the server running?)");
+  }
+  return MakeSocketTransport(fd, -1, "relay");
+}
+
+}  // namespace medstream::host

@@ -1,0 +1,126 @@
+// The untrusted server: an inbox of encrypted micro-batches in, an outbox of encrypted results out.
+//
+//   DIR/inbox/        *.batch files, written by gateways (temp name, then rename)
+//   DIR/outbox/       <stream>-<seq>.result, written atomically (temp file, fsync, rename)
+//   DIR/done/         inputs whose results are in the outbox
+//   DIR/quarantine/   refused inputs, each with NAME.reason saying why
+//   DIR/state/        the enclave's sealed checkpoint and the journal of inputs since
+//   DIR/enclave.sock  relay for gateways: attestation and key provisioning reach the enclave here
+//
+// Exactly once, whatever is killed when: a batch's result is written before its input leaves the
+// inbox and before it is journalled; results are deterministic and named by stream and sequence,
+// so writing one again writes the same bytes. After a crash the enclave restores the last sealed
+// checkpoint and is fed the journalled inputs again (those the checkpoint already covers are
+// refused as replays and skipped), which rebuilds its state exactly; then the inbox continues.
+// If the enclave process dies, the server restarts it the same way and retries the batch.
+//
+// Hostile input never stops the service: a batch over the edge cap, a name that is not a regular
+// file (FIFO, directory), or one the enclave refuses is quarantined with its reason; a batch on
+// which the enclave dies or runs past its time budget (the watchdog kills it) is retried on a
+// fresh enclave at most kMaxBatchAttempts times in all, each try journalled ("?NAME") before it
+// starts, so a batch that kills the server itself, or was being tried when the server was killed,
+// is quarantined after a restart instead of being tried forever (counted since the last
+// checkpoint, which only follows successes).
+//
+// Thread-safety: ProcessInbox/Run and the relay thread share the enclave under one mutex; call
+// ProcessInbox, Run and Checkpoint from one thread.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/abi/edge.h"
+#include "host/server/claim.h"
+#include "host/server/transport.h"
+#include "host/server/vanilla.h"
+
+namespace medstream::host {
+
+struct ServerOptions {
+  std::string dir;
+  std::string mode = "process";  // vanilla, inproc or process
+  std::string platform_dir;
+  std::string enclave_path;              // process mode; default beside the executable
+  int checkpoint_every = 50;             // batches between checkpoints
+  enclave::StreamConfig vanilla_config;  // vanilla mode has no attested provisioning
+  bool relay = true;                     // serve DIR/enclave.sock
+  double call_budget_s = 0;              // process mode: per-call watchdog (0 = edge.h budgets)
+  // Claim the platform's rollback counter for this directory (host/server/claim.h). Off only for
+  // harnesses that run throw-away servers one after another on one platform and never restart
+  // an earlier one (medstream bench).
+  bool claim_counter = true;
+};
+
+struct ServerCounters {
+  uint64_t processed = 0;
+  uint64_t quarantined = 0;
+  uint64_t replayed_on_recovery = 0;
+  uint64_t checkpoints = 0;
+  uint64_t enclave_restarts = 0;
+  uint64_t bytes_in = 0;        // batch bytes processed
+  std::vector<double> batch_s;  // per processed batch: read, enclave, result written, checkpoint
+};
+
+inline constexpr int kMaxBatchAttempts = 3;
+
+class Server {
+ public:
+  static Result<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  // Processes every batch now in the inbox, oldest name first.
+  Result<size_t> ProcessInbox();
+  // Watches the inbox until `stop` is set, processing batches as they arrive.
+  Status Run(const std::atomic<bool>& stop);
+  // Seals the enclave state (or saves vanilla state), then clears the journal.
+  Status Checkpoint();
+
+  const ServerCounters& counters() const { return counters_; }
+  std::string Describe() const;
+  int enclave_pid() const;
+
+ private:
+  explicit Server(ServerOptions options) : options_(std::move(options)) {}
+  Status LaunchAndRecover();
+  Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
+  Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
+  Status HandleInput(const std::string& name);
+  Status Quarantine(const std::string& name, const std::string& reason);
+  // Quarantine, and if even that fails, log and skip the input (the server goes on).
+  Status QuarantineOrSkip(const std::string& name, const std::string& reason);
+  // Appends a line to state/journal (fsync'd when `sync`).
+  Status AppendJournal(const std::string& line, bool sync = true);
+  void RelayLoop();
+  void ServeRelayClient(int fd);
+  std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
+
+  ServerOptions options_;
+  std::recursive_mutex mu_;  // one enclave call sequence at a time (inbox loop and relay)
+  std::unique_ptr<EnclaveTransport> enclave_;
+  std::optional<CounterClaim> claim_;
+  std::unique_ptr<VanillaProcessor> vanilla_;
+  ServerCounters counters_;
+  int since_checkpoint_ = 0;
+  // Tries of inputs not yet done, from the journal's "?NAME" lines (rebuilt at each recovery).
+  std::map<std::string, int> attempts_;
+  // Inputs that could not even be quarantined (logged once): skipped until a restart.
+  std::set<std::string> stuck_;
+  int relay_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::thread relay_thread_;
+  std::vector<std::thread> relay_clients_;
+  std::vector<int> relay_client_fds_;
+};
+
+// A gateway's connection to a server's relay socket: the edge calls a client may make
+// (info, handshake, channel, stats), framed exactly as for the process backend.
+Result<std::unique_ptr<EnclaveTransport>> ConnectRelay(const std::string& socket_path);
+
+}  // namespace medstream::host

@@ -1,0 +1,315 @@
+#include "host/server/transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/base/fdio.h"
+#include "enclave/core/core.h"
+#include "enclave/core/identity.h"
+
+namespace medstream::host {
+
+namespace {
+
+class InprocTransport : public EnclaveTransport {
+ public:
+  explicit InprocTransport(std::unique_ptr<enclave::EnclaveCore> core) : core_(std::move(core)) {}
+  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    return core_->Handle(static_cast<uint16_t>(call), request);
+  }
+  std::string_view backend() const override { return "inproc"; }
+
+ private:
+  std::unique_ptr<enclave::EnclaveCore> core_;
+};
+
+class SocketTransport : public EnclaveTransport {
+ public:
+  SocketTransport(pid_t pid, int fd, std::string backend, uint8_t* shared = nullptr,
+                  double fixed_budget_s = 0)
+      : pid_(pid),
+        fd_(fd),
+        backend_(std::move(backend)),
+        shared_(shared),
+        fixed_budget_s_(fixed_budget_s) {}
+  ~SocketTransport() override {
+    if (fd_ >= 0 && pid_ > 0) {
+      uint8_t header[enclave::kFrameHeaderSize];
+      enclave::EncodeFrameHeader(true, static_cast<uint16_t>(enclave::Call::kShutdown), 0, header);
+      SendFull(fd_, header, sizeof header);
+    }
+    if (fd_ >= 0) close(fd_);
+    Reap(std::chrono::seconds(2));
+    if (shared_) munmap(shared_, enclave::kSharedSize);
+  }
+
+  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    if (fd_ < 0) return Dead();
+    // The host keeps the caps too: an oversized request never reaches (or kills) the enclave.
+    if (const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+        spec && request.size() > spec->max_request) {
+      return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
+                                           spec->name, request.size(), spec->max_request));
+    }
+    uint8_t header[enclave::kFrameHeaderSize];
+    const bool via_shared = shared_ && request.size() >= enclave::kSharedThreshold &&
+                            request.size() <= enclave::kSharedResponseOffset;
+    if (via_shared) std::memcpy(shared_, request.data(), request.size());
+    enclave::EncodeFrameHeader(
+        true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
+        request.size(), header);
+    if (!SendFull(fd_, header, sizeof header) ||
+        (!via_shared && !SendFull(fd_, request.data(), request.size()))) {
+      return Dead();
+    }
+    if (pid_ > 0) {
+      if (auto s = Watch(call, request.size()); !s) return std::unexpected(s.error());
+    }
+    if (!ReadFull(fd_, header, sizeof header)) return Dead();
+    auto h = enclave::DecodeFrameHeader(false, header);
+    if (!h) return std::unexpected(h.error());
+    if (h->call_or_status & enclave::kSharedPayloadFlag) {
+      if (!shared_ || h->length > enclave::kSharedSize - enclave::kSharedResponseOffset) {
+        return Corrupt("enclave response in shared memory is out of bounds");
+      }
+      const uint8_t* p = shared_ + enclave::kSharedResponseOffset;
+      return crypto::Bytes(p, p + h->length);
+    }
+    // An error reply (e.g. to a call outside the interface) is a short message.
+    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+    const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
+    if (h->length > cap) return Corrupt("enclave response exceeds its cap");
+    crypto::Bytes payload(h->length);
+    if (!ReadFull(fd_, payload.data(), payload.size())) return Dead();
+    if (h->call_or_status != 0) {
+      return std::unexpected(
+          enclave::ErrorFromStatus(h->call_or_status, std::string(payload.begin(), payload.end())));
+    }
+    return payload;
+  }
+  std::string_view backend() const override { return backend_; }
+  int pid() const override { return pid_; }
+
+ private:
+  std::unexpected<Error> Dead() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+    const std::string how = Reap(std::chrono::milliseconds(500));
+    return Fail(Error::Code::kInternal, pid_ > 0 || how != "unknown"
+                                            ? "the enclave process is gone (" + how + ")"
+                                            : "the connection to the enclave is gone");
+  }
+
+  // The watchdog: waits for the enclave's answer within the call's budget (edge.h), or the fixed
+  // one; past it the enclave process is killed, so one input cannot stall every other stream.
+  Status Watch(enclave::Call call, size_t request_bytes) {
+    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+    const double budget_s = fixed_budget_s_ > 0 ? fixed_budget_s_
+                            : spec              ? enclave::CallBudgetSeconds(*spec, request_bytes)
+                                                : 30.0;
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(budget_s));
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1 << 30)));
+      if (r > 0 || (r < 0 && errno != EINTR)) return {};  // an answer, or an error ReadFull sees
+    }
+    kill(pid_, SIGKILL);
+    close(fd_);
+    fd_ = -1;
+    Reap(std::chrono::milliseconds(2000));
+    return Fail(Error::Code::kDeadlineExceeded,
+                fmt::format("the enclave ran past its {:.3g} s budget for {} (request of {} bytes) "
+                            "and was stopped",
+                            budget_s, spec ? spec->name : "an unknown call", request_bytes));
+  }
+
+  std::string Reap(std::chrono::milliseconds grace) {
+    if (pid_ <= 0) return exit_description_;
+    const auto until = std::chrono::steady_clock::now() + grace;
+    int status = 0;
+    pid_t r;
+    while ((r = waitpid(pid_, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (r == 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+    pid_ = -1;
+    if (WIFEXITED(status)) {
+      exit_description_ = "exited with status " + std::to_string(WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+      exit_description_ = std::string("killed by signal ") + strsignal(WTERMSIG(status)) +
+                          (WTERMSIG(status) == SIGSYS ? ": a system call outside the seccomp "
+                                                        "allow-list"
+                                                      : "");
+    }
+    return exit_description_;
+  }
+
+  pid_t pid_;
+  int fd_;
+  std::string backend_;
+  uint8_t* shared_;
+  double fixed_budget_s_;
+  std::string exit_description_ = "unknown";
+};
+
+Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) {
+  const std::string path = l.enclave_path.empty() ? DefaultEnclavePath() : l.enclave_path;
+  if (access(path.c_str(), X_OK) != 0) {
+    return NotFound("enclave executable " + path + " not found or not executable");
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return IoError(std::string("socketpair: ") + std::strerror(errno));
+  }
+  // Large batches: bigger socket buffers mean fewer context switches per MB.
+  const int buf = 4 << 20;
+  for (int fd : sv) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  }
+  // The shared payload region: sparse, so only what large batches touch is ever allocated.
+  const int shm = memfd_create("medstream-edge", MFD_CLOEXEC);
+  if (shm < 0 || ftruncate(shm, static_cast<off_t>(enclave::kSharedSize)) != 0) {
+    return IoError(std::string("memfd: ") + std::strerror(errno));
+  }
+  void* shared = mmap(nullptr, enclave::kSharedSize, PROT_READ | PROT_WRITE, MAP_SHARED, shm, 0);
+  if (shared == MAP_FAILED) {
+    close(shm);
+    return IoError(std::string("mmap: ") + std::strerror(errno));
+  }
+  std::vector<std::string> args = {
+      path, "--platform", l.platform_dir, "--seal-policy",
+      l.seal_policy == enclave::SealPolicy::kMrSigner ? "mrsigner" : "mrenclave"};
+  if (l.debug) args.push_back("--debug");
+  const pid_t pid = fork();
+  if (pid < 0) return IoError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    // Child: the socket becomes fd 3; everything else of the host is closed by CLOEXEC. (The
+    // enclave exits when the host's end closes, even mid-call: its guard thread, main.cc. Not
+    // PR_SET_PDEATHSIG: that fires when the forking *thread* exits, e.g. a lake client's.)
+    if (dup2(sv[1], 3) < 0 || dup2(shm, 4) < 0) _exit(126);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(path.c_str(), argv.data());
+    _exit(127);
+  }
+  close(sv[1]);
+  close(shm);
+  auto t = std::make_unique<SocketTransport>(pid, sv[0], "process", static_cast<uint8_t*>(shared),
+                                             l.call_budget_s);
+  // The first call proves the enclave started (it refuses to if its signature does not match).
+  auto info = t->Call(enclave::Call::kInfo, {});
+  if (!info) {
+    return Fail(Error::Code::kFailedPrecondition,
+                "the enclave did not start: " + info.error().message() +
+                    " (its reason is on stderr above)");
+  }
+  return std::unique_ptr<EnclaveTransport>(std::move(t));
+}
+
+}  // namespace
+
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend) {
+  return std::make_unique<SocketTransport>(pid, fd, std::move(backend));
+}
+
+std::string DefaultEnclavePath() {
+  auto self = enclave::SelfPath();
+  if (!self) return "medstream-enclave";
+  const size_t slash = self->rfind('/');
+  return (slash == std::string::npos ? std::string(".") : self->substr(0, slash)) +
+         "/medstream-enclave";
+}
+
+Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& l) {
+  if (l.backend == "process") return LaunchProcess(l);
+  if (l.backend != "inproc") {
+    return InvalidArgument("unknown enclave backend '" + l.backend + "': inproc or process");
+  }
+  MEDSTREAM_TRY(self, enclave::SelfPath());
+  MEDSTREAM_TRY(identity, enclave::LoadIdentity(self));
+  enclave::CoreOptions o;
+  o.backend = "inproc";
+  o.debug = l.debug;
+  o.identity = identity;
+  o.platform_dir = l.platform_dir;
+  o.seal_policy = l.seal_policy;
+  MEDSTREAM_TRY(core, enclave::EnclaveCore::Create(o));
+  return std::unique_ptr<EnclaveTransport>(std::make_unique<InprocTransport>(std::move(core)));
+}
+
+Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t) {
+  MEDSTREAM_TRY(b, t.Call(enclave::Call::kInfo, {}));
+  return enclave::EnclaveInfo::Decode(b);
+}
+
+Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t) {
+  MEDSTREAM_TRY(b, t.Call(enclave::Call::kStats, {}));
+  return enclave::EnclaveStats::Decode(b);
+}
+
+void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler) {
+  crypto::Bytes request;
+  for (;;) {
+    uint8_t raw[enclave::kFrameHeaderSize];
+    if (!ReadFull(fd, raw, sizeof raw)) return;
+    auto header = enclave::DecodeFrameHeader(true, raw);
+    if (!header || header->length > max_request) return;
+    request.resize(header->length);
+    if (!ReadFull(fd, request.data(), request.size())) return;
+    Result<crypto::Bytes> reply = handler(header->call_or_status, request);
+    const std::string message = reply ? "" : reply.error().message();
+    const crypto::ByteView payload = reply ? crypto::ByteView(*reply) : crypto::AsBytes(message);
+    uint8_t out[enclave::kFrameHeaderSize];
+    enclave::EncodeFrameHeader(false, reply ? 0 : enclave::StatusFromError(reply.error()),
+                               payload.size(), out);
+    if (!SendFull(fd, out, sizeof out) || !SendFull(fd, payload.data(), payload.size())) return;
+  }
+}
+
+Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (port <= 0 || port > 65535 || inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
+    return InvalidArgument("'" + host + ":" + std::to_string(port) +
+                           "' is not an IPv4 address and port");
+  }
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return Fail(Error::Code::kNotFound, "cannot reach " + host + ":" + std::to_string(port) + ": " +
+                                            why + " (is 'medstream lake serve' running?)");
+  }
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return MakeSocketTransport(fd, -1, "tcp");
+}
+
+}  // namespace medstream::host

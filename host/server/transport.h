@@ -1,0 +1,62 @@
+// host: the untrusted side's way into an enclave.
+//
+// An EnclaveTransport carries the calls of common/abi/edge.h and nothing else. Two backends:
+//   inproc   the trusted core in this process, called through the same allow-list and caps;
+//   process  medstream-enclave, a separate hardened executable, over a socketpair.
+// (Vanilla mode has no enclave: see host/server/vanilla.h.) The host only ever moves ciphertext,
+// evidence and sealed blobs through here.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/abi/edge.h"
+#include "common/crypto/crypto.h"
+#include "enclave/core/sealing.h"
+
+namespace medstream::host {
+
+class EnclaveTransport {
+ public:
+  virtual ~EnclaveTransport() = default;
+  virtual Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) = 0;
+  virtual std::string_view backend() const = 0;
+  // The enclave's process id (process backend), or -1.
+  virtual int pid() const { return -1; }
+};
+
+struct EnclaveLaunch {
+  std::string backend = "process";  // "process" or "inproc"
+  std::string platform_dir;
+  std::string enclave_path;  // process backend; default: medstream-enclave beside this program
+  bool debug = false;
+  enclave::SealPolicy seal_policy = enclave::SealPolicy::kMrEnclave;
+  // Process backend: every call's time budget in seconds; 0 = each call's own (edge.h). Past it the
+  // enclave process is killed and the call fails with kDeadlineExceeded. The inproc backend
+  // cannot be stopped from outside and has no watchdog.
+  double call_budget_s = 0;
+};
+
+Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);
+
+// A transport speaking the edge frames over a connected socket (the process backend's socketpair,
+// or a server's relay socket). `pid` > 0: the enclave process to reap when the transport closes.
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend);
+
+// The serving side of a relay (a server's enclave.sock, `medstream lake serve`): reads request
+// frames from `fd` and answers each with `handler`, until the peer closes or sends a request
+// larger than `max_request` bytes. The frames are those of the process backend (edge.h).
+using FrameHandler = std::function<Result<crypto::Bytes>(uint16_t call, crypto::ByteView request)>;
+void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler);
+// A transport to a relay listening on TCP (`medstream lake serve`).
+Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port);
+
+// The default location of medstream-enclave: beside the running executable.
+std::string DefaultEnclavePath();
+
+// Typed wrappers over the raw calls.
+Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t);
+Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t);
+
+}  // namespace medstream::host

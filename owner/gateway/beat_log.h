@@ -1,0 +1,73 @@
+// beat_log: the gateway's write-ahead log of beats received but not yet cut into a sealed batch.
+//
+// libmosquitto (2.0, threaded loop) acknowledges a QoS 1 message to the broker only after the
+// message callback has returned. The gateway appends every message to this log inside that
+// callback, so a message is either in the log or still unacknowledged (and sent again by the broker
+// to the gateway's persistent session): a gateway killed at any moment loses no beat. After a batch
+// is sealed into the spool the log starts afresh.
+//
+// One file per user, STATE/wal/<user>.wal, a sequence of records
+//   length u32 | nonce (12) | AES-256-GCM(message) with tag, AAD = "MSW2" | user name,
+//   message = has_sequence u8 | session u64 | seq u64 | first_beat u64 | beats (wire::EncodeBeats)
+// so that replaying the log also replays the device's message sequence (owner/gateway/sequence.h).
+// Records of the first format (AAD "MSW1", the beats alone) are still read.
+// A record is written with one write(2): a process crash leaves at most a torn last record, which
+// is dropped on opening (its message was not acknowledged). A whole last record that does not
+// authenticate (power loss can leave one) is moved to <path>.damaged-<time> and said in note(). A
+// damaged record followed by more records is not a crash artefact: opening refuses the file.
+// Appends reach the page cache (enough for a process crash); Sync() makes them durable and the
+// gateway calls it at most once a second.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "algo/hrv/types.h"
+#include "common/base/result.h"
+#include "common/crypto/crypto.h"
+#include "owner/sensor/sensor.h"
+
+namespace medstream::gateway {
+
+class BeatLog {
+ public:
+  // Opens (or creates) `path`; the beats of its intact records are in recovered().
+  static Result<BeatLog> Open(const std::string& path, const crypto::Key256& key,
+                              const std::string& user);
+  BeatLog(BeatLog&&) noexcept;
+  BeatLog& operator=(BeatLog&&) noexcept;
+  ~BeatLog();
+
+  // One logged message: its sequence when it carried one (payload version 2).
+  struct Record {
+    std::optional<sensor::Sequence> sequence;
+    std::vector<hrv::Beat> beats;
+  };
+
+  Status Append(std::span<const hrv::Beat> beats,
+                const std::optional<sensor::Sequence>& sequence = std::nullopt);
+  Status Sync();   // fdatasync when something was appended since the last one
+  Status Reset();  // empty the log (its beats are now in a sealed batch)
+  // The recovered records (TakeRecovered: their beats only). Either empties them.
+  std::vector<Record> TakeRecoveredRecords() { return std::move(recovered_); }
+  std::vector<hrv::Beat> TakeRecovered();
+  bool dirty() const { return dirty_; }
+  const std::string& note() const { return note_; }  // what opening had to set aside, if anything
+
+ private:
+  BeatLog(int fd, crypto::AesGcm gcm, std::string user, std::string path)
+      : fd_(fd), gcm_(std::move(gcm)), aad_("MSW2" + user), path_(std::move(path)) {}
+  int fd_ = -1;
+  crypto::AesGcm gcm_;
+  std::string aad_;
+  std::string path_;
+  bool dirty_ = false;
+  std::vector<Record> recovered_;
+  std::string note_;
+};
+
+// The log key: HKDF-SHA256 of the gateway's data key, its own label (never a batch key).
+Result<crypto::Key256> BeatLogKey(const crypto::Key256& data_key);
+
+}  // namespace medstream::gateway

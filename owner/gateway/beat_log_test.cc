@@ -1,0 +1,173 @@
+// The write-ahead log on its own: what a crash can leave behind, and what it must refuse.
+#include "owner/gateway/beat_log.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <array>
+#include <filesystem>
+#include <fstream>
+
+#include "common/base/file.h"
+#include "common/wire/wire.h"
+
+namespace medstream::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+
+class BeatLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("beatlog-" + std::to_string(getpid()))).string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    path_ = dir_ + "/user-0001.wal";
+    crypto::Key256 data;
+    ASSERT_TRUE(crypto::RandomBytes(data.span()));
+    key_ = BeatLogKey(data).value();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  static std::vector<hrv::Beat> Beats(int from, int n) {
+    std::vector<hrv::Beat> b;
+    for (int i = from; i < from + n; ++i) b.push_back({1.7e9 + i * 0.8, 800.0 + i});
+    return b;
+  }
+  std::vector<uint8_t> Bytes() { return ReadFileBytes(path_).value(); }
+  void Write(const std::vector<uint8_t>& b) {
+    std::ofstream(path_, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  }
+
+  std::string dir_, path_;
+  crypto::Key256 key_;
+};
+
+// Issue 12: each record keeps its message's sequence, so a restart replays the device's message
+// numbers too; a log of the first format (beats only) is still read.
+TEST_F(BeatLogTest, RecordsKeepTheirMessageSequenceAndTheFirstFormatIsStillRead) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 3), sensor::Sequence{.session = 5, .seq = 0, .first_beat = 0}));
+    ASSERT_TRUE(log.Append(Beats(3, 2)));  // a version 1 message: no sequence
+    ASSERT_TRUE(log.Append(Beats(5, 1), sensor::Sequence{.session = 5, .seq = 2, .first_beat = 5}));
+  }
+  {
+    auto records = BeatLog::Open(path_, key_, "user-0001").value().TakeRecoveredRecords();
+    ASSERT_EQ(records.size(), 3u);
+    ASSERT_TRUE(records[0].sequence.has_value());
+    EXPECT_EQ(records[0].sequence->session, 5u);
+    EXPECT_EQ(records[0].beats, Beats(0, 3));
+    EXPECT_FALSE(records[1].sequence.has_value());
+    EXPECT_EQ(records[1].beats, Beats(3, 2));
+    EXPECT_EQ(records[2].sequence->seq, 2u);
+    EXPECT_EQ(records[2].sequence->first_beat, 5u);
+  }
+  // A record as the first format wrote it: AAD "MSW1" + user, the beats alone.
+  crypto::Bytes plain;
+  wire::EncodeBeats(Beats(7, 4), &plain);
+  std::array<uint8_t, crypto::AesGcm::kNonceSize> nonce{};
+  nonce[0] = 9;
+  auto gcm = crypto::AesGcm::Create(key_).value();
+  const auto sealed = gcm.Seal(nonce, crypto::AsBytes(std::string("MSW1user-0001")), plain).value();
+  const uint32_t len = static_cast<uint32_t>(sealed.size());
+  std::ofstream(path_, std::ios::binary | std::ios::app)
+      .write(reinterpret_cast<const char*>(&len), 4)
+      .write(reinterpret_cast<const char*>(nonce.data()), nonce.size())
+      .write(reinterpret_cast<const char*>(sealed.data()),
+             static_cast<std::streamsize>(sealed.size()));
+  auto log = BeatLog::Open(path_, key_, "user-0001").value();
+  EXPECT_TRUE(log.note().empty()) << log.note();
+  const auto records = log.TakeRecoveredRecords();
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_FALSE(records[3].sequence.has_value());
+  EXPECT_EQ(records[3].beats, Beats(7, 4));
+}
+
+TEST_F(BeatLogTest, RecoversWhatWasAppendedAndStartsAfreshAfterReset) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    EXPECT_TRUE(log.TakeRecovered().empty());
+    ASSERT_TRUE(log.Append(Beats(0, 3)));
+    ASSERT_TRUE(log.Append(Beats(3, 1)));
+    ASSERT_TRUE(log.Sync());
+  }
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    EXPECT_EQ(log.TakeRecovered(), Beats(0, 4));
+    ASSERT_TRUE(log.Reset());
+    ASSERT_TRUE(log.Append(Beats(10, 2)));
+  }
+  auto log = BeatLog::Open(path_, key_, "user-0001").value();
+  EXPECT_EQ(log.TakeRecovered(), Beats(10, 2));
+  EXPECT_TRUE(log.note().empty());
+}
+
+TEST_F(BeatLogTest, NoBeatValueIsStoredInTheClear) {
+  auto log = BeatLog::Open(path_, key_, "user-0001").value();
+  ASSERT_TRUE(log.Append(Beats(0, 50)));
+  const auto bytes = Bytes();
+  const double t = Beats(0, 50)[7].t_s;
+  const auto* p = reinterpret_cast<const uint8_t*>(&t);
+  EXPECT_EQ(std::search(bytes.begin(), bytes.end(), p, p + sizeof t), bytes.end());
+}
+
+TEST_F(BeatLogTest, ATornLastRecordIsCutOffAndTheRestKept) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 5)));
+    ASSERT_TRUE(log.Append(Beats(5, 5)));
+  }
+  auto bytes = Bytes();
+  const size_t whole = bytes.size();
+  for (size_t cut : {whole - 1, whole - 40, whole / 2 + 3}) {
+    Write(std::vector<uint8_t>(bytes.begin(), bytes.begin() + static_cast<long>(cut)));
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    EXPECT_EQ(log.TakeRecovered(), Beats(0, 5)) << "cut at " << cut;
+    EXPECT_EQ(fs::file_size(path_), whole / 2) << "the torn record is gone";
+    ASSERT_TRUE(log.Append(Beats(20, 1)));  // appends continue after the intact records
+    EXPECT_EQ(BeatLog::Open(path_, key_, "user-0001").value().TakeRecovered().size(), 6u);
+  }
+}
+
+TEST_F(BeatLogTest, DamageBeforeTheEndIsRefusedNotSkipped) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 5)));
+    ASSERT_TRUE(log.Append(Beats(5, 5)));
+  }
+  auto bytes = Bytes();
+  bytes[30] ^= 1;
+  Write(bytes);
+  auto log = BeatLog::Open(path_, key_, "user-0001");
+  ASSERT_FALSE(log);
+  EXPECT_NE(log.error().message().find("damaged at byte 0"), std::string::npos)
+      << log.error().message();
+  EXPECT_EQ(Bytes(), bytes) << "a refused log is left as it was";
+  // Another user's log, or another key, does not open either.
+  std::vector<uint8_t> good = bytes;
+  good[30] ^= 1;
+  Write(good);
+  EXPECT_FALSE(BeatLog::Open(path_, key_, "user-0002"));
+  crypto::Key256 other;
+  EXPECT_FALSE(BeatLog::Open(path_, other, "user-0001"));
+}
+
+TEST_F(BeatLogTest, AWholeButUnreadableLastRecordIsKeptAside) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 5)));
+    ASSERT_TRUE(log.Append(Beats(5, 5)));
+  }
+  auto bytes = Bytes();
+  bytes[bytes.size() - 3] ^= 0x80;
+  Write(bytes);
+  auto log = BeatLog::Open(path_, key_, "user-0001").value();
+  EXPECT_EQ(log.TakeRecovered(), Beats(0, 5));
+  ASSERT_FALSE(log.note().empty());
+  const std::string aside = log.note().substr(log.note().rfind(' ') + 1);
+  EXPECT_EQ(fs::file_size(aside), bytes.size() / 2);
+}
+
+}  // namespace
+}  // namespace medstream::gateway

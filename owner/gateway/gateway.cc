@@ -1,0 +1,662 @@
+#include "owner/gateway/gateway.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/abi/edge.h"
+#include "common/base/file.h"
+#include "host/server/server.h"
+#include "owner/sensor/sensor.h"
+
+namespace medstream::gateway {
+
+namespace {
+
+// Results come from the untrusted server: never read more than a result can be (edge.h's cap).
+const uint64_t kMaxResultBytes =
+    enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_response;
+
+namespace fs = std::filesystem;
+
+// Devices the gateway follows at most (each one's state is small, but not free).
+constexpr size_t kMaxDevices = 100000;
+
+bool ValidUser(const std::string& u) {
+  return !u.empty() && u.size() <= 64 && std::all_of(u.begin(), u.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// The last "seq" in a JSON-lines file, or 0.
+uint64_t LastSeqIn(const std::string& path) {
+  auto text = ReadFileText(path);
+  if (!text || text->empty()) return 0;
+  size_t end = text->size();
+  while (end > 0 && (*text)[end - 1] == '\n') --end;
+  const size_t start = text->rfind('\n', end - 1);
+  const std::string line = text->substr(start == std::string::npos ? 0 : start + 1, end);
+  try {
+    return nlohmann::json::parse(line).value("seq", uint64_t{0});
+  } catch (const nlohmann::json::exception&) {
+    return 0;  // a torn last line: that result is read again
+  }
+}
+
+Status AppendBlock(const std::string& path, const std::string& block, const std::string& header) {
+  const bool fresh = !FileExists(path);
+  // One write per result: a crash cannot leave half a result's lines behind the seq marker.
+  // Results are plaintext health data: the file is 0600 (its folder 0700).
+  return AppendPrivateFile(path, (fresh ? header : std::string()) + block);
+}
+
+// A JSON number as nlohmann::json writes one: shortest round-trip digits, ".0" on integral
+// values, null for NaN and infinities.
+void AppendJsonNumber(fmt::memory_buffer& out, double v) {
+  if (!std::isfinite(v)) {
+    out.append(std::string_view("null"));
+    return;
+  }
+  const size_t at = out.size();
+  fmt::format_to(std::back_inserter(out), "{}", v);
+  if (std::string_view(out.data() + at, out.size() - at).find_first_of(".e") ==
+      std::string_view::npos) {
+    out.append(std::string_view(".0"));
+  }
+}
+
+class Local : public ServerLink {
+ public:
+  explicit Local(std::string dir) : dir_(std::move(dir)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    const std::string inbox = dir_ + "/inbox";
+    if (!FileExists(inbox))
+      return Fail(Error::Code::kNotFound, "server inbox " + inbox + " absent");
+    const std::string tmp = inbox + "/." + name + ".part";
+    if (auto s = WriteFileAtomic(tmp, data, 0644); !s) return s;
+    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " into the server inbox");
+    }
+    return {};
+  }
+  Status UploadFile(const std::string& name, const std::string& path) override {
+    const std::string inbox = dir_ + "/inbox";
+    if (!FileExists(inbox))
+      return Fail(Error::Code::kNotFound, "server inbox " + inbox + " absent");
+    const std::string tmp = inbox + "/." + name + ".part";
+    std::remove(tmp.c_str());  // left by a crash mid-upload
+    if (link(path.c_str(), tmp.c_str()) != 0) return ServerLink::UploadFile(name, path);
+    if (std::rename(tmp.c_str(), (inbox + "/" + name).c_str()) != 0) {
+      return IoError("cannot move " + name + " into the server inbox");
+    }
+    // The data was made durable when spooled; make the new name durable too.
+    if (const int fd = open(inbox.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+      fsync(fd);
+      close(fd);
+    }
+    return {};
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    auto b = ReadFileBytes(dir_ + "/outbox/" + name, kMaxResultBytes);
+    if (!b && b.error().code() == Error::Code::kNotFound) return NotFound(name);
+    return b;
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
+    return host::ConnectRelay(dir_ + "/enclave.sock");
+  }
+
+ private:
+  std::string dir_;
+};
+
+// The SFTP link. An SSH connection does not survive the server's sshd restarting or the network
+// going away, and a dead one would fail every upload until the gateway restarted (the batches wait
+// in the spool meanwhile, so nothing is lost, but nothing moves either). So a transport error drops
+// the connection and the next call connects afresh, at most once every 2 s.
+class Remote : public ServerLink {
+ public:
+  Remote(sftp::Target target, std::unique_ptr<sftp::Client> c, std::string relay)
+      : target_(std::move(target)), c_(std::move(c)), relay_(std::move(relay)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->Upload("/inbox", name, data));
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->Download("/outbox/" + name, kMaxResultBytes));
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
+    MEDSTREAM_TRY(c, Session());
+    return Checked(c->OpenRelay(relay_));
+  }
+
+ private:
+  Result<sftp::Client*> Session() {
+    if (c_) return c_.get();
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_attempt_) {
+      return Fail(Error::Code::kIo, "the SFTP connection to " + target_.host + ":" +
+                                        std::to_string(target_.port) +
+                                        " was lost; reconnecting shortly");
+    }
+    next_attempt_ = now + std::chrono::seconds(2);
+    MEDSTREAM_TRY(c, sftp::Client::Connect(target_));
+    c_ = std::move(c);
+    return c_.get();
+  }
+  // kIo is the connection failing (the others are answers: no such file, too large ...).
+  template <typename R>
+  R Checked(R r) {
+    if (!r && r.error().code() == Error::Code::kIo) c_.reset();
+    return r;
+  }
+
+  sftp::Target target_;
+  std::unique_ptr<sftp::Client> c_;
+  std::string relay_;
+  std::chrono::steady_clock::time_point next_attempt_{};
+};
+
+}  // namespace
+
+Status ServerLink::UploadFile(const std::string& name, const std::string& path) {
+  MEDSTREAM_TRY(bytes, ReadFileBytes(path));
+  return Upload(name, bytes);
+}
+
+std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir) {
+  return std::make_unique<Local>(server_dir);
+}
+
+Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
+                                             const std::string& relay_socket) {
+  MEDSTREAM_TRY(c, sftp::Client::Connect(target));
+  return std::unique_ptr<ServerLink>(std::make_unique<Remote>(target, std::move(c), relay_socket));
+}
+
+Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
+  std::unique_ptr<Gateway> g(new Gateway(options));
+  if (options.sftp) {
+    MEDSTREAM_TRY(link, SftpLink(*options.sftp, options.server_dir + "/enclave.sock"));
+    g->link_ = std::move(link);
+  } else {
+    g->link_ = LocalLink(options.server_dir);
+  }
+  for (const std::string& d : {options.state_dir + "/spool", options.state_dir + "/wal"}) {
+    if (auto s = MakeDirs(d, 0700); !s) return std::unexpected(s.error());
+  }
+  bool tightened = false;
+  if (auto s = MakePrivateDir(options.results_dir, &tightened); !s) {
+    return std::unexpected(std::move(s.error()).With("results directory"));
+  }
+  if (tightened) {
+    std::fprintf(stderr, "gateway: %s was readable by others; it now is 0700 (it holds results)\n",
+                 options.results_dir.c_str());
+  }
+  if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
+  if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
+  if (auto s = g->Recover(); !s) return std::unexpected(s.error());
+  MEDSTREAM_TRY(addr, mqtt::ParseAddress(options.broker));
+  // A persistent session: the broker keeps the subscription and queues messages while the gateway
+  // is away (a restart, a crash), and sends unacknowledged ones again. The handler is in place
+  // before the connection, since queued messages arrive at once.
+  Gateway* raw = g.get();
+  mqtt::Client::Options co;
+  co.host = addr.first;
+  co.port = addr.second;
+  co.client_id = "medstream-gateway-" + options.site;
+  co.tls = options.tls;
+  co.clean_session = false;
+  co.subscription =
+      mqtt::Client::Subscription{.pattern = "medstream/" + options.site + "/+/rr",
+                                 .qos = 1,
+                                 .handler = [raw](const mqtt::Message& m) { raw->OnMessage(m); }};
+  co.also_subscribe = {"medstream/" + options.site + "/+/status"};
+  MEDSTREAM_TRY(client, mqtt::Client::Connect(co));
+  g->mqtt_ = std::move(client);
+  return g;
+}
+
+Gateway::~Gateway() {
+  mqtt_.reset();
+}
+
+Status Gateway::LoadOrCreateKeys() {
+  const std::string path = options_.state_dir + "/keys";
+  auto bytes = ReadFileBytes(path);
+  if (!bytes) {
+    crypto::Bytes fresh(68);
+    if (auto s = crypto::RandomBytes(fresh); !s) return s;
+    if (auto s = WriteFileAtomic(path, fresh, 0600); !s) return s;
+    bytes = fresh;
+  }
+  if (bytes->size() != 68) return Corrupt(path + " is damaged (expected 68 bytes)");
+  data_key_ = crypto::Key256(std::span(*bytes).first(32));
+  pseudonym_key_ = crypto::Key256(std::span(*bytes).subspan(32, 32));
+  std::memcpy(&key_id_, bytes->data() + 64, 4);
+  crypto::Wipe(*bytes);
+  MEDSTREAM_TRY(log_key, BeatLogKey(data_key_));
+  log_key_ = log_key;
+  return {};
+}
+
+Status Gateway::Recover() {
+  if (auto text = ReadFileText(options_.state_dir + "/devices")) {
+    MEDSTREAM_TRY(devices, SequenceTracker::Load(*text));
+    devices_ = std::move(devices);
+  }
+  // STATE/seq: "user next_seq sealed_until" per line (older files lack the third field).
+  if (auto text = ReadFileText(options_.state_dir + "/seq")) {
+    std::istringstream in(*text);
+    for (std::string line; std::getline(in, line);) {
+      std::istringstream fields(line);
+      std::string user, sealed;
+      uint64_t next = 0;
+      if (!(fields >> user >> next) || !ValidUser(user)) {
+        return Corrupt(options_.state_dir + "/seq is damaged: '" + line + "'");
+      }
+      MEDSTREAM_TRY(s, StreamFor(user));
+      s->next_seq = next;
+      if (fields >> sealed) s->sealed_until = std::strtod(sealed.c_str(), nullptr);
+    }
+  }
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/wal")) {
+    const std::string name = e.path().filename().string();
+    if (name.ends_with(".wal")) {
+      MEDSTREAM_TRY(s, StreamFor(name.substr(0, name.size() - 4)));
+      (void)s;
+    }
+  }
+  bool adopted = false;
+  for (auto& [user, s] : streams_) {
+    // A batch in the spool that STATE/seq does not know: sealed just before a crash. Adopt it.
+    for (;;) {
+      const std::string path =
+          options_.state_dir + "/spool/" + wire::BatchFileName(s.id, s.next_seq);
+      auto file = ReadFileBytes(path);
+      if (!file) break;
+      MEDSTREAM_TRY(opened, s.sealer->OpenBatch(*file));
+      if (!opened.empty()) s.sealed_until = std::max(s.sealed_until, opened.back().t_s);
+      ++s.next_seq;
+      adopted = true;
+    }
+    // The log replays each message's sequence too (a no-op for what STATE/devices already has).
+    for (const BeatLog::Record& r : s.log->TakeRecoveredRecords()) {
+      if (r.sequence && !r.beats.empty()) {
+        devices_.OnMessage(user, *r.sequence, r.beats.size(), r.beats.front().t_s,
+                           r.beats.back().t_s);
+      }
+      stats_.beats_recovered += Merge(s, r.beats);
+    }
+    if (!s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  }
+  if (adopted) return SaveSequences();
+  return {};
+}
+
+Status Gateway::AttestAndProvision() {
+  MEDSTREAM_TRY(relay, link_->Relay());
+  MEDSTREAM_TRY(pem, ReadFileText(options_.root_ca));
+  MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
+  auto session = client::Attest(*relay, {.root = &root, .policy = options_.policy});
+  if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
+  claims_ = session->claims;
+  enclave::ProvisionKey p;
+  p.key_id = key_id_;
+  p.key = data_key_;
+  p.config = options_.config;
+  return client::Provision(*relay, *session, p);
+}
+
+Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
+  auto it = streams_.find(user);
+  if (it != streams_.end()) return &it->second;
+  if (!ValidUser(user)) return InvalidArgument("bad user name '" + user + "'");
+  Stream s;
+  s.user = user;
+  const crypto::Digest mac = crypto::HmacSha256(pseudonym_key_.span(), crypto::AsBytes(user));
+  std::copy_n(mac.begin(), 16, s.id.begin());
+  MEDSTREAM_TRY(sealer, client::StreamSealer::Create(data_key_, key_id_, s.id));
+  s.sealer = std::make_unique<client::StreamSealer>(std::move(sealer));
+  MEDSTREAM_TRY(log, BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", log_key_, user));
+  if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
+  s.log = std::move(log);
+  s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
+  return &streams_.emplace(user, std::move(s)).first->second;
+}
+
+size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
+  const size_t before = s.open.size();
+  bool ordered = true;
+  for (const hrv::Beat& b : beats) {
+    // Delivered again after it was sealed (QoS 1 is at least once): drop it.
+    if (b.t_s <= s.sealed_until) {
+      ++stats_.beats_stale;
+      continue;
+    }
+    ordered = ordered && (s.open.empty() || b.t_s > s.open.back().t_s);
+    s.open.push_back(b);
+  }
+  if (!ordered) {
+    // A message sent again after a reconnection can overtake newer ones or arrive twice: keep the
+    // open batch in time order, each beat once.
+    std::stable_sort(s.open.begin(), s.open.end(),
+                     [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s < y.t_s; });
+    s.open.erase(std::unique(s.open.begin(), s.open.end(),
+                             [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s == y.t_s; }),
+                 s.open.end());
+  }
+  return s.open.size() - before;
+}
+
+void Gateway::Say(const std::string& user, const Observation& o, const char* what) {
+  if (o.lost_beats == 0 && o.lost_messages == 0 && o.recovered_beats == 0) return;
+  devices_dirty_ = true;
+  // Bounded: a broker dropping all day must not fill the disk with this line.
+  constexpr uint64_t kMaxLossLines = 1000;
+  if (++loss_lines_ > kMaxLossLines) return;
+  if (o.recovered_beats > 0) {
+    std::fprintf(stderr, "gateway: %s: %llu beats thought lost arrived late after all\n",
+                 user.c_str(), static_cast<unsigned long long>(o.recovered_beats));
+  } else {
+    std::fprintf(stderr,
+                 "gateway: warning: %s: %llu messages (%llu beats) it sent never arrived (%s); "
+                 "counted as lost, windows over them are marked\n",
+                 user.c_str(), static_cast<unsigned long long>(o.lost_messages),
+                 static_cast<unsigned long long>(o.lost_beats), what);
+  }
+  if (loss_lines_ == kMaxLossLines) {
+    std::fprintf(stderr, "gateway: (no more loss lines; the counts in the stats go on)\n");
+  }
+}
+
+void Gateway::OnStatusMessage(const std::string& user, const mqtt::Message& m) {
+  auto status = sensor::DecodeStatus(m.payload);
+  if (!status) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a malformed status on %s: %s\n", m.topic.c_str(),
+                 status.error().message().c_str());
+    return;
+  }
+  // Bounded: a status creates a device's entry only while there are fewer than kMaxDevices.
+  if (!ValidUser(user) ||
+      (!devices_.devices().contains(user) && devices_.devices().size() >= kMaxDevices)) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a status on %s: bad device name or too many devices\n",
+                 m.topic.c_str());
+    return;
+  }
+  Say(user, devices_.OnStatus(user, *status), "the end of its session, by its status");
+}
+
+void Gateway::OnMessage(const mqtt::Message& m) {
+  std::lock_guard lock(mu_);
+  ++stats_.messages;
+  // medstream/<site>/<user>/rr or .../status
+  const std::string prefix = "medstream/" + options_.site + "/";
+  std::string user;
+  if (m.topic.starts_with(prefix) && m.topic.ends_with("/status")) {
+    return OnStatusMessage(m.topic.substr(prefix.size(), m.topic.size() - prefix.size() - 7), m);
+  }
+  if (m.topic.starts_with(prefix) && m.topic.ends_with("/rr")) {
+    user = m.topic.substr(prefix.size(), m.topic.size() - prefix.size() - 3);
+  }
+  auto message = sensor::DecodeMessage(m.payload);
+  if (!ValidUser(user) || !message) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: dropped a malformed message on %s: %s\n", m.topic.c_str(),
+                 message ? "bad user name" : message.error().message().c_str());
+    return;
+  }
+  const std::vector<hrv::Beat>* beats = &message->beats;
+  std::optional<sensor::Sequence> sequence;
+  if (message->has_sequence) {
+    sequence = message->sequence;
+  } else {
+    ++stats_.old_format_messages;
+  }
+  auto stream = StreamFor(user);
+  if (!stream) {
+    ++stats_.malformed;
+    std::fprintf(stderr, "gateway: %s\n", stream.error().message().c_str());
+    return;
+  }
+  Stream& s = **stream;
+  // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
+  if (auto st = s.log->Append(*beats, sequence); !st) {
+    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+  if (sequence) {
+    Say(s.user,
+        devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s),
+        "a gap in its message sequence");
+  }
+  if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  const uint64_t stale_before = stats_.beats_stale;
+  stats_.beats_in += Merge(s, *beats);
+  if (stats_.beats_stale - stale_before == beats->size()) {
+    // Every beat at or before what this device already sealed: a redelivery is normal, but a
+    // device whose clock went back (or a second device on its topic) loses everything it sends.
+    // Said at the first such message and every 1000th after.
+    if (s.stale_messages++ % 1000 == 0) {
+      std::fprintf(stderr,
+                   "gateway: warning: %s: all %zu beats of a message are at or before its last "
+                   "sealed beat (t = %.3f s): dropped as repeats (%llu such messages so far)\n",
+                   s.user.c_str(), beats->size(), s.sealed_until,
+                   static_cast<unsigned long long>(s.stale_messages));
+    }
+  }
+  // A batch never exceeds what the wire format carries, even with one more message's beats.
+  constexpr size_t kMaxBatchBeats =
+      wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
+  if (s.open.size() >= std::min(options_.batch_beats, kMaxBatchBeats)) {
+    if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+}
+
+Status Gateway::SaveSequences() {
+  std::string text;
+  for (const auto& [user, s] : streams_) {
+    text += fmt::format("{} {} {}\n", user, s.next_seq, s.sealed_until);
+  }
+  if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+    return st;
+  }
+  devices_dirty_ = false;
+  return WriteFileAtomic(options_.state_dir + "/seq", text, 0600);
+}
+
+Status Gateway::Cut(Stream& s) {
+  if (s.open.empty()) return {};
+  // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
+  // before the spool file exists changes nothing: the batch stays open and is cut again later.
+  const uint64_t seq = s.next_seq;
+  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
+  const std::string name = wire::BatchFileName(s.id, seq);
+  if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  ++s.next_seq;
+  s.sealed_until = s.open.back().t_s;
+  if (auto st = SaveSequences(); !st) return st;
+  if (auto st = s.log->Reset(); !st) return st;
+  s.in_flight[seq] = s.opened;
+  s.open.clear();
+  ++stats_.batches_sealed;
+  return {};
+}
+
+Status Gateway::UploadSpool() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
+    if (e.path().extension() == ".batch") names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string from = options_.state_dir + "/spool/" + name;
+    if (auto s = link_->UploadFile(name, from); !s)
+      return {};  // outage: keep spooling, retry later
+    std::remove(from.c_str());
+    ++stats_.batches_uploaded;
+  }
+  return {};
+}
+
+Status Gateway::ReadResults(Stream& s) {
+  for (;;) {
+    const std::string path = wire::ResultFileName(s.id, s.next_result);
+    auto bytes = link_->ReadResult(path);
+    if (!bytes) {
+      if (bytes.error().code() == Error::Code::kNotFound) return {};  // not there yet
+      return std::unexpected(std::move(bytes.error()).With("result " + path));
+    }
+    uint64_t seq = 0;
+    auto r = s.sealer->OpenResult(*bytes, &seq);
+    if (!r) return std::unexpected(std::move(r.error()).With("result " + path));
+    if (seq != s.next_result)
+      return Corrupt("result " + path + " carries sequence " + std::to_string(seq));
+    // Formatted directly: a Stream-Big result carries tens of thousands of windows.
+    fmt::memory_buffer jsonl;
+    std::map<hrv::JobKind, fmt::memory_buffer> csv;
+    double last_window_start = -std::numeric_limits<double>::infinity();
+    for (const auto& [kind, out] : r->jobs) {
+      const auto metrics = hrv::JobMetrics(kind);
+      auto& rows = csv[kind];
+      for (const hrv::WindowResult& w : out.windows) {
+        fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"job\":\"{}\"", seq,
+                       hrv::JobName(kind));
+        fmt::format_to(std::back_inserter(rows), "{}", seq);
+        auto field = [&](std::string_view name, double v) {
+          fmt::format_to(std::back_inserter(jsonl), ",\"{}\":", name);
+          AppendJsonNumber(jsonl, v);
+          rows.push_back(',');
+          if (!std::isnan(v)) fmt::format_to(std::back_inserter(rows), "{}", v);
+        };
+        field("t_start", w.t_start);
+        field("t_end", w.t_end);
+        field("coverage", w.coverage);
+        for (const hrv::MetricInfo* m : metrics) field(m->name, w.metrics.*(m->field));
+        // Beats the device sent inside this window that never arrived: the window is not the
+        // complete data its numbers would suggest.
+        const uint64_t lost = devices_.LostBeatsIn(s.user, w.t_start, w.t_end);
+        fmt::format_to(std::back_inserter(jsonl), ",\"lost_beats\":{}", lost);
+        fmt::format_to(std::back_inserter(rows), ",{}", lost);
+        last_window_start = std::max(last_window_start, w.t_start);
+        jsonl.append(std::string_view("}\n"));
+        rows.push_back('\n');
+        ++stats_.windows;
+      }
+    }
+    for (const auto& [kind, rows] : csv) {
+      std::string header = "seq,t_start,t_end,coverage";
+      for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
+      header += ",lost_beats";
+      if (auto st = AppendBlock(
+              options_.results_dir + "/" + s.user + "." + std::string(hrv::JobName(kind)) + ".csv",
+              fmt::to_string(rows), header + "\n");
+          !st) {
+        return st;
+      }
+    }
+    // A marker line even for a result with no complete window, so the position is recorded.
+    if (jsonl.size() == 0)
+      fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"windows\":0}}\n", seq);
+    if (auto st =
+            AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", fmt::to_string(jsonl), "");
+        !st) {
+      return st;
+    }
+    // Later windows start later: a gap ending before this one's start marks none of them.
+    // (Results carry windows of every job; the longest job's windows start earliest.)
+    if (std::isfinite(last_window_start)) {
+      devices_.ForgetGapsBefore(s.user, last_window_start - options_.config.windows.window_s);
+    }
+    ++stats_.results;
+    stats_.beats_processed += r->beats;
+    if (r->missing_before) ++stats_.gaps_reported;
+    if (auto it = s.in_flight.find(seq); it != s.in_flight.end()) {
+      stats_.latency_s.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count());
+      s.in_flight.erase(it);
+    }
+    ++s.next_result;
+  }
+}
+
+Status Gateway::Tick() {
+  const auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
+    AskStatuses();
+  }
+  std::lock_guard lock(mu_);
+  if (now - last_sync_ >= std::chrono::seconds(1)) {
+    if (devices_dirty_) {
+      if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+        return st;
+      }
+      devices_dirty_ = false;
+    }
+    // Durable against power loss too, in groups (a process crash loses nothing in between).
+    for (auto& [user, s] : streams_) {
+      if (auto st = s.log->Sync(); !st) return st;
+    }
+    last_sync_ = now;
+  }
+  for (auto& [user, s] : streams_) {
+    if (!s.open.empty() &&
+        std::chrono::duration<double>(now - s.opened).count() >= options_.batch_seconds) {
+      if (auto st = Cut(s); !st) return st;
+      // Right away, so the server works on this batch while the next one is sealed.
+      if (auto st = UploadSpool(); !st) return st;
+    }
+  }
+  if (auto st = UploadSpool(); !st) return st;
+  for (auto& [user, s] : streams_) {
+    // A result the untrusted server damaged, replaced or made huge stalls its own stream only:
+    // said once per result, and the other streams' results go on.
+    if (auto st = ReadResults(s); !st && s.refused_result != s.next_result) {
+      s.refused_result = s.next_result;
+      ++stats_.results_refused;
+      std::fprintf(stderr, "gateway: %s: %s (waiting for a good copy)\n", user.c_str(),
+                   st.error().message().c_str());
+    }
+  }
+  return {};
+}
+
+void Gateway::AskStatuses() {
+  // Outside the lock: the broker's answer comes through the message handler, which takes it.
+  last_status_ask_ = std::chrono::steady_clock::now();
+  if (auto st = mqtt_->Resubscribe("medstream/" + options_.site + "/+/status", 0); !st) {
+    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+}
+
+Status Gateway::CutAll() {
+  std::lock_guard lock(mu_);
+  for (auto& [user, s] : streams_) {
+    if (auto st = Cut(s); !st) return st;
+  }
+  return {};
+}
+
+Stats Gateway::stats() const {
+  std::lock_guard lock(mu_);
+  Stats st = stats_;
+  st.lost_messages = devices_.lost_messages();
+  st.lost_beats = devices_.lost_beats();
+  st.recovered_beats = devices_.recovered_beats();
+  return st;
+}
+
+size_t Gateway::outstanding() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [user, s] : streams_) n += s.next_seq - s.next_result;
+  return n;
+}
+
+}  // namespace medstream::gateway

@@ -1,0 +1,174 @@
+// gateway: the data owner's trusted edge. Beats arrive over MQTT from the sensors; the gateway
+// groups them per user into micro-batches, seals each batch for the enclave, keeps it in a local
+// spool until the server has it, and turns the enclave's encrypted results back into per-user CSV
+// and JSON lines.
+//
+//   STATE/keys          data key, key id and the pseudonym secret (0600): never leave the gateway
+//   STATE/spool/        sealed batches not yet uploaded (a crash or a server outage loses none)
+//   STATE/wal/<user>.wal  encrypted write-ahead log of the beats of the open batch (beat_log.h)
+//   STATE/seq           per user: the next sequence number and the time of the last beat sealed
+//   STATE/devices       per device: its message sequence and what never arrived (sequence.h)
+//   RESULTS/<user>.<job>.csv  one row per window: seq, window, metrics, lost_beats (beats sent
+//                       inside the window that never arrived); RESULTS/<user>.jsonl likewise
+//
+// Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
+// Before any key leaves, the gateway attests the enclave (through the server's relay socket) and
+// checks its policy. Results are appended in sequence order; the next sequence to read is taken
+// from the output files themselves, so a restart neither skips nor repeats a result.
+//
+// Crash safety. Every message is in the write-ahead log before the broker gets its acknowledgement
+// (see beat_log.h), and the gateway's MQTT session is persistent, so the broker keeps what arrives
+// while the gateway is down. Cutting a batch: seal, write it to the spool, then record its sequence
+// number and last beat time in STATE/seq, then empty the log. A restart finds every beat either in
+// a sealed batch or in the log; beats at or before the last sealed time (a message delivered again)
+// are dropped, so none is sealed twice; a spooled batch that STATE/seq does not know yet (the crash
+// came between the two writes) is adopted, so no sequence number is sealed twice either.
+//
+// Loss. Each message carries its device's session and sequence numbers and each device keeps a
+// retained status on the broker (sensor.h); the gateway counts every message and beat that never
+// arrived (a broker that dropped them, a queue that overflowed), says so at warning level, reports
+// it in stats() and marks every window built over a hole with the beats missing in it.
+// STATE/devices is saved with STATE/seq and at most once a second; the write-ahead log records each
+// message's sequence, so a restart replays it and counts the same.
+#pragma once
+
+#include <chrono>
+#include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "adapters/mqtt/mqtt.h"
+#include "adapters/sftp/sftp.h"
+#include "common/abi/edge.h"
+#include "common/attest/policy.h"
+#include "owner/client/client.h"
+#include "owner/gateway/beat_log.h"
+#include "owner/gateway/sequence.h"
+
+namespace medstream::gateway {
+
+// How the gateway reaches the server: a local directory, or SFTP (OpenSSH internal-sftp chrooted to
+// the server directory) with the enclave relay through the same SSH connection.
+class ServerLink {
+ public:
+  virtual ~ServerLink() = default;
+  virtual Status Upload(const std::string& name, crypto::ByteView data) = 0;  // into inbox/
+  // Uploads a file the gateway keeps (a spooled batch). The local link hard-links it into the
+  // inbox when both are on one file system: a Stream-Big batch is not written a second time.
+  virtual Status UploadFile(const std::string& name, const std::string& path);
+  virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;  // NotFound if absent
+  virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
+};
+std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
+// `relay_socket`: the relay's absolute path on the server. A call failing on the connection (kIo)
+// drops it; the next call connects again (at most once every 2 s), so an sshd restart or a network
+// outage holds batches in the spool only until the server is back.
+Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
+                                             const std::string& relay_socket);
+
+struct Options {
+  std::string state_dir;
+  std::string results_dir;
+  std::string server_dir;            // local-directory link: its inbox, outbox and enclave.sock
+  std::optional<sftp::Target> sftp;  // SFTP link instead (relay at server_dir/enclave.sock)
+  std::string broker = "127.0.0.1:8883";
+  mqtt::Tls tls;  // the broker's CA and the gateway's certificate (owner/broker/broker.h)
+  std::string site = "demo";
+  // How often the devices' retained statuses are asked for again (they reveal a lost tail).
+  double status_interval_s = 10;
+  size_t batch_beats = 1000;
+  double batch_seconds = 10;
+  enclave::StreamConfig config;
+  std::string root_ca;  // trust anchor for attestation
+  attest::Policy policy;
+};
+
+struct Stats {
+  uint64_t messages = 0;
+  uint64_t malformed = 0;
+  uint64_t results_refused = 0;  // result files from the server that failed to open (each once)
+  uint64_t beats_in = 0;
+  uint64_t beats_recovered = 0;  // from the write-ahead log at start
+  uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
+  uint64_t batches_sealed = 0;
+  uint64_t batches_uploaded = 0;
+  uint64_t results = 0;
+  uint64_t beats_processed = 0;
+  uint64_t windows = 0;
+  uint64_t gaps_reported = 0;
+  // Sent by the devices but never received (sequence.h); recovered: arrived late, after all.
+  uint64_t lost_messages = 0, lost_beats = 0, recovered_beats = 0;
+  uint64_t old_format_messages = 0;  // without a sequence (v1, JSON without one): not countable
+  std::vector<double> latency_s;     // first beat of a batch received -> its result read
+};
+
+class Gateway {
+ public:
+  static Result<std::unique_ptr<Gateway>> Start(const Options& options);
+  ~Gateway();
+
+  // One step of the main loop: cut batches that are old enough, upload the spool, read results.
+  Status Tick();
+  // Cuts every open batch now (end of a run).
+  Status CutAll();
+  // Asks the broker for the devices' retained statuses now (Tick does every status_interval_s);
+  // they arrive through the message handler. Not under the gateway's lock.
+  void AskStatuses();
+  Stats stats() const;
+  // Batches sealed but whose results have not been read yet.
+  size_t outstanding() const;
+  const attest::Claims& claims() const { return claims_; }
+
+ private:
+  explicit Gateway(Options o) : options_(std::move(o)) {}
+  struct Stream {
+    std::string user;
+    wire::StreamId id{};
+    std::vector<hrv::Beat> open;  // in time order, each beat once
+    std::chrono::steady_clock::time_point opened;
+    double sealed_until = -std::numeric_limits<double>::infinity();  // last beat time sealed
+    std::optional<BeatLog> log;
+    uint64_t next_seq = 1;
+    uint64_t next_result = 1;
+    uint64_t refused_result = 0;  // the result last refused (said once)
+    uint64_t stale_messages = 0;  // messages dropped whole as repeats (warned at 1, 1001, ...)
+    std::unique_ptr<client::StreamSealer> sealer;
+    std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
+  };
+  Status LoadOrCreateKeys();
+  Status AttestAndProvision();
+  Status Recover();
+  // Adds beats to the open batch; returns how many were new.
+  size_t Merge(Stream& s, std::span<const hrv::Beat> beats);
+  void OnMessage(const mqtt::Message& m);
+  Result<Stream*> StreamFor(const std::string& user);
+  Status Cut(Stream& s);
+  Status UploadSpool();
+  Status ReadResults(Stream& s);
+  Status SaveSequences();
+  void OnStatusMessage(const std::string& user, const mqtt::Message& m);
+  void Say(const std::string& user, const Observation& o, const char* what);
+  void CountLoss();
+
+  Options options_;
+  crypto::Key256 data_key_;
+  crypto::Key256 pseudonym_key_;
+  crypto::Key256 log_key_;
+  std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
+  SequenceTracker devices_;
+  bool devices_dirty_ = false;
+  uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)
+  uint32_t key_id_ = 1;
+  attest::Claims claims_;
+  mutable std::mutex mu_;
+  std::map<std::string, Stream> streams_;
+  Stats stats_;
+  std::unique_ptr<mqtt::Client> mqtt_;
+  std::unique_ptr<ServerLink> link_;
+};
+
+}  // namespace medstream::gateway

@@ -1,0 +1,113 @@
+// sensor: simulated wearable sensors and the MQTT payload they publish.
+//
+// The generator makes realistic RR series: a per-user mean heart rate and variability; a
+// respiratory (HF, 0.15-0.4 Hz) and a Mayer-wave (LF, ~0.1 Hz) oscillation; a slow bounded drift;
+// beat-to-beat noise; occasional ectopic beats (a premature beat and its compensatory pause); and
+// dropouts (a beat the strap misses: it is not published, so receivers see a gap). Seeded, so a
+// test or a demo can regenerate exactly what was sent.
+//
+// Payload (MQTT topic medstream/<site>/<user>/rr, QoS 1), little-endian; version 2:
+//   "MSP2" | session u64 | seq u64 | first_beat u64 | count u16 |
+//   count x (beat time f64 s since the epoch, RR f32 ms)
+// session: chosen at random when a device starts sending; seq: the message's number in the session
+// (0, 1, ...); first_beat: how many beats the device sent in the session before this message. With
+// them the gateway counts exactly what never arrived (a broker dropping, a hop losing), instead of
+// letting a hole pass as complete data. Version 1 ("MSP1" | count u16 | beats) is still read; it
+// carries no sequence, so its losses cannot be counted.
+// 12 bytes a beat; one or several beats per message.
+//
+// JSON, for phone bridges and other senders (on the same topic, told apart by its first byte '{'):
+//   {"t": 1700000000.25, "rr_ms": [812, 790.5], "session": 7, "seq": 0, "first_beat": 0}
+// t: the time (Unix seconds) of the first beat of rr_ms; each later beat is the previous one plus
+// its RR. 1 to 1024 RR values; "session", "seq" and "first_beat" (as in version 2) are optional:
+// with them the gateway counts losses, without them it cannot. At most 64 KiB.
+//
+// Status (topic medstream/<site>/<user>/status, QoS 1, retained), version 1:
+//   "MSS1" | session u64 | messages u64 | beats u64 | final u8
+// what the device has sent in the session so far (final: it has stopped). The broker keeps the
+// latest one, so a gateway also learns of messages lost at the end of a session, which no later
+// message would reveal.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "algo/hrv/types.h"
+#include "common/base/result.h"
+
+namespace medstream::sensor {
+
+struct Profile {
+  double mean_hr_bpm = 70;
+  double lf_hz = 0.1, lf_amp_ms = 25;
+  double hf_hz = 0.25, hf_amp_ms = 20;
+  double noise_ms = 6;
+  double ectopic_rate = 0.003;  // per beat
+  double dropout_rate = 0.002;  // per beat
+};
+
+class Generator {
+ public:
+  // User `user` of a run seeded with `seed`: its profile is drawn from both.
+  Generator(uint64_t seed, int user, double start_time_s);
+  // The next beat, including beats that will be dropped (see dropped()).
+  hrv::Beat Next();
+  // Whether the beat Next() just returned is lost by the sensor (not published).
+  bool dropped() const { return dropped_; }
+  const Profile& profile() const { return profile_; }
+
+ private:
+  std::mt19937_64 rng_;
+  Profile profile_;
+  double t_;
+  double phase_lf_, phase_hf_;
+  double drift_ms_ = 0;
+  int pending_compensation_ = 0;  // 1 after a premature beat
+  double last_premature_ms_ = 0;
+  bool dropped_ = false;
+};
+
+inline constexpr size_t kMaxBeatsPerMessage = 1024;
+// Sequence numbers and beat counts past this are refused (2^53: exact in a double too).
+inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
+inline constexpr int kJsonPayload = 0;
+inline constexpr size_t kMaxJsonPayloadBytes = 64 * 1024;
+
+// Where a message stands in its device's session (all zero for version 1).
+struct Sequence {
+  uint64_t session = 0;
+  uint64_t seq = 0;
+  uint64_t first_beat = 0;
+};
+struct Payload {
+  int version = 2;  // 1 or 2 (binary), or kJsonPayload
+  bool has_sequence = true;
+  Sequence sequence;
+  std::vector<hrv::Beat> beats;
+};
+
+std::vector<uint8_t> EncodePayload(const Sequence& sequence, std::span<const hrv::Beat> beats);
+// Version 1, for tests of older senders.
+std::vector<uint8_t> EncodePayloadV1(std::span<const hrv::Beat> beats);
+// Validates everything: magic, count, exact size, beats within hrv's limits.
+Result<Payload> DecodeMessage(std::span<const uint8_t> payload);
+// The beats of DecodeMessage.
+Result<std::vector<hrv::Beat>> DecodePayload(std::span<const uint8_t> payload);
+
+struct DeviceStatus {
+  uint64_t session = 0;
+  uint64_t messages = 0;  // sent in the session (the next seq)
+  uint64_t beats = 0;     // sent in the session
+  bool final = false;
+};
+std::vector<uint8_t> EncodeStatus(const DeviceStatus& status);
+Result<DeviceStatus> DecodeStatus(std::span<const uint8_t> payload);
+std::string StatusTopic(const std::string& site, const std::string& user);
+
+std::string Topic(const std::string& site, const std::string& user);
+std::string UserName(int index);  // "user-0001"
+
+}  // namespace medstream::sensor
