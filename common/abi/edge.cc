@@ -191,6 +191,47 @@ crypto::Bytes LakeResponse::Encode() const {
   return out;
 }
 
+crypto::Bytes SessionRecord::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.U64(session);
+  w.Bytes(record);
+  return out;
+}
+
+Result<SessionRecord> SessionRecord::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  SessionRecord out;
+  MEDSTREAM_TRY(id, r.U64("session id"));
+  out.session = id;
+  out.record = b.subspan(b.size() - r.remaining());
+  return out;
+}
+
+crypto::Bytes LakeLoad::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.U8(static_cast<uint8_t>(kind));
+  w.String(key);
+  w.Bytes(blob);
+  return out;
+}
+
+Result<LakeLoad> LakeLoad::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  LakeLoad out;
+  MEDSTREAM_TRY(kind, r.U8("lake load kind"));
+  if (kind < static_cast<uint8_t>(LakeLoadKind::kManifest) ||
+      kind > static_cast<uint8_t>(LakeLoadKind::kDone)) {
+    return InvalidArgument("lake_load: unknown kind " + std::to_string(kind));
+  }
+  out.kind = static_cast<LakeLoadKind>(kind);
+  MEDSTREAM_TRY(key, r.String("lake key", kMaxLakeKey));
+  out.key = std::move(key);
+  out.blob = b.subspan(b.size() - r.remaining());
+  return out;
+}
+
 Result<LakeResponse> LakeResponse::Decode(std::span<const uint8_t> b) {
   ByteReader r(b);
   LakeResponse out;

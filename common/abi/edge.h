@@ -108,6 +108,29 @@ Result<FrameHeader> DecodeFrameHeader(bool request, std::span<const uint8_t> in)
 Error ErrorFromStatus(uint16_t status, std::string_view message);
 uint16_t StatusFromError(const Error& e);
 
+// kChannel's and kLakeRequest's request: a session's channel record (the session id comes from the
+// handshake). `record` is a view into the decoded buffer.
+struct SessionRecord {
+  uint64_t session = 0;
+  std::span<const uint8_t> record;
+  crypto::Bytes Encode() const;
+  static Result<SessionRecord> Decode(std::span<const uint8_t> b);
+};
+
+// kLakeLoad's request: the host hands the enclave its stored blobs in order, the manifest first,
+// then each page, then kDone. `blob` is a view into the decoded buffer.
+enum class LakeLoadKind : uint8_t { kManifest = 1, kPage = 2, kDone = 3 };
+inline constexpr size_t kMaxLakeKey = 256;
+struct LakeLoad {
+  LakeLoadKind kind = LakeLoadKind::kDone;
+  std::string key;  // the store's key ("manifest", "page/<id>/<n>", "overlap/..."), <= kMaxLakeKey
+  std::span<const uint8_t> blob;
+  crypto::Bytes Encode() const;
+  // kInvalidArgument for an unknown kind; kCorrupt (truncated) or kResourceExhausted (key too
+  // long).
+  static Result<LakeLoad> Decode(std::span<const uint8_t> b);
+};
+
 // kLakeRequest's response: the channel record for the client, then what the host must store
 // (sealed blobs; an empty blob deletes its key), and whether a new manifest version must be
 // committed once stored.

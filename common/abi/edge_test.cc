@@ -33,5 +33,47 @@ TEST(EdgeAbi, RelaysForwardOnlyTheirClientsCalls) {
   EXPECT_FALSE(RelayMayForward(kHostOnly, static_cast<uint16_t>(Call::kInfo)));
 }
 
+// Each message has one codec, used by both sides: what one encodes the other decodes, and garbage
+// is an error code, never a crash or a misread.
+TEST(EdgeAbi, SessionRecordsRoundTripAndRefuseGarbage) {
+  const crypto::Bytes record = {1, 2, 3, 4, 5};
+  const crypto::Bytes wire = SessionRecord{0x0102030405060708, record}.Encode();
+  auto back = SessionRecord::Decode(wire);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->session, 0x0102030405060708u);
+  EXPECT_EQ(crypto::Bytes(back->record.begin(), back->record.end()), record);
+  for (size_t n = 0; n < 8; ++n) {
+    auto cut = SessionRecord::Decode(std::span(wire).first(n));
+    ASSERT_FALSE(cut) << n;
+    EXPECT_EQ(cut.error().code(), Error::Code::kCorrupt);
+  }
+}
+
+TEST(EdgeAbi, LakeLoadsRoundTripAndRefuseGarbage) {
+  const crypto::Bytes blob(1000, 0xab);
+  for (LakeLoadKind kind : {LakeLoadKind::kManifest, LakeLoadKind::kPage, LakeLoadKind::kDone}) {
+    const crypto::Bytes wire = LakeLoad{kind, "page/3/7", blob}.Encode();
+    auto back = LakeLoad::Decode(wire);
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(back->kind, kind);
+    EXPECT_EQ(back->key, "page/3/7");
+    EXPECT_EQ(crypto::Bytes(back->blob.begin(), back->blob.end()), blob);
+  }
+  crypto::Bytes wire = LakeLoad{LakeLoadKind::kPage, "k", {}}.Encode();
+  for (uint8_t bad : {0, 4, 255}) {
+    wire[0] = bad;
+    auto r = LakeLoad::Decode(wire);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument) << int{bad};
+  }
+  // A key longer than the ABI allows, and a key length past the end.
+  auto long_key =
+      LakeLoad::Decode(LakeLoad{LakeLoadKind::kPage, std::string(300, 'k'), {}}.Encode());
+  EXPECT_FALSE(long_key);
+  const crypto::Bytes truncated = {2, 0xff, 0xff, 0, 0};
+  EXPECT_FALSE(LakeLoad::Decode(truncated));
+  EXPECT_FALSE(LakeLoad::Decode({}));
+}
+
 }  // namespace
 }  // namespace medstream::enclave

@@ -136,12 +136,12 @@ Result<crypto::Bytes> EnclaveCore::Handshake(crypto::ByteView request) {
 }
 
 Result<crypto::Bytes> EnclaveCore::Channel(crypto::ByteView request) {
-  ByteReader r(request);
-  MEDSTREAM_TRY(id, r.U64("session id"));
+  MEDSTREAM_TRY(in, SessionRecord::Decode(request));
+  const uint64_t id = in.session;
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return Refuse("unknown or expired session " + std::to_string(id));
   channel::ServerHandshake& hs = *it->second.handshake;
-  const crypto::ByteView record = request.subspan(8);
+  const crypto::ByteView record = in.record;
   if (!hs.ready()) {
     auto fin = hs.OnClientFinished(record);
     if (!fin) sessions_.erase(it);
@@ -375,12 +375,11 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
 // ---- the data lake ----
 
 Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
-  ByteReader r(request);
-  MEDSTREAM_TRY(kind, r.U8("lake load kind"));
-  MEDSTREAM_TRY(key, r.String("lake key", 256));
-  const crypto::ByteView blob = request.subspan(request.size() - r.remaining());
-  if (kind == 1 || !lake_) {
-    if (lake_ && kind == 1) return Refuse("the lake is already loaded");
+  MEDSTREAM_TRY(load, enclave::LakeLoad::Decode(request));
+  const crypto::ByteView blob = load.blob;
+  const bool manifest = load.kind == LakeLoadKind::kManifest;
+  if (manifest || !lake_) {
+    if (lake_ && manifest) return Refuse("the lake is already loaded");
     auto seal = [this](crypto::ByteView plain, uint64_t version) {
       return SealData(plain, platform_.sealing_root(), Self(), options_.seal_policy, version);
     };
@@ -390,8 +389,8 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
     };
     lake_ = std::make_unique<lake::Lake>(seal, unseal, [] { return int64_t{time(nullptr)}; });
   }
-  switch (kind) {
-    case 1: {
+  switch (load.kind) {
+    case LakeLoadKind::kManifest: {
       auto s = lake_->LoadManifest(blob);
       if (!s) {
         lake_.reset();
@@ -414,10 +413,10 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
       }
       return crypto::Bytes{};
     }
-    case 2:
-      if (auto s = lake_->LoadPage(key, blob); !s) return std::unexpected(s.error());
+    case LakeLoadKind::kPage:
+      if (auto s = lake_->LoadPage(load.key, blob); !s) return std::unexpected(s.error());
       return crypto::Bytes{};
-    case 3:
+    case LakeLoadKind::kDone:
       if (lake_->version() == 0 && lake_counter_.value() > 0) {
         lake_.reset();
         return Refuse("the lake's manifest is missing but version " +
@@ -433,13 +432,13 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
 
 Result<crypto::Bytes> EnclaveCore::LakeRequest(crypto::ByteView request) {
   if (!lake_) return Refuse("the lake is not loaded");
-  ByteReader r(request);
-  MEDSTREAM_TRY(id, r.U64("session id"));
+  MEDSTREAM_TRY(in, SessionRecord::Decode(request));
+  const uint64_t id = in.session;
   auto it = sessions_.find(id);
   if (it == sessions_.end() || !it->second.handshake->ready())
     return Refuse("unknown or unfinished session " + std::to_string(id));
   auto& records = it->second.handshake->records();
-  auto message = records.Open(request.subspan(8), channel::RecordType::kApplication);
+  auto message = records.Open(in.record, channel::RecordType::kApplication);
   if (!message) {
     sessions_.erase(it);
     lake_->EndSession(id);

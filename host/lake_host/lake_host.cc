@@ -197,12 +197,9 @@ Status LakeHost::LaunchAndLoad() {
     claim_.emplace(std::move(claim));
   }
   const std::string where = "loading " + options_.dir + "/lake.db";
-  auto load = [&](uint8_t kind, const std::string& key, crypto::ByteView blob) -> Status {
-    crypto::Bytes req;
-    ByteWriter w(&req);
-    w.U8(kind);
-    w.String(key);
-    w.Bytes(blob);
+  auto load = [&](enclave::LakeLoadKind kind, const std::string& key,
+                  crypto::ByteView blob) -> Status {
+    const crypto::Bytes req = enclave::LakeLoad{kind, key, blob}.Encode();
     MEDSTREAM_TRY(r, enclave_->Call(enclave::Call::kLakeLoad, req));
     (void)r;
     return {};
@@ -210,15 +207,17 @@ Status LakeHost::LaunchAndLoad() {
   MEDSTREAM_TRY(keys, store_->Keys());
   if (std::find(keys.begin(), keys.end(), "manifest") != keys.end()) {
     MEDSTREAM_TRY(m, store_->Get("manifest"));
-    if (auto s = load(1, "manifest", m); !s)
+    if (auto s = load(enclave::LakeLoadKind::kManifest, "manifest", m); !s)
       return std::unexpected(std::move(s.error()).With(where));
   }
   for (const std::string& key : keys) {
     if (!key.starts_with("page/") && !key.starts_with("overlap/")) continue;
     MEDSTREAM_TRY(blob, store_->Get(key));
-    if (auto s = load(2, key, blob); !s) return std::unexpected(std::move(s.error()).With(where));
+    if (auto s = load(enclave::LakeLoadKind::kPage, key, blob); !s)
+      return std::unexpected(std::move(s.error()).With(where));
   }
-  if (auto s = load(3, "", {}); !s) return std::unexpected(std::move(s.error()).With(where));
+  if (auto s = load(enclave::LakeLoadKind::kDone, "", {}); !s)
+    return std::unexpected(std::move(s.error()).With(where));
   return {};
 }
 

@@ -17,10 +17,7 @@ Result<Session> Attest(host::EnclaveTransport& enclave, const AttestOptions& opt
     return c.report_data;
   };
   MEDSTREAM_TRY(finished, handshake.OnServerHello(reply, verify));
-  crypto::Bytes request;
-  ByteWriter w(&request);
-  w.U64(handshake.session_id());
-  w.Bytes(finished);
+  const crypto::Bytes request = enclave::SessionRecord{handshake.session_id(), finished}.Encode();
   MEDSTREAM_TRY(server_finished, enclave.Call(enclave::Call::kChannel, request));
   MEDSTREAM_TRY(records, handshake.OnServerFinished(server_finished));
   return Session{handshake.session_id(), std::move(records), claims};
@@ -32,10 +29,7 @@ Status Provision(host::EnclaveTransport& enclave, Session& session,
   auto record = session.records.Seal(channel::RecordType::kApplication, message);
   crypto::Wipe(message);
   if (!record) return std::unexpected(record.error());
-  crypto::Bytes request;
-  ByteWriter w(&request);
-  w.U64(session.id);
-  w.Bytes(*record);
+  const crypto::Bytes request = enclave::SessionRecord{session.id, *record}.Encode();
   MEDSTREAM_TRY(reply_record, enclave.Call(enclave::Call::kChannel, request));
   MEDSTREAM_TRY(reply, session.records.Open(reply_record, channel::RecordType::kApplication));
   if (reply.size() == 1 && reply[0] == static_cast<uint8_t>(enclave::ChannelMessage::kOk)) {

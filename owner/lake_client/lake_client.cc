@@ -36,10 +36,7 @@ Result<crypto::Bytes> LakeClient::Call(lake::Op op, const std::function<void(Byt
   auto record = session_.records.Seal(channel::RecordType::kApplication, plain);
   crypto::Wipe(plain);
   if (!record) return std::unexpected(record.error());
-  crypto::Bytes request;
-  ByteWriter rw(&request);
-  rw.U64(session_.id);
-  rw.Bytes(*record);
+  const crypto::Bytes request = enclave::SessionRecord{session_.id, *record}.Encode();
   MEDSTREAM_TRY(reply_record, t_.Call(enclave::Call::kLakeRequest, request));
   MEDSTREAM_TRY(reply, session_.records.Open(reply_record, channel::RecordType::kApplication));
   ByteReader r(reply);
