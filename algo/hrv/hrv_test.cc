@@ -168,7 +168,7 @@ TEST(Jobs, NamesRoundTripAndUnknownNamesAreExplained) {
   for (JobKind k : kAllJobs) EXPECT_EQ(*ParseJobKind(JobName(k)), k);
   auto bad = ParseJobKind("sdnn2");
   ASSERT_FALSE(bad.has_value());
-  EXPECT_NE(bad.error().message().find("hrv-bands"), std::string::npos);
+  EXPECT_EQ(bad.error().code(), Error::Code::kInvalidArgument);
   EXPECT_EQ(JobMetrics(JobKind::kHrvFull).size(), kMetricTable.size());
   for (JobKind k : kAllJobs) {
     for (const MetricInfo* m : JobMetrics(k)) ASSERT_NE(m, nullptr);

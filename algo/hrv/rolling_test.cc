@@ -207,14 +207,14 @@ TEST(Rolling, DegenerateInputsGiveDefinedResults) {
 TEST(Rolling, InvalidOptionsAreRefusedWithAReason) {
   auto job = StreamJob::Create(JobKind::kSdnn, {}, WindowOptions{.window_s = 0});
   ASSERT_FALSE(job.has_value());
-  EXPECT_NE(job.error().message().find("window length"), std::string::npos);
+  EXPECT_EQ(job.error().code(), Error::Code::kInvalidArgument);
   job = StreamJob::Create(JobKind::kSdnn, {}, WindowOptions{.step_s = -1});
   ASSERT_FALSE(job.has_value());
   AnalysisOptions o;
   o.spectral.noverlap = 256;
   job = StreamJob::Create(JobKind::kHrvBands, o, {});
   ASSERT_FALSE(job.has_value());
-  EXPECT_NE(job.error().message().find("noverlap"), std::string::npos);
+  EXPECT_EQ(job.error().code(), Error::Code::kInvalidArgument);
 }
 
 // Issue 11, item 1: a beat time of 1e25 once overflowed the window index and looped ~2^64 times.

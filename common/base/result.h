@@ -46,6 +46,41 @@ class Error {
   std::string message_;
 };
 
+// The code's name ("kNotFound"), for logs and test failures.
+constexpr std::string_view CodeName(Error::Code code) {
+  switch (code) {
+    case Error::Code::kInvalidArgument:
+      return "kInvalidArgument";
+    case Error::Code::kNotFound:
+      return "kNotFound";
+    case Error::Code::kIo:
+      return "kIo";
+    case Error::Code::kCorrupt:
+      return "kCorrupt";
+    case Error::Code::kFailedPrecondition:
+      return "kFailedPrecondition";
+    case Error::Code::kInternal:
+      return "kInternal";
+    case Error::Code::kResourceExhausted:
+      return "kResourceExhausted";
+    case Error::Code::kDeadlineExceeded:
+      return "kDeadlineExceeded";
+    case Error::Code::kAlreadyExists:
+      return "kAlreadyExists";
+    case Error::Code::kPermissionDenied:
+      return "kPermissionDenied";
+  }
+  return "unknown code";
+}
+template <class Stream>
+requires requires(Stream& s, std::string_view v) {
+  s << v;
+}
+Stream& operator<<(Stream& out, Error::Code code) {
+  out << CodeName(code);
+  return out;
+}
+
 template <class T>
 using Result = std::expected<T, Error>;
 using Status = std::expected<void, Error>;

@@ -79,7 +79,7 @@ TEST_F(ChannelTest, ModifiedReportDataIsRefused) {
   auto server = ServerHandshake::Respond(client.hello(), 1, MakeQuoter(true)).value();
   auto r = client.OnServerHello(server.reply(), Verifier());
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("REPORTDATA does not match"), std::string::npos);
+  EXPECT_EQ(r.error().code(), Error::Code::kFailedPrecondition);
 }
 
 TEST_F(ChannelTest, StaleEvidenceFromAnEarlierHandshakeIsRefused) {
@@ -88,7 +88,7 @@ TEST_F(ChannelTest, StaleEvidenceFromAnEarlierHandshakeIsRefused) {
   auto client = ClientHandshake::Start().value();  // a new nonce and key
   auto r = client.OnServerHello(old_server.reply(), Verifier());
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("stale or replayed"), std::string::npos);
+  EXPECT_EQ(r.error().code(), Error::Code::kFailedPrecondition);
 }
 
 TEST_F(ChannelTest, DowngradeByAManInTheMiddleIsDetected) {
@@ -100,7 +100,7 @@ TEST_F(ChannelTest, DowngradeByAManInTheMiddleIsDetected) {
   auto server = ServerHandshake::Respond(hello.Encode(), 1, MakeQuoter()).value();
   auto r = client.OnServerHello(server.reply(), Verifier());
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message().find("downgrade"), std::string::npos);
+  EXPECT_EQ(r.error().code(), Error::Code::kFailedPrecondition);
   // An enclave that picks something the client never offered is refused outright.
   auto client2 = ClientHandshake::Start().value();
   auto reply = ServerHello::Decode(
@@ -109,7 +109,7 @@ TEST_F(ChannelTest, DowngradeByAManInTheMiddleIsDetected) {
   reply.version = 9;
   auto r2 = client2.OnServerHello(reply.Encode(), Verifier());
   ASSERT_FALSE(r2.has_value());
-  EXPECT_NE(r2.error().message().find("did not offer"), std::string::npos);
+  EXPECT_EQ(r2.error().code(), Error::Code::kFailedPrecondition);
   // No common suite: the enclave refuses to answer.
   auto weak = ClientHandshake::Start({kVersion1}, {0x9999}).value();
   EXPECT_FALSE(ServerHandshake::Respond(weak.hello(), 1, MakeQuoter()).has_value());
@@ -122,7 +122,7 @@ TEST_F(ChannelTest, TamperedReplayedReorderedTruncatedRecordsAreRefused) {
   // Reordered: r1 before r0.
   auto e = p.enclave.Open(r1, RecordType::kApplication);
   ASSERT_FALSE(e.has_value());
-  EXPECT_NE(e.error().message().find("expected sequence 1, got 2"), std::string::npos);
+  EXPECT_EQ(e.error().code(), Error::Code::kCorrupt);
   // Tampered ciphertext, header (AAD), tag.
   for (size_t at : {size_t{0}, size_t{20}, r0.size() - 1}) {
     Bytes bad = r0;
@@ -136,7 +136,7 @@ TEST_F(ChannelTest, TamperedReplayedReorderedTruncatedRecordsAreRefused) {
   EXPECT_TRUE(p.enclave.Open(r0, RecordType::kApplication).has_value());
   auto replay = p.enclave.Open(r0, RecordType::kApplication);
   ASSERT_FALSE(replay.has_value());
-  EXPECT_NE(replay.error().message().find("replayed"), std::string::npos);
+  EXPECT_EQ(replay.error().code(), Error::Code::kCorrupt);
   EXPECT_TRUE(p.enclave.Open(r1, RecordType::kApplication).has_value());
 }
 

@@ -53,9 +53,9 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
   if (!spec)
     return InvalidArgument("call " + std::to_string(call_id) + " is not in the edge interface");
   if (request.size() > spec->max_request) {
-    return InvalidArgument(std::string(spec->name) + ": request of " +
-                           std::to_string(request.size()) + " bytes exceeds the cap of " +
-                           std::to_string(spec->max_request));
+    return ResourceExhausted(std::string(spec->name) + ": request of " +
+                             std::to_string(request.size()) + " bytes exceeds the cap of " +
+                             std::to_string(spec->max_request));
   }
   Result<crypto::Bytes> out = [&]() -> Result<crypto::Bytes> {
     switch (spec->call) {
