@@ -379,21 +379,6 @@ TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
   }
 }
 
-TEST_P(EnclaveTest, SealedStateFromAnotherMeasurementIsRefused) {
-  // Seal in this backend, restore in the other one: different MRENCLAVE, different sealing key.
-  auto t = Launch();
-  ASSERT_TRUE(t);
-  AttestAndProvision(*t, RandomKey(), 1, {});
-  const Bytes blob = t->Call(enclave::Call::kCheckpoint, {}).value();
-  const std::string other = GetParam() == "process" ? "inproc" : "process";
-  auto o = host::LaunchEnclave(
-      {.backend = other, .platform_dir = platform(), .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
-  ASSERT_TRUE(o.has_value()) << o.error().message();
-  auto r = (*o)->Call(enclave::Call::kRestore, blob);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
-}
-
 // Each refusal changes one rule of a policy (or the root) that otherwise admits the enclave, so the
 // refusal is that rule's: a policy failure is kFailedPrecondition, evidence that does not chain to
 // the root is kCorrupt.
@@ -432,10 +417,32 @@ TEST_P(EnclaveTest, PolicyRefusalsEachNameTheirReason) {
   EXPECT_EQ(s.error().code(), Error::Code::kFailedPrecondition);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, EnclaveTest, ::testing::Values("process", "inproc"),
+// Built twice (tests/CMakeLists.txt): enclave_test runs the inproc backend in this process (a unit
+// test), enclave_process_test the process backend (integration).
+#ifdef MEDSTREAM_IN_PROCESS_ONLY
+INSTANTIATE_TEST_SUITE_P(Backends, EnclaveTest, ::testing::Values("inproc"),
                          [](const auto& p) { return p.param; });
+#else
+INSTANTIATE_TEST_SUITE_P(Backends, EnclaveTest, ::testing::Values("process"),
+                         [](const auto& p) { return p.param; });
+#endif
 
 class ProcessEnclaveTest : public EnclaveTest {};
+
+TEST_P(ProcessEnclaveTest, SealedStateFromAnotherMeasurementIsRefused) {
+  // Seal in this backend, restore in the other one: different MRENCLAVE, different sealing key.
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  AttestAndProvision(*t, RandomKey(), 1, {});
+  const Bytes blob = t->Call(enclave::Call::kCheckpoint, {}).value();
+  const std::string other = GetParam() == "process" ? "inproc" : "process";
+  auto o = host::LaunchEnclave(
+      {.backend = other, .platform_dir = platform(), .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
+  ASSERT_TRUE(o.has_value()) << o.error().message();
+  auto r = (*o)->Call(enclave::Call::kRestore, blob);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
+}
 
 TEST_P(ProcessEnclaveTest, TamperedExecutableRefusesToStartOrFailsThePolicy) {
   const fs::path copy = *dir_ / "tampered-enclave";
@@ -490,8 +497,12 @@ TEST_P(ProcessEnclaveTest, EnclaveProcessIsHardened) {
   EXPECT_EQ(r.error().code(), Error::Code::kInternal);
 }
 
+#ifdef MEDSTREAM_IN_PROCESS_ONLY
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ProcessEnclaveTest);
+#else
 INSTANTIATE_TEST_SUITE_P(Process, ProcessEnclaveTest, ::testing::Values("process"),
                          [](const auto& p) { return p.param; });
+#endif
 
 }  // namespace
 }  // namespace medstream

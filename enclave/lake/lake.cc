@@ -82,14 +82,15 @@ Output Lake::Handle(uint64_t session, crypto::ByteView request) {
     w.U8(0);
     w.Bytes(*reply);
   } else {
-    w.U8(1);
+    // 1 + the error's code, so the client can branch on it (the message is for the person).
+    w.U8(static_cast<uint8_t>(1 + static_cast<int>(reply.error().code())));
     w.String(reply.error().message());
   }
   return out;
 }
 
 Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* out) {
-  if (!loaded_) return Denied("the lake is not loaded");
+  if (!loaded_) return Fail(Error::Code::kFailedPrecondition, "the lake is not loaded");
   crypto::Bytes reply;
   ByteWriter w(&reply);
   if (op == Op::kHello) {
@@ -104,7 +105,8 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
     return reply;
   }
   if (op == Op::kProve) {
-    if (!s.hello) return Denied("say hello (with your public key) first");
+    if (!s.hello)
+      return Fail(Error::Code::kFailedPrecondition, "say hello (with your public key) first");
     MEDSTREAM_TRY(sig, r->Bytes(64, "signature"));
     MEDSTREAM_TRY(key, crypto::EcKey::FromRawPublic(s.key));
     if (auto st = key.Verify(ProofMessage(s.nonce, s.key), sig); !st) {
@@ -123,7 +125,8 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
   switch (op) {
     case Op::kInit: {
       MEDSTREAM_TRY(name, r->String("name", 256));
-      if (!identities_.empty()) return Denied("the lake is already initialised");
+      if (!identities_.empty())
+        return Fail(Error::Code::kAlreadyExists, "the lake is already initialised");
       identities_[s.key] = {name, Role::kAdmin, {}};
       Audit(s, "init", "", "", "ok");
       if (auto st = Persist(out); !st) return std::unexpected(st.error());
@@ -284,7 +287,8 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
     s.ingest = std::move(st);
     return reply;
   }
-  if (!s.ingest) return Denied("no upload in progress: begin one first");
+  if (!s.ingest)
+    return Fail(Error::Code::kFailedPrecondition, "no upload in progress: begin one first");
   Session::IngestState& in = *s.ingest;
   if (op == Op::kIngestChunk) {
     MEDSTREAM_TRY(first_line, r->U64("first line"));
@@ -390,7 +394,7 @@ Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
     return std::unexpected(std::move(e));
   };
   if (role == Role::kNone) {
-    return refuse("", Error(Error::Code::kFailedPrecondition,
+    return refuse("", Error(Error::Code::kPermissionDenied,
                             "unregistered identity: ask the lake's admin for a grant"));
   }
   auto q = ParseQuery(sql);

@@ -118,7 +118,8 @@ struct Write {
 };
 
 struct Output {
-  crypto::Bytes reply;        // plaintext for the channel: status u8 (0 ok, 1 error) | payload
+  crypto::Bytes reply;        // plaintext for the channel: status u8 (0 ok, else 1 + Error::Code) |
+                              // payload or message
   std::vector<Write> writes;  // for the host to store (sealed), manifest last
   bool mutated = false;       // the manifest changed: version() is new and must be committed
 };

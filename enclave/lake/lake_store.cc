@@ -28,7 +28,7 @@ uint64_t Differ(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
 }
 
 std::unexpected<Error> Denied(std::string why) {
-  return Fail(Error::Code::kFailedPrecondition, std::move(why));
+  return Fail(Error::Code::kPermissionDenied, std::move(why));
 }
 
 std::string Fingerprint(const PublicKey& k) {

@@ -405,10 +405,18 @@ TEST_P(ProcessServerTest, KillMinusNineOfTheServerLosesAndDuplicatesNothing) {
   ExpectSame(CollectResults(total), Offline(total));
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ServerTest, ::testing::Values("process", "inproc"),
+// Built twice (tests/CMakeLists.txt): server_test runs the inproc backend in this process (a unit
+// test), server_process_test the process backend and the `medstream server` tests (integration).
+#ifdef MEDSTREAM_IN_PROCESS_ONLY
+INSTANTIATE_TEST_SUITE_P(Modes, ServerTest, ::testing::Values("inproc"),
+                         [](const auto& p) { return p.param; });
+GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(ProcessServerTest);
+#else
+INSTANTIATE_TEST_SUITE_P(Modes, ServerTest, ::testing::Values("process"),
                          [](const auto& p) { return p.param; });
 INSTANTIATE_TEST_SUITE_P(Process, ProcessServerTest, ::testing::Values("process"),
                          [](const auto& p) { return p.param; });
+#endif
 
 }  // namespace
 }  // namespace medstream::host
