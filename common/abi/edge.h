@@ -4,7 +4,8 @@
 // a size cap, checked against an allow-list on the trusted side before anything is parsed. The
 // host never calls enclave code any other way, in every backend (inproc dispatches in-process
 // through the same checks; process sends the same frames over a socketpair). There are no
-// ocalls: the enclave asks the host for nothing, which keeps the trusted side free of I/O.
+// ocalls: the enclave asks the host for nothing. What it needs from its platform (quotes, the
+// sealing root, monotonic counters, the clock) is declared in enclave/core/platform.h.
 #pragma once
 
 #include <array>

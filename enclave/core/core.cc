@@ -31,16 +31,11 @@ std::string HonestNote(std::string_view backend, bool debug) {
 }
 
 Result<std::unique_ptr<EnclaveCore>> EnclaveCore::Create(const CoreOptions& options) {
-  MEDSTREAM_TRY(platform, attest::SimPlatform::Load(options.platform_dir));
-  const crypto::Digest& counter_id = options.seal_policy == SealPolicy::kMrEnclave
-                                         ? options.identity.mr_enclave
-                                         : options.identity.mr_signer;
-  MEDSTREAM_TRY(counter, MonotonicCounter::Open(platform.counter_dir() + "/" +
-                                                crypto::ToHex(counter_id) + ".ctr"));
-  MEDSTREAM_TRY(lake_counter, MonotonicCounter::Open(platform.counter_dir() + "/" +
-                                                     crypto::ToHex(counter_id) + ".lake.ctr"));
-  return std::unique_ptr<EnclaveCore>(
-      new EnclaveCore(options, std::move(platform), std::move(counter), std::move(lake_counter)));
+  const crypto::Digest& counter_owner = options.seal_policy == SealPolicy::kMrEnclave
+                                            ? options.identity.mr_enclave
+                                            : options.identity.mr_signer;
+  MEDSTREAM_TRY(platform, OpenSimulatedPlatform(options.platform_dir, counter_owner));
+  return std::unique_ptr<EnclaveCore>(new EnclaveCore(options, std::move(platform)));
 }
 
 SealIdentity EnclaveCore::Self() const {
@@ -78,7 +73,7 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
         s.streams = streams_.size();
         s.sessions = sessions_.size();
         s.keys = keys_.size();
-        s.checkpoint_version = counter_.value();
+        s.checkpoint_version = platform_->counter(CounterId::kCheckpoint);
         return s.Encode();
       }
       case Call::kShutdown:
@@ -124,7 +119,7 @@ Result<crypto::Bytes> EnclaveCore::Handshake(crypto::ByteView request) {
     body.isv_prod_id = options_.identity.isv_prod_id;
     body.isv_svn = options_.identity.isv_svn;
     body.report_data = rd;
-    return platform_.Quote(body);
+    return platform_->Quote(body);
   };
   const uint64_t id = next_session_++;
   MEDSTREAM_TRY(handshake, channel::ServerHandshake::Respond(request, id, quote));
@@ -306,8 +301,8 @@ Result<crypto::Bytes> EnclaveCore::Checkpoint() {
   w.U64(stats_.batches_ok);
   w.U64(stats_.batches_refused);
   w.U64(stats_.beats);
-  const uint64_t version = counter_.value() + 1;
-  auto blob = SealData(state, platform_.sealing_root(), Self(), options_.seal_policy, version);
+  const uint64_t version = platform_->counter(CounterId::kCheckpoint) + 1;
+  auto blob = SealData(state, platform_->sealing_root(), Self(), options_.seal_policy, version);
   crypto::Wipe(state);
   if (blob) pending_checkpoint_ = version;
   return blob;
@@ -320,7 +315,8 @@ Result<crypto::Bytes> EnclaveCore::Commit(crypto::ByteView request) {
     return Refuse("commit of checkpoint " + std::to_string(version) +
                   ", but the pending checkpoint is " + std::to_string(pending_checkpoint_));
   }
-  if (auto s = counter_.Advance(version); !s) return std::unexpected(s.error());
+  if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, version); !s)
+    return std::unexpected(s.error());
   pending_checkpoint_ = 0;
   return crypto::Bytes{};
 }
@@ -329,8 +325,8 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
   if (!keys_.empty() || streams_.size() > 0) {
     return Refuse("restore must come before any key is provisioned or batch processed");
   }
-  MEDSTREAM_TRY(u, UnsealData(request, platform_.sealing_root(), Self()));
-  const uint64_t committed = counter_.value();
+  MEDSTREAM_TRY(u, UnsealData(request, platform_->sealing_root(), Self()));
+  const uint64_t committed = platform_->counter(CounterId::kCheckpoint);
   if (u.version < committed) {
     return Refuse("rollback refused: sealed state version " + std::to_string(u.version) +
                   " is older than the last committed checkpoint " + std::to_string(committed));
@@ -362,7 +358,8 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
   MEDSTREAM_TRY(beats, r.U64("stats"));
   crypto::Wipe(u.data);
   if (u.version == committed + 1) {
-    if (auto s = counter_.Advance(u.version); !s) return std::unexpected(s.error());
+    if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, u.version); !s)
+      return std::unexpected(s.error());
   }
   keys_ = std::move(keys);
   streams_ = std::move(streams);
@@ -381,13 +378,13 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
   if (manifest || !lake_) {
     if (lake_ && manifest) return Refuse("the lake is already loaded");
     auto seal = [this](crypto::ByteView plain, uint64_t version) {
-      return SealData(plain, platform_.sealing_root(), Self(), options_.seal_policy, version);
+      return SealData(plain, platform_->sealing_root(), Self(), options_.seal_policy, version);
     };
     auto unseal = [this](crypto::ByteView b) -> Result<std::pair<crypto::Bytes, uint64_t>> {
-      MEDSTREAM_TRY(u, UnsealData(b, platform_.sealing_root(), Self()));
+      MEDSTREAM_TRY(u, UnsealData(b, platform_->sealing_root(), Self()));
       return std::pair{std::move(u.data), u.version};
     };
-    lake_ = std::make_unique<lake::Lake>(seal, unseal, [] { return int64_t{time(nullptr)}; });
+    lake_ = std::make_unique<lake::Lake>(seal, unseal, [this] { return platform_->Now(); });
   }
   switch (load.kind) {
     case LakeLoadKind::kManifest: {
@@ -396,7 +393,7 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
         lake_.reset();
         return std::unexpected(std::move(s.error()).With("lake manifest"));
       }
-      const uint64_t committed = lake_counter_.value();
+      const uint64_t committed = platform_->counter(CounterId::kLake);
       const uint64_t v = lake_->version();
       if (v < committed) {
         lake_.reset();
@@ -409,7 +406,8 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
         return Refuse("lake manifest version " + std::to_string(v) + " is ahead of the counter");
       }
       if (v == committed + 1) {  // stored but not committed before a crash: commit it now
-        if (auto c = lake_counter_.Advance(v); !c) return std::unexpected(c.error());
+        if (auto c = platform_->AdvanceCounter(CounterId::kLake, v); !c)
+          return std::unexpected(c.error());
       }
       return crypto::Bytes{};
     }
@@ -417,10 +415,10 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
       if (auto s = lake_->LoadPage(load.key, blob); !s) return std::unexpected(s.error());
       return crypto::Bytes{};
     case LakeLoadKind::kDone:
-      if (lake_->version() == 0 && lake_counter_.value() > 0) {
+      if (lake_->version() == 0 && platform_->counter(CounterId::kLake) > 0) {
         lake_.reset();
         return Refuse("the lake's manifest is missing but version " +
-                      std::to_string(lake_counter_.value()) +
+                      std::to_string(platform_->counter(CounterId::kLake)) +
                       " was committed: the storage was rolled back or replaced");
       }
       if (auto s = lake_->FinishLoad(); !s) return std::unexpected(s.error());
@@ -468,8 +466,9 @@ Result<crypto::Bytes> EnclaveCore::LakeCommit(crypto::ByteView request) {
   MEDSTREAM_TRY(version, r.U64("lake version"));
   if (!lake_ || version > lake_->version())
     return Refuse("lake_commit: version " + std::to_string(version) + " was never produced");
-  if (version > lake_counter_.value()) {
-    if (auto s = lake_counter_.Advance(version); !s) return std::unexpected(s.error());
+  if (version > platform_->counter(CounterId::kLake)) {
+    if (auto s = platform_->AdvanceCounter(CounterId::kLake, version); !s)
+      return std::unexpected(s.error());
   }
   if (pending_version_ != 0 && pending_version_ <= version) {
     pending_version_ = 0;

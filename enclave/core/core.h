@@ -9,9 +9,9 @@
 #include <memory>
 
 #include "common/abi/edge.h"
-#include "common/attest/sim_platform.h"
 #include "common/channel/channel.h"
 #include "enclave/core/identity.h"
+#include "enclave/core/platform.h"
 #include "enclave/core/sealing.h"
 #include "enclave/core/streams.h"
 #include "enclave/core/worker.h"
@@ -47,12 +47,8 @@ class EnclaveCore {
   Result<crypto::Bytes> HandleBatchWithFill(crypto::ByteView request, const Fill& fill);
 
  private:
-  EnclaveCore(CoreOptions options, attest::SimPlatform platform, MonotonicCounter counter,
-              MonotonicCounter lake_counter)
-      : options_(std::move(options)),
-        platform_(std::move(platform)),
-        counter_(std::move(counter)),
-        lake_counter_(std::move(lake_counter)) {}
+  EnclaveCore(CoreOptions options, std::unique_ptr<Platform> platform)
+      : options_(std::move(options)), platform_(std::move(platform)) {}
 
   Result<crypto::Bytes> Info() const;
   Result<crypto::Bytes> Handshake(crypto::ByteView request);
@@ -71,9 +67,8 @@ class EnclaveCore {
   Result<crypto::Bytes> LakeCommit(crypto::ByteView request);
 
   CoreOptions options_;
-  attest::SimPlatform platform_;
-  MonotonicCounter counter_;
-  MonotonicCounter lake_counter_;  // the lake manifest's committed version (rollback detection)
+  // Quotes, the sealing root, the checkpoint's and the lake manifest's counters, the clock.
+  std::unique_ptr<Platform> platform_;
   // The reply to a request that changed the lake, held until the host commits its version: no
   // answer leaves before the state that records it (an analyst's spent privacy budget, the audit
   // entry) is stored and counted, so a host that restarts the enclave cannot refund a budget.
