@@ -179,7 +179,8 @@ Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
   return std::unique_ptr<ServerLink>(std::make_unique<Remote>(target, std::move(c), relay_socket));
 }
 
-Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
+Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options,
+                                                std::unique_ptr<MessageSource> source) {
   std::unique_ptr<Gateway> g(new Gateway(options));
   if (options.sftp) {
     MEDSTREAM_TRY(link, SftpLink(*options.sftp, options.server_dir + "/enclave.sock"));
@@ -201,29 +202,54 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options) {
   if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
   if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
   if (auto s = g->Recover(); !s) return std::unexpected(s.error());
-  MEDSTREAM_TRY(addr, mqtt::ParseAddress(options.broker));
-  // A persistent session: the broker keeps the subscription and queues messages while the gateway
-  // is away (a restart, a crash), and sends unacknowledged ones again. The handler is in place
-  // before the connection, since queued messages arrive at once.
+  g->source_ = source ? std::move(source) : MqttSource(options);
   Gateway* raw = g.get();
-  mqtt::Client::Options co;
-  co.host = addr.first;
-  co.port = addr.second;
-  co.client_id = "medstream-gateway-" + options.site;
-  co.tls = options.tls;
-  co.clean_session = false;
-  co.subscription =
-      mqtt::Client::Subscription{.pattern = "medstream/" + options.site + "/+/rr",
-                                 .qos = 1,
-                                 .handler = [raw](const mqtt::Message& m) { raw->OnMessage(m); }};
-  co.also_subscribe = {"medstream/" + options.site + "/+/status"};
-  MEDSTREAM_TRY(client, mqtt::Client::Connect(co));
-  g->mqtt_ = std::move(client);
+  if (auto s = g->source_->Start([raw](const mqtt::Message& m) { raw->OnMessage(m); }); !s) {
+    return std::unexpected(s.error());
+  }
   return g;
 }
 
+namespace {
+
+class Mqtt : public MessageSource {
+ public:
+  explicit Mqtt(const Options& o) : options_(o) {}
+  Status Start(Handler handler) override {
+    MEDSTREAM_TRY(addr, mqtt::ParseAddress(options_.broker));
+    // A persistent session: the broker keeps the subscription and queues messages while the
+    // gateway is away (a restart, a crash), and sends unacknowledged ones again. The handler is in
+    // place before the connection, since queued messages arrive at once.
+    mqtt::Client::Options co;
+    co.host = addr.first;
+    co.port = addr.second;
+    co.client_id = "medstream-gateway-" + options_.site;
+    co.tls = options_.tls;
+    co.clean_session = false;
+    co.subscription = mqtt::Client::Subscription{
+        .pattern = "medstream/" + options_.site + "/+/rr", .qos = 1, .handler = std::move(handler)};
+    co.also_subscribe = {"medstream/" + options_.site + "/+/status"};
+    MEDSTREAM_TRY(client, mqtt::Client::Connect(co));
+    client_ = std::move(client);
+    return {};
+  }
+  Status AskStatuses() override {
+    return client_->Resubscribe("medstream/" + options_.site + "/+/status", 0);
+  }
+
+ private:
+  Options options_;
+  std::unique_ptr<mqtt::Client> client_;
+};
+
+}  // namespace
+
+std::unique_ptr<MessageSource> MqttSource(const Options& options) {
+  return std::make_unique<Mqtt>(options);
+}
+
 Gateway::~Gateway() {
-  mqtt_.reset();
+  source_.reset();  // no message arrives while the rest goes
 }
 
 Status Gateway::LoadOrCreateKeys() {
@@ -630,7 +656,7 @@ Status Gateway::Tick() {
 void Gateway::AskStatuses() {
   // Outside the lock: the broker's answer comes through the message handler, which takes it.
   last_status_ask_ = std::chrono::steady_clock::now();
-  if (auto st = mqtt_->Resubscribe("medstream/" + options_.site + "/+/status", 0); !st) {
+  if (auto st = source_->AskStatuses(); !st) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
 }

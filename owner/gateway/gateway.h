@@ -33,6 +33,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -106,9 +107,28 @@ struct Stats {
   std::vector<double> latency_s;     // first beat of a batch received -> its result read
 };
 
+// Where the gateway's messages come from. The broker (MqttSource: a persistent session on
+// medstream/SITE/+/rr and /status) unless Start is given another, e.g. a test's in-memory feed.
+class MessageSource {
+ public:
+  using Handler = std::function<void(const mqtt::Message&)>;
+  virtual ~MessageSource() = default;
+  // Starts delivering to `handler` (from any thread, one message at a time); the handler is in
+  // place when this returns. A message is acknowledged to its sender only after the handler
+  // returned (the write-ahead log relies on it).
+  virtual Status Start(Handler handler) = 0;
+  // Has the devices' retained statuses delivered again through the handler.
+  virtual Status AskStatuses() = 0;
+};
+// The broker in options.broker, with options.tls, for options.site.
+std::unique_ptr<MessageSource> MqttSource(const Options& options);
+
 class Gateway {
  public:
-  static Result<std::unique_ptr<Gateway>> Start(const Options& options);
+  // Attests the enclave, provisions the key, recovers STATE, then starts `source` (the broker by
+  // default): messages arriving after this returns are merged into open batches.
+  static Result<std::unique_ptr<Gateway>> Start(const Options& options,
+                                                std::unique_ptr<MessageSource> source = nullptr);
   ~Gateway();
 
   // One step of the main loop: cut batches that are old enough, upload the spool, read results.
@@ -167,7 +187,7 @@ class Gateway {
   mutable std::mutex mu_;
   std::map<std::string, Stream> streams_;
   Stats stats_;
-  std::unique_ptr<mqtt::Client> mqtt_;
+  std::unique_ptr<MessageSource> source_;
   std::unique_ptr<ServerLink> link_;
 };
 

@@ -1,0 +1,171 @@
+// The gateway in this process: an in-memory message source instead of the broker, and the server
+// with its inproc enclave in this process too (the relay is a Unix socket served by a thread). No
+// external process: merging, malformed input, cutting, results and recovery after a crash as unit
+// tests (the fault tests in gateway_test.cc run the real processes and Mosquitto: integration).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+
+#include "common/attest/sim_platform.h"
+#include "common/base/file.h"
+#include "enclave/core/identity.h"
+#include "host/server/server.h"
+#include "owner/gateway/gateway.h"
+#include "owner/sensor/sensor.h"
+
+namespace medstream::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Messages handed to the gateway by the test, synchronously, as the broker's thread would.
+class Feed : public MessageSource {
+ public:
+  Status Start(Handler handler) override {
+    handler_ = std::move(handler);
+    return {};
+  }
+  Status AskStatuses() override { return {}; }
+  void Send(const std::string& topic, const std::vector<uint8_t>& payload) {
+    handler_({topic, payload, false});
+  }
+
+ private:
+  Handler handler_;
+};
+
+class GatewayUnit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Short: the relay's Unix socket path must fit in 108 bytes.
+    dir_ = (fs::temp_directory_path() / ("gu-" + std::to_string(getpid()))).string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
+    // The inproc backend measures the executable that hosts it: sign this test binary.
+    const std::string self = enclave::SelfPath().value();
+    auto key = crypto::EcKey::Generate().value();
+    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
+    ASSERT_TRUE(WriteFileAtomic(self + ".sig", sig));
+    host::ServerOptions so;
+    so.dir = dir_ + "/server";
+    so.mode = "inproc";
+    so.platform_dir = dir_ + "/platform";
+    auto server = host::Server::Start(so);
+    ASSERT_TRUE(server) << server.error().message();
+    server_ = std::move(*server);
+    options_.state_dir = dir_ + "/gateway";
+    options_.results_dir = dir_ + "/results";
+    options_.server_dir = dir_ + "/server";
+    options_.site = "t";
+    options_.batch_beats = 100;
+    options_.batch_seconds = 3600;  // cut by size or by CutAll, never by the clock
+    options_.root_ca = attest::SimPlatform::RootPath(dir_ + "/platform");
+    options_.policy.mr_enclave = {enclave::LoadIdentity(self)->mr_enclave};
+    options_.policy.allow_simulated = true;
+  }
+  void TearDown() override {
+    server_.reset();
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  std::unique_ptr<Gateway> Start(Feed** feed) {
+    auto f = std::make_unique<Feed>();
+    *feed = f.get();
+    auto g = Gateway::Start(options_, std::move(f));
+    EXPECT_TRUE(g) << g.error().message();
+    return g ? std::move(*g) : nullptr;
+  }
+  // `n` beats of user `u` (a simulated device), in messages of 10 with their sequence numbers.
+  std::vector<std::vector<uint8_t>> Messages(int u, size_t n, uint64_t session) {
+    sensor::Generator gen(3, u, 1.7e9);
+    std::vector<hrv::Beat> beats;
+    while (beats.size() < n) {
+      const hrv::Beat b = gen.Next();
+      if (!gen.dropped()) beats.push_back(b);
+    }
+    std::vector<std::vector<uint8_t>> out;
+    sensor::Sequence seq{session, 0, 0};
+    for (size_t i = 0; i < n; i += 10) {
+      const auto chunk = std::span(beats).subspan(i, std::min<size_t>(10, n - i));
+      out.push_back(sensor::EncodePayload(seq, chunk));
+      ++seq.seq;
+      seq.first_beat += chunk.size();
+    }
+    return out;
+  }
+  // Cuts what is open, lets the server process the inbox, and reads every result.
+  void Drain(Gateway& g) {
+    ASSERT_TRUE(g.CutAll());
+    for (int i = 0; i < 20 && g.outstanding() > 0; ++i) {
+      ASSERT_TRUE(g.Tick());  // uploads the spool
+      ASSERT_TRUE(server_->ProcessInbox());
+      ASSERT_TRUE(g.Tick());  // reads the results
+    }
+    EXPECT_EQ(g.outstanding(), 0u);
+  }
+  size_t ResultLines(const std::string& user) {
+    std::ifstream in(dir_ + "/results/" + user + ".jsonl");
+    size_t n = 0;
+    for (std::string line; std::getline(in, line);) n += !line.empty();
+    return n;
+  }
+  std::string dir_;
+  Options options_;
+  std::unique_ptr<host::Server> server_;
+};
+
+TEST_F(GatewayUnit, MergesMessagesAndCountsWhatIsMalformed) {
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
+  for (const auto& m : Messages(1, 400, 11)) feed->Send(t1, m);
+  for (const auto& m : Messages(2, 250, 22)) feed->Send(t2, m);
+  // Hostile messages: garbage, a beat out of range, a topic that is no device's, a repeat.
+  feed->Send(t1, {1, 2, 3});
+  const hrv::Beat absurd{1.7e9 + 5000, 1e9};
+  feed->Send(t1, sensor::EncodePayload({11, 40, 400}, std::span(&absurd, 1)));
+  feed->Send("medstream/t/../rr", Messages(3, 10, 33)[0]);
+  feed->Send(t2, Messages(2, 10, 22)[0]);
+  Drain(*g);
+  const Stats s = g->stats();
+  EXPECT_EQ(s.beats_in, 650u);
+  EXPECT_EQ(s.malformed, 3u);
+  EXPECT_EQ(s.lost_beats, 0u);
+  EXPECT_EQ(s.beats_processed, 650u);
+  EXPECT_GE(s.batches_sealed, 7u);  // 100-beat batches
+  EXPECT_GT(ResultLines("user-0001"), 0u);
+  EXPECT_GT(ResultLines("user-0002"), 0u);
+  EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+}
+
+// A gateway that dies with batches open loses none of their beats: the next one replays its
+// write-ahead log, and the messages the broker sends again are merged, not doubled.
+TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto messages = Messages(1, 350, 7);
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    // 250 beats: two 100-beat batches sealed (not yet uploaded), 50 in the open batch.
+    for (size_t i = 0; i < 25; ++i) feed->Send(t1, messages[i]);
+  }  // gone without cutting the rest (as kill -9 would leave it)
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().beats_recovered, 50u);
+  // The broker sends the last five again (unacknowledged at the crash), then the rest.
+  for (size_t i = 20; i < messages.size(); ++i) feed->Send(t1, messages[i]);
+  Drain(*g);
+  const Stats s = g->stats();
+  EXPECT_EQ(s.lost_beats, 0u);
+  EXPECT_EQ(s.beats_in, 100u);         // the repeats were merged, not counted again
+  EXPECT_EQ(s.beats_processed, 350u);  // every beat once: the spooled batches, the log, the rest
+}
+
+}  // namespace
+}  // namespace medstream::gateway
