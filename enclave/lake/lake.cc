@@ -82,7 +82,8 @@ Output Lake::Handle(uint64_t session, crypto::ByteView request) {
     w.U8(0);
     w.Bytes(*reply);
   } else {
-    // 1 + the error's code, so the client can branch on it (the message is for the person).
+    // 1 + the error's code (the edge frames' convention, abi's StatusFromError), so the client can
+    // branch on it; the message is for the person.
     w.U8(static_cast<uint8_t>(1 + static_cast<int>(reply.error().code())));
     w.String(reply.error().message());
   }

@@ -43,13 +43,8 @@ Result<crypto::Bytes> LakeClient::Call(lake::Op op, const std::function<void(Byt
   MEDSTREAM_TRY(status, r.U8("status"));
   if (status != 0) {
     MEDSTREAM_TRY(message, r.String("error", 1 << 20));
-    // The enclave's code (1 + Error::Code); an out-of-range one is the enclave misbehaving.
-    const int code = status - 1;
-    if (code > static_cast<int>(Error::kLastCode)) {
-      return Fail(Error::Code::kInternal, "the enclave answered with unknown status " +
-                                              std::to_string(status) + ": " + message);
-    }
-    return Fail(static_cast<Error::Code>(code), message);
+    // 1 + Error::Code, the edge frames' convention (an unknown one is kInternal).
+    return std::unexpected(enclave::ErrorFromStatus(status, message));
   }
   return crypto::Bytes(reply.begin() + 1, reply.end());
 }
