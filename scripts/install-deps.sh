@@ -20,6 +20,9 @@ PACKAGES=(
   # reference values for the HRV tests (tools/hrv_reference.py), the bench's pandas baseline
   # and its plots, the data lake's SQL oracle
   python3 python3-numpy python3-scipy python3-pandas gnuplot-nox sqlite3 libsqlite3-dev
+  # the owner's dashboard and metrics endpoints (HTTP/HTTPS), their checks: headless Chromium
+  # drives the dashboard, promtool (Prometheus) checks the metrics text
+  libcpp-httplib-dev chromium prometheus
 )
 
 SUDO=""
@@ -35,4 +38,11 @@ echo "install-deps: apt-get update"
 $SUDO apt-get update -qq
 echo "install-deps: installing ${#PACKAGES[@]} packages (already installed ones are kept)"
 $SUDO apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+# Node.js runs the web test tools (tools/web: the FHIR R4 schema validator, a Chromium driver),
+# pinned by tools/web/package-lock.json and taken from the npm registry.
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+echo "install-deps: npm ci in tools/web"
+(cd "$(dirname "$0")/../tools/web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 echo "install-deps: done"

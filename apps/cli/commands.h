@@ -20,5 +20,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code);
 void RegisterLakeCommand(CLI::App& app, int* exit_code);
 void RegisterBrokerCommand(CLI::App& app, int* exit_code);
 void RegisterEcgCommand(CLI::App& app, int* exit_code);
+void RegisterExportCommand(CLI::App& app, int* exit_code);
+void RegisterReportCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

@@ -5,6 +5,9 @@
 // time; then prints what arrived, what was lost (must be 0) and how long it took.
 #include <unistd.h>
 
+#include <fmt/format.h>
+
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,8 +17,45 @@
 #include "apps/cli/json_out.h"
 #include "apps/pipeline/pipeline.h"
 #include "enclave/core/identity.h"
+#include "owner/results/results.h"
 
 namespace medstream::cli {
+
+namespace {
+
+// The latest window of each user, the headline metrics with their units (at most 25 rows: the
+// summary JSON has every user).
+std::string FormatLatestTable(const std::vector<pipeline::Summary::UserLatest>& users) {
+  constexpr size_t kMaxRows = 25;
+  std::string out = fmt::format("\nlatest complete window per user\n  {:<14} {:<20} {:>6}", "user",
+                                "window start (UTC)", "min");
+  const auto metrics = results::HeadlineMetrics();
+  for (const hrv::MetricInfo* m : metrics) out += fmt::format(" {:>9}", results::Label(*m));
+  out += "\n";
+  size_t shown = 0;
+  for (const auto& u : users) {
+    if (shown++ == kMaxRows) {
+      out += fmt::format("  ... and {} more users (--summary-json lists all)\n",
+                         users.size() - kMaxRows);
+      break;
+    }
+    if (!u.latest.ok) {
+      out += fmt::format("  {:<14} (no complete window yet)\n", u.user);
+      continue;
+    }
+    out += fmt::format("  {:<14} {:<20} {:>6.0f}", u.user, results::IsoUtc(u.latest.t_start),
+                       (u.latest.t_end - u.latest.t_start) / 60);
+    for (const hrv::MetricInfo* m : metrics) {
+      const double v = u.latest.metrics.*(m->field);
+      out += std::isnan(v) ? fmt::format(" {:>9}", "-") : fmt::format(" {:>9.1f}", v);
+    }
+    if (u.latest.lost_beats) out += fmt::format("  ({} beats lost)", u.latest.lost_beats);
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace
 
 void RegisterDemoCommand(CLI::App& app, int* exit_code) {
   struct Args {
@@ -25,7 +65,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     double batch_seconds = 10;
     uint64_t seed = 1;
     std::string keep, summary_json;
-    std::string jobs = "sdnn,hrv-bands";
+    std::string jobs = "hrv-full";
     bool sftp = false;
     double rate = 0;
   };
@@ -53,7 +93,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--jobs", a->jobs, "Jobs the data owner provisions")->capture_default_str();
   cmd->add_option("--keep", a->keep,
                   "Keep every directory here: raw beats sent, server inbox/outbox (ciphertext), "
-                  "decrypted results");
+                  "decrypted results (without it, only the results are kept)");
   cmd->add_option("--summary-json", a->summary_json, "Also write the summary as JSON");
   cmd->add_flag("--sftp", a->sftp,
                 "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
@@ -95,8 +135,15 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
                     : (std::to_string(static_cast<int>(a->speed)) + "x real time").c_str(),
         o.work.c_str());
     auto run = pipeline::Run(o);
+    // Without --keep everything but the decrypted results goes (they are what a user came for).
     auto cleanup = [&] {
-      if (a->keep.empty()) fs::remove_all(o.work);
+      if (a->keep.empty()) {
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(o.work, ec)) {
+          if (e.path().filename() != "results") fs::remove_all(e.path(), ec);
+        }
+        if (!fs::exists(fs::path(o.work) / "results")) fs::remove_all(o.work, ec);
+      }
       if (a->sftp && a->keep.empty()) fs::remove_all(fs::path(o.server_dir).parent_path());
     };
     if (!run) {
@@ -104,8 +151,26 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
       return fail(run.error().message());
     }
     const pipeline::Summary& s = *run;
+    nlohmann::ordered_json users = nlohmann::ordered_json::array();
+    for (const pipeline::Summary::UserLatest& u : s.users_latest) {
+      nlohmann::ordered_json row{{"user", u.user}, {"windows", u.windows}};
+      if (u.latest.ok) {
+        row["t_start"] = u.latest.t_start;
+        row["t_end"] = u.latest.t_end;
+        row["start_utc"] = results::IsoUtc(u.latest.t_start);
+        row["end_utc"] = results::IsoUtc(u.latest.t_end);
+        for (const hrv::MetricInfo* m : results::HeadlineMetrics()) {
+          const double v = u.latest.metrics.*(m->field);
+          row[std::string(m->name)] =
+              std::isnan(v) ? nlohmann::ordered_json() : nlohmann::ordered_json(v);
+        }
+        row["lost_beats"] = u.latest.lost_beats;
+      }
+      users.push_back(std::move(row));
+    }
     nlohmann::ordered_json j{
-        {"users", s.users},
+        {"user_count", s.users},
+        {"users", users},
         {"mode", s.mode},
         {"beats_published", s.beats_published},
         {"beats_received", s.beats_received},
@@ -125,7 +190,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         {"beats_per_second", s.rate()},
         {"server_batch_ms_mean", s.server_batch_ms.mean},
         {"server_batch_ms_p99", s.server_batch_ms.p99},
-        {"results_dir", a->keep.empty() ? "" : s.results_dir},
+        {"results_dir", s.results_dir},
     };
     std::printf(
         "\nsummary\n  users %d   beats published %llu (%.0f/s), received %llu, processed in the "
@@ -146,6 +211,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         static_cast<unsigned long long>(s.lost_beats_detected),
         static_cast<unsigned long long>(s.lost_messages_detected), s.latency_s.p50, s.latency_s.p99,
         s.batch_interval_s, s.server_batch_ms.mean, s.server_batch_ms.p99);
+    std::printf("%s", FormatLatestTable(s.users_latest).c_str());
     if (!a->keep.empty()) {
       std::printf(
           "  kept in %s: sensors/ (raw beats sent), results/ (decrypted per user: CSV and\n"
@@ -153,7 +219,9 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
           o.work.c_str(), s.server_dir.c_str());
     } else {
       std::printf(
-          "  (use --keep DIR to keep the sensors' beats, the server's files and the results)\n");
+          "  results (decrypted, per user: <user>.jsonl and <user>.<job>.csv) kept in %s\n"
+          "  (--keep DIR keeps the sensors' beats and the server's files too)\n",
+          s.results_dir.c_str());
     }
     cleanup();
     if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";

@@ -10,6 +10,7 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/json_out.h"
 #include "common/base/bytes.h"
+#include "owner/results/results.h"
 
 namespace medstream::cli {
 
@@ -140,8 +141,11 @@ int RunHrv(const HrvArgs& a) {
   const auto metrics = hrv::JobMetrics(*job);
   if (a.json) {
     for (const hrv::WindowResult& w : out.windows) {
-      nlohmann::ordered_json j{
-          {"t_start", w.t_start}, {"t_end", w.t_end}, {"coverage", w.coverage}};
+      nlohmann::ordered_json j{{"t_start", w.t_start},
+                               {"t_end", w.t_end},
+                               {"start_utc", results::IsoUtc(w.t_start)},
+                               {"end_utc", results::IsoUtc(w.t_end)},
+                               {"coverage", w.coverage}};
       j.update(MetricsJson(w.metrics, metrics));
       std::printf("%s\n", DumpJson(j).c_str());
     }

@@ -286,6 +286,19 @@ Result<Summary> Run(const Options& o) {
   } else {
     say("(the server wrote no statistics: " + server.error().message() + ")");
   }
+  // What a clinician looks at first: each user's latest window.
+  if (auto users = results::ListUsers(go.results_dir)) {
+    for (const std::string& user : *users) {
+      auto r = results::ReadUser(go.results_dir, user);
+      if (!r) {
+        say("(results of " + user + " unreadable: " + r.error().message() + ")");
+        continue;
+      }
+      sum.users_latest.push_back({.user = user,
+                                  .windows = r->windows.size(),
+                                  .latest = results::LatestWindow(r->windows)});
+    }
+  }
   return sum;
 }
 

@@ -12,6 +12,7 @@
 #include "algo/hrv/jobs.h"
 #include "common/base/result.h"
 #include "common/base/stats.h"
+#include "owner/results/results.h"
 
 namespace medstream::pipeline {
 
@@ -27,7 +28,8 @@ struct Options {
   double batch_seconds = 10;
   size_t batch_beats = 1000;  // also cut a user's batch at this many beats
   uint64_t seed = 1;
-  std::vector<hrv::JobKind> jobs = {hrv::JobKind::kSdnn, hrv::JobKind::kHrvBands};
+  // The time domain (HR, SDNN, RMSSD, pNN50), the bands (LF, HF, LF/HF) and the nonlinear metrics.
+  std::vector<hrv::JobKind> jobs = {hrv::JobKind::kHrvFull};
   std::string mode = "process";
   bool sftp = false;
   bool record = true;                      // sensors keep what they sent in WORK/sensors/<user>.csv
@@ -50,6 +52,12 @@ struct Summary {
   uint64_t server_bytes_in = 0;
   double batch_interval_s = 0;
   std::string server_dir, results_dir;
+  struct UserLatest {
+    std::string user;
+    size_t windows = 0;      // windows of every job in RESULTS/<user>.jsonl
+    results::Latest latest;  // the latest window, every job's metrics merged
+  };
+  std::vector<UserLatest> users_latest;  // by user name
   // Beats per second published.
   double rate() const { return wall_s > 0 ? static_cast<double>(beats_published) / wall_s : 0; }
 };

@@ -12,6 +12,7 @@
 #include "common/abi/edge.h"
 #include "common/base/file.h"
 #include "host/server/server.h"
+#include "owner/results/results.h"
 #include "owner/sensor/sensor.h"
 
 namespace medstream::gateway {
@@ -563,13 +564,18 @@ Status Gateway::ReadResults(Stream& s) {
         };
         field("t_start", w.t_start);
         field("t_end", w.t_end);
+        // ISO-8601 UTC beside the epoch seconds, for people and for tools that read dates.
+        const std::string start_utc = results::IsoUtc(w.t_start);
+        const std::string end_utc = results::IsoUtc(w.t_end);
+        fmt::format_to(std::back_inserter(jsonl), ",\"start_utc\":\"{}\",\"end_utc\":\"{}\"",
+                       start_utc, end_utc);
         field("coverage", w.coverage);
         for (const hrv::MetricInfo* m : metrics) field(m->name, w.metrics.*(m->field));
         // Beats the device sent inside this window that never arrived: the window is not the
         // complete data its numbers would suggest.
         const uint64_t lost = devices_.LostBeatsIn(s.user, w.t_start, w.t_end);
         fmt::format_to(std::back_inserter(jsonl), ",\"lost_beats\":{}", lost);
-        fmt::format_to(std::back_inserter(rows), ",{}", lost);
+        fmt::format_to(std::back_inserter(rows), ",{},{},{}", lost, start_utc, end_utc);
         last_window_start = std::max(last_window_start, w.t_start);
         jsonl.append(std::string_view("}\n"));
         rows.push_back('\n');
@@ -579,7 +585,7 @@ Status Gateway::ReadResults(Stream& s) {
     for (const auto& [kind, rows] : csv) {
       std::string header = "seq,t_start,t_end,coverage";
       for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
-      header += ",lost_beats";
+      header += ",lost_beats,start_utc,end_utc";
       if (auto st = AppendBlock(
               options_.results_dir + "/" + s.user + "." + std::string(hrv::JobName(kind)) + ".csv",
               fmt::to_string(rows), header + "\n");

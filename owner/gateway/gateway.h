@@ -9,7 +9,9 @@
 //   STATE/seq           per user: the next sequence number and the time of the last beat sealed
 //   STATE/devices       per device: its message sequence and what never arrived (sequence.h)
 //   RESULTS/<user>.<job>.csv  one row per window: seq, window, metrics, lost_beats (beats sent
-//                       inside the window that never arrived); RESULTS/<user>.jsonl likewise
+//                       inside the window that never arrived), then the window in ISO-8601 UTC
+//                       (start_utc, end_utc); RESULTS/<user>.jsonl likewise (owner/results reads
+//                       it)
 //
 // Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
 // Before any key leaves, the gateway attests the enclave (through the server's relay socket) and

@@ -401,7 +401,7 @@ TEST_F(FaultTest, WindowsOverAHoleAreMarkedWithTheBeatsMissingInThem) {
   EXPECT_GE(marked, 5u);  // 300 s windows every 30 s: about ten cover a 5 s hole
   const std::string csv = ReadFileText(dir_ + "/results/" + user + ".sdnn.csv").value();
   EXPECT_TRUE(csv.starts_with("seq,t_start,t_end,coverage,")) << csv.substr(0, 80);
-  EXPECT_NE(csv.find(",lost_beats\n"), std::string::npos);
+  EXPECT_NE(csv.find(",lost_beats,start_utc,end_utc\n"), std::string::npos);
 }
 
 // Issue 18: a device that streams raw ECG detects its beats itself (the QRS detector on the sensor

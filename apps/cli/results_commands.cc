@@ -1,0 +1,76 @@
+// `medstream export fhir` and `medstream report`: the owner's decrypted results for an EHR and
+// for people (owner/fhir, owner/report). Both read a gateway's results directory or one
+// `medstream hrv --json` file (owner/results).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "apps/cli/commands.h"
+#include "apps/cli/json_out.h"
+#include "common/base/file.h"
+#include "owner/fhir/fhir.h"
+#include "owner/results/results.h"
+
+namespace medstream::cli {
+
+namespace {
+
+int Fail(const char* command, const std::string& message) {
+  std::fprintf(stderr, "medstream %s: error: %s\n", command, message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+void RegisterExportCommand(CLI::App& app, int* exit_code) {
+  CLI::App* cmd = app.add_subcommand("export", "Export results for other systems");
+  cmd->require_subcommand(1);
+  struct Args {
+    std::string results, user, out, metrics;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* fhir = cmd->add_subcommand(
+      "fhir",
+      "An HL7 FHIR R4 Bundle of Observations, one per window and metric (heart rate LOINC "
+      "8867-4, SDNN LOINC 80404-7, the others under urn:medstream:fhir:hrv-metric; docs/fhir.md)");
+  fhir->add_option("results", a->results,
+                   "A gateway's results directory, or one JSON-lines file of windows (medstream "
+                   "hrv --window ... --json)")
+      ->required();
+  fhir->add_option("--user", a->user,
+                   "Only this user (a directory), or the subject's id (a file; default: its name)");
+  fhir->add_option("--out", a->out, "Where to write the Bundle (0600: it is health data)")
+      ->required();
+  fhir->add_option("--metrics", a->metrics,
+                   "Comma-separated metric names (e.g. mean_hr_bpm,sdnn_ms); default: every "
+                   "metric with a value");
+  fhir->callback([a, exit_code] {
+    fhir::BundleOptions options;
+    options.timestamp =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    for (size_t pos = 0; pos < a->metrics.size();) {
+      size_t end = a->metrics.find(',', pos);
+      if (end == std::string::npos) end = a->metrics.size();
+      const std::string name = a->metrics.substr(pos, end - pos);
+      if (!hrv::FindMetric(name))
+        return void(*exit_code = Fail("export", "unknown metric '" + name + "'"));
+      options.metrics.push_back(name);
+      pos = end + 1;
+    }
+    auto users = results::Load(a->results, a->user);
+    if (!users) return void(*exit_code = Fail("export", users.error().message()));
+    const nlohmann::ordered_json bundle = fhir::Bundle(*users, options);
+    if (auto s = WriteFileAtomic(a->out, DumpJson(bundle, 1) + "\n", 0600); !s)
+      return void(*exit_code = Fail("export", s.error().message()));
+    uint64_t malformed = 0;
+    for (const auto& u : *users) malformed += u.malformed_lines;
+    std::printf("%zu observations of %zu users written to %s\n", bundle["entry"].size(),
+                users->size(), a->out.c_str());
+    if (malformed)
+      std::fprintf(stderr, "medstream export: warning: %llu malformed result lines skipped\n",
+                   static_cast<unsigned long long>(malformed));
+  });
+}
+
+}  // namespace medstream::cli
