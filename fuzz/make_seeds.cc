@@ -115,6 +115,8 @@ int main(int argc, char** argv) {
     Put("mqtt_payload", "v1-beats-" + std::to_string(n), sensor::EncodePayloadV1(all.first(n)));
   }
   Put("mqtt_payload", "status", sensor::EncodeStatus({42, 10, 30, true}));
+  const std::vector<uint16_t> rr{800, 790, 1023};
+  Put("mqtt_payload", "ble-hrm", sensor::EncodeHeartRateMeasurement(70, rr));
   Put("mqtt_payload", "json", R"({"t": 1700000000.25, "rr_ms": [812, 790.5, 801]})");
   Put("mqtt_payload", "json-seq",
       R"({"t": 1700000000.25, "rr_ms": [812], "session": 7, "seq": 3, "first_beat": 9})");

@@ -57,6 +57,9 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--stats-json", a->stats_json,
                   "Keep the gateway's counters (beats, batches, results, lost) in this JSON file, "
                   "rewritten every 5 s and at the end");
+  cmd->add_flag("--record-beats", a->o.record_beats,
+                "Also keep each user's beats in RESULTS/<user>.beats.csv (medstream report draws "
+                "the tachogram, spectrum and Poincare plot from them)");
   cmd->add_option("--site", a->o.site, "Site (topic medstream/SITE/+/rr)")->capture_default_str();
   cmd->add_option("--batch-beats", a->o.batch_beats, "Cut a user's batch at this many beats")
       ->capture_default_str();
@@ -154,7 +157,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"lost_messages", s.lost_messages},
                                        {"lost_beats", s.lost_beats},
                                        {"recovered_beats", s.recovered_beats},
-                                       {"old_format_messages", s.old_format_messages}};
+                                       {"old_format_messages", s.old_format_messages},
+                                       {"heart_rate_only", s.heart_rate_only}};
         if (auto w = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !w) {
           std::fprintf(stderr, "gateway: %s\n", w.error().message().c_str());
         }

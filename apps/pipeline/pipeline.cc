@@ -119,6 +119,7 @@ Result<Summary> Run(const Options& o) {
   gateway::Options go;
   go.state_dir = o.work + "/gateway";
   go.results_dir = o.work + "/results";
+  go.record_beats = o.record;  // the report's tachogram, spectrum and Poincare plot
   go.server_dir = server_dir;
   std::unique_ptr<sftp::Sshd> sshd;
   if (o.sftp) {

@@ -101,6 +101,7 @@ class FaultTest : public ::testing::Test {
                             broker.dir(),
                             "--stats-json",
                             dir_ + "/gateway-stats.json",
+                            "--record-beats",
                             "--status-interval",
                             status_interval,
                             "--site",

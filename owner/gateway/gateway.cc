@@ -440,6 +440,10 @@ void Gateway::OnMessage(const mqtt::Message& m) {
                  message ? "bad user name" : message.error().message().c_str());
     return;
   }
+  if (message->version == sensor::kBluetoothHeartRate && message->untimed_rr_ms.empty()) {
+    ++stats_.heart_rate_only;  // a heart rate without RR: nothing for HRV
+    return;
+  }
   const std::vector<hrv::Beat>* beats = &message->beats;
   std::optional<sensor::Sequence> sequence;
   if (message->has_sequence) {
@@ -454,6 +458,11 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     return;
   }
   Stream& s = **stream;
+  if (message->version == sensor::kBluetoothHeartRate) {
+    // Bluetooth measurements carry RR without times: continue from the device's last beat.
+    const double last = s.open.empty() ? s.sealed_until : s.open.back().t_s;
+    message->beats = sensor::TimeBeats(message->untimed_rr_ms, last, options_.wall_clock());
+  }
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
   if (auto st = s.log->Append(*beats, sequence); !st) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
@@ -506,6 +515,7 @@ Status Gateway::Cut(Stream& s) {
   MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
   const std::string name = wire::BatchFileName(s.id, seq);
   if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  if (options_.record_beats) RecordBeats(s);
   ++s.next_seq;
   s.sealed_until = s.open.back().t_s;
   if (auto st = SaveSequences(); !st) return st;
@@ -514,6 +524,22 @@ Status Gateway::Cut(Stream& s) {
   s.open.clear();
   ++stats_.batches_sealed;
   return {};
+}
+
+void Gateway::RecordBeats(const Stream& s) {
+  fmt::memory_buffer text;
+  for (const hrv::Beat& b : s.open)
+    fmt::format_to(std::back_inserter(text), "{},{}\n", b.t_s, b.rr_ms);
+  const std::string path = options_.results_dir + "/" + s.user + ".beats.csv";
+  bool created = false;
+  if (!FileExists(path)) {
+    if (auto st = AppendPrivateFile(path, "time_s,rr_ms\n", &created); !st) {
+      std::fprintf(stderr, "gateway: warning: %s\n", st.error().message().c_str());
+      return;
+    }
+  }
+  if (auto st = AppendPrivateFile(path, std::string_view(text.data(), text.size())); !st)
+    std::fprintf(stderr, "gateway: warning: %s\n", st.error().message().c_str());
 }
 
 Status Gateway::UploadSpool() {

@@ -88,6 +88,16 @@ struct Options {
   enclave::StreamConfig config;
   std::string root_ca;  // trust anchor for attestation
   attest::Policy policy;
+  // Also keep the beats of every sealed batch in RESULTS/<user>.beats.csv (time_s,rr_ms; 0600):
+  // the tachogram, spectrum and Poincare plot of `medstream report` need them. A crash between
+  // sealing a batch and this append can leave that batch out (a record for reports, not the data
+  // of record: that is in the spool and the enclave).
+  bool record_beats = false;
+  // Unix time now: times the beats of Bluetooth measurements, which come without (sensor.h).
+  std::function<double()> wall_clock = [] {
+    return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
 };
 
 struct Stats {
@@ -105,8 +115,10 @@ struct Stats {
   uint64_t gaps_reported = 0;
   // Sent by the devices but never received (sequence.h); recovered: arrived late, after all.
   uint64_t lost_messages = 0, lost_beats = 0, recovered_beats = 0;
-  uint64_t old_format_messages = 0;  // without a sequence (v1, JSON without one): not countable
-  std::vector<double> latency_s;     // first beat of a batch received -> its result read
+  // Without a sequence (v1, JSON without one, Bluetooth measurements): losses not countable.
+  uint64_t old_format_messages = 0;
+  uint64_t heart_rate_only = 0;   // Bluetooth measurements without RR intervals (no beats)
+  std::vector<double> latency_s;  // first beat of a batch received -> its result read
 };
 
 // Where the gateway's messages come from. The broker (MqttSource: a persistent session on
@@ -170,6 +182,7 @@ class Gateway {
   Result<Stream*> StreamFor(const std::string& user);
   Status Cut(Stream& s);
   Status UploadSpool();
+  void RecordBeats(const Stream& s);
   Status ReadResults(Stream& s);
   Status SaveSequences();
   void OnStatusMessage(const std::string& user, const mqtt::Message& m);

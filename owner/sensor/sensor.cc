@@ -147,8 +147,83 @@ Result<Payload> DecodeJson(std::span<const uint8_t> payload) {
 
 }  // namespace
 
+Result<Payload> DecodeHeartRateMeasurement(std::span<const uint8_t> payload) {
+  if (payload.size() > kMaxHeartRatePayloadBytes)
+    return Corrupt("Bluetooth heart rate measurement of " + std::to_string(payload.size()) +
+                   " bytes (at most " + std::to_string(kMaxHeartRatePayloadBytes) + ")");
+  const uint8_t flags = payload[0];
+  if (flags & 0xe0) return Corrupt("Bluetooth heart rate measurement with reserved flag bits set");
+  Payload out;
+  out.version = kBluetoothHeartRate;
+  out.has_sequence = false;
+  size_t pos = 1;
+  auto u16 = [&](size_t at) {
+    return static_cast<uint16_t>(payload[at] | (static_cast<uint16_t>(payload[at + 1]) << 8));
+  };
+  const size_t hr_bytes = (flags & 0x01) ? 2 : 1;
+  const size_t energy_bytes = (flags & 0x08) ? 2 : 0;
+  if (payload.size() < pos + hr_bytes + energy_bytes)
+    return Corrupt("Bluetooth heart rate measurement too short for its flags");
+  out.heart_rate_bpm = hr_bytes == 2 ? u16(pos) : payload[pos];
+  pos += hr_bytes + energy_bytes;
+  const size_t rest = payload.size() - pos;
+  if (!(flags & 0x10)) {
+    if (rest != 0) return Corrupt("Bluetooth heart rate measurement with trailing bytes");
+    return out;
+  }
+  if (rest == 0 || rest % 2 != 0)
+    return Corrupt("Bluetooth heart rate measurement: " + std::to_string(rest) +
+                   " bytes of RR intervals (a positive, even number expected)");
+  for (size_t i = 0; i < rest / 2; ++i) {
+    const uint16_t raw = u16(pos + 2 * i);
+    const double rr_ms = raw * 1000.0 / 1024.0;
+    if (raw == 0 || rr_ms > hrv::kMaxRrMs)
+      return Corrupt(fmt::format("Bluetooth RR interval {} of {}: {}/1024 s is outside (0, {}] ms",
+                                 i + 1, rest / 2, raw, hrv::kMaxRrMs));
+    out.untimed_rr_ms.push_back(rr_ms);
+  }
+  return out;
+}
+
+std::vector<hrv::Beat> TimeBeats(std::span<const double> rr_ms, double last_beat_t,
+                                 double arrival_t) {
+  std::vector<hrv::Beat> beats(rr_ms.size());
+  double total_s = 0;
+  for (double rr : rr_ms) total_s += rr / 1000;
+  const double end = last_beat_t + total_s;
+  if (std::isfinite(last_beat_t) && end >= arrival_t - kHeartRateGapS && end <= arrival_t + 3600) {
+    // Continuing: each beat is the previous one plus its RR, as an offline reader of the same RR
+    // series computes it.
+    double t = last_beat_t;
+    for (size_t i = 0; i < rr_ms.size(); ++i) beats[i] = {t += rr_ms[i] / 1000, rr_ms[i]};
+    return beats;
+  }
+  // Anchored: backwards from the last beat, placed at the arrival.
+  double t = arrival_t;
+  for (size_t i = rr_ms.size(); i-- > 0;) {
+    beats[i] = {t, rr_ms[i]};
+    t -= rr_ms[i] / 1000;
+  }
+  return beats;
+}
+
+std::vector<uint8_t> EncodeHeartRateMeasurement(int heart_rate_bpm,
+                                                std::span<const uint16_t> rr_1024) {
+  const bool wide = heart_rate_bpm > 255;
+  std::vector<uint8_t> out{
+      static_cast<uint8_t>((wide ? 0x01 : 0) | 0x06 | (rr_1024.empty() ? 0 : 0x10))};
+  out.push_back(static_cast<uint8_t>(heart_rate_bpm & 0xff));
+  if (wide) out.push_back(static_cast<uint8_t>(heart_rate_bpm >> 8));
+  for (uint16_t rr : rr_1024) {
+    out.push_back(static_cast<uint8_t>(rr & 0xff));
+    out.push_back(static_cast<uint8_t>(rr >> 8));
+  }
+  return out;
+}
+
 Result<Payload> DecodeMessage(std::span<const uint8_t> payload) {
   if (!payload.empty() && payload[0] == '{') return DecodeJson(payload);
+  if (!payload.empty() && payload[0] < 0x20) return DecodeHeartRateMeasurement(payload);
   Payload out;
   size_t header = 0;
   if (payload.size() >= 6 && std::memcmp(payload.data(), "MSP1", 4) == 0) {

@@ -22,6 +22,14 @@
 // its RR. 1 to 1024 RR values; "session", "seq" and "first_beat" (as in version 2) are optional:
 // with them the gateway counts losses, without them it cannot. At most 64 KiB.
 //
+// Bluetooth Heart Rate Measurement (GATT characteristic 0x2A37), raw, as a phone bridge forwards
+// a notification (on the same topic, told apart by its first byte: the flags, below 0x20):
+//   flags u8 | heart rate u8 or u16 (flags bit 0) | [energy expended u16 (bit 3)] |
+//   [RR u16 ... in 1/1024 s (bit 4)]
+// little-endian; bits 1-2 are sensor contact, bits 5-7 reserved (must be 0). At most 512 bytes
+// (the largest ATT value). It carries no times and no sequence: the gateway times the beats
+// (TimeBeats) and cannot count what never arrived. A measurement without RR carries no beat.
+//
 // Status (topic medstream/<site>/<user>/status, QoS 1, retained), version 1:
 //   "MSS1" | session u64 | messages u64 | beats u64 | final u8
 // what the device has sent in the session so far (final: it has stopped). The broker keeps the
@@ -75,6 +83,11 @@ inline constexpr size_t kMaxBeatsPerMessage = 1024;
 inline constexpr uint64_t kMaxSequence = uint64_t{1} << 53;
 inline constexpr int kJsonPayload = 0;
 inline constexpr size_t kMaxJsonPayloadBytes = 64 * 1024;
+inline constexpr int kBluetoothHeartRate = 3;
+inline constexpr size_t kMaxHeartRatePayloadBytes = 512;
+// A Bluetooth measurement arriving more than this much later than its beats would end (the
+// previous beat + its RR values) follows a gap: its beats are timed from its arrival instead.
+inline constexpr double kHeartRateGapS = 10;
 
 // Where a message stands in its device's session (all zero for version 1).
 struct Sequence {
@@ -83,11 +96,25 @@ struct Sequence {
   uint64_t first_beat = 0;
 };
 struct Payload {
-  int version = 2;  // 1 or 2 (binary), or kJsonPayload
+  int version = 2;  // 1 or 2 (binary), kJsonPayload, or kBluetoothHeartRate
   bool has_sequence = true;
   Sequence sequence;
   std::vector<hrv::Beat> beats;
+  // kBluetoothHeartRate only: the RR values (ms, in order) without times, and the heart rate the
+  // sensor reported (bpm); `beats` is empty until TimeBeats.
+  std::vector<double> untimed_rr_ms;
+  double heart_rate_bpm = hrv::kNaN;
 };
+
+// Times RR values that came without times: each beat is the previous one plus its RR, the first
+// after `last_beat_t` (the device's last beat, -inf for none). When there is no previous beat, or
+// the beats would end more than kHeartRateGapS before `arrival_t` (a gap), or more than an hour
+// after it (a clock that ran away), the last beat is placed at `arrival_t` instead.
+std::vector<hrv::Beat> TimeBeats(std::span<const double> rr_ms, double last_beat_t,
+                                 double arrival_t);
+// A Bluetooth Heart Rate Measurement payload (above), for tests and simulated bridges.
+std::vector<uint8_t> EncodeHeartRateMeasurement(int heart_rate_bpm,
+                                                std::span<const uint16_t> rr_1024);
 
 std::vector<uint8_t> EncodePayload(const Sequence& sequence, std::span<const hrv::Beat> beats);
 // Version 1, for tests of older senders.

@@ -125,6 +125,68 @@ TEST(Payload, JsonIsReadWithOrWithoutASequence) {
   EXPECT_FALSE(DecodeMessage(text(big)).has_value());
 }
 
+// Issue 16: the raw Bluetooth Heart Rate Measurement (0x2A37) as phone bridges forward it.
+TEST(Payload, BluetoothHeartRateMeasurementIsReadByItsFlags) {
+  // 8-bit heart rate, contact detected, two RR values (1/1024 s).
+  auto m = DecodeMessage(std::vector<uint8_t>{0x16, 72, 0x00, 0x04, 0x34, 0x03}).value();
+  EXPECT_EQ(m.version, kBluetoothHeartRate);
+  EXPECT_FALSE(m.has_sequence);
+  EXPECT_TRUE(m.beats.empty());  // times come from the gateway (TimeBeats)
+  EXPECT_EQ(m.heart_rate_bpm, 72);
+  ASSERT_EQ(m.untimed_rr_ms.size(), 2u);
+  EXPECT_EQ(m.untimed_rr_ms[0], 1000.0);               // 1024/1024 s
+  EXPECT_EQ(m.untimed_rr_ms[1], 820 * 1000.0 / 1024);  // 0x0334
+  // 16-bit heart rate and energy expended before the RR values.
+  m = DecodeMessage(std::vector<uint8_t>{0x19, 0x2c, 0x01, 0x10, 0x00, 0x00, 0x03}).value();
+  EXPECT_EQ(m.heart_rate_bpm, 300);
+  ASSERT_EQ(m.untimed_rr_ms.size(), 1u);
+  EXPECT_EQ(m.untimed_rr_ms[0], 750.0);
+  // Heart rate only: a valid measurement without beats.
+  m = DecodeMessage(std::vector<uint8_t>{0x00, 61}).value();
+  EXPECT_TRUE(m.untimed_rr_ms.empty());
+  // The encoder used by tests and bridges round-trips.
+  const std::vector<uint16_t> rr{800, 790, 1023};
+  m = DecodeMessage(EncodeHeartRateMeasurement(70, rr)).value();
+  ASSERT_EQ(m.untimed_rr_ms.size(), 3u);
+  EXPECT_EQ(m.untimed_rr_ms[2], 1023 * 1000.0 / 1024);
+  for (const auto& bad : std::vector<std::vector<uint8_t>>{
+           {0x10, 70},                    // RR flag without RR values
+           {0x10, 70, 0x00},              // half an RR value
+           {0x10, 70, 0x00, 0x00},        // RR 0
+           {0x10, 70, 0xff, 0xff},        // RR 64 s: past hrv's limit
+           {0x01, 70},                    // 16-bit heart rate cut short
+           {0x08, 70, 0x01},              // energy cut short
+           {0x00, 70, 0x01},              // trailing byte
+           {0x30, 70, 0x00, 0x04},        // a reserved bit
+           std::vector<uint8_t>(600, 0),  // larger than any ATT value
+       }) {
+    auto r = DecodeMessage(bad);
+    ASSERT_FALSE(r.has_value()) << bad.size();
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt);
+  }
+}
+
+TEST(Payload, BluetoothBeatsContinueFromTheLastBeatOrAnchorAtTheirArrival) {
+  const std::vector<double> rr{800, 1000, 900};
+  // First message: the last beat at its arrival.
+  auto b = TimeBeats(rr, -INFINITY, 1000);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_DOUBLE_EQ(b[2].t_s, 1000);
+  EXPECT_DOUBLE_EQ(b[1].t_s, 999.1);
+  EXPECT_DOUBLE_EQ(b[0].t_s, 998.1);
+  EXPECT_EQ(b[0].rr_ms, 800);
+  // Next message: each beat the previous plus its RR, whatever the arrival (a backlog forwarded
+  // fast, or a few seconds late).
+  for (double arrival : {1000.0, 1003.0, 1012.0, 500.0}) {
+    b = TimeBeats(rr, 1000, arrival);
+    EXPECT_EQ(b[0].t_s, 1000 + 0.8) << arrival;
+    EXPECT_EQ(b[2].t_s, 1000 + 0.8 + 1.0 + 0.9) << arrival;
+  }
+  // A gap (arriving more than kHeartRateGapS late) or a runaway clock: anchored again.
+  EXPECT_DOUBLE_EQ(TimeBeats(rr, 1000, 1020).back().t_s, 1020);
+  EXPECT_DOUBLE_EQ(TimeBeats(rr, 1000, -5000).back().t_s, -5000);
+}
+
 TEST(Payload, StatusRoundTripAndRefusals) {
   const auto bytes = EncodeStatus({.session = 9, .messages = 12, .beats = 48, .final = true});
   auto st = DecodeStatus(bytes).value();
