@@ -10,6 +10,7 @@
 #include "apps/cli/json_out.h"
 #include "common/base/file.h"
 #include "owner/fhir/fhir.h"
+#include "owner/report/report.h"
 #include "owner/results/results.h"
 
 namespace medstream::cli {
@@ -70,6 +71,45 @@ void RegisterExportCommand(CLI::App& app, int* exit_code) {
     if (malformed)
       std::fprintf(stderr, "medstream export: warning: %llu malformed result lines skipped\n",
                    static_cast<unsigned long long>(malformed));
+  });
+}
+
+void RegisterReportCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    std::string results, user, beats, out, spectral = "welch";
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "report",
+      "One user's HRV report as HTML: metric table, tachogram, spectrum with its bands, "
+      "Poincare plot with SD1/SD2, per-window trends");
+  cmd->add_option("results", a->results,
+                  "A gateway's results directory (with --user), or one JSON-lines file of "
+                  "windows (medstream hrv --window ... --json)")
+      ->required();
+  cmd->add_option("--user", a->user, "The user (a results directory), or the name to show");
+  cmd->add_option("--beats", a->beats,
+                  "The beats: a recording medstream hrv reads (default: RESULTS/<user>.beats.csv "
+                  "when the gateway kept one)");
+  cmd->add_option("--spectral", a->spectral, "Spectral estimator, as medstream hrv")
+      ->check(CLI::IsMember({"welch", "lomb"}))
+      ->capture_default_str();
+  cmd->add_option("--out", a->out, "The HTML file to write (0600: it is health data)")->required();
+  cmd->callback([a, exit_code] {
+    auto input = report::Load(a->results, a->user, a->beats);
+    if (!input) return void(*exit_code = Fail("report", input.error().message()));
+    if (a->spectral == "lomb") input->analysis.spectral.method = hrv::SpectralMethod::kLombScargle;
+    input->generated_at =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto html = report::Render(*input);
+    if (!html) return void(*exit_code = Fail("report", html.error().message()));
+    if (auto s = WriteFileAtomic(a->out, *html, 0600); !s)
+      return void(*exit_code = Fail("report", s.error().message()));
+    std::printf(
+        "report of %s (%zu windows, %s) written to %s\n", input->user.c_str(),
+        input->windows.size(),
+        input->beats ? (std::to_string(input->beats->size()) + " beats").c_str() : "no beats",
+        a->out.c_str());
   });
 }
 
