@@ -22,5 +22,6 @@ void RegisterBrokerCommand(CLI::App& app, int* exit_code);
 void RegisterEcgCommand(CLI::App& app, int* exit_code);
 void RegisterExportCommand(CLI::App& app, int* exit_code);
 void RegisterReportCommand(CLI::App& app, int* exit_code);
+void RegisterDashboardCommand(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

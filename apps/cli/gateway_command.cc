@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <thread>
 
+#include "apps/cli/http_options.h"
 #include "apps/cli/json_out.h"
 #include "common/base/address.h"
 #include "common/base/file.h"
@@ -26,6 +27,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     gateway::Options o;
     std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
     std::string credentials, stats_json;
+    HttpArgs http;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand(
@@ -76,6 +78,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--step", a->o.config.windows.step_s, "Seconds between window starts")
       ->check(CLI::Range(hrv::kMinStepS, hrv::kMaxWindowS))
       ->capture_default_str();
+  AddHttpOptions(cmd, &a->http, "the dashboard (the results), /metrics and /healthz");
   cmd->add_option("--root-ca", a->o.root_ca, "Attestation trust anchor")->required();
   cmd->add_option("--policy", a->policy, "Verifier policy (JSON) the enclave must satisfy")
       ->required();
@@ -123,6 +126,18 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::printf(
           "medstream gateway: %llu beats of open batches recovered from the write-ahead log\n",
           static_cast<unsigned long long>(st.beats_recovered));
+    }
+    std::unique_ptr<dashboard::Dashboard> board;
+    if (!a->http.listen.empty()) {
+      auto options = DashboardOptions(a->http, a->o.results_dir);
+      if (!options) return fail(options.error().message());
+      gateway::Gateway* g = gw->get();
+      options->metrics = [g] { return g->MetricsText(); };
+      auto started = dashboard::Dashboard::Start(std::move(*options));
+      if (!started) return fail(started.error().message());
+      board = std::move(*started);
+      std::printf("medstream gateway: dashboard at %s (/metrics, /healthz)\n",
+                  board->url().c_str());
     }
     std::fflush(stdout);
     std::signal(SIGINT, OnGatewaySignal);

@@ -3,10 +3,14 @@
 // `medstream hrv --json` file (owner/results).
 #include <fmt/format.h>
 
+#include <pthread.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 
 #include "apps/cli/commands.h"
+#include "apps/cli/http_options.h"
 #include "apps/cli/json_out.h"
 #include "common/base/file.h"
 #include "owner/fhir/fhir.h"
@@ -110,6 +114,36 @@ void RegisterReportCommand(CLI::App& app, int* exit_code) {
         input->windows.size(),
         input->beats ? (std::to_string(input->beats->size()) + " beats").c_str() : "no beats",
         a->out.c_str());
+  });
+}
+
+void RegisterDashboardCommand(CLI::App& app, int* exit_code) {
+  struct Args {
+    std::string results;
+    HttpArgs http;
+  };
+  auto a = std::make_shared<Args>();
+  a->http.listen = "127.0.0.1:8080";
+  CLI::App* cmd = app.add_subcommand(
+      "dashboard",
+      "Serve the dashboard over a results directory (the gateway serves it live with --http)");
+  cmd->add_option("results", a->results, "A gateway's results directory")->required();
+  AddHttpOptions(cmd, &a->http, "the dashboard");
+  cmd->callback([a, exit_code] {
+    auto options = DashboardOptions(a->http, a->results);
+    if (!options) return void(*exit_code = Fail("dashboard", options.error().message()));
+    // Blocked before the server's threads exist, so they inherit it and only sigwait sees them.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    auto board = dashboard::Dashboard::Start(std::move(*options));
+    if (!board) return void(*exit_code = Fail("dashboard", board.error().message()));
+    std::printf("medstream dashboard: %s (Ctrl-C stops)\n", (*board)->url().c_str());
+    std::fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
   });
 }
 

@@ -11,6 +11,7 @@
 
 #include "common/abi/edge.h"
 #include "common/base/file.h"
+#include "common/metrics/metrics.h"
 #include "host/server/server.h"
 #include "owner/results/results.h"
 #include "owner/sensor/sensor.h"
@@ -699,6 +700,58 @@ Status Gateway::CutAll() {
     if (auto st = Cut(s); !st) return st;
   }
   return {};
+}
+
+std::string Gateway::MetricsText() const {
+  const Stats s = stats();
+  uint64_t wal_bytes = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(options_.state_dir + "/wal", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    if (it->is_regular_file(ec)) wal_bytes += it->file_size(ec);
+  }
+  metrics::Text t;
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    t.Counter(name, help, static_cast<double>(v));
+  };
+  counter("medstream_gateway_messages_total", "MQTT messages received on the sensor topics.",
+          s.messages);
+  counter("medstream_gateway_malformed_messages_total",
+          "Messages refused as malformed (counted and logged, never fatal).", s.malformed);
+  counter("medstream_gateway_beats_received_total", "Beats received and merged into batches.",
+          s.beats_in);
+  counter("medstream_gateway_beats_recovered_total",
+          "Beats recovered from the write-ahead log at start.", s.beats_recovered);
+  counter("medstream_gateway_duplicate_beats_total",
+          "Beats delivered again after they were sealed (dropped as duplicates).", s.beats_stale);
+  counter("medstream_gateway_batches_sealed_total", "Micro-batches sealed for the enclave.",
+          s.batches_sealed);
+  counter("medstream_gateway_batches_uploaded_total", "Sealed batches uploaded to the server.",
+          s.batches_uploaded);
+  counter("medstream_gateway_results_total", "Results opened and written.", s.results);
+  counter("medstream_gateway_results_refused_total",
+          "Result files from the server that failed to open.", s.results_refused);
+  counter("medstream_gateway_beats_processed_total", "Beats the enclave reports processed.",
+          s.beats_processed);
+  counter("medstream_gateway_windows_total", "HRV windows written.", s.windows);
+  counter("medstream_gateway_lost_messages_total",
+          "Messages the devices sent that never arrived (from their sequence numbers).",
+          s.lost_messages);
+  counter("medstream_gateway_lost_beats_total",
+          "Beats the devices sent that never arrived (from their sequence numbers).", s.lost_beats);
+  counter("medstream_gateway_late_beats_total", "Beats first counted lost that arrived late.",
+          s.recovered_beats);
+  counter("medstream_gateway_unsequenced_messages_total",
+          "Messages without a sequence (v1, JSON without one, Bluetooth): losses not countable.",
+          s.old_format_messages);
+  t.Gauge("medstream_gateway_outstanding_batches", "Batches sealed whose results are not read yet.",
+          static_cast<double>(outstanding()));
+  t.Gauge("medstream_gateway_wal_bytes", "Size of the write-ahead log of open batches.",
+          static_cast<double>(wal_bytes));
+  t.Histogram("medstream_gateway_result_latency_seconds",
+              "Per batch: its first beat received by the gateway to its result read.",
+              metrics::LatencyBuckets(), s.latency_s);
+  return t.str();
 }
 
 Stats Gateway::stats() const {

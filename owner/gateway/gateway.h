@@ -153,6 +153,10 @@ class Gateway {
   // they arrive through the message handler. Not under the gateway's lock.
   void AskStatuses();
   Stats stats() const;
+  // The counters in the Prometheus text format (/metrics): messages, beats, batches, results,
+  // windows, malformed and stale input, lost messages and beats detected, the write-ahead log's
+  // size, and the beat-to-result latency histogram. Thread-safe.
+  std::string MetricsText() const;
   // Batches sealed but whose results have not been read yet.
   size_t outstanding() const;
   const attest::Claims& claims() const { return claims_; }

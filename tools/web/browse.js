@@ -3,7 +3,8 @@
 // prints what a test needs as one JSON object:
 //   {status, errors: [console errors and page errors], figures: [{id, points}],
 //    values: {tableId: {metric: value}}, cells: {id: text}, watched: {before, after}}
-//   node tools/web/browse.js URL [--screenshot FILE] [--token T] [--watch ID --timeout S]
+//   node tools/web/browse.js URL [--screenshot FILE] [--token T]
+//                            [--watch ID --timeout S [--ready FILE]]
 // --watch ID waits (up to S seconds) until the element #ID's data-points attribute changes: the
 // page updated itself as new results arrived. --token sends "Authorization: Bearer T".
 'use strict';
@@ -50,6 +51,7 @@ const opt = (name) => {
     const watch = opt('--watch');
     if (watch) {
       const before = await page.getAttribute(`#${watch}`, 'data-points');
+      if (opt('--ready')) require('fs').writeFileSync(opt('--ready'), 'watching\n');
       const deadline = Date.now() + 1000 * Number(opt('--timeout') || 30);
       let after = before;
       while (after === before && Date.now() < deadline) {
