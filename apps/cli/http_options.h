@@ -32,21 +32,41 @@ inline void AddHttpOptions(CLI::App* cmd, HttpArgs* a, const std::string& what) 
       ->capture_default_str();
 }
 
-// The dashboard's options from the arguments (the token read from its file).
-inline Result<dashboard::Options> DashboardOptions(const HttpArgs& a,
-                                                   const std::string& results_dir) {
-  dashboard::Options o;
-  o.results_dir = results_dir;
-  o.http.listen = a.listen;
-  o.http.tls_cert = a.cert;
-  o.http.tls_key = a.key;
+// The HTTP server's options from the arguments (the token read from its file: a token on the
+// command line would show in `ps`).
+inline Result<http::Options> ServerOptions(const HttpArgs& a, const std::string& flag) {
+  http::Options o;
+  o.listen = a.listen;
+  o.tls_cert = a.cert;
+  o.tls_key = a.key;
   if (!a.token_file.empty()) {
     MEDSTREAM_TRY(token, ReadFileText(a.token_file, 4096));
     while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
     if (token.size() < 16)
-      return InvalidArgument("--http-token-file: the token must have at least 16 characters");
-    o.http.token = token;
+      return InvalidArgument(flag + "-token-file: the token must have at least 16 characters");
+    o.token = token;
   }
+  return o;
+}
+
+// /metrics and /healthz only (the server, the lake host): --metrics, --metrics-cert, ...
+inline void AddMetricsOptions(CLI::App* cmd, HttpArgs* a) {
+  cmd->add_option("--metrics", a->listen,
+                  "Serve Prometheus /metrics and /healthz on HOST:PORT (loopback, or another "
+                  "address with --metrics-cert, --metrics-key and --metrics-token-file)");
+  cmd->add_option("--metrics-cert", a->cert, "TLS certificate (PEM) for --metrics");
+  cmd->add_option("--metrics-key", a->key, "Its private key (PEM)");
+  cmd->add_option("--metrics-token-file", a->token_file,
+                  "A file holding the token every scrape must carry (Authorization: Bearer)");
+}
+
+// The dashboard's options from the arguments.
+inline Result<dashboard::Options> DashboardOptions(const HttpArgs& a,
+                                                   const std::string& results_dir) {
+  dashboard::Options o;
+  o.results_dir = results_dir;
+  MEDSTREAM_TRY(server, ServerOptions(a, "--http"));
+  o.http = std::move(server);
   MEDSTREAM_TRY(hr, dashboard::ParseRange(a.alert_hr, "--alert-hr"));
   MEDSTREAM_TRY(sdnn, dashboard::ParseRange(a.alert_sdnn, "--alert-sdnn"));
   o.heart_rate_bpm = hr;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/cli/commands.h"
+#include "apps/cli/http_options.h"
 #include "apps/cli/json_out.h"
 #include "common/base/file.h"
 #include "common/base/stats.h"
@@ -26,6 +27,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     host::ServerOptions options;
     std::string jobs = "sdnn";
     bool once = false;
+    HttpArgs metrics;
     std::string stats_json;
   };
   auto a = std::make_shared<Args>();
@@ -58,6 +60,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--stats-json", a->stats_json,
                   "At exit, write counters and batch processing times (no data) as JSON");
+  AddMetricsOptions(cmd, &a->metrics);
   cmd->add_flag("--once", a->once, "Process what is in the inbox now, checkpoint, and exit");
   cmd->callback([a, exit_code] {
     auto fail = [&](const std::string& m) {
@@ -71,6 +74,23 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     if (!server) return fail(server.error().message());
     std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),
                 a->options.dir.c_str(), a->options.dir.c_str());
+    std::unique_ptr<http::Server> metrics;
+    if (!a->metrics.listen.empty()) {
+      auto options = ServerOptions(a->metrics, "--metrics");
+      if (!options) return fail(options.error().message());
+      host::Server* s = server->get();
+      auto started = http::Server::Start(
+          *options,
+          {{"/metrics",
+            [s](const http::Request&) {
+              return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                                    s->MetricsText()};
+            }},
+           {"/healthz", [](const http::Request&) { return http::Response{200, "text/plain", "ok\n"}; }}});
+      if (!started) return fail(started.error().message());
+      metrics = std::move(*started);
+      std::printf("  metrics at %s/metrics\n", metrics->url().c_str());
+    }
     std::fflush(stdout);
     if (a->once) {
       auto n = (*server)->ProcessInbox();
@@ -98,6 +118,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
                                      {"checkpoints", c.checkpoints},
                                      {"enclave_restarts", c.enclave_restarts},
                                      {"bytes_in", c.bytes_in},
+                                     {"quarantined_by_reason", c.quarantined_by_reason},
                                      {"batch_ms",
                                       {{"mean", t.mean * 1e3},
                                        {"p50", t.p50 * 1e3},

@@ -83,6 +83,29 @@ void Text::Histogram(std::string_view name, std::string_view help, std::span<con
   Sample(std::string(name) + "_count", {}, static_cast<double>(sorted.size()));
 }
 
+Histogram::Histogram(std::span<const double> bounds)
+    : bounds_(bounds.begin(), bounds.end()), counts_(bounds.size() + 1, 0) {}
+
+void Histogram::Observe(double v) {
+  const auto i = std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
+  ++counts_[static_cast<size_t>(i)];
+  ++count_;
+  sum_ += v;
+}
+
+void Text::Histogram(std::string_view name, std::string_view help, const metrics::Histogram& h) {
+  Family(name, help, "histogram");
+  const std::string bucket = std::string(name) + "_bucket";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < h.bounds().size(); ++i) {
+    cumulative += h.counts()[i];
+    Sample(bucket, {{"le", Value(h.bounds()[i])}}, static_cast<double>(cumulative));
+  }
+  Sample(bucket, {{"le", "+Inf"}}, static_cast<double>(h.count()));
+  Sample(std::string(name) + "_sum", {}, h.sum());
+  Sample(std::string(name) + "_count", {}, static_cast<double>(h.count()));
+}
+
 std::span<const double> LatencyBuckets() {
   static constexpr std::array kBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
                                           0.5,   1.0,    2.5,   5.0,  10.0,  30.0, 60.0, 300.0};

@@ -7,6 +7,7 @@
 // are escaped (\\, \", \n). Pure; thread-compatible.
 #pragma once
 
+#include <cstdint>
 #include <set>
 #include <span>
 #include <string>
@@ -18,6 +19,24 @@ namespace medstream::metrics {
 
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// Observations counted into fixed buckets as they come (memory stays constant, unlike keeping
+// every observation). Thread-compatible.
+class Histogram {
+ public:
+  explicit Histogram(std::span<const double> bounds);
+  void Observe(double v);
+  std::span<const double> bounds() const { return bounds_; }
+  const std::vector<uint64_t>& counts() const { return counts_; }  // per bucket, not cumulative
+  uint64_t count() const { return count_; }
+  double sum() const { return sum_; }
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // bounds_.size() + 1 (the last: above every bound)
+  uint64_t count_ = 0;
+  double sum_ = 0;
+};
+
 class Text {
  public:
   void Counter(std::string_view name, std::string_view help, double value,
@@ -26,6 +45,7 @@ class Text {
   // A histogram of `observations` with cumulative buckets at `bounds` (ascending) and +Inf.
   void Histogram(std::string_view name, std::string_view help, std::span<const double> bounds,
                  std::span<const double> observations);
+  void Histogram(std::string_view name, std::string_view help, const metrics::Histogram& h);
   const std::string& str() const { return out_; }
 
  private:

@@ -185,6 +185,7 @@ Status Server::LaunchAndRecover() {
     auto result = ProcessBatchFile(*file);
     if (!result) {
       if (IsReplay(result.error())) {
+        std::lock_guard counters(counters_mu_);
         ++counters_.replayed_on_recovery;
         continue;  // the checkpoint already covers it
       }
@@ -230,7 +231,7 @@ Status Server::AppendJournal(const std::string& line, bool sync) {
   return {};
 }
 
-Status Server::Quarantine(const std::string& name, const std::string& reason) {
+Status Server::Quarantine(const std::string& name, const std::string& reason, const char* kind) {
   const std::string short_name = QuarantineName(name);
   const std::string to = Path("quarantine") + "/" + short_name;
   // Reasons can quote input-derived text (the name too): one bounded line, no control
@@ -242,7 +243,11 @@ Status Server::Quarantine(const std::string& name, const std::string& reason) {
   if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
     return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
   }
-  ++counters_.quarantined;
+  {
+    std::lock_guard counters(counters_mu_);
+    ++counters_.quarantined;
+    ++counters_.quarantined_by_reason[kind];
+  }
   std::fprintf(stderr, "server: quarantined %s: %s\n", Printable(short_name).c_str(), line.c_str());
   attempts_.erase(name);
   return {};
@@ -266,7 +271,7 @@ Status Server::HandleInput(const std::string& name) {
   const auto t0 = std::chrono::steady_clock::now();
   const std::string in = Path("inbox") + "/" + name;
   if (!SafeInputName(name)) {
-    return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -");
+    return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -", "name");
   }
   // The host enforces the edge cap itself, before reading anything into memory: a huge or sparse
   // file is refused here, not by an enclave killed by it.
@@ -275,32 +280,44 @@ Status Server::HandleInput(const std::string& name) {
   auto file = ReadFileBytes(in, cap);
   if (!file) {
     if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
-    return QuarantineOrSkip(name, file.error().message());
+    return QuarantineOrSkip(name, file.error().message(), "unreadable");
   }
   for (;;) {
     const int attempt = attempts_[name] + 1;
     if (attempt > kMaxBatchAttempts) {
       return QuarantineOrSkip(name, fmt::format("tried {} times; each time the enclave died, ran "
                                                 "past its time budget, or the server stopped",
-                                                attempt - 1));
+                                                attempt - 1),
+                              "tries");
     }
     // The try is journalled before it starts, so a try that kills the server itself counts too.
     // No fsync: a killed process loses nothing already written; a power loss only restarts the
     // count (so this costs a write, not a disk flush, per batch).
     if (auto s = AppendJournal("?" + name, /*sync=*/false); !s) return s;
     attempts_[name] = attempt;
+    const auto call_start = std::chrono::steady_clock::now();
     auto result = ProcessBatchFile(*file);
+    {
+      std::lock_guard counters(counters_mu_);
+      counters_.enclave_call_s.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start).count());
+    }
     if (!result) {
-      if (InputsFault(result.error())) return QuarantineOrSkip(name, result.error().message());
+      if (InputsFault(result.error()))
+        return QuarantineOrSkip(name, result.error().message(), "refused");
       std::fprintf(stderr, "server: %s (try %d of %d on %s)\n", result.error().message().c_str(),
                    attempt, kMaxBatchAttempts, name.c_str());
       if (attempt >= kMaxBatchAttempts) {
         return QuarantineOrSkip(name, "the enclave failed on this batch " +
                                           std::to_string(attempt) +
-                                          " times: " + result.error().message());
+                                          " times: " + result.error().message(),
+                                "failed");
       }
       // The enclave died or was stopped: start a new one from the sealed state, replay, retry.
-      ++counters_.enclave_restarts;
+      {
+        std::lock_guard counters(counters_mu_);
+        ++counters_.enclave_restarts;
+      }
       if (auto s = LaunchAndRecover(); !s) return s;
       continue;
     }
@@ -312,18 +329,20 @@ Status Server::HandleInput(const std::string& name) {
     if (std::rename(in.c_str(), (Path("done") + "/" + name).c_str()) != 0) {
       return IoError("cannot move " + name + " to done: " + std::strerror(errno));
     }
-    ++counters_.processed;
-    counters_.bytes_in += file->size();
     Status checkpointed;
     if (++since_checkpoint_ >= options_.checkpoint_every) checkpointed = Checkpoint();
+    std::lock_guard counters(counters_mu_);
+    ++counters_.processed;
+    counters_.bytes_in += file->size();
     counters_.batch_s.push_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return checkpointed;
   }
 }
 
-Status Server::QuarantineOrSkip(const std::string& name, const std::string& reason) {
-  if (auto s = Quarantine(name, reason); !s) {
+Status Server::QuarantineOrSkip(const std::string& name, const std::string& reason,
+                                const char* kind) {
+  if (auto s = Quarantine(name, reason, kind); !s) {
     // One input must not stop the server: leave it where it is and go on with the others.
     std::fprintf(stderr,
                  "server: error: %s; %s stays in the inbox and is skipped until a restart\n",
@@ -367,8 +386,40 @@ Status Server::Checkpoint() {
     (void)ok;
   }
   since_checkpoint_ = 0;
+  std::lock_guard counters(counters_mu_);
   ++counters_.checkpoints;
   return {};
+}
+
+std::string Server::MetricsText() const {
+  metrics::Text t;
+  std::lock_guard lock(counters_mu_);
+  const ServerCounters& c = counters_;
+  t.Counter("medstream_server_batches_processed_total",
+            "Batches processed by the enclave (result written).", static_cast<double>(c.processed));
+  t.Counter("medstream_server_batch_bytes_total", "Bytes of the batches processed.",
+            static_cast<double>(c.bytes_in));
+  for (const char* kind : {"name", "unreadable", "refused", "failed", "tries"}) {
+    auto it = c.quarantined_by_reason.find(kind);
+    t.Counter("medstream_server_quarantined_total", "Inputs quarantined, by reason.",
+              it == c.quarantined_by_reason.end() ? 0.0 : static_cast<double>(it->second),
+              {{"reason", kind}});
+  }
+  t.Counter("medstream_server_replayed_on_recovery_total",
+            "Journalled batches the checkpoint already covered at recovery.",
+            static_cast<double>(c.replayed_on_recovery));
+  t.Counter("medstream_server_checkpoints_total", "Sealed checkpoints written.",
+            static_cast<double>(c.checkpoints));
+  t.Counter("medstream_server_enclave_restarts_total",
+            "Enclaves restarted after dying or overrunning their time budget.",
+            static_cast<double>(c.enclave_restarts));
+  t.Histogram("medstream_server_enclave_call_seconds",
+              "The enclave's process_batch call, per batch (copy in, decrypt, analyse, seal).",
+              c.enclave_call_s);
+  t.Histogram("medstream_server_batch_seconds",
+              "Per batch: read, enclave call, result written, checkpoint.",
+              metrics::LatencyBuckets(), c.batch_s);
+  return t.str();
 }
 
 Status Server::Run(const std::atomic<bool>& stop) {

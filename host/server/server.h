@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "common/abi/edge.h"
+#include "common/metrics/metrics.h"
 #include "host/server/claim.h"
 #include "host/server/transport.h"
 #include "host/server/vanilla.h"
@@ -66,6 +67,12 @@ struct ServerCounters {
   uint64_t enclave_restarts = 0;
   uint64_t bytes_in = 0;        // batch bytes processed
   std::vector<double> batch_s;  // per processed batch: read, enclave, result written, checkpoint
+  // Inputs quarantined, by why: "name" (characters outside the safe set), "unreadable" (too big,
+  // not a regular file), "refused" (the enclave refused the input: damaged, forged, replayed),
+  // "failed" (the enclave failed on it every try), "tries" (tried too often across restarts).
+  std::map<std::string, uint64_t> quarantined_by_reason;
+  // The enclave's process_batch call, per batch.
+  metrics::Histogram enclave_call_s{metrics::LatencyBuckets()};
 };
 
 inline constexpr int kMaxBatchAttempts = 3;
@@ -82,7 +89,10 @@ class Server {
   // Seals the enclave state (or saves vanilla state), then clears the journal.
   Status Checkpoint();
 
+  // Not synchronised: for the thread that runs the server (tests, the end of a run).
   const ServerCounters& counters() const { return counters_; }
+  // The counters in the Prometheus text format (/metrics). Thread-safe.
+  std::string MetricsText() const;
   std::string Describe() const;
   int enclave_pid() const;
 
@@ -92,9 +102,10 @@ class Server {
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
   Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
   Status HandleInput(const std::string& name);
-  Status Quarantine(const std::string& name, const std::string& reason);
+  // `kind`: the reason's class (ServerCounters::quarantined_by_reason).
+  Status Quarantine(const std::string& name, const std::string& reason, const char* kind);
   // Quarantine, and if even that fails, log and skip the input (the server goes on).
-  Status QuarantineOrSkip(const std::string& name, const std::string& reason);
+  Status QuarantineOrSkip(const std::string& name, const std::string& reason, const char* kind);
   // Appends a line to state/journal (fsync'd when `sync`).
   Status AppendJournal(const std::string& line, bool sync = true);
   void RelayLoop();
@@ -106,6 +117,7 @@ class Server {
   std::unique_ptr<EnclaveTransport> enclave_;
   std::optional<CounterClaim> claim_;
   std::unique_ptr<VanillaProcessor> vanilla_;
+  mutable std::mutex counters_mu_;  // counters_ against MetricsText's thread (writes are ours)
   ServerCounters counters_;
   int since_checkpoint_ = 0;
   // Tries of inputs not yet done, from the journal's "?NAME" lines (rebuilt at each recovery).

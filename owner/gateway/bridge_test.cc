@@ -63,10 +63,26 @@ TEST_F(FaultTest, JsonFromMosquittoPubEqualsOfflineAnalysis) {
       },
       30))
       << Shell("cat " + dir_ + "/gateway.log");
+  // Issue 16: the gateway's /metrics parses (promtool) and counts what happened.
+  const std::string gm = Metrics(http_port_);
+  EXPECT_EQ(Sample(gm, "medstream_gateway_beats_received_total"), static_cast<double>(beats));
+  EXPECT_EQ(Sample(gm, "medstream_gateway_malformed_messages_total"), 4);
+  EXPECT_EQ(Sample(gm, "medstream_gateway_lost_beats_total"), 0);
+  EXPECT_EQ(Sample(gm, "medstream_gateway_messages_total"), static_cast<double>(seq + 4));
   StopGateway();
   const json st = json::parse(ReadFileText(dir_ + "/gateway-stats.json").value());
   EXPECT_EQ(st["malformed"], 4);
   EXPECT_EQ(st["lost_beats"], 0);
+  // The gateway's final counters and the server's /metrics agree: every batch sealed was
+  // processed, each result read, nothing quarantined.
+  ASSERT_TRUE(WaitFor([&] { return Spooled() == 0; }, 10));
+  const std::string sm = Metrics(metrics_port_);
+  EXPECT_EQ(Sample(sm, "medstream_server_batches_processed_total"),
+            st["batches_sealed"].get<double>());
+  EXPECT_EQ(st["results"], st["batches_sealed"]);
+  EXPECT_EQ(Sample(sm, R"(medstream_server_quarantined_total{reason="refused"})"), 0);
+  EXPECT_EQ(Sample(sm, "medstream_server_enclave_call_seconds_count"),
+            st["batches_sealed"].get<double>());
   const std::vector<json> offline =
       OfflineWindows("--window 300 --step 30 --job sdnn " + dir_ + "/bridge.csv");
   const std::vector<json> streamed = StreamedWindows(device);

@@ -60,6 +60,8 @@ class FaultTest : public ::testing::Test {
     p.mr_enclave = {id.mr_enclave};
     p.allow_simulated = true;
     ASSERT_TRUE(WriteFileAtomic(dir_ + "/policy.json", attest::PolicyToJson(p)));
+    http_port_ = proc::FreeLoopbackPort();
+    metrics_port_ = proc::FreeLoopbackPort();
   }
   void TearDown() override {
     for (pid_t pid : {gateway_, server_}) {
@@ -74,7 +76,8 @@ class FaultTest : public ::testing::Test {
   void StartServer() {
     server_ =
         proc::Spawn({MEDSTREAM_BINARY, "server", "--dir", dir_ + "/server", "--mode", "process",
-                     "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY},
+                     "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY,
+                     "--metrics", "127.0.0.1:" + std::to_string(metrics_port_)},
                     dir_ + "/server.log");
     ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/server/enclave.sock"); }, 10));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -102,6 +105,8 @@ class FaultTest : public ::testing::Test {
                             "--stats-json",
                             dir_ + "/gateway-stats.json",
                             "--record-beats",
+                            "--http",
+                            "127.0.0.1:" + std::to_string(http_port_),
                             "--status-interval",
                             status_interval,
                             "--site",
@@ -249,8 +254,30 @@ class FaultTest : public ::testing::Test {
     return out;
   }
 
+  // GET http://127.0.0.1:PORT/metrics, checked by Prometheus's own linter (promtool).
+  static std::string Metrics(int port) {
+    const std::string file = fmt::format("/tmp/metrics-{}-{}.prom", getpid(), port);
+    const auto got = testing::Shell(fmt::format(
+        "curl -sf http://127.0.0.1:{}/metrics > {} && promtool check metrics < {}", port, file,
+        file));
+    EXPECT_EQ(got.exit_code, 0) << got.out;
+    std::string text = ReadFileText(file).value_or("");
+    fs::remove(file);
+    return text;
+  }
+  // The value of the sample `series` (name with its labels, as exposed) in a metrics text.
+  static double Sample(const std::string& text, const std::string& series) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      if (line.starts_with(series + " ")) return std::stod(line.substr(series.size() + 1));
+    }
+    ADD_FAILURE() << series << " not exposed";
+    return -1;
+  }
+
   std::string dir_;
   pid_t server_ = -1, gateway_ = -1;
+  int http_port_ = 0, metrics_port_ = 0;
 };
 
 }  // namespace fault

@@ -124,7 +124,8 @@ TEST_F(GatewayUnit, MergesMessagesAndCountsWhatIsMalformed) {
   const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
   for (const auto& m : Messages(1, 400, 11)) feed->Send(t1, m);
   for (const auto& m : Messages(2, 250, 22)) feed->Send(t2, m);
-  // Hostile messages: garbage, a beat out of range, a topic that is no device's, a repeat.
+  // Hostile messages: garbage (read as a Bluetooth measurement of 770 bpm: refused), a beat out
+  // of range, a topic that is no device's, a repeat.
   feed->Send(t1, {1, 2, 3});
   const hrv::Beat absurd{1.7e9 + 5000, 1e9};
   feed->Send(t1, sensor::EncodePayload({11, 40, 400}, std::span(&absurd, 1)));

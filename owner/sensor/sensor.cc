@@ -165,6 +165,9 @@ Result<Payload> DecodeHeartRateMeasurement(std::span<const uint8_t> payload) {
   if (payload.size() < pos + hr_bytes + energy_bytes)
     return Corrupt("Bluetooth heart rate measurement too short for its flags");
   out.heart_rate_bpm = hr_bytes == 2 ? u16(pos) : payload[pos];
+  if (out.heart_rate_bpm > kMaxHeartRateBpm)
+    return Corrupt(fmt::format("Bluetooth heart rate {} bpm is past {} bpm", out.heart_rate_bpm,
+                               kMaxHeartRateBpm));
   pos += hr_bytes + energy_bytes;
   const size_t rest = payload.size() - pos;
   if (!(flags & 0x10)) {

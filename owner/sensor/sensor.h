@@ -26,7 +26,8 @@
 // a notification (on the same topic, told apart by its first byte: the flags, below 0x20):
 //   flags u8 | heart rate u8 or u16 (flags bit 0) | [energy expended u16 (bit 3)] |
 //   [RR u16 ... in 1/1024 s (bit 4)]
-// little-endian; bits 1-2 are sensor contact, bits 5-7 reserved (must be 0). At most 512 bytes
+// little-endian; bits 1-2 are sensor contact, bits 5-7 reserved (must be 0); heart rate at most
+// kMaxHeartRateBpm, RR values within hrv's limits (0 < RR <= 60 s). At most 512 bytes
 // (the largest ATT value). It carries no times and no sequence: the gateway times the beats
 // (TimeBeats) and cannot count what never arrived. A measurement without RR carries no beat.
 //
@@ -85,6 +86,7 @@ inline constexpr int kJsonPayload = 0;
 inline constexpr size_t kMaxJsonPayloadBytes = 64 * 1024;
 inline constexpr int kBluetoothHeartRate = 3;
 inline constexpr size_t kMaxHeartRatePayloadBytes = 512;
+inline constexpr double kMaxHeartRateBpm = 300;  // no human heart beats faster; 0: no contact
 // A Bluetooth measurement arriving more than this much later than its beats would end (the
 // previous beat + its RR values) follows a gap: its beats are timed from its arrival instead.
 inline constexpr double kHeartRateGapS = 10;

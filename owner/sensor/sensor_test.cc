@@ -139,6 +139,7 @@ TEST(Payload, BluetoothHeartRateMeasurementIsReadByItsFlags) {
   // 16-bit heart rate and energy expended before the RR values.
   m = DecodeMessage(std::vector<uint8_t>{0x19, 0x2c, 0x01, 0x10, 0x00, 0x00, 0x03}).value();
   EXPECT_EQ(m.heart_rate_bpm, 300);
+  EXPECT_FALSE(DecodeMessage(std::vector<uint8_t>{0x01, 0x2d, 0x01}).has_value());  // 301 bpm
   ASSERT_EQ(m.untimed_rr_ms.size(), 1u);
   EXPECT_EQ(m.untimed_rr_ms[0], 750.0);
   // Heart rate only: a valid measurement without beats.
