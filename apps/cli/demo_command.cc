@@ -66,6 +66,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     uint64_t seed = 1;
     std::string keep, summary_json;
     std::string jobs = "hrv-full";
+    std::string http = "127.0.0.1:0";
     bool sftp = false;
     double rate = 0;
   };
@@ -95,6 +96,10 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
                   "Keep every directory here: raw beats sent, server inbox/outbox (ciphertext), "
                   "decrypted results (without it, only the results are kept)");
   cmd->add_option("--summary-json", a->summary_json, "Also write the summary as JSON");
+  cmd->add_option("--http", a->http,
+                  "The dashboard's loopback HOST:PORT while the demo runs (port 0: a free one; "
+                  "\"\" for none); medstream dashboard RESULTS serves it afterwards")
+      ->capture_default_str();
   cmd->add_flag("--sftp", a->sftp,
                 "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
                 "key auth, pinned host key) on a loopback port; needs root");
@@ -119,6 +124,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     o.batch_seconds = a->batch_seconds;
     o.seed = a->seed;
     o.sftp = a->sftp;
+    o.http_listen = a->http;
     auto jobs = hrv::ParseJobList(a->jobs);
     if (!jobs) return fail(jobs.error().message());
     o.jobs = *jobs;
@@ -219,9 +225,16 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
           o.work.c_str(), s.server_dir.c_str());
     } else {
       std::printf(
-          "  results (decrypted, per user: <user>.jsonl and <user>.<job>.csv) kept in %s\n"
+          "  results (decrypted, per user: <user>.jsonl and <user>.<job>.csv, beats) kept in %s\n"
           "  (--keep DIR keeps the sensors' beats and the server's files too)\n",
           s.results_dir.c_str());
+    }
+    if (!s.users_latest.empty()) {
+      const std::string& first = s.users_latest.front().user;
+      std::printf(
+          "  look at them: medstream dashboard %s   medstream report %s --user %s --out "
+          "report.html   medstream export fhir %s --out bundle.json\n",
+          s.results_dir.c_str(), s.results_dir.c_str(), first.c_str(), s.results_dir.c_str());
     }
     cleanup();
     if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";

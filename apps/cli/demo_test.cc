@@ -79,6 +79,39 @@ TEST(Demo, NothingLostAndResultsEqualOfflineAnalysis) {
       }
     }
   }
+  // Issue 16: the summary lists every user's latest window, equal to the result files; the
+  // gateway kept each user's beats, so the report draws every figure from them.
+  ASSERT_EQ(s["users"].size(), 3u) << s.dump();
+  EXPECT_EQ(s["user_count"], 3);
+  for (const json& u : s["users"]) {
+    const std::string user = u["user"];
+    double latest_start = -1;
+    json latest;
+    std::ifstream in(dir / "results" / (user + ".jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      json j = json::parse(line);
+      if (j.value("job", "") == "hrv-full" && j["t_start"].get<double>() > latest_start) {
+        latest_start = j["t_start"];
+        latest = j;
+      }
+    }
+    ASSERT_FALSE(latest.is_null()) << user;
+    EXPECT_EQ(u["t_start"], latest["t_start"]) << user;
+    EXPECT_EQ(u["start_utc"], latest["start_utc"]) << user;
+    for (const char* m : {"mean_hr_bpm", "sdnn_ms", "rmssd_ms", "pnn50_pct", "lf_hf"})
+      EXPECT_DOUBLE_EQ(u[m].get<double>(), latest[m].get<double>()) << user << " " << m;
+    const std::string html = (dir / (user + ".html")).string();
+    const std::string report =
+        Shell(std::string(MEDSTREAM_BINARY) + " report " + (dir / "results").string() + " --user " +
+                  user + " --out " + html,
+              &status);
+    ASSERT_EQ(status, 0) << report;
+    std::ifstream page(html);
+    const std::string text((std::istreambuf_iterator<char>(page)), {});
+    for (const char* figure :
+         {"id=\"tachogram\"", "id=\"psd\"", "id=\"poincare\"", "id=\"trend-sdnn\""})
+      EXPECT_NE(text.find(figure), std::string::npos) << user << " " << figure;
+  }
   // The server's directories hold ciphertext only: no sensor value appears in them.
   std::ifstream raw(dir / "sensors" / "user-0002.csv");
   std::string header, first;

@@ -80,13 +80,14 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
       if (!options) return fail(options.error().message());
       host::Server* s = server->get();
       auto started = http::Server::Start(
-          *options,
-          {{"/metrics",
-            [s](const http::Request&) {
-              return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                                    s->MetricsText()};
-            }},
-           {"/healthz", [](const http::Request&) { return http::Response{200, "text/plain", "ok\n"}; }}});
+          *options, {{"/metrics",
+                      [s](const http::Request&) {
+                        return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                                              s->MetricsText()};
+                      }},
+                     {"/healthz", [](const http::Request&) {
+                        return http::Response{200, "text/plain", "ok\n"};
+                      }}});
       if (!started) return fail(started.error().message());
       metrics = std::move(*started);
       std::printf("  metrics at %s/metrics\n", metrics->url().c_str());

@@ -1,4 +1,5 @@
 #include "apps/pipeline/pipeline.h"
+#include "owner/dashboard/dashboard.h"
 
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -158,6 +159,19 @@ Result<Summary> Run(const Options& o) {
                   "             mrenclave {}{}",
                   o.mode, p.server, crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16),
                   (*gw)->claims().simulated ? " (simulated)" : ""));
+  // The owner's dashboard over the results as they arrive, with the gateway's /metrics.
+  std::unique_ptr<dashboard::Dashboard> board;
+  if (!o.http_listen.empty()) {
+    dashboard::Options d;
+    d.http.listen = o.http_listen;
+    d.results_dir = go.results_dir;
+    gateway::Gateway* g = gw->get();
+    d.metrics = [g] { return g->MetricsText(); };
+    auto started = dashboard::Dashboard::Start(std::move(d));
+    if (!started) return std::unexpected(std::move(started.error()).With("the dashboard"));
+    board = std::move(*started);
+    say("dashboard  " + board->url() + "  (results as they arrive; /metrics, /healthz)");
+  }
   // 4. The sensors.
   const double heart_seconds = o.rate > 0 ? o.duration_s : o.duration_s * o.speed;
   std::vector<std::string> sensor_args = {o.self,
@@ -245,6 +259,7 @@ Result<Summary> Run(const Options& o) {
   }
   report("drained");
   const auto st = (*gw)->stats();
+  board.reset();  // it asks the gateway for metrics: stopped first
   gw->reset();
   sshd.reset();
   // The server writes its own counters when it stops.

@@ -34,6 +34,7 @@ struct Options {
   bool sftp = false;
   bool record = true;                      // sensors keep what they sent in WORK/sensors/<user>.csv
   uint64_t max_queued_messages = 1000000;  // the broker's per-client queue (0: no limit)
+  std::string http_listen;  // the dashboard's HOST:PORT ("": none); loopback (owner/dashboard)
   // Called about every 5 s while the sensors publish, and once after the drain.
   std::function<void(const std::string& line)> progress;
 };

@@ -285,9 +285,10 @@ Status Server::HandleInput(const std::string& name) {
   for (;;) {
     const int attempt = attempts_[name] + 1;
     if (attempt > kMaxBatchAttempts) {
-      return QuarantineOrSkip(name, fmt::format("tried {} times; each time the enclave died, ran "
-                                                "past its time budget, or the server stopped",
-                                                attempt - 1),
+      return QuarantineOrSkip(name,
+                              fmt::format("tried {} times; each time the enclave died, ran "
+                                          "past its time budget, or the server stopped",
+                                          attempt - 1),
                               "tries");
     }
     // The try is journalled before it starts, so a try that kills the server itself counts too.
@@ -308,9 +309,9 @@ Status Server::HandleInput(const std::string& name) {
       std::fprintf(stderr, "server: %s (try %d of %d on %s)\n", result.error().message().c_str(),
                    attempt, kMaxBatchAttempts, name.c_str());
       if (attempt >= kMaxBatchAttempts) {
-        return QuarantineOrSkip(name, "the enclave failed on this batch " +
-                                          std::to_string(attempt) +
-                                          " times: " + result.error().message(),
+        return QuarantineOrSkip(name,
+                                "the enclave failed on this batch " + std::to_string(attempt) +
+                                    " times: " + result.error().message(),
                                 "failed");
       }
       // The enclave died or was stopped: start a new one from the sealed state, replay, retry.

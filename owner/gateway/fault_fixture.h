@@ -257,9 +257,9 @@ class FaultTest : public ::testing::Test {
   // GET http://127.0.0.1:PORT/metrics, checked by Prometheus's own linter (promtool).
   static std::string Metrics(int port) {
     const std::string file = fmt::format("/tmp/metrics-{}-{}.prom", getpid(), port);
-    const auto got = testing::Shell(fmt::format(
-        "curl -sf http://127.0.0.1:{}/metrics > {} && promtool check metrics < {}", port, file,
-        file));
+    const auto got = testing::Shell(
+        fmt::format("curl -sf http://127.0.0.1:{}/metrics > {} && promtool check metrics < {}",
+                    port, file, file));
     EXPECT_EQ(got.exit_code, 0) << got.out;
     std::string text = ReadFileText(file).value_or("");
     fs::remove(file);
