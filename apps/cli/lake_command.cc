@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "apps/cli/commands.h"
+#include "apps/cli/http_options.h"
 #include "apps/cli/json_out.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/address.h"
@@ -423,7 +424,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       "serve", "Serve the lake to remote clients (lake --server tcp://HOST:PORT ...)");
   serve->add_option("--listen", *listen, "ADDRESS:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
-  serve->callback([a, listen, fail] {
+  auto metrics = std::make_shared<HttpArgs>();
+  AddMetricsOptions(serve, metrics.get());
+  serve->callback([a, listen, fail, metrics] {
     auto where = ParseHostPort(*listen, "--listen", {.allow_zero = true});
     if (!where) return fail("serve", where.error().message());
     if (!FileExists(a->dir + "/lake.db"))
@@ -433,6 +436,24 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     auto host = lakesvc::LakeHost::Start(
         {.dir = a->dir, .mode = a->mode, .platform_dir = platform, .enclave_path = a->enclave});
     if (!host) return fail("serve", host.error().message());
+    std::unique_ptr<http::Server> endpoint;
+    if (!metrics->listen.empty()) {
+      auto options = ServerOptions(*metrics, "--metrics");
+      if (!options) return fail("serve", options.error().message());
+      lakesvc::LakeHost* h = host->get();
+      auto started = http::Server::Start(
+          *options, {{"/metrics",
+                      [h](const http::Request&) {
+                        return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                                              h->MetricsText()};
+                      }},
+                     {"/healthz", [](const http::Request&) {
+                        return http::Response{200, "text/plain", "ok\n"};
+                      }}});
+      if (!started) return fail("serve", started.error().message());
+      endpoint = std::move(*started);
+      std::printf("medstream lake serve: metrics at %s/metrics\n", endpoint->url().c_str());
+    }
     std::signal(SIGINT, OnStop);
     std::signal(SIGTERM, OnStop);
     const std::string address = where->host;

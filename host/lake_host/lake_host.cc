@@ -39,7 +39,15 @@ class Relay : public host::EnclaveTransport {
  public:
   explicit Relay(LakeHost& host) : host_(host) {}
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    const auto start = std::chrono::steady_clock::now();
     auto r = Forward(call, request);
+    {
+      const auto* spec = enclave::FindCall(static_cast<uint16_t>(call));
+      std::lock_guard lock(host_.metrics_mu_);
+      ++host_.calls_[{spec ? std::string(spec->name) : "unknown", r.has_value()}];
+      host_.call_s_.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
     if (!r && (r.error().code() == Error::Code::kInternal ||
                r.error().code() == Error::Code::kDeadlineExceeded)) {
       // The enclave died on (or was stopped over) this request: the request fails, the service
@@ -73,6 +81,8 @@ class Relay : public host::EnclaveTransport {
         MEDSTREAM_TRY(response, enclave::LakeResponse::Decode(raw));
         if (!response.writes.empty()) {
           if (auto s = host_.store_->Apply(response.writes); !s) return std::unexpected(s.error());
+          std::lock_guard lock(host_.metrics_mu_);
+          host_.blobs_written_ += response.writes.size();
         }
         if (response.mutated) {
           // The enclave releases the reply of a request that changed the lake only once its
@@ -90,6 +100,28 @@ class Relay : public host::EnclaveTransport {
   }
   LakeHost& host_;
 };
+
+std::string LakeHost::MetricsText() const {
+  metrics::Text t;
+  std::lock_guard lock(metrics_mu_);
+  for (const auto& [key, n] : calls_) {
+    t.Counter("medstream_lake_calls_total", "Edge calls relayed from lake clients, by outcome.",
+              static_cast<double>(n),
+              {{"call", key.first}, {"outcome", key.second ? "ok" : "error"}});
+  }
+  if (calls_.empty()) {
+    t.Counter("medstream_lake_calls_total", "Edge calls relayed from lake clients, by outcome.", 0,
+              {{"call", "lake_request"}, {"outcome", "ok"}});
+  }
+  t.Counter("medstream_lake_blobs_written_total", "Sealed blobs stored for the enclave.",
+            static_cast<double>(blobs_written_));
+  t.Counter("medstream_lake_enclave_restarts_total",
+            "Lake enclaves restarted after dying or overrunning their time budget.",
+            static_cast<double>(restarts_));
+  t.Histogram("medstream_lake_call_seconds", "Relayed edge calls, end to end on the host.",
+              call_s_);
+  return t.str();
+}
 
 // ---- Store ----
 

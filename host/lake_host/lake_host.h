@@ -15,10 +15,13 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
+#include "common/metrics/metrics.h"
 #include "enclave/lake/lake.h"
 #include "host/server/claim.h"
 #include "host/server/transport.h"
@@ -56,6 +59,9 @@ class LakeHost {
   // sessions start anew: channel keys never leave an enclave).
   host::EnclaveTransport& transport() { return *relay_; }
   uint64_t enclave_restarts() const { return restarts_; }
+  // Calls relayed (by edge call and outcome), blobs stored, enclave restarts and relayed call
+  // time, in the Prometheus text format (/metrics). Thread-safe.
+  std::string MetricsText() const;
   // The remote case: serves transport() on TCP `address:port` to any number of clients (one call
   // at a time reaches the enclave) until `stop` is set. `on_listening` gets the bound port.
   Status Serve(const std::string& address, int port, const std::atomic<bool>& stop,
@@ -72,6 +78,10 @@ class LakeHost {
   std::unique_ptr<host::EnclaveTransport> relay_;
   std::optional<host::CounterClaim> claim_;  // the platform's lake counter is this lake's
   uint64_t restarts_ = 0;
+  mutable std::mutex metrics_mu_;
+  std::map<std::pair<std::string, bool>, uint64_t> calls_;  // (call name, ok) -> count
+  uint64_t blobs_written_ = 0;
+  metrics::Histogram call_s_{metrics::LatencyBuckets()};
 };
 
 }  // namespace medstream::lakesvc

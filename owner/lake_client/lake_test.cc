@@ -360,8 +360,10 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
   const std::string lake = (dir_ / "lake").string();
   const std::string log = (dir_ / "serve.log").string();
   const int port = proc::FreeLoopbackPort();
+  const int metrics_port = proc::FreeLoopbackPort();
   const pid_t server = proc::Spawn({MEDSTREAM_BINARY, "lake", "--dir", lake, "serve", "--listen",
-                                    "127.0.0.1:" + std::to_string(port)},
+                                    "127.0.0.1:" + std::to_string(port), "--metrics",
+                                    "127.0.0.1:" + std::to_string(metrics_port)},
                                    log);
   // Stopped however the test ends (a failed ASSERT returns early).
   struct StopAtEnd {
@@ -407,6 +409,19 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
   EXPECT_EQ(json::parse(r.out), remote_answer);
   EXPECT_NE(ChildOf(server), enclave);
   EXPECT_NE(Shell("cat " + log).out.find("restarting the enclave"), std::string::npos);
+  // Issue 16: the lake host's /metrics parses (promtool) and counts the restart and the requests.
+  const std::string prom = (dir_ / "lake.prom").string();
+  r = Shell("curl -sf http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics > " + prom +
+            " && promtool check metrics < " + prom);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::string metrics_text = ReadFileText(prom).value();
+  auto sample = [&](const std::string& series) {
+    const size_t at = metrics_text.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics_text.substr(at + series.size() + 2));
+  };
+  EXPECT_EQ(sample("medstream_lake_enclave_restarts_total"), 1);
+  EXPECT_GE(sample(R"(medstream_lake_calls_total{call="lake_request",outcome="ok"})"), 3);
+  EXPECT_GT(sample("medstream_lake_blobs_written_total"), 0);
   proc::Stop(server);
   stop_at_end.stopped = true;
   // The embedded host sees what the remote client stored, and answers the same.
