@@ -38,7 +38,8 @@ void RegisterExportCommand(CLI::App& app, int* exit_code) {
   CLI::App* fhir = cmd->add_subcommand(
       "fhir",
       "An HL7 FHIR R4 Bundle of Observations, one per window and metric (heart rate LOINC "
-      "8867-4, SDNN LOINC 80404-7, the others under urn:medstream:fhir:hrv-metric; docs/fhir.md)");
+      "8867-4, SDNN LOINC 80404-7, the others under urn:medstream:fhir:hrv-metric; "
+      "docs/outputs.md)");
   fhir->add_option("results", a->results,
                    "A gateway's results directory, or one JSON-lines file of windows (medstream "
                    "hrv --window ... --json)")

@@ -1,6 +1,6 @@
 // fhir: HRV results as an HL7 FHIR R4 Bundle (type "collection") that an EHR can import.
 //
-// One Observation per window and metric (docs/fhir.md):
+// One Observation per window and metric (docs/outputs.md):
 //   code      heart rate: LOINC 8867-4; SDNN: LOINC 80404-7 (R-R interval.standard deviation);
 //             every other metric: kHrvCodeSystem, code = medstream's metric name (sdnn_ms, lf_hf,
 //             ...)
