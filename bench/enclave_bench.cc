@@ -7,10 +7,11 @@
 #include <filesystem>
 
 #include "adapters/recording/recording.h"
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
 #include "common/base/memory.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/server/vanilla.h"
 #include "owner/client/client.h"
 
@@ -24,11 +25,7 @@ const std::string& Platform() {
     const std::string d =
         fs::temp_directory_path() / ("medstream-bench-" + std::to_string(getpid()));
     if (!attest::InitPlatform({.dir = d, .force = true, .now = time(nullptr)})) std::abort();
-    // inproc measures this executable: sign it with a throwaway key.
-    auto key = crypto::EcKey::Generate().value();
-    const std::string self = enclave::SelfPath().value();
-    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
-    if (!WriteFileAtomic(self + ".sig", sig)) std::abort();
+    if (!host::SignThisExecutableForInproc()) std::abort();
     std::atexit([] {
       fs::remove_all(fs::temp_directory_path() / ("medstream-bench-" + std::to_string(getpid())));
     });
@@ -45,8 +42,10 @@ const crypto::Certificate& Root() {
 }
 
 std::unique_ptr<host::EnclaveTransport> Launch(const std::string& backend) {
-  auto t = host::LaunchEnclave(
-      {.backend = backend, .platform_dir = Platform(), .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
+  auto t = host::LaunchEnclave({.backend = backend,
+                                .platform_dir = Platform(),
+                                .enclave_path = MEDSTREAM_ENCLAVE_BINARY,
+                                .inproc = host::LaunchInproc});
   if (!t) {
     std::fprintf(stderr, "%s\n", t.error().message().c_str());
     std::abort();

@@ -7,10 +7,10 @@
 
 #include <filesystem>
 
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
 #include "common/base/memory.h"
-#include "enclave/core/identity.h"
 #include "host/lake_host/lake_host.h"
 #include "owner/lake_client/lake_client.h"
 
@@ -66,7 +66,7 @@ struct Fixture {
     l.host = std::move(*h);
     client::AttestOptions attest;
     attest.root = l.root.get();
-    attest.policy.mr_enclave = {enclave::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY)->mr_enclave};
+    attest.policy.mr_enclave = {attest::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY)->mr_enclave};
     attest.policy.allow_simulated = true;
     l.client = lakesvc::LakeClient::Connect(l.host->transport(), attest, key).value();
     if (!l.client->Init("bench")) std::abort();

@@ -4,7 +4,9 @@
 #   algo/      pure algorithms: algo/ and common/base only (no crypto, no transport, no I/O)
 #   common/    formats, crypto, the edge ABI: common/ and algo/ (the formats carry beats)
 #   enclave/   trusted: enclave/, algo/, common/ (never host/, owner/, adapters/, apps/)
-#   host/      untrusted host: never owner/ or apps/ (it has no key and no plaintext)
+#   host/      untrusted host: never owner/ or apps/ (it has no key and no plaintext), and never
+#              enclave/ (it links the ABI, not the trusted core) but for host/inproc, the backend
+#              that runs the core in-process on purpose
 #   adapters/  transports and file formats: never owner/ or apps/
 #   owner/     the data owner's side: never apps/
 set -euo pipefail
@@ -27,7 +29,9 @@ rule() {  # rule DIR ALLOWED_REGEX
 rule algo 'algo/|common/base/'
 rule common 'common/|algo/'
 rule enclave 'enclave/|algo/|common/'
-rule host 'host/|enclave/|common/|algo/|adapters/'
+rule host/server 'host/|common/|algo/|adapters/'
+rule host/lake_host 'host/|common/|algo/|adapters/'
+rule host/inproc 'host/|enclave/|common/|algo/|adapters/'
 rule adapters 'adapters/|host/|enclave/|common/|algo/'
 rule owner 'owner/|host/|enclave/|common/|algo/|adapters/'
 # docs/ARCHITECTURE.md's module table equals the tree: every module folder (a CMakeLists.txt one

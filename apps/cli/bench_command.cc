@@ -11,9 +11,8 @@
 #include "algo/hrv/jobs.h"
 #include "apps/cli/commands.h"
 #include "apps/evaluation/evaluation.h"
-#include "apps/pipeline/pipeline.h"
+#include "apps/pipeline/e2e.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
 
 namespace medstream::cli {
 
@@ -65,45 +64,14 @@ std::string DefaultBaselineScript() {
   return MEDSTREAM_SOURCE_DIR "/tools/bench_baseline.py";
 }
 
-// Stream-Small and Stream-Big through the whole system (apps/pipeline/pipeline.h): sensors ->
-// Mosquitto
-// -> gateway -> server -> enclave -> gateway, at the research workloads' rates.
-struct EndToEnd {
-  std::string workload;
-  double rate = 0;  // beats/s across users
-  int users = 0;
-  int beats_per_message = 0;
-  bool record = true;
-};
-
-std::vector<EndToEnd> EndToEndPlan(const std::vector<std::string>& workloads) {
-  std::vector<EndToEnd> plan;
-  for (const std::string& w : workloads) {
-    if (w == "stream-small") plan.push_back({w, 1424, 20, 4, true});
-    // x1024; a thousand beats a message, as a phone relaying a strap would batch them.
-    if (w == "stream-big") plan.push_back({w, 1424.0 * 1024, 16, 1024, false});
-  }
-  return plan;
-}
-
-int RunEndToEnd(const std::vector<std::string>& workloads, const std::vector<std::string>& modes,
-                const std::string& jobs_text, double duration_s, double interval_s,
-                const std::string& work_dir, bool keep, const std::string& csv) {
-  namespace fs = std::filesystem;
-  auto jobs = hrv::ParseJobList(jobs_text);
-  if (!jobs) {
-    std::fprintf(stderr, "medstream bench: error: %s\n", jobs.error().message().c_str());
-    return 1;
-  }
-  const std::string root =
-      work_dir.empty()
-          ? (fs::temp_directory_path() / ("medstream-e2e-" + std::to_string(getpid()))).string()
-          : work_dir;
+// `--e2e`: the rows of pipeline::RunEndToEnd as a table and CSV.
+int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& jobs_text,
+                  const std::string& csv) {
   std::printf(
       "medstream bench --e2e: sensors -> Mosquitto -> gateway -> server -> enclave, %.0f s per "
       "point, batch interval %.0f s, jobs %s\n"
       "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n",
-      duration_s, interval_s, jobs_text.c_str());
+      options.duration_s, options.interval_s, jobs_text.c_str());
   std::string table = fmt::format(
       "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
       "{}\n",
@@ -114,53 +82,27 @@ int RunEndToEnd(const std::vector<std::string>& workloads, const std::vector<std
       "server_batch_ms_mean,server_batch_ms_p99,server_batch_ms_max,latency_p50_s,"
       "latency_p99_s,lost_beats,duplicates,batch_interval_s,real_time\n";
   int rc = 0;
-  for (const EndToEnd& e : EndToEndPlan(workloads)) {
-    for (const std::string& mode : modes) {
-      pipeline::Options o;
-      o.self = enclave::SelfPath().value_or("medstream");
-      o.work = root + "/" + e.workload + "-" + mode;
-      o.users = e.users;
-      o.duration_s = duration_s;
-      o.rate = e.rate;
-      o.beats_per_message = e.beats_per_message;
-      o.batch_seconds = interval_s;
-      o.batch_beats = std::numeric_limits<size_t>::max();  // by time, as the original
-      o.jobs = *jobs;
-      o.mode = mode;
-      o.record = e.record;
-      o.progress = [&](const std::string& line) {
-        std::fprintf(stderr, "  %s %s: %s\n", e.workload.c_str(), mode.c_str(), line.c_str());
-      };
-      auto r = pipeline::Run(o);
-      if (!keep) fs::remove_all(o.work);
-      if (!r) {
-        std::fprintf(stderr, "medstream bench: error: %s %s: %s\n", e.workload.c_str(),
-                     mode.c_str(), r.error().message().c_str());
-        rc = 1;
-        continue;
-      }
-      const double text_mb_s = r->rate() * evaluation::kTextBytesPerSample / 1e6;
-      const double server_mb_s = static_cast<double>(r->server_bytes_in) / r->wall_s / 1e6;
-      // Real time: the sensors kept the rate, the server kept up with the interval, every batch
-      // came back, nothing lost or doubled.
-      const bool real_time = r->rate() >= 0.95 * e.rate &&
-                             r->server_batch_ms.p99 < interval_s * 1000 &&
-                             r->results == r->batches && r->lost_beats == 0 && r->duplicates == 0;
-      table += fmt::format(
-          "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>5.2f}MB {:>7} {:>9.1f} {:>9.1f} "
-          "{:>7.2f}s {:>7.2f}s {:>5} {:>4} {}\n",
-          e.workload, mode, e.users, e.rate, r->rate(), text_mb_s, server_mb_s, r->batches,
-          r->server_batch_ms.mean, r->server_batch_ms.p99, r->latency_s.p50, r->latency_s.p99,
-          r->lost_beats, r->duplicates, real_time ? "yes" : "NO");
-      rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
-                          mode, jobs_text, e.users, e.rate, r->rate(), text_mb_s, server_mb_s,
-                          r->batches, r->server_batch_ms.mean, r->server_batch_ms.p99,
-                          r->server_batch_ms.max, r->latency_s.p50, r->latency_s.p99, r->lost_beats,
-                          r->duplicates, interval_s, real_time ? 1 : 0);
-      if (r->lost_beats || r->duplicates) rc = 2;
+  for (const pipeline::EndToEndRow& e : pipeline::RunEndToEnd(options)) {
+    if (!e.error.empty()) {
+      std::fprintf(stderr, "medstream bench: error: %s %s: %s\n", e.workload.c_str(),
+                   e.mode.c_str(), e.error.c_str());
+      rc = 1;
+      continue;
     }
+    const pipeline::Summary& r = e.summary;
+    table += fmt::format(
+        "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>5.2f}MB {:>7} {:>9.1f} {:>9.1f} "
+        "{:>7.2f}s {:>7.2f}s {:>5} {:>4} {}\n",
+        e.workload, e.mode, e.users, e.target_rate, r.rate(), e.text_mb_s, e.server_mb_s, r.batches,
+        r.server_batch_ms.mean, r.server_batch_ms.p99, r.latency_s.p50, r.latency_s.p99,
+        r.lost_beats, r.duplicates, e.real_time ? "yes" : "NO");
+    rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
+                        e.mode, jobs_text, e.users, e.target_rate, r.rate(), e.text_mb_s,
+                        e.server_mb_s, r.batches, r.server_batch_ms.mean, r.server_batch_ms.p99,
+                        r.server_batch_ms.max, r.latency_s.p50, r.latency_s.p99, r.lost_beats,
+                        r.duplicates, options.interval_s, e.real_time ? 1 : 0);
+    if (r.lost_beats || r.duplicates) rc = 2;
   }
-  if (!keep && work_dir.empty()) fs::remove_all(root);
   std::printf(
       "\n%s\n(text: MB/s of beats in the original's text encoding, 23 bytes a sample; server: "
       "MB/s of sealed batches into the server; batch ms: the server's time per batch; lat: oldest "
@@ -246,21 +188,24 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     };
     evaluation::Options& o = a->o;
     if (a->e2e) {
-      const auto workloads = a->workloads.empty()
-                                 ? std::vector<std::string>{"stream-small", "stream-big"}
-                                 : Split(a->workloads);
-      for (const auto& w : workloads) {
-        if (w != "stream-small" && w != "stream-big")
-          return fail("--e2e runs stream-small and stream-big, not '" + w + "'");
-      }
-      const auto modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
-      for (const auto& m : modes) {
-        if (m != "inproc" && m != "process")
-          return fail("--e2e needs an enclave to attest: inproc or process, not '" + m + "'");
-      }
-      *exit_code = RunEndToEnd(workloads, modes, a->jobs.empty() ? "sdnn" : a->jobs,
-                               a->duration > 0 ? a->duration : 60,
-                               a->interval_set ? o.interval_s : 10, o.work_dir, o.keep, a->csv);
+      pipeline::EndToEndOptions e;
+      e.self = SelfPath().value_or("medstream");
+      e.workloads = a->workloads.empty() ? std::vector<std::string>{"stream-small", "stream-big"}
+                                         : Split(a->workloads);
+      e.modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
+      const std::string jobs_text = a->jobs.empty() ? "sdnn" : a->jobs;
+      auto jobs = hrv::ParseJobList(jobs_text);
+      if (!jobs) return fail(jobs.error().message());
+      e.jobs = *jobs;
+      e.duration_s = a->duration > 0 ? a->duration : 60;
+      e.interval_s = a->interval_set ? o.interval_s : 10;
+      e.work_dir = o.work_dir;
+      e.keep = o.keep;
+      e.progress = [](const std::string& w, const std::string& m, const std::string& line) {
+        std::fprintf(stderr, "  %s %s: %s\n", w.c_str(), m.c_str(), line.c_str());
+      };
+      if (auto s = pipeline::CheckEndToEnd(e); !s) return fail(s.error().message());
+      *exit_code = PrintEndToEnd(e, jobs_text, a->csv);
       return;
     }
     if (a->quick) {

@@ -16,7 +16,8 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/json_out.h"
 #include "apps/pipeline/pipeline.h"
-#include "enclave/core/identity.h"
+#include "common/attest/identity.h"
+#include "common/base/file.h"
 #include "owner/results/results.h"
 
 namespace medstream::cli {
@@ -110,7 +111,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     };
     namespace fs = std::filesystem;
     pipeline::Options o;
-    o.self = enclave::SelfPath().value_or("medstream");
+    o.self = SelfPath().value_or("medstream");
     o.work =
         a->keep.empty()
             ? (fs::temp_directory_path() / ("medstream-demo-" + std::to_string(getpid()))).string()

@@ -8,10 +8,11 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/json_out.h"
 #include "common/attest/collateral.h"
+#include "common/attest/identity.h"
 #include "common/attest/policy.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/server/transport.h"
 #include "owner/client/client.h"
 
@@ -104,11 +105,12 @@ Result<std::unique_ptr<host::EnclaveTransport>> Launch(const LaunchArgs& a) {
   return host::LaunchEnclave({.backend = a.backend,
                               .platform_dir = a.platform,
                               .enclave_path = a.enclave_path,
-                              .debug = a.debug});
+                              .debug = a.debug,
+                              .inproc = host::LaunchInproc});
 }
 
 std::string EnclaveExecutable(const LaunchArgs& a) {
-  if (a.backend == "inproc") return enclave::SelfPath().value_or("medstream");
+  if (a.backend == "inproc") return SelfPath().value_or("medstream");
   return a.enclave_path.empty() ? host::DefaultEnclavePath() : a.enclave_path;
 }
 
@@ -183,7 +185,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   measure->add_option("executable", *measure_path, "Default: medstream-enclave beside medstream");
   measure->callback([=] {
     const std::string path = measure_path->empty() ? host::DefaultEnclavePath() : *measure_path;
-    auto m = enclave::MeasureFile(path);
+    auto m = attest::MeasureFile(path);
     if (!m) {
       *exit_code = Fail("enclave measure", m.error().message());
       return;
@@ -229,8 +231,8 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
       return;
     }
     for (const std::string& f : sign->files) {
-      auto m = enclave::MeasureFile(f);
-      auto sig = m ? enclave::SignMeasurement(*m, *key, sign->prod_id, sign->svn)
+      auto m = attest::MeasureFile(f);
+      auto sig = m ? attest::SignMeasurement(*m, *key, sign->prod_id, sign->svn)
                    : Result<crypto::Bytes>(std::unexpected(m.error()));
       if (!sig || !WriteFileAtomic(f + ".sig", *sig, 0644)) {
         *exit_code = Fail("enclave sign", "cannot sign " + f);
@@ -251,7 +253,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   AddLaunchOptions(policy, policy_args.get());
   policy->add_flag("--allow-simulated", *allow_sim, "Accept simulated-TEE evidence");
   policy->callback([=] {
-    auto id = enclave::LoadIdentity(EnclaveExecutable(*policy_args));
+    auto id = attest::LoadIdentity(EnclaveExecutable(*policy_args));
     if (!id) {
       *exit_code = Fail("enclave policy", id.error().message());
       return;

@@ -13,10 +13,11 @@
 #include "apps/cli/commands.h"
 #include "apps/cli/http_options.h"
 #include "apps/cli/json_out.h"
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/address.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/lake_host/lake_host.h"
 #include "owner/lake_client/lake_client.h"
 
@@ -67,28 +68,22 @@ Result<Connected> Connect(const LakeArgs& a) {
   } else {
     if (!FileExists(a.dir + "/lake.db"))
       return NotFound("no lake in " + a.dir + ": run 'medstream lake --dir " + a.dir + " init'");
-    MEDSTREAM_TRY(
-        host,
-        lakesvc::LakeHost::Start(
-            {.dir = a.dir, .mode = a.mode, .platform_dir = platform, .enclave_path = a.enclave}));
+    MEDSTREAM_TRY(host, lakesvc::LakeHost::Start({.dir = a.dir,
+                                                  .mode = a.mode,
+                                                  .platform_dir = platform,
+                                                  .enclave_path = a.enclave,
+                                                  .inproc = host::LaunchInproc}));
     c.host = std::move(host);
     transport = &c.host->transport();
   }
   // Pin the enclave build this medstream came with (inproc: this executable itself).
-  std::string exe = a.enclave.empty() ? host::DefaultEnclavePath() : a.enclave;
-  if (a.mode == "inproc") {
-    MEDSTREAM_TRY(self, enclave::SelfPath());
-    exe = self;
-  }
-  MEDSTREAM_TRY(id, enclave::LoadIdentity(exe));
+  MEDSTREAM_TRY(policy, client::PolicyForThisBuild(a.mode, a.enclave));
   MEDSTREAM_TRY(pem,
                 ReadFileText(a.root.empty() ? attest::SimPlatform::RootPath(platform) : a.root));
   MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
   client::AttestOptions attest;
   attest.root = &root;
-  attest.policy.mr_enclave = {id.mr_enclave};
-  attest.policy.mr_signer = {id.mr_signer};
-  attest.policy.allow_simulated = true;  // a software-simulated TEE, and it says so
+  attest.policy = policy;
   const std::string key_path = a.identity.empty() ? a.dir + "/identity.pem" : a.identity;
   auto key_pem = ReadFileText(key_path);
   if (!key_pem) return NotFound("identity key " + key_path + " not found");
@@ -433,8 +428,11 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       return fail("serve",
                   "no lake in " + a->dir + ": run 'medstream lake --dir " + a->dir + " init'");
     const std::string platform = a->platform.empty() ? a->dir + "/platform" : a->platform;
-    auto host = lakesvc::LakeHost::Start(
-        {.dir = a->dir, .mode = a->mode, .platform_dir = platform, .enclave_path = a->enclave});
+    auto host = lakesvc::LakeHost::Start({.dir = a->dir,
+                                          .mode = a->mode,
+                                          .platform_dir = platform,
+                                          .enclave_path = a->enclave,
+                                          .inproc = host::LaunchInproc});
     if (!host) return fail("serve", host.error().message());
     std::unique_ptr<http::Server> endpoint;
     if (!metrics->listen.empty()) {

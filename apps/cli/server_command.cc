@@ -9,6 +9,7 @@
 #include "apps/cli/json_out.h"
 #include "common/base/file.h"
 #include "common/base/stats.h"
+#include "host/inproc/inproc.h"
 #include "host/server/server.h"
 
 namespace medstream::cli {
@@ -70,6 +71,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     auto jobs = hrv::ParseJobList(a->jobs);
     if (!jobs) return fail(jobs.error().message());
     a->options.vanilla_config.jobs = *jobs;
+    a->options.inproc = host::LaunchInproc;
     auto server = host::Server::Start(a->options);
     if (!server) return fail(server.error().message());
     std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),

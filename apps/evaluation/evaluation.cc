@@ -22,10 +22,11 @@
 #include <fmt/format.h>
 
 #include "adapters/proc/proc.h"
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
 #include "common/wire/wire.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/server/server.h"
 #include "owner/client/client.h"
 #include "owner/gateway/gateway.h"
@@ -123,7 +124,8 @@ class Rig {
     so.platform_dir = ctx.platform;
     so.enclave_path = o.enclave_path;
     so.vanilla_config = config;
-    so.claim_counter = false;  // fresh throw-away servers, one after another, never restarted
+    so.claim_counter = false;        // fresh throw-away servers, one after another, never restarted
+    so.inproc = host::LaunchInproc;  // the grid's inproc mode
     MEDSTREAM_TRY(server, host::Server::Start(so));
     rig->server_ = std::move(server);
     rig->link_ = gateway::LocalLink(dir);
@@ -427,16 +429,7 @@ Status PrepareContext(const Options& o, Context* ctx) {
   ctx->root.emplace(std::move(root));
   for (const std::string& mode : o.modes) {
     if (mode == "vanilla") continue;
-    std::string exe = o.enclave_path.empty() ? host::DefaultEnclavePath() : o.enclave_path;
-    if (mode == "inproc") {
-      MEDSTREAM_TRY(self, enclave::SelfPath());
-      exe = self;
-    }
-    MEDSTREAM_TRY(id, enclave::LoadIdentity(exe));
-    attest::Policy policy;
-    policy.mr_enclave = {id.mr_enclave};
-    policy.mr_signer = {id.mr_signer};
-    policy.allow_simulated = true;  // the benchmark's enclaves are simulated, and say so
+    MEDSTREAM_TRY(policy, client::PolicyForThisBuild(mode, o.enclave_path));
     ctx->policies[mode] = policy;
   }
   return {};

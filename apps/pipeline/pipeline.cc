@@ -15,9 +15,9 @@
 
 #include "adapters/proc/proc.h"
 #include "adapters/sftp/sshd.h"
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
 #include "host/server/transport.h"
 #include "owner/broker/broker.h"
 #include "owner/gateway/gateway.h"
@@ -115,8 +115,7 @@ Result<Summary> Run(const Options& o) {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // 3. The gateway: attests the enclave against this build's identity before any key leaves.
   // The code to trust: medstream-enclave in process mode, this executable in inproc mode.
-  MEDSTREAM_TRY(identity,
-                enclave::LoadIdentity(o.mode == "process" ? host::DefaultEnclavePath() : o.self));
+  MEDSTREAM_TRY(policy, client::PolicyForThisBuild(o.mode));
   gateway::Options go;
   go.state_dir = o.work + "/gateway";
   go.results_dir = o.work + "/results";
@@ -145,9 +144,7 @@ Result<Summary> Run(const Options& o) {
   go.batch_seconds = o.batch_seconds;
   go.batch_beats = o.batch_beats;
   go.root_ca = attest::SimPlatform::RootPath(platform);
-  go.policy.mr_enclave = {identity.mr_enclave};
-  go.policy.mr_signer = {identity.mr_signer};
-  go.policy.allow_simulated = true;  // the enclave here is simulated, and says so
+  go.policy = policy;
   go.config.jobs = o.jobs;
   auto gw = gateway::Gateway::Start(go);
   if (!gw) {

@@ -53,6 +53,10 @@ enum Relay : uint8_t {
 // host's watchdog kills the enclave process (the process backend) so that one input can never
 // stall every other stream. Budgets are generous (a 65 MiB hrv-full batch needs about 12 s on one
 // core; the budget gives it 160 s) since a false alarm costs a restart and a retry.
+// Which identity a sealed blob is bound to (chosen by the host at launch, part of the ABI):
+// this exact enclave build, or any build of its signer (upgrades can unseal).
+enum class SealPolicy : uint8_t { kMrEnclave = 1, kMrSigner = 2 };
+
 struct CallSpec {
   Call call;
   std::string_view name;

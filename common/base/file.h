@@ -36,5 +36,7 @@ Status CreatePrivateFile(const std::string& path);
 // was created by this call.
 Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created = nullptr);
 bool FileExists(const std::string& path);
+// The running executable (/proc/self/exe).
+Result<std::string> SelfPath();
 
 }  // namespace medstream

@@ -347,7 +347,7 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
     e.key = crypto::Key256(key);
     e.config = std::move(config);
   }
-  StreamTable streams;
+  streams::StreamTable streams;
   auto config_of = [&](uint32_t id) -> const StreamConfig* {
     auto it = keys.find(id);
     return it == keys.end() ? nullptr : &it->second.config;

@@ -9,11 +9,11 @@
 #include <memory>
 
 #include "common/abi/edge.h"
+#include "common/attest/identity.h"
 #include "common/channel/channel.h"
-#include "enclave/core/identity.h"
+#include "common/streams/streams.h"
 #include "enclave/core/platform.h"
 #include "enclave/core/sealing.h"
-#include "enclave/core/streams.h"
 #include "enclave/core/worker.h"
 #include "enclave/lake/lake.h"
 
@@ -22,7 +22,7 @@ namespace medstream::enclave {
 struct CoreOptions {
   std::string backend = "process";  // "process" or "inproc": reported, never trusted for security
   bool debug = false;
-  SignedIdentity identity;
+  attest::SignedIdentity identity;
   std::string platform_dir;
   SealPolicy seal_policy = SealPolicy::kMrEnclave;
   std::string hardening;  // what the process backend applied, for the honest note
@@ -89,7 +89,7 @@ class EnclaveCore {
     std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> worker_ciphers;  // the worker's
   };
   std::map<uint32_t, KeyEntry> keys_;
-  StreamTable streams_;
+  streams::StreamTable streams_;
   EnclaveStats stats_;
   uint64_t pending_checkpoint_ = 0;
   bool shutdown_ = false;

@@ -6,9 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "owner/client/client.h"
 #include "tests/test_data.h"
 
@@ -46,11 +47,7 @@ class EnclaveTest : public ::testing::TestWithParam<std::string> {
         new fs::path(fs::temp_directory_path() / ("medstream-enclave-" + std::to_string(getpid())));
     fs::remove_all(*dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = platform(), .now = time(nullptr)}));
-    // The inproc backend measures the executable that hosts it: sign this test binary.
-    auto key = crypto::EcKey::Generate().value();
-    const std::string self = enclave::SelfPath().value();
-    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
-    ASSERT_TRUE(WriteFileAtomic(self + ".sig", sig));
+    ASSERT_TRUE(host::SignThisExecutableForInproc());
     root_ = new crypto::Certificate(
         crypto::Certificate::FromPem(*ReadFileText(attest::SimPlatform::RootPath(platform())))
             .value());
@@ -64,8 +61,11 @@ class EnclaveTest : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<RecordingTransport> Launch(const std::string& exe = MEDSTREAM_ENCLAVE_BINARY,
                                              bool debug = false) {
-    auto t = host::LaunchEnclave(
-        {.backend = GetParam(), .platform_dir = platform(), .enclave_path = exe, .debug = debug});
+    auto t = host::LaunchEnclave({.backend = GetParam(),
+                                  .platform_dir = platform(),
+                                  .enclave_path = exe,
+                                  .debug = debug,
+                                  .inproc = host::LaunchInproc});
     EXPECT_TRUE(t.has_value()) << t.error().message();
     return t ? std::make_unique<RecordingTransport>(std::move(*t)) : nullptr;
   }
@@ -436,8 +436,10 @@ TEST_P(ProcessEnclaveTest, SealedStateFromAnotherMeasurementIsRefused) {
   AttestAndProvision(*t, RandomKey(), 1, {});
   const Bytes blob = t->Call(enclave::Call::kCheckpoint, {}).value();
   const std::string other = GetParam() == "process" ? "inproc" : "process";
-  auto o = host::LaunchEnclave(
-      {.backend = other, .platform_dir = platform(), .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
+  auto o = host::LaunchEnclave({.backend = other,
+                                .platform_dir = platform(),
+                                .enclave_path = MEDSTREAM_ENCLAVE_BINARY,
+                                .inproc = host::LaunchInproc});
   ASSERT_TRUE(o.has_value()) << o.error().message();
   auto r = (*o)->Call(enclave::Call::kRestore, blob);
   ASSERT_FALSE(r.has_value());
@@ -463,7 +465,7 @@ TEST_P(ProcessEnclaveTest, TamperedExecutableRefusesToStartOrFailsThePolicy) {
   auto original = Launch();
   const attest::Policy good = PolicyFor(*original);
   auto key = crypto::EcKey::Generate().value();
-  auto sig = enclave::SignMeasurement(enclave::MeasureFile(copy).value(), key, 1, 1).value();
+  auto sig = attest::SignMeasurement(attest::MeasureFile(copy).value(), key, 1, 1).value();
   ASSERT_TRUE(WriteFileAtomic(copy.string() + ".sig", sig));
   auto resigned = Launch(copy.string());
   ASSERT_TRUE(resigned);

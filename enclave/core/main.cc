@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/base/fdio.h"
+#include "common/base/file.h"
 #include "common/base/memory.h"
 #include "common/crypto/crypto.h"
 #include "enclave/core/core.h"
@@ -103,9 +104,9 @@ int main(int argc, char** argv) {
     hardening = *h;
   }
   // EINIT: refuse to run code that does not match its signature.
-  auto self = SelfPath();
+  auto self = medstream::SelfPath();
   if (!self) return Die(self.error().message());
-  auto identity = LoadIdentity(*self);
+  auto identity = medstream::attest::LoadIdentity(*self);
   if (!identity) return Die(identity.error().message());
   options.identity = *identity;
   options.hardening = hardening;

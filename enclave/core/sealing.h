@@ -19,11 +19,10 @@
 
 #include <string>
 
+#include "common/abi/edge.h"
 #include "common/crypto/crypto.h"
 
 namespace medstream::enclave {
-
-enum class SealPolicy : uint8_t { kMrEnclave = 1, kMrSigner = 2 };
 
 struct SealIdentity {
   crypto::Digest mr_enclave{};

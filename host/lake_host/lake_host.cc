@@ -17,7 +17,6 @@
 #include <fmt/format.h>
 
 #include "common/base/file.h"
-#include "enclave/lake/csv.h"
 
 namespace medstream::lakesvc {
 
@@ -125,6 +124,53 @@ std::string LakeHost::MetricsText() const {
 
 // ---- Store ----
 
+namespace {
+
+class SqliteStore : public Store {
+ public:
+  explicit SqliteStore(void* db) : db_(db) {}
+  ~SqliteStore() override { sqlite3_close(Db(db_)); }
+  Result<std::vector<std::string>> Keys() override;
+  Result<crypto::Bytes> Get(const std::string& key) override;
+  Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) override;
+
+ private:
+  void* db_;
+};
+
+class InMemoryStore : public Store {
+ public:
+  Result<std::vector<std::string>> Keys() override {
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : blobs_) keys.push_back(k);
+    return keys;
+  }
+  Result<crypto::Bytes> Get(const std::string& key) override {
+    auto it = blobs_.find(key);
+    if (it == blobs_.end()) return NotFound("no blob " + key);
+    return it->second;
+  }
+  Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) override {
+    for (const auto& [key, blob] : writes) {
+      if (blob.empty()) {
+        blobs_.erase(key);
+      } else {
+        blobs_[key] = blob;
+      }
+    }
+    return {};
+  }
+
+ private:
+  std::map<std::string, crypto::Bytes> blobs_;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> MemoryStore() {
+  return std::make_unique<InMemoryStore>();
+}
+
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
@@ -133,20 +179,16 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
     sqlite3_close(db);
     return e;
   }
-  std::unique_ptr<Store> s(new Store(db));
+  auto s = std::make_unique<SqliteStore>(db);
   const char* schema =
       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "CREATE TABLE IF NOT EXISTS blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL);";
   if (sqlite3_exec(db, schema, nullptr, nullptr, nullptr) != SQLITE_OK)
     return SqlError(db, "preparing " + path);
-  return s;
+  return std::unique_ptr<Store>(std::move(s));
 }
 
-Store::~Store() {
-  sqlite3_close(Db(db_));
-}
-
-Result<std::vector<std::string>> Store::Keys() {
+Result<std::vector<std::string>> SqliteStore::Keys() {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(Db(db_), "SELECT key FROM blobs ORDER BY key", -1, &st, nullptr) !=
       SQLITE_OK)
@@ -159,7 +201,7 @@ Result<std::vector<std::string>> Store::Keys() {
   return keys;
 }
 
-Result<crypto::Bytes> Store::Get(const std::string& key) {
+Result<crypto::Bytes> SqliteStore::Get(const std::string& key) {
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(Db(db_), "SELECT data FROM blobs WHERE key = ?", -1, &st, nullptr) !=
       SQLITE_OK)
@@ -174,7 +216,7 @@ Result<crypto::Bytes> Store::Get(const std::string& key) {
   return out;
 }
 
-Status Store::Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) {
+Status SqliteStore::Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) {
   sqlite3* db = Db(db_);
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
     return SqlError(db, "begin");
@@ -208,7 +250,7 @@ Status Store::Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& wr
 
 Result<std::unique_ptr<LakeHost>> LakeHost::Start(const HostOptions& o) {
   std::unique_ptr<LakeHost> h(new LakeHost(o));
-  MEDSTREAM_TRY(store, Store::Open(o.dir + "/lake.db"));
+  MEDSTREAM_TRY(store, o.store ? o.store() : Store::Open(o.dir + "/lake.db"));
   h->store_ = std::move(store);
   if (auto s = h->LaunchAndLoad(); !s) return std::unexpected(s.error());
   h->relay_ = std::make_unique<Relay>(*h);
@@ -220,7 +262,8 @@ Status LakeHost::LaunchAndLoad() {
   MEDSTREAM_TRY(t, host::LaunchEnclave({.backend = options_.mode,
                                         .platform_dir = options_.platform_dir,
                                         .enclave_path = options_.enclave_path,
-                                        .call_budget_s = options_.call_budget_s}));
+                                        .call_budget_s = options_.call_budget_s,
+                                        .inproc = options_.inproc}));
   enclave_ = std::move(t);
   if (!claim_) {
     MEDSTREAM_TRY(info, host::GetInfo(*enclave_));

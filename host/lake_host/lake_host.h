@@ -22,32 +22,33 @@
 #include <string>
 
 #include "common/metrics/metrics.h"
-#include "enclave/lake/lake.h"
 #include "host/server/claim.h"
 #include "host/server/transport.h"
 
 namespace medstream::lakesvc {
 
+// Where the host keeps the enclave's sealed blobs. Open() is the SQLite file; MemoryStore() keeps
+// them in this process only (tests: a LakeHost without a file). Used from one thread.
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
-  ~Store();
-  Result<std::vector<std::string>> Keys();
-  Result<crypto::Bytes> Get(const std::string& key);  // NotFound if absent
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);  // SQLite
+  virtual ~Store() = default;
+  virtual Result<std::vector<std::string>> Keys() = 0;            // sorted
+  virtual Result<crypto::Bytes> Get(const std::string& key) = 0;  // NotFound if absent
   // All writes in one transaction (an empty blob deletes the key).
-  Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes);
-
- private:
-  explicit Store(void* db) : db_(db) {}
-  void* db_;
+  virtual Status Apply(const std::vector<std::pair<std::string, crypto::Bytes>>& writes) = 0;
 };
+std::unique_ptr<Store> MemoryStore();
 
 struct HostOptions {
-  std::string dir;  // lake.db lives here
+  std::string dir;  // lake.db lives here (unless `store` is given)
+  // The blob store; null: the SQLite file DIR/lake.db.
+  std::function<Result<std::unique_ptr<Store>>()> store = nullptr;
   std::string mode = "process";
   std::string platform_dir;
   std::string enclave_path;
-  double call_budget_s = 0;  // process mode: per-call watchdog (0 = edge.h budgets)
+  double call_budget_s = 0;              // process mode: per-call watchdog (0 = edge.h budgets)
+  host::InprocFactory inproc = nullptr;  // for mode "inproc" (host/inproc: LaunchInproc)
 };
 
 class LakeHost {

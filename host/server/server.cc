@@ -144,7 +144,8 @@ Status Server::LaunchAndRecover() {
     MEDSTREAM_TRY(t, LaunchEnclave({.backend = options_.mode,
                                     .platform_dir = options_.platform_dir,
                                     .enclave_path = options_.enclave_path,
-                                    .call_budget_s = options_.call_budget_s}));
+                                    .call_budget_s = options_.call_budget_s,
+                                    .inproc = options_.inproc}));
     enclave_ = std::move(t);
     if (!claim_ && options_.claim_counter) {
       // Before restoring: another instance's use of the counter would otherwise show up as a

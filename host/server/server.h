@@ -57,6 +57,8 @@ struct ServerOptions {
   // harnesses that run throw-away servers one after another on one platform and never restart
   // an earlier one (medstream bench).
   bool claim_counter = true;
+  // The inproc backend (host/inproc: LaunchInproc), for mode "inproc".
+  InprocFactory inproc = nullptr;
 };
 
 struct ServerCounters {

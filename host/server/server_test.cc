@@ -1,5 +1,6 @@
 // The server loop: processing, quarantine, and exactly-once results across crashes.
 #include "host/server/server.h"
+#include "host/inproc/inproc.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,9 +14,9 @@
 #include <thread>
 
 #include "adapters/proc/proc.h"
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
 #include "owner/client/client.h"
 #include "tests/test_data.h"
 
@@ -35,10 +36,7 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
             .string();
     fs::remove_all(root_dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = platform(), .now = time(nullptr)}));
-    auto key = crypto::EcKey::Generate().value();
-    const std::string self = enclave::SelfPath().value();
-    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
-    ASSERT_TRUE(WriteFileAtomic(self + ".sig", sig));
+    ASSERT_TRUE(SignThisExecutableForInproc());
     ASSERT_TRUE(crypto::RandomBytes(data_key_.span()));
     const auto real = testing::LoadBeats("rr/rhenanbartels_exercise_rri_ms.txt");
     beats_ = real;
@@ -57,6 +55,7 @@ class ServerTest : public ::testing::TestWithParam<std::string> {
     o.platform_dir = platform();
     o.enclave_path = MEDSTREAM_ENCLAVE_BINARY;
     o.checkpoint_every = 4;
+    o.inproc = LaunchInproc;
     return o;
   }
 

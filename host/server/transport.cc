@@ -20,24 +20,11 @@
 #include <fmt/format.h>
 
 #include "common/base/fdio.h"
-#include "enclave/core/core.h"
-#include "enclave/core/identity.h"
+#include "common/base/file.h"
 
 namespace medstream::host {
 
 namespace {
-
-class InprocTransport : public EnclaveTransport {
- public:
-  explicit InprocTransport(std::unique_ptr<enclave::EnclaveCore> core) : core_(std::move(core)) {}
-  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
-    return core_->Handle(static_cast<uint16_t>(call), request);
-  }
-  std::string_view backend() const override { return "inproc"; }
-
- private:
-  std::unique_ptr<enclave::EnclaveCore> core_;
-};
 
 class SocketTransport : public EnclaveTransport {
  public:
@@ -239,7 +226,7 @@ std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::stri
 }
 
 std::string DefaultEnclavePath() {
-  auto self = enclave::SelfPath();
+  auto self = SelfPath();
   if (!self) return "medstream-enclave";
   const size_t slash = self->rfind('/');
   return (slash == std::string::npos ? std::string(".") : self->substr(0, slash)) +
@@ -251,16 +238,11 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& l) 
   if (l.backend != "inproc") {
     return InvalidArgument("unknown enclave backend '" + l.backend + "': inproc or process");
   }
-  MEDSTREAM_TRY(self, enclave::SelfPath());
-  MEDSTREAM_TRY(identity, enclave::LoadIdentity(self));
-  enclave::CoreOptions o;
-  o.backend = "inproc";
-  o.debug = l.debug;
-  o.identity = identity;
-  o.platform_dir = l.platform_dir;
-  o.seal_policy = l.seal_policy;
-  MEDSTREAM_TRY(core, enclave::EnclaveCore::Create(o));
-  return std::unique_ptr<EnclaveTransport>(std::make_unique<InprocTransport>(std::move(core)));
+  if (!l.inproc) {
+    return Fail(Error::Code::kFailedPrecondition,
+                "this program does not include the inproc backend: use the process backend");
+  }
+  return l.inproc(l);
 }
 
 Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t) {

@@ -1,7 +1,8 @@
 // host: the untrusted side's way into an enclave.
 //
 // An EnclaveTransport carries the calls of common/abi/edge.h and nothing else. Two backends:
-//   inproc   the trusted core in this process, called through the same allow-list and caps;
+//   inproc   the trusted core in this process, called through the same allow-list and caps
+//            (host/inproc, linked only by the programs that choose it);
 //   process  medstream-enclave, a separate hardened executable, over a socketpair.
 // (Vanilla mode has no enclave: see host/server/vanilla.h.) The host only ever moves ciphertext,
 // evidence and sealed blobs through here.
@@ -13,7 +14,6 @@
 
 #include "common/abi/edge.h"
 #include "common/crypto/crypto.h"
-#include "enclave/core/sealing.h"
 
 namespace medstream::host {
 
@@ -26,6 +26,12 @@ class EnclaveTransport {
   virtual int pid() const { return -1; }
 };
 
+struct EnclaveLaunch;
+// Starts the inproc backend (host/inproc: LaunchInproc). Injected by the programs that may run the
+// trusted core in their own process, so that the untrusted host itself never links it.
+using InprocFactory =
+    std::function<Result<std::unique_ptr<EnclaveTransport>>(const EnclaveLaunch&)>;
+
 struct EnclaveLaunch {
   std::string backend = "process";  // "process" or "inproc"
   std::string platform_dir;
@@ -36,8 +42,11 @@ struct EnclaveLaunch {
   // enclave process is killed and the call fails with kDeadlineExceeded. The inproc backend
   // cannot be stopped from outside and has no watchdog.
   double call_budget_s = 0;
+  InprocFactory inproc = nullptr;  // the inproc backend, when this program links it
 };
 
+// "process": medstream-enclave as a child process. "inproc": launch.inproc (kFailedPrecondition
+// when this program was not given it).
 Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);
 
 // A transport speaking the edge frames over a connected socket (the process backend's socketpair,

@@ -3,7 +3,7 @@
 // enclave runs, and writes plaintext result files.
 #pragma once
 
-#include "enclave/core/streams.h"
+#include "common/streams/streams.h"
 
 namespace medstream::host {
 
@@ -20,7 +20,7 @@ class VanillaProcessor {
 
  private:
   enclave::StreamConfig config_;
-  enclave::StreamTable streams_;
+  streams::StreamTable streams_;
   crypto::Bytes result_;  // reused across batches
   std::vector<hrv::Beat> beats_;
 };

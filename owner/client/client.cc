@@ -1,5 +1,8 @@
 #include "owner/client/client.h"
 
+#include "common/attest/identity.h"
+#include "common/base/file.h"
+
 #include <ctime>
 
 namespace medstream::client {
@@ -76,6 +79,21 @@ Result<wire::BatchResult> StreamSealer::OpenResult(crypto::ByteView file, uint64
   }
   if (seq) *seq = opened.header.seq;
   return wire::DecodeResult(opened.payload);
+}
+
+Result<attest::Policy> PolicyForThisBuild(const std::string& mode,
+                                          const std::string& enclave_path) {
+  std::string exe = enclave_path.empty() ? host::DefaultEnclavePath() : enclave_path;
+  if (mode == "inproc") {
+    MEDSTREAM_TRY(self, SelfPath());
+    exe = self;
+  }
+  MEDSTREAM_TRY(id, attest::LoadIdentity(exe));
+  attest::Policy policy;
+  policy.mr_enclave = {id.mr_enclave};
+  policy.mr_signer = {id.mr_signer};
+  policy.allow_simulated = true;
+  return policy;
 }
 
 }  // namespace medstream::client

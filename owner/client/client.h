@@ -25,6 +25,13 @@ struct Session {
 
 // Handshake, evidence verification (chain, policy, REPORTDATA) and key confirmation.
 Result<Session> Attest(host::EnclaveTransport& enclave, const AttestOptions& options);
+
+// The verifier policy that pins the enclave build this medstream came with: for mode "inproc" this
+// executable, otherwise `enclave_path` (default: medstream-enclave beside it); its measurement and
+// signer from its signature file, simulated platforms allowed (the only kind here; the evidence
+// says so). One definition for the demo, the benchmark and the lake's embedded host.
+Result<attest::Policy> PolicyForThisBuild(const std::string& mode,
+                                          const std::string& enclave_path = "");
 // Sends a key and its analysis configuration over the session; the enclave acknowledges.
 Status Provision(host::EnclaveTransport& enclave, Session& session,
                  const enclave::ProvisionKey& key);

@@ -21,10 +21,10 @@
 
 #include "adapters/mqtt/mqtt.h"
 #include "adapters/proc/proc.h"
+#include "common/attest/identity.h"
 #include "common/attest/policy.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
 #include "owner/sensor/sensor.h"
 #include "tests/broker.h"
 #include "tests/shell.h"
@@ -55,7 +55,7 @@ class FaultTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
-    auto id = enclave::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY).value();
+    auto id = attest::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY).value();
     attest::Policy p;
     p.mr_enclave = {id.mr_enclave};
     p.allow_simulated = true;

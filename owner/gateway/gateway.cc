@@ -182,11 +182,15 @@ Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options,
-                                                std::unique_ptr<MessageSource> source) {
+                                                std::unique_ptr<MessageSource> source,
+                                                std::unique_ptr<ServerLink> link) {
   std::unique_ptr<Gateway> g(new Gateway(options));
-  if (options.sftp) {
-    MEDSTREAM_TRY(link, SftpLink(*options.sftp, options.server_dir + "/enclave.sock"));
+  if (!g->options_.clock) g->options_.clock = [] { return std::chrono::steady_clock::now(); };
+  if (link) {
     g->link_ = std::move(link);
+  } else if (options.sftp) {
+    MEDSTREAM_TRY(sftp_link, SftpLink(*options.sftp, options.server_dir + "/enclave.sock"));
+    g->link_ = std::move(sftp_link);
   } else {
     g->link_ = LocalLink(options.server_dir);
   }
@@ -321,7 +325,7 @@ Status Gateway::Recover() {
       }
       stats_.beats_recovered += Merge(s, r.beats);
     }
-    if (!s.open.empty()) s.opened = std::chrono::steady_clock::now();
+    if (!s.open.empty()) s.opened = options_.clock();
   }
   if (adopted) return SaveSequences();
   return {};
@@ -473,7 +477,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
         devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s),
         "a gap in its message sequence");
   }
-  if (s.open.empty()) s.opened = std::chrono::steady_clock::now();
+  if (s.open.empty()) s.opened = options_.clock();
   const uint64_t stale_before = stats_.beats_stale;
   stats_.beats_in += Merge(s, *beats);
   if (stats_.beats_stale - stale_before == beats->size()) {
@@ -638,7 +642,7 @@ Status Gateway::ReadResults(Stream& s) {
     if (r->missing_before) ++stats_.gaps_reported;
     if (auto it = s.in_flight.find(seq); it != s.in_flight.end()) {
       stats_.latency_s.push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - it->second).count());
+          std::chrono::duration<double>(options_.clock() - it->second).count());
       s.in_flight.erase(it);
     }
     ++s.next_result;
@@ -646,7 +650,7 @@ Status Gateway::ReadResults(Stream& s) {
 }
 
 Status Gateway::Tick() {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = options_.clock();
   if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
     AskStatuses();
   }
@@ -688,7 +692,7 @@ Status Gateway::Tick() {
 
 void Gateway::AskStatuses() {
   // Outside the lock: the broker's answer comes through the message handler, which takes it.
-  last_status_ask_ = std::chrono::steady_clock::now();
+  last_status_ask_ = options_.clock();
   if (auto st = source_->AskStatuses(); !st) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }

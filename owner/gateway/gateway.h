@@ -93,6 +93,8 @@ struct Options {
   // sealing a batch and this append can leave that batch out (a record for reports, not the data
   // of record: that is in the spool and the enclave).
   bool record_beats = false;
+  // Monotonic time now: batch ages, status intervals, result latency. Default: steady_clock.
+  std::function<std::chrono::steady_clock::time_point()> clock = nullptr;
   // Unix time now: times the beats of Bluetooth measurements, which come without (sensor.h).
   std::function<double()> wall_clock = [] {
     return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
@@ -141,8 +143,10 @@ class Gateway {
  public:
   // Attests the enclave, provisions the key, recovers STATE, then starts `source` (the broker by
   // default): messages arriving after this returns are merged into open batches.
+  // `link`: how the server is reached; null: options.sftp or the local options.server_dir.
   static Result<std::unique_ptr<Gateway>> Start(const Options& options,
-                                                std::unique_ptr<MessageSource> source = nullptr);
+                                                std::unique_ptr<MessageSource> source = nullptr,
+                                                std::unique_ptr<ServerLink> link = nullptr);
   ~Gateway();
 
   // One step of the main loop: cut batches that are old enough, upload the spool, read results.

@@ -9,9 +9,10 @@
 #include <fstream>
 #include <mutex>
 
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/server/server.h"
 #include "owner/gateway/gateway.h"
 #include "owner/sensor/sensor.h"
@@ -45,14 +46,11 @@ class GatewayUnit : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
-    // The inproc backend measures the executable that hosts it: sign this test binary.
-    const std::string self = enclave::SelfPath().value();
-    auto key = crypto::EcKey::Generate().value();
-    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self).value(), key, 1, 1).value();
-    ASSERT_TRUE(WriteFileAtomic(self + ".sig", sig));
+    ASSERT_TRUE(host::SignThisExecutableForInproc());
     host::ServerOptions so;
     so.dir = dir_ + "/server";
     so.mode = "inproc";
+    so.inproc = host::LaunchInproc;
     so.platform_dir = dir_ + "/platform";
     auto server = host::Server::Start(so);
     ASSERT_TRUE(server) << server.error().message();
@@ -64,7 +62,7 @@ class GatewayUnit : public ::testing::Test {
     options_.batch_beats = 100;
     options_.batch_seconds = 3600;  // cut by size or by CutAll, never by the clock
     options_.root_ca = attest::SimPlatform::RootPath(dir_ + "/platform");
-    options_.policy.mr_enclave = {enclave::LoadIdentity(self)->mr_enclave};
+    options_.policy.mr_enclave = {attest::LoadIdentity(SelfPath().value())->mr_enclave};
     options_.policy.allow_simulated = true;
   }
   void TearDown() override {
@@ -166,6 +164,33 @@ TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {
   EXPECT_EQ(s.lost_beats, 0u);
   EXPECT_EQ(s.beats_in, 100u);         // the repeats were merged, not counted again
   EXPECT_EQ(s.beats_processed, 350u);  // every beat once: the spooled batches, the log, the rest
+}
+
+// The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock
+// (here a hand-moved one, so nothing sleeps), and its latency is measured on it.
+TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.batch_seconds = 10;
+  options_.batch_beats = 1000;
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  for (const auto& m : Messages(1, 50, 5)) feed->Send(t1, m);
+  now += std::chrono::seconds(9);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 0u);  // 9 s old: stays open
+  now += std::chrono::seconds(2);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 1u);  // 11 s old: cut
+  ASSERT_TRUE(server_->ProcessInbox());
+  now += std::chrono::milliseconds(1500);
+  ASSERT_TRUE(g->Tick());
+  const Stats s = g->stats();
+  EXPECT_EQ(s.results, 1u);
+  ASSERT_EQ(s.latency_s.size(), 1u);
+  EXPECT_DOUBLE_EQ(s.latency_s[0], 12.5);  // first beat in -> result read, on the fake clock
 }
 
 }  // namespace

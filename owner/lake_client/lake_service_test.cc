@@ -7,9 +7,10 @@
 
 #include <filesystem>
 
+#include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
-#include "enclave/core/identity.h"
+#include "host/inproc/inproc.h"
 #include "host/lake_host/lake_host.h"
 #include "owner/lake_client/lake_client.h"
 
@@ -28,32 +29,34 @@ class LakeService : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
-    // The inproc backend measures the executable that hosts it: sign this test binary.
-    self_ = enclave::SelfPath().value();
-    auto key = crypto::EcKey::Generate().value();
-    auto sig = enclave::SignMeasurement(enclave::MeasureFile(self_).value(), key, 1, 1).value();
-    ASSERT_TRUE(WriteFileAtomic(self_ + ".sig", sig));
+    self_ = SelfPath().value();
+    ASSERT_TRUE(host::SignThisExecutableForInproc());
     root_ = std::make_unique<crypto::Certificate>(
         crypto::Certificate::FromPem(
             *ReadFileText(attest::SimPlatform::RootPath(dir_ + "/platform")))
             .value());
-    auto h = LakeHost::Start({.dir = dir_,
-                              .mode = "inproc",
-                              .platform_dir = dir_ + "/platform",
-                              .enclave_path = MEDSTREAM_ENCLAVE_BINARY});
+    // The store in memory: nothing of the lake is written to disk by the host here.
+    auto h =
+        LakeHost::Start({.dir = dir_,
+                         .store = []() -> Result<std::unique_ptr<Store>> { return MemoryStore(); },
+                         .mode = "inproc",
+                         .platform_dir = dir_ + "/platform",
+                         .enclave_path = MEDSTREAM_ENCLAVE_BINARY,
+                         .inproc = host::LaunchInproc});
     ASSERT_TRUE(h) << h.error().message();
     host_ = std::move(*h);
     csv_ = dir_ + "/admissions.csv";
     ASSERT_TRUE(WriteFileAtomic(csv_, SynthesizeAdmissions(3000, 4)));
   }
   void TearDown() override {
+    EXPECT_FALSE(fs::exists(dir_ + "/lake.db"));  // the memory store was used
     host_.reset();
     fs::remove_all(dir_);
   }
   std::unique_ptr<LakeClient> Connect(const crypto::EcKey& who) {
     client::AttestOptions attest;
     attest.root = root_.get();
-    attest.policy.mr_enclave = {enclave::LoadIdentity(self_)->mr_enclave};
+    attest.policy.mr_enclave = {attest::LoadIdentity(self_)->mr_enclave};
     attest.policy.allow_simulated = true;
     auto c = LakeClient::Connect(host_->transport(), attest, who);
     EXPECT_TRUE(c) << c.error().message();

@@ -1,4 +1,4 @@
-#include "enclave/core/identity.h"
+#include "common/attest/identity.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include "common/base/bytes.h"
 #include "common/base/file.h"
 
-namespace medstream::enclave {
+namespace medstream::attest {
 
 namespace {
 constexpr size_t kSignedPart = 4 + 2 + 32 + 2 + 2 + 64;
@@ -86,11 +86,4 @@ Result<SignedIdentity> LoadIdentity(const std::string& executable) {
   return CheckSignature(measurement, *sig);
 }
 
-Result<std::string> SelfPath() {
-  char buf[4096];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return IoError("cannot resolve /proc/self/exe");
-  return std::string(buf, static_cast<size_t>(n));
-}
-
-}  // namespace medstream::enclave
+}  // namespace medstream::attest

@@ -1,6 +1,6 @@
-#include "enclave/core/streams.h"
+#include "common/streams/streams.h"
 
-namespace medstream::enclave {
+namespace medstream::streams {
 
 hrv::MetricsEngine& StreamTable::Engine(hrv::JobKind kind, const StreamConfig& config) {
   auto& slot = engines_[{static_cast<int>(kind), static_cast<int>(config.spectral)}];
@@ -128,4 +128,4 @@ Status StreamTable::Load(ByteReader* r,
   return {};
 }
 
-}  // namespace medstream::enclave
+}  // namespace medstream::streams

@@ -1,5 +1,7 @@
-// The analytics behind every backend: per-stream sequence checking and job state. The enclave
-// runs it on decrypted batches; vanilla mode runs the very same code on plaintext ones.
+// streams: the analytics behind every backend: per-stream sequence checking and job state. The
+// enclave runs it on decrypted batches; vanilla mode (host/server/vanilla.h) runs the very same
+// code on plaintext ones, which is why it lives in common/ and not in the trusted core. It does no
+// I/O and no crypto: beats in, wire::BatchResult out. Thread-compatible (one table per thread).
 #pragma once
 
 #include <functional>
@@ -9,7 +11,9 @@
 #include "common/abi/edge.h"
 #include "common/wire/wire.h"
 
-namespace medstream::enclave {
+namespace medstream::streams {
+
+using enclave::StreamConfig;
 
 class StreamTable {
  public:
@@ -64,4 +68,4 @@ class StreamTable {
   std::map<std::pair<int, int>, std::unique_ptr<hrv::MetricsEngine>> engines_;
 };
 
-}  // namespace medstream::enclave
+}  // namespace medstream::streams

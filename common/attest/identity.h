@@ -6,13 +6,15 @@
 //   "MSIG" | format u16 | MRENCLAVE (32) | ISVPRODID u16 | ISVSVN u16 | signer key x||y (64)
 //   | ECDSA P-256 signature r||s (64) over everything before it
 // Like EINIT, an enclave whose executable does not match its signature refuses to start.
+// Shared: the enclave proves its own identity with it, `medstream enclave sign` writes it, and a
+// data owner pins a build's identity in its verifier policy. Thread-safe (pure but file reads).
 #pragma once
 
 #include <string>
 
 #include "common/crypto/crypto.h"
 
-namespace medstream::enclave {
+namespace medstream::attest {
 
 struct SignedIdentity {
   crypto::Digest mr_enclave{};
@@ -28,7 +30,5 @@ Result<crypto::Bytes> SignMeasurement(const crypto::Digest& mr_enclave, const cr
 Result<SignedIdentity> CheckSignature(const crypto::Digest& mr_enclave, crypto::ByteView sigfile);
 // Measures `executable` and checks `<executable>.sig`.
 Result<SignedIdentity> LoadIdentity(const std::string& executable);
-// The running executable (/proc/self/exe).
-Result<std::string> SelfPath();
 
-}  // namespace medstream::enclave
+}  // namespace medstream::attest
