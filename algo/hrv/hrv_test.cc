@@ -96,6 +96,30 @@ TEST(SampleEntropy, SortedCountsEqualTheQuadraticDefinition) {
   EXPECT_TRUE(std::isnan(SampleEntropy(x, 2, 0, &scratch)));
 }
 
+// Issue 17: from kSampleEntropyTreeFrom templates on, the pairs are counted with Fenwick trees;
+// the counts still equal the definition's, ties and all (whole-millisecond RR, a flat stretch).
+TEST(SampleEntropy, TreeCountsEqualTheQuadraticDefinition) {
+  const auto beats = testing::LoadBeats("rr/chf2db_chf201_rr_secs.txt");
+  std::vector<double> x, scratch;
+  for (const Beat& b : beats) {
+    if (x.size() == 6000) break;
+    x.push_back(std::round(b.rr_ms));
+  }
+  ASSERT_GT(x.size(), kSampleEntropyTreeFrom);
+  for (size_t i = 100; i < 160; ++i) x[i] = 800;  // many exact ties in every coordinate
+  for (double r : {0.0001, 4.0, 15.0, 0.2 * 60, 80.0}) {
+    EXPECT_DOUBLE_EQ(SampleEntropy(x, 2, r, &scratch), NaiveSampleEntropy(x, 2, r)) << r;
+  }
+  // Irrational-looking values and r on the edge of rounding: still the definition's counts.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> g(800, 40);
+  std::vector<double> y(5000);
+  for (double& v : y) v = g(rng);
+  for (double r : {1.5, 2.0000001, 7.77, 33.3}) {
+    EXPECT_DOUBLE_EQ(SampleEntropy(y, 2, r, &scratch), NaiveSampleEntropy(y, 2, r)) << r;
+  }
+}
+
 TEST(Dfa, WhiteNoiseScalesWithOneHalf) {
   std::mt19937 rng(7);
   std::normal_distribution<double> noise(800, 50);

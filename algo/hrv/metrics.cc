@@ -104,17 +104,147 @@ MeanSd ComputeMeanSd(std::span<const double> x) {
   return MeanSdGivenSum(x, Sum(x));
 }
 
+namespace {
+
+// Sample entropy's pair counts for m = 2 without enumerating the pairs (a 24 h record has ~10^9
+// matching ones): templates are points (a, b, c) = (x[i], x[i+1], x[i+2]); swept in order of a,
+// the earlier points within r in a form a sliding window; a Fenwick tree over the ranks of b counts
+// the window's points within r in b (matches of length 2), and a Fenwick tree of Fenwick trees
+// over (b rank, c) counts those also within r in c (length 3). O(N log^2 N) time, O(N log N)
+// memory. Every "within r" is decided by the definition's own test, |u - v| <= r in floating
+// point: for a fixed u, u - v is monotone in v, so the v that pass form one run of the sorted
+// values, found by binary search with that very test; the counts equal the quadratic
+// definition's exactly.
+class PairCounter {
+ public:
+  PairCounter(const double* x, size_t templates, double r) : x_(x), n_(templates), r_(r) {}
+
+  void Count(uint64_t* matches_m, uint64_t* matches_m1) {
+    // Ranks in b (ties broken by index, so every point has its own rank).
+    by_b_.resize(n_);
+    std::iota(by_b_.begin(), by_b_.end(), size_t{0});
+    std::sort(by_b_.begin(), by_b_.end(),
+              [&](size_t p, size_t q) { return B(p) < B(q) || (B(p) == B(q) && p < q); });
+    rank_b_.resize(n_);
+    sorted_b_.resize(n_);
+    for (size_t k = 0; k < n_; ++k) {
+      rank_b_[by_b_[k]] = k;
+      sorted_b_[k] = B(by_b_[k]);
+    }
+    // Outer Fenwick node k (1-based) covers ranks (k - lowbit(k), k]; its points sorted by c.
+    node_start_.assign(n_ + 2, 0);
+    for (size_t k = 1; k <= n_; ++k) node_start_[k + 1] = node_start_[k] + (k & (~k + 1));
+    node_c_.resize(node_start_[n_ + 1]);
+    node_fen_.assign(node_start_[n_ + 1], 0);
+    for (size_t k = 1; k <= n_; ++k) {
+      const size_t len = k & (~k + 1);
+      double* c = node_c_.data() + node_start_[k];
+      for (size_t t = 0; t < len; ++t) c[t] = C(by_b_[k - len + t]);
+      std::sort(c, c + len);
+    }
+    fen_b_.assign(n_ + 1, 0);
+
+    std::vector<size_t> by_a(n_);
+    std::iota(by_a.begin(), by_a.end(), size_t{0});
+    std::sort(by_a.begin(), by_a.end(),
+              [&](size_t p, size_t q) { return A(p) < A(q) || (A(p) == A(q) && p < q); });
+    uint64_t m2 = 0, m3 = 0;
+    size_t tail = 0;  // by_a[tail..k) is the window: earlier in a, within r of the current point
+    for (size_t k = 0; k < n_; ++k) {
+      const size_t i = by_a[k];
+      while (!(A(i) - A(by_a[tail]) <= r_)) Update(by_a[tail++], -1);
+      // The ranks of b within r of B(i): one run of sorted_b_.
+      const double bi = B(i);
+      const size_t lo =
+          static_cast<size_t>(std::partition_point(sorted_b_.begin(), sorted_b_.end(),
+                                                   [&](double v) { return v - bi < -r_; }) -
+                              sorted_b_.begin());
+      const size_t hi = static_cast<size_t>(
+          std::partition_point(sorted_b_.begin() + static_cast<ptrdiff_t>(lo), sorted_b_.end(),
+                               [&](double v) { return v - bi <= r_; }) -
+          sorted_b_.begin());
+      if (hi > lo) {
+        m2 += PrefixB(hi) - PrefixB(lo);
+        m3 += PrefixBC(hi, C(i)) - PrefixBC(lo, C(i));
+      }
+      Update(i, +1);
+    }
+    *matches_m = m2;
+    *matches_m1 = m3;
+  }
+
+ private:
+  double A(size_t i) const { return x_[i]; }
+  double B(size_t i) const { return x_[i + 1]; }
+  double C(size_t i) const { return x_[i + 2]; }
+
+  void Update(size_t i, int delta) {
+    const size_t rb = rank_b_[i] + 1;
+    const double c = C(i);
+    for (size_t k = rb; k <= n_; k += k & (~k + 1)) {
+      fen_b_[k] += delta;
+      // Position of one point with value c in the node (which one does not matter: a count of c
+      // values is what is kept).
+      const size_t len = k & (~k + 1);
+      const double* nc = node_c_.data() + node_start_[k];
+      const size_t pos = static_cast<size_t>(std::lower_bound(nc, nc + len, c) - nc) + 1;
+      int64_t* f = node_fen_.data() + node_start_[k] - 1;  // 1-based within the node
+      for (size_t p = pos; p <= len; p += p & (~p + 1)) f[p] += delta;
+    }
+  }
+  // Window points with b rank < `ranks`.
+  uint64_t PrefixB(size_t ranks) const {
+    int64_t s = 0;
+    for (size_t k = ranks; k > 0; k -= k & (~k + 1)) s += fen_b_[k];
+    return static_cast<uint64_t>(s);
+  }
+  // Window points with b rank < `ranks` and |c - ci| <= r.
+  uint64_t PrefixBC(size_t ranks, double ci) const {
+    int64_t s = 0;
+    for (size_t k = ranks; k > 0; k -= k & (~k + 1)) {
+      const size_t len = k & (~k + 1);
+      const double* nc = node_c_.data() + node_start_[k];
+      const size_t lo = static_cast<size_t>(
+          std::partition_point(nc, nc + len, [&](double v) { return v - ci < -r_; }) - nc);
+      const size_t hi = static_cast<size_t>(
+          std::partition_point(nc + lo, nc + len, [&](double v) { return v - ci <= r_; }) - nc);
+      const int64_t* f = node_fen_.data() + node_start_[k] - 1;
+      auto prefix = [&](size_t p) {
+        int64_t t = 0;
+        for (; p > 0; p -= p & (~p + 1)) t += f[p];
+        return t;
+      };
+      s += prefix(hi) - prefix(lo);
+    }
+    return static_cast<uint64_t>(s);
+  }
+
+  const double* x_;
+  size_t n_;
+  double r_;
+  std::vector<size_t> by_b_, rank_b_, node_start_;
+  std::vector<double> sorted_b_, node_c_;
+  std::vector<int64_t> fen_b_, node_fen_;
+};
+
+}  // namespace
+
 double SampleEntropy(std::span<const double> x, int m, double r, std::vector<double>* scratch) {
   const size_t n = x.size();
   if (m < 1 || n < static_cast<size_t>(m) + 2 || !(r > 0) || !std::isfinite(r)) return kNaN;
   const size_t templates = n - static_cast<size_t>(m);
+  uint64_t matches_m = 0, matches_m1 = 0;
+  if (m == 2 && templates >= kSampleEntropyTreeFrom) {
+    PairCounter(x.data(), templates, r).Count(&matches_m, &matches_m1);
+    if (matches_m == 0 || matches_m1 == 0) return kNaN;
+    return -std::log(static_cast<double>(matches_m1) / static_cast<double>(matches_m));
+  }
   // scratch holds template start indices (exactly representable as doubles up to 2^53).
   scratch->resize(templates);
   std::iota(scratch->begin(), scratch->end(), 0.0);
   std::sort(scratch->begin(), scratch->end(), [&](double a, double b) {
     return x[static_cast<size_t>(a)] < x[static_cast<size_t>(b)];
   });
-  uint64_t matches_m = 0, matches_m1 = 0;
   const double* v = x.data();
   for (size_t a = 0; a < templates; ++a) {
     const size_t i = static_cast<size_t>((*scratch)[a]);

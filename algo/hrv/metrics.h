@@ -20,9 +20,12 @@ MeanSd ComputeMeanSd(std::span<const double> x);
 // needs the sum anyway (window coverage) can pass it on instead of summing twice.
 double Sum(std::span<const double> x);
 
-// Sample entropy of x with template length m and tolerance r (see Metrics::sampen). Pairs are
-// found by sorting templates on their first value, so only pairs within r there are compared;
-// the counts equal those of the quadratic definition.
+// Sample entropy of x with template length m and tolerance r (see Metrics::sampen). Short series
+// (a window) sort templates on their first value and compare only pairs within r there; from
+// kSampleEntropyTreeFrom templates on (m = 2, a whole record) the pairs are counted, not
+// enumerated, with Fenwick trees in O(N log^2 N). Either way the counts equal those of the
+// quadratic definition exactly (hrv_test checks both against it).
+inline constexpr size_t kSampleEntropyTreeFrom = 4096;
 double SampleEntropy(std::span<const double> x, int m, double r, std::vector<double>* scratch);
 
 // DFA scaling exponent over box sizes [n_lo, n_hi] (see Metrics::dfa_alpha1); NaN when x has fewer

@@ -217,6 +217,20 @@ crypto::Bytes LakeLoad::Encode() const {
   return out;
 }
 
+crypto::Bytes CommitVersion::Encode() const {
+  crypto::Bytes out;
+  ByteWriter(&out).U64(version);
+  return out;
+}
+
+Result<CommitVersion> CommitVersion::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  MEDSTREAM_TRY(version, r.U64("commit version"));
+  if (r.remaining() != 0)
+    return Corrupt("commit: " + std::to_string(r.remaining()) + " extra bytes");
+  return CommitVersion{version};
+}
+
 Result<LakeLoad> LakeLoad::Decode(std::span<const uint8_t> b) {
   ByteReader r(b);
   LakeLoad out;

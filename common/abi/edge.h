@@ -122,6 +122,15 @@ struct SessionRecord {
   static Result<SessionRecord> Decode(std::span<const uint8_t> b);
 };
 
+// kCommit's and kLakeCommit's request: the checkpoint (or lake manifest) version the host has
+// durably stored, which the enclave then makes its monotonic counter's value.
+struct CommitVersion {
+  uint64_t version = 0;
+  crypto::Bytes Encode() const;
+  // Exactly 8 bytes (kCorrupt otherwise).
+  static Result<CommitVersion> Decode(std::span<const uint8_t> b);
+};
+
 // kLakeLoad's request: the host hands the enclave its stored blobs in order, the manifest first,
 // then each page, then kDone. `blob` is a view into the decoded buffer.
 enum class LakeLoadKind : uint8_t { kManifest = 1, kPage = 2, kDone = 3 };

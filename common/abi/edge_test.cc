@@ -49,6 +49,20 @@ TEST(EdgeAbi, SessionRecordsRoundTripAndRefuseGarbage) {
   }
 }
 
+TEST(EdgeAbi, CommitVersionsRoundTripAndRefuseGarbage) {
+  const crypto::Bytes wire = CommitVersion{0x1122334455667788}.Encode();
+  ASSERT_EQ(wire.size(), 8u);
+  auto back = CommitVersion::Decode(wire);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->version, 0x1122334455667788u);
+  for (size_t n : {0, 1, 7, 9, 16}) {
+    crypto::Bytes b(n, 0x42);
+    auto r = CommitVersion::Decode(b);
+    ASSERT_FALSE(r) << n;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << n;
+  }
+}
+
 TEST(EdgeAbi, LakeLoadsRoundTripAndRefuseGarbage) {
   const crypto::Bytes blob(1000, 0xab);
   for (LakeLoadKind kind : {LakeLoadKind::kManifest, LakeLoadKind::kPage, LakeLoadKind::kDone}) {

@@ -309,8 +309,8 @@ Result<crypto::Bytes> EnclaveCore::Checkpoint() {
 }
 
 Result<crypto::Bytes> EnclaveCore::Commit(crypto::ByteView request) {
-  ByteReader r(request);
-  MEDSTREAM_TRY(version, r.U64("version"));
+  MEDSTREAM_TRY(commit, CommitVersion::Decode(request));
+  const uint64_t version = commit.version;
   if (version != pending_checkpoint_ || version == 0) {
     return Refuse("commit of checkpoint " + std::to_string(version) +
                   ", but the pending checkpoint is " + std::to_string(pending_checkpoint_));
@@ -462,8 +462,8 @@ Result<crypto::Bytes> EnclaveCore::LakeRequest(crypto::ByteView request) {
 }
 
 Result<crypto::Bytes> EnclaveCore::LakeCommit(crypto::ByteView request) {
-  ByteReader r(request);
-  MEDSTREAM_TRY(version, r.U64("lake version"));
+  MEDSTREAM_TRY(commit, CommitVersion::Decode(request));
+  const uint64_t version = commit.version;
   if (!lake_ || version > lake_->version())
     return Refuse("lake_commit: version " + std::to_string(version) + " was never produced");
   if (version > platform_->counter(CounterId::kLake)) {

@@ -325,10 +325,9 @@ TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
   auto checkpoint = [](host::EnclaveTransport& t) {
     auto blob = t.Call(enclave::Call::kCheckpoint, {}).value();
     auto stats = host::GetStats(t).value();
-    Bytes v;
-    ByteWriter w(&v);
-    w.U64(stats.checkpoint_version + 1);
-    EXPECT_TRUE(t.Call(enclave::Call::kCommit, v).has_value());
+    EXPECT_TRUE(t.Call(enclave::Call::kCommit,
+                       enclave::CommitVersion{stats.checkpoint_version + 1}.Encode())
+                    .has_value());
     return blob;
   };
   {

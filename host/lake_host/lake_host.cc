@@ -86,9 +86,8 @@ class Relay : public host::EnclaveTransport {
         if (response.mutated) {
           // The enclave releases the reply of a request that changed the lake only once its
           // version is committed (enclave/core/core.h).
-          crypto::Bytes v;
-          ByteWriter(&v).U64(response.version);
-          MEDSTREAM_TRY(held, enclave.Call(enclave::Call::kLakeCommit, v));
+          MEDSTREAM_TRY(held, enclave.Call(enclave::Call::kLakeCommit,
+                                           enclave::CommitVersion{response.version}.Encode()));
           if (response.record.empty()) return held;
         }
         return std::move(response.record);

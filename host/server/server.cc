@@ -381,10 +381,8 @@ Status Server::Checkpoint() {
   // The journal restarts empty: everything in it is now inside the checkpoint.
   if (auto s = WriteFileAtomic(Path(kJournalFile), std::string_view(), 0600); !s) return s;
   if (!vanilla_) {
-    crypto::Bytes v;
-    ByteWriter w(&v);
-    w.U64(version);
-    MEDSTREAM_TRY(ok, enclave_->Call(enclave::Call::kCommit, v));
+    MEDSTREAM_TRY(ok,
+                  enclave_->Call(enclave::Call::kCommit, enclave::CommitVersion{version}.Encode()));
     (void)ok;
   }
   since_checkpoint_ = 0;
