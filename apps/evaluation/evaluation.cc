@@ -542,8 +542,8 @@ std::string ToCsv(const std::vector<Measurement>& rows) {
   for (const Measurement& m : rows) {
     fmt::format_to(std::back_inserter(out), "{},{},{},{},{},{:.6f},{:.3f},{:.3f},{:.3f},{:.1f},",
                    m.point.mode, m.point.job, m.point.workload, m.point.load_bytes,
-                   m.samples * (m.point.stream() ? m.batches : 1), m.Median(), m.avg_batch_ms,
-                   m.ThroughputMbS(), m.slowdown, m.peak_rss_mb);
+                   m.TotalSamples(), m.Median(), m.avg_batch_ms, m.ThroughputMbS(), m.slowdown,
+                   m.peak_rss_mb);
     fmt::format_to(std::back_inserter(out), "{:.6f},{:.6f},{},{},{}\n", m.Min(), m.Max(),
                    m.elapsed.size(), m.bytes_in, m.real_time ? "yes" : "no");
   }
@@ -561,7 +561,7 @@ std::string ToTable(const std::vector<Measurement>& rows) {
     fmt::format_to(std::back_inserter(out),
                    "{:<8} {:<10} {:<13} {:>6} {:>9} {:>21} {:>11.3f} {:>9.2f} {:>9} {:>8.1f}\n",
                    m.point.mode, m.point.job, m.point.workload, LoadLabel(m.point.load_bytes),
-                   m.samples, spread, m.avg_batch_ms, m.ThroughputMbS(),
+                   m.TotalSamples(), spread, m.avg_batch_ms, m.ThroughputMbS(),
                    m.slowdown > 0 ? fmt::format("{:.2f}x", m.slowdown) : "", m.peak_rss_mb);
   }
   return out;

@@ -46,6 +46,9 @@ struct Measurement {
   uint64_t batches = 0;         // stream: batches fed; batch: repetitions
   bool real_time = true;        // stream: every batch done within its interval, no backlog
   double slowdown = 0;          // median elapsed / vanilla's at the same (job, workload, load)
+  // Every sample processed at this point (a stream: per batch x batches), as both the table and
+  // the CSV show it.
+  uint64_t TotalSamples() const { return samples * (point.stream() ? batches : 1); }
   double Median() const;
   double Min() const;
   double Max() const;

@@ -121,9 +121,26 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
       << line;
   std::map<std::string, int> modes;
   int rows = 0;
+  // The printed table's rows, by "mode job workload load": its samples column (issue 17: it once
+  // showed per-batch samples where the CSV had the total).
+  std::map<std::string, std::string> table_samples;
+  {
+    std::istringstream out(r.out);
+    for (std::string t; std::getline(out, t);) {
+      std::istringstream words(t);
+      std::vector<std::string> w;
+      for (std::string x; words >> x;) w.push_back(x);
+      if (w.size() > 6 && (w[4] == "kB" || w[4] == "MB"))
+        table_samples[w[0] + " " + w[1] + " " + w[2] + " " + w[3] + " " + w[4]] = w[5];
+    }
+  }
+  ASSERT_FALSE(table_samples.empty()) << r.out;
   while (std::getline(in, line)) {
     const auto f = Fields(line);
     ASSERT_EQ(f.size(), 15u) << line;
+    EXPECT_EQ(table_samples[f[0] + " " + f[1] + " " + f[2] + " " + LoadLabel(std::stoull(f[3]))],
+              f[4])
+        << line;
     ++rows;
     ++modes[f[0]];
     const uint64_t load = std::stoull(f[3]);
