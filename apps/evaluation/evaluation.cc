@@ -171,10 +171,10 @@ class Rig {
     return r.beats;
   }
   host::Server& server() { return *server_; }
-  double PeakRssMb() const {
+  double HostPeakRssMb() const { return evaluation::PeakRssMb("self"); }
+  double EnclavePeakRssMb() const {
     const int pid = server_->enclave_pid();
-    return evaluation::PeakRssMb("self") +
-           (pid > 0 ? evaluation::PeakRssMb(std::to_string(pid)) : 0);
+    return pid > 0 ? evaluation::PeakRssMb(std::to_string(pid)) : 0;
   }
 
  private:
@@ -225,7 +225,9 @@ Result<Measurement> RunBatch(const Options& o, const Point& p, Context& ctx,
   }
   m.batches = static_cast<uint64_t>(o.reps);
   m.avg_batch_ms = Median(server_ms);
-  m.peak_rss_mb = rig->PeakRssMb();
+  m.host_peak_rss_mb = rig->HostPeakRssMb();
+  m.enclave_peak_rss_mb = rig->EnclavePeakRssMb();
+  m.peak_rss_mb = m.host_peak_rss_mb + m.enclave_peak_rss_mb;
   return m;
 }
 
@@ -355,7 +357,9 @@ Result<Measurement> RunStream(const Options& o, const Point& p, Context& ctx,
   m.avg_batch_ms = std::accumulate(latency.begin(), latency.end(), 0.0) * 1000 /
                    static_cast<double>(latency.size());
   m.elapsed = {Seconds(last - present.front())};
-  m.peak_rss_mb = rig->PeakRssMb();
+  m.host_peak_rss_mb = rig->HostPeakRssMb();
+  m.enclave_peak_rss_mb = rig->EnclavePeakRssMb();
+  m.peak_rss_mb = m.host_peak_rss_mb + m.enclave_peak_rss_mb;
   return m;
 }
 
@@ -399,7 +403,7 @@ Result<Measurement> RunBaseline(const Options& o, const Point& p, Context& ctx,
   for (const auto& e : j["elapsed_s"]) m.elapsed.push_back(e.get<double>());
   m.batches = m.elapsed.size();
   m.avg_batch_ms = Median(m.elapsed) * 1000;
-  m.peak_rss_mb = static_cast<double>(ru.ru_maxrss) / 1024;
+  m.peak_rss_mb = m.host_peak_rss_mb = static_cast<double>(ru.ru_maxrss) / 1024;
   return m;
 }
 
@@ -538,14 +542,16 @@ Result<std::vector<Measurement>> Run(const Options& o) {
 std::string ToCsv(const std::vector<Measurement>& rows) {
   std::string out =
       "mode,job,workload,load_bytes,samples,elapsed_s,avg_batch_ms,throughput_mb_s,"
-      "slowdown_vs_vanilla,peak_rss_mb,elapsed_min_s,elapsed_max_s,reps,bytes_in,real_time\n";
+      "slowdown_vs_vanilla,peak_rss_mb,elapsed_min_s,elapsed_max_s,reps,bytes_in,real_time,"
+      "enclave_peak_rss_mb,host_peak_rss_mb\n";
   for (const Measurement& m : rows) {
     fmt::format_to(std::back_inserter(out), "{},{},{},{},{},{:.6f},{:.3f},{:.3f},{:.3f},{:.1f},",
                    m.point.mode, m.point.job, m.point.workload, m.point.load_bytes,
                    m.TotalSamples(), m.Median(), m.avg_batch_ms, m.ThroughputMbS(), m.slowdown,
                    m.peak_rss_mb);
-    fmt::format_to(std::back_inserter(out), "{:.6f},{:.6f},{},{},{}\n", m.Min(), m.Max(),
-                   m.elapsed.size(), m.bytes_in, m.real_time ? "yes" : "no");
+    fmt::format_to(std::back_inserter(out), "{:.6f},{:.6f},{},{},{},{:.1f},{:.1f}\n", m.Min(),
+                   m.Max(), m.elapsed.size(), m.bytes_in, m.real_time ? "yes" : "no",
+                   m.enclave_peak_rss_mb, m.host_peak_rss_mb);
   }
   return out;
 }

@@ -38,14 +38,16 @@ struct Point {
 
 struct Measurement {
   Point point;
-  uint64_t samples = 0;         // per batch
-  uint64_t bytes_in = 0;        // our batch file size (per batch)
-  std::vector<double> elapsed;  // seconds, one per repetition (stream: one per run)
-  double avg_batch_ms = 0;      // server-side time per batch (median over repetitions)
-  double peak_rss_mb = 0;       // bench process (gateway and host) + enclave process
-  uint64_t batches = 0;         // stream: batches fed; batch: repetitions
-  bool real_time = true;        // stream: every batch done within its interval, no backlog
-  double slowdown = 0;          // median elapsed / vanilla's at the same (job, workload, load)
+  uint64_t samples = 0;            // per batch
+  uint64_t bytes_in = 0;           // our batch file size (per batch)
+  std::vector<double> elapsed;     // seconds, one per repetition (stream: one per run)
+  double avg_batch_ms = 0;         // server-side time per batch (median over repetitions)
+  double peak_rss_mb = 0;          // bench process (gateway and host) + enclave process
+  double host_peak_rss_mb = 0;     // the bench process alone (gateway and host; pandas: python)
+  double enclave_peak_rss_mb = 0;  // the enclave process alone (process mode; else 0)
+  uint64_t batches = 0;            // stream: batches fed; batch: repetitions
+  bool real_time = true;           // stream: every batch done within its interval, no backlog
+  double slowdown = 0;             // median elapsed / vanilla's at the same (job, workload, load)
   // Every sample processed at this point (a stream: per batch x batches), as both the table and
   // the CSV show it.
   uint64_t TotalSamples() const { return samples * (point.stream() ? batches : 1); }

@@ -137,7 +137,7 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
   ASSERT_FALSE(table_samples.empty()) << r.out;
   while (std::getline(in, line)) {
     const auto f = Fields(line);
-    ASSERT_EQ(f.size(), 15u) << line;
+    ASSERT_EQ(f.size(), 17u) << line;
     EXPECT_EQ(table_samples[f[0] + " " + f[1] + " " + f[2] + " " + LoadLabel(std::stoull(f[3]))],
               f[4])
         << line;
@@ -162,6 +162,11 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
     }
     if (f[0] == "process") {
       EXPECT_GT(std::stoull(f[13]), load / 23 * 16) << "a batch: header + ciphertext + tags";
+      // Issue 17: the enclave's and the host's peak RSS apart, adding up to the total.
+      EXPECT_GT(std::stod(f[15]), 1) << line;
+      EXPECT_NEAR(std::stod(f[15]) + std::stod(f[16]), std::stod(f[9]), 0.2) << line;
+    } else if (f[0] != "pandas") {
+      EXPECT_EQ(f[15], "0.0") << line;  // no enclave process
     }
   }
   EXPECT_EQ(rows, static_cast<int>(Plan(QuickOptions()).size()));
