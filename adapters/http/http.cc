@@ -44,6 +44,17 @@ Response Json(std::string body) {
   return {200, "application/json", std::move(body)};
 }
 
+std::vector<Route> MetricsRoutes(std::function<std::string()> text) {
+  return {{"/metrics",
+           [text](const Request&) {
+             if (!text) return NotFound();
+             return Response{200, "text/plain; version=0.0.4; charset=utf-8", text()};
+           }},
+          {"/healthz", [](const Request&) {
+             return Response{200, "text/plain", "ok\n"};
+           }}};
+}
+
 bool IsLoopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host == "[::1]" || host.starts_with("127.");
 }

@@ -44,6 +44,10 @@ struct Route {
   Handler handler;
 };
 
+// /metrics (the Prometheus text format 0.0.4 that `text` returns at each scrape; none when `text`
+// is empty) and /healthz ("ok"): the routes every medstream process serves.
+std::vector<Route> MetricsRoutes(std::function<std::string()> text);
+
 struct Options {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0: a free one (see Server::port)
   std::string tls_cert, tls_key;       // PEM files; both or neither

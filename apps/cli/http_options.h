@@ -60,6 +60,14 @@ inline void AddMetricsOptions(CLI::App* cmd, HttpArgs* a) {
                   "A file holding the token every scrape must carry (Authorization: Bearer)");
 }
 
+// /metrics and /healthz on --metrics (none when it is not given: a null server).
+inline Result<std::unique_ptr<http::Server>> StartMetrics(const HttpArgs& a,
+                                                          std::function<std::string()> text) {
+  if (a.listen.empty()) return std::unique_ptr<http::Server>();
+  MEDSTREAM_TRY(options, ServerOptions(a, "--metrics"));
+  return http::Server::Start(options, http::MetricsRoutes(std::move(text)));
+}
+
 // The dashboard's options from the arguments.
 inline Result<dashboard::Options> DashboardOptions(const HttpArgs& a,
                                                    const std::string& results_dir) {

@@ -434,24 +434,11 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                                           .enclave_path = a->enclave,
                                           .inproc = host::LaunchInproc});
     if (!host) return fail("serve", host.error().message());
-    std::unique_ptr<http::Server> endpoint;
-    if (!metrics->listen.empty()) {
-      auto options = ServerOptions(*metrics, "--metrics");
-      if (!options) return fail("serve", options.error().message());
-      lakesvc::LakeHost* h = host->get();
-      auto started = http::Server::Start(
-          *options, {{"/metrics",
-                      [h](const http::Request&) {
-                        return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                                              h->MetricsText()};
-                      }},
-                     {"/healthz", [](const http::Request&) {
-                        return http::Response{200, "text/plain", "ok\n"};
-                      }}});
-      if (!started) return fail("serve", started.error().message());
-      endpoint = std::move(*started);
-      std::printf("medstream lake serve: metrics at %s/metrics\n", endpoint->url().c_str());
-    }
+    lakesvc::LakeHost* h = host->get();
+    auto endpoint = StartMetrics(*metrics, [h] { return h->MetricsText(); });
+    if (!endpoint) return fail("serve", endpoint.error().message());
+    if (*endpoint)
+      std::printf("medstream lake serve: metrics at %s/metrics\n", (*endpoint)->url().c_str());
     std::signal(SIGINT, OnStop);
     std::signal(SIGTERM, OnStop);
     const std::string address = where->host;

@@ -76,24 +76,10 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
     if (!server) return fail(server.error().message());
     std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),
                 a->options.dir.c_str(), a->options.dir.c_str());
-    std::unique_ptr<http::Server> metrics;
-    if (!a->metrics.listen.empty()) {
-      auto options = ServerOptions(a->metrics, "--metrics");
-      if (!options) return fail(options.error().message());
-      host::Server* s = server->get();
-      auto started = http::Server::Start(
-          *options, {{"/metrics",
-                      [s](const http::Request&) {
-                        return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                                              s->MetricsText()};
-                      }},
-                     {"/healthz", [](const http::Request&) {
-                        return http::Response{200, "text/plain", "ok\n"};
-                      }}});
-      if (!started) return fail(started.error().message());
-      metrics = std::move(*started);
-      std::printf("  metrics at %s/metrics\n", metrics->url().c_str());
-    }
+    host::Server* running = server->get();
+    auto metrics = StartMetrics(a->metrics, [running] { return running->MetricsText(); });
+    if (!metrics) return fail(metrics.error().message());
+    if (*metrics) std::printf("  metrics at %s/metrics\n", (*metrics)->url().c_str());
     std::fflush(stdout);
     if (a->once) {
       auto n = (*server)->ProcessInbox();

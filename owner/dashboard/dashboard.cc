@@ -325,20 +325,10 @@ Result<std::unique_ptr<Dashboard>> Dashboard::Start(Options options) {
        [](const http::Request&) {
          return http::Response{200, "text/javascript; charset=utf-8", kScript};
        }},
-      {"/healthz",
-       [](const http::Request&) {
-         return http::Response{200, "text/plain", "ok\n"};
-       }},
       // Browsers ask for it: "no icon" rather than a 404 in their console.
       {"/favicon.ico",
        [](const http::Request&) {
          return http::Response{204, "image/x-icon", ""};
-       }},
-      {"/metrics",
-       [state](const http::Request&) {
-         if (!state->options.metrics) return http::NotFound();
-         return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
-                               state->options.metrics()};
        }},
       {"/api/users",
        [state, dump](const http::Request&) { return http::Json(dump(state->UsersJson())); }},
@@ -359,6 +349,7 @@ Result<std::unique_ptr<Dashboard>> Dashboard::Start(Options options) {
          return http::Response{200, "application/fhir+json", dump(fhir::Bundle({**r}, o))};
        }},
   };
+  for (http::Route& r : http::MetricsRoutes(state->options.metrics)) routes.push_back(std::move(r));
   MEDSTREAM_TRY(server, http::Server::Start(state->options.http, std::move(routes)));
   auto d = std::unique_ptr<Dashboard>(new Dashboard());
   d->state_ = std::move(state);
