@@ -1,7 +1,11 @@
-// Running commands from tests: the medstream executable, helper scripts, `cat` of a log.
+// Running commands from tests: the medstream executable, helper scripts, `cat` of a log. A
+// command's failure is checked by its exit status (ExitStatus of the error's code), never by its
+// wording.
 #pragma once
 
 #include <string>
+
+#include "common/base/result.h"
 
 namespace medstream::testing {
 

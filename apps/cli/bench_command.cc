@@ -101,7 +101,7 @@ int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& j
                         e.server_mb_s, r.batches, r.server_batch_ms.mean, r.server_batch_ms.p99,
                         r.server_batch_ms.max, r.latency_s.p50, r.latency_s.p99, r.lost_beats,
                         r.duplicates, options.interval_s, e.real_time ? 1 : 0);
-    if (r.lost_beats || r.duplicates) rc = 2;
+    if (r.lost_beats || r.duplicates) rc = kExitDataLost;
   }
   std::printf(
       "\n%s\n(text: MB/s of beats in the original's text encoding, 23 bytes a sample; server: "
@@ -110,8 +110,7 @@ int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& j
       table.c_str());
   if (!csv.empty()) {
     if (auto s = WriteFileAtomic(csv, rows); !s) {
-      std::fprintf(stderr, "medstream bench: error: %s\n", s.error().message().c_str());
-      return 1;
+      return ExitWithError("bench", s.error());
     }
     std::printf("CSV: %s\n", csv.c_str());
   }
@@ -182,10 +181,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--baseline-script", a->o.baseline_script, "The baseline script");
   cmd->callback([a, exit_code] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "medstream bench: error: %s\n", m.c_str());
-      *exit_code = 1;
-    };
+    auto fail = [&](const auto& e) { *exit_code = ExitWithError("bench", e); };
     evaluation::Options& o = a->o;
     if (a->e2e) {
       pipeline::EndToEndOptions e;
@@ -195,7 +191,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       e.modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
       const std::string jobs_text = a->jobs.empty() ? "sdnn" : a->jobs;
       auto jobs = hrv::ParseJobList(jobs_text);
-      if (!jobs) return fail(jobs.error().message());
+      if (!jobs) return fail(jobs.error());
       e.jobs = *jobs;
       e.duration_s = a->duration > 0 ? a->duration : 60;
       e.interval_s = a->interval_set ? o.interval_s : 10;
@@ -204,7 +200,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       e.progress = [](const std::string& w, const std::string& m, const std::string& line) {
         std::fprintf(stderr, "  %s %s: %s\n", w.c_str(), m.c_str(), line.c_str());
       };
-      if (auto s = pipeline::CheckEndToEnd(e); !s) return fail(s.error().message());
+      if (auto s = pipeline::CheckEndToEnd(e); !s) return fail(s.error());
       *exit_code = PrintEndToEnd(e, jobs_text, a->csv);
       return;
     }
@@ -224,7 +220,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
         return fail("unknown mode '" + m + "': vanilla, inproc or process");
     }
     for (const auto& j : o.jobs) {
-      if (auto k = hrv::ParseJobKind(j); !k) return fail(k.error().message());
+      if (auto k = hrv::ParseJobKind(j); !k) return fail(k.error());
     }
     for (const auto& w : o.workloads) {
       if (w != "batch-small" && w != "stream-small" && w != "batch-big" && w != "stream-big")
@@ -235,7 +231,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
          {std::pair{&a->small_loads, &o.small_loads}, std::pair{&a->big_loads, &o.big_loads}}) {
       if (text->empty()) continue;
       auto l = ParseLoads(*text);
-      if (!l) return fail(l.error().message());
+      if (!l) return fail(l.error());
       *loads = *l;
     }
     if (a->reps > 0) o.reps = a->reps;
@@ -244,7 +240,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     if (o.baseline) {
       if (o.baseline_script.empty()) o.baseline_script = DefaultBaselineScript();
       if (!FileExists(o.baseline_script))
-        return fail("baseline script " + o.baseline_script + " not found (or use --no-baseline)");
+        return fail(Error(Error::Code::kNotFound, "baseline script " + o.baseline_script +
+                                                      " not found (or use --no-baseline)"));
       if (!FileExists(o.python))
         return fail(o.python +
                     " not found: the baseline needs Debian's python3-pandas (or use "
@@ -276,15 +273,14 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
         "TEE)\n");
     std::fflush(stdout);
     auto rows = evaluation::Run(o);
-    if (!rows) return fail(rows.error().message());
+    if (!rows) return fail(rows.error());
     std::printf("\n%s", evaluation::ToTable(*rows).c_str());
     if (!a->csv.empty()) {
-      if (auto s = WriteFileAtomic(a->csv, evaluation::ToCsv(*rows)); !s)
-        return fail(s.error().message());
+      if (auto s = WriteFileAtomic(a->csv, evaluation::ToCsv(*rows)); !s) return fail(s.error());
       std::printf("\nCSV: %s\n", a->csv.c_str());
     }
     if (!a->plot.empty()) {
-      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error().message());
+      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error());
       std::printf("plots: %s/<workload>-<job>.png and .svg\n", a->plot.c_str());
     }
   });

@@ -40,8 +40,7 @@ void RegisterBrokerCommand(CLI::App& app, int* exit_code) {
   i->callback([init, exit_code] {
     init->now = time(nullptr);
     if (auto s = broker::Init(*init); !s) {
-      std::fprintf(stderr, "medstream broker init: error: %s\n", s.error().message().c_str());
-      *exit_code = 1;
+      *exit_code = ExitWithError("broker init", s.error());
       return;
     }
     const broker::Credentials gw = broker::ClientCredentials(init->dir, broker::kGatewayIdentity);
@@ -77,8 +76,7 @@ void RegisterBrokerCommand(CLI::App& app, int* exit_code) {
       names.push_back(buf);
     }
     if (names.empty()) {
-      std::fprintf(stderr, "medstream broker enroll: error: name at least one device\n");
-      *exit_code = 1;
+      *exit_code = ExitWithError("broker enroll", "name at least one device");
       return;
     }
     size_t issued = 0, kept = 0;
@@ -89,8 +87,7 @@ void RegisterBrokerCommand(CLI::App& app, int* exit_code) {
         continue;
       }
       if (!c) {
-        std::fprintf(stderr, "medstream broker enroll: error: %s\n", c.error().message().c_str());
-        *exit_code = 1;
+        *exit_code = ExitWithError("broker enroll", c.error());
         return;
       }
       ++issued;

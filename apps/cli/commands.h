@@ -1,11 +1,24 @@
 // cli: the `medstream` executable. Each subcommand registers itself on the top-level app; the
-// callback stores the process exit code. Commands print errors as "medstream CMD: error: ..." on
-// stderr and return non-zero; results go to stdout.
+// callback stores the process exit code. Commands end on an error through ExitWithError alone:
+// "medstream CMD: error (CODE IN WORDS): message" on stderr and the exit status of the error's code
+// (ExitStatus, common/base/result.h); results go to stdout.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <string_view>
+
+#include "common/base/result.h"
 
 namespace medstream::cli {
+
+// The exit status of `demo` and `bench --e2e` when the run completed but beats were lost or
+// duplicated (apart from the ExitStatus codes).
+inline constexpr int kExitDataLost = 20;
+
+// Prints the error and returns the exit status its code maps to (ExitStatus).
+int ExitWithError(std::string_view command, const Error& error);
+// A mistake in the command line that the command found itself (CLI11 finds the rest).
+int ExitWithError(std::string_view command, std::string_view usage_error);
 
 // The simulated platform directory: $MEDSTREAM_PLATFORM, else ~/.medstream/platform.
 std::string DefaultPlatformDir();

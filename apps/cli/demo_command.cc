@@ -105,10 +105,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
                 "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
                 "key auth, pinned host key) on a loopback port; needs root");
   cmd->callback([a, exit_code] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "medstream demo: error: %s\n", m.c_str());
-      *exit_code = 1;
-    };
+    auto fail = [&](const auto& e) { *exit_code = ExitWithError("demo", e); };
     namespace fs = std::filesystem;
     pipeline::Options o;
     o.self = SelfPath().value_or("medstream");
@@ -127,7 +124,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     o.sftp = a->sftp;
     o.http_listen = a->http;
     auto jobs = hrv::ParseJobList(a->jobs);
-    if (!jobs) return fail(jobs.error().message());
+    if (!jobs) return fail(jobs.error());
     o.jobs = *jobs;
     o.progress = [](const std::string& line) {
       std::printf("  %s\n", line.c_str());
@@ -155,7 +152,7 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     };
     if (!run) {
       cleanup();
-      return fail(run.error().message());
+      return fail(run.error());
     }
     const pipeline::Summary& s = *run;
     nlohmann::ordered_json users = nlohmann::ordered_json::array();
@@ -239,7 +236,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     }
     cleanup();
     if (!a->summary_json.empty()) std::ofstream(a->summary_json) << DumpJson(j, 2) << "\n";
-    if (s.lost_beats || s.lost_batches || s.duplicates || s.lost_beats_detected) *exit_code = 2;
+    if (s.lost_beats || s.lost_batches || s.duplicates || s.lost_beats_detected)
+      *exit_code = kExitDataLost;
   });
 }
 

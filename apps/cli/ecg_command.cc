@@ -18,10 +18,7 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd =
       app.add_subcommand("ecg", "Beats from raw ECG: detect them, or score the detector");
   cmd->require_subcommand(1);
-  auto fail = [exit_code](const std::string& m) {
-    std::fprintf(stderr, "medstream ecg: error: %s\n", m.c_str());
-    *exit_code = 1;
-  };
+  auto fail = [exit_code](const auto& e) { *exit_code = ExitWithError("ecg", e); };
 
   struct DetectArgs {
     std::string record, out;
@@ -36,9 +33,9 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
   det->add_option("--out", d->out, "Beats CSV: sample,time_s,rr_ms (default: standard output)");
   det->callback([d, fail] {
     auto e = wfdb::LoadEcg(d->record, d->channel);
-    if (!e) return fail(e.error().message());
+    if (!e) return fail(e.error());
     auto beats = wfdb::DetectBeats(*e);
-    if (!beats) return fail(beats.error().message());
+    if (!beats) return fail(beats.error());
     std::string csv = "sample,time_s,rr_ms\n";
     for (size_t i = 0; i < beats->size(); ++i) {
       const int64_t s = (*beats)[i].sample;
@@ -52,7 +49,7 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
     if (d->out.empty()) {
       std::fputs(csv.c_str(), stdout);
     } else if (auto s = WriteFileAtomic(d->out, csv); !s) {
-      return fail(s.error().message());
+      return fail(s.error());
     }
     std::fprintf(stderr, "%s: %zu beats in %.0f s (%s, %.0f Hz)\n", e->name.c_str(), beats->size(),
                  static_cast<double>(e->samples.size()) / e->fs, e->channel.c_str(), e->fs);
@@ -89,7 +86,7 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
         reference = v->references[csv_index++];
       }
       auto result = wfdb::EvaluateRecord(r, v->annotator, reference, v->channel);
-      if (!result) return fail(result.error().message());
+      if (!result) return fail(result.error());
       const ecg::Score& s = result->score;
       gross += s;
       std::printf("%-12s %8llu %6llu %6llu %6llu %9.2f %9.2f %11.2f s %9llu\n",

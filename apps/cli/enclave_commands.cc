@@ -20,11 +20,6 @@ namespace medstream::cli {
 
 namespace {
 
-int Fail(const char* cmd, const std::string& message) {
-  std::fprintf(stderr, "medstream %s: error: %s\n", cmd, message.c_str());
-  return 1;
-}
-
 // Unix seconds, or an ISO 8601 UTC time such as 2025-07-04T10:28:44Z.
 Result<int64_t> ParseTime(const std::string& s) {
   if (s.empty()) return static_cast<int64_t>(std::time(nullptr));
@@ -132,7 +127,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     auto s = attest::InitPlatform(
         {.dir = *init_dir, .force = *force, .now = static_cast<int64_t>(std::time(nullptr))});
     if (!s) {
-      *exit_code = Fail("platform init", s.error().message());
+      *exit_code = ExitWithError("platform init", s.error());
       return;
     }
     std::printf(
@@ -153,12 +148,12 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   info->callback([=] {
     auto t = Launch(*launch);
     if (!t) {
-      *exit_code = Fail("enclave info", t.error().message());
+      *exit_code = ExitWithError("enclave info", t.error());
       return;
     }
     auto i = host::GetInfo(**t);
     if (!i) {
-      *exit_code = Fail("enclave info", i.error().message());
+      *exit_code = ExitWithError("enclave info", i.error());
       return;
     }
     nlohmann::ordered_json j = {{"backend", i->backend},
@@ -187,7 +182,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     const std::string path = measure_path->empty() ? host::DefaultEnclavePath() : *measure_path;
     auto m = attest::MeasureFile(path);
     if (!m) {
-      *exit_code = Fail("enclave measure", m.error().message());
+      *exit_code = ExitWithError("enclave measure", m.error());
       return;
     }
     std::printf("%s  %s\n", Hex(*m).c_str(), path.c_str());
@@ -213,13 +208,16 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   sign_cmd->callback([=] {
     if (!FileExists(sign->key)) {
       if (!sign->create_key) {
-        *exit_code = Fail("enclave sign", "no key at " + sign->key + " (use --create-key)");
+        *exit_code = ExitWithError(
+            "enclave sign",
+            Error(Error::Code::kNotFound, "no key at " + sign->key + " (use --create-key)"));
         return;
       }
       auto k = crypto::EcKey::Generate();
       auto pem = k ? k->PrivatePem() : Result<std::string>(std::unexpected(k.error()));
       if (!pem || !WriteFileAtomic(sign->key, *pem, 0600)) {
-        *exit_code = Fail("enclave sign", "cannot create " + sign->key);
+        *exit_code =
+            ExitWithError("enclave sign", Error(Error::Code::kIo, "cannot create " + sign->key));
         return;
       }
     }
@@ -227,7 +225,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     auto key =
         pem ? crypto::EcKey::FromPem(*pem) : Result<crypto::EcKey>(std::unexpected(pem.error()));
     if (!key || !key->has_private()) {
-      *exit_code = Fail("enclave sign", sign->key + " is not an ECDSA P-256 private key");
+      *exit_code = ExitWithError("enclave sign", sign->key + " is not an ECDSA P-256 private key");
       return;
     }
     for (const std::string& f : sign->files) {
@@ -235,7 +233,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
       auto sig = m ? attest::SignMeasurement(*m, *key, sign->prod_id, sign->svn)
                    : Result<crypto::Bytes>(std::unexpected(m.error()));
       if (!sig || !WriteFileAtomic(f + ".sig", *sig, 0644)) {
-        *exit_code = Fail("enclave sign", "cannot sign " + f);
+        *exit_code = ExitWithError("enclave sign", Error(Error::Code::kIo, "cannot sign " + f));
         return;
       }
       if (!sign->quiet) {
@@ -255,7 +253,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   policy->callback([=] {
     auto id = attest::LoadIdentity(EnclaveExecutable(*policy_args));
     if (!id) {
-      *exit_code = Fail("enclave policy", id.error().message());
+      *exit_code = ExitWithError("enclave policy", id.error());
       return;
     }
     attest::Policy p;
@@ -306,9 +304,9 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     auto when = ParseTime(at->at);
     auto raw = ReadFileBytes(at->quote);
     if (!root || !when || !raw) {
-      *exit_code = Fail("attest verify", !root   ? root.error().message()
-                                         : !when ? when.error().message()
-                                                 : raw.error().message());
+      *exit_code = ExitWithError("attest verify", !root   ? root.error()
+                                                  : !when ? when.error()
+                                                          : raw.error());
       return;
     }
     crypto::Bytes quote = *raw;
@@ -318,7 +316,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
         text.pop_back();
       auto b = crypto::FromHex(text);
       if (!b) {
-        *exit_code = Fail("attest verify", b.error().message());
+        *exit_code = ExitWithError("attest verify", b.error());
         return;
       }
       quote = *b;
@@ -327,21 +325,21 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     for (const std::string& f : at->crls) {
       auto c = ReadFileBytes(f);
       if (!c) {
-        *exit_code = Fail("attest verify", c.error().message());
+        *exit_code = ExitWithError("attest verify", c.error());
         return;
       }
       crls.push_back(*c);
     }
     auto claims = attest::VerifyQuote(quote, {.root = &*root, .at = *when, .crls = crls});
     if (!claims) {
-      *exit_code = Fail("attest verify", claims.error().message());
+      *exit_code = ExitWithError("attest verify", claims.error());
       return;
     }
     if (!at->policy.empty()) {
       auto p = attest::LoadPolicy(at->policy);
       auto ok = p ? attest::CheckPolicy(*claims, *p) : Status(std::unexpected(p.error()));
       if (!ok) {
-        *exit_code = Fail("attest verify", "policy: " + ok.error().message());
+        *exit_code = ExitWithError("attest verify", Error(ok.error()).With("policy"));
         return;
       }
     }
@@ -356,7 +354,7 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     auto tcb = text ? attest::EvaluateTcb(quote, *root, *when, *text)
                     : Result<attest::TcbResult>(std::unexpected(text.error()));
     if (!tcb) {
-      *exit_code = Fail("attest verify", "collateral: " + tcb.error().message());
+      *exit_code = ExitWithError("attest verify", Error(tcb.error()).With("collateral"));
       return;
     }
     if (at->json) {
@@ -380,28 +378,29 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   attest_cmd->callback([=] {
     if (!attest_cmd->get_subcommands().empty()) return;
     if (at->policy.empty()) {
-      *exit_code = Fail("attest", "--policy FILE is required (see 'medstream enclave policy')");
+      *exit_code =
+          ExitWithError("attest", "--policy FILE is required (see 'medstream enclave policy')");
       return;
     }
     auto policy_file = attest::LoadPolicy(at->policy);
     if (!policy_file) {
-      *exit_code = Fail("attest", policy_file.error().message());
+      *exit_code = ExitWithError("attest", policy_file.error());
       return;
     }
     auto root =
         LoadRoot(at->root.empty() ? attest::SimPlatform::RootPath(at->launch.platform) : at->root);
     if (!root) {
-      *exit_code = Fail("attest", root.error().message());
+      *exit_code = ExitWithError("attest", root.error());
       return;
     }
     auto t = Launch(at->launch);
     if (!t) {
-      *exit_code = Fail("attest", t.error().message());
+      *exit_code = ExitWithError("attest", t.error());
       return;
     }
     auto session = client::Attest(**t, {.root = &*root, .policy = *policy_file});
     if (!session) {
-      *exit_code = Fail("attest", "enclave refused: " + session.error().message());
+      *exit_code = ExitWithError("attest", Error(session.error()).With("enclave refused"));
       return;
     }
     if (!at->json)

@@ -83,10 +83,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--policy", a->policy, "Verifier policy (JSON) the enclave must satisfy")
       ->required();
   cmd->callback([a, exit_code] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "medstream gateway: error: %s\n", m.c_str());
-      *exit_code = 1;
-    };
+    auto fail = [&](const auto& e) { *exit_code = ExitWithError("gateway", e); };
     if (!a->credentials.empty()) {
       if (!a->o.tls.cert.empty() || !a->o.tls.key.empty()) {
         return fail("--credentials DIR or --ca/--cert/--key, not both");
@@ -96,7 +93,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     }
     auto jobs = hrv::ParseJobList(a->jobs);
     if (!jobs) {
-      return fail(jobs.error().message());
+      return fail(jobs.error());
     }
     a->o.config.jobs = *jobs;
     if (!a->sftp.empty()) {
@@ -104,7 +101,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
         return fail("--sftp HOST:PORT needs --ssh-key and --host-key");
       }
       auto target = ParseHostPort(a->sftp, "--sftp");
-      if (!target) return fail(target.error().message());
+      if (!target) return fail(target.error());
       a->o.sftp = sftp::Target{.host = target->host,
                                .port = target->port,
                                .user = a->ssh_user,
@@ -113,10 +110,10 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     }
     // Files after the options are checked: a typo is reported before any file is read.
     auto policy = attest::LoadPolicy(a->policy);
-    if (!policy) return fail(policy.error().message());
+    if (!policy) return fail(policy.error());
     a->o.policy = *policy;
     auto gw = gateway::Gateway::Start(a->o);
-    if (!gw) return fail(gw.error().message());
+    if (!gw) return fail(gw.error());
     std::printf(
         "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
         "medstream/%s/+/rr (TLS)\n",
@@ -130,11 +127,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     std::unique_ptr<dashboard::Dashboard> board;
     if (!a->http.listen.empty()) {
       auto options = DashboardOptions(a->http, a->o.results_dir);
-      if (!options) return fail(options.error().message());
+      if (!options) return fail(options.error());
       gateway::Gateway* g = gw->get();
       options->metrics = [g] { return g->MetricsText(); };
       auto started = dashboard::Dashboard::Start(std::move(*options));
-      if (!started) return fail(started.error().message());
+      if (!started) return fail(started.error());
       board = std::move(*started);
       std::printf("medstream gateway: dashboard at %s (/metrics, /healthz)\n",
                   board->url().c_str());

@@ -58,11 +58,6 @@ std::string CleaningLine(const hrv::CleaningReport& r) {
       r.seen, r.accepted, r.removed(), r.range, r.ectopic, r.invalid, r.time_order);
 }
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "medstream hrv: error: %s\n", message.c_str());
-  return 1;
-}
-
 // Cleaning that removes more than this share of beats is worth a word: the numbers then describe
 // a small, possibly unrepresentative part of the recording.
 constexpr double kWarnRemovedShare = 0.2;
@@ -81,9 +76,9 @@ void WarnIfMostlyRemoved(const hrv::CleaningReport& r) {
 int RunHrv(const HrvArgs& a) {
   recording::ReadOptions read;
   auto format = recording::ParseFormat(a.format);
-  if (!format) return Fail(format.error().message());
+  if (!format) return ExitWithError("hrv", format.error());
   auto unit = recording::ParseUnit(a.unit);
-  if (!unit) return Fail(unit.error().message());
+  if (!unit) return ExitWithError("hrv", unit.error());
   read.format = *format;
   read.unit = *unit;
   read.time_col = a.time_col;
@@ -94,8 +89,9 @@ int RunHrv(const HrvArgs& a) {
   options.spectral.method =
       a.spectral == "lomb" ? hrv::SpectralMethod::kLombScargle : hrv::SpectralMethod::kWelch;
   auto job = hrv::ParseJobKind(a.job);
-  if (!job) return Fail(job.error().message());
-  if (*job == hrv::JobKind::kIdentity) return Fail("the identity job has no metrics to print");
+  if (!job) return ExitWithError("hrv", job.error());
+  if (*job == hrv::JobKind::kIdentity)
+    return ExitWithError("hrv", "the identity job has no metrics to print");
 
   // A WFDB record (NAME.hea), or an ECG with --detect: beats from its annotations or the detector.
   const bool wfdb_input = a.input.ends_with(".hea") || a.detect;
@@ -104,11 +100,11 @@ int RunHrv(const HrvArgs& a) {
     MEDSTREAM_TRY(series, wfdb::ReadRecordBeats(a.input, a.annotator, a.detect, a.channel));
     return recording::Recording{std::move(series.beats), std::move(series.source)};
   }();
-  if (!rec) return Fail(rec.error().message());
+  if (!rec) return ExitWithError("hrv", rec.error());
 
   if (a.window_s <= 0) {
     auto analysis = hrv::AnalyzeRecord(rec->beats, options);
-    if (!analysis) return Fail(analysis.error().message());
+    if (!analysis) return ExitWithError("hrv", analysis.error());
     WarnIfMostlyRemoved(analysis->cleaning);
     const auto metrics = hrv::JobMetrics(*job);
     if (a.json) {
@@ -132,7 +128,7 @@ int RunHrv(const HrvArgs& a) {
       .window_s = a.window_s, .step_s = a.step_s, .min_coverage = a.min_coverage};
   options.select = hrv::JobSelection(*job);
   auto stream = hrv::StreamJob::Create(*job, options, windows);
-  if (!stream) return Fail(stream.error().message());
+  if (!stream) return ExitWithError("hrv", stream.error());
   hrv::MetricsEngine engine(options.spectral, options.select);
   hrv::JobOutput out;
   stream->Push(rec->beats, engine, &out);

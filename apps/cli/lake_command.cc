@@ -191,9 +191,8 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       "The enclave is a software simulation of a TEE (a separate hardened process): it protects\n"
       "the records from the host process, not from root or a hypervisor.");
 
-  auto fail = [exit_code](const std::string& cmd, const std::string& m) {
-    std::fprintf(stderr, "medstream lake %s: error: %s\n", cmd.c_str(), m.c_str());
-    *exit_code = 1;
+  auto fail = [exit_code](const std::string& cmd, const auto& e) {
+    *exit_code = ExitWithError("lake " + cmd, e);
   };
 
   // init
@@ -201,26 +200,25 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   CLI::App* init = lake->add_subcommand("init", "Create a lake whose local identity is its admin");
   init->add_option("--name", *init_name, "Your name in the audit log")->capture_default_str();
   init->callback([a, init_name, fail] {
-    if (FileExists(a->dir + "/lake.db")) return fail("init", "a lake already exists in " + a->dir);
-    if (auto s = MakeDirs(a->dir, 0700); !s) return fail("init", s.error().message());
+    if (FileExists(a->dir + "/lake.db"))
+      return fail("init", Error(Error::Code::kAlreadyExists, "a lake already exists in " + a->dir));
+    if (auto s = MakeDirs(a->dir, 0700); !s) return fail("init", s.error());
     const std::string platform = a->platform.empty() ? a->dir + "/platform" : a->platform;
     if (!FileExists(attest::SimPlatform::RootPath(platform))) {
       if (auto s = attest::InitPlatform({.dir = platform, .now = time(nullptr)}); !s)
-        return fail("init", s.error().message());
+        return fail("init", s.error());
     }
     const std::string key_path = a->identity.empty() ? a->dir + "/identity.pem" : a->identity;
     if (!FileExists(key_path)) {
       auto key = crypto::EcKey::Generate();
       auto pem = key ? key->PrivatePem() : Result<std::string>(std::unexpected(key.error()));
-      if (!pem) return fail("init", pem.error().message());
-      if (auto s = WriteFileAtomic(key_path, *pem, 0600); !s)
-        return fail("init", s.error().message());
+      if (!pem) return fail("init", pem.error());
+      if (auto s = WriteFileAtomic(key_path, *pem, 0600); !s) return fail("init", s.error());
     }
-    if (auto s = lakesvc::Store::Open(a->dir + "/lake.db"); !s)
-      return fail("init", s.error().message());
+    if (auto s = lakesvc::Store::Open(a->dir + "/lake.db"); !s) return fail("init", s.error());
     auto c = Connect(*a);
-    if (!c) return fail("init", c.error().message());
-    if (auto s = c->client->Init(*init_name); !s) return fail("init", s.error().message());
+    if (!c) return fail("init", c.error());
+    if (auto s = c->client->Init(*init_name); !s) return fail("init", s.error());
     std::printf("lake created in %s; admin identity %s (%s)\n", a->dir.c_str(), key_path.c_str(),
                 init_name->c_str());
   });
@@ -232,14 +230,14 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       ->required();
   keygen->callback([keygen_out, fail] {
     auto key = crypto::EcKey::Generate();
-    if (!key) return fail("keygen", key.error().message());
+    if (!key) return fail("keygen", key.error());
     auto priv = key->PrivatePem();
     auto pub = key->PublicPem();
-    if (!priv || !pub) return fail("keygen", "cannot encode the key");
-    if (auto s = WriteFileAtomic(*keygen_out, *priv, 0600); !s)
-      return fail("keygen", s.error().message());
+    if (!priv || !pub)
+      return fail("keygen", Error(Error::Code::kInternal, "cannot encode the key"));
+    if (auto s = WriteFileAtomic(*keygen_out, *priv, 0600); !s) return fail("keygen", s.error());
     if (auto s = WriteFileAtomic(*keygen_out + ".pub", *pub, 0644); !s)
-      return fail("keygen", s.error().message());
+      return fail("keygen", s.error());
     std::printf("identity key %s, public key %s.pub\n", keygen_out->c_str(), keygen_out->c_str());
   });
 
@@ -256,13 +254,13 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   grant->add_option("--dataset", g->datasets, "Datasets an analyst may query (repeatable)");
   grant->callback([a, g, fail] {
     auto pem = ReadFileText(g->key);
-    if (!pem) return fail("grant", pem.error().message());
+    if (!pem) return fail("grant", pem.error());
     auto key = crypto::EcKey::FromPem(*pem);
-    if (!key) return fail("grant", key.error().message());
+    if (!key) return fail("grant", key.error());
     auto c = Connect(*a);
-    if (!c) return fail("grant", c.error().message());
+    if (!c) return fail("grant", c.error());
     if (auto s = c->client->Grant(key->RawPublic(), g->name, g->role, g->datasets); !s)
-      return fail("grant", s.error().message());
+      return fail("grant", s.error());
     std::printf("granted: %s as %s\n", g->name.c_str(), g->role.c_str());
   });
 
@@ -303,7 +301,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                      "not use identifiers; dp needs bounds to SUM or AVG a column)");
   ingest->callback([a, in, fail] {
     auto c = Connect(*a);
-    if (!c) return fail("ingest", c.error().message());
+    if (!c) return fail("ingest", c.error());
     const bool tty = isatty(STDERR_FILENO);
     in->options.policy.privacy = *lake::ParsePrivacy(in->privacy);
     auto report = c->client->Ingest(
@@ -317,7 +315,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
         },
         in->options);
     if (tty) std::fprintf(stderr, "\n");
-    if (!report) return fail("ingest", report.error().message());
+    if (!report) return fail("ingest", report.error());
     std::printf("dataset %s: %llu rows stored, %llu rows refused\nschema: %s\n",
                 in->dataset.c_str(), static_cast<unsigned long long>(report->stored),
                 static_cast<unsigned long long>(report->refused), report->schema.c_str());
@@ -342,9 +340,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1e-6, lake::kMaxQueryEpsilon));
   query->callback([a, sql, fail, epsilon] {
     auto c = Connect(*a);
-    if (!c) return fail("query", c.error().message());
+    if (!c) return fail("query", c.error());
     auto r = c->client->Query(*sql, *epsilon);
-    if (!r) return fail("query", r.error().message());
+    if (!r) return fail("query", r.error());
     if (a->json) {
       std::printf("%s\n", DumpJson(ToJson(*r)).c_str());
     } else {
@@ -358,8 +356,8 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   del->add_option("--dataset", *del_name, "Dataset name")->required();
   del->callback([a, del_name, fail] {
     auto c = Connect(*a);
-    if (!c) return fail("delete", c.error().message());
-    if (auto s = c->client->Delete(*del_name); !s) return fail("delete", s.error().message());
+    if (!c) return fail("delete", c.error());
+    if (auto s = c->client->Delete(*del_name); !s) return fail("delete", s.error());
     std::printf("dataset %s deleted\n", del_name->c_str());
   });
 
@@ -368,9 +366,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   audit->add_flag("--json", a->json, "JSON lines");
   audit->callback([a, fail] {
     auto c = Connect(*a);
-    if (!c) return fail("audit", c.error().message());
+    if (!c) return fail("audit", c.error());
     auto view = c->client->Audit();
-    if (!view) return fail("audit", view.error().message());
+    if (!view) return fail("audit", view.error());
     for (const auto& e : view->entries) {
       if (a->json) {
         nlohmann::json j = {{"seq", e.seq},         {"time", e.time},
@@ -398,9 +396,9 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   CLI::App* list = lake->add_subcommand("list", "Datasets you may see");
   list->callback([a, fail] {
     auto c = Connect(*a);
-    if (!c) return fail("list", c.error().message());
+    if (!c) return fail("list", c.error());
     auto ds = c->client->List();
-    if (!ds) return fail("list", ds.error().message());
+    if (!ds) return fail("list", ds.error());
     std::printf("you are: %s\n", c->client->role().c_str());
     for (const auto& d : *ds) {
       const std::string policy =
@@ -423,7 +421,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
   AddMetricsOptions(serve, metrics.get());
   serve->callback([a, listen, fail, metrics] {
     auto where = ParseHostPort(*listen, "--listen", {.allow_zero = true});
-    if (!where) return fail("serve", where.error().message());
+    if (!where) return fail("serve", where.error());
     if (!FileExists(a->dir + "/lake.db"))
       return fail("serve",
                   "no lake in " + a->dir + ": run 'medstream lake --dir " + a->dir + " init'");
@@ -433,10 +431,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                                           .platform_dir = platform,
                                           .enclave_path = a->enclave,
                                           .inproc = host::LaunchInproc});
-    if (!host) return fail("serve", host.error().message());
+    if (!host) return fail("serve", host.error());
     lakesvc::LakeHost* h = host->get();
     auto endpoint = StartMetrics(*metrics, [h] { return h->MetricsText(); });
-    if (!endpoint) return fail("serve", endpoint.error().message());
+    if (!endpoint) return fail("serve", endpoint.error());
     if (*endpoint)
       std::printf("medstream lake serve: metrics at %s/metrics\n", (*endpoint)->url().c_str());
     std::signal(SIGINT, OnStop);
@@ -447,7 +445,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                   a->dir.c_str(), address.c_str(), port, a->mode.c_str());
       std::fflush(stdout);
     });
-    if (!s) return fail("serve", s.error().message());
+    if (!s) return fail("serve", s.error());
   });
 
   // synth
@@ -466,7 +464,7 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     if (sy->out.empty()) {
       std::fwrite(csv.data(), 1, csv.size(), stdout);
     } else if (auto s = WriteFileAtomic(sy->out, csv, 0600); !s) {
-      fail("synth", s.error().message());
+      fail("synth", s.error());
     }
   });
 }

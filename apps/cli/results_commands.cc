@@ -19,14 +19,7 @@
 
 namespace medstream::cli {
 
-namespace {
-
-int Fail(const char* command, const std::string& message) {
-  std::fprintf(stderr, "medstream %s: error: %s\n", command, message.c_str());
-  return 1;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void RegisterExportCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("export", "Export results for other systems");
@@ -60,15 +53,15 @@ void RegisterExportCommand(CLI::App& app, int* exit_code) {
       if (end == std::string::npos) end = a->metrics.size();
       const std::string name = a->metrics.substr(pos, end - pos);
       if (!hrv::FindMetric(name))
-        return void(*exit_code = Fail("export", "unknown metric '" + name + "'"));
+        return void(*exit_code = ExitWithError("export", "unknown metric '" + name + "'"));
       options.metrics.push_back(name);
       pos = end + 1;
     }
     auto users = results::Load(a->results, a->user);
-    if (!users) return void(*exit_code = Fail("export", users.error().message()));
+    if (!users) return void(*exit_code = ExitWithError("export", users.error()));
     const nlohmann::ordered_json bundle = fhir::Bundle(*users, options);
     if (auto s = WriteFileAtomic(a->out, DumpJson(bundle, 1) + "\n", 0600); !s)
-      return void(*exit_code = Fail("export", s.error().message()));
+      return void(*exit_code = ExitWithError("export", s.error()));
     uint64_t malformed = 0;
     for (const auto& u : *users) malformed += u.malformed_lines;
     std::printf("%zu observations of %zu users written to %s\n", bundle["entry"].size(),
@@ -102,14 +95,14 @@ void RegisterReportCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--out", a->out, "The HTML file to write (0600: it is health data)")->required();
   cmd->callback([a, exit_code] {
     auto input = report::Load(a->results, a->user, a->beats);
-    if (!input) return void(*exit_code = Fail("report", input.error().message()));
+    if (!input) return void(*exit_code = ExitWithError("report", input.error()));
     if (a->spectral == "lomb") input->analysis.spectral.method = hrv::SpectralMethod::kLombScargle;
     input->generated_at =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     auto html = report::Render(*input);
-    if (!html) return void(*exit_code = Fail("report", html.error().message()));
+    if (!html) return void(*exit_code = ExitWithError("report", html.error()));
     if (auto s = WriteFileAtomic(a->out, *html, 0600); !s)
-      return void(*exit_code = Fail("report", s.error().message()));
+      return void(*exit_code = ExitWithError("report", s.error()));
     std::printf(
         "report of %s (%zu windows, %s) written to %s\n", input->user.c_str(),
         input->windows.size(),
@@ -132,7 +125,7 @@ void RegisterDashboardCommand(CLI::App& app, int* exit_code) {
   AddHttpOptions(cmd, &a->http, "the dashboard");
   cmd->callback([a, exit_code] {
     auto options = DashboardOptions(a->http, a->results);
-    if (!options) return void(*exit_code = Fail("dashboard", options.error().message()));
+    if (!options) return void(*exit_code = ExitWithError("dashboard", options.error()));
     // Blocked before the server's threads exist, so they inherit it and only sigwait sees them.
     sigset_t set;
     sigemptyset(&set);
@@ -140,7 +133,7 @@ void RegisterDashboardCommand(CLI::App& app, int* exit_code) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     auto board = dashboard::Dashboard::Start(std::move(*options));
-    if (!board) return void(*exit_code = Fail("dashboard", board.error().message()));
+    if (!board) return void(*exit_code = ExitWithError("dashboard", board.error()));
     std::printf("medstream dashboard: %s (Ctrl-C stops)\n", (*board)->url().c_str());
     std::fflush(stdout);
     int sig = 0;

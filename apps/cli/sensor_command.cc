@@ -77,16 +77,13 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--summary-json", a->summary_json,
                   "Write what was published (users, beats, messages, seconds) as JSON");
   cmd->callback([a, exit_code, cmd] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "medstream sensor: error: %s\n", m.c_str());
-      *exit_code = 1;
-    };
+    auto fail = [&](const auto& e) { *exit_code = ExitWithError("sensor", e); };
     a->start_given = cmd->count("--start") > 0;
     auto said = devices::Publish(*a, [](const std::string& line) {
       std::printf("%s%s\n", line.starts_with(" ") ? "" : "medstream sensor: ", line.c_str());
       std::fflush(stdout);
     });
-    if (!said) return fail(said.error().message());
+    if (!said) return fail(said.error());
     const devices::PublishSummary& sum = *said;
     const double wall = sum.seconds, published = static_cast<double>(sum.beats);
     std::printf(
@@ -101,7 +98,7 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
                                      {"beats_per_second", published / wall}};
       const auto t0 = std::chrono::steady_clock::now();
       if (auto s = WriteFileAtomic(a->summary_json, DumpJson(j, 2) + "\n"); !s) {
-        return fail(s.error().message());
+        return fail(s.error());
       }
       // The write is synced to disk; on a disk busy with other writes that can take long, and a
       // harness waiting for this process would otherwise see only a slow run.

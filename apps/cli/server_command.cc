@@ -64,31 +64,28 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
   AddMetricsOptions(cmd, &a->metrics);
   cmd->add_flag("--once", a->once, "Process what is in the inbox now, checkpoint, and exit");
   cmd->callback([a, exit_code] {
-    auto fail = [&](const std::string& m) {
-      std::fprintf(stderr, "medstream server: error: %s\n", m.c_str());
-      *exit_code = 1;
-    };
+    auto fail = [&](const auto& e) { *exit_code = ExitWithError("server", e); };
     auto jobs = hrv::ParseJobList(a->jobs);
-    if (!jobs) return fail(jobs.error().message());
+    if (!jobs) return fail(jobs.error());
     a->options.vanilla_config.jobs = *jobs;
     a->options.inproc = host::LaunchInproc;
     auto server = host::Server::Start(a->options);
-    if (!server) return fail(server.error().message());
+    if (!server) return fail(server.error());
     std::printf("medstream server: %s\n  %s/inbox -> %s/outbox\n", (*server)->Describe().c_str(),
                 a->options.dir.c_str(), a->options.dir.c_str());
     host::Server* running = server->get();
     auto metrics = StartMetrics(a->metrics, [running] { return running->MetricsText(); });
-    if (!metrics) return fail(metrics.error().message());
+    if (!metrics) return fail(metrics.error());
     if (*metrics) std::printf("  metrics at %s/metrics\n", (*metrics)->url().c_str());
     std::fflush(stdout);
     if (a->once) {
       auto n = (*server)->ProcessInbox();
-      if (!n) return fail(n.error().message());
-      if (auto s = (*server)->Checkpoint(); !s) return fail(s.error().message());
+      if (!n) return fail(n.error());
+      if (auto s = (*server)->Checkpoint(); !s) return fail(s.error());
     } else {
       std::signal(SIGINT, OnSignal);
       std::signal(SIGTERM, OnSignal);
-      if (auto s = (*server)->Run(g_stop); !s) return fail(s.error().message());
+      if (auto s = (*server)->Run(g_stop); !s) return fail(s.error());
     }
     const auto& c = (*server)->counters();
     const Spread t = Summarize(c.batch_s);
@@ -114,7 +111,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
                                        {"p99", t.p99 * 1e3},
                                        {"max", t.max * 1e3}}}};
       if (auto s = WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n"); !s) {
-        return fail(s.error().message());
+        return fail(s.error());
       }
     }
   });

@@ -27,8 +27,9 @@ class Error {
     kDeadlineExceeded,   // a call ran past its time budget (and was stopped)
     kAlreadyExists,      // done before: a replayed batch, a sequence number already processed
     kPermissionDenied,   // a peer refused our identity or an action it is not allowed
+    kRolledBack,         // stored state older than what was committed (a monotonic counter says so)
   };
-  static constexpr Code kLastCode = Code::kPermissionDenied;
+  static constexpr Code kLastCode = Code::kRolledBack;
 
   Error(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 
@@ -69,9 +70,71 @@ constexpr std::string_view CodeName(Error::Code code) {
       return "kAlreadyExists";
     case Error::Code::kPermissionDenied:
       return "kPermissionDenied";
+    case Error::Code::kRolledBack:
+      return "kRolledBack";
   }
   return "unknown code";
 }
+// The process exit status of a command-line tool that ends on an error of this code, so that
+// scripts and tests branch on the status, never on the wording (docs/cli.md lists them). 1 is
+// kInternal; CLI11's own usage errors keep CLI11's statuses (100 and up).
+constexpr int ExitStatus(Error::Code code) {
+  switch (code) {
+    case Error::Code::kInternal:
+      return 1;
+    case Error::Code::kInvalidArgument:
+      return 2;
+    case Error::Code::kNotFound:
+      return 3;
+    case Error::Code::kIo:
+      return 4;
+    case Error::Code::kCorrupt:
+      return 5;
+    case Error::Code::kFailedPrecondition:
+      return 6;
+    case Error::Code::kResourceExhausted:
+      return 7;
+    case Error::Code::kDeadlineExceeded:
+      return 8;
+    case Error::Code::kAlreadyExists:
+      return 9;
+    case Error::Code::kPermissionDenied:
+      return 10;
+    case Error::Code::kRolledBack:
+      return 11;
+  }
+  return 1;
+}
+
+// The code in words for people ("permission denied"), printed beside the message.
+constexpr std::string_view CodeWords(Error::Code code) {
+  switch (code) {
+    case Error::Code::kInvalidArgument:
+      return "invalid argument";
+    case Error::Code::kNotFound:
+      return "not found";
+    case Error::Code::kIo:
+      return "I/O";
+    case Error::Code::kCorrupt:
+      return "corrupt";
+    case Error::Code::kFailedPrecondition:
+      return "failed precondition";
+    case Error::Code::kInternal:
+      return "internal";
+    case Error::Code::kResourceExhausted:
+      return "over a limit";
+    case Error::Code::kDeadlineExceeded:
+      return "deadline exceeded";
+    case Error::Code::kAlreadyExists:
+      return "already exists";
+    case Error::Code::kPermissionDenied:
+      return "permission denied";
+    case Error::Code::kRolledBack:
+      return "rolled back";
+  }
+  return "unknown";
+}
+
 template <class Stream>
 requires requires(Stream& s, std::string_view v) {
   s << v;

@@ -328,8 +328,9 @@ Result<crypto::Bytes> EnclaveCore::Restore(crypto::ByteView request) {
   MEDSTREAM_TRY(u, UnsealData(request, platform_->sealing_root(), Self()));
   const uint64_t committed = platform_->counter(CounterId::kCheckpoint);
   if (u.version < committed) {
-    return Refuse("rollback refused: sealed state version " + std::to_string(u.version) +
-                  " is older than the last committed checkpoint " + std::to_string(committed));
+    return Fail(Error::Code::kRolledBack,
+                "rollback refused: sealed state version " + std::to_string(u.version) +
+                    " is older than the last committed checkpoint " + std::to_string(committed));
   }
   if (u.version > committed + 1) {
     return Refuse("sealed state version " + std::to_string(u.version) +
@@ -397,9 +398,9 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
       const uint64_t v = lake_->version();
       if (v < committed) {
         lake_.reset();
-        return Refuse("lake manifest version " + std::to_string(v) +
-                      " is older than the committed " + std::to_string(committed) +
-                      ": the storage was rolled back");
+        return Fail(Error::Code::kRolledBack,
+                    "lake manifest version " + std::to_string(v) + " is older than the committed " +
+                        std::to_string(committed) + ": the storage was rolled back");
       }
       if (v > committed + 1) {
         lake_.reset();
@@ -417,9 +418,10 @@ Result<crypto::Bytes> EnclaveCore::LakeLoad(crypto::ByteView request) {
     case LakeLoadKind::kDone:
       if (lake_->version() == 0 && platform_->counter(CounterId::kLake) > 0) {
         lake_.reset();
-        return Refuse("the lake's manifest is missing but version " +
-                      std::to_string(platform_->counter(CounterId::kLake)) +
-                      " was committed: the storage was rolled back or replaced");
+        return Fail(Error::Code::kRolledBack,
+                    "the lake's manifest is missing but version " +
+                        std::to_string(platform_->counter(CounterId::kLake)) +
+                        " was committed: the storage was rolled back or replaced");
       }
       if (auto s = lake_->FinishLoad(); !s) return std::unexpected(s.error());
       return crypto::Bytes{};

@@ -350,7 +350,7 @@ TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
   // The older blob is a rollback.
   auto rollback = t->Call(enclave::Call::kRestore, first_blob);
   ASSERT_FALSE(rollback.has_value());
-  EXPECT_EQ(rollback.error().code(), Error::Code::kFailedPrecondition);
+  EXPECT_EQ(rollback.error().code(), Error::Code::kRolledBack);
   Bytes tampered = second_blob;
   tampered[tampered.size() / 2] ^= 1;
   EXPECT_FALSE(t->Call(enclave::Call::kRestore, tampered).has_value());

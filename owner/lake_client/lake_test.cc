@@ -152,26 +152,23 @@ TEST_F(LakeCli, RolesAndRefusals) {
 
   // An identity nobody registered.
   auto r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"), analyst);
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("unregistered identity"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kPermissionDenied)) << r.out;
   // Unknown role.
   r = Lake("grant --key " + analyst + ".pub --name bob --role superuser");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("unknown role 'superuser'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kInvalidArgument)) << r.out;
   // Only the admin grants.
   ASSERT_EQ(Lake("grant --key " + other + ".pub --name hospital-b --role owner").exit_code, 0);
   r = Lake("grant --key " + analyst + ".pub --name bob --role analyst", other);
-  EXPECT_NE(r.out.find("only the lake's admin"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kPermissionDenied)) << r.out;
   ASSERT_EQ(Lake("grant --key " + analyst + ".pub --name bob --role analyst --dataset admissions")
                 .exit_code,
             0);
 
   // Analysts get aggregates, never rows.
   r = Lake("query " + Q("SELECT age, sex FROM admissions WHERE age > 50"), analyst);
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("row-level SELECT refused"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kFailedPrecondition)) << r.out;
   r = Lake("query " + Q("SELECT * FROM admissions"), analyst);
-  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kFailedPrecondition)) << r.out;
   r = Lake("query --json " + Q("SELECT sex, COUNT(*) FROM admissions GROUP BY sex"), analyst);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   // A group of one patient is suppressed, even reached through WHERE.
@@ -188,15 +185,15 @@ TEST_F(LakeCli, RolesAndRefusals) {
   EXPECT_EQ(json::parse(r.out)["suppressed_groups"], 0);
   // Not granted: the other owner's view.
   r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"), other);
-  EXPECT_NE(r.out.find("no dataset 'admissions' that you may query"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kNotFound)) << r.out;
   // Owner B may not delete owner A's dataset; analysts may not upload.
   r = Lake("delete --dataset admissions", other);
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("only the owner of dataset 'admissions'"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kPermissionDenied)) << r.out;
   r = Lake("ingest --dataset mine " + csv, analyst);
-  EXPECT_NE(r.out.find("ingest refused: role analyst"), std::string::npos) << r.out;
-  // SQL errors name the position.
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kPermissionDenied)) << r.out;
+  // SQL errors name the position (for the person who typed it: no code can carry that).
   r = Lake("query " + Q("SELECT sex, AVG(systolic_bp FROM admissions GROUP BY sex"), analyst);
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kInvalidArgument)) << r.out;
   EXPECT_NE(r.out.find("SQL error at position 29: expected ')', found 'FROM'"), std::string::npos)
       << r.out;
   r = Lake("query " + Q("SELECT COUNT(*) FROM admissions WHERE age >"), analyst);
@@ -212,7 +209,7 @@ TEST_F(LakeCli, RolesAndRefusals) {
   EXPECT_NE(r.out.find("refused: row-level SELECT"), std::string::npos);
   EXPECT_NE(r.out.find("bob ("), std::string::npos);
   r = Lake("audit", analyst);
-  EXPECT_NE(r.out.find("the audit log is for"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kPermissionDenied)) << r.out;
   // Owner B sees its own refused actions, not what the analyst asked of owner A's dataset.
   r = Lake("audit", other);
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -222,7 +219,7 @@ TEST_F(LakeCli, RolesAndRefusals) {
   // The owner deletes its own dataset.
   ASSERT_EQ(Lake("delete --dataset admissions").exit_code, 0);
   r = Lake("query " + Q("SELECT COUNT(*) FROM admissions"));
-  EXPECT_NE(r.out.find("no dataset"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kNotFound)) << r.out;
 }
 
 TEST_F(LakeCli, MalformedRowsAreReportedAndGoodRowsKept) {
@@ -264,8 +261,7 @@ TEST_F(LakeCli, TamperedAndRolledBackStorageIsDetected) {
   fs::copy_file(db, dir_ / "new.db");
   fs::copy_file(dir_ / "old.db", db, fs::copy_options::overwrite_existing);
   auto r = Lake("list");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("rolled back"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kRolledBack));
   fs::copy_file(dir_ / "new.db", db, fs::copy_options::overwrite_existing);
   ASSERT_EQ(Lake("list").exit_code, 0);
 
@@ -276,8 +272,7 @@ TEST_F(LakeCli, TamperedAndRolledBackStorageIsDetected) {
                   "data=? WHERE key=?',(bytes(b),k)); d.commit()\"");
   ASSERT_EQ(py.exit_code, 0) << py.out;
   r = Lake("list");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("does not match the manifest"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kCorrupt));
   // Swapped: restore, then give one dataset's page the other's key.
   fs::copy_file(dir_ / "new.db", db, fs::copy_options::overwrite_existing);
   py = Shell("/usr/bin/python3 -c \"import sqlite3; d=sqlite3.connect('" + db.string() +
@@ -287,8 +282,7 @@ TEST_F(LakeCli, TamperedAndRolledBackStorageIsDetected) {
              "d.commit()\"");
   ASSERT_EQ(py.exit_code, 0) << py.out;
   r = Lake("list");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("does not match the manifest"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kCorrupt));
 }
 
 // The remote case: `lake serve` on a loopback port, clients with --server and a pinned root.
@@ -317,8 +311,7 @@ TEST_F(LakeCli, HostileQueriesValuesAndRecordsNeverStopTheLake) {
                                    }(),
                                    std::string(10000, '(')}) {
     r = Lake("query " + Q("SELECT COUNT(*) FROM admissions WHERE " + where));
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_NE(r.out.find("nested deeper than"), std::string::npos) << r.out.substr(0, 300);
+    EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kResourceExhausted)) << r.out.substr(0, 300);
   }
   // A dataset name, a stored value and an alias that are not UTF-8: --json still prints JSON.
   r = Lake("query " + std::string("\"$(printf 'SELECT COUNT(*) FROM x\\344')\""));
@@ -346,8 +339,8 @@ TEST_F(LakeCli, HostileQueriesValuesAndRecordsNeverStopTheLake) {
   // A record of 2 MB: refused by the client, naming its line; the lake goes on.
   ASSERT_TRUE(WriteFileAtomic(csv, header + "\n" + std::string(2 << 20, 'a') + "\n"));
   r = Lake("ingest --dataset big " + csv);
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.out.find("line 2: a record longer than"), std::string::npos) << r.out.substr(0, 300);
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kResourceExhausted)) << r.out.substr(0, 300);
+  EXPECT_NE(r.out.find("line 2: "), std::string::npos) << r.out.substr(0, 300);
   r = Lake("query --json " + Q("SELECT COUNT(*) FROM admissions"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json::parse(r.out)["rows"][0][0], 306);
@@ -393,8 +386,7 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
                 .exit_code,
             0);
   r = Shell(client((dir_ / "other-platform" / "root_ca.pem").string()) + "list");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.out.find("does not verify against the configured root"), std::string::npos) << r.out;
+  EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kCorrupt));
   // Issue 11, item 2: a request that kills the lake enclave once made every later request of
   // every identity fail until a restart. Now the host starts a fresh enclave from the store: the
   // request in flight fails, the next ones are answered.
