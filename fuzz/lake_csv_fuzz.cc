@@ -1,6 +1,6 @@
 // CSV records as the lake enclave ingests them: records split by lake::NextRecord, rows checked
 // against a schema (and a schema inferred from the same records, as the client does).
-#include "enclave/lake/csv.h"
+#include "common/lake_abi/csv.h"
 #include "enclave/lake/table.h"
 #include "fuzz/fuzz.h"
 

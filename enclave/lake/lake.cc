@@ -6,22 +6,12 @@
 
 #include <fmt/format.h>
 
-#include "enclave/lake/csv.h"
+#include "common/lake_abi/csv.h"
 #include "enclave/lake/lake_internal.h"
 
 namespace medstream::lake {
 
 using namespace internal;
-
-std::string_view PrivacyName(Privacy p) {
-  return p == Privacy::kDp ? "dp" : "exact";
-}
-
-Result<Privacy> ParsePrivacy(std::string_view name) {
-  if (name == "dp") return Privacy::kDp;
-  if (name == "exact") return Privacy::kExact;
-  return InvalidArgument("privacy policy '" + std::string(name) + "': dp or exact");
-}
 
 Lake::Lake(Sealer seal, Unsealer unseal, std::function<int64_t()> now)
     : seal_(std::move(seal)), unseal_(std::move(unseal)), now_(std::move(now)) {
@@ -72,60 +62,48 @@ Output Lake::Handle(uint64_t session, crypto::ByteView request) {
   Output out;
   auto& slot = sessions_[session];
   if (!slot) slot = std::make_unique<Session>();
-  ByteReader r(request);
   Result<crypto::Bytes> reply = [&]() -> Result<crypto::Bytes> {
-    MEDSTREAM_TRY(op, r.U8("lake operation"));
-    return Dispatch(*slot, static_cast<Op>(op), &r, &out);
+    MEDSTREAM_TRY(decoded, DecodeRequest(request));
+    return Dispatch(*slot, decoded, &out);
   }();
-  ByteWriter w(&out.reply);
-  if (reply) {
-    w.U8(0);
-    w.Bytes(*reply);
-  } else {
-    // 1 + the error's code (the edge frames' convention, abi's StatusFromError), so the client can
-    // branch on it; the message is for the person.
-    w.U8(static_cast<uint8_t>(1 + static_cast<int>(reply.error().code())));
-    w.String(reply.error().message());
-  }
+  out.reply = EncodeReplyFrame(reply);
   return out;
 }
 
-Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* out) {
+Result<crypto::Bytes> Lake::Dispatch(Session& s, const Request& request, Output* out) {
   if (!loaded_) return Fail(Error::Code::kFailedPrecondition, "the lake is not loaded");
   crypto::Bytes reply;
-  ByteWriter w(&reply);
-  if (op == Op::kHello) {
-    MEDSTREAM_TRY(key, ReadKey(r));
-    s.key = key;
-    s.nonce.assign(32, 0);
-    if (auto st = crypto::RandomBytes(s.nonce); !st) return std::unexpected(st.error());
+  if (const auto* hello = std::get_if<HelloRequest>(&request)) {
+    HelloReply m;
+    if (auto st = crypto::RandomBytes(m.nonce); !st) return std::unexpected(st.error());
+    s.key = hello->key;
+    s.nonce.assign(m.nonce.begin(), m.nonce.end());
     s.hello = true;
     s.proven = false;
-    w.Bytes(s.nonce);
-    w.U64(version_);
-    return reply;
+    m.version = version_;
+    return Encode(m);
   }
-  if (op == Op::kProve) {
+  if (const auto* prove = std::get_if<ProveRequest>(&request)) {
     if (!s.hello)
       return Fail(Error::Code::kFailedPrecondition, "say hello (with your public key) first");
-    MEDSTREAM_TRY(sig, r->Bytes(64, "signature"));
     MEDSTREAM_TRY(key, crypto::EcKey::FromRawPublic(s.key));
-    if (auto st = key.Verify(ProofMessage(s.nonce, s.key), sig); !st) {
+    if (auto st = key.Verify(ProofMessage(s.nonce, s.key), prove->signature); !st) {
       return Denied("identity proof failed: the signature does not match the public key");
     }
     s.proven = true;
     auto it = identities_.find(s.key);
-    w.String(RoleName(it == identities_.end() ? Role::kNone : it->second.role));
-    w.String(it == identities_.end() ? "" : it->second.name);
-    w.U64(version_);
-    return reply;
+    ProveReply m;
+    m.role = RoleName(it == identities_.end() ? Role::kNone : it->second.role);
+    m.name = it == identities_.end() ? "" : it->second.name;
+    m.version = version_;
+    return Encode(m);
   }
   if (!s.proven) return Denied("not authenticated: prove your identity first");
   auto me = identities_.find(s.key);
   const Role role = me == identities_.end() ? Role::kNone : me->second.role;
-  switch (op) {
+  switch (OpOf(request)) {
     case Op::kInit: {
-      MEDSTREAM_TRY(name, r->String("name", 256));
+      const std::string& name = std::get<InitRequest>(request).name;
       if (!identities_.empty())
         return Fail(Error::Code::kAlreadyExists, "the lake is already initialised");
       identities_[s.key] = {name, Role::kAdmin, {}};
@@ -134,15 +112,11 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
       return reply;
     }
     case Op::kGrant: {
-      MEDSTREAM_TRY(key, ReadKey(r));
-      MEDSTREAM_TRY(name, r->String("name", 256));
-      MEDSTREAM_TRY(role_name, r->String("role", 64));
-      MEDSTREAM_TRY(n, r->U32("datasets"));
-      std::vector<std::string> granted;
-      for (uint32_t i = 0; i < n && i < 1024; ++i) {
-        MEDSTREAM_TRY(d, r->String("dataset", 256));
-        granted.push_back(d);
-      }
+      const GrantRequest& g = std::get<GrantRequest>(request);
+      const PublicKey& key = g.key;
+      const std::string& name = g.name;
+      const std::string& role_name = g.role;
+      const std::vector<std::string>& granted = g.datasets;
       if (role != Role::kAdmin) {
         Audit(s, "grant", "", name, "refused: not the lake admin");
         (void)Persist(out);
@@ -167,11 +141,11 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
     case Op::kIngestBegin:
     case Op::kIngestChunk:
     case Op::kIngestEnd:
-      return Ingest(s, op, r, out);
+      return Ingest(s, request, out);
     case Op::kQuery:
-      return RunQuery(s, r, out);
+      return RunQuery(s, std::get<QueryRequest>(request), out);
     case Op::kDelete: {
-      MEDSTREAM_TRY(name, r->String("dataset", 256));
+      const std::string& name = std::get<DeleteRequest>(request).dataset;
       Dataset* d = FindDataset(name);
       if (!d) return Fail(Error::Code::kNotFound, "no dataset '" + name + "'");
       if (d->owner != s.key) {
@@ -204,15 +178,13 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
         }
         return false;
       };
-      std::vector<const AuditEntry*> shown;
+      AuditReply m;
+      m.whole = whole;
+      m.length = audit_.size();
       for (const auto& e : audit_) {
-        if (whole || e.who == me_who || owns(e.dataset)) shown.push_back(&e);
+        if (whole || e.who == me_who || owns(e.dataset)) m.entries.push_back(e);
       }
-      w.U8(whole ? 1 : 0);
-      w.U64(audit_.size());
-      w.U32(static_cast<uint32_t>(shown.size()));
-      for (const auto* e : shown) e->Encode(&w);
-      return reply;
+      return Encode(m);
     }
     case Op::kList: {
       std::vector<const Dataset*> visible;
@@ -222,35 +194,36 @@ Result<crypto::Bytes> Lake::Dispatch(Session& s, Op op, ByteReader* r, Output* o
                                        name) != me->second.datasets.end();
         if (d->owner == s.key || granted || role == Role::kAdmin) visible.push_back(d.get());
       }
-      w.U32(static_cast<uint32_t>(visible.size()));
+      ListReply m;
       for (const Dataset* d : visible) {
         auto o = identities_.find(d->owner);
-        w.String(d->name);
-        w.String(o == identities_.end() ? "?" : o->second.name);
-        w.U64(d->table->rows());
-        w.String(d->table->schema().Describe());
-        w.U32(d->k);
-        EncodePolicy(d->policy, &w);
         auto sp = d->spent.find(s.key);
-        w.F64(sp == d->spent.end() ? 0 : sp->second);
+        m.datasets.push_back({.name = d->name,
+                              .owner = o == identities_.end() ? "?" : o->second.name,
+                              .rows = d->table->rows(),
+                              .schema = d->table->schema().Describe(),
+                              .k = d->k,
+                              .policy = d->policy,
+                              .budget_spent = sp == d->spent.end() ? 0 : sp->second});
       }
-      return reply;
+      return Encode(m);
     }
-    default:
-      return InvalidArgument("unknown lake operation");
+    case Op::kHello:
+    case Op::kProve:
+      break;  // answered above
   }
+  return InvalidArgument("unknown lake operation");
 }
 
-Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out) {
+Result<crypto::Bytes> Lake::Ingest(Session& s, const Request& request, Output* out) {
   auto me = identities_.find(s.key);
   const Role role = me == identities_.end() ? Role::kNone : me->second.role;
   crypto::Bytes reply;
-  ByteWriter w(&reply);
-  if (op == Op::kIngestBegin) {
-    MEDSTREAM_TRY(name, r->String("dataset", 256));
-    MEDSTREAM_TRY(schema, Schema::Decode(r));
-    MEDSTREAM_TRY(k, r->U32("k"));
-    MEDSTREAM_TRY(policy, DecodePolicy(r));
+  if (const auto* begin = std::get_if<IngestBeginRequest>(&request)) {
+    const std::string& name = begin->dataset;
+    const Schema& schema = begin->schema;
+    const uint32_t k = begin->k;
+    const PrivacyPolicy& policy = begin->policy;
     if (role != Role::kAdmin && role != Role::kOwner) {
       return Denied(std::string("ingest refused: role ") + std::string(RoleName(role)) +
                     " may not upload (owners only)");
@@ -291,10 +264,9 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
   if (!s.ingest)
     return Fail(Error::Code::kFailedPrecondition, "no upload in progress: begin one first");
   Session::IngestState& in = *s.ingest;
-  if (op == Op::kIngestChunk) {
-    MEDSTREAM_TRY(first_line, r->U64("first line"));
-    MEDSTREAM_TRY(csv_bytes, r->Blob("CSV chunk", kMaxIngestChunkBytes));
-    const std::string_view text(reinterpret_cast<const char*>(csv_bytes.data()), csv_bytes.size());
+  if (const auto* chunk_request = std::get_if<IngestChunkRequest>(&request)) {
+    const uint64_t first_line = chunk_request->first_line;
+    const std::string_view text = chunk_request->csv;
     Table chunk(in.schema);
     std::vector<std::string_view> fields;
     std::vector<std::string> scratch;
@@ -335,9 +307,7 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
       in.pages.push_back(p);
       out->writes.push_back({p.key, std::move(sealed)});
     }
-    w.U64(chunk.rows());
-    w.U64(bad);
-    return reply;
+    return Encode(IngestChunkReply{chunk.rows(), bad});
   }
   // End: the staged rows join the dataset and the manifest names the new pages.
   Dataset* d = FindDataset(in.dataset);
@@ -372,21 +342,17 @@ Result<crypto::Bytes> Lake::Ingest(Session& s, Op op, ByteReader* r, Output* out
   d->k = in.k;
   Audit(s, "ingest", in.dataset, fmt::format("{} rows stored, {} refused", stored, in.bad), "ok");
   if (auto st = Persist(out); !st) return std::unexpected(st.error());
-  w.U64(stored);
-  w.U64(in.bad);
-  w.U32(static_cast<uint32_t>(in.bad_rows.size()));
-  for (const auto& b : in.bad_rows) {
-    w.U64(b.line);
-    w.String(b.reason);
-  }
-  w.String(d->table->schema().Describe());
+  IngestEndReply m{.stored = stored,
+                   .refused = in.bad,
+                   .bad_rows = std::move(in.bad_rows),
+                   .schema = d->table->schema().Describe()};
   s.ingest.reset();
-  return reply;
+  return Encode(m);
 }
 
-Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
-  MEDSTREAM_TRY(sql, r->String("query", 64 * 1024));
-  MEDSTREAM_TRY(asked_epsilon, r->F64("epsilon"));  // 0: the dataset's default
+Result<crypto::Bytes> Lake::RunQuery(Session& s, const QueryRequest& request, Output* out) {
+  const std::string& sql = request.sql;
+  const double asked_epsilon = request.epsilon;  // 0: the dataset's default
   auto me = identities_.find(s.key);
   const Role role = me == identities_.end() ? Role::kNone : me->second.role;
   auto refuse = [&](const std::string& dataset, Error e) -> Result<crypto::Bytes> {
@@ -491,10 +457,7 @@ Result<crypto::Bytes> Lake::RunQuery(Session& s, ByteReader* r, Output* out) {
                    : fmt::format("ok: {} rows, {} groups suppressed", result->rows.size(),
                                  result->suppressed_groups));
   if (auto st = Persist(out); !st) return std::unexpected(st.error());
-  crypto::Bytes reply;
-  ByteWriter w(&reply);
-  EncodeResultSet(*result, &w);
-  return reply;
+  return Encode(*result);
 }
 
 }  // namespace medstream::lake

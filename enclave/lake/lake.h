@@ -25,92 +25,11 @@
 #include <vector>
 
 #include "common/crypto/crypto.h"
+#include "common/lake_abi/messages.h"
 #include "enclave/lake/query.h"
 #include "enclave/lake/table.h"
 
 namespace medstream::lake {
-
-enum class Op : uint8_t {
-  kHello = 1,
-  kProve = 2,
-  kInit = 3,
-  kGrant = 4,
-  kIngestBegin = 5,
-  kIngestChunk = 6,
-  kIngestEnd = 7,
-  kQuery = 8,
-  kDelete = 9,
-  kAudit = 10,
-  kList = 11,
-};
-
-enum class Role : uint8_t { kNone = 0, kAdmin = 1, kOwner = 2, kAnalyst = 3 };
-std::string_view RoleName(Role r);
-Result<Role> ParseRole(std::string_view name);
-
-using PublicKey = std::array<uint8_t, 64>;
-// What a client signs to prove its key: context string, the enclave's nonce, its public key.
-crypto::Bytes ProofMessage(std::span<const uint8_t> nonce, const PublicKey& key);
-
-struct AuditEntry {
-  uint64_t seq = 0;
-  int64_t time = 0;
-  std::string who;  // name and key fingerprint
-  std::string op;
-  std::string dataset;
-  std::string detail;  // the query text
-  std::string outcome;
-  crypto::Digest prev{};
-  crypto::Digest hash{};
-  crypto::Digest ComputeHash() const;
-  void Encode(ByteWriter* w) const;
-  static Result<AuditEntry> Decode(ByteReader* r);
-};
-// Recomputes the chain; the first broken link is reported.
-Status VerifyAuditChain(const std::vector<AuditEntry>& entries);
-// An owner's view: a subset of a chain of `length` entries. Each entry's own hash is recomputed
-// and the sequence numbers must rise within the chain (the links between them are not shown).
-Status VerifyAuditEntries(const std::vector<AuditEntry>& entries, uint64_t length);
-
-// How a dataset answers analysts (owners and the admin always get exact answers on their own).
-//   kDp     differentially private COUNT/SUM/AVG (enclave/lake/dp.h), each analyst's epsilon budget
-//   spent
-//           by every query and kept in the sealed, rollback-protected manifest
-//   kExact  exact aggregates with k-suppression, identifier columns closed to analysts, suppressed
-//           and empty answers alike, and query-set-overlap control: a query whose selected rows
-//           differ from one of the analyst's last kOverlapHistory answered queries on the dataset
-//           by fewer than k rows (but some) is refused
-enum class Privacy : uint8_t { kExact = 0, kDp = 1 };
-std::string_view PrivacyName(Privacy p);
-Result<Privacy> ParsePrivacy(std::string_view name);
-
-inline constexpr size_t kOverlapHistory = 64;
-inline constexpr double kMaxQueryEpsilon = 10;
-inline constexpr double kDpDelta = 1e-6;
-
-struct PrivacyPolicy {
-  Privacy privacy = Privacy::kDp;
-  double epsilon = 0.5;  // per query, when the query does not say
-  double budget = 5;     // per analyst, in all
-};
-
-struct DatasetInfo {
-  std::string name, owner;
-  uint64_t rows = 0;
-  std::string schema;
-  uint32_t k = 5;
-  PrivacyPolicy policy;
-  double budget_spent = 0;  // the asking analyst's (dp datasets)
-};
-
-struct BadRow {
-  uint64_t line = 0;
-  std::string reason;
-};
-
-// Encoding of query results (enclave -> client).
-void EncodeResultSet(const ResultSet& r, ByteWriter* w);
-Result<ResultSet> DecodeResultSet(ByteReader* r);
 
 struct Write {
   std::string key;
@@ -144,9 +63,9 @@ class Lake {
   struct Dataset;
   struct Identity;
   struct Session;
-  Result<crypto::Bytes> Dispatch(Session& s, Op op, ByteReader* r, Output* out);
-  Result<crypto::Bytes> Ingest(Session& s, Op op, ByteReader* r, Output* out);
-  Result<crypto::Bytes> RunQuery(Session& s, ByteReader* r, Output* out);
+  Result<crypto::Bytes> Dispatch(Session& s, const Request& request, Output* out);
+  Result<crypto::Bytes> Ingest(Session& s, const Request& request, Output* out);
+  Result<crypto::Bytes> RunQuery(Session& s, const QueryRequest& request, Output* out);
   // dp::RandomSource for the noise (OpenSSL's CSPRNG unless a test set another).
   uint64_t RandomWord();
   Status Persist(Output* out);

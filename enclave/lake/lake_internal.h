@@ -16,7 +16,6 @@ namespace medstream::lake::internal {
 inline constexpr char kManifestMagic[] = "MSLM";   // before privacy policies
 inline constexpr char kManifestMagic2[] = "MSL2";  // datasets carry their policy and spent budgets
 inline constexpr char kPageMagic[] = "MSLP";
-inline constexpr size_t kMaxBadRowsReported = 1000;
 inline constexpr char kHistoryMagic[] = "MSLO";
 // One remembered query's rows, one bit each: datasets up to 2^30 rows.
 inline constexpr size_t kMaxHistoryBytes = size_t{1} << 27;
@@ -31,9 +30,6 @@ std::unexpected<Error> Denied(std::string why);
 std::string Fingerprint(const PublicKey& k);
 Result<PublicKey> ReadKey(ByteReader* r);
 std::string PageKey(const std::string& dataset_id, uint32_t n);
-Status CheckPolicy(const PrivacyPolicy& p);
-void EncodePolicy(const PrivacyPolicy& p, ByteWriter* w);
-Result<PrivacyPolicy> DecodePolicy(ByteReader* r);
 
 }  // namespace medstream::lake::internal
 

@@ -46,36 +46,6 @@ std::string PageKey(const std::string& dataset_id, uint32_t n) {
   return fmt::format("page/{}/{}", dataset_id, n);
 }
 
-Status CheckPolicy(const PrivacyPolicy& p) {
-  if (p.privacy != Privacy::kDp && p.privacy != Privacy::kExact) {
-    return InvalidArgument("unknown privacy policy");
-  }
-  if (!(p.epsilon > 0 && p.epsilon <= kMaxQueryEpsilon) || !(p.budget > 0 && p.budget <= 1e6)) {
-    return InvalidArgument(
-        fmt::format("privacy: the epsilon per query must be in (0, {}] and the budget in (0, 1e6]",
-                    kMaxQueryEpsilon));
-  }
-  return {};
-}
-
-void EncodePolicy(const PrivacyPolicy& p, ByteWriter* w) {
-  w->U8(static_cast<uint8_t>(p.privacy));
-  w->F64(p.epsilon);
-  w->F64(p.budget);
-}
-
-Result<PrivacyPolicy> DecodePolicy(ByteReader* r) {
-  PrivacyPolicy p;
-  MEDSTREAM_TRY(privacy, r->U8("privacy policy"));
-  MEDSTREAM_TRY(eps, r->F64("epsilon"));
-  MEDSTREAM_TRY(budget, r->F64("budget"));
-  p.privacy = static_cast<Privacy>(privacy);
-  p.epsilon = eps;
-  p.budget = budget;
-  if (auto s = CheckPolicy(p); !s) return std::unexpected(s.error());
-  return p;
-}
-
 }  // namespace internal
 
 using namespace internal;
@@ -102,7 +72,7 @@ Status Lake::Persist(Output* out) {
     w.String(d->name);
     w.Bytes(d->owner);
     w.U32(d->k);
-    EncodePolicy(d->policy, &w);
+    d->policy.Encode(&w);
     w.U32(static_cast<uint32_t>(d->spent.size()));
     for (const auto& [key, eps] : d->spent) {
       w.Bytes(key);
@@ -171,7 +141,7 @@ Status Lake::LoadManifest(crypto::ByteView sealed) {
     MEDSTREAM_TRY(owner, ReadKey(&r));
     MEDSTREAM_TRY(k, r.U32("k"));
     if (v2) {
-      MEDSTREAM_TRY(policy, DecodePolicy(&r));
+      MEDSTREAM_TRY(policy, PrivacyPolicy::Decode(&r));
       d->policy = policy;
       MEDSTREAM_TRY(nspent, r.U32("budgets"));
       for (uint32_t j = 0; j < nspent; ++j) {

@@ -341,15 +341,6 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
 
 }  // namespace
 
-std::string FormatValue(const Value& v) {
-  if (std::holds_alternative<std::monostate>(v)) return "NULL";
-  if (const auto* s = std::get_if<std::string>(&v)) return *s;
-  const double d = std::get<double>(v);
-  if (std::isnan(d)) return "NULL";
-  if (d == std::floor(d) && std::fabs(d) < 1e15) return fmt::format("{}", static_cast<int64_t>(d));
-  return fmt::format("{:.6g}", d);
-}
-
 namespace {
 
 void ColumnsOf(const Expr& e, std::vector<std::string>* out) {

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/lake_abi/messages.h"
 #include "enclave/lake/dp.h"
 #include "enclave/lake/table.h"
 
@@ -41,18 +42,6 @@ struct Query {
 
 Result<Query> ParseQuery(std::string_view sql);
 
-struct ResultSet {
-  std::vector<std::string> columns;
-  std::vector<std::vector<Value>> rows;
-  uint64_t suppressed_groups = 0;
-  // Differentially private answers (a `dp` dataset queried by an analyst): the privacy spent on
-  // this query, what is left of the analyst's budget, the noisy count a group needed to be shown,
-  // and per column the half-width of its 95 % error interval (0 for group keys).
-  bool dp = false;
-  double epsilon = 0, budget_remaining = 0, release_threshold = 0;
-  std::vector<double> error95;
-};
-
 struct DpOptions {
   double epsilon = 1;   // for the whole query (groups are disjoint: parallel composition)
   double delta = 1e-6;  // chance that a group of one row is shown at all
@@ -75,7 +64,5 @@ struct ExecOptions {
 // kFailedPrecondition for what the options forbid (an identifier column, an aggregate that has no
 // differentially private form, SUM/AVG of a column without declared bounds under dp).
 Result<ResultSet> Execute(const Query& q, const Table& table, const ExecOptions& options);
-
-std::string FormatValue(const Value& v);
 
 }  // namespace medstream::lake

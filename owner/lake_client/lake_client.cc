@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/base/file.h"
-#include "enclave/lake/csv.h"
+#include "common/lake_abi/csv.h"
 
 namespace medstream::lakesvc {
 
@@ -17,53 +17,39 @@ Result<std::unique_ptr<LakeClient>> LakeClient::Connect(host::EnclaveTransport& 
   MEDSTREAM_TRY(session, client::Attest(t, attest));
   std::unique_ptr<LakeClient> c(new LakeClient(t, std::move(session)));
   const lake::PublicKey key = identity.RawPublic();
-  MEDSTREAM_TRY(hello, c->Call(lake::Op::kHello, [&](ByteWriter* w) { w->Bytes(key); }));
-  ByteReader r(hello);
-  MEDSTREAM_TRY(nonce, r.Bytes(32, "nonce"));
-  MEDSTREAM_TRY(sig, identity.Sign(lake::ProofMessage(nonce, key)));
-  MEDSTREAM_TRY(proved, c->Call(lake::Op::kProve, [&](ByteWriter* w) { w->Bytes(sig); }));
-  ByteReader pr(proved);
-  MEDSTREAM_TRY(role, pr.String("role", 64));
-  c->role_ = role;
+  MEDSTREAM_TRY(hello_reply, c->Call(lake::HelloRequest{key}));
+  MEDSTREAM_TRY(hello, lake::DecodeHelloReply(hello_reply));
+  MEDSTREAM_TRY(sig, identity.Sign(lake::ProofMessage(hello.nonce, key)));
+  lake::ProveRequest prove;
+  if (sig.size() != prove.signature.size())
+    return Fail(Error::Code::kInternal, "the identity key's signature is not P-256");
+  std::copy(sig.begin(), sig.end(), prove.signature.begin());
+  MEDSTREAM_TRY(prove_reply, c->Call(prove));
+  MEDSTREAM_TRY(proved, lake::DecodeProveReply(prove_reply));
+  c->role_ = proved.role;
   return c;
 }
 
-Result<crypto::Bytes> LakeClient::Call(lake::Op op, const std::function<void(ByteWriter*)>& args) {
-  crypto::Bytes plain;
-  ByteWriter w(&plain);
-  w.U8(static_cast<uint8_t>(op));
-  args(&w);
+Result<crypto::Bytes> LakeClient::Call(const lake::Request& message) {
+  crypto::Bytes plain = lake::EncodeRequest(message);
   auto record = session_.records.Seal(channel::RecordType::kApplication, plain);
   crypto::Wipe(plain);
   if (!record) return std::unexpected(record.error());
   const crypto::Bytes request = enclave::SessionRecord{session_.id, *record}.Encode();
   MEDSTREAM_TRY(reply_record, t_.Call(enclave::Call::kLakeRequest, request));
   MEDSTREAM_TRY(reply, session_.records.Open(reply_record, channel::RecordType::kApplication));
-  ByteReader r(reply);
-  MEDSTREAM_TRY(status, r.U8("status"));
-  if (status != 0) {
-    MEDSTREAM_TRY(message, r.String("error", 1 << 20));
-    // 1 + Error::Code, the edge frames' convention (an unknown one is kInternal).
-    return std::unexpected(enclave::ErrorFromStatus(status, message));
-  }
-  return crypto::Bytes(reply.begin() + 1, reply.end());
+  return lake::DecodeReplyFrame(reply);
 }
 
 Status LakeClient::Init(const std::string& name) {
-  MEDSTREAM_TRY(r, Call(lake::Op::kInit, [&](ByteWriter* w) { w->String(name); }));
+  MEDSTREAM_TRY(r, Call(lake::InitRequest{name}));
   (void)r;
   return {};
 }
 
 Status LakeClient::Grant(const lake::PublicKey& key, const std::string& name,
                          const std::string& role, const std::vector<std::string>& datasets) {
-  MEDSTREAM_TRY(r, Call(lake::Op::kGrant, [&](ByteWriter* w) {
-                  w->Bytes(key);
-                  w->String(name);
-                  w->String(role);
-                  w->U32(static_cast<uint32_t>(datasets.size()));
-                  for (const auto& d : datasets) w->String(d);
-                }));
+  MEDSTREAM_TRY(r, Call(lake::GrantRequest{key, name, role, datasets}));
   (void)r;
   return {};
 }
@@ -98,14 +84,7 @@ Result<IngestReport> LakeClient::Ingest(
   if (auto s = lake::AnnotateSchema(&schema, options.attributes); !s) {
     return std::unexpected(std::move(s.error()).With("--attributes"));
   }
-  MEDSTREAM_TRY(begin, Call(lake::Op::kIngestBegin, [&](ByteWriter* w) {
-                  w->String(dataset);
-                  schema.Encode(w);
-                  w->U32(k);
-                  w->U8(static_cast<uint8_t>(options.policy.privacy));
-                  w->F64(options.policy.epsilon);
-                  w->F64(options.policy.budget);
-                }));
+  MEDSTREAM_TRY(begin, Call(lake::IngestBeginRequest{dataset, schema, k, options.policy}));
   (void)begin;
   constexpr size_t kChunk = 4 << 20;
   static_assert(kChunk <= lake::kMaxIngestChunkBytes && lake::kMaxRecordBytes <= kChunk);
@@ -130,61 +109,30 @@ Result<IngestReport> LakeClient::Ingest(
       at += end;
       if (len != 0 && at >= chunk.size()) break;
     }
-    MEDSTREAM_TRY(r, Call(lake::Op::kIngestChunk, [&](ByteWriter* w) {
-                    w->U64(line);
-                    w->Blob({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
-                  }));
+    MEDSTREAM_TRY(r, Call(lake::IngestChunkRequest{line, std::string(chunk)}));
     (void)r;
     line += static_cast<uint64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
     pos += len;
     if (progress) progress(pos, text.size());
   }
-  MEDSTREAM_TRY(end, Call(lake::Op::kIngestEnd, [](ByteWriter*) {}));
-  ByteReader r(end);
-  IngestReport report;
-  MEDSTREAM_TRY(stored, r.U64("stored"));
-  MEDSTREAM_TRY(refused, r.U64("refused"));
-  MEDSTREAM_TRY(n, r.U32("bad rows"));
-  report.stored = stored;
-  report.refused = refused;
-  for (uint32_t i = 0; i < n; ++i) {
-    MEDSTREAM_TRY(l, r.U64("line"));
-    MEDSTREAM_TRY(reason, r.String("reason", 4096));
-    report.bad_rows.push_back({l, reason});
-  }
-  MEDSTREAM_TRY(described, r.String("schema", 1 << 16));
-  report.schema = described;
-  return report;
+  MEDSTREAM_TRY(end, Call(lake::IngestEndRequest{}));
+  return lake::DecodeIngestEndReply(end);
 }
 
 Result<lake::ResultSet> LakeClient::Query(const std::string& sql, double epsilon) {
-  MEDSTREAM_TRY(reply, Call(lake::Op::kQuery, [&](ByteWriter* w) {
-                  w->String(sql);
-                  w->F64(epsilon);
-                }));
-  ByteReader r(reply);
-  return lake::DecodeResultSet(&r);
+  MEDSTREAM_TRY(reply, Call(lake::QueryRequest{sql, epsilon}));
+  return lake::DecodeResultSet(reply);
 }
 
 Status LakeClient::Delete(const std::string& dataset) {
-  MEDSTREAM_TRY(r, Call(lake::Op::kDelete, [&](ByteWriter* w) { w->String(dataset); }));
+  MEDSTREAM_TRY(r, Call(lake::DeleteRequest{dataset}));
   (void)r;
   return {};
 }
 
 Result<LakeClient::AuditView> LakeClient::Audit() {
-  MEDSTREAM_TRY(reply, Call(lake::Op::kAudit, [](ByteWriter*) {}));
-  ByteReader r(reply);
-  AuditView v;
-  MEDSTREAM_TRY(whole, r.U8("whole chain"));
-  MEDSTREAM_TRY(length, r.U64("chain length"));
-  MEDSTREAM_TRY(n, r.U32("entries"));
-  v.whole = whole != 0;
-  v.length = length;
-  for (uint32_t i = 0; i < n; ++i) {
-    MEDSTREAM_TRY(e, lake::AuditEntry::Decode(&r));
-    v.entries.push_back(std::move(e));
-  }
+  MEDSTREAM_TRY(reply, Call(lake::AuditRequest{}));
+  MEDSTREAM_TRY(v, lake::DecodeAuditReply(reply));
   const Status verified =
       v.whole ? lake::VerifyAuditChain(v.entries) : lake::VerifyAuditEntries(v.entries, v.length);
   if (!verified) return std::unexpected(verified.error());
@@ -192,31 +140,9 @@ Result<LakeClient::AuditView> LakeClient::Audit() {
 }
 
 Result<std::vector<lake::DatasetInfo>> LakeClient::List() {
-  MEDSTREAM_TRY(reply, Call(lake::Op::kList, [](ByteWriter*) {}));
-  ByteReader r(reply);
-  MEDSTREAM_TRY(n, r.U32("datasets"));
-  std::vector<lake::DatasetInfo> out;
-  for (uint32_t i = 0; i < n; ++i) {
-    lake::DatasetInfo d;
-    MEDSTREAM_TRY(name, r.String("name", 256));
-    MEDSTREAM_TRY(owner, r.String("owner", 256));
-    MEDSTREAM_TRY(rows, r.U64("rows"));
-    MEDSTREAM_TRY(schema, r.String("schema", 1 << 16));
-    MEDSTREAM_TRY(k, r.U32("k"));
-    MEDSTREAM_TRY(privacy, r.U8("privacy policy"));
-    MEDSTREAM_TRY(eps, r.F64("epsilon"));
-    MEDSTREAM_TRY(budget, r.F64("budget"));
-    MEDSTREAM_TRY(spent, r.F64("budget spent"));
-    d.name = name;
-    d.owner = owner;
-    d.rows = rows;
-    d.schema = schema;
-    d.k = k;
-    d.policy = {static_cast<lake::Privacy>(privacy), eps, budget};
-    d.budget_spent = spent;
-    out.push_back(std::move(d));
-  }
-  return out;
+  MEDSTREAM_TRY(reply, Call(lake::ListRequest{}));
+  MEDSTREAM_TRY(list, lake::DecodeListReply(reply));
+  return std::move(list.datasets);
 }
 
 // ---- synthetic records ----

@@ -9,18 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "enclave/lake/lake.h"
+#include "common/lake_abi/messages.h"
 #include "host/server/transport.h"
 #include "owner/client/client.h"
 
 namespace medstream::lakesvc {
 
-struct IngestReport {
-  uint64_t stored = 0;
-  uint64_t refused = 0;
-  std::vector<lake::BadRow> bad_rows;  // the first 1000
-  std::string schema;
-};
+// The enclave's report of an upload: rows stored and refused, the first bad rows, the schema.
+using IngestReport = lake::IngestEndReply;
 
 class LakeClient {
  public:
@@ -52,18 +48,15 @@ class LakeClient {
   // `epsilon` 0: the dataset's default (dp datasets; ignored by exact ones).
   Result<lake::ResultSet> Query(const std::string& sql, double epsilon = 0);
   Status Delete(const std::string& dataset);
-  struct AuditView {
-    std::vector<lake::AuditEntry> entries;
-    bool whole = false;   // the whole chain (the admin), else the owner's share of it
-    uint64_t length = 0;  // entries in the whole chain
-  };
+  // The audit log as this identity may see it, its hashes (and for the admin, its chain) verified.
+  using AuditView = lake::AuditReply;
   Result<AuditView> Audit();
   Result<std::vector<lake::DatasetInfo>> List();
 
  private:
   LakeClient(host::EnclaveTransport& t, client::Session s) : t_(t), session_(std::move(s)) {}
-  // Sends one operation; returns its payload or the enclave's error.
-  Result<crypto::Bytes> Call(lake::Op op, const std::function<void(ByteWriter*)>& args);
+  // Sends one operation; returns its reply's payload or the enclave's error (with its code).
+  Result<crypto::Bytes> Call(const lake::Request& message);
   host::EnclaveTransport& t_;
   client::Session session_;
   std::string role_;

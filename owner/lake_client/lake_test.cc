@@ -15,8 +15,7 @@
 
 #include "adapters/proc/proc.h"
 #include "common/base/file.h"
-#include "enclave/lake/csv.h"
-#include "enclave/lake/query.h"
+#include "common/lake_abi/csv.h"
 #include "host/lake_host/lake_host.h"
 #include "owner/lake_client/lake_client.h"
 #include "tests/shell.h"
@@ -420,124 +419,6 @@ TEST_F(LakeCli, RemoteClientsThroughLakeServe) {
   r = Lake("query --json " + Q("SELECT COUNT(*), AVG(age) FROM admissions"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(json::parse(r.out), remote_answer);
-}
-
-// ---- unit tests of the SQL subset and tables ----
-
-// Issue 11, item 2: recursion and work bounded by stated limits, refused with kResourceExhausted.
-TEST(LakeQuery, DeepOrHugeQueriesAreRefusedNotACrash) {
-  auto parse = [](const std::string& where) {
-    return lake::ParseQuery("SELECT COUNT(*) FROM t WHERE " + where);
-  };
-  std::string nots;
-  for (int i = 0; i < 10000; ++i) nots += "NOT ";
-  std::string ands = "age = 1";
-  for (int i = 0; i < 2000; ++i) ands += " AND age = 1";
-  std::string in = "age IN (0";
-  for (int i = 1; i < 2000; ++i) in += "," + std::to_string(i);
-  in += ")";
-  for (const std::string& where : {std::string(7000, '(') + "age = 1" + std::string(7000, ')'),
-                                   nots + "age = 1", std::string(10000, '('), ands, in}) {
-    auto q = parse(where);
-    ASSERT_FALSE(q.has_value()) << where.substr(0, 40);
-    EXPECT_EQ(q.error().code(), Error::Code::kResourceExhausted) << q.error().message();
-  }
-  // Within the limits: fine.
-  EXPECT_TRUE(parse(std::string(30, '(') + "age = 1" + std::string(30, ')')));
-  EXPECT_TRUE(parse(std::string("NOT NOT NOT age = 1")));
-}
-
-lake::Table Small() {
-  lake::Table t(*lake::ParseSchema("age:integer,sex:categorical,bp:real,day:date"));
-  const char* rows[][4] = {{"30", "F", "120", "2024-01-01"},
-                           {"40", "M", "130", "2024-01-02"},
-                           {"50", "F", "", "2024-01-03"},
-                           {"60", "M", "150", "2024-01-04"},
-                           {"", "F", "110", "2024-01-05"}};
-  for (auto& r : rows) EXPECT_TRUE(t.AppendRow({r[0], r[1], r[2], r[3]}));
-  return t;
-}
-
-lake::ResultSet Exec(const lake::Table& t, const std::string& sql, uint64_t k = 1) {
-  auto q = lake::ParseQuery(sql);
-  EXPECT_TRUE(q) << q.error().message();
-  auto r = lake::Execute(*q, t, {.min_group = k, .allow_rows = true});
-  EXPECT_TRUE(r) << r.error().message();
-  return r ? *r : lake::ResultSet{};
-}
-
-TEST(LakeQuery, ThreeValuedLogicAndAggregates) {
-  const lake::Table t = Small();
-  // NOT (bp > 125) is unknown where bp is missing: not selected (as in SQL).
-  auto r = Exec(t, "SELECT COUNT(*) FROM t WHERE NOT bp > 125");
-  EXPECT_EQ(std::get<double>(r.rows[0][0]), 2);
-  r = Exec(t, "select count(bp), avg(bp), stddev(age), median(age), percentile(age, 25) from t");
-  EXPECT_EQ(std::get<double>(r.rows[0][0]), 4);
-  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][1]), 127.5);
-  EXPECT_NEAR(std::get<double>(r.rows[0][2]), 12.909944487358056, 1e-12);
-  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][3]), 45);
-  EXPECT_DOUBLE_EQ(std::get<double>(r.rows[0][4]), 37.5);
-  r = Exec(t,
-           "SELECT sex, MIN(day), MAX(day) FROM t WHERE day BETWEEN '2024-01-02' AND "
-           "'2024-01-05' GROUP BY sex");
-  ASSERT_EQ(r.rows.size(), 2u);
-  EXPECT_EQ(std::get<std::string>(r.rows[0][1]), "2024-01-03");
-  EXPECT_EQ(std::get<std::string>(r.rows[1][2]), "2024-01-04");
-  r = Exec(t, "SELECT sex, COUNT(*) FROM t GROUP BY sex", 3);
-  EXPECT_EQ(r.rows.size(), 1u);  // F has 3, M has 2: suppressed
-  EXPECT_EQ(r.suppressed_groups, 1u);
-}
-
-TEST(LakeQuery, ErrorsNameThePosition) {
-  const lake::Table t = Small();
-  auto e = [&](const std::string& sql) {
-    auto q = lake::ParseQuery(sql);
-    if (!q) return q.error().message();
-    auto r = lake::Execute(*q, t, {});
-    return r ? std::string("ok") : r.error().message();
-  };
-  EXPECT_EQ(e("SELEC age FROM t"), "SQL error at position 1: expected SELECT, found 'SELEC'");
-  EXPECT_EQ(e("SELECT age FROM t WHERE age = 'x' GROUP BY age"),
-            "SQL error at position 31: column 'age' is integer, compared with a string");
-  EXPECT_EQ(e("SELECT AVG(sex) FROM t"), "AVG(sex) needs a numeric column; 'sex' is categorical");
-  EXPECT_EQ(e("SELECT sex, AVG(bp) FROM t"),
-            "column 'sex' must appear in GROUP BY or inside an aggregate");
-  EXPECT_EQ(e("SELECT COUNT(*) FROM t WHERE wt > 3").substr(0, 45),
-            "SQL error at position 30: no column 'wt' (col");
-  EXPECT_EQ(e("SELECT COUNT(*) FROM t WHERE day < '2024-13-01'"),
-            "SQL error at position 36: '2024-13-01': no such date");
-  EXPECT_EQ(e("SELECT age FROM t WHERE sex = 'F' AND"),
-            "SQL error at position 38: expected a column name, found the end of the query");
-  EXPECT_EQ(e("SELECT PERCENTILE(age, 101) FROM t"),
-            "SQL error at position 24: a percentile is 0 to 100");
-}
-
-TEST(LakeTable, PagesRoundTripAndCsvRecords) {
-  const lake::Table t = Small();
-  crypto::Bytes page;
-  ByteWriter w(&page);
-  t.EncodeRows(1, 5, &w);
-  lake::Table u(t.schema());
-  ByteReader r(page);
-  ASSERT_TRUE(u.AppendPage(&r));
-  ASSERT_EQ(u.rows(), 4u);
-  EXPECT_EQ(lake::FormatValue(u.Get(1, 0)), "M");
-  EXPECT_EQ(lake::FormatValue(u.Get(2, 1)), "NULL");
-  EXPECT_EQ(lake::FormatValue(u.Get(3, 3)), "2024-01-05");
-  // RFC 4180: quoted commas, doubled quotes, CRLF.
-  const std::string text = "a,\"b,c\",\"say \"\"hi\"\"\"\r\nx,y,z\n";
-  size_t pos = 0;
-  std::vector<std::string_view> f;
-  std::vector<std::string> scratch;
-  bool open = false;
-  ASSERT_TRUE(lake::NextRecord(text, &pos, &f, &scratch, &open));
-  ASSERT_EQ(f.size(), 3u);
-  EXPECT_EQ(f[1], "b,c");
-  EXPECT_EQ(f[2], "say \"hi\"");
-  ASSERT_TRUE(lake::NextRecord(text, &pos, &f, &scratch, &open));
-  EXPECT_EQ(f[2], "z");
-  EXPECT_FALSE(lake::NextRecord(text, &pos, &f, &scratch, &open));
-  EXPECT_EQ(lake::CompleteRecordsEnd("a,\"b\nc\"\nd"), 8u);
 }
 
 }  // namespace

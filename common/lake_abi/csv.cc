@@ -1,4 +1,4 @@
-#include "enclave/lake/csv.h"
+#include "common/lake_abi/csv.h"
 
 #include <charconv>
 #include <cmath>

@@ -1,4 +1,4 @@
-// lake/csv: RFC 4180 records (quoted fields, "" inside quotes, CRLF or LF), for the hospital's
+// lake_abi/csv: RFC 4180 records (quoted fields, "" inside quotes, CRLF or LF), for the hospital's
 // client (schema inference, chunking on record boundaries) and the enclave (row parsing).
 #pragma once
 
@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "enclave/lake/table.h"
+#include "common/lake_abi/schema.h"
 
 namespace medstream::lake {
 
