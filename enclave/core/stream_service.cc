@@ -1,0 +1,228 @@
+#include "enclave/core/stream_service.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+
+namespace medstream::enclave {
+
+namespace {
+
+std::unexpected<Error> Refuse(std::string why) {
+  return Fail(Error::Code::kFailedPrecondition, std::move(why));
+}
+
+}  // namespace
+
+Result<crypto::Bytes> StreamService::Provision(crypto::ByteView message) {
+  MEDSTREAM_TRY(p, ProvisionKey::Decode(message));
+  auto it = keys_.find(p.key_id);
+  if (it != keys_.end()) {
+    if (!std::equal(it->second.key.span().begin(), it->second.key.span().end(),
+                    p.key.span().begin())) {
+      return Refuse("key id " + std::to_string(p.key_id) +
+                    " is already provisioned with another key");
+    }
+  } else {
+    KeyEntry& e = keys_[p.key_id];
+    e.key = p.key;
+    e.config = p.config;
+  }
+  return crypto::Bytes{static_cast<uint8_t>(ChannelMessage::kOk)};
+}
+
+EnclaveStats StreamService::Stats() const {
+  EnclaveStats s = stats_;
+  s.streams = streams_.size();
+  s.keys = keys_.size();
+  s.checkpoint_version = platform_->counter(CounterId::kCheckpoint);
+  return s;
+}
+
+Result<crypto::AesGcm*> StreamService::StreamCipher(uint32_t key_id, const wire::StreamId& stream,
+                                                    bool for_worker) {
+  auto it = keys_.find(key_id);
+  if (it == keys_.end()) {
+    return Refuse("no key provisioned for key id " + std::to_string(key_id) +
+                  " (the data owner must attest this enclave and provision its key first)");
+  }
+  auto& slot = (for_worker ? it->second.worker_ciphers : it->second.ciphers)[stream];
+  if (!slot) {
+    MEDSTREAM_TRY(key, wire::StreamKey(it->second.key, stream));
+    MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
+    slot = std::make_unique<crypto::AesGcm>(std::move(gcm));
+  }
+  return slot.get();
+}
+
+// Decrypts and analyses one batch. Segment 0 is authenticated first (it authenticates the header
+// before any stream state is touched); the worker then authenticates the remaining segments while
+// this thread analyses the beats of those already authenticated. Should a later segment fail, the
+// stream is put back as it was and nothing from this batch is released.
+Result<crypto::Bytes> StreamService::ProcessBatch(crypto::ByteView request, const Fill* fill) {
+  auto ensure = [&](size_t n) {
+    if (fill) (*fill)(std::min(n, request.size()));
+  };
+  auto result = [&]() -> Result<crypto::Bytes> {
+    ensure(wire::kHeaderSize);
+    wire::SegmentLayout layout;
+    MEDSTREAM_TRY(header, wire::PrepareBatch(request, &beats_, &layout));
+    if (!header.encrypted()) {
+      return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
+    }
+    MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
+    auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
+    auto open = [&](size_t i) {
+      ensure(wire::kHeaderSize + layout.CipherOffset(i) + layout.PlainSize(i) +
+             crypto::AesGcm::kTagSize);
+      return wire::OpenSegment(request, header, layout, i, gcm,
+                               {plain + layout.PlainOffset(i), layout.PlainSize(i)});
+    };
+    if (auto s = open(0); !s) return std::unexpected(s.error());
+    const StreamConfig& config = keys_.at(header.key_id).config;
+    MEDSTREAM_TRY(batch, streams_.Begin(header.stream, header.seq, header.key_id, config));
+    constexpr size_t kBeatsPerSegment = wire::kSegmentBytes / sizeof(hrv::Beat);
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t authenticated = 1;  // segments
+    std::optional<Error> failure;
+    if (layout.count > 1) {
+      worker_.Start([&] {
+        for (size_t i = 1; i < layout.count; ++i) {
+          auto s = open(i);
+          std::lock_guard lock(mu);
+          if (!s) {
+            failure = s.error();
+            break;
+          }
+          authenticated = i + 1;
+          cv.notify_one();
+        }
+        cv.notify_one();
+      });
+    }
+    size_t done = 0;  // segments analysed
+    while (done < layout.count) {
+      size_t ready;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return authenticated > done || failure; });
+        if (failure) break;
+        ready = authenticated;
+      }
+      const size_t from = done * kBeatsPerSegment;
+      const size_t to = std::min(beats_.size(), ready * kBeatsPerSegment);
+      streams_.Push(batch, std::span(beats_).subspan(from, to - from));
+      done = ready;
+    }
+    if (layout.count > 1) worker_.Wait();
+    if (failure) {
+      streams_.Abort(batch);
+      return std::unexpected(*failure);
+    }
+    const wire::BatchResult r = streams_.Commit(batch);
+    result_.clear();
+    wire::EncodeResult(r, &result_);
+    wire::Header out = header;
+    out.kind = wire::Kind::kResult;
+    // A large result (identity echoes every beat) is sealed on both threads.
+    MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
+    const wire::Helper helper{
+        .gcm = worker_gcm,
+        .start = [this](std::function<void()> task) { worker_.Start(std::move(task)); },
+        .wait = [this] { worker_.Wait(); }};
+    auto file = wire::MakeFile(out, result_, gcm, &helper);
+    // The beat buffer is reused by the next batch and never leaves the enclave; the encoded
+    // results are wiped because they are about to be dropped.
+    crypto::Wipe(result_);
+    if (file) stats_.beats += r.beats;
+    return file;
+  }();
+  ++(result ? stats_.batches_ok : stats_.batches_refused);
+  return result;
+}
+
+Result<crypto::Bytes> StreamService::Checkpoint() {
+  crypto::Bytes state;
+  ByteWriter w(&state);
+  w.U32(static_cast<uint32_t>(keys_.size()));
+  for (const auto& [id, e] : keys_) {
+    w.U32(id);
+    w.Bytes(e.key.span());
+    e.config.Encode(&w);
+  }
+  streams_.Save(&w);
+  w.U64(stats_.batches_ok);
+  w.U64(stats_.batches_refused);
+  w.U64(stats_.beats);
+  const uint64_t version = platform_->counter(CounterId::kCheckpoint) + 1;
+  auto blob = SealData(state, platform_->sealing_root(), self_, policy_, version);
+  crypto::Wipe(state);
+  if (blob) pending_checkpoint_ = version;
+  return blob;
+}
+
+Result<crypto::Bytes> StreamService::Commit(crypto::ByteView request) {
+  MEDSTREAM_TRY(commit, CommitVersion::Decode(request));
+  const uint64_t version = commit.version;
+  if (version != pending_checkpoint_ || version == 0) {
+    return Refuse("commit of checkpoint " + std::to_string(version) +
+                  ", but the pending checkpoint is " + std::to_string(pending_checkpoint_));
+  }
+  if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, version); !s)
+    return std::unexpected(s.error());
+  pending_checkpoint_ = 0;
+  return crypto::Bytes{};
+}
+
+Result<crypto::Bytes> StreamService::Restore(crypto::ByteView request) {
+  if (!keys_.empty() || streams_.size() > 0) {
+    return Refuse("restore must come before any key is provisioned or batch processed");
+  }
+  MEDSTREAM_TRY(u, UnsealData(request, platform_->sealing_root(), self_));
+  const uint64_t committed = platform_->counter(CounterId::kCheckpoint);
+  if (u.version < committed) {
+    return Fail(Error::Code::kRolledBack,
+                "rollback refused: sealed state version " + std::to_string(u.version) +
+                    " is older than the last committed checkpoint " + std::to_string(committed));
+  }
+  if (u.version > committed + 1) {
+    return Refuse("sealed state version " + std::to_string(u.version) +
+                  " is ahead of the platform counter " + std::to_string(committed) +
+                  " (counter store lost or replaced?)");
+  }
+  ByteReader r(u.data);
+  std::map<uint32_t, KeyEntry> keys;
+  MEDSTREAM_TRY(nkeys, r.U32("key count"));
+  for (uint32_t i = 0; i < nkeys; ++i) {
+    MEDSTREAM_TRY(id, r.U32("key id"));
+    MEDSTREAM_TRY(key, r.Bytes(32, "key"));
+    MEDSTREAM_TRY(config, StreamConfig::Decode(&r));
+    KeyEntry& e = keys[id];
+    e.key = crypto::Key256(key);
+    e.config = std::move(config);
+  }
+  streams::StreamTable streams;
+  auto config_of = [&](uint32_t id) -> const StreamConfig* {
+    auto it = keys.find(id);
+    return it == keys.end() ? nullptr : &it->second.config;
+  };
+  if (auto s = streams.Load(&r, config_of); !s) return std::unexpected(s.error());
+  MEDSTREAM_TRY(ok, r.U64("stats"));
+  MEDSTREAM_TRY(refused, r.U64("stats"));
+  MEDSTREAM_TRY(beats, r.U64("stats"));
+  crypto::Wipe(u.data);
+  if (u.version == committed + 1) {
+    if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, u.version); !s)
+      return std::unexpected(s.error());
+  }
+  keys_ = std::move(keys);
+  streams_ = std::move(streams);
+  stats_.batches_ok = ok;
+  stats_.batches_refused = refused;
+  stats_.beats = beats;
+  return crypto::Bytes{};
+}
+
+}  // namespace medstream::enclave

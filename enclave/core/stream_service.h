@@ -1,0 +1,63 @@
+// stream_service: the enclave's stream analytics: the data owner's provisioned keys, each
+// stream's rolling state (common/streams), batches decrypted, analysed and their results sealed,
+// and the sealed, rollback-protected checkpoint of all of it (a monotonic counter names the
+// latest). Reached through EnclaveCore::Handle only. Not thread-safe: one caller; its own worker
+// thread authenticates later segments while the caller analyses earlier ones.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "common/abi/edge.h"
+#include "common/streams/streams.h"
+#include "enclave/core/platform.h"
+#include "enclave/core/sealing.h"
+#include "enclave/core/worker.h"
+
+namespace medstream::enclave {
+
+class StreamService {
+ public:
+  // `platform` must outlive the service; `self` and `policy` seal the checkpoints.
+  StreamService(Platform* platform, SealIdentity self, SealPolicy policy)
+      : platform_(platform), self_(std::move(self)), policy_(policy) {}
+
+  // A key provisioned over an attested channel (an application message of the channel).
+  Result<crypto::Bytes> Provision(crypto::ByteView message);
+
+  // Makes bytes [0, n) of a request present (copies them in from where the host left them).
+  using Fill = std::function<void(size_t n)>;
+  // Decrypts, analyses and seals one batch; with `fill`, bytes are brought in on demand.
+  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request, const Fill* fill);
+  Result<crypto::Bytes> Checkpoint();
+  Result<crypto::Bytes> Commit(crypto::ByteView request);
+  Result<crypto::Bytes> Restore(crypto::ByteView request);
+  // Counts of batches, beats, streams and keys (sessions filled in by the caller).
+  EnclaveStats Stats() const;
+
+ private:
+  // The stream's cipher for this thread, or for the worker thread.
+  Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
+                                       bool for_worker = false);
+
+  Platform* platform_;
+  SealIdentity self_;
+  SealPolicy policy_;
+  struct KeyEntry {
+    crypto::Key256 key;
+    StreamConfig config;
+    std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> ciphers;
+    std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> worker_ciphers;  // the worker's
+  };
+  std::map<uint32_t, KeyEntry> keys_;
+  streams::StreamTable streams_;
+  EnclaveStats stats_;
+  uint64_t pending_checkpoint_ = 0;
+  // Reused across batches: large fresh buffers cost more in page faults than the analytics.
+  std::vector<hrv::Beat> beats_;
+  crypto::Bytes result_;
+  Worker worker_;
+};
+
+}  // namespace medstream::enclave
