@@ -235,21 +235,8 @@ Gateway::~Gateway() {
 }
 
 Status Gateway::LoadOrCreateKeys() {
-  const std::string path = options_.state_dir + "/keys";
-  auto bytes = ReadFileBytes(path);
-  if (!bytes) {
-    crypto::Bytes fresh(68);
-    if (auto s = crypto::RandomBytes(fresh); !s) return s;
-    if (auto s = WriteFileAtomic(path, fresh, 0600); !s) return s;
-    bytes = fresh;
-  }
-  if (bytes->size() != 68) return Corrupt(path + " is damaged (expected 68 bytes)");
-  data_key_ = crypto::Key256(std::span(*bytes).first(32));
-  pseudonym_key_ = crypto::Key256(std::span(*bytes).subspan(32, 32));
-  std::memcpy(&key_id_, bytes->data() + 64, 4);
-  crypto::Wipe(*bytes);
-  MEDSTREAM_TRY(log_key, BeatLogKey(data_key_));
-  log_key_ = log_key;
+  MEDSTREAM_TRY(keys, KeyStore::LoadOrCreate(options_.state_dir + "/keys"));
+  keys_ = std::move(keys);
   return {};
 }
 
@@ -270,7 +257,7 @@ Status Gateway::Recover() {
       }
       MEDSTREAM_TRY(s, StreamFor(user));
       s->next_seq = next;
-      if (fields >> sealed) s->sealed_until = std::strtod(sealed.c_str(), nullptr);
+      if (fields >> sealed) s->batch.SetSealedUntil(std::strtod(sealed.c_str(), nullptr));
     }
   }
   for (const auto& e : fs::directory_iterator(options_.state_dir + "/wal")) {
@@ -289,7 +276,7 @@ Status Gateway::Recover() {
       auto file = ReadFileBytes(path);
       if (!file) break;
       MEDSTREAM_TRY(opened, s.sealer->OpenBatch(*file));
-      if (!opened.empty()) s.sealed_until = std::max(s.sealed_until, opened.back().t_s);
+      if (!opened.empty()) s.batch.SetSealedUntil(opened.back().t_s);
       ++s.next_seq;
       adopted = true;
     }
@@ -301,7 +288,7 @@ Status Gateway::Recover() {
       }
       stats_.beats_recovered += Merge(s, r.beats);
     }
-    if (!s.open.empty()) s.opened = options_.clock();
+    if (!s.batch.empty()) s.batch.opened = options_.clock();
   }
   if (adopted) return SaveSequences();
   return {};
@@ -315,8 +302,8 @@ Status Gateway::AttestAndProvision() {
   if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
   claims_ = session->claims;
   enclave::ProvisionKey p;
-  p.key_id = key_id_;
-  p.key = data_key_;
+  p.key_id = keys_.key_id();
+  p.key = keys_.data_key();
   p.config = options_.config;
   return client::Provision(*relay, *session, p);
 }
@@ -327,11 +314,11 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   if (!ValidUser(user)) return InvalidArgument("bad user name '" + user + "'");
   Stream s;
   s.user = user;
-  const crypto::Digest mac = crypto::HmacSha256(pseudonym_key_.span(), crypto::AsBytes(user));
-  std::copy_n(mac.begin(), 16, s.id.begin());
-  MEDSTREAM_TRY(sealer, client::StreamSealer::Create(data_key_, key_id_, s.id));
+  s.id = keys_.Pseudonym(user);
+  MEDSTREAM_TRY(sealer, client::StreamSealer::Create(keys_.data_key(), keys_.key_id(), s.id));
   s.sealer = std::make_unique<client::StreamSealer>(std::move(sealer));
-  MEDSTREAM_TRY(log, BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", log_key_, user));
+  MEDSTREAM_TRY(log,
+                BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", keys_.log_key(), user));
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
   s.log = std::move(log);
   s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
@@ -339,27 +326,9 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
 }
 
 size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
-  const size_t before = s.open.size();
-  bool ordered = true;
-  for (const hrv::Beat& b : beats) {
-    // Delivered again after it was sealed (QoS 1 is at least once): drop it.
-    if (b.t_s <= s.sealed_until) {
-      ++stats_.beats_stale;
-      continue;
-    }
-    ordered = ordered && (s.open.empty() || b.t_s > s.open.back().t_s);
-    s.open.push_back(b);
-  }
-  if (!ordered) {
-    // A message sent again after a reconnection can overtake newer ones or arrive twice: keep the
-    // open batch in time order, each beat once.
-    std::stable_sort(s.open.begin(), s.open.end(),
-                     [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s < y.t_s; });
-    s.open.erase(std::unique(s.open.begin(), s.open.end(),
-                             [](const hrv::Beat& x, const hrv::Beat& y) { return x.t_s == y.t_s; }),
-                 s.open.end());
-  }
-  return s.open.size() - before;
+  const OpenBatch::Merged m = s.batch.Merge(beats);
+  stats_.beats_stale += m.stale;
+  return m.added;
 }
 
 void Gateway::Say(const std::string& user, const Observation& o, const char* what) {
@@ -441,7 +410,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   Stream& s = **stream;
   if (message->version == sensor::kBluetoothHeartRate) {
     // Bluetooth measurements carry RR without times: continue from the device's last beat.
-    const double last = s.open.empty() ? s.sealed_until : s.open.back().t_s;
+    const double last = s.batch.newest();
     message->beats = sensor::TimeBeats(message->untimed_rr_ms, last, options_.wall_clock());
   }
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
@@ -453,7 +422,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
         devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s),
         "a gap in its message sequence");
   }
-  if (s.open.empty()) s.opened = options_.clock();
+  if (s.batch.empty()) s.batch.opened = options_.clock();
   const uint64_t stale_before = stats_.beats_stale;
   stats_.beats_in += Merge(s, *beats);
   if (stats_.beats_stale - stale_before == beats->size()) {
@@ -464,14 +433,14 @@ void Gateway::OnMessage(const mqtt::Message& m) {
       std::fprintf(stderr,
                    "gateway: warning: %s: all %zu beats of a message are at or before its last "
                    "sealed beat (t = %.3f s): dropped as repeats (%llu such messages so far)\n",
-                   s.user.c_str(), beats->size(), s.sealed_until,
+                   s.user.c_str(), beats->size(), s.batch.sealed_until(),
                    static_cast<unsigned long long>(s.stale_messages));
     }
   }
   // A batch never exceeds what the wire format carries, even with one more message's beats.
   constexpr size_t kMaxBatchBeats =
       wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
-  if (s.open.size() >= std::min(options_.batch_beats, kMaxBatchBeats)) {
+  if (s.batch.size() >= std::min(options_.batch_beats, kMaxBatchBeats)) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
 }
@@ -479,7 +448,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
 Status Gateway::SaveSequences() {
   std::string text;
   for (const auto& [user, s] : streams_) {
-    text += fmt::format("{} {} {}\n", user, s.next_seq, s.sealed_until);
+    text += fmt::format("{} {} {}\n", user, s.next_seq, s.batch.sealed_until());
   }
   if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
     return st;
@@ -489,20 +458,20 @@ Status Gateway::SaveSequences() {
 }
 
 Status Gateway::Cut(Stream& s) {
-  if (s.open.empty()) return {};
+  if (s.batch.empty()) return {};
   // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
   // before the spool file exists changes nothing: the batch stays open and is cut again later.
   const uint64_t seq = s.next_seq;
-  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.open));
+  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.batch.beats()));
   const std::string name = wire::BatchFileName(s.id, seq);
   if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
   if (options_.record_beats) RecordBeats(s);
   ++s.next_seq;
-  s.sealed_until = s.open.back().t_s;
+  const auto opened = s.batch.opened;
+  s.batch.Sealed();
   if (auto st = SaveSequences(); !st) return st;
   if (auto st = s.log->Reset(); !st) return st;
-  s.in_flight[seq] = s.opened;
-  s.open.clear();
+  s.in_flight[seq] = opened;
   ++stats_.batches_sealed;
   return {};
 }
@@ -543,8 +512,8 @@ Status Gateway::Tick() {
     last_sync_ = now;
   }
   for (auto& [user, s] : streams_) {
-    if (!s.open.empty() &&
-        std::chrono::duration<double>(now - s.opened).count() >= options_.batch_seconds) {
+    if (!s.batch.empty() &&
+        std::chrono::duration<double>(now - s.batch.opened).count() >= options_.batch_seconds) {
       if (auto st = Cut(s); !st) return st;
       // Right away, so the server works on this batch while the next one is sealed.
       if (auto st = UploadSpool(); !st) return st;

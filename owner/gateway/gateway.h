@@ -50,6 +50,8 @@
 #include "common/attest/policy.h"
 #include "owner/client/client.h"
 #include "owner/gateway/beat_log.h"
+#include "owner/gateway/key_store.h"
+#include "owner/gateway/open_batch.h"
 #include "owner/gateway/sequence.h"
 
 namespace medstream::gateway {
@@ -170,9 +172,7 @@ class Gateway {
   struct Stream {
     std::string user;
     wire::StreamId id{};
-    std::vector<hrv::Beat> open;  // in time order, each beat once
-    std::chrono::steady_clock::time_point opened;
-    double sealed_until = -std::numeric_limits<double>::infinity();  // last beat time sealed
+    OpenBatch batch;
     std::optional<BeatLog> log;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
@@ -198,14 +198,11 @@ class Gateway {
   void CountLoss();
 
   Options options_;
-  crypto::Key256 data_key_;
-  crypto::Key256 pseudonym_key_;
-  crypto::Key256 log_key_;
+  KeyStore keys_;
   std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
   SequenceTracker devices_;
   bool devices_dirty_ = false;
   uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)
-  uint32_t key_id_ = 1;
   attest::Claims claims_;
   mutable std::mutex mu_;
   std::map<std::string, Stream> streams_;

@@ -45,7 +45,7 @@ void AppendJsonNumber(fmt::memory_buffer& out, double v) {
 
 void Gateway::RecordBeats(const Stream& s) {
   fmt::memory_buffer text;
-  for (const hrv::Beat& b : s.open)
+  for (const hrv::Beat& b : s.batch.beats())
     fmt::format_to(std::back_inserter(text), "{},{}\n", b.t_s, b.rr_ms);
   const std::string path = options_.results_dir + "/" + s.user + ".beats.csv";
   bool created = false;
