@@ -1,7 +1,6 @@
 #include "host/server/server.h"
 
 #include <poll.h>
-#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -35,14 +34,12 @@ bool RelayAllowed(uint16_t call) {
   return enclave::RelayMayForward(enclave::kServerRelay, call);
 }
 
-std::vector<std::string> SortedBatchNames(const std::string& dir) {
+std::vector<std::string> SortedBatchNames(ServerEnv& env, const std::string& dir) {
   std::vector<std::string> names;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
+  for (std::string& n : env.ListDir(dir)) {
     // Whatever its type: a FIFO or a directory named *.batch is quarantined, not left behind.
     // Hidden names are uploads in progress (gateways write ".NAME.part", then rename).
-    if (n.ends_with(".batch") && !n.starts_with(".")) names.push_back(n);
+    if (n.ends_with(".batch") && !n.starts_with(".")) names.push_back(std::move(n));
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -84,7 +81,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   }
   std::unique_ptr<Server> s(new Server(options));
   for (const char* sub : {"inbox", "outbox", "done", "quarantine", "state"}) {
-    if (auto st = MakeDirs(s->Path(sub), 0700); !st) return std::unexpected(st.error());
+    if (auto st = s->env_.MakeDirs(s->Path(sub)); !st) return std::unexpected(st.error());
   }
   if (auto st = s->LaunchAndRecover(); !st) return std::unexpected(st.error());
   if (options.relay && options.mode != "vanilla") {
@@ -131,7 +128,7 @@ int Server::enclave_pid() const {
 
 Status Server::LaunchAndRecover() {
   std::lock_guard lock(mu_);
-  auto checkpoint = ReadFileBytes(Path(kCheckpointFile));
+  auto checkpoint = env_.ReadFile(Path(kCheckpointFile), kNoSizeLimit);
   if (options_.mode == "vanilla") {
     vanilla_ = std::make_unique<VanillaProcessor>(options_.vanilla_config);
     if (checkpoint) {
@@ -163,8 +160,10 @@ Status Server::LaunchAndRecover() {
   // Replay the journal: inputs processed after the checkpoint, in order. "?NAME" lines are tries
   // (see HandleInput): counted, not replayed.
   attempts_.clear();
-  auto journal = ReadFileText(Path(kJournalFile));
-  if (!journal) return {};
+  auto journal_bytes = env_.ReadFile(Path(kJournalFile), kNoSizeLimit);
+  if (!journal_bytes) return {};
+  const std::string text(journal_bytes->begin(), journal_bytes->end());
+  const std::string* journal = &text;
   size_t start = 0;
   while (start < journal->size()) {
     size_t end = journal->find('\n', start);
@@ -178,9 +177,9 @@ Status Server::LaunchAndRecover() {
     attempts_.erase(name);
     std::string path = Path("done") + "/" + name;
     // Killed after journalling this input but before moving it out of the inbox.
-    const bool still_in_inbox = !FileExists(path);
+    const bool still_in_inbox = !env_.Exists(path);
     if (still_in_inbox) path = Path("inbox") + "/" + name;
-    auto file = ReadFileBytes(
+    auto file = env_.ReadFile(
         path, enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request);
     if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
     auto result = ProcessBatchFile(*file);
@@ -197,9 +196,9 @@ Status Server::LaunchAndRecover() {
     if (header) {
       const std::string out =
           Path("outbox") + "/" + wire::ResultFileName(header->stream, header->seq);
-      if (!FileExists(out)) (void)WriteFileAtomic(out, *result, 0644);
+      if (!env_.Exists(out)) (void)env_.WriteAtomic(out, *result, 0644);
     }
-    if (still_in_inbox) std::rename(path.c_str(), (Path("done") + "/" + name).c_str());
+    if (still_in_inbox) (void)env_.Rename(path, Path("done") + "/" + name);
   }
   return {};
 }
@@ -221,15 +220,7 @@ Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView r
 }
 
 Status Server::AppendJournal(const std::string& line, bool sync) {
-  const std::string path = Path(kJournalFile);
-  FILE* f = std::fopen(path.c_str(), "ab");
-  if (!f) return IoError("cannot open the journal " + path);
-  const std::string text = line + "\n";
-  const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
-                  std::fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
-  std::fclose(f);
-  if (!ok) return IoError("cannot append to the journal " + path);
-  return {};
+  return env_.Append(Path(kJournalFile), line + "\n", sync);
 }
 
 Status Server::Quarantine(const std::string& name, const std::string& reason, const char* kind) {
@@ -240,9 +231,9 @@ Status Server::Quarantine(const std::string& name, const std::string& reason, co
   std::string line = short_name == name ? reason : "inbox name '" + name + "': " + reason;
   if (line.size() > 4096) line = line.substr(0, 4096) + " [...]";
   line = Printable(line);
-  if (auto s = WriteFileAtomic(to + ".reason", line + "\n", 0644); !s) return s;
-  if (std::rename((Path("inbox") + "/" + name).c_str(), to.c_str()) != 0) {
-    return IoError("cannot move " + name + " to quarantine: " + std::strerror(errno));
+  if (auto s = env_.WriteAtomic(to + ".reason", crypto::AsBytes(line + "\n"), 0644); !s) return s;
+  if (auto s = env_.Rename(Path("inbox") + "/" + name, to); !s) {
+    return std::unexpected(std::move(s.error()).With("quarantining " + name));
   }
   {
     std::lock_guard counters(counters_mu_);
@@ -269,7 +260,7 @@ bool SafeInputName(const std::string& name) {
 Status Server::HandleInput(const std::string& name) {
   std::lock_guard lock(mu_);
   if (stuck_.contains(name)) return {};
-  const auto t0 = std::chrono::steady_clock::now();
+  const double t0 = env_.NowSeconds();
   const std::string in = Path("inbox") + "/" + name;
   if (!SafeInputName(name)) {
     return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -", "name");
@@ -278,7 +269,7 @@ Status Server::HandleInput(const std::string& name) {
   // file is refused here, not by an enclave killed by it.
   const uint64_t cap =
       enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
-  auto file = ReadFileBytes(in, cap);
+  auto file = env_.ReadFile(in, cap);
   if (!file) {
     if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
     return QuarantineOrSkip(name, file.error().message(), "unreadable");
@@ -297,12 +288,11 @@ Status Server::HandleInput(const std::string& name) {
     // count (so this costs a write, not a disk flush, per batch).
     if (auto s = AppendJournal("?" + name, /*sync=*/false); !s) return s;
     attempts_[name] = attempt;
-    const auto call_start = std::chrono::steady_clock::now();
+    const double call_start = env_.NowSeconds();
     auto result = ProcessBatchFile(*file);
     {
       std::lock_guard counters(counters_mu_);
-      counters_.enclave_call_s.Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - call_start).count());
+      counters_.enclave_call_s.Observe(env_.NowSeconds() - call_start);
     }
     if (!result) {
       if (InputsFault(result.error()))
@@ -326,18 +316,15 @@ Status Server::HandleInput(const std::string& name) {
     attempts_.erase(name);
     MEDSTREAM_TRY(header, wire::Header::Decode(*result));
     const std::string out = Path("outbox") + "/" + wire::ResultFileName(header.stream, header.seq);
-    if (auto s = WriteFileAtomic(out, *result, 0644); !s) return s;
+    if (auto s = env_.WriteAtomic(out, *result, 0644); !s) return s;
     if (auto s = AppendJournal(name); !s) return s;
-    if (std::rename(in.c_str(), (Path("done") + "/" + name).c_str()) != 0) {
-      return IoError("cannot move " + name + " to done: " + std::strerror(errno));
-    }
+    if (auto s = env_.Rename(in, Path("done") + "/" + name); !s) return s;
     Status checkpointed;
     if (++since_checkpoint_ >= options_.checkpoint_every) checkpointed = Checkpoint();
     std::lock_guard counters(counters_mu_);
     ++counters_.processed;
     counters_.bytes_in += file->size();
-    counters_.batch_s.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    counters_.batch_s.push_back(env_.NowSeconds() - t0);
     return checkpointed;
   }
 }
@@ -356,7 +343,7 @@ Status Server::QuarantineOrSkip(const std::string& name, const std::string& reas
 
 Result<size_t> Server::ProcessInbox() {
   size_t n = 0;
-  for (const std::string& name : SortedBatchNames(Path("inbox"))) {
+  for (const std::string& name : SortedBatchNames(env_, Path("inbox"))) {
     if (auto s = HandleInput(name); !s) return std::unexpected(s.error());
     ++n;
   }
@@ -377,9 +364,9 @@ Status Server::Checkpoint() {
     blob = std::move(sealed);
     version = stats.checkpoint_version + 1;
   }
-  if (auto s = WriteFileAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
+  if (auto s = env_.WriteAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
   // The journal restarts empty: everything in it is now inside the checkpoint.
-  if (auto s = WriteFileAtomic(Path(kJournalFile), std::string_view(), 0600); !s) return s;
+  if (auto s = env_.WriteAtomic(Path(kJournalFile), {}, 0600); !s) return s;
   if (!vanilla_) {
     MEDSTREAM_TRY(ok,
                   enclave_->Call(enclave::Call::kCommit, enclave::CommitVersion{version}.Encode()));
@@ -423,27 +410,16 @@ std::string Server::MetricsText() const {
 }
 
 Status Server::Run(const std::atomic<bool>& stop) {
-  const int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (in < 0) return IoError(std::string("inotify: ") + std::strerror(errno));
-  if (inotify_add_watch(in, Path("inbox").c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
-    close(in);
-    return IoError("cannot watch " + Path("inbox"));
-  }
+  MEDSTREAM_TRY(watch, env_.WatchDir(Path("inbox")));
   Status status;
   while (!stop) {
     if (auto n = ProcessInbox(); !n) {
       status = std::unexpected(n.error());
       break;
     }
-    pollfd p{in, POLLIN, 0};
     // Woken by a new file; the timeout is a safety net for events missed under load.
-    if (poll(&p, 1, 500) > 0) {
-      char buf[4096];
-      while (read(in, buf, sizeof buf) > 0) {
-      }
-    }
+    watch->Wait(0.5);
   }
-  close(in);
   if (status) status = Checkpoint();
   return status;
 }

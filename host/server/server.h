@@ -39,6 +39,7 @@
 #include "common/abi/edge.h"
 #include "common/metrics/metrics.h"
 #include "host/server/claim.h"
+#include "host/server/env.h"
 #include "host/server/transport.h"
 #include "host/server/vanilla.h"
 
@@ -59,6 +60,8 @@ struct ServerOptions {
   bool claim_counter = true;
   // The inproc backend (host/inproc: LaunchInproc), for mode "inproc".
   InprocFactory inproc = nullptr;
+  // Files, the inbox watch and the clock; null: PosixServerEnv(). Must outlive the server.
+  ServerEnv* env = nullptr;
 };
 
 struct ServerCounters {
@@ -99,7 +102,8 @@ class Server {
   int enclave_pid() const;
 
  private:
-  explicit Server(ServerOptions options) : options_(std::move(options)) {}
+  explicit Server(ServerOptions options)
+      : options_(std::move(options)), env_(options_.env ? *options_.env : PosixServerEnv()) {}
   Status LaunchAndRecover();
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
   Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
@@ -115,6 +119,7 @@ class Server {
   std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
 
   ServerOptions options_;
+  ServerEnv& env_;
   std::recursive_mutex mu_;  // one enclave call sequence at a time (inbox loop and relay)
   std::unique_ptr<EnclaveTransport> enclave_;
   std::optional<CounterClaim> claim_;

@@ -293,6 +293,75 @@ TEST_P(ServerTest, ABatchTriedTooOftenIsQuarantinedAfterARestart) {
 
 // Issue 11, item 6: a second server directory on the same platform once made the first one's next
 // start fail as a "rollback". Now the second is refused up front, naming the first.
+// The server's machine injected (host/server/env.h): a step that fails between writing a result
+// and moving its input to done/ (a full disk, a crash), or before the result is written, is
+// finished exactly once at the next start; the injected clock times each batch.
+class FaultEnv : public EnvWrapper {
+ public:
+  FaultEnv() : EnvWrapper(PosixServerEnv()) {}
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (to.find("/done/") != std::string::npos && fail_done_moves > 0) {
+      --fail_done_moves;
+      return IoError("injected: cannot move " + from);
+    }
+    return EnvWrapper::Rename(from, to);
+  }
+  Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
+    if (path.ends_with(".result") && fail_results > 0) {
+      --fail_results;
+      return IoError("injected: disk full writing " + path);
+    }
+    return EnvWrapper::WriteAtomic(path, data, mode);
+  }
+  double NowSeconds() override { return now += 0.5; }
+  int fail_done_moves = 0, fail_results = 0;
+  double now = 0;
+};
+
+TEST_P(ServerTest, AStepThatFailsIsFinishedExactlyOnceAtTheNextStart) {
+  FaultEnv env;
+  ServerOptions o = Options();
+  o.env = &env;
+  {
+    auto server = Server::Start(o);
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    Provision();
+    for (uint64_t seq = 1; seq <= 3; ++seq) Upload(seq);
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    // Each batch: its start, the enclave call's start and end, its end: 3 ticks of 0.5 s.
+    ASSERT_EQ((*server)->counters().batch_s.size(), 3u);
+    for (double s : (*server)->counters().batch_s) EXPECT_EQ(s, 1.5);
+    // Batch 4's result is written and journalled, but its move to done/ fails.
+    Upload(4);
+    env.fail_done_moves = 1;
+    auto failed = (*server)->ProcessInbox();
+    ASSERT_FALSE(failed.has_value());
+    EXPECT_EQ(failed.error().code(), Error::Code::kIo);
+    EXPECT_TRUE(FileExists(dir() + "/inbox/s1-000004.batch"));
+  }
+  {
+    // The next start finds batch 4 in the journal: moved to done/, not processed again.
+    auto server = Server::Start(o);
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    EXPECT_TRUE(FileExists(dir() + "/done/s1-000004.batch"));
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    EXPECT_EQ((*server)->counters().processed, 0u);
+    // Batch 5's result cannot be written: nothing is journalled, the batch stays in the inbox.
+    Upload(5);
+    env.fail_results = 1;
+    auto failed = (*server)->ProcessInbox();
+    ASSERT_FALSE(failed.has_value());
+    EXPECT_EQ(failed.error().code(), Error::Code::kIo);
+    EXPECT_FALSE(FileExists(ResultPath(5)));
+  }
+  Upload(6);
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 2u);  // 5 again, then 6
+  ExpectSame(CollectResults(6), Offline(6));
+}
+
 TEST_P(ServerTest, ASecondServerOnOnePlatformIsRefusedNamingTheFirst) {
   {
     auto a = Server::Start(Options());

@@ -1,0 +1,90 @@
+#include "host/server/env.h"
+
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include "common/base/file.h"
+
+namespace medstream::host {
+
+namespace {
+
+class InotifyWatch : public ServerEnv::Watch {
+ public:
+  explicit InotifyWatch(int fd) : fd_(fd) {}
+  ~InotifyWatch() override { close(fd_); }
+  void Wait(double timeout_s) override {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout_s * 1000)) > 0) {
+      char buf[4096];
+      while (read(fd_, buf, sizeof buf) > 0) {
+      }
+    }
+  }
+
+ private:
+  int fd_;
+};
+
+class PosixEnv : public ServerEnv {
+ public:
+  std::vector<std::string> ListDir(const std::string& dir) override {
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+      names.push_back(e.path().filename().string());
+    return names;
+  }
+  Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) override {
+    return ReadFileBytes(path, cap);
+  }
+  bool Exists(const std::string& path) override { return FileExists(path); }
+  Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
+    return WriteFileAtomic(path, data, mode);
+  }
+  Status Append(const std::string& path, std::string_view text, bool sync) override {
+    FILE* f = std::fopen(path.c_str(), "ab");
+    if (!f) return IoError("cannot open " + path + ": " + std::strerror(errno));
+    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
+                    std::fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
+    std::fclose(f);
+    if (!ok) return IoError("cannot append to " + path);
+    return {};
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    if (std::rename(from.c_str(), to.c_str()) != 0) {
+      return IoError("cannot move " + from + " to " + to + ": " + std::strerror(errno));
+    }
+    return {};
+  }
+  Status MakeDirs(const std::string& dir) override { return medstream::MakeDirs(dir, 0700); }
+  Result<std::unique_ptr<Watch>> WatchDir(const std::string& dir) override {
+    const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (fd < 0) return IoError(std::string("inotify: ") + std::strerror(errno));
+    if (inotify_add_watch(fd, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+      close(fd);
+      return IoError("cannot watch " + dir + ": " + std::strerror(errno));
+    }
+    return std::make_unique<InotifyWatch>(fd);
+  }
+  double NowSeconds() override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+};
+
+}  // namespace
+
+ServerEnv& PosixServerEnv() {
+  static PosixEnv env;
+  return env;
+}
+
+}  // namespace medstream::host

@@ -1,0 +1,79 @@
+// env: the server's view of its machine, as LevelDB's Env: the files of its directory (listing,
+// reading with a cap, atomic writes, the journal's appends, moves), the watch on its inbox, and a
+// steady clock for its timings. The server takes one (ServerOptions::env); PosixServerEnv is the
+// real one. EnvWrapper forwards every call to another Env, so a test overrides only what it
+// changes: a write that fails once, a move that fails (a full disk, a crash between two steps),
+// a clock it sets, a watch it wakes. Implementations are thread-safe (the server calls from its
+// loop and from relay threads).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/base/result.h"
+#include "common/crypto/crypto.h"
+
+namespace medstream::host {
+
+class ServerEnv {
+ public:
+  virtual ~ServerEnv() = default;
+
+  // The names in `dir` (not paths), any order; an empty list if it cannot be read.
+  virtual std::vector<std::string> ListDir(const std::string& dir) = 0;
+  // kNotFound if absent; kResourceExhausted past `cap` bytes; kIo otherwise.
+  virtual Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) = 0;
+  virtual bool Exists(const std::string& path) = 0;
+  // Written whole or not at all (a temporary file, fsync'd, renamed over `path`).
+  virtual Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) = 0;
+  // Appends `text`; with `sync`, durable when this returns.
+  virtual Status Append(const std::string& path, std::string_view text, bool sync) = 0;
+  virtual Status Rename(const std::string& from, const std::string& to) = 0;
+  virtual Status MakeDirs(const std::string& dir) = 0;
+
+  // A watch on one directory: Wait returns when a file may have arrived, or after `timeout_s`.
+  class Watch {
+   public:
+    virtual ~Watch() = default;
+    virtual void Wait(double timeout_s) = 0;
+  };
+  virtual Result<std::unique_ptr<Watch>> WatchDir(const std::string& dir) = 0;
+
+  // Seconds on a steady clock (timings only; never compared across processes).
+  virtual double NowSeconds() = 0;
+};
+
+// The machine's own: the filesystem, inotify, std::chrono::steady_clock.
+ServerEnv& PosixServerEnv();
+
+// Forwards every call to `target` (which must outlive it).
+class EnvWrapper : public ServerEnv {
+ public:
+  explicit EnvWrapper(ServerEnv& target) : target_(target) {}
+  std::vector<std::string> ListDir(const std::string& dir) override { return target_.ListDir(dir); }
+  Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) override {
+    return target_.ReadFile(path, cap);
+  }
+  bool Exists(const std::string& path) override { return target_.Exists(path); }
+  Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
+    return target_.WriteAtomic(path, data, mode);
+  }
+  Status Append(const std::string& path, std::string_view text, bool sync) override {
+    return target_.Append(path, text, sync);
+  }
+  Status Rename(const std::string& from, const std::string& to) override {
+    return target_.Rename(from, to);
+  }
+  Status MakeDirs(const std::string& dir) override { return target_.MakeDirs(dir); }
+  Result<std::unique_ptr<Watch>> WatchDir(const std::string& dir) override {
+    return target_.WatchDir(dir);
+  }
+  double NowSeconds() override { return target_.NowSeconds(); }
+
+ private:
+  ServerEnv& target_;
+};
+
+}  // namespace medstream::host
