@@ -64,8 +64,24 @@ class Lake {
   struct Identity;
   struct Session;
   Result<crypto::Bytes> Dispatch(Session& s, const Request& request, Output* out);
-  Result<crypto::Bytes> Ingest(Session& s, const Request& request, Output* out);
-  Result<crypto::Bytes> RunQuery(Session& s, const QueryRequest& request, Output* out);
+  // One handler per operation (lake.cc: identity; lake_admin.cc: init, grant, delete, audit, list;
+  // lake_ingest.cc: uploads; lake_query.cc: queries).
+  Result<crypto::Bytes> On(Session& s, const HelloRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const ProveRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const InitRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const GrantRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const IngestBeginRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const IngestChunkRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const IngestEndRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const QueryRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const DeleteRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const AuditRequest& m, Output* out);
+  Result<crypto::Bytes> On(Session& s, const ListRequest& m, Output* out);
+  // Access control: the session's role, and whether its identity was granted `dataset`.
+  Role RoleOf(const Session& s) const;
+  bool Granted(const Session& s, const std::string& dataset) const;
+  // kFailedPrecondition unless the session has an upload in progress.
+  static Status HasUpload(const Session& s);
   // dp::RandomSource for the noise (OpenSSL's CSPRNG unless a test set another).
   uint64_t RandomWord();
   Status Persist(Output* out);
