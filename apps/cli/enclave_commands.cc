@@ -15,24 +15,11 @@
 #include "host/inproc/inproc.h"
 #include "host/server/transport.h"
 #include "owner/client/client.h"
+#include "owner/client/evidence.h"
 
 namespace medstream::cli {
 
 namespace {
-
-// Unix seconds, or an ISO 8601 UTC time such as 2025-07-04T10:28:44Z.
-Result<int64_t> ParseTime(const std::string& s) {
-  if (s.empty()) return static_cast<int64_t>(std::time(nullptr));
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (end && *end == '\0') return static_cast<int64_t>(v);
-  struct tm tm = {};
-  const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!rest || (*rest != '\0' && std::string(rest) != "Z")) {
-    return InvalidArgument("time '" + s + "': give Unix seconds or YYYY-MM-DDTHH:MM:SSZ");
-  }
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 std::string Hex(crypto::ByteView b) {
   return crypto::ToHex(b);
@@ -69,14 +56,6 @@ void PrintClaims(const attest::Claims& c, bool json) {
   }
 }
 
-Result<crypto::Certificate> LoadRoot(const std::string& path) {
-  MEDSTREAM_TRY(pem, ReadFileText(path));
-  auto der_or_pem = crypto::Certificate::FromPem(pem);
-  if (der_or_pem) return der_or_pem;
-  MEDSTREAM_TRY(bytes, ReadFileBytes(path));
-  return crypto::Certificate::FromDer(bytes);
-}
-
 struct LaunchArgs {
   std::string backend = "process";
   std::string platform = DefaultPlatformDir();
@@ -109,10 +88,7 @@ std::string EnclaveExecutable(const LaunchArgs& a) {
   return a.enclave_path.empty() ? host::DefaultEnclavePath() : a.enclave_path;
 }
 
-}  // namespace
-
-void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
-  // ---- platform
+void RegisterPlatformCommand(CLI::App& app, int* exit_code) {
   CLI::App* platform = app.add_subcommand(
       "platform", "The simulated TEE platform (keys a TEE vendor and its hardware would hold)");
   platform->require_subcommand(1);
@@ -136,8 +112,9 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
         "  SIMULATION ONLY: these keys are files; whoever can read them can forge evidence.\n",
         init_dir->c_str(), attest::SimPlatform::RootPath(*init_dir).c_str());
   });
+}
 
-  // ---- enclave
+void RegisterEnclaveCommand(CLI::App& app, int* exit_code) {
   CLI::App* enc = app.add_subcommand("enclave", "Inspect, measure and sign the enclave");
   enc->require_subcommand(1);
   auto launch = std::make_shared<LaunchArgs>();
@@ -264,8 +241,9 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
     p.allow_simulated = *allow_sim;
     std::printf("%s", attest::PolicyToJson(p).c_str());
   });
+}
 
-  // ---- attest
+void RegisterAttestCommand(CLI::App& app, int* exit_code) {
   struct AttestArgs {
     std::string quote, root, at, policy, collateral;
     std::vector<std::string> crls;
@@ -300,63 +278,25 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
   verify->add_flag("--hex", at->hex, "The quote file is hex text");
   verify->add_flag("--json", at->json, "JSON output");
   verify->callback([=] {
-    auto root = LoadRoot(at->root);
-    auto when = ParseTime(at->at);
-    auto raw = ReadFileBytes(at->quote);
-    if (!root || !when || !raw) {
-      *exit_code = ExitWithError("attest verify", !root   ? root.error()
-                                                  : !when ? when.error()
-                                                          : raw.error());
+    auto when = client::ParseTimeArgument(at->at);
+    auto evidence = when ? client::VerifyEvidenceFiles({.quote = at->quote,
+                                                        .hex = at->hex,
+                                                        .root = at->root,
+                                                        .at = *when,
+                                                        .crls = at->crls,
+                                                        .policy = at->policy,
+                                                        .collateral = at->collateral})
+                         : Result<client::VerifiedEvidence>(std::unexpected(when.error()));
+    if (!evidence) {
+      *exit_code = ExitWithError("attest verify", evidence.error());
       return;
     }
-    crypto::Bytes quote = *raw;
-    if (at->hex) {
-      std::string text(raw->begin(), raw->end());
-      while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
-        text.pop_back();
-      auto b = crypto::FromHex(text);
-      if (!b) {
-        *exit_code = ExitWithError("attest verify", b.error());
-        return;
-      }
-      quote = *b;
-    }
-    std::vector<crypto::Bytes> crls;
-    for (const std::string& f : at->crls) {
-      auto c = ReadFileBytes(f);
-      if (!c) {
-        *exit_code = ExitWithError("attest verify", c.error());
-        return;
-      }
-      crls.push_back(*c);
-    }
-    auto claims = attest::VerifyQuote(quote, {.root = &*root, .at = *when, .crls = crls});
-    if (!claims) {
-      *exit_code = ExitWithError("attest verify", claims.error());
-      return;
-    }
-    if (!at->policy.empty()) {
-      auto p = attest::LoadPolicy(at->policy);
-      auto ok = p ? attest::CheckPolicy(*claims, *p) : Status(std::unexpected(p.error()));
-      if (!ok) {
-        *exit_code = ExitWithError("attest verify", Error(ok.error()).With("policy"));
-        return;
-      }
-    }
-    if (at->collateral.empty()) {
+    const attest::Claims* claims = &evidence->claims;
+    if (!evidence->tcb) {
       PrintClaims(*claims, at->json);
       return;
     }
-    const std::string file = std::filesystem::is_directory(at->collateral)
-                                 ? at->collateral + "/collateral.json"
-                                 : at->collateral;
-    auto text = ReadFileText(file);
-    auto tcb = text ? attest::EvaluateTcb(quote, *root, *when, *text)
-                    : Result<attest::TcbResult>(std::unexpected(text.error()));
-    if (!tcb) {
-      *exit_code = ExitWithError("attest verify", Error(tcb.error()).With("collateral"));
-      return;
-    }
+    const attest::TcbResult* tcb = &*evidence->tcb;
     if (at->json) {
       auto j = ClaimsJson(*claims);
       j["tcb_status"] = tcb->status;
@@ -387,8 +327,8 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
       *exit_code = ExitWithError("attest", policy_file.error());
       return;
     }
-    auto root =
-        LoadRoot(at->root.empty() ? attest::SimPlatform::RootPath(at->launch.platform) : at->root);
+    auto root = client::LoadRootCertificate(
+        at->root.empty() ? attest::SimPlatform::RootPath(at->launch.platform) : at->root);
     if (!root) {
       *exit_code = ExitWithError("attest", root.error());
       return;
@@ -408,6 +348,14 @@ void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
                   static_cast<unsigned long long>(session->id));
     PrintClaims(session->claims, at->json);
   });
+}
+
+}  // namespace
+
+void RegisterEnclaveCommands(CLI::App& app, int* exit_code) {
+  RegisterPlatformCommand(app, exit_code);
+  RegisterEnclaveCommand(app, exit_code);
+  RegisterAttestCommand(app, exit_code);
 }
 
 }  // namespace medstream::cli

@@ -164,38 +164,19 @@ nlohmann::json ToJson(const lake::ResultSet& r) {
   return j;
 }
 
-}  // namespace
-
-void RegisterLakeCommand(CLI::App& app, int* exit_code) {
-  auto a = std::make_shared<LakeArgs>();
-  CLI::App* lake = app.add_subcommand(
-      "lake",
-      "Secure data lake: hospitals upload patient records (CSV) to an attested enclave; "
-      "analysts get aggregates only");
-  lake->require_subcommand(1);
-  lake->add_option("--dir", a->dir, "Lake directory (sealed store lake.db, identity.pem)")
-      ->capture_default_str();
-  lake->add_option("--identity", a->identity, "Your identity key (PEM; default DIR/identity.pem)");
-  lake->add_option("--mode", a->mode, "Enclave backend")
-      ->check(CLI::IsMember({"process", "inproc"}))
-      ->capture_default_str();
-  lake->add_option("--platform", a->platform, "Simulated platform (default DIR/platform)");
-  lake->add_option("--enclave", a->enclave,
-                   "medstream-enclave (process mode; its identity is what clients pin)");
-  lake->add_option(
-      "--server", a->server,
-      "tcp://HOST:PORT of a remote 'medstream lake serve' instead of the embedded host");
-  lake->add_option("--root", a->root,
-                   "Attestation root certificate to pin (default: the platform's, DIR/platform)");
-  lake->footer(
-      "The enclave is a software simulation of a TEE (a separate hardened process): it protects\n"
-      "the records from the host process, not from root or a hypervisor.");
-
-  auto fail = [exit_code](const std::string& cmd, const auto& e) {
+// Ends a lake subcommand on an error (ExitWithError, "lake CMD").
+struct LakeFail {
+  int* exit_code;
+  void operator()(const std::string& cmd, const Error& e) const {
     *exit_code = ExitWithError("lake " + cmd, e);
-  };
+  }
+  void operator()(const std::string& cmd, std::string_view usage) const {
+    *exit_code = ExitWithError("lake " + cmd, usage);
+  }
+};
 
-  // init
+// medstream lake init
+void RegisterLakeInit(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   auto init_name = std::make_shared<std::string>("lake-owner");
   CLI::App* init = lake->add_subcommand("init", "Create a lake whose local identity is its admin");
   init->add_option("--name", *init_name, "Your name in the audit log")->capture_default_str();
@@ -222,8 +203,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     std::printf("lake created in %s; admin identity %s (%s)\n", a->dir.c_str(), key_path.c_str(),
                 init_name->c_str());
   });
+}
 
-  // keygen
+// medstream lake keygen
+void RegisterLakeKeygen(CLI::App* lake, const std::shared_ptr<LakeArgs>&, const LakeFail& fail) {
   auto keygen_out = std::make_shared<std::string>();
   CLI::App* keygen = lake->add_subcommand("keygen", "Create an identity key pair (for grant)");
   keygen->add_option("--out", *keygen_out, "Private key file; the public key goes to FILE.pub")
@@ -240,8 +223,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       return fail("keygen", s.error());
     std::printf("identity key %s, public key %s.pub\n", keygen_out->c_str(), keygen_out->c_str());
   });
+}
 
-  // grant
+// medstream lake grant
+void RegisterLakeGrant(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   struct GrantArgs {
     std::string key, name, role;
     std::vector<std::string> datasets;
@@ -263,8 +248,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       return fail("grant", s.error());
     std::printf("granted: %s as %s\n", g->name.c_str(), g->role.c_str());
   });
+}
 
-  // ingest
+// medstream lake ingest
+void RegisterLakeIngest(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   struct IngestArgs {
     std::string dataset, file, schema, privacy = "dp";
     uint32_t k = 5;
@@ -326,8 +313,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       std::printf("  ... and %llu more\n",
                   static_cast<unsigned long long>(report->refused - report->bad_rows.size()));
   });
+}
 
-  // query
+// medstream lake query
+void RegisterLakeQuery(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   auto sql = std::make_shared<std::string>();
   CLI::App* query = lake->add_subcommand("query", "Run an aggregate SQL query inside the enclave");
   query->add_option("sql", *sql, "SELECT ... FROM dataset [WHERE ...] [GROUP BY ...]")->required();
@@ -349,8 +338,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       PrintTable(*r);
     }
   });
+}
 
-  // delete
+// medstream lake delete
+void RegisterLakeDelete(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   auto del_name = std::make_shared<std::string>();
   CLI::App* del = lake->add_subcommand("delete", "Delete one of your datasets");
   del->add_option("--dataset", *del_name, "Dataset name")->required();
@@ -360,8 +351,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     if (auto s = c->client->Delete(*del_name); !s) return fail("delete", s.error());
     std::printf("dataset %s deleted\n", del_name->c_str());
   });
+}
 
-  // audit
+// medstream lake audit
+void RegisterLakeAudit(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   CLI::App* audit = lake->add_subcommand("audit", "Show the hash-chained audit log (verified)");
   audit->add_flag("--json", a->json, "JSON lines");
   audit->callback([a, fail] {
@@ -391,8 +384,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
           view->entries.size(), static_cast<unsigned long long>(view->length));
     }
   });
+}
 
-  // list
+// medstream lake list
+void RegisterLakeList(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   CLI::App* list = lake->add_subcommand("list", "Datasets you may see");
   list->callback([a, fail] {
     auto c = Connect(*a);
@@ -410,8 +405,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
                   static_cast<unsigned long long>(d.rows), policy.c_str(), d.schema.c_str());
     }
   });
+}
 
-  // serve
+// medstream lake serve
+void RegisterLakeServe(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const LakeFail& fail) {
   auto listen = std::make_shared<std::string>("127.0.0.1:7400");
   CLI::App* serve = lake->add_subcommand(
       "serve", "Serve the lake to remote clients (lake --server tcp://HOST:PORT ...)");
@@ -447,8 +444,10 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
     });
     if (!s) return fail("serve", s.error());
   });
+}
 
-  // synth
+// medstream lake synth
+void RegisterLakeSynth(CLI::App* lake, const std::shared_ptr<LakeArgs>&, const LakeFail& fail) {
   struct SynthArgs {
     uint64_t rows = 1000;
     uint64_t seed = 1;
@@ -467,6 +466,47 @@ void RegisterLakeCommand(CLI::App& app, int* exit_code) {
       fail("synth", s.error());
     }
   });
+}
+
+}  // namespace
+
+void RegisterLakeCommand(CLI::App& app, int* exit_code) {
+  auto a = std::make_shared<LakeArgs>();
+  CLI::App* lake = app.add_subcommand(
+      "lake",
+      "Secure data lake: hospitals upload patient records (CSV) to an attested enclave; "
+      "analysts get aggregates only");
+  lake->require_subcommand(1);
+  lake->add_option("--dir", a->dir, "Lake directory (sealed store lake.db, identity.pem)")
+      ->capture_default_str();
+  lake->add_option("--identity", a->identity, "Your identity key (PEM; default DIR/identity.pem)");
+  lake->add_option("--mode", a->mode, "Enclave backend")
+      ->check(CLI::IsMember({"process", "inproc"}))
+      ->capture_default_str();
+  lake->add_option("--platform", a->platform, "Simulated platform (default DIR/platform)");
+  lake->add_option("--enclave", a->enclave,
+                   "medstream-enclave (process mode; its identity is what clients pin)");
+  lake->add_option(
+      "--server", a->server,
+      "tcp://HOST:PORT of a remote 'medstream lake serve' instead of the embedded host");
+  lake->add_option("--root", a->root,
+                   "Attestation root certificate to pin (default: the platform's, DIR/platform)");
+  lake->footer(
+      "The enclave is a software simulation of a TEE (a separate hardened process): it protects\n"
+      "the records from the host process, not from root or a hypervisor.");
+
+  const LakeFail fail{exit_code};
+
+  RegisterLakeInit(lake, a, fail);
+  RegisterLakeKeygen(lake, a, fail);
+  RegisterLakeGrant(lake, a, fail);
+  RegisterLakeIngest(lake, a, fail);
+  RegisterLakeQuery(lake, a, fail);
+  RegisterLakeDelete(lake, a, fail);
+  RegisterLakeAudit(lake, a, fail);
+  RegisterLakeList(lake, a, fail);
+  RegisterLakeServe(lake, a, fail);
+  RegisterLakeSynth(lake, a, fail);
 }
 
 }  // namespace medstream::cli
