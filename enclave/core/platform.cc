@@ -45,4 +45,18 @@ Result<std::unique_ptr<Platform>> OpenSimulatedPlatform(const std::string& dir,
       std::make_unique<SimulatedPlatform>(std::move(sim), std::move(checkpoint), std::move(lake)));
 }
 
+Result<crypto::Bytes> MemoryPlatform::Quote(const attest::ReportBody&) const {
+  return Fail(Error::Code::kFailedPrecondition, "the in-memory platform cannot quote");
+}
+
+Status MemoryPlatform::AdvanceCounter(CounterId id, uint64_t to) {
+  uint64_t& c = counters_[Index(id)];
+  if (to < c) {
+    return Fail(Error::Code::kFailedPrecondition,
+                "counter at " + std::to_string(c) + " cannot go back to " + std::to_string(to));
+  }
+  c = to;
+  return {};
+}
+
 }  // namespace medstream::enclave

@@ -43,4 +43,23 @@ class Platform {
 Result<std::unique_ptr<Platform>> OpenSimulatedPlatform(const std::string& dir,
                                                         const crypto::Digest& counter_owner);
 
+// A platform in memory for unit tests of the trusted services: counters that live as long as the
+// object (and refuse to go back, as the real ones), the given sealing root, a clock the test sets.
+// It cannot quote: Quote is kFailedPrecondition (attestation is tested with the simulated one).
+class MemoryPlatform : public Platform {
+ public:
+  explicit MemoryPlatform(const crypto::Key256& sealing_root) : root_(sealing_root) {}
+  Result<crypto::Bytes> Quote(const attest::ReportBody& report) const override;
+  const crypto::Key256& sealing_root() const override { return root_; }
+  uint64_t counter(CounterId id) const override { return counters_[Index(id)]; }
+  Status AdvanceCounter(CounterId id, uint64_t to) override;
+  int64_t Now() const override { return now; }
+  int64_t now = 0;
+
+ private:
+  static size_t Index(CounterId id) { return id == CounterId::kCheckpoint ? 0 : 1; }
+  crypto::Key256 root_;
+  uint64_t counters_[2] = {0, 0};
+};
+
 }  // namespace medstream::enclave
