@@ -19,6 +19,7 @@
 #include "common/base/file.h"
 #include "owner/client/client.h"
 #include "tests/test_data.h"
+#include "tests/wait.h"
 
 namespace medstream::host {
 namespace {
@@ -434,11 +435,7 @@ TEST_P(ProcessServerTest, KillMinusNineOfTheServerLosesAndDuplicatesNothing) {
          "--enclave", MEDSTREAM_ENCLAVE_BINARY, "--checkpoint-every", "3"},
         root_dir_ + "/server.log");
   };
-  auto wait_for = [](const std::function<bool()>& done) {
-    for (int i = 0; i < 1000 && !done(); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return done();
-  };
+  auto wait_for = [](const std::function<bool()>& done) { return testing::WaitFor(done, 10); };
   auto results = [&] {
     size_t n = 0;
     for (const auto& e : fs::directory_iterator(dir() + "/outbox"))
@@ -446,8 +443,8 @@ TEST_P(ProcessServerTest, KillMinusNineOfTheServerLosesAndDuplicatesNothing) {
     return n;
   };
   pid_t server = spawn();
-  ASSERT_TRUE(wait_for([&] { return FileExists(dir() + "/enclave.sock"); }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Its relay answers once the enclave is attested and listening.
+  ASSERT_TRUE(wait_for([&] { return ConnectRelay(dir() + "/enclave.sock").has_value(); }));
   Provision();
   const uint64_t total = beats_.size() / 200;  // 20 batches
   // Most batches first, so that the kill lands while many still wait (a fast idle machine cleared

@@ -25,6 +25,7 @@
 #include "common/attest/policy.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
+#include "host/server/server.h"
 #include "owner/sensor/sensor.h"
 #include "tests/broker.h"
 #include "tests/shell.h"
@@ -79,8 +80,9 @@ class FaultTest : public ::testing::Test {
                      "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY,
                      "--metrics", "127.0.0.1:" + std::to_string(metrics_port_)},
                     dir_ + "/server.log");
-    ASSERT_TRUE(WaitFor([&] { return FileExists(dir_ + "/server/enclave.sock"); }, 10));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Up once its relay answers (the enclave attested and listening).
+    ASSERT_TRUE(
+        WaitFor([&] { return host::ConnectRelay(dir_ + "/server/enclave.sock").has_value(); }, 10));
   }
   void StartGateway(const testing::Broker& broker, const std::string& batch_beats = "60",
                     const std::string& batch_seconds = "0.3",

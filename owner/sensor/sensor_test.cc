@@ -13,6 +13,7 @@
 #include "adapters/proc/proc.h"
 #include "algo/hrv/jobs.h"
 #include "tests/broker.h"
+#include "tests/wait.h"
 
 namespace medstream::sensor {
 namespace {
@@ -259,16 +260,13 @@ TEST(SensorOverMqtt, EveryBeatArrivesOnItsUsersTopicInSequence) {
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const auto want1 = Generate(11, 1, 120), want3 = Generate(11, 3, 120);
   const std::string status3 = "medstream/t1/user-0003/status";
-  for (int i = 0; i < 300; ++i) {
-    {
-      std::lock_guard lock(mu);
-      if (got[Topic("t1", UserName(3))].size() >= want3.size() &&
-          got[Topic("t1", UserName(1))].size() >= want1.size() && status[status3].final) {
-        break;
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  testing::WaitFor(
+      [&] {
+        std::lock_guard lock(mu);
+        return got[Topic("t1", UserName(3))].size() >= want3.size() &&
+               got[Topic("t1", UserName(1))].size() >= want1.size() && status[status3].final;
+      },
+      3);
   std::lock_guard lock(mu);
   EXPECT_EQ(bad, 0u);
   EXPECT_EQ(out_of_sequence, 0u);
@@ -327,9 +325,7 @@ TEST(SensorOverMqtt, AMessageIsAcknowledgedOnlyAfterItsHandlerReturns) {
   std::atomic<int> again{0};
   auto sub = mqtt::Client::Connect(gateway_options([&](const mqtt::Message&) { ++again; }));
   ASSERT_TRUE(sub) << sub.error().message();
-  for (int i = 0; i < 250 && again == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  testing::WaitFor([&] { return again > 0; }, 5);
   EXPECT_EQ(again, 1) << "the message died with the subscriber's handler";
 }
 
@@ -363,9 +359,7 @@ TEST(SensorOverMqtt, APersistentSessionGetsWhatWasQueuedWhileAway) {
   for (auto& d : devices) ASSERT_TRUE(d->Flush(5000));
   auto sub = mqtt::Client::Connect(options());
   ASSERT_TRUE(sub);
-  for (int i = 0; i < 250 && got < 500; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  testing::WaitFor([&] { return got >= 500; }, 5);
   EXPECT_EQ(got, 500);
 }
 
