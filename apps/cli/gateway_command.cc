@@ -67,6 +67,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--batch-seconds", a->o.batch_seconds, "... or when it is this old")
       ->capture_default_str();
+  cmd->add_option("--late-grace", a->o.late_grace_s,
+                  "Hold a user's batch this long while a gap in its message sequence is open "
+                  "(reordered messages still arrive in time); later arrivals count as lost")
+      ->check(CLI::Range(0.0, 600.0))
+      ->capture_default_str();
   cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
   cmd->add_option("--window", a->o.config.windows.window_s, "Seconds of beats per HRV window")
       ->check(CLI::Range(hrv::kMinWindowS, hrv::kMaxWindowS))
@@ -160,6 +165,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"beats_in", s.beats_in},
                                        {"beats_recovered", s.beats_recovered},
                                        {"beats_stale", s.beats_stale},
+                                       {"beats_too_late", s.beats_too_late},
                                        {"batches_sealed", s.batches_sealed},
                                        {"batches_uploaded", s.batches_uploaded},
                                        {"results", s.results},

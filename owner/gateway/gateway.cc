@@ -417,14 +417,26 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   if (auto st = s.log->Append(*beats, sequence); !st) {
     std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
+  Observation seen;
   if (sequence) {
-    Say(s.user,
-        devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s),
-        "a gap in its message sequence");
+    seen =
+        devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s);
+    Say(s.user, seen, "a gap in its message sequence");
+    if (seen.lost_messages > 0) s.gap_opened = options_.clock();
   }
   if (s.batch.empty()) s.batch.opened = options_.clock();
   const uint64_t stale_before = stats_.beats_stale;
   stats_.beats_in += Merge(s, *beats);
+  if (seen.recovered_beats > 0 && stats_.beats_stale > stale_before) {
+    // First arrivals, not repeats: they filled a gap, but a later batch is sealed already.
+    const uint64_t late = stats_.beats_stale - stale_before;
+    stats_.beats_stale -= late;
+    stats_.beats_too_late += late;
+    std::fprintf(stderr,
+                 "gateway: warning: %s: %llu beats arrived after a later batch was sealed (more "
+                 "than --late-grace %.1f s late): not analysed, counted as lost\n",
+                 s.user.c_str(), static_cast<unsigned long long>(late), options_.late_grace_s);
+  }
   if (stats_.beats_stale - stale_before == beats->size()) {
     // Every beat at or before what this device already sealed: a redelivery is normal, but a
     // device whose clock went back (or a second device on its topic) loses everything it sends.
@@ -440,7 +452,8 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   // A batch never exceeds what the wire format carries, even with one more message's beats.
   constexpr size_t kMaxBatchBeats =
       wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
-  if (s.batch.size() >= std::min(options_.batch_beats, kMaxBatchBeats)) {
+  if (s.batch.size() >= kMaxBatchBeats ||
+      (s.batch.size() >= options_.batch_beats && !Holding(s, options_.clock()))) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
 }
@@ -513,7 +526,8 @@ Status Gateway::Tick() {
   }
   for (auto& [user, s] : streams_) {
     if (!s.batch.empty() &&
-        std::chrono::duration<double>(now - s.batch.opened).count() >= options_.batch_seconds) {
+        std::chrono::duration<double>(now - s.batch.opened).count() >= options_.batch_seconds &&
+        !Holding(s, now)) {
       if (auto st = Cut(s); !st) return st;
       // Right away, so the server works on this batch while the next one is sealed.
       if (auto st = UploadSpool(); !st) return st;
@@ -549,11 +563,27 @@ Status Gateway::CutAll() {
   return {};
 }
 
+bool Gateway::Holding(Stream& s, std::chrono::steady_clock::time_point now) {
+  if (!s.gap_opened) return false;
+  if (std::chrono::duration<double>(now - *s.gap_opened).count() >= options_.late_grace_s) {
+    s.gap_opened.reset();  // waited long enough: what is missing now is lost
+    return false;
+  }
+  // Still a gap after what is sealed: its messages may yet arrive.
+  auto d = devices_.devices().find(s.user);
+  if (d == devices_.devices().end()) return false;
+  for (const Gap& g : d->second.gaps) {
+    if (g.t_after > s.batch.sealed_until()) return true;
+  }
+  s.gap_opened.reset();  // every gap filled
+  return false;
+}
+
 Stats Gateway::stats() const {
   std::lock_guard lock(mu_);
   Stats st = stats_;
   st.lost_messages = devices_.lost_messages();
-  st.lost_beats = devices_.lost_beats();
+  st.lost_beats = devices_.lost_beats() + stats_.beats_too_late;
   st.recovered_beats = devices_.recovered_beats();
   return st;
 }

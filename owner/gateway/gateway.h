@@ -87,6 +87,11 @@ struct Options {
   double status_interval_s = 10;
   size_t batch_beats = 1000;
   double batch_seconds = 10;
+  // A device's batch is not cut (by age or size, up to the wire's cap) while a gap in its message
+  // sequence is younger than this: messages a broker restart or a reconnection reordered still
+  // arrive in time to be analysed in order. Beats that arrive after their batch was sealed even
+  // so are counted as lost (Stats::beats_too_late), not as repeats.
+  double late_grace_s = 5;
   enclave::StreamConfig config;
   std::string root_ca;  // trust anchor for attestation
   attest::Policy policy;
@@ -111,6 +116,9 @@ struct Stats {
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
+  // Beats that filled a gap (first arrivals, not repeats) after a later batch was sealed: they
+  // cannot be analysed in order any more and count as lost (included in lost_beats).
+  uint64_t beats_too_late = 0;
   uint64_t batches_sealed = 0;
   uint64_t batches_uploaded = 0;
   uint64_t results = 0;
@@ -180,7 +188,11 @@ class Gateway {
     uint64_t stale_messages = 0;  // messages dropped whole as repeats (warned at 1, 1001, ...)
     std::unique_ptr<client::StreamSealer> sealer;
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
+    // When the newest gap in this device's message sequence opened (late_grace_s holds cuts).
+    std::optional<std::chrono::steady_clock::time_point> gap_opened;
   };
+  // Whether `s`'s batch waits for the messages of a young gap (Options::late_grace_s).
+  bool Holding(Stream& s, std::chrono::steady_clock::time_point now);
   Status LoadOrCreateKeys();
   Status AttestAndProvision();
   Status Recover();

@@ -193,5 +193,57 @@ TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {
   EXPECT_DOUBLE_EQ(s.latency_s[0], 12.5);  // first beat in -> result read, on the fake clock
 }
 
+// Found by FaultTest.BrokerRestartMidStream: after a broker restart, messages of a device arrive
+// out of order; a batch cut meanwhile sealed later beats, and the earlier ones, arriving after it,
+// were dropped as "repeats" while the sequence check counted them as recovered: beats missing from
+// the analysis and from the loss count. Now the batch waits while the gap is young
+// (late_grace_s), and beats later than that count as lost (beats_too_late), not as repeats.
+TEST_F(GatewayUnit, AReorderedMessageIsWaitedForAndOneTooLateCountsAsLost) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.batch_seconds = 1;
+  options_.batch_beats = 30;
+  options_.late_grace_s = 5;
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto m = Messages(1, 120, 9);  // 12 messages of 10 beats
+  feed->Send(t1, m[0]);
+  feed->Send(t1, m[1]);
+  feed->Send(t1, m[4]);  // 2 and 3 are late: a gap opens
+  feed->Send(t1, m[5]);
+  EXPECT_EQ(g->stats().lost_beats, 20u);
+  now += std::chrono::seconds(3);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 0u) << "held: 40 beats, 3 s old, but the gap is young";
+  feed->Send(t1, m[2]);
+  feed->Send(t1, m[3]);  // the gap is filled: the batch goes
+  now += std::chrono::seconds(1);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 1u);
+  EXPECT_EQ(g->stats().lost_beats, 0u);
+  // A second gap that stays open past the grace: the batch goes without it, and the message that
+  // arrives after that is lost for the analysis, and counted so.
+  feed->Send(t1, m[6]);
+  feed->Send(t1, m[8]);
+  now += std::chrono::seconds(2);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 1u) << "held for the young gap";
+  now += std::chrono::seconds(4);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, 2u) << "the gap is older than the grace";
+  feed->Send(t1, m[7]);
+  Stats st = g->stats();
+  EXPECT_EQ(st.beats_too_late, 10u);
+  EXPECT_EQ(st.beats_stale, 0u) << "first arrivals are not repeats";
+  EXPECT_EQ(st.lost_beats, 10u);
+  for (size_t i = 9; i < m.size(); ++i) feed->Send(t1, m[i]);
+  Drain(*g);
+  st = g->stats();
+  EXPECT_EQ(st.beats_processed, 110u);  // all but the message that came too late
+  EXPECT_EQ(st.lost_beats, 10u);
+}
+
 }  // namespace
 }  // namespace medstream::gateway

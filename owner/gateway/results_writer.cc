@@ -184,6 +184,9 @@ std::string Gateway::MetricsText() const {
           "Beats the devices sent that never arrived (from their sequence numbers).", s.lost_beats);
   counter("medstream_gateway_late_beats_total", "Beats first counted lost that arrived late.",
           s.recovered_beats);
+  counter("medstream_gateway_too_late_beats_total",
+          "Beats that arrived after a later batch was sealed (counted in the lost beats).",
+          s.beats_too_late);
   counter("medstream_gateway_unsequenced_messages_total",
           "Messages without a sequence (v1, JSON without one, Bluetooth): losses not countable.",
           s.old_format_messages);
