@@ -1,5 +1,7 @@
 #include "common/lake_abi/messages.h"
 
+#include "common/abi/edge.h"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -555,9 +557,9 @@ crypto::Bytes EncodeReplyFrame(const Result<crypto::Bytes>& reply) {
     w.U8(0);
     w.Bytes(*reply);
   } else {
-    // 1 + the error's code (the edge frames' convention), so the client can branch on it; the
-    // message is for the person.
-    w.U8(static_cast<uint8_t>(1 + static_cast<int>(reply.error().code())));
+    // The error's code as the edge frames carry it, so the client can branch on it; the message
+    // is for the person.
+    w.U8(static_cast<uint8_t>(enclave::StatusFromError(reply.error())));
     w.String(reply.error().message());
   }
   return out;
@@ -568,10 +570,7 @@ Result<crypto::Bytes> DecodeReplyFrame(crypto::ByteView frame) {
   MEDSTREAM_TRY(status, r.U8("status"));
   if (status == 0) return crypto::Bytes(frame.begin() + 1, frame.end());
   MEDSTREAM_TRY(message, r.String("error", 1 << 20));
-  if (status - 1 > static_cast<int>(Error::kLastCode)) {
-    return Corrupt(fmt::format("lake reply with unknown status {}: {}", status, message));
-  }
-  return std::unexpected(Error(static_cast<Error::Code>(status - 1), message));
+  return std::unexpected(enclave::ErrorFromStatus(status, message));
 }
 
 }  // namespace medstream::lake

@@ -5,8 +5,8 @@
 // Each operation has one request struct and, where it answers more than "ok", one reply struct;
 // each struct has one encoder and one decoder, and the decoders are the only parsers of these
 // bytes on either side. Every decoder is bounded by the caps below and refuses trailing bytes.
-// A reply frame is status u8 (0 ok, else 1 + Error::Code, as the edge frames) | payload or the
-// error's message, so the client branches on the code.
+// A reply frame is status u8 (0 ok, else the error's code as the edge frames carry it:
+// abi's StatusFromError) | payload or the error's message, so the client branches on the code.
 //
 // Also here, because both sides need them: roles, the identity proof, privacy policies, query
 // results, audit entries and their hash chain. Pure: no I/O. Thread-safe: values only.
@@ -226,7 +226,8 @@ Result<ListReply> DecodeListReply(crypto::ByteView payload);
 
 // The frame around every reply: the payload, or the error with its code.
 crypto::Bytes EncodeReplyFrame(const Result<crypto::Bytes>& reply);
-// The payload, or the enclave's error with its code; kCorrupt for a malformed frame.
+// The payload, or the enclave's error with its code (an unknown status is kInternal, as for the
+// edge frames); kCorrupt for a truncated frame.
 Result<crypto::Bytes> DecodeReplyFrame(crypto::ByteView frame);
 
 }  // namespace medstream::lake

@@ -233,9 +233,12 @@ TEST(LakeMessages, RepliesRoundTripAndFramesCarryTheCode) {
       lake::EncodeReplyFrame(std::unexpected(Error(Error::Code::kPermissionDenied, "no"))));
   ASSERT_FALSE(denied);
   EXPECT_EQ(denied.error().code(), Error::Code::kPermissionDenied);
-  auto garbage = lake::DecodeReplyFrame(crypto::Bytes{200, 0, 0, 0, 0});
-  ASSERT_FALSE(garbage);
-  EXPECT_EQ(garbage.error().code(), Error::Code::kCorrupt);
+  auto unknown = lake::DecodeReplyFrame(crypto::Bytes{200, 0, 0, 0, 0});
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), Error::Code::kInternal);  // the edge frames' convention
+  auto truncated = lake::DecodeReplyFrame(crypto::Bytes{3, 9, 0});
+  ASSERT_FALSE(truncated);
+  EXPECT_EQ(truncated.error().code(), Error::Code::kCorrupt);
 }
 
 // ---- lake::Lake itself ----
