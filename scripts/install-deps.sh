@@ -8,9 +8,9 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git clang-format
   # libraries
   libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev libseccomp-dev
-  libmosquitto-dev libssh-dev
+  libmosquitto-dev libssh-dev libnats-dev
   # real servers the tests and the demo start on loopback ports
-  mosquitto openssh-server openssh-client
+  mosquitto openssh-server openssh-client nats-server
   # mosquitto_pub/_sub: the tests try the broker as an outsider would
   mosquitto-clients
   # tests and benchmarks

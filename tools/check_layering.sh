@@ -33,6 +33,8 @@ rule enclave 'enclave/|algo/|common/'
 rule host/server 'host/|common/|algo/|adapters/'
 rule host/lake_host 'host/|common/|algo/|adapters/'
 rule host/inproc 'host/|enclave/|common/|algo/|adapters/'
+rule host/worker 'host/|common/|algo/|adapters/'
+rule host/cluster 'host/|common/|algo/|adapters/'
 rule adapters 'adapters/|host/|common/|algo/'
 rule owner 'owner/|host/|common/|algo/|adapters/'
 # docs/ARCHITECTURE.md's module table equals the tree: every module folder (a CMakeLists.txt one

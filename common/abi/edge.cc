@@ -231,6 +231,28 @@ Result<CommitVersion> CommitVersion::Decode(std::span<const uint8_t> b) {
   return CommitVersion{version};
 }
 
+crypto::Bytes PartitionSelector::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.U32(partition);
+  w.U32(partitions);
+  return out;
+}
+
+Result<PartitionSelector> PartitionSelector::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  MEDSTREAM_TRY(partition, r.U32("partition"));
+  MEDSTREAM_TRY(partitions, r.U32("partition count"));
+  if (r.remaining() != 0)
+    return Corrupt("partition selector: " + std::to_string(r.remaining()) + " extra bytes");
+  if (partitions == 0 || partitions > kMaxPartitions || partition >= partitions) {
+    return InvalidArgument("partition " + std::to_string(partition) + " of " +
+                           std::to_string(partitions) + " (1 to " + std::to_string(kMaxPartitions) +
+                           " partitions)");
+  }
+  return PartitionSelector{partition, partitions};
+}
+
 Result<LakeLoad> LakeLoad::Decode(std::span<const uint8_t> b) {
   ByteReader r(b);
   LakeLoad out;

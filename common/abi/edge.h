@@ -36,6 +36,11 @@ enum class Call : uint16_t {
   kLakeLoad = 10,     // kind u8 (1 manifest, 2 page, 3 done) | key string | sealed blob -> ()
   kLakeRequest = 11,  // session id u64 | channel record -> LakeResponse
   kLakeCommit = 12,   // version u64: the host stored that manifest durably -> the withheld record
+  // The cluster's portable state (docs/scale-out.md):
+  kExportStreams = 13,  // PartitionSelector -> PortableState of that partition's streams
+  // PartitionSelector | PortableState of that partition, or nothing -> (): the partition's
+  // streams become exactly those of the state (none: the partition starts afresh)
+  kImportStreams = 14,
 };
 
 // Which relay may forward a call from outside the host: the server's relay socket (gateways: the
@@ -81,6 +86,8 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
     CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB, 300, 2, kLakeRelay},
     CallSpec{Call::kLakeCommit, "lake_commit", 8, 128 * kMiB, 30},
+    CallSpec{Call::kExportStreams, "export_streams", 8, 1024 * kMiB, 300},
+    CallSpec{Call::kImportStreams, "import_streams", 1024 * kMiB, 0, 60, 1},
 };
 inline double CallBudgetSeconds(const CallSpec& spec, uint64_t request_bytes) {
   return spec.budget_s + spec.budget_s_per_mib * static_cast<double>(request_bytes) / kMiB;
@@ -129,6 +136,17 @@ struct CommitVersion {
   crypto::Bytes Encode() const;
   // Exactly 8 bytes (kCorrupt otherwise).
   static Result<CommitVersion> Decode(std::span<const uint8_t> b);
+};
+
+// kExportStreams' request: the streams whose wire::PartitionOf(stream, partitions) is
+// `partition`. partitions in [1, kMaxPartitions], partition below it (kInvalidArgument otherwise).
+inline constexpr uint32_t kMaxPartitions = 4096;
+struct PartitionSelector {
+  uint32_t partition = 0;
+  uint32_t partitions = 1;
+  crypto::Bytes Encode() const;
+  // Exactly 8 bytes (kCorrupt otherwise).
+  static Result<PartitionSelector> Decode(std::span<const uint8_t> b);
 };
 
 // kLakeLoad's request: the host hands the enclave its stored blobs in order, the manifest first,

@@ -90,15 +90,57 @@ Result<wire::BatchResult> StreamTable::Process(const wire::StreamId& stream, uin
   return Commit(batch);
 }
 
+void StreamTable::SaveOne(const wire::StreamId& id, const Stream& s, ByteWriter* w) {
+  w->Bytes(id);
+  w->U64(s.last_seq);
+  w->U32(s.key_id);
+  w->U8(static_cast<uint8_t>(s.jobs.size()));
+  for (const hrv::StreamJob& job : s.jobs) job.SaveState(w);
+}
+
 void StreamTable::Save(ByteWriter* w) const {
   w->U64(streams_.size());
-  for (const auto& [id, s] : streams_) {
-    w->Bytes(id);
-    w->U64(s.last_seq);
-    w->U32(s.key_id);
-    w->U8(static_cast<uint8_t>(s.jobs.size()));
-    for (const hrv::StreamJob& job : s.jobs) job.SaveState(w);
+  for (const auto& [id, s] : streams_) SaveOne(id, s, w);
+}
+
+Status StreamTable::SaveStream(const wire::StreamId& id, ByteWriter* w) const {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return NotFound("no stream " + wire::StreamName(id));
+  SaveOne(id, it->second, w);
+  return {};
+}
+
+std::vector<wire::StreamId> StreamTable::Ids() const {
+  std::vector<wire::StreamId> out;
+  out.reserve(streams_.size());
+  for (const auto& [id, s] : streams_) out.push_back(id);
+  return out;
+}
+
+Result<StreamTable::Saved> StreamTable::LoadStream(
+    ByteReader* r, const std::function<const StreamConfig*(uint32_t)>& config_of) const {
+  Saved out;
+  MEDSTREAM_TRY(idb, r->Bytes(16, "stream id"));
+  std::copy(idb.begin(), idb.end(), out.id.begin());
+  Stream& s = out.stream;
+  MEDSTREAM_TRY(last, r->U64("last sequence"));
+  MEDSTREAM_TRY(key_id, r->U32("key id"));
+  s.last_seq = last;
+  s.key_id = key_id;
+  const StreamConfig* config = config_of(key_id);
+  if (!config)
+    return Corrupt("saved stream refers to key " + std::to_string(key_id) +
+                   ", which the state does not hold");
+  MEDSTREAM_TRY(jobs, r->U8("job count"));
+  for (int j = 0; j < jobs; ++j) {
+    MEDSTREAM_TRY(job, hrv::StreamJob::LoadState(r, config->Analysis(), config->windows));
+    s.jobs.push_back(std::move(job));
   }
+  return out;
+}
+
+void StreamTable::Put(Saved saved) {
+  streams_.insert_or_assign(saved.id, std::move(saved.stream));
 }
 
 Status StreamTable::Load(ByteReader* r,
@@ -106,24 +148,8 @@ Status StreamTable::Load(ByteReader* r,
   streams_.clear();
   MEDSTREAM_TRY(n, r->U64("stream count"));
   for (uint64_t i = 0; i < n; ++i) {
-    wire::StreamId id;
-    MEDSTREAM_TRY(idb, r->Bytes(16, "stream id"));
-    std::copy(idb.begin(), idb.end(), id.begin());
-    Stream s;
-    MEDSTREAM_TRY(last, r->U64("last sequence"));
-    MEDSTREAM_TRY(key_id, r->U32("key id"));
-    s.last_seq = last;
-    s.key_id = key_id;
-    const StreamConfig* config = config_of(key_id);
-    if (!config)
-      return Corrupt("saved stream refers to key " + std::to_string(key_id) +
-                     ", which the state does not hold");
-    MEDSTREAM_TRY(jobs, r->U8("job count"));
-    for (int j = 0; j < jobs; ++j) {
-      MEDSTREAM_TRY(job, hrv::StreamJob::LoadState(r, config->Analysis(), config->windows));
-      s.jobs.push_back(std::move(job));
-    }
-    streams_.emplace(id, std::move(s));
+    MEDSTREAM_TRY(saved, LoadStream(r, config_of));
+    Put(std::move(saved));
   }
   return {};
 }

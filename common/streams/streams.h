@@ -41,6 +41,16 @@ class StreamTable {
   // back to its provisioned configuration (restored first).
   void Save(ByteWriter* w) const;
   Status Load(ByteReader* r, const std::function<const StreamConfig*(uint32_t)>& config_of);
+  // One stream's part of a checkpoint, alone (the cluster's portable state, docs/scale-out.md):
+  // SaveStream writes what Save writes for it (kNotFound: no such stream); LoadStream reads one
+  // such record and returns it, and Put then replaces (or adds) that stream.
+  struct Saved;
+  Status SaveStream(const wire::StreamId& id, ByteWriter* w) const;
+  Result<Saved> LoadStream(ByteReader* r,
+                           const std::function<const StreamConfig*(uint32_t)>& config_of) const;
+  void Put(Saved saved);
+  void Erase(const wire::StreamId& id) { streams_.erase(id); }
+  std::vector<wire::StreamId> Ids() const;
 
  private:
   struct Stream {
@@ -50,6 +60,15 @@ class StreamTable {
   };
 
  public:
+  struct Saved {
+    wire::StreamId id{};
+    uint32_t key_id() const { return stream.key_id; }
+    uint64_t last_seq() const { return stream.last_seq; }
+
+   private:
+    friend class StreamTable;
+    Stream stream;
+  };
   class Batch {
    private:
     friend class StreamTable;
@@ -63,6 +82,7 @@ class StreamTable {
 
  private:
   hrv::MetricsEngine& Engine(hrv::JobKind kind, const StreamConfig& config);
+  static void SaveOne(const wire::StreamId& id, const Stream& s, ByteWriter* w);
 
   std::map<wire::StreamId, Stream> streams_;
   std::map<std::pair<int, int>, std::unique_ptr<hrv::MetricsEngine>> engines_;

@@ -1,8 +1,11 @@
 #include "common/wire/wire.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <type_traits>
+
+#include "common/wire/cluster.h"
 
 namespace medstream::wire {
 
@@ -58,6 +61,20 @@ Result<Header> Header::Decode(ByteView b) {
                    std::to_string(b.size() - kHeaderSize) + " (truncated or padded)");
   }
   return h;
+}
+
+bool cluster::ValidWorkerName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+uint32_t PartitionOf(const StreamId& id, uint32_t partitions) {
+  const uint32_t head =
+      (uint32_t{id[0]} << 24) | (uint32_t{id[1]} << 16) | (uint32_t{id[2]} << 8) | uint32_t{id[3]};
+  return partitions == 0 ? 0 : head % partitions;
 }
 
 std::string StreamName(const StreamId& id) {

@@ -61,6 +61,11 @@ std::string ResultFileName(const StreamId& id, uint64_t seq);
 std::string BatchFileName(const StreamId& id, uint64_t seq);
 Result<StreamId> ParseStreamName(std::string_view hex);
 
+// The cluster partition of a stream (docs/scale-out.md): the stream id's first four bytes,
+// big-endian, modulo `partitions`. The id is an HMAC (a pseudonym), so partitions fill evenly;
+// gateway and workers compute the same number with no table. `partitions` must be > 0.
+uint32_t PartitionOf(const StreamId& id, uint32_t partitions);
+
 // The per-stream key derived from a provisioned data key.
 Result<crypto::Key256> StreamKey(const crypto::Key256& data_key, const StreamId& stream);
 inline constexpr size_t kSegmentBytes = size_t{256} << 10;  // plaintext per segment (whole beats)

@@ -56,3 +56,34 @@ TEST_F(WireTest, TamperingInEitherHalfFailsOnTwoThreads) {
 
 }  // namespace
 }  // namespace medstream::wire
+
+namespace medstream::wire {
+namespace {
+
+TEST(Partition, IsTheIdsHeadModuloAndFillsEvenly) {
+  StreamId id{};
+  id[0] = 0x00;
+  id[1] = 0x00;
+  id[2] = 0x01;
+  id[3] = 0x02;  // 258
+  EXPECT_EQ(PartitionOf(id, 16), 258u % 16);
+  EXPECT_EQ(PartitionOf(id, 1), 0u);
+  EXPECT_EQ(PartitionOf(id, 0), 0u);
+  id[0] = 0xff;  // the top byte counts (no sign trouble)
+  EXPECT_EQ(PartitionOf(id, 7), 0xff000102u % 7);
+  // Pseudonyms (HMAC outputs) spread over 16 partitions: 16 000 ids, each partition within 20 %
+  // of its 1 000.
+  std::vector<int> count(16);
+  for (int i = 0; i < 16000; ++i) {
+    auto d = crypto::Sha256(crypto::ByteView(reinterpret_cast<const uint8_t*>(&i), sizeof i));
+    std::copy_n(d.begin(), 16, id.begin());
+    ++count[PartitionOf(id, 16)];
+  }
+  for (int c : count) {
+    EXPECT_GT(c, 800);
+    EXPECT_LT(c, 1200);
+  }
+}
+
+}  // namespace
+}  // namespace medstream::wire

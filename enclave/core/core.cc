@@ -82,6 +82,10 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
         return lake_.Request(request);
       case Call::kLakeCommit:
         return lake_.Commit(request);
+      case Call::kExportStreams:
+        return streams_.ExportStreams(request);
+      case Call::kImportStreams:
+        return streams_.ImportStreams(request);
     }
     return InvalidArgument("unhandled call");
   }();

@@ -225,4 +225,155 @@ Result<crypto::Bytes> StreamService::Restore(crypto::ByteView request) {
   return crypto::Bytes{};
 }
 
+namespace {
+
+constexpr std::string_view kPortableMagic = "MSPS";
+constexpr uint16_t kPortableVersion = 1;
+constexpr size_t kNonceBytes = 12, kTagBytes = 16;
+
+Result<crypto::AesGcm> PortableCipher(const crypto::Key256& data_key, const wire::StreamId& id) {
+  crypto::Key256 k;
+  if (auto s = crypto::HkdfSha256(data_key.span(), id,
+                                  crypto::AsBytes("medstream v1 portable state"), k.span());
+      !s) {
+    return std::unexpected(s.error());
+  }
+  return crypto::AesGcm::Create(k);
+}
+
+crypto::Bytes PortableAad(const wire::StreamId& id, uint32_t key_id) {
+  crypto::Bytes aad;
+  ByteWriter w(&aad);
+  w.Bytes(crypto::AsBytes(kPortableMagic));
+  w.Bytes(id);
+  w.U32(key_id);
+  return aad;
+}
+
+}  // namespace
+
+Result<crypto::Bytes> StreamService::ExportStreams(crypto::ByteView request) {
+  MEDSTREAM_TRY(sel, PartitionSelector::Decode(request));
+  std::vector<wire::StreamId> ids;
+  for (const wire::StreamId& id : streams_.Ids()) {
+    if (wire::PartitionOf(id, sel.partitions) == sel.partition) ids.push_back(id);
+  }
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.Bytes(crypto::AsBytes(kPortableMagic));
+  w.U16(kPortableVersion);
+  w.U32(sel.partition);
+  w.U32(sel.partitions);
+  w.U32(static_cast<uint32_t>(ids.size()));
+  crypto::Bytes plain;
+  for (const wire::StreamId& id : ids) {
+    plain.clear();
+    ByteWriter pw(&plain);
+    if (auto s = streams_.SaveStream(id, &pw); !s) return std::unexpected(s.error());
+    uint32_t key_id = 0;
+    {
+      ByteReader peek(plain);
+      (void)peek.Bytes(16, "");
+      (void)peek.U64("");
+      MEDSTREAM_TRY(k, peek.U32("key id"));
+      key_id = k;
+    }
+    auto key = keys_.find(key_id);
+    if (key == keys_.end()) return Refuse("stream without its key " + std::to_string(key_id));
+    MEDSTREAM_TRY(gcm, PortableCipher(key->second.key, id));
+    std::array<uint8_t, kNonceBytes> nonce{};
+    if (auto s = crypto::RandomBytes(nonce); !s) return std::unexpected(s.error());
+    MEDSTREAM_TRY(sealed, gcm.Seal(nonce, PortableAad(id, key_id), plain));
+    w.Bytes(id);
+    w.U32(key_id);
+    w.U32(static_cast<uint32_t>(kNonceBytes + sealed.size()));
+    w.Bytes(nonce);
+    w.Bytes(sealed);
+  }
+  crypto::Wipe(plain);
+  return out;
+}
+
+Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
+  if (request.size() < 8) return Corrupt("import: no partition selector");
+  MEDSTREAM_TRY(sel, PartitionSelector::Decode(request.first(8)));
+  auto replace = [&](std::vector<streams::StreamTable::Saved> saved) {
+    for (const wire::StreamId& id : streams_.Ids()) {
+      if (wire::PartitionOf(id, sel.partitions) == sel.partition) streams_.Erase(id);
+    }
+    for (auto& one : saved) streams_.Put(std::move(one));
+  };
+  if (request.size() == 8) {
+    replace({});
+    return crypto::Bytes{};
+  }
+  ByteReader r(request.subspan(8));
+  MEDSTREAM_TRY(magic, r.Bytes(4, "portable state magic"));
+  if (!std::equal(magic.begin(), magic.end(), kPortableMagic.begin())) {
+    return Corrupt("not a portable state blob");
+  }
+  MEDSTREAM_TRY(version, r.U16("portable state version"));
+  if (version != kPortableVersion) {
+    return Corrupt("portable state version " + std::to_string(version) + " (this enclave reads " +
+                   std::to_string(kPortableVersion) + ")");
+  }
+  MEDSTREAM_TRY(partition, r.U32("partition"));
+  MEDSTREAM_TRY(partitions, r.U32("partition count"));
+  if (partition != sel.partition || partitions != sel.partitions) {
+    return Corrupt("portable state of partition " + std::to_string(partition) + " of " +
+                   std::to_string(partitions) + " given for partition " +
+                   std::to_string(sel.partition) + " of " + std::to_string(sel.partitions));
+  }
+  MEDSTREAM_TRY(count, r.U32("stream count"));
+  // Each entry takes at least its id, key id, length, nonce and tag: a count the bytes cannot
+  // hold is refused before anything is allocated for it.
+  if (count > r.remaining() / (16 + 4 + 4 + kNonceBytes + kTagBytes)) {
+    return Corrupt("portable state claims " + std::to_string(count) + " streams in " +
+                   std::to_string(r.remaining()) + " bytes");
+  }
+  auto config_of = [&](uint32_t id) -> const StreamConfig* {
+    auto it = keys_.find(id);
+    return it == keys_.end() ? nullptr : &it->second.config;
+  };
+  std::vector<streams::StreamTable::Saved> saved;
+  saved.reserve(count);
+  crypto::Bytes plain;
+  for (uint32_t i = 0; i < count; ++i) {
+    MEDSTREAM_TRY(idb, r.Bytes(16, "stream id"));
+    wire::StreamId id;
+    std::copy(idb.begin(), idb.end(), id.begin());
+    MEDSTREAM_TRY(key_id, r.U32("key id"));
+    MEDSTREAM_TRY(len, r.U32("sealed length"));
+    if (len < kNonceBytes + kTagBytes) return Corrupt("portable state entry too short");
+    MEDSTREAM_TRY(sealed, r.Bytes(len, "sealed stream"));
+    if (wire::PartitionOf(id, partitions) != partition) {
+      return Corrupt("portable state of partition " + std::to_string(partition) +
+                     " holds a stream of another partition");
+    }
+    auto key = keys_.find(key_id);
+    if (key == keys_.end()) {
+      return Refuse("portable state needs key " + std::to_string(key_id) +
+                    ", not provisioned here (the data owner provisions it after attestation)");
+    }
+    MEDSTREAM_TRY(gcm, PortableCipher(key->second.key, id));
+    auto opened = gcm.Open(sealed.subspan(0, kNonceBytes), PortableAad(id, key_id),
+                           sealed.subspan(kNonceBytes));
+    if (!opened)
+      return Corrupt("portable state of stream " + wire::StreamName(id) +
+                     " does not open (forged, damaged or another owner's)");
+    plain = std::move(*opened);
+    ByteReader pr(plain);
+    auto one = streams_.LoadStream(&pr, config_of);
+    if (!one || pr.remaining() != 0 || one->id != id || one->key_id() != key_id) {
+      crypto::Wipe(plain);
+      return Corrupt("portable state of stream " + wire::StreamName(id) + " is malformed");
+    }
+    crypto::Wipe(plain);
+    saved.push_back(std::move(*one));
+  }
+  if (r.remaining() != 0) return Corrupt("portable state: trailing bytes");
+  replace(std::move(saved));
+  return crypto::Bytes{};
+}
+
 }  // namespace medstream::enclave

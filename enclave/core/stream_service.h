@@ -33,6 +33,17 @@ class StreamService {
   Result<crypto::Bytes> Checkpoint();
   Result<crypto::Bytes> Commit(crypto::ByteView request);
   Result<crypto::Bytes> Restore(crypto::ByteView request);
+  // The cluster's portable state (docs/scale-out.md). Export: the streams of one partition
+  // (a PartitionSelector), each sealed under a key derived from its provisioned data key, not
+  // this machine's sealing key, so that any worker the data owner attested and provisioned can
+  // import it and continue the streams exactly. Import (a PartitionSelector, then an export of
+  // that partition or nothing) makes the partition's streams exactly the exported ones: streams
+  // of the partition it does not hold are forgotten (a worker that owned the partition before
+  // and ran ahead of the last checkpoint starts from the checkpoint again). Every stream's key
+  // must be provisioned here (kFailedPrecondition otherwise), and one entry that fails to open
+  // refuses the whole blob (kCorrupt), changing nothing.
+  Result<crypto::Bytes> ExportStreams(crypto::ByteView request);
+  Result<crypto::Bytes> ImportStreams(crypto::ByteView request);
   // Counts of batches, beats, streams and keys (sessions filled in by the caller).
   EnclaveStats Stats() const;
 

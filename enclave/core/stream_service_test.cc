@@ -143,3 +143,93 @@ TEST(MemoryPlatformTest, CountersNeverGoBackAndItCannotQuote) {
 
 }  // namespace
 }  // namespace medstream::enclave
+
+namespace medstream::enclave {
+namespace {
+
+// The cluster's portable state: a partition's streams leave one machine (its own sealing root)
+// and continue on another that the data owner provisioned with the same key, byte for byte.
+crypto::Bytes ImportRequest(const PartitionSelector& sel, crypto::ByteView blob) {
+  crypto::Bytes out = sel.Encode();
+  out.insert(out.end(), blob.begin(), blob.end());
+  return out;
+}
+
+TEST_F(StreamServiceTest, APartitionsStateMovesToAnotherMachineAndContinuesExactly) {
+  auto reference = Fresh();
+  ProvisionOn(*reference);
+  std::vector<crypto::Bytes> expected;
+  for (uint64_t seq = 1; seq <= 4; ++seq) expected.push_back(*Process(*reference, seq));
+
+  const PartitionSelector mine{wire::PartitionOf(kStream, 16), 16};
+  const PartitionSelector other{(mine.partition + 1) % 16, 16};
+  auto a = Fresh();
+  ProvisionOn(*a);
+  ASSERT_TRUE(Process(*a, 1));
+  ASSERT_TRUE(Process(*a, 2));
+  auto blob = a->ExportStreams(mine.Encode());
+  ASSERT_TRUE(blob) << blob.error().message();
+  auto empty = a->ExportStreams(other.Encode());
+  ASSERT_TRUE(empty);
+  EXPECT_LT(empty->size(), 32u) << "another partition's export holds no stream";
+
+  // Another machine: another sealing root, the same data key provisioned.
+  crypto::Key256 root;
+  ASSERT_TRUE(crypto::RandomBytes(root.span()));
+  MemoryPlatform machine_b(root);
+  StreamService b(&machine_b, SealIdentity{.isv_svn = 1}, SealPolicy::kMrEnclave);
+  // Before the owner provisioned it: refused by code, nothing imported.
+  auto early = b.ImportStreams(ImportRequest(mine, *blob));
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().code(), Error::Code::kFailedPrecondition);
+  ProvisionKey p;
+  p.key_id = 1;
+  p.key = data_key_;
+  ASSERT_TRUE(b.Provision(p.Encode()));
+  // Tampered, truncated, or sealed for another owner: kCorrupt, and nothing changes.
+  for (size_t at : {size_t{2}, size_t{20}, blob->size() - 1}) {
+    crypto::Bytes bad = *blob;
+    bad[at] ^= 1;
+    auto r = b.ImportStreams(ImportRequest(mine, bad));
+    ASSERT_FALSE(r) << "flipped byte " << at;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
+  }
+  EXPECT_FALSE(
+      b.ImportStreams(ImportRequest(mine, crypto::ByteView(*blob).first(blob->size() - 3))));
+  // Given for another partition than its own: refused.
+  EXPECT_EQ(b.ImportStreams(ImportRequest(other, *blob)).error().code(), Error::Code::kCorrupt);
+  EXPECT_EQ(b.Stats().streams, 0u);
+  EXPECT_EQ(b.ExportStreams(PartitionSelector{16, 16}.Encode()).error().code(),
+            Error::Code::kInvalidArgument);
+
+  auto imported = b.ImportStreams(ImportRequest(mine, *blob));
+  ASSERT_TRUE(imported) << imported.error().message();
+  // A batch the state covers is a replay there too; the next ones are byte-identical to the
+  // results of the machine that never moved.
+  auto replay = Process(b, 2);
+  ASSERT_FALSE(replay);
+  EXPECT_EQ(replay.error().code(), Error::Code::kAlreadyExists);
+  for (uint64_t seq = 3; seq <= 4; ++seq) {
+    auto r = Process(b, seq);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*r, expected[seq - 1]) << "batch " << seq;
+  }
+  // Another owner's key does not open it.
+  auto c = Fresh();
+  ProvisionKey q = p;
+  ASSERT_TRUE(crypto::RandomBytes(q.key.span()));
+  ASSERT_TRUE(c->Provision(q.Encode()));
+  auto foreign = c->ImportStreams(ImportRequest(mine, *blob));
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error().code(), Error::Code::kCorrupt);
+
+  // A worker that ran ahead of the checkpoint and takes the partition back starts from the
+  // checkpoint: its later state is forgotten, and an empty import clears the partition.
+  ASSERT_TRUE(a->ImportStreams(ImportRequest(mine, *blob)));
+  EXPECT_EQ(*Process(*a, 3), expected[2]);
+  ASSERT_TRUE(a->ImportStreams(mine.Encode()));
+  EXPECT_EQ(a->Stats().streams, 0u);
+}
+
+}  // namespace
+}  // namespace medstream::enclave

@@ -147,6 +147,11 @@ Status ServerLink::UploadFile(const std::string& name, const std::string& path) 
   return Upload(name, bytes);
 }
 
+Result<std::unique_ptr<host::EnclaveTransport>> ServerLink::RelayTo(const std::string& enclave) {
+  (void)enclave;
+  return Relay();
+}
+
 std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir) {
   return std::make_unique<Local>(server_dir);
 }
@@ -182,7 +187,18 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options,
                  options.results_dir.c_str());
   }
   if (auto s = g->LoadOrCreateKeys(); !s) return std::unexpected(s.error());
-  if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
+  // A batch never exceeds what the link carries, even with one more message's beats: the sealed
+  // size is the header, the beats and a tag per segment.
+  const size_t cap = g->link_->MaxBatchBytes();
+  const size_t plain =
+      cap - wire::kHeaderSize - crypto::AesGcm::kTagSize * (cap / wire::kSegmentBytes + 1);
+  g->max_batch_beats_ = plain / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
+  if (g->link_->SingleEnclave()) {
+    if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
+  } else {
+    g->ProvisionWorkers();
+    g->last_worker_scan_ = g->options_.clock();
+  }
   if (auto s = g->Recover(); !s) return std::unexpected(s.error());
   g->source_ = source ? std::move(source) : MqttSource(options);
   Gateway* raw = g.get();
@@ -296,16 +312,50 @@ Status Gateway::Recover() {
 
 Status Gateway::AttestAndProvision() {
   MEDSTREAM_TRY(relay, link_->Relay());
+  return AttestAndProvision(*relay);
+}
+
+Status Gateway::AttestAndProvision(host::EnclaveTransport& relay) {
   MEDSTREAM_TRY(pem, ReadFileText(options_.root_ca));
   MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
-  auto session = client::Attest(*relay, {.root = &root, .policy = options_.policy});
+  auto session = client::Attest(relay, {.root = &root, .policy = options_.policy});
   if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
   claims_ = session->claims;
   enclave::ProvisionKey p;
   p.key_id = keys_.key_id();
   p.key = keys_.data_key();
   p.config = options_.config;
-  return client::Provision(*relay, *session, p);
+  return client::Provision(relay, *session, p);
+}
+
+void Gateway::ProvisionWorkers() {
+  auto fresh = link_->NewEnclaves();
+  if (!fresh) {
+    std::fprintf(stderr, "gateway: listing the cluster's workers: %s\n",
+                 fresh.error().message().c_str());
+    return;
+  }
+  for (const std::string& name : *fresh) {
+    auto relay = link_->RelayTo(name);
+    Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
+    if (s) {
+      ++stats_.workers_attested;
+      std::fprintf(stderr, "gateway: worker %s attested and provisioned\n", name.c_str());
+      link_->Attested(name);
+    } else if (s.error().code() == Error::Code::kIo ||
+               s.error().code() == Error::Code::kDeadlineExceeded) {
+      // Not reachable now: asked again at the next scan.
+      std::fprintf(stderr, "gateway: worker %s: %s (will retry)\n", name.c_str(),
+                   s.error().message().c_str());
+    } else {
+      // Refused by the policy (or it failed the protocol): it gets no key, and is not asked again
+      // until it restarts. Its partitions go to workers that do have the key.
+      ++stats_.workers_refused;
+      std::fprintf(stderr, "gateway: worker %s refused, no key given: %s\n", name.c_str(),
+                   s.error().message().c_str());
+      link_->Attested(name);
+    }
+  }
 }
 
 Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
@@ -449,10 +499,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
                    static_cast<unsigned long long>(s.stale_messages));
     }
   }
-  // A batch never exceeds what the wire format carries, even with one more message's beats.
-  constexpr size_t kMaxBatchBeats =
-      wire::kMaxBatchBytes / sizeof(hrv::Beat) - sensor::kMaxBeatsPerMessage;
-  if (s.batch.size() >= kMaxBatchBeats ||
+  if (s.batch.size() >= max_batch_beats_ ||
       (s.batch.size() >= options_.batch_beats && !Holding(s, options_.clock()))) {
     if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
   }
@@ -507,6 +554,11 @@ Status Gateway::UploadSpool() {
 
 Status Gateway::Tick() {
   const auto now = options_.clock();
+  if (!link_->SingleEnclave() && now - last_worker_scan_ >= std::chrono::milliseconds(500)) {
+    std::lock_guard lock(mu_);
+    ProvisionWorkers();
+    last_worker_scan_ = now;
+  }
   if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
     AskStatuses();
   }

@@ -67,6 +67,17 @@ class ServerLink {
   virtual Status UploadFile(const std::string& name, const std::string& path);
   virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;  // NotFound if absent
   virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
+
+  // A cluster (cluster_link.h) has many enclaves, one per worker, and no single one to attest at
+  // start: the gateway then asks for the enclaves that registered (or restarted) since it last
+  // looked, attests each against its policy and provisions the key, and says which it is done
+  // with (provisioned or refused) so that they are not named again until they restart.
+  virtual bool SingleEnclave() const { return true; }
+  virtual Result<std::vector<std::string>> NewEnclaves() { return std::vector<std::string>{}; }
+  virtual Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& enclave);
+  virtual void Attested(const std::string& enclave) { (void)enclave; }
+  // The largest sealed batch file the link carries; the gateway cuts batches below it.
+  virtual size_t MaxBatchBytes() const { return wire::kMaxBatchBytes; }
 };
 std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
 // `relay_socket`: the relay's absolute path on the server. A call failing on the connection (kIo)
@@ -129,7 +140,9 @@ struct Stats {
   uint64_t lost_messages = 0, lost_beats = 0, recovered_beats = 0;
   // Without a sequence (v1, JSON without one, Bluetooth measurements): losses not countable.
   uint64_t old_format_messages = 0;
-  uint64_t heart_rate_only = 0;   // Bluetooth measurements without RR intervals (no beats)
+  uint64_t heart_rate_only = 0;  // Bluetooth measurements without RR intervals (no beats)
+  // A cluster's workers: enclaves attested and provisioned, and refused by the policy.
+  uint64_t workers_attested = 0, workers_refused = 0;
   std::vector<double> latency_s;  // first beat of a batch received -> its result read
 };
 
@@ -195,6 +208,9 @@ class Gateway {
   bool Holding(Stream& s, std::chrono::steady_clock::time_point now);
   Status LoadOrCreateKeys();
   Status AttestAndProvision();
+  Status AttestAndProvision(host::EnclaveTransport& relay);
+  // A cluster's new workers: attested and provisioned, or refused (said once each).
+  void ProvisionWorkers();
   Status Recover();
   // Adds beats to the open batch; returns how many were new.
   size_t Merge(Stream& s, std::span<const hrv::Beat> beats);
@@ -211,7 +227,8 @@ class Gateway {
 
   Options options_;
   KeyStore keys_;
-  std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
+  std::chrono::steady_clock::time_point last_sync_, last_status_ask_, last_worker_scan_;
+  size_t max_batch_beats_ = 0;  // below the link's batch cap, with room for one more message
   SequenceTracker devices_;
   bool devices_dirty_ = false;
   uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)

@@ -1,0 +1,457 @@
+#include "host/worker/worker.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <thread>
+
+#include "common/base/bytes.h"
+#include "common/wire/cluster.h"
+#include "common/wire/wire.h"
+#include "host/worker/edge_relay.h"
+
+namespace medstream::host {
+
+namespace cl = wire::cluster;
+
+namespace {
+
+// The state entry: next batch stream sequence u64 | the reading consumer's name | the enclave's
+// portable state of the partition (opaque here; empty: nothing yet).
+struct StateEntry {
+  uint64_t next_seq = 1;
+  std::string consumer;
+  crypto::Bytes portable;
+  crypto::Bytes Encode() const {
+    crypto::Bytes out;
+    ByteWriter w(&out);
+    w.U64(next_seq);
+    w.Blob(crypto::AsBytes(consumer));
+    w.Bytes(portable);
+    return out;
+  }
+  static Result<StateEntry> Decode(crypto::ByteView b) {
+    ByteReader r(b);
+    StateEntry e;
+    MEDSTREAM_TRY(next, r.U64("next sequence"));
+    MEDSTREAM_TRY(consumer, r.Blob("consumer", 256));
+    MEDSTREAM_TRY(rest, r.Bytes(r.remaining(), "portable state"));
+    e.next_seq = next;
+    e.consumer.assign(consumer.begin(), consumer.end());
+    e.portable.assign(rest.begin(), rest.end());
+    return e;
+  }
+};
+
+bool Transient(const Error& e) {
+  return e.code() == Error::Code::kIo || e.code() == Error::Code::kDeadlineExceeded;
+}
+
+}  // namespace
+
+Status EnsureClusterLayout(nats::Connection& c, int replicas, double lease_s) {
+  // Batches and results stay a day: a partition's checkpoint is minutes old at most, so a new
+  // owner always finds what it must read again. The duplicate window covers a gateway's resend
+  // and a new owner's re-publishing after a failover.
+  if (auto s = c.EnsureStream({.name = cl::kBatchStream,
+                               .subjects = {"medstream.batch.*"},
+                               .replicas = replicas,
+                               .duplicate_window_s = 3600,
+                               .max_age_s = 86400});
+      !s) {
+    return s;
+  }
+  if (auto s = c.EnsureStream({.name = cl::kResultStream,
+                               .subjects = {"medstream.result.>"},
+                               .replicas = replicas,
+                               .duplicate_window_s = 3600,
+                               .max_age_s = 86400});
+      !s) {
+    return s;
+  }
+  if (auto s = c.EnsureStream({.name = cl::kQuarantineStream,
+                               .subjects = {"medstream.quarantine.*"},
+                               .replicas = replicas,
+                               .max_age_s = 7 * 86400});
+      !s) {
+    return s;
+  }
+  for (const auto& [bucket, ttl] :
+       {std::pair{cl::kLeaseBucket, lease_s}, std::pair{cl::kWorkerBucket, lease_s},
+        std::pair{cl::kStateBucket, 0.0}}) {
+    auto kv = c.EnsureKeyValue({.bucket = bucket, .replicas = replicas, .ttl_s = ttl});
+    if (!kv) return std::unexpected(kv.error());
+  }
+  return {};
+}
+
+Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
+  if (!cl::ValidWorkerName(o.name)) {
+    return InvalidArgument("bad worker name '" + o.name + "' (1-64 of A-Z a-z 0-9 - _)");
+  }
+  if (o.partitions == 0 || o.partitions > enclave::kMaxPartitions) {
+    return InvalidArgument("partitions must be 1 to " + std::to_string(enclave::kMaxPartitions));
+  }
+  if (o.lease_s < 1) return InvalidArgument("a lease lasts at least 1 s");
+  std::unique_ptr<Worker> w(new Worker(o));
+  crypto::Bytes nonce(8);
+  if (auto s = crypto::RandomBytes(nonce); !s) return std::unexpected(s.error());
+  w->instance_ = crypto::ToHex(nonce);
+  MEDSTREAM_TRY(enclave, LaunchEnclave(o.enclave));
+  w->enclave_ = std::move(enclave);
+  MEDSTREAM_TRY(conn, nats::Connection::Connect(o.nats));
+  w->nats_ = std::move(conn);
+  if (auto s = EnsureClusterLayout(*w->nats_, o.replicas, o.lease_s); !s) {
+    return std::unexpected(std::move(s.error()).With("setting up the cluster's streams"));
+  }
+  MEDSTREAM_TRY(leases, w->nats_->EnsureKeyValue({.bucket = cl::kLeaseBucket}));
+  MEDSTREAM_TRY(state, w->nats_->EnsureKeyValue({.bucket = cl::kStateBucket}));
+  MEDSTREAM_TRY(workers, w->nats_->EnsureKeyValue({.bucket = cl::kWorkerBucket}));
+  w->leases_ = std::move(leases);
+  w->state_ = std::move(state);
+  w->workers_ = std::move(workers);
+  Worker* raw = w.get();
+  MEDSTREAM_TRY(relay, ServeEdgeOverNats(*w->nats_, cl::EdgeSubject(o.name),
+                                         [raw](enclave::Call call, crypto::ByteView req) {
+                                           return raw->CallEnclave(call, req);
+                                         }));
+  w->relay_ = std::move(relay);
+  if (auto s = w->nats_->Flush(o.nats.timeout_s); !s) return std::unexpected(s.error());
+  // Registered only now that the relay answers: a gateway that sees the entry can attest.
+  MEDSTREAM_TRY(rev, w->workers_->Put(o.name, crypto::AsBytes(w->instance_)));
+  (void)rev;
+  w->last_renew_ = Clock::now();
+  return w;
+}
+
+Worker::~Worker() {
+  relay_.reset();  // no relay call after this
+}
+
+Result<crypto::Bytes> Worker::CallEnclave(enclave::Call call, crypto::ByteView request) {
+  std::lock_guard lock(enclave_mu_);
+  if (!enclave_) return Fail(Error::Code::kFailedPrecondition, "the enclave is gone");
+  return enclave_->Call(call, request);
+}
+
+int Worker::enclave_pid() const {
+  return enclave_ ? enclave_->pid() : -1;
+}
+
+bool Worker::provisioned() {
+  if (provisioned_) return true;
+  auto raw = CallEnclave(enclave::Call::kStats, {});
+  if (!raw) return false;
+  auto stats = enclave::EnclaveStats::Decode(*raw);
+  provisioned_ = stats && stats->keys > 0;
+  return provisioned_;
+}
+
+WorkerCounters Worker::counters() const {
+  std::lock_guard lock(counters_mu_);
+  return counters_;
+}
+
+Status Worker::Renew(Clock::time_point now) {
+  // "ready" once provisioned: the fair share counts only workers that can process.
+  const std::string entry = instance_ + (provisioned_ ? " ready" : "");
+  if (auto r = workers_->Put(options_.name, crypto::AsBytes(entry)); !r) {
+    // Tried again next round; meanwhile the entry may expire and others count one worker less
+    // (they take more partitions, never the ones we hold a lease on).
+    std::fprintf(stderr, "worker %s: registering: %s\n", options_.name.c_str(),
+                 r.error().message().c_str());
+  }
+  std::vector<uint32_t> lost;
+  for (auto& [id, p] : owned_) {
+    auto r = leases_->Update(cl::PartitionKey(id), crypto::AsBytes(options_.name), p.lease_rev);
+    if (r) {
+      p.lease_rev = *r;
+      p.renewed = now;
+    } else if (r.error().code() == Error::Code::kFailedPrecondition ||
+               r.error().code() == Error::Code::kNotFound ||
+               now - p.renewed >= std::chrono::duration<double>(options_.lease_s)) {
+      // Expired and taken, deleted, or not renewed for a whole lease (a node failing over, a
+      // partition of the network): not ours, or not surely ours any more.
+      lost.push_back(id);
+    }
+  }
+  for (uint32_t id : lost) {
+    std::fprintf(stderr, "worker %s: lost the lease of partition %u\n", options_.name.c_str(), id);
+    std::lock_guard lock(counters_mu_);
+    ++counters_.lost;
+    Drop(id, /*delete_lease=*/false);
+  }
+  last_renew_ = now;
+  return {};
+}
+
+Status Worker::Rebalance() {
+  MEDSTREAM_TRY(names, workers_->Keys());
+  uint32_t ready = 0;
+  for (const std::string& n : names) {
+    auto e = workers_->Get(n);
+    const std::string v = e ? std::string(e->value.begin(), e->value.end()) : "";
+    ready += v.ends_with(" ready") ? 1 : 0;
+  }
+  const uint32_t n = std::max<uint32_t>(1, ready);
+  uint32_t share = (options_.partitions + n - 1) / n;
+  if (options_.max_partitions > 0) share = std::min(share, options_.max_partitions);
+  // Hand back beyond the share (a worker joined): checkpoint first, so the next owner continues.
+  while (owned_.size() > share) {
+    auto it = std::prev(owned_.end());
+    if (auto s = Checkpoint(it->second); !s && !Transient(s.error())) {
+      Drop(it->first, false);
+      continue;
+    }
+    Drop(it->first, /*delete_lease=*/true);
+    std::lock_guard lock(counters_mu_);
+    ++counters_.released;
+  }
+  if (owned_.size() >= share) return {};
+  // Try free partitions from a point of our own, so that workers starting together spread out.
+  const uint32_t start =
+      static_cast<uint32_t>(std::hash<std::string>{}(options_.name) % options_.partitions);
+  for (uint32_t k = 0; k < options_.partitions && owned_.size() < share; ++k) {
+    const uint32_t id = (start + k) % options_.partitions;
+    if (owned_.count(id) > 0) continue;
+    auto rev = leases_->Create(cl::PartitionKey(id), crypto::AsBytes(options_.name));
+    if (!rev) {
+      if (rev.error().code() == Error::Code::kFailedPrecondition) continue;  // owned by another
+      return std::unexpected(rev.error());
+    }
+    Partition& p = owned_[id];
+    p.id = id;
+    p.lease_rev = *rev;
+    p.renewed = Clock::now();
+    if (auto s = TakeOver(id); !s) {
+      std::fprintf(stderr, "worker %s: could not take partition %u: %s\n", options_.name.c_str(),
+                   id, s.error().message().c_str());
+      Drop(id, /*delete_lease=*/true);
+      if (!Transient(s.error()) && s.error().code() != Error::Code::kFailedPrecondition) {
+        return s;
+      }
+      continue;
+    }
+    std::lock_guard lock(counters_mu_);
+    ++counters_.takeovers;
+  }
+  return {};
+}
+
+Status Worker::TakeOver(uint32_t id) {
+  Partition& p = owned_.at(id);
+  const std::string key = cl::PartitionKey(id);
+  const enclave::PartitionSelector sel{id, options_.partitions};
+  StateEntry entry;
+  uint64_t rev = 0;
+  auto got = state_->Get(key);
+  if (got) {
+    MEDSTREAM_TRY(e, StateEntry::Decode(got->value));
+    entry = std::move(e);
+    rev = got->revision;
+  } else if (got.error().code() != Error::Code::kNotFound) {
+    return std::unexpected(got.error());
+  }
+  // The enclave's streams of this partition become exactly the stored ones.
+  crypto::Bytes import = sel.Encode();
+  import.insert(import.end(), entry.portable.begin(), entry.portable.end());
+  if (auto r = CallEnclave(enclave::Call::kImportStreams, import); !r) {
+    return std::unexpected(std::move(r.error()).With("restoring partition " + std::to_string(id)));
+  }
+  // The previous owner's consumer goes (a paused owner that wakes reads nothing more from it).
+  if (!entry.consumer.empty()) (void)nats_->DeleteConsumer(cl::kBatchStream, entry.consumer);
+  // Fence: rewrite the entry with our consumer. A previous owner's later checkpoint, based on the
+  // revision it saw, now fails.
+  const std::string consumer = "p" + std::to_string(id) + "-" + options_.name + "-" + instance_ +
+                               "-" + std::to_string(rev + 1);
+  StateEntry fenced = entry;
+  fenced.consumer = consumer;
+  auto new_rev =
+      rev == 0 ? state_->Create(key, fenced.Encode()) : state_->Update(key, fenced.Encode(), rev);
+  if (!new_rev) return std::unexpected(new_rev.error());
+  MEDSTREAM_TRY(sub, nats_->PullSubscribe(cl::kBatchStream, consumer, cl::BatchSubject(id), 60,
+                                          entry.next_seq));
+  p.state_rev = *new_rev;
+  p.next_seq = entry.next_seq;
+  p.consumer_name = consumer;
+  p.consumer = std::move(sub);
+  p.since_checkpoint = 0;
+  p.last_checkpoint = Clock::now();
+  return {};
+}
+
+void Worker::Drop(uint32_t id, bool delete_lease) {
+  auto it = owned_.find(id);
+  if (it == owned_.end()) return;
+  it->second.consumer.reset();
+  if (!it->second.consumer_name.empty()) {
+    (void)nats_->DeleteConsumer(cl::kBatchStream, it->second.consumer_name);
+  }
+  if (delete_lease) (void)leases_->Delete(cl::PartitionKey(id));
+  owned_.erase(it);
+}
+
+Status Worker::Checkpoint(Partition& p) {
+  const enclave::PartitionSelector sel{p.id, options_.partitions};
+  MEDSTREAM_TRY(portable, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
+  StateEntry e{p.next_seq, p.consumer_name, std::move(portable)};
+  auto rev = state_->Update(cl::PartitionKey(p.id), e.Encode(), p.state_rev);
+  if (!rev) return std::unexpected(rev.error());
+  p.state_rev = *rev;
+  p.since_checkpoint = 0;
+  p.last_checkpoint = Clock::now();
+  std::lock_guard lock(counters_mu_);
+  ++counters_.checkpoints;
+  return {};
+}
+
+Status Worker::Quarantine(Partition& p, nats::Message& m, const Error& why) {
+  const std::string reason = std::string(CodeWords(why.code())) + ": " + why.message();
+  std::fprintf(stderr, "worker %s: partition %u: batch %llu quarantined: %s\n",
+               options_.name.c_str(), p.id, static_cast<unsigned long long>(m.stream_sequence()),
+               reason.c_str());
+  auto r = nats_->Publish(cl::QuarantineSubject(p.id), m.data(),
+                          "q-" + std::to_string(m.stream_sequence()), options_.publish_timeout_s,
+                          {{"Medstream-Reason", reason.substr(0, 1000)}});
+  if (!r) return std::unexpected(r.error());
+  std::lock_guard lock(counters_mu_);
+  ++counters_.quarantined;
+  return {};
+}
+
+Status Worker::ProcessSome(Partition& p) {
+  auto fetched = p.consumer->Fetch(options_.fetch_batch, 0.02);
+  if (!fetched) {
+    if (Transient(fetched.error())) return {};  // asked again next round
+    // The consumer is gone (deleted by a new owner that took the partition): not ours.
+    std::fprintf(stderr, "worker %s: partition %u: %s; dropping it\n", options_.name.c_str(), p.id,
+                 fetched.error().message().c_str());
+    Drop(p.id, /*delete_lease=*/false);
+    return {};
+  }
+  std::vector<nats::Message>& msgs = *fetched;
+  for (nats::Message& m : msgs) {
+    if (m.stream_sequence() < p.next_seq) {  // delivered again: done before
+      (void)m.Ack();
+      continue;
+    }
+    auto header = wire::Header::Decode(m.data());
+    auto result = header ? CallEnclave(enclave::Call::kProcessBatch, m.data())
+                         : Result<crypto::Bytes>(std::unexpected(header.error()));
+    if (result) {
+      const std::string subject = cl::ResultSubject(header->stream, header->seq);
+      const std::string id = wire::ResultFileName(header->stream, header->seq);
+      const auto until = Clock::now() + std::chrono::duration<double>(options_.publish_timeout_s);
+      auto ack = nats_->Publish(subject, *result, id, 5);
+      while (!ack && Transient(ack.error()) && Clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        ack = nats_->Publish(subject, *result, id, 5);
+      }
+      if (!ack) {
+        // The enclave moved on but the result is not stored: start the partition again from its
+        // checkpoint (the batch will be processed again, to the same bytes).
+        std::fprintf(stderr, "worker %s: partition %u: result not stored (%s); restarting it\n",
+                     options_.name.c_str(), p.id, ack.error().message().c_str());
+        Drop(p.id, /*delete_lease=*/true);
+        return {};
+      }
+      std::lock_guard lock(counters_mu_);
+      ++counters_.processed;
+      counters_.beats += header->payload_size / sizeof(hrv::Beat);
+    } else if (result.error().code() == Error::Code::kAlreadyExists) {
+      std::lock_guard lock(counters_mu_);
+      ++counters_.replays;
+    } else if (result.error().code() == Error::Code::kIo ||
+               result.error().code() == Error::Code::kDeadlineExceeded ||
+               result.error().code() == Error::Code::kInternal) {
+      // The enclave died or hung: fail-stop (others continue from the last checkpoint).
+      return std::unexpected(std::move(result.error()).With("the enclave failed"));
+    } else {
+      if (auto s = Quarantine(p, m, result.error()); !s) {
+        Drop(p.id, true);
+        return {};
+      }
+    }
+    p.next_seq = m.stream_sequence() + 1;
+    ++p.since_checkpoint;
+    (void)m.Ack();
+  }
+  return {};
+}
+
+Status Worker::Step() {
+  const auto now = Clock::now();
+  const auto third = std::chrono::duration<double>(options_.lease_s / 3);
+  if (now - last_renew_ >= third) {
+    if (auto s = Renew(now); !s) return s;
+  }
+  if (!provisioned_) {
+    if (!provisioned()) return {};
+    if (auto s = Renew(now); !s) return s;  // say "ready" at once
+  }
+  if (now - last_rebalance_ >= third) {
+    // The cluster unreachable for a while (a node failing over) is not fatal: the leases say
+    // what is ours, and the next round tries again.
+    if (auto s = Rebalance(); !s) {
+      if (!Transient(s.error())) return s;
+      std::fprintf(stderr, "worker %s: %s (will retry)\n", options_.name.c_str(),
+                   s.error().message().c_str());
+    }
+    last_rebalance_ = now;
+  }
+  std::vector<uint32_t> ids;
+  for (const auto& [id, p] : owned_) ids.push_back(id);
+  for (uint32_t id : ids) {
+    auto it = owned_.find(id);
+    if (it == owned_.end()) continue;
+    Partition& p = it->second;
+    if (auto s = ProcessSome(p); !s) return s;
+    it = owned_.find(id);
+    if (it == owned_.end()) continue;
+    const bool due = p.since_checkpoint >= options_.checkpoint_every ||
+                     (p.since_checkpoint > 0 &&
+                      Clock::now() - p.last_checkpoint >=
+                          std::chrono::duration<double>(options_.checkpoint_interval_s));
+    if (due) {
+      if (auto s = Checkpoint(p); !s) {
+        if (s.error().code() == Error::Code::kFailedPrecondition) {
+          std::fprintf(stderr, "worker %s: partition %u was taken over (fenced)\n",
+                       options_.name.c_str(), id);
+          std::lock_guard lock(counters_mu_);
+          ++counters_.lost;
+        }
+        if (!Transient(s.error())) Drop(id, false);
+      }
+    }
+  }
+  std::lock_guard lock(counters_mu_);
+  counters_.owned.clear();
+  for (const auto& [id, p] : owned_) counters_.owned.push_back(id);
+  return {};
+}
+
+Status Worker::Run(const std::atomic<bool>& stop) {
+  while (!stop) {
+    if (auto s = Step(); !s) return s;
+    if (owned_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Release();
+}
+
+Status Worker::Release() {
+  Status first;
+  std::vector<uint32_t> ids;
+  for (const auto& [id, p] : owned_) ids.push_back(id);
+  for (uint32_t id : ids) {
+    auto s = Checkpoint(owned_.at(id));
+    if (!s && first) first = s;
+    Drop(id, /*delete_lease=*/static_cast<bool>(s));
+    std::lock_guard lock(counters_mu_);
+    ++counters_.released;
+  }
+  (void)workers_->Delete(options_.name);
+  std::lock_guard lock(counters_mu_);
+  counters_.owned.clear();
+  return first;
+}
+
+}  // namespace medstream::host

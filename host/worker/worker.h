@@ -1,0 +1,130 @@
+// worker: the cluster counterpart of host/server (docs/scale-out.md). A worker runs its own
+// enclave, registers with the cluster, waits until a gateway attested and provisioned that enclave
+// (over NATS request/reply, edge_relay.h), then owns a fair share of the partitions: for each, a
+// lease, the partition's portable state restored into its enclave, and a pull consumer of the
+// partition's sealed batches from where that state ends. Results are published to the results
+// stream; the partition's state is checkpointed back, sealed under the data owner's key.
+//
+// Guarantees (the ciphertext-only cluster is untrusted like the server):
+//  * One owner at a time: leases are compare-and-set entries that expire unless renewed
+//    (lease_s); a dead worker's partitions are free after at most lease_s, and live workers take
+//    them within a step after.
+//  * Fencing: a new owner first rewrites the partition's state entry (a compare-and-set), and
+//    every checkpoint is a compare-and-set on the revision its writer last saw, so a worker that
+//    lost its lease (paused, cut off) can never write state over the new owner's; each takeover
+//    reads through a consumer of its own, and deletes the previous owner's.
+//  * Exactly once, byte-identical: a partition's state says which batch comes next; a new owner
+//    restores it and reads from there. Batches processed after the last checkpoint are processed
+//    again from the same state, which gives the same sealed result bytes (results are
+//    deterministic), published under the same message id, so the results stream keeps one.
+//  * A batch the enclave refuses (damaged, forged, replayed under another key) goes to the
+//    quarantine stream with its reason and never stops the partition. If the enclave dies, the
+//    worker stops (fail-stop): its leases expire and others continue from the last checkpoint.
+//
+// Thread-safety: Step/Run/Release from one thread; the edge relay's handler runs on NATS's thread
+// and shares the enclave under a mutex.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "adapters/nats/nats.h"
+#include "host/server/transport.h"
+
+namespace medstream::host {
+
+struct WorkerOptions {
+  std::string name;  // unique in the cluster (wire::cluster::ValidWorkerName)
+  nats::ConnectOptions nats;
+  EnclaveLaunch enclave;  // its own enclave: "process" (default) or "inproc"
+  uint32_t partitions = 16;
+  int replicas = 3;  // of the streams and buckets, if this worker is the first to create them
+  // A lease (and the worker's registration) not renewed for this long expires; renewed every
+  // lease_s / 3.
+  double lease_s = 6;
+  int checkpoint_every = 20;         // batches of a partition between its checkpoints
+  double checkpoint_interval_s = 2;  // and at least this often while batches come
+  int fetch_batch = 16;              // batches fetched at a time per partition
+  double publish_timeout_s = 10;     // a result publish retried this long (a node failing over)
+  // At most this many partitions (0: a fair share, ceil(partitions / live workers)).
+  uint32_t max_partitions = 0;
+};
+
+struct WorkerCounters {
+  uint64_t processed = 0;    // batches analysed, results published
+  uint64_t replays = 0;      // batches the restored state already covered (skipped)
+  uint64_t quarantined = 0;  // refused by the enclave: in the quarantine stream
+  uint64_t takeovers = 0;    // partitions acquired
+  uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
+  uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
+  uint64_t checkpoints = 0;
+  uint64_t beats = 0;           // beats in processed batches (from the enclave's counters)
+  std::vector<uint32_t> owned;  // partitions owned now
+};
+
+class Worker {
+ public:
+  static Result<std::unique_ptr<Worker>> Start(const WorkerOptions& options);
+  ~Worker();
+
+  // One round: renew the registration and leases, take or hand back partitions, process what
+  // the owned partitions have, checkpoint where due. An error is fatal (the enclave died, the
+  // cluster unreachable past the leases): stop the worker.
+  Status Step();
+  // Steps until `stop`, then Release().
+  Status Run(const std::atomic<bool>& stop);
+  // Checkpoints every owned partition and hands its lease back (others take over at once).
+  Status Release();
+
+  bool provisioned();  // a gateway provisioned this worker's enclave
+  WorkerCounters counters() const;
+  int enclave_pid() const;
+  const std::string& instance() const { return instance_; }
+
+ private:
+  explicit Worker(WorkerOptions o) : options_(std::move(o)) {}
+  struct Partition {
+    uint32_t id = 0;
+    uint64_t lease_rev = 0, state_rev = 0;
+    uint64_t next_seq = 1;  // the next stream sequence of MEDSTREAM_BATCHES to read
+    std::string consumer_name;
+    std::unique_ptr<nats::PullConsumer> consumer;
+    int since_checkpoint = 0;
+    std::chrono::steady_clock::time_point last_checkpoint;
+    std::chrono::steady_clock::time_point renewed;  // the lease's last successful renewal
+  };
+  using Clock = std::chrono::steady_clock;
+  Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
+  Status Renew(Clock::time_point now);
+  Status Rebalance();
+  Status TakeOver(uint32_t p);
+  Status ProcessSome(Partition& p);
+  // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
+  Status Checkpoint(Partition& p);
+  void Drop(uint32_t p, bool delete_lease);
+  Status Quarantine(Partition& p, nats::Message& m, const Error& why);
+
+  WorkerOptions options_;
+  std::string instance_;
+  std::unique_ptr<nats::Connection> nats_;
+  std::unique_ptr<nats::KeyValue> leases_, state_, workers_;
+  std::unique_ptr<nats::Connection::Service> relay_;
+  std::mutex enclave_mu_;
+  std::unique_ptr<EnclaveTransport> enclave_;
+  bool provisioned_ = false;
+  std::map<uint32_t, Partition> owned_;
+  Clock::time_point last_renew_{}, last_rebalance_{};
+  mutable std::mutex counters_mu_;
+  WorkerCounters counters_;
+};
+
+// Creates the streams and buckets of the cluster's layout (idempotent): gateways and workers
+// both call it at start. `replicas`: 3 on a 3-node cluster; 1 on a single node.
+Status EnsureClusterLayout(nats::Connection& connection, int replicas, double lease_s);
+
+}  // namespace medstream::host

@@ -1,0 +1,324 @@
+// Scale-out end to end on a real 3-node NATS JetStream cluster (host/cluster, nats-server from
+// Debian): a gateway publishing sealed batches through its cluster link, workers with their own
+// enclave processes attested and provisioned over NATS, partitions shared by leases. The results
+// must be byte-identical to one server's (which the other tests hold equal to the offline
+// analysis), with nothing lost or doubled: with two workers, after a worker dies mid-stream,
+// after a NATS node dies mid-stream, and with a worker the policy refuses.
+#include "host/worker/worker.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "common/attest/identity.h"
+#include "common/attest/sim_platform.h"
+#include "common/base/file.h"
+#include "host/cluster/cluster.h"
+#include "host/inproc/inproc.h"
+#include "host/server/server.h"
+#include "owner/gateway/cluster_link.h"
+#include "owner/gateway/gateway.h"
+#include "owner/sensor/sensor.h"
+#include "tests/wait.h"
+
+namespace medstream::host {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Feed : public gateway::MessageSource {
+ public:
+  Status Start(Handler handler) override {
+    handler_ = std::move(handler);
+    return {};
+  }
+  Status AskStatuses() override { return {}; }
+  void Send(const std::string& topic, const std::vector<uint8_t>& payload) {
+    handler_({topic, payload, false});
+  }
+
+ private:
+  Handler handler_;
+};
+
+// `n` beats of user `u` in messages of 10, with their sequence numbers.
+std::vector<std::vector<uint8_t>> Messages(int u, size_t n) {
+  sensor::Generator gen(3, u, 1.7e9);
+  std::vector<hrv::Beat> beats;
+  while (beats.size() < n) {
+    const hrv::Beat b = gen.Next();
+    if (!gen.dropped()) beats.push_back(b);
+  }
+  std::vector<std::vector<uint8_t>> out;
+  sensor::Sequence seq{static_cast<uint64_t>(100 + u), 0, 0};
+  for (size_t i = 0; i < n; i += 10) {
+    const auto chunk = std::span(beats).subspan(i, std::min<size_t>(10, n - i));
+    out.push_back(sensor::EncodePayload(seq, chunk));
+    ++seq.seq;
+    seq.first_beat += chunk.size();
+  }
+  return out;
+}
+
+std::string Slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+constexpr int kUsers = 6;
+constexpr size_t kBeats = 1500;
+
+// A worker in a thread of this process (its enclave is a process of its own).
+struct RunningWorker {
+  std::unique_ptr<Worker> worker;
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  Status status;
+  void Launch() {
+    // Step by step (Run would release the partitions at the end: a crash does not).
+    thread = std::thread([this] {
+      while (!stop) {
+        status = worker->Step();
+        if (!status) {
+          std::fprintf(stderr, "worker stopped: %s\n", status.error().message().c_str());
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    });
+  }
+  // A crash: no release, no last checkpoint; the enclave process dies with it.
+  void Crash() {
+    stop = true;
+    thread.join();
+  }
+  ~RunningWorker() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("wk-" + std::to_string(getpid()))).string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
+    ASSERT_TRUE(cluster::Init({.dir = dir_ + "/cluster", .now = time(nullptr)}));
+    auto c = cluster::LocalCluster::Start(dir_ + "/cluster");
+    ASSERT_TRUE(c) << c.error().message();
+    cluster_ = std::move(*c);
+    options_.state_dir = dir_ + "/gateway";
+    options_.results_dir = dir_ + "/results";
+    options_.site = "t";
+    options_.batch_beats = 100;
+    options_.batch_seconds = 3600;  // cut by size or by CutAll
+    options_.config.jobs = {hrv::JobKind::kSdnn, hrv::JobKind::kHrvBands};
+    options_.root_ca = attest::SimPlatform::RootPath(dir_ + "/platform");
+    options_.policy.mr_enclave = {attest::LoadIdentity(MEDSTREAM_ENCLAVE_BINARY)->mr_enclave};
+    options_.policy.allow_simulated = true;
+  }
+  void TearDown() override {
+    workers_.clear();
+    cluster_.reset();
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+  WorkerOptions WorkerOpts(const std::string& name) {
+    WorkerOptions w;
+    w.name = name;
+    w.nats = *cluster::ClientOptions(dir_ + "/cluster", cluster::kWorkerRole);
+    w.enclave = {.backend = "process",
+                 .platform_dir = dir_ + "/platform",
+                 .enclave_path = MEDSTREAM_ENCLAVE_BINARY};
+    w.partitions = 4;
+    w.lease_s = 3;
+    w.checkpoint_every = 3;
+    return w;
+  }
+  RunningWorker& AddWorker(const WorkerOptions& o) {
+    auto w = Worker::Start(o);
+    EXPECT_TRUE(w) << w.error().message();
+    workers_.push_back(std::make_unique<RunningWorker>());
+    workers_.back()->worker = std::move(*w);
+    workers_.back()->Launch();
+    return *workers_.back();
+  }
+  std::unique_ptr<gateway::Gateway> StartGateway(Feed** feed) {
+    gateway::ClusterLinkOptions lo;
+    lo.nats = *cluster::ClientOptions(dir_ + "/cluster", cluster::kGatewayRole);
+    lo.partitions = 4;
+    lo.lease_s = 3;
+    auto link = gateway::ClusterLink(lo);
+    EXPECT_TRUE(link) << link.error().message();
+    if (!link) return nullptr;
+    auto f = std::make_unique<Feed>();
+    *feed = f.get();
+    auto g = gateway::Gateway::Start(options_, std::move(f), std::move(*link));
+    EXPECT_TRUE(g) << g.error().message();
+    return g ? std::move(*g) : nullptr;
+  }
+  // Sends every user's messages, a third at a time, calling `between` after each third.
+  void Send(Feed& feed, gateway::Gateway& g, const std::function<void(int)>& between) {
+    std::vector<std::vector<std::vector<uint8_t>>> all;
+    for (int u = 1; u <= kUsers; ++u) all.push_back(Messages(u, kBeats));
+    const size_t n = all[0].size();
+    for (int third = 0; third < 3; ++third) {
+      for (size_t i = third * n / 3; i < (third + 1) * n / 3; ++i) {
+        for (int u = 1; u <= kUsers; ++u) {
+          feed.Send(sensor::Topic("t", "user-" + std::to_string(u)), all[u - 1][i]);
+        }
+      }
+      ASSERT_TRUE(g.Tick());
+      between(third);
+    }
+  }
+  void Drain(gateway::Gateway& g) {
+    ASSERT_TRUE(g.CutAll());
+    const bool done = testing::WaitFor(
+        [&] {
+          auto s = g.Tick();
+          EXPECT_TRUE(s) << s.error().message();
+          return g.outstanding() == 0;
+        },
+        90);
+    ASSERT_TRUE(done) << g.outstanding() << " batches without a result";
+  }
+  // The reference: the same beats through one server (inproc) in this process.
+  void Reference(const std::string& out) {
+    ASSERT_TRUE(host::SignThisExecutableForInproc());
+    host::ServerOptions so;
+    so.dir = dir_ + "/ref-server";
+    so.mode = "inproc";
+    so.inproc = host::LaunchInproc;
+    so.platform_dir = dir_ + "/ref-platform";
+    ASSERT_TRUE(attest::InitPlatform({.dir = so.platform_dir, .now = time(nullptr)}));
+    auto server = host::Server::Start(so);
+    ASSERT_TRUE(server) << server.error().message();
+    gateway::Options o = options_;
+    o.state_dir = dir_ + "/ref-gateway";
+    o.results_dir = out;
+    o.server_dir = so.dir;
+    o.root_ca = attest::SimPlatform::RootPath(so.platform_dir);
+    o.policy.mr_enclave = {attest::LoadIdentity(SelfPath().value())->mr_enclave};
+    auto f = std::make_unique<Feed>();
+    Feed* feed = f.get();
+    auto g = gateway::Gateway::Start(o, std::move(f));
+    ASSERT_TRUE(g) << g.error().message();
+    Send(*feed, **g, [](int) {});
+    ASSERT_TRUE((*g)->CutAll());
+    for (int i = 0; i < 50 && (*g)->outstanding() > 0; ++i) {
+      ASSERT_TRUE((*g)->Tick());
+      ASSERT_TRUE((*server)->ProcessInbox());
+      ASSERT_TRUE((*g)->Tick());
+    }
+    ASSERT_EQ((*g)->outstanding(), 0u);
+  }
+  void ExpectResultsEqualReference(const gateway::Stats& s) {
+    EXPECT_EQ(s.beats_in, kUsers * kBeats);
+    EXPECT_EQ(s.beats_processed, kUsers * kBeats);
+    EXPECT_EQ(s.lost_beats, 0u);
+    EXPECT_EQ(s.results, s.batches_sealed);
+    const std::string ref = dir_ + "/ref-results";
+    Reference(ref);
+    for (int u = 1; u <= kUsers; ++u) {
+      for (const char* f : {".jsonl", ".sdnn.csv", ".hrv-bands.csv"}) {
+        const std::string name = "user-" + std::to_string(u) + f;
+        const std::string want = Slurp(fs::path(ref) / name);
+        ASSERT_FALSE(want.empty()) << name;
+        EXPECT_EQ(Slurp(fs::path(options_.results_dir) / name), want) << name;
+      }
+    }
+  }
+  uint64_t Processed() {
+    uint64_t n = 0;
+    for (auto& w : workers_) n += w->worker->counters().processed;
+    return n;
+  }
+
+  std::string dir_;
+  gateway::Options options_;
+  std::unique_ptr<cluster::LocalCluster> cluster_;
+  std::vector<std::unique_ptr<RunningWorker>> workers_;
+};
+
+TEST_F(WorkerTest, TwoWorkersShareThePartitionsAndResultsEqualOneServer) {
+  RunningWorker& a = AddWorker(WorkerOpts("wa"));
+  RunningWorker& b = AddWorker(WorkerOpts("wb"));
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 2; }, 30));
+  // Each takes its fair share of the 4 partitions.
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        return a.worker->counters().owned.size() == 2 && b.worker->counters().owned.size() == 2;
+      },
+      30));
+  Send(*feed, *g, [](int) {});
+  Drain(*g);
+  const gateway::Stats s = g->stats();
+  EXPECT_EQ(Processed(), s.batches_sealed);
+  ExpectResultsEqualReference(s);
+}
+
+TEST_F(WorkerTest, AWorkerAndANatsNodeDieMidStreamAndNothingIsLostOrDoubled) {
+  RunningWorker& a = AddWorker(WorkerOpts("wa"));
+  AddWorker(WorkerOpts("wb"));
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 2; }, 30));
+  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().owned.size() == 2; }, 30));
+  Send(*feed, *g, [&](int third) {
+    if (third == 0) {
+      // Worker a has processed part of its partitions, beyond its last checkpoint maybe.
+      ASSERT_TRUE(
+          testing::WaitFor([&] { return g->Tick() && a.worker->counters().processed > 0; }, 30));
+      a.Crash();
+      a.worker.reset();  // its enclave process dies; its leases expire
+    }
+    if (third == 1) {
+      ASSERT_TRUE(cluster_->Kill(1, SIGKILL));
+    }
+  });
+  Drain(*g);
+  ASSERT_TRUE(cluster_->Restart(1));
+  EXPECT_TRUE(
+      testing::WaitFor([&] { return workers_[1]->worker->counters().owned.size() == 4u; }, 30))
+      << "the survivor takes every partition";
+  EXPECT_GE(workers_[1]->worker->counters().takeovers, 4u);
+  ExpectResultsEqualReference(g->stats());
+}
+
+TEST_F(WorkerTest, AWorkerThePolicyRefusesGetsNoKeyAndNoPartition) {
+  // An enclave the policy does not name: the inproc build of this test (another measurement).
+  ASSERT_TRUE(host::SignThisExecutableForInproc());
+  WorkerOptions rogue = WorkerOpts("rogue");
+  rogue.enclave.backend = "inproc";
+  rogue.enclave.inproc = host::LaunchInproc;
+  RunningWorker& r = AddWorker(rogue);
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_refused == 1; }, 30));
+  AddWorker(WorkerOpts("good"));
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 1; }, 30));
+  Send(*feed, *g, [](int) {});
+  Drain(*g);
+  EXPECT_FALSE(r.worker->provisioned());
+  EXPECT_EQ(r.worker->counters().processed, 0u);
+  EXPECT_TRUE(r.worker->counters().owned.empty());
+  ExpectResultsEqualReference(g->stats());
+}
+
+}  // namespace
+}  // namespace medstream::host

@@ -1,0 +1,26 @@
+// cluster_link: the gateway's link to a NATS JetStream cluster of workers (docs/scale-out.md),
+// instead of one server's inbox. A sealed batch is published on its partition's subject
+// (wire::PartitionOf of its stream id) with its file name as Nats-Msg-Id and counts as uploaded
+// once the replicated stream acknowledged it (the spool keeps it until then; a re-send is stored
+// once). Results are read from the results stream by subject. Workers are found in the workers
+// bucket; each new enclave instance is attested and provisioned through NATS request/reply.
+// Thread-safety: as ServerLink (the gateway calls it under its lock).
+#pragma once
+
+#include <memory>
+
+#include "adapters/nats/nats.h"
+#include "owner/gateway/gateway.h"
+
+namespace medstream::gateway {
+
+struct ClusterLinkOptions {
+  nats::ConnectOptions nats;
+  uint32_t partitions = 16;
+  int replicas = 3;    // of the streams and buckets it creates if absent
+  double lease_s = 6;  // the lease and registration buckets' expiry, if it creates them
+};
+
+Result<std::unique_ptr<ServerLink>> ClusterLink(const ClusterLinkOptions& options);
+
+}  // namespace medstream::gateway
