@@ -36,5 +36,6 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code);
 void RegisterExportCommand(CLI::App& app, int* exit_code);
 void RegisterReportCommand(CLI::App& app, int* exit_code);
 void RegisterDashboardCommand(CLI::App& app, int* exit_code);
+void RegisterClusterCommands(CLI::App& app, int* exit_code);
 
 }  // namespace medstream::cli

@@ -69,6 +69,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     std::string jobs = "hrv-full";
     std::string http = "127.0.0.1:0";
     bool sftp = false;
+    bool cluster = false;
+    int workers = 2;
     double rate = 0;
   };
   auto a = std::make_shared<Args>();
@@ -101,9 +103,18 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
                   "The dashboard's loopback HOST:PORT while the demo runs (port 0: a free one; "
                   "\"\" for none); medstream dashboard RESULTS serves it afterwards")
       ->capture_default_str();
-  cmd->add_flag("--sftp", a->sftp,
-                "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
-                "key auth, pinned host key) on a loopback port; needs root");
+  auto* cluster = cmd->add_flag(
+      "--cluster", a->cluster,
+      "Scale out instead of one server: a 3-node NATS JetStream cluster (TLS, passwords) on "
+      "loopback ports and --workers workers, each enclave attested (docs/scale-out.md)");
+  cmd->add_option("--workers", a->workers, "With --cluster: workers")
+      ->check(CLI::Range(1, 16))
+      ->capture_default_str();
+  auto* sftp = cmd->add_flag(
+      "--sftp", a->sftp,
+      "Upload over SFTP: OpenSSH sshd (internal-sftp, chrooted to the server directory, "
+      "key auth, pinned host key) on a loopback port; needs root");
+  sftp->excludes(cluster);
   cmd->callback([a, exit_code] {
     auto fail = [&](const auto& e) { *exit_code = ExitWithError("demo", e); };
     namespace fs = std::filesystem;
@@ -116,6 +127,8 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
     // OpenSSH's chroot must be root-owned all the way up, so never under /tmp.
     if (a->sftp) o.server_dir = "/var/lib/medstream/demo-" + std::to_string(getpid()) + "/server";
     o.users = a->users;
+    o.cluster = a->cluster;
+    o.workers = a->workers;
     o.duration_s = a->duration_s;
     o.speed = a->speed;
     o.rate = a->rate;
@@ -196,14 +209,27 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         {"server_batch_ms_p99", s.server_batch_ms.p99},
         {"results_dir", s.results_dir},
     };
+    if (o.cluster) {
+      nlohmann::ordered_json workers = nlohmann::ordered_json::array();
+      for (const pipeline::Summary::WorkerSummary& w : s.workers) {
+        workers.push_back({{"name", w.name},
+                           {"batches_processed", w.batches},
+                           {"beats_processed", w.beats},
+                           {"replays", w.replays},
+                           {"quarantined", w.quarantined},
+                           {"takeovers", w.takeovers},
+                           {"checkpoints", w.checkpoints}});
+      }
+      j["cluster_nodes"] = s.cluster_nodes;
+      j["workers"] = std::move(workers);
+    }
     std::printf(
         "\nsummary\n  users %d   beats published %llu (%.0f/s), received %llu, processed in the "
         "enclave %llu\n"
         "  batches %llu   results %llu   windows %llu   malformed messages %llu\n"
         "  lost: %llu beats, %llu batches   duplicates: %llu   (gateway's sequence check: %llu "
         "beats in %llu messages never arrived)\n"
-        "  beat-to-result latency: p50 %.2f s, p99 %.2f s (batch interval %.1f s)\n"
-        "  server time per batch: mean %.1f ms, p99 %.1f ms\n",
+        "  beat-to-result latency: p50 %.2f s, p99 %.2f s (batch interval %.1f s)\n",
         s.users, static_cast<unsigned long long>(s.beats_published), s.rate(),
         static_cast<unsigned long long>(s.beats_received),
         static_cast<unsigned long long>(s.beats_processed),
@@ -214,13 +240,30 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
         static_cast<unsigned long long>(s.duplicates),
         static_cast<unsigned long long>(s.lost_beats_detected),
         static_cast<unsigned long long>(s.lost_messages_detected), s.latency_s.p50, s.latency_s.p99,
-        s.batch_interval_s, s.server_batch_ms.mean, s.server_batch_ms.p99);
+        s.batch_interval_s);
+    if (s.workers.empty()) {
+      std::printf("  server time per batch: mean %.1f ms, p99 %.1f ms\n", s.server_batch_ms.mean,
+                  s.server_batch_ms.p99);
+    } else {
+      std::printf("  cluster: %d NATS nodes, %zu workers\n", s.cluster_nodes, s.workers.size());
+    }
+    for (const pipeline::Summary::WorkerSummary& w : s.workers) {
+      std::printf(
+          "  %s: batches %llu, beats %llu, takeovers %llu, checkpoints %llu, replays %llu, "
+          "quarantined %llu\n",
+          w.name.c_str(), static_cast<unsigned long long>(w.batches),
+          static_cast<unsigned long long>(w.beats), static_cast<unsigned long long>(w.takeovers),
+          static_cast<unsigned long long>(w.checkpoints),
+          static_cast<unsigned long long>(w.replays),
+          static_cast<unsigned long long>(w.quarantined));
+    }
     std::printf("%s", FormatLatestTable(s.users_latest).c_str());
     if (!a->keep.empty()) {
       std::printf(
           "  kept in %s: sensors/ (raw beats sent), results/ (decrypted per user: CSV and\n"
-          "  JSON lines), gateway/, platform/; the server's files (ciphertext) in %s\n",
-          o.work.c_str(), s.server_dir.c_str());
+          "  JSON lines), gateway/, platform/; the %s (ciphertext) in %s\n",
+          o.work.c_str(), o.cluster ? "cluster's stores" : "server's files",
+          o.cluster ? (o.work + "/cluster/nodes/*/store").c_str() : s.server_dir.c_str());
     } else {
       std::printf(
           "  results (decrypted, per user: <user>.jsonl and <user>.<job>.csv, beats) kept in %s\n"

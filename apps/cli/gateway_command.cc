@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 #include "apps/cli/commands.h"
+#include "host/cluster/cluster.h"
+#include "owner/gateway/cluster_link.h"
 #include "owner/gateway/gateway.h"
 
 namespace medstream::cli {
@@ -26,7 +28,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   struct Args {
     gateway::Options o;
     std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
-    std::string credentials, stats_json;
+    std::string credentials, stats_json, cluster;
+    uint32_t partitions = 16;
     HttpArgs http;
   };
   auto a = std::make_shared<Args>();
@@ -38,9 +41,18 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--results", a->o.results_dir, "Where per-user CSV and JSON lines go")
       ->required();
-  cmd->add_option("--server-dir", a->o.server_dir,
-                  "The server directory (local, or its path on the SFTP host: the relay socket)")
-      ->required();
+  auto* server_dir = cmd->add_option(
+      "--server-dir", a->o.server_dir,
+      "The server directory (local, or its path on the SFTP host: the relay socket)");
+  auto* cluster = cmd->add_option(
+      "--cluster", a->cluster,
+      "Publish to a NATS JetStream cluster's workers instead (a `medstream cluster init` "
+      "folder: its CA and the gateway's password; docs/scale-out.md)");
+  server_dir->excludes(cluster);
+  cmd->add_option("--partitions", a->partitions,
+                  "With --cluster: partitions of the batch stream (the workers' --partitions)")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
   cmd->add_option("--sftp", a->sftp, "Upload over SFTP to HOST:PORT instead of a local directory");
   cmd->add_option("--ssh-key", a->ssh_key, "SSH private key for --sftp");
   cmd->add_option("--host-key", a->host_key, "The SFTP server's public host key, pinned");
@@ -117,13 +129,31 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     auto policy = attest::LoadPolicy(a->policy);
     if (!policy) return fail(policy.error());
     a->o.policy = *policy;
-    auto gw = gateway::Gateway::Start(a->o);
+    if (a->o.server_dir.empty() && a->cluster.empty()) {
+      return fail("give --server-dir (one server) or --cluster (a NATS JetStream cluster)");
+    }
+    std::unique_ptr<gateway::ServerLink> link;
+    if (!a->cluster.empty()) {
+      auto nats = cluster::ClientOptions(a->cluster, cluster::kGatewayRole);
+      if (!nats) return fail(nats.error());
+      auto l = gateway::ClusterLink({.nats = *nats, .partitions = a->partitions});
+      if (!l) return fail(l.error());
+      link = std::move(*l);
+    }
+    auto gw = gateway::Gateway::Start(a->o, nullptr, std::move(link));
     if (!gw) return fail(gw.error());
-    std::printf(
-        "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
-        "medstream/%s/+/rr (TLS)\n",
-        crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
-        (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
+    if (a->cluster.empty()) {
+      std::printf(
+          "medstream gateway: enclave attested (mrenclave %s%s), subscribed to "
+          "medstream/%s/+/rr (TLS)\n",
+          crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16).c_str(),
+          (*gw)->claims().simulated ? ", SIMULATED TEE" : "", a->o.site.c_str());
+    } else {
+      std::printf(
+          "medstream gateway: publishing to the cluster in %s (%u partitions); every worker is "
+          "attested before it gets a key; subscribed to medstream/%s/+/rr (TLS)\n",
+          a->cluster.c_str(), a->partitions, a->o.site.c_str());
+    }
     if (const auto st = (*gw)->stats(); st.beats_recovered > 0) {
       std::printf(
           "medstream gateway: %llu beats of open batches recovered from the write-ahead log\n",
@@ -173,6 +203,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
                                        {"lost_messages", s.lost_messages},
+                                       {"workers_attested", s.workers_attested},
+                                       {"workers_refused", s.workers_refused},
                                        {"lost_beats", s.lost_beats},
                                        {"recovered_beats", s.recovered_beats},
                                        {"old_format_messages", s.old_format_messages},

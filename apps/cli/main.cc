@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterExportCommand(app, &exit_code);
   medstream::cli::RegisterReportCommand(app, &exit_code);
   medstream::cli::RegisterDashboardCommand(app, &exit_code);
+  medstream::cli::RegisterClusterCommands(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -13,13 +14,17 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "adapters/nats/nats.h"
 #include "adapters/proc/proc.h"
 #include "adapters/sftp/sshd.h"
 #include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
+#include "common/wire/cluster.h"
+#include "host/cluster/cluster.h"
 #include "host/server/transport.h"
 #include "owner/broker/broker.h"
+#include "owner/gateway/cluster_link.h"
 #include "owner/gateway/gateway.h"
 
 namespace medstream::pipeline {
@@ -34,9 +39,11 @@ constexpr auto kDrainPatience = std::chrono::seconds(30);
 // The processes Run starts, stopped in reverse order whatever happens.
 struct Processes {
   pid_t broker = -1, server = -1, sensors = -1;
+  std::vector<pid_t> workers;
   ~Processes() {
     proc::Stop(sensors);
     proc::Stop(server, 30000);  // its last checkpoint can take a moment on a big run
+    for (pid_t w : workers) proc::Stop(w, 30000);
     proc::Stop(broker);
   }
 };
@@ -104,15 +111,41 @@ Result<Summary> Run(const Options& o) {
       fmt::format("broker     mosquitto on 127.0.0.1:{}, TLS only, {} device certificates + the "
                   "gateway's, ACL",
                   port, o.users));
-  // 2. The untrusted server with its enclave.
+  // 2. The untrusted side: one server with its enclave, or a NATS cluster and its workers.
   const std::string server_stats = o.work + "/server-stats.json";
-  p.server = proc::Spawn({o.self, "server", "--dir", server_dir, "--mode", o.mode, "--platform",
-                          platform, "--stats-json", server_stats},
-                         o.work + "/server.log");
-  for (int i = 0; i < 500 && !FileExists(server_dir + "/enclave.sock"); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const std::string cluster_dir = o.work + "/cluster";
+  std::unique_ptr<cluster::LocalCluster> nats_cluster;
+  std::unique_ptr<gateway::ServerLink> link;
+  if (o.cluster) {
+    fs::remove_all(cluster_dir);
+    if (auto s = cluster::Init({.dir = cluster_dir, .now = time(nullptr)}); !s) {
+      return std::unexpected(std::move(s.error()).With("setting up the NATS cluster"));
+    }
+    MEDSTREAM_TRY(c, cluster::LocalCluster::Start(cluster_dir));
+    nats_cluster = std::move(c);
+    say(
+        fmt::format("cluster    {} nats-server nodes (JetStream, TLS on client and route hops, "
+                    "passwords), ports {}",
+                    nats_cluster->info().nodes.size(), fmt::join(nats_cluster->info().urls, " ")));
+    for (int w = 1; w <= o.workers; ++w) {
+      const std::string name = "worker-" + std::to_string(w);
+      p.workers.push_back(
+          proc::Spawn({o.self, "worker", "--cluster", cluster_dir, "--name", name, "--mode", o.mode,
+                       "--platform", platform, "--stats-json", o.work + "/" + name + ".json"},
+                      o.work + "/" + name + ".log"));
+    }
+    MEDSTREAM_TRY(nats, cluster::ClientOptions(cluster_dir, cluster::kGatewayRole));
+    MEDSTREAM_TRY(l, gateway::ClusterLink({.nats = nats}));
+    link = std::move(l);
+  } else {
+    p.server = proc::Spawn({o.self, "server", "--dir", server_dir, "--mode", o.mode, "--platform",
+                            platform, "--stats-json", server_stats},
+                           o.work + "/server.log");
+    for (int i = 0; i < 500 && !FileExists(server_dir + "/enclave.sock"); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // 3. The gateway: attests the enclave against this build's identity before any key leaves.
   // The code to trust: medstream-enclave in process mode, this executable in inproc mode.
   MEDSTREAM_TRY(policy, client::PolicyForThisBuild(o.mode));
@@ -146,16 +179,36 @@ Result<Summary> Run(const Options& o) {
   go.root_ca = attest::SimPlatform::RootPath(platform);
   go.policy = policy;
   go.config.jobs = o.jobs;
-  auto gw = gateway::Gateway::Start(go);
+  auto gw = gateway::Gateway::Start(go, nullptr, std::move(link));
   if (!gw) {
     return std::unexpected(
         std::move(gw.error()).With("gateway (server log: " + o.work + "/server.log)"));
   }
-  say(
-      fmt::format("server     medstream server --mode {} (pid {}), enclave attested:\n"
-                  "             mrenclave {}{}",
-                  o.mode, p.server, crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16),
-                  (*gw)->claims().simulated ? " (simulated)" : ""));
+  if (o.cluster) {
+    // Every worker attested and provisioned before the sensors start.
+    const auto until = Clock::now() + std::chrono::seconds(60);
+    while ((*gw)->stats().workers_attested < static_cast<uint64_t>(o.workers) &&
+           Clock::now() < until) {
+      if (auto s = (*gw)->Tick(); !s) return std::unexpected(s.error());
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if ((*gw)->stats().workers_attested < static_cast<uint64_t>(o.workers)) {
+      return Fail(Error::Code::kDeadlineExceeded,
+                  fmt::format("{} of {} workers attested in 60 s (their logs: {}/worker-N.log)",
+                              (*gw)->stats().workers_attested, o.workers, o.work));
+    }
+    say(
+        fmt::format("workers    {} x medstream worker --mode {}, each enclave attested and "
+                    "provisioned over NATS:\n             mrenclave {}{}",
+                    o.workers, o.mode, crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16),
+                    (*gw)->claims().simulated ? " (simulated)" : ""));
+  } else {
+    say(
+        fmt::format("server     medstream server --mode {} (pid {}), enclave attested:\n"
+                    "             mrenclave {}{}",
+                    o.mode, p.server, crypto::ToHex((*gw)->claims().mr_enclave).substr(0, 16),
+                    (*gw)->claims().simulated ? " (simulated)" : ""));
+  }
   // The owner's dashboard over the results as they arrive, with the gateway's /metrics.
   std::unique_ptr<dashboard::Dashboard> board;
   if (!o.http_listen.empty()) {
@@ -259,9 +312,13 @@ Result<Summary> Run(const Options& o) {
   board.reset();  // it asks the gateway for metrics: stopped first
   gw->reset();
   sshd.reset();
-  // The server writes its own counters when it stops.
+  // The server (or each worker) writes its own counters when it stops.
   proc::Stop(p.server, 30000);
   p.server = -1;
+  for (pid_t& w : p.workers) {
+    proc::Stop(w, 30000);
+    w = -1;
+  }
 
   Summary sum;
   sum.users = o.users;
@@ -277,9 +334,34 @@ Result<Summary> Run(const Options& o) {
   sum.results = st.results;
   sum.windows = st.windows;
   sum.malformed = st.malformed;
+  // Results stored by the untrusted side: the server's outbox, or the cluster's results stream
+  // (deduplicated by id: a result published twice is stored once).
   size_t result_files = 0;
-  for (const auto& e : fs::directory_iterator(server_dir + "/outbox")) {
-    result_files += e.path().extension() == ".result";
+  if (o.cluster) {
+    MEDSTREAM_TRY(nats, cluster::ClientOptions(cluster_dir, cluster::kGatewayRole));
+    MEDSTREAM_TRY(conn, nats::Connection::Connect(nats));
+    MEDSTREAM_TRY(n, conn->StreamMessages(wire::cluster::kResultStream));
+    result_files = n;
+    sum.cluster_nodes = static_cast<int>(nats_cluster->info().nodes.size());
+    for (int w = 1; w <= o.workers; ++w) {
+      const std::string name = "worker-" + std::to_string(w);
+      auto j = ReadJson(o.work + "/" + name + ".json");
+      if (!j) {
+        say("(" + name + " wrote no statistics: " + j.error().message() + ")");
+        continue;
+      }
+      sum.workers.push_back({.name = name,
+                             .batches = j->value("batches_processed", uint64_t{0}),
+                             .beats = j->value("beats_processed", uint64_t{0}),
+                             .replays = j->value("replays", uint64_t{0}),
+                             .quarantined = j->value("quarantined", uint64_t{0}),
+                             .takeovers = j->value("takeovers", uint64_t{0}),
+                             .checkpoints = j->value("checkpoints", uint64_t{0})});
+    }
+  } else {
+    for (const auto& e : fs::directory_iterator(server_dir + "/outbox")) {
+      result_files += e.path().extension() == ".result";
+    }
   }
   sum.lost_beats =
       sum.beats_published > st.beats_processed ? sum.beats_published - st.beats_processed : 0;
@@ -288,7 +370,9 @@ Result<Summary> Run(const Options& o) {
   sum.lost_messages_detected = st.lost_messages;
   sum.duplicates = result_files > st.results ? result_files - st.results : 0;
   sum.latency_s = Summarize(st.latency_s);
-  if (auto server = ReadJson(server_stats)) {
+  if (o.cluster) {
+    // Per worker, in sum.workers.
+  } else if (auto server = ReadJson(server_stats)) {
     const auto& ms = (*server)["batch_ms"];
     sum.server_batch_ms = {.count = (*server).value("processed", size_t{0}),
                            .mean = ms.value("mean", 0.0),

@@ -32,6 +32,10 @@ struct Options {
   std::vector<hrv::JobKind> jobs = {hrv::JobKind::kHrvFull};
   std::string mode = "process";
   bool sftp = false;
+  // Scale-out instead of one server (docs/scale-out.md): a 3-node NATS JetStream cluster on
+  // loopback ports and `workers` workers (`medstream worker`, each with its enclave).
+  bool cluster = false;
+  int workers = 2;
   bool record = true;                      // sensors keep what they sent in WORK/sensors/<user>.csv
   uint64_t max_queued_messages = 1000000;  // the broker's per-client queue (0: no limit)
   std::string http_listen;  // the dashboard's HOST:PORT ("": none); loopback (owner/dashboard)
@@ -59,6 +63,13 @@ struct Summary {
     results::Latest latest;  // the latest window, every job's metrics merged
   };
   std::vector<UserLatest> users_latest;  // by user name
+  // Cluster runs: what each worker did (its --stats-json), and the cluster's nodes.
+  struct WorkerSummary {
+    std::string name;
+    uint64_t batches = 0, beats = 0, replays = 0, quarantined = 0, takeovers = 0, checkpoints = 0;
+  };
+  std::vector<WorkerSummary> workers;
+  int cluster_nodes = 0;
   // Beats per second published.
   double rate() const { return wall_s > 0 ? static_cast<double>(beats_published) / wall_s : 0; }
 };

@@ -46,6 +46,19 @@ bool Transient(const Error& e) {
   return e.code() == Error::Code::kIo || e.code() == Error::Code::kDeadlineExceeded;
 }
 
+// Retries `f` while it fails transiently (a stream just created whose leader is not elected yet
+// answers "no responders"; a node failing over), for at most `seconds`.
+template <typename F>
+auto Retrying(double seconds, F f) -> decltype(f()) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  auto r = f();
+  while (!r && Transient(r.error()) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    r = f();
+  }
+  return r;
+}
+
 }  // namespace
 
 Status EnsureClusterLayout(nats::Connection& c, int replicas, double lease_s) {
@@ -100,7 +113,8 @@ Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
   w->enclave_ = std::move(enclave);
   MEDSTREAM_TRY(conn, nats::Connection::Connect(o.nats));
   w->nats_ = std::move(conn);
-  if (auto s = EnsureClusterLayout(*w->nats_, o.replicas, o.lease_s); !s) {
+  if (auto s = Retrying(30, [&] { return EnsureClusterLayout(*w->nats_, o.replicas, o.lease_s); });
+      !s) {
     return std::unexpected(std::move(s.error()).With("setting up the cluster's streams"));
   }
   MEDSTREAM_TRY(leases, w->nats_->EnsureKeyValue({.bucket = cl::kLeaseBucket}));
@@ -117,7 +131,8 @@ Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
   w->relay_ = std::move(relay);
   if (auto s = w->nats_->Flush(o.nats.timeout_s); !s) return std::unexpected(s.error());
   // Registered only now that the relay answers: a gateway that sees the entry can attest.
-  MEDSTREAM_TRY(rev, w->workers_->Put(o.name, crypto::AsBytes(w->instance_)));
+  MEDSTREAM_TRY(
+      rev, Retrying(30, [&] { return w->workers_->Put(o.name, crypto::AsBytes(w->instance_)); }));
   (void)rev;
   w->last_renew_ = Clock::now();
   return w;

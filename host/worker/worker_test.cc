@@ -238,6 +238,34 @@ class WorkerTest : public ::testing::Test {
       }
     }
   }
+  // The cluster holds ciphertext only: no node's store (batches, results, checkpoints, leases)
+  // holds a user's name, an MQTT payload, or any beat as the gateway and enclave see it.
+  void ExpectNoPlaintextInTheStores() {
+    std::vector<std::string> needles;
+    for (int u = 1; u <= kUsers; ++u) {
+      needles.push_back("user-" + std::to_string(u));
+      const auto msgs = Messages(u, kBeats);
+      for (size_t i = 0; i < msgs.size(); i += 37) {
+        needles.emplace_back(msgs[i].begin(), msgs[i].end());
+        // The beats' binary form inside a batch (time s, RR ms as doubles).
+        const auto beats = sensor::DecodePayload(msgs[i]);
+        ASSERT_TRUE(beats);
+        const hrv::Beat& b = beats->front();
+        needles.emplace_back(reinterpret_cast<const char*>(&b), sizeof b);
+        needles.emplace_back(reinterpret_cast<const char*>(&b.rr_ms), sizeof b.rr_ms);
+      }
+    }
+    size_t files = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_ + "/cluster/nodes")) {
+      if (!e.is_regular_file() || e.path().string().find("/store/") == std::string::npos) continue;
+      ++files;
+      const std::string bytes = Slurp(e.path());
+      for (const std::string& n : needles) {
+        ASSERT_EQ(bytes.find(n), std::string::npos) << e.path() << " holds plaintext";
+      }
+    }
+    EXPECT_GT(files, 10u) << "the stores were searched";
+  }
   uint64_t Processed() {
     uint64_t n = 0;
     for (auto& w : workers_) n += w->worker->counters().processed;
@@ -268,6 +296,7 @@ TEST_F(WorkerTest, TwoWorkersShareThePartitionsAndResultsEqualOneServer) {
   const gateway::Stats s = g->stats();
   EXPECT_EQ(Processed(), s.batches_sealed);
   ExpectResultsEqualReference(s);
+  ExpectNoPlaintextInTheStores();
 }
 
 TEST_F(WorkerTest, AWorkerAndANatsNodeDieMidStreamAndNothingIsLostOrDoubled) {

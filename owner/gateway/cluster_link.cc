@@ -1,6 +1,8 @@
 #include "owner/gateway/cluster_link.h"
 
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "common/base/file.h"
 #include "common/wire/cluster.h"
@@ -88,8 +90,17 @@ Result<std::unique_ptr<ServerLink>> ClusterLink(const ClusterLinkOptions& o) {
     return InvalidArgument("partitions must be 1 to " + std::to_string(enclave::kMaxPartitions));
   }
   MEDSTREAM_TRY(c, nats::Connection::Connect(o.nats));
-  if (auto s = host::EnsureClusterLayout(*c, o.replicas, o.lease_s); !s) {
-    return std::unexpected(std::move(s.error()).With("setting up the cluster's streams"));
+  // A cluster just started may answer "no responders" for a moment: retried for 30 s.
+  Status layout = host::EnsureClusterLayout(*c, o.replicas, o.lease_s);
+  for (int i = 0; i < 150 && !layout &&
+                  (layout.error().code() == Error::Code::kIo ||
+                   layout.error().code() == Error::Code::kDeadlineExceeded);
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    layout = host::EnsureClusterLayout(*c, o.replicas, o.lease_s);
+  }
+  if (!layout) {
+    return std::unexpected(std::move(layout.error()).With("setting up the cluster's streams"));
   }
   MEDSTREAM_TRY(workers, c->EnsureKeyValue({.bucket = cl::kWorkerBucket}));
   return std::unique_ptr<ServerLink>(new Cluster(o, std::move(c), std::move(workers)));
