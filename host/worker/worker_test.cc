@@ -16,9 +16,13 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "adapters/proc/proc.h"
 #include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
+#include "common/wire/cluster.h"
 #include "host/cluster/cluster.h"
 #include "host/inproc/inproc.h"
 #include "host/server/server.h"
@@ -347,6 +351,62 @@ TEST_F(WorkerTest, AWorkerThePolicyRefusesGetsNoKeyAndNoPartition) {
   EXPECT_EQ(r.worker->counters().processed, 0u);
   EXPECT_TRUE(r.worker->counters().owned.empty());
   ExpectResultsEqualReference(g->stats());
+}
+
+// `medstream worker` as processes: one paused (SIGSTOP) past its lease while the other takes its
+// partitions, then resumed (its stale writes must lose), then the other killed -9 mid-stream.
+TEST_F(WorkerTest, WorkerProcessesPausedPastTheLeaseAndKilledLoseNothing) {
+  auto spawn = [&](const std::string& name) {
+    return proc::Spawn(
+        {MEDSTREAM_BINARY, "worker", "--cluster", dir_ + "/cluster", "--name", name, "--platform",
+         dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY, "--partitions", "4", "--lease",
+         "3", "--checkpoint-every", "3", "--stats-json", dir_ + "/" + name + ".json"},
+        dir_ + "/" + name + ".log");
+  };
+  auto stats = [&](const std::string& name) {
+    auto text = ReadFileText(dir_ + "/" + name + ".json");
+    if (!text) return nlohmann::json::object();
+    try {
+      return nlohmann::json::parse(*text);
+    } catch (const nlohmann::json::exception&) {
+      return nlohmann::json::object();
+    }
+  };
+  auto owned = [&](const std::string& name) {
+    return stats(name).value("partitions", nlohmann::json::array()).size();
+  };
+  pid_t w1 = spawn("w1");
+  pid_t w2 = spawn("w2");
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 2; }, 60));
+  ASSERT_TRUE(testing::WaitFor([&] { return owned("w1") == 2 && owned("w2") == 2; }, 60));
+  Send(*feed, *g, [&](int third) {
+    if (third == 0) {
+      // w1 pauses holding two partitions; w2 takes them once the leases expire.
+      ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().results > 0; }, 60));
+      kill(w1, SIGSTOP);
+      ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && owned("w2") == 4; }, 60));
+      kill(w1, SIGCONT);  // resumes with stale leases and state: fenced
+    }
+    if (third == 1) {
+      ASSERT_TRUE(testing::WaitFor(
+          [&] { return g->Tick() && stats("w2").value("batches_processed", 0) > 0; }, 60));
+      kill(w2, SIGKILL);
+      int status = 0;
+      waitpid(w2, &status, 0);
+      w2 = -1;
+    }
+  });
+  Drain(*g);
+  EXPECT_GE(stats("w1").value("lost", 0), 1) << "w1 found its partitions taken when it resumed";
+  // Nothing doubled in the cluster either: one stored result per batch.
+  auto c = nats::Connection::Connect(*cluster::ClientOptions(dir_ + "/cluster", "gateway"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*(*c)->StreamMessages(wire::cluster::kResultStream), g->stats().batches_sealed);
+  ExpectResultsEqualReference(g->stats());
+  proc::Stop(w1, 10000);
 }
 
 }  // namespace

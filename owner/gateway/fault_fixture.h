@@ -25,6 +25,7 @@
 #include "common/attest/policy.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
+#include "host/cluster/cluster.h"
 #include "host/server/server.h"
 #include "owner/sensor/sensor.h"
 #include "tests/broker.h"
@@ -65,13 +66,34 @@ class FaultTest : public ::testing::Test {
     metrics_port_ = proc::FreeLoopbackPort();
   }
   void TearDown() override {
-    for (pid_t pid : {gateway_, server_}) {
+    std::vector<pid_t> pids = workers_;
+    pids.push_back(gateway_);
+    pids.push_back(server_);
+    for (pid_t pid : pids) {
       if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, nullptr, 0);
       }
     }
+    cluster_.reset();
     if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  // Scale-out instead of the server: a 3-node NATS cluster and `workers` worker processes over 4
+  // partitions; the gateway then publishes with --cluster (docs/scale-out.md).
+  void StartCluster(int workers = 2) {
+    ASSERT_TRUE(cluster::Init({.dir = dir_ + "/cluster", .now = time(nullptr)}));
+    auto c = cluster::LocalCluster::Start(dir_ + "/cluster");
+    ASSERT_TRUE(c) << c.error().message();
+    cluster_ = std::move(*c);
+    for (int w = 1; w <= workers; ++w) {
+      const std::string name = "w" + std::to_string(w);
+      workers_.push_back(
+          proc::Spawn({MEDSTREAM_BINARY, "worker", "--cluster", dir_ + "/cluster", "--name", name,
+                       "--platform", dir_ + "/platform", "--enclave", MEDSTREAM_ENCLAVE_BINARY,
+                       "--partitions", "4", "--stats-json", dir_ + "/" + name + ".json"},
+                      dir_ + "/" + name + ".log"));
+    }
   }
 
   void StartServer() {
@@ -98,8 +120,10 @@ class FaultTest : public ::testing::Test {
                             dir_ + "/gateway",
                             "--results",
                             dir_ + "/results",
-                            "--server-dir",
-                            dir_ + "/server",
+                            cluster_ ? "--cluster" : "--server-dir",
+                            cluster_ ? dir_ + "/cluster" : dir_ + "/server",
+                            "--partitions",
+                            "4",
                             "--broker",
                             broker.address(),
                             "--credentials",
@@ -177,7 +201,9 @@ class FaultTest : public ::testing::Test {
     StopGateway();
     ASSERT_TRUE(WaitFor([&] { return Spooled() == 0 && AllResultsIn(); }, 5))
         << Shell("cat " + dir_ + "/gateway.log");
-    EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+    if (!cluster_) {
+      EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
+    }
     ExpectResultsEqualOffline();
   }
   size_t Spooled() const {
@@ -279,6 +305,8 @@ class FaultTest : public ::testing::Test {
 
   std::string dir_;
   pid_t server_ = -1, gateway_ = -1;
+  std::unique_ptr<cluster::LocalCluster> cluster_;
+  std::vector<pid_t> workers_;
   int http_port_ = 0, metrics_port_ = 0;
 };
 
