@@ -11,6 +11,7 @@
 #include "algo/hrv/jobs.h"
 #include "apps/cli/commands.h"
 #include "apps/evaluation/evaluation.h"
+#include "apps/pipeline/cluster_bench.h"
 #include "apps/pipeline/e2e.h"
 #include "common/base/file.h"
 
@@ -129,6 +130,11 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     int reps = 0;
     double duration = 0;
     bool e2e = false;
+    bool cluster = false;
+    std::string cluster_workers = "1,2";
+    int cluster_users = 64;
+    size_t cluster_beats = 50000;
+    size_t cluster_batch_beats = 5000;
     bool interval_set = false;
   };
   auto a = std::make_shared<Args>();
@@ -169,6 +175,22 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
                 "End to end instead of the grid: stream-small (1424 beats/s) and stream-big "
                 "(x1024) from simulated sensors through Mosquitto, the gateway, the server and "
                 "the enclave (default: process mode, sdnn, 60 s, 10 s batches)");
+  cmd->add_flag("--cluster", a->cluster,
+                "Scale-out throughput instead of the grid: per worker count, a fresh 3-node NATS "
+                "cluster, a backlog of sealed batches, then the workers timed until every result "
+                "is back (default: hrv-bands, process mode; docs/scale-out.md)");
+  cmd->add_option("--workers", a->cluster_workers, "With --cluster: worker counts, e.g. 1,2")
+      ->capture_default_str();
+  cmd->add_option("--users", a->cluster_users, "With --cluster: users in the backlog")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--beats", a->cluster_beats, "With --cluster: beats per user in the backlog")
+      ->check(CLI::Range(size_t{1}, size_t{100000000}))
+      ->capture_default_str();
+  cmd->add_option("--batch-beats", a->cluster_batch_beats,
+                  "With --cluster: beats per batch (10 = a patient at 1 beat/s cut every 10 s)")
+      ->check(CLI::Range(size_t{1}, size_t{1000000}))
+      ->capture_default_str();
   cmd->add_flag("--no-baseline", a->no_baseline, "Skip the pandas baseline");
   cmd->add_option("--csv", a->csv, "Write one row per point to this CSV file");
   cmd->add_option("--plot", a->plot, "Draw the figures (PNG and SVG, gnuplot) into this directory");
@@ -183,6 +205,59 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->callback([a, exit_code] {
     auto fail = [&](const auto& e) { *exit_code = ExitWithError("bench", e); };
     evaluation::Options& o = a->o;
+    if (a->cluster) {
+      pipeline::ClusterBenchOptions c;
+      c.self = SelfPath().value_or("medstream");
+      c.work = o.work_dir.empty() ? (std::filesystem::temp_directory_path() /
+                                     ("medstream-cluster-bench-" + std::to_string(getpid())))
+                                        .string()
+                                  : o.work_dir;
+      c.keep = o.keep;
+      c.workers.clear();
+      for (const std::string& w : Split(a->cluster_workers)) {
+        const int n = std::atoi(w.c_str());
+        if (n < 1 || n > 64) return fail("--workers takes counts from 1 to 64, e.g. 1,2");
+        c.workers.push_back(n);
+      }
+      c.users = a->cluster_users;
+      c.beats_per_user = a->cluster_beats;
+      c.batch_beats = a->cluster_batch_beats;
+      auto jobs = hrv::ParseJobList(a->jobs.empty() ? "hrv-bands" : a->jobs);
+      if (!jobs) return fail(jobs.error());
+      c.jobs = *jobs;
+      if (!a->modes.empty()) c.mode = a->modes;
+      c.repetitions = a->reps > 0 ? a->reps : 1;
+      c.progress = [](const std::string& line) { std::fprintf(stderr, "  %s\n", line.c_str()); };
+      std::printf(
+          "medstream bench --cluster: %d users x %zu beats in batches of %zu, jobs %s, %s "
+          "mode\n",
+          c.users, c.beats_per_user, c.batch_beats, a->jobs.empty() ? "hrv-bands" : a->jobs.c_str(),
+          c.mode.c_str());
+      std::fflush(stdout);
+      auto rows = pipeline::RunClusterBench(c);
+      if (!rows) return fail(rows.error());
+      std::printf("%-8s %-4s %12s %9s %10s %14s %9s %6s\n", "workers", "run", "beats", "batches",
+                  "seconds", "beats/s", "MB/s", "lost");
+      double one = 0;
+      for (const auto& r : *rows) {
+        if (r.workers == 1 && one == 0) one = r.beats_per_s;
+        std::printf("%-8d %-4d %12llu %9llu %10.2f %14.0f %9.1f %6llu", r.workers, r.repetition + 1,
+                    static_cast<unsigned long long>(r.beats),
+                    static_cast<unsigned long long>(r.batches), r.seconds, r.beats_per_s, r.mb_s,
+                    static_cast<unsigned long long>(r.lost_batches));
+        if (one > 0) std::printf("   %.2fx", r.beats_per_s / one);
+        std::printf("\n");
+      }
+      if (!a->csv.empty()) {
+        std::string csv = "workers,run,beats,batches,seconds,beats_per_s,mb_s,lost_batches\n";
+        for (const auto& r : *rows) {
+          csv += fmt::format("{},{},{},{},{:.3f},{:.0f},{:.2f},{}\n", r.workers, r.repetition + 1,
+                             r.beats, r.batches, r.seconds, r.beats_per_s, r.mb_s, r.lost_batches);
+        }
+        if (auto s = WriteFileAtomic(a->csv, csv); !s) return fail(s.error());
+      }
+      return;
+    }
     if (a->e2e) {
       pipeline::EndToEndOptions e;
       e.self = SelfPath().value_or("medstream");

@@ -230,18 +230,35 @@ TEST_F(ClusterTest, ANodeKilledMidStreamLosesNothing) {
   ASSERT_TRUE(worker);
   std::multiset<std::string> got;
   for (int p = 0; p < 3; ++p) {
-    auto sub =
-        worker->PullSubscribe("K", "part-" + std::to_string(p), "k.p" + std::to_string(p), 30);
-    ASSERT_TRUE(sub) << sub.error().message();
-    while (true) {
-      auto batch = (*sub)->Fetch(50, 1);
-      ASSERT_TRUE(batch) << batch.error().message();
-      if (batch->empty()) break;
-      for (nats::Message& m : *batch) {
-        got.insert(Text(m.data()));
-        ASSERT_TRUE(m.Ack());
-      }
-    }
+    // Right after a node's restart the cluster may take seconds to answer a consumer's creation
+    // or a fetch (leaders moving): asked again until it does, as a worker does at its next round.
+    Result<std::unique_ptr<nats::PullConsumer>> sub =
+        Fail(Error::Code::kDeadlineExceeded, "not tried");
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          sub = worker->PullSubscribe("K", "part-" + std::to_string(p), "k.p" + std::to_string(p),
+                                      30);
+          return sub.has_value();
+        },
+        60))
+        << sub.error().message();
+    size_t mine = 0;
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          auto batch = (*sub)->Fetch(50, 1);
+          if (!batch) return false;
+          for (nats::Message& m : *batch) {
+            got.insert(Text(m.data()));
+            ++mine;
+            EXPECT_TRUE(m.Ack());
+          }
+          return mine >= 100;
+        },
+        60))
+        << "partition " << p << ": " << mine << " of 100";
+    auto extra = (*sub)->Fetch(50, 1);
+    ASSERT_TRUE(extra);
+    EXPECT_TRUE(extra->empty()) << "more than each message once";
   }
   ASSERT_EQ(got.size(), 300u);
   for (int i = 1; i <= 300; ++i) EXPECT_EQ(got.count("m" + std::to_string(i)), 1u) << i;
