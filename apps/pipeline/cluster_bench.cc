@@ -23,22 +23,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Messages handed to the gateway by the bench itself, as the broker's thread would.
-class Generated : public gateway::MessageSource {
- public:
-  Status Start(Handler handler) override {
-    handler_ = std::move(handler);
-    return {};
-  }
-  Status AskStatuses() override { return {}; }
-  void Send(const std::string& topic, std::vector<uint8_t> payload) {
-    handler_({topic, std::move(payload), false});
-  }
-
- private:
-  Handler handler_;
-};
-
 Result<ClusterBenchRow> RunPoint(const ClusterBenchOptions& o, int workers, int rep,
                                  const std::string& dir) {
   auto say = [&](const std::string& line) {
@@ -66,8 +50,8 @@ Result<ClusterBenchRow> RunPoint(const ClusterBenchOptions& o, int workers, int 
   go.config.jobs = o.jobs;
   go.root_ca = attest::SimPlatform::RootPath(platform);
   go.policy = policy;
-  auto source = std::make_unique<Generated>();
-  Generated* feed = source.get();
+  auto source = std::make_unique<gateway::FeedSource>();
+  gateway::FeedSource* feed = source.get();
   MEDSTREAM_TRY(gw, gateway::Gateway::Start(go, std::move(source), std::move(link)));
   // The backlog: every user's beats, sealed and published (acknowledged by the stream).
   constexpr size_t kPerMessage = 500;

@@ -188,6 +188,13 @@ class Certificate {
   void* x509_ = nullptr;
 };
 
+// A random certificate serial number: positive and never 0.
+Result<uint64_t> RandomSerial();
+// Writes a private key (0600) and its certificate (0644), each atomically: how medstream keeps the
+// credentials it issues (the broker's and the NATS cluster's).
+Status WriteKeyAndCertificate(const std::string& cert_path, const std::string& key_path,
+                              const Certificate& cert, const EcKey& key);
+
 // Verifies leaf -> intermediates -> root with `root` as the only trust anchor (a root carried in
 // `intermediates` is ignored), at time `at` (Unix seconds). CRLs (DER), when given, are checked
 // for every certificate in the chain.

@@ -7,6 +7,8 @@
 
 #include <ctime>
 
+#include "common/base/bytes.h"
+#include "common/base/file.h"
 #include "common/crypto/crypto.h"
 #include "common/crypto/ossl.h"
 
@@ -294,6 +296,22 @@ int64_t Certificate::NotBefore() const {
 }
 int64_t Certificate::NotAfter() const {
   return AsnTimeToUnix(X509_get0_notAfter(Cert(x509_)));
+}
+
+Result<uint64_t> RandomSerial() {
+  uint64_t serial = 0;
+  if (auto s = RandomBytes({reinterpret_cast<uint8_t*>(&serial), sizeof serial}); !s) {
+    return std::unexpected(s.error());
+  }
+  return (serial >> 1) | 1;
+}
+
+Status WriteKeyAndCertificate(const std::string& cert_path, const std::string& key_path,
+                              const Certificate& cert, const EcKey& key) {
+  MEDSTREAM_TRY(key_pem, key.PrivatePem());
+  if (auto s = WriteFileAtomic(key_path, key_pem, 0600); !s) return s;
+  MEDSTREAM_TRY(cert_pem, cert.Pem());
+  return WriteFileAtomic(cert_path, cert_pem, 0644);
 }
 
 Result<Certificate> Certificate::Issue(const Name& subject, const EcKey& subject_key,

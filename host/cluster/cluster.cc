@@ -26,26 +26,10 @@ namespace fs = std::filesystem;
 constexpr int64_t kDay = 86400;
 constexpr const char* kNatsServer = "/usr/sbin/nats-server";
 
-Result<uint64_t> RandomSerial() {
-  uint64_t serial = 0;
-  if (auto s = crypto::RandomBytes({reinterpret_cast<uint8_t*>(&serial), sizeof serial}); !s) {
-    return std::unexpected(s.error());
-  }
-  return (serial >> 1) | 1;
-}
-
 Result<std::string> RandomPassword() {
   std::vector<uint8_t> b(24);
   if (auto s = crypto::RandomBytes(b); !s) return std::unexpected(s.error());
   return crypto::ToHex(b);
-}
-
-Status WritePair(const std::string& cert_path, const std::string& key_path,
-                 const crypto::Certificate& cert, const crypto::EcKey& key) {
-  MEDSTREAM_TRY(key_pem, key.PrivatePem());
-  if (auto s = WriteFileAtomic(key_path, key_pem, 0600); !s) return s;
-  MEDSTREAM_TRY(cert_pem, cert.Pem());
-  return WriteFileAtomic(cert_path, cert_pem, 0644);
 }
 
 bool IsAddress(const std::string& n) {
@@ -101,12 +85,15 @@ Status Init(const InitOptions& o) {
   }
   const std::string dir = fs::absolute(o.dir).string();
   MEDSTREAM_TRY(ca_key, crypto::EcKey::Generate());
-  MEDSTREAM_TRY(ca_serial, RandomSerial());
+  MEDSTREAM_TRY(ca_serial, crypto::RandomSerial());
   MEDSTREAM_TRY(ca_cert,
                 crypto::Certificate::Issue(
                     {.common_name = "medstream cluster CA", .organization = "medstream"}, ca_key,
                     nullptr, ca_key, /*ca=*/true, o.now - 3600, o.now + 3650 * kDay, ca_serial));
-  if (auto s = WritePair(dir + "/ca.crt", dir + "/private/ca.key", ca_cert, ca_key); !s) return s;
+  if (auto s =
+          crypto::WriteKeyAndCertificate(dir + "/ca.crt", dir + "/private/ca.key", ca_cert, ca_key);
+      !s)
+    return s;
 
   std::string san;
   for (const std::string& n : o.names) {
@@ -138,14 +125,16 @@ Status Init(const InitOptions& o) {
     const std::string nd = NodeDir(dir, i);
     if (auto s = MakeDirs(nd + "/store", 0700); !s) return s;
     MEDSTREAM_TRY(key, crypto::EcKey::Generate());
-    MEDSTREAM_TRY(serial, RandomSerial());
+    MEDSTREAM_TRY(serial, crypto::RandomSerial());
     MEDSTREAM_TRY(
         cert,
         crypto::Certificate::Issue(
             {.common_name = "n" + std::to_string(i + 1), .organization = "medstream"}, key,
             &ca_cert, ca_key, /*ca=*/false, o.now - 3600, o.now + o.validity_days * kDay, serial,
             {.subject_alt_name = san, .extended_key_usage = "serverAuth,clientAuth"}));
-    if (auto s = WritePair(nd + "/server.crt", nd + "/server.key", cert, key); !s) return s;
+    if (auto s = crypto::WriteKeyAndCertificate(nd + "/server.crt", nd + "/server.key", cert, key);
+        !s)
+      return s;
     std::string routes;
     for (size_t j = 0; j < static_cast<size_t>(o.nodes); ++j) {
       if (j == i) continue;

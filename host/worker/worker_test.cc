@@ -36,20 +36,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class Feed : public gateway::MessageSource {
- public:
-  Status Start(Handler handler) override {
-    handler_ = std::move(handler);
-    return {};
-  }
-  Status AskStatuses() override { return {}; }
-  void Send(const std::string& topic, const std::vector<uint8_t>& payload) {
-    handler_({topic, payload, false});
-  }
-
- private:
-  Handler handler_;
-};
+using Feed = gateway::FeedSource;
 
 // `n` beats of user `u` in messages of 10, with their sequence numbers.
 std::vector<std::vector<uint8_t>> Messages(int u, size_t n) {

@@ -27,14 +27,6 @@ std::string CaKeyPath(const std::string& dir) {
   return dir + "/private/ca.key";
 }
 
-Result<uint64_t> RandomSerial() {
-  uint64_t serial = 0;
-  if (auto s = crypto::RandomBytes({reinterpret_cast<uint8_t*>(&serial), sizeof serial}); !s) {
-    return std::unexpected(s.error());
-  }
-  return (serial >> 1) | 1;  // positive and never 0
-}
-
 struct Ca {
   crypto::Certificate cert;
   crypto::EcKey key;
@@ -53,23 +45,16 @@ Result<Ca> LoadCa(const std::string& dir) {
 }
 
 // Writes a key and its certificate: the key 0600, the certificate 0644.
-Status WritePair(const std::string& cert_path, const std::string& key_path,
-                 const crypto::Certificate& cert, const crypto::EcKey& key) {
-  MEDSTREAM_TRY(key_pem, key.PrivatePem());
-  if (auto s = WriteFileAtomic(key_path, key_pem, 0600); !s) return s;
-  MEDSTREAM_TRY(cert_pem, cert.Pem());
-  return WriteFileAtomic(cert_path, cert_pem, 0644);
-}
-
 Result<Credentials> Issue(const std::string& dir, const Ca& ca, const std::string& name,
                           int64_t now, int validity_days, const std::string& cert_path,
                           const std::string& key_path, const crypto::Certificate::Extras& extras) {
   MEDSTREAM_TRY(key, crypto::EcKey::Generate());
-  MEDSTREAM_TRY(serial, RandomSerial());
+  MEDSTREAM_TRY(serial, crypto::RandomSerial());
   MEDSTREAM_TRY(cert, crypto::Certificate::Issue({.common_name = name, .organization = "medstream"},
                                                  key, &ca.cert, ca.key, /*ca=*/false, now - 3600,
                                                  now + validity_days * kDay, serial, extras));
-  if (auto s = WritePair(cert_path, key_path, cert, key); !s) return std::unexpected(s.error());
+  if (auto s = crypto::WriteKeyAndCertificate(cert_path, key_path, cert, key); !s)
+    return std::unexpected(s.error());
   return Credentials{dir + "/ca.crt", cert_path, key_path};
 }
 
@@ -134,12 +119,13 @@ Status Init(const InitOptions& o) {
   const int64_t now = o.now;
   if (o.force || !FileExists(CaKeyPath(o.dir)) || !FileExists(o.dir + "/ca.crt")) {
     MEDSTREAM_TRY(key, crypto::EcKey::Generate());
-    MEDSTREAM_TRY(serial, RandomSerial());
+    MEDSTREAM_TRY(serial, crypto::RandomSerial());
     MEDSTREAM_TRY(cert, crypto::Certificate::Issue(
                             {.common_name = "medstream broker CA (" + o.site + ")",
                              .organization = "medstream"},
                             key, nullptr, key, /*ca=*/true, now - 3600, now + 3650 * kDay, serial));
-    if (auto s = WritePair(o.dir + "/ca.crt", CaKeyPath(o.dir), cert, key); !s) return s;
+    if (auto s = crypto::WriteKeyAndCertificate(o.dir + "/ca.crt", CaKeyPath(o.dir), cert, key); !s)
+      return s;
   }
   MEDSTREAM_TRY(ca, LoadCa(o.dir));
   std::string san;

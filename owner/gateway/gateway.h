@@ -162,6 +162,23 @@ class MessageSource {
 // The broker in options.broker, with options.tls, for options.site.
 std::unique_ptr<MessageSource> MqttSource(const Options& options);
 
+// Messages handed over by the caller (tests, `medstream bench --cluster`), synchronously on the
+// caller's thread as the broker's thread would; there are no retained statuses to ask for.
+class FeedSource : public MessageSource {
+ public:
+  Status Start(Handler handler) override {
+    handler_ = std::move(handler);
+    return {};
+  }
+  Status AskStatuses() override { return {}; }
+  void Send(const std::string& topic, std::vector<uint8_t> payload) {
+    handler_({topic, std::move(payload), false});
+  }
+
+ private:
+  Handler handler_;
+};
+
 class Gateway {
  public:
   // Attests the enclave, provisions the key, recovers STATE, then starts `source` (the broker by

@@ -22,21 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Messages handed to the gateway by the test, synchronously, as the broker's thread would.
-class Feed : public MessageSource {
- public:
-  Status Start(Handler handler) override {
-    handler_ = std::move(handler);
-    return {};
-  }
-  Status AskStatuses() override { return {}; }
-  void Send(const std::string& topic, const std::vector<uint8_t>& payload) {
-    handler_({topic, payload, false});
-  }
-
- private:
-  Handler handler_;
-};
+using Feed = FeedSource;
 
 class GatewayUnit : public ::testing::Test {
  protected:
