@@ -427,13 +427,18 @@ Result<uint64_t> Connection::StreamMessages(const std::string& stream) {
   return n;
 }
 
-Result<Bytes> Connection::LastMessage(const std::string& stream, const std::string& subject) {
+Result<Bytes> Connection::LastMessage(const std::string& stream, const std::string& subject,
+                                      const std::string& header, std::string* header_value) {
   natsMsg* m = nullptr;
   jsErrCode js = jsErrCode(0);
   natsStatus s = js_GetLastMsg(&m, Js(js_), stream.c_str(), subject.c_str(), nullptr, &js);
   if (s != NATS_OK) return Failed("reading " + subject + " in " + stream, s, js);
   const auto* d = reinterpret_cast<const uint8_t*>(natsMsg_GetData(m));
   Bytes out(d, d + natsMsg_GetDataLength(m));
+  if (header_value != nullptr) {
+    const char* v = nullptr;
+    *header_value = natsMsgHeader_Get(m, header.c_str(), &v) == NATS_OK && v != nullptr ? v : "";
+  }
   natsMsg_Destroy(m);
   return out;
 }

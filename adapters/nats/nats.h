@@ -153,8 +153,10 @@ class Connection {
                          const std::vector<std::pair<std::string, std::string>>& headers = {});
   // The number of messages in the stream now.
   Result<uint64_t> StreamMessages(const std::string& stream);
-  // The last message on `subject` in `stream` (kNotFound if none).
-  Result<Bytes> LastMessage(const std::string& stream, const std::string& subject);
+  // The last message on `subject` in `stream` (kNotFound if none); `header_value`, if given,
+  // receives its header `header` ("" if it has none).
+  Result<Bytes> LastMessage(const std::string& stream, const std::string& subject,
+                            const std::string& header = "", std::string* header_value = nullptr);
 
   // A durable pull consumer on `stream` (created if absent) delivering `filter_subject`, with
   // explicit acks; a message not acknowledged within `ack_wait_s` is delivered again.

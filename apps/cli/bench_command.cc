@@ -69,9 +69,11 @@ std::string DefaultBaselineScript() {
 int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& jobs_text,
                   const std::string& csv) {
   std::printf(
-      "medstream bench --e2e: sensors -> Mosquitto -> gateway -> server -> enclave, %.0f s per "
+      "medstream bench --e2e: sensors -> Mosquitto -> gateway -> %s, %.0f s per "
       "point, batch interval %.0f s, jobs %s\n"
       "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n",
+      options.cluster_workers.empty() ? "server -> enclave"
+                                      : "NATS JetStream (3 nodes) -> workers (Nw: N workers)",
       options.duration_s, options.interval_s, jobs_text.c_str());
   std::string table = fmt::format(
       "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
@@ -79,7 +81,7 @@ int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& j
       "workload", "mode", "users", "target/s", "beats/s", "text", "server", "batches", "batch ms",
       "p99 ms", "lat p50", "lat p99", "lost", "dup", "real time");
   std::string rows =
-      "workload,mode,jobs,users,target_beats_s,beats_s,text_mb_s,server_mb_s,batches,"
+      "workload,mode,workers,jobs,users,target_beats_s,beats_s,text_mb_s,server_mb_s,batches,"
       "server_batch_ms_mean,server_batch_ms_p99,server_batch_ms_max,latency_p50_s,"
       "latency_p99_s,lost_beats,duplicates,batch_interval_s,real_time\n";
   int rc = 0;
@@ -91,14 +93,20 @@ int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& j
       continue;
     }
     const pipeline::Summary& r = e.summary;
+    const std::string mode =
+        e.workers > 0 ? fmt::format("{}w", e.workers) : e.mode;  // cluster rows: workers
+    // A cluster has no one server whose input and batch times these columns are.
+    const bool server = e.workers == 0;
     table += fmt::format(
-        "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>5.2f}MB {:>7} {:>9.1f} {:>9.1f} "
+        "{:<13} {:<8} {:>5} {:>10.0f} {:>10.0f} {:>5.2f}MB {:>7} {:>7} {:>9} {:>9} "
         "{:>7.2f}s {:>7.2f}s {:>5} {:>4} {}\n",
-        e.workload, e.mode, e.users, e.target_rate, r.rate(), e.text_mb_s, e.server_mb_s, r.batches,
-        r.server_batch_ms.mean, r.server_batch_ms.p99, r.latency_s.p50, r.latency_s.p99,
-        r.lost_beats, r.duplicates, e.real_time ? "yes" : "NO");
-    rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
-                        e.mode, jobs_text, e.users, e.target_rate, r.rate(), e.text_mb_s,
+        e.workload, mode, e.users, e.target_rate, r.rate(), e.text_mb_s,
+        server ? fmt::format("{:.2f}MB", e.server_mb_s) : "-", r.batches,
+        server ? fmt::format("{:.1f}", r.server_batch_ms.mean) : "-",
+        server ? fmt::format("{:.1f}", r.server_batch_ms.p99) : "-", r.latency_s.p50,
+        r.latency_s.p99, r.lost_beats, r.duplicates, e.real_time ? "yes" : "NO");
+    rows += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", e.workload,
+                        e.mode, e.workers, jobs_text, e.users, e.target_rate, r.rate(), e.text_mb_s,
                         e.server_mb_s, r.batches, r.server_batch_ms.mean, r.server_batch_ms.p99,
                         r.server_batch_ms.max, r.latency_s.p50, r.latency_s.p99, r.lost_beats,
                         r.duplicates, options.interval_s, e.real_time ? 1 : 0);
@@ -178,7 +186,9 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--cluster", a->cluster,
                 "Scale-out throughput instead of the grid: per worker count, a fresh 3-node NATS "
                 "cluster, a backlog of sealed batches, then the workers timed until every result "
-                "is back (default: hrv-bands, process mode; docs/scale-out.md)");
+                "is back (default: hrv-bands, process mode; docs/scale-out.md). With --e2e: the "
+                "streaming workloads through the cluster, a row per worker count (throughput and "
+                "beat-to-result latency; default hrv-bands)");
   cmd->add_option("--workers", a->cluster_workers, "With --cluster: worker counts, e.g. 1,2")
       ->capture_default_str();
   cmd->add_option("--users", a->cluster_users, "With --cluster: users in the backlog")
@@ -205,7 +215,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->callback([a, exit_code] {
     auto fail = [&](const auto& e) { *exit_code = ExitWithError("bench", e); };
     evaluation::Options& o = a->o;
-    if (a->cluster) {
+    if (a->cluster && !a->e2e) {
       pipeline::ClusterBenchOptions c;
       c.self = SelfPath().value_or("medstream");
       c.work = o.work_dir.empty() ? (std::filesystem::temp_directory_path() /
@@ -264,7 +274,15 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       e.workloads = a->workloads.empty() ? std::vector<std::string>{"stream-small", "stream-big"}
                                          : Split(a->workloads);
       e.modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
-      const std::string jobs_text = a->jobs.empty() ? "sdnn" : a->jobs;
+      if (a->cluster) {
+        for (const std::string& w : Split(a->cluster_workers)) {
+          const int n = std::atoi(w.c_str());
+          if (n < 1 || n > 64) return fail("--workers takes counts from 1 to 64, e.g. 1,2");
+          e.cluster_workers.push_back(n);
+        }
+      }
+      // The cluster's point is CPU-bound analysis shared out: hrv-bands by default.
+      const std::string jobs_text = !a->jobs.empty() ? a->jobs : a->cluster ? "hrv-bands" : "sdnn";
       auto jobs = hrv::ParseJobList(jobs_text);
       if (!jobs) return fail(jobs.error());
       e.jobs = *jobs;

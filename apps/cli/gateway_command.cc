@@ -200,6 +200,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"batches_uploaded", s.batches_uploaded},
                                        {"results", s.results},
                                        {"results_refused", s.results_refused},
+                                       {"batches_quarantined", s.batches_quarantined},
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
                                        {"lost_messages", s.lost_messages},

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 
@@ -52,10 +53,19 @@ std::vector<EndToEndRow> RunEndToEnd(const EndToEndOptions& eo) {
           : eo.work_dir;
   std::vector<EndToEndRow> rows;
   for (const Point& e : Plan(eo.workloads)) {
+    // One server per mode, or per mode and worker count on a cluster.
+    std::vector<std::pair<std::string, int>> setups;
     for (const std::string& mode : eo.modes) {
+      if (eo.cluster_workers.empty()) setups.emplace_back(mode, 0);
+      for (int n : eo.cluster_workers) setups.emplace_back(mode, n);
+    }
+    for (const auto& [mode, workers] : setups) {
       Options o;
       o.self = eo.self;
-      o.work = root + "/" + e.workload + "-" + mode;
+      o.work = root + "/" + e.workload + "-" + mode +
+               (workers > 0 ? "-" + std::to_string(workers) + "w" : "");
+      o.cluster = workers > 0;
+      o.workers = std::max(workers, 1);
       o.users = e.users;
       o.duration_s = eo.duration_s;
       o.rate = e.rate;
@@ -66,11 +76,16 @@ std::vector<EndToEndRow> RunEndToEnd(const EndToEndOptions& eo) {
       o.mode = mode;
       o.record = e.record;
       if (eo.progress) {
-        o.progress = [&](const std::string& line) { eo.progress(e.workload, mode, line); };
+        const std::string label =
+            workers > 0 ? mode + " " + std::to_string(workers) + " worker(s)" : mode;
+        o.progress = [&eo, &e, label](const std::string& line) {
+          eo.progress(e.workload, label, line);
+        };
       }
       EndToEndRow row;
       row.workload = e.workload;
       row.mode = mode;
+      row.workers = workers;
       row.users = e.users;
       row.target_rate = e.rate;
       auto r = Run(o);

@@ -20,6 +20,9 @@ struct EndToEndOptions {
   std::vector<hrv::JobKind> jobs = {hrv::JobKind::kSdnn};
   double duration_s = 60;
   double interval_s = 10;
+  // Scale-out instead of one server: each point on a 3-node NATS cluster with this many workers
+  // (docs/scale-out.md), one row per count; empty: one server per mode.
+  std::vector<int> cluster_workers;
   std::string work_dir;  // "": a temporary one
   bool keep = false;     // keep every point's directories
   std::function<void(const std::string& workload, const std::string& mode, const std::string& line)>
@@ -28,6 +31,7 @@ struct EndToEndOptions {
 
 struct EndToEndRow {
   std::string workload, mode;
+  int workers = 0;  // cluster points: the workers (mode is theirs); 0: one server
   int users = 0;
   double target_rate = 0;  // beats/s across users
   Summary summary;

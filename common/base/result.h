@@ -106,6 +106,16 @@ constexpr int ExitStatus(Error::Code code) {
   return 1;
 }
 
+// Text from an untrusted peer (a file name, a reason) for a log line or a file of ours, at most
+// `max` bytes: control characters become '?', so it cannot drive a terminal or split a line.
+inline std::string Printable(std::string_view text, size_t max = 1000) {
+  std::string out(text.substr(0, max));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
 // The code in words for people ("permission denied"), printed beside the message.
 constexpr std::string_view CodeWords(Error::Code code) {
   switch (code) {

@@ -5,10 +5,12 @@
 //   MEDSTREAM_BATCHES   stream; subject medstream.batch.<partition>: sealed batches (Nats-Msg-Id
 //                       = the batch's file name, so a re-sent batch is stored once)
 //   MEDSTREAM_RESULTS   stream; subject medstream.result.<stream hex>.<seq>: sealed results
-//   MEDSTREAM_QUARANTINE  stream; subject medstream.quarantine.<partition>: batches the enclave
-//                       refused, with the reason in the Medstream-Reason header
+//   MEDSTREAM_QUARANTINE  stream; subject medstream.quarantine.<stream hex>.<seq>: batches the
+//                       enclave refused or that killed enclaves, with the reason in the
+//                       Medstream-Reason header (the gateway reads it to skip the result)
 //   KV medstream-leases    p<partition> -> the owning worker (expires unless renewed)
-//   KV medstream-state     p<partition> -> next batch stream sequence u64 | portable state
+//   KV medstream-state     p<partition> -> next batch stream sequence, the suspect batch and its
+//                       tries, the in-flight batch, clean flag, consumer | portable state
 //   KV medstream-workers   <worker> -> its enclave instance (expires unless renewed)
 //   medstream.edge.<worker>  request/reply: the edge calls a relay may forward (attestation,
 //                            provisioning), call id u16 | payload -> status u16 | payload
@@ -35,8 +37,13 @@ inline std::string BatchSubject(uint32_t partition) {
 inline std::string ResultSubject(const StreamId& id, uint64_t seq) {
   return "medstream.result." + StreamName(id) + "." + std::to_string(seq);
 }
-inline std::string QuarantineSubject(uint32_t partition) {
-  return "medstream.quarantine." + std::to_string(partition);
+// A quarantined batch, by the stream id and sequence in its header; one whose header does not
+// read, by its sequence in MEDSTREAM_BATCHES.
+inline std::string QuarantineSubject(const StreamId& id, uint64_t seq) {
+  return "medstream.quarantine." + StreamName(id) + "." + std::to_string(seq);
+}
+inline std::string QuarantineSubjectUnreadable(uint64_t batch_stream_seq) {
+  return "medstream.quarantine.unreadable." + std::to_string(batch_stream_seq);
 }
 inline std::string PartitionKey(uint32_t partition) {
   return "p" + std::to_string(partition);

@@ -52,15 +52,6 @@ bool InputsFault(const Error& e) {
   return e.code() != Error::Code::kInternal && e.code() != Error::Code::kDeadlineExceeded;
 }
 
-// Input-derived text for a log line or a reason file: control characters become '?', so a hostile
-// file name cannot drive the operator's terminal or split a line.
-std::string Printable(std::string text) {
-  std::replace_if(
-      text.begin(), text.end(),
-      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, '?');
-  return text;
-}
-
 // A quarantine name that fits NAME_MAX with ".reason" appended: long names keep their start and
 // get a hash of the whole name, so two long names never collide.
 std::string QuarantineName(const std::string& name) {

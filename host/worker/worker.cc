@@ -15,16 +15,28 @@ namespace cl = wire::cluster;
 
 namespace {
 
-// The state entry: next batch stream sequence u64 | the reading consumer's name | the enclave's
-// portable state of the partition (opaque here; empty: nothing yet).
+// The state entry: next batch stream sequence u64 | suspect batch sequence u64 | its tries u32 |
+// in-flight batch sequence u64 | clean u8 | the reading consumer's name | the enclave's portable
+// state of the partition (opaque here; empty: nothing yet). "Suspect": the batch enclaves died or
+// hung on, and how many times (kMaxBatchAttempts bounds it). "In flight": the batch a careful
+// owner handed its enclave last (0: none); if the owner dies, the next one counts it as a try on
+// that batch. "Clean": the owner handed the partition back (Release, rebalancing) rather than died.
 struct StateEntry {
   uint64_t next_seq = 1;
+  uint64_t suspect_seq = 0;
+  uint32_t suspect_tries = 0;
+  uint64_t inflight_seq = 0;
+  bool clean = false;
   std::string consumer;
   crypto::Bytes portable;
   crypto::Bytes Encode() const {
     crypto::Bytes out;
     ByteWriter w(&out);
     w.U64(next_seq);
+    w.U64(suspect_seq);
+    w.U32(suspect_tries);
+    w.U64(inflight_seq);
+    w.U8(clean ? 1 : 0);
     w.Blob(crypto::AsBytes(consumer));
     w.Bytes(portable);
     return out;
@@ -33,9 +45,23 @@ struct StateEntry {
     ByteReader r(b);
     StateEntry e;
     MEDSTREAM_TRY(next, r.U64("next sequence"));
+    MEDSTREAM_TRY(suspect, r.U64("suspect sequence"));
+    MEDSTREAM_TRY(tries, r.U32("suspect tries"));
+    MEDSTREAM_TRY(inflight, r.U64("in-flight sequence"));
+    MEDSTREAM_TRY(clean, r.U8("clean flag"));
     MEDSTREAM_TRY(consumer, r.Blob("consumer", 256));
     MEDSTREAM_TRY(rest, r.Bytes(r.remaining(), "portable state"));
     e.next_seq = next;
+    e.suspect_seq = suspect;
+    e.suspect_tries = tries;
+    e.inflight_seq = inflight;
+    e.clean = clean == 1;
+    // Counts what an owner that died left in flight as a try on that batch.
+    if (e.inflight_seq != 0) {
+      e.suspect_tries = e.suspect_seq == e.inflight_seq ? e.suspect_tries + 1 : 1;
+      e.suspect_seq = e.inflight_seq;
+      e.inflight_seq = 0;
+    }
     e.consumer.assign(consumer.begin(), consumer.end());
     e.portable.assign(rest.begin(), rest.end());
     return e;
@@ -82,7 +108,7 @@ Status EnsureClusterLayout(nats::Connection& c, int replicas, double lease_s) {
     return s;
   }
   if (auto s = c.EnsureStream({.name = cl::kQuarantineStream,
-                               .subjects = {"medstream.quarantine.*"},
+                               .subjects = {"medstream.quarantine.>"},
                                .replicas = replicas,
                                .max_age_s = 7 * 86400});
       !s) {
@@ -213,7 +239,7 @@ Status Worker::Rebalance() {
   // Hand back beyond the share (a worker joined): checkpoint first, so the next owner continues.
   while (owned_.size() > share) {
     auto it = std::prev(owned_.end());
-    if (auto s = Checkpoint(it->second); !s && !Transient(s.error())) {
+    if (auto s = Checkpoint(it->second, /*clean=*/true); !s && !Transient(s.error())) {
       Drop(it->first, false);
       continue;
     }
@@ -280,6 +306,7 @@ Status Worker::TakeOver(uint32_t id) {
                                "-" + std::to_string(rev + 1);
   StateEntry fenced = entry;
   fenced.consumer = consumer;
+  fenced.clean = false;
   auto new_rev =
       rev == 0 ? state_->Create(key, fenced.Encode()) : state_->Update(key, fenced.Encode(), rev);
   if (!new_rev) return std::unexpected(new_rev.error());
@@ -287,6 +314,13 @@ Status Worker::TakeOver(uint32_t id) {
                                           entry.next_seq));
   p.state_rev = *new_rev;
   p.next_seq = entry.next_seq;
+  p.written_next_seq = entry.next_seq;
+  p.written_portable = std::move(entry.portable);
+  p.suspect_seq = entry.suspect_seq;
+  p.suspect_tries = entry.suspect_tries;
+  // The previous owner died without handing back (and without saying which batch it was on, if
+  // its enclave died with it), or a batch is suspect: mark each batch until the first checkpoint.
+  p.careful = (rev != 0 && !entry.clean) || entry.suspect_tries > 0;
   p.consumer_name = consumer;
   p.consumer = std::move(sub);
   p.since_checkpoint = 0;
@@ -305,17 +339,43 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
   owned_.erase(it);
 }
 
-Status Worker::Checkpoint(Partition& p) {
+Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
   MEDSTREAM_TRY(portable, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
-  StateEntry e{p.next_seq, p.consumer_name, std::move(portable)};
+  // A mark on a batch already behind us is history (the enclave got through it after all).
+  const bool keep_mark = p.suspect_seq >= p.next_seq;
+  StateEntry e{.next_seq = p.next_seq,
+               .suspect_seq = keep_mark ? p.suspect_seq : 0,
+               .suspect_tries = keep_mark ? p.suspect_tries : 0,
+               .clean = clean,
+               .consumer = p.consumer_name,
+               .portable = std::move(portable)};
   auto rev = state_->Update(cl::PartitionKey(p.id), e.Encode(), p.state_rev);
   if (!rev) return std::unexpected(rev.error());
   p.state_rev = *rev;
+  p.written_next_seq = e.next_seq;
+  p.written_portable = std::move(e.portable);
+  p.suspect_seq = e.suspect_seq;
+  p.suspect_tries = e.suspect_tries;
+  p.careful = false;
   p.since_checkpoint = 0;
   p.last_checkpoint = Clock::now();
   std::lock_guard lock(counters_mu_);
   ++counters_.checkpoints;
+  return {};
+}
+
+Status Worker::Mark(Partition& p, uint64_t inflight) {
+  StateEntry e{.next_seq = p.written_next_seq,
+               .suspect_seq = p.suspect_seq,
+               .suspect_tries = p.suspect_tries,
+               .inflight_seq = inflight,
+               .clean = false,
+               .consumer = p.consumer_name,
+               .portable = p.written_portable};
+  auto rev = state_->Update(cl::PartitionKey(p.id), e.Encode(), p.state_rev);
+  if (!rev) return std::unexpected(rev.error());
+  p.state_rev = *rev;
   return {};
 }
 
@@ -324,9 +384,12 @@ Status Worker::Quarantine(Partition& p, nats::Message& m, const Error& why) {
   std::fprintf(stderr, "worker %s: partition %u: batch %llu quarantined: %s\n",
                options_.name.c_str(), p.id, static_cast<unsigned long long>(m.stream_sequence()),
                reason.c_str());
-  auto r = nats_->Publish(cl::QuarantineSubject(p.id), m.data(),
-                          "q-" + std::to_string(m.stream_sequence()), options_.publish_timeout_s,
-                          {{"Medstream-Reason", reason.substr(0, 1000)}});
+  auto header = wire::Header::Decode(m.data());
+  const std::string subject = header ? cl::QuarantineSubject(header->stream, header->seq)
+                                     : cl::QuarantineSubjectUnreadable(m.stream_sequence());
+  auto r =
+      nats_->Publish(subject, m.data(), "q-" + std::to_string(m.stream_sequence()),
+                     options_.publish_timeout_s, {{"Medstream-Reason", reason.substr(0, 1000)}});
   if (!r) return std::unexpected(r.error());
   std::lock_guard lock(counters_mu_);
   ++counters_.quarantined;
@@ -349,6 +412,31 @@ Status Worker::ProcessSome(Partition& p) {
       (void)m.Ack();
       continue;
     }
+    const uint64_t seq = m.stream_sequence();
+    if (p.suspect_seq == seq && p.suspect_tries >= static_cast<uint32_t>(kMaxBatchAttempts)) {
+      // Enclaves died or hung on this batch kMaxBatchAttempts times: not another.
+      const Error why(Error::Code::kResourceExhausted,
+                      "an enclave died or hung on this batch " + std::to_string(p.suspect_tries) +
+                          " times (the limit is " + std::to_string(kMaxBatchAttempts) + ")");
+      if (auto s = Quarantine(p, m, why); !s) {
+        Drop(p.id, true);
+        return {};
+      }
+      p.next_seq = seq + 1;
+      ++p.since_checkpoint;
+      (void)m.Ack();
+      continue;
+    }
+    if (p.careful) {
+      if (auto s = Mark(p, /*inflight=*/seq); !s) {
+        // Fenced, or the cluster did not answer: start again from the checkpoint (later).
+        std::fprintf(stderr, "worker %s: partition %u: marking batch %llu: %s; dropping it\n",
+                     options_.name.c_str(), p.id, static_cast<unsigned long long>(seq),
+                     s.error().message().c_str());
+        Drop(p.id, /*delete_lease=*/s.error().code() != Error::Code::kFailedPrecondition);
+        return {};
+      }
+    }
     auto header = wire::Header::Decode(m.data());
     auto result = header ? CallEnclave(enclave::Call::kProcessBatch, m.data())
                          : Result<crypto::Bytes>(std::unexpected(header.error()));
@@ -360,6 +448,22 @@ Status Worker::ProcessSome(Partition& p) {
       while (!ack && Transient(ack.error()) && Clock::now() < until) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
         ack = nats_->Publish(subject, *result, id, 5);
+      }
+      if (!ack && ack.error().code() == Error::Code::kResourceExhausted) {
+        // Over the nodes' max_payload (an identity result of a batch near the gateway's cut):
+        // it would never be stored. The enclave moved on; the batch goes to quarantine.
+        const Error why(Error::Code::kResourceExhausted,
+                        "its result (" + std::to_string(result->size()) +
+                            " bytes) is over the cluster's max_payload (" +
+                            std::to_string(nats_->max_payload()) + " bytes)");
+        if (auto s = Quarantine(p, m, why); !s) {
+          Drop(p.id, true);
+          return {};
+        }
+        p.next_seq = seq + 1;
+        ++p.since_checkpoint;
+        (void)m.Ack();
+        continue;
       }
       if (!ack) {
         // The enclave moved on but the result is not stored: start the partition again from its
@@ -378,15 +482,27 @@ Status Worker::ProcessSome(Partition& p) {
     } else if (result.error().code() == Error::Code::kIo ||
                result.error().code() == Error::Code::kDeadlineExceeded ||
                result.error().code() == Error::Code::kInternal) {
-      // The enclave died or hung: fail-stop (others continue from the last checkpoint).
-      return std::unexpected(std::move(result.error()).With("the enclave failed"));
+      // The enclave died or hung: say on which batch (unless marked already), then fail-stop
+      // (others continue from the last checkpoint, carefully).
+      if (!p.careful) {  // (a careful owner's in-flight mark says it already)
+        p.suspect_tries = p.suspect_seq == seq ? p.suspect_tries + 1 : 1;
+        p.suspect_seq = seq;
+        if (auto s = Mark(p, /*inflight=*/0); !s) {
+          std::fprintf(stderr, "worker %s: partition %u: marking batch %llu: %s\n",
+                       options_.name.c_str(), p.id, static_cast<unsigned long long>(seq),
+                       s.error().message().c_str());
+        }
+      }
+      return std::unexpected(std::move(result.error())
+                                 .With("the enclave failed on batch " + std::to_string(seq) +
+                                       " of partition " + std::to_string(p.id)));
     } else {
       if (auto s = Quarantine(p, m, result.error()); !s) {
         Drop(p.id, true);
         return {};
       }
     }
-    p.next_seq = m.stream_sequence() + 1;
+    p.next_seq = seq + 1;
     ++p.since_checkpoint;
     (void)m.Ack();
   }
@@ -457,7 +573,7 @@ Status Worker::Release() {
   std::vector<uint32_t> ids;
   for (const auto& [id, p] : owned_) ids.push_back(id);
   for (uint32_t id : ids) {
-    auto s = Checkpoint(owned_.at(id));
+    auto s = Checkpoint(owned_.at(id), /*clean=*/true);
     if (!s && first) first = s;
     Drop(id, /*delete_lease=*/static_cast<bool>(s));
     std::lock_guard lock(counters_mu_);

@@ -17,9 +17,14 @@
 //    restores it and reads from there. Batches processed after the last checkpoint are processed
 //    again from the same state, which gives the same sealed result bytes (results are
 //    deterministic), published under the same message id, so the results stream keeps one.
-//  * A batch the enclave refuses (damaged, forged, replayed under another key) goes to the
-//    quarantine stream with its reason and never stops the partition. If the enclave dies, the
-//    worker stops (fail-stop): its leases expire and others continue from the last checkpoint.
+//  * A batch the enclave refuses (damaged, forged, replayed under another key), or whose result
+//    is over the cluster's max_payload, goes to the quarantine stream with its reason and never
+//    stops the partition. If the enclave dies or hangs, the worker marks the batch in the
+//    partition's state entry and stops (fail-stop): its leases expire and others continue from
+//    the last checkpoint. A batch marked kMaxBatchAttempts times is quarantined without another
+//    try, so one poison batch takes down at most that many enclaves, ever. A worker that takes
+//    over from an owner that died without saying why marks each batch before the enclave gets
+//    it, until its first checkpoint (an inproc enclave, or the machine, dies with its worker).
 //
 // Thread-safety: Step/Run/Release from one thread; the edge relay's handler runs on NATS's thread
 // and shares the enclave under a mutex.
@@ -34,6 +39,7 @@
 #include <vector>
 
 #include "adapters/nats/nats.h"
+#include "host/server/server.h"
 #include "host/server/transport.h"
 
 namespace medstream::host {
@@ -97,6 +103,15 @@ class Worker {
     int since_checkpoint = 0;
     std::chrono::steady_clock::time_point last_checkpoint;
     std::chrono::steady_clock::time_point renewed;  // the lease's last successful renewal
+    // The state entry as last written (a suspect mark rewrites it with only the mark changed).
+    uint64_t written_next_seq = 1;
+    crypto::Bytes written_portable;
+    // The batch an enclave died or hung on, and how often (StateEntry in worker.cc).
+    uint64_t suspect_seq = 0;
+    uint32_t suspect_tries = 0;
+    // The previous owner died (or a batch is suspect): every batch is marked in the state entry
+    // before the enclave gets it, until the first checkpoint.
+    bool careful = false;
   };
   using Clock = std::chrono::steady_clock;
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
@@ -105,7 +120,11 @@ class Worker {
   Status TakeOver(uint32_t p);
   Status ProcessSome(Partition& p);
   // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
-  Status Checkpoint(Partition& p);
+  // `clean`: the partition is being handed back (its next owner need not be careful).
+  Status Checkpoint(Partition& p, bool clean = false);
+  // Rewrites the state entry as last written with the partition's suspect batch and tries, and
+  // `inflight`: the batch the enclave is about to get (0: none).
+  Status Mark(Partition& p, uint64_t inflight);
   void Drop(uint32_t p, bool delete_lease);
   Status Quarantine(Partition& p, nats::Message& m, const Error& why);
 

@@ -13,6 +13,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -73,6 +75,7 @@ struct RunningWorker {
   std::atomic<bool> stop{false};
   std::thread thread;
   Status status;
+  std::atomic<bool> failed{false};  // Step failed: the thread ended (a fail-stop)
   void Launch() {
     // Step by step (Run would release the partitions at the end: a crash does not).
     thread = std::thread([this] {
@@ -80,6 +83,7 @@ struct RunningWorker {
         status = worker->Step();
         if (!status) {
           std::fprintf(stderr, "worker stopped: %s\n", status.error().message().c_str());
+          failed = true;
           return;
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -394,6 +398,125 @@ TEST_F(WorkerTest, WorkerProcessesPausedPastTheLeaseAndKilledLoseNothing) {
   EXPECT_EQ(*(*c)->StreamMessages(wire::cluster::kResultStream), g->stats().batches_sealed);
   ExpectResultsEqualReference(g->stats());
   proc::Stop(w1, 10000);
+}
+
+// An enclave (a real process) that is killed -9 whenever it is handed one chosen batch: the
+// first batch of sequence 2 any of them sees, for all of them (a poison batch).
+struct PoisonBatch {
+  std::mutex mu;
+  std::optional<std::pair<wire::StreamId, uint64_t>> target;
+  std::atomic<int> kills{0};
+};
+class KilledOnPoison : public EnclaveTransport {
+ public:
+  KilledOnPoison(std::unique_ptr<EnclaveTransport> inner, std::shared_ptr<PoisonBatch> poison)
+      : inner_(std::move(inner)), poison_(std::move(poison)) {}
+  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    if (call == enclave::Call::kProcessBatch) {
+      auto h = wire::Header::Decode(request);
+      std::lock_guard lock(poison_->mu);
+      if (h && h->seq == 2 && !poison_->target) poison_->target = {h->stream, h->seq};
+      if (h && poison_->target && poison_->target->first == h->stream &&
+          poison_->target->second == h->seq) {
+        ++poison_->kills;
+        kill(inner_->pid(), SIGKILL);
+      }
+    }
+    return inner_->Call(call, request);
+  }
+  std::string_view backend() const override { return inner_->backend(); }
+  int pid() const override { return inner_->pid(); }
+
+ private:
+  std::unique_ptr<EnclaveTransport> inner_;
+  std::shared_ptr<PoisonBatch> poison_;
+};
+
+// A batch that kills every enclave it is given is quarantined after kMaxBatchAttempts deaths
+// (marked in the partition's state entry, which survives the workers), and the other batches
+// of its partition and of the others all come through.
+TEST_F(WorkerTest, ABatchThatKillsEveryEnclaveIsQuarantinedAfterBoundedTries) {
+  auto poison = std::make_shared<PoisonBatch>();
+  auto opts = [&](const std::string& name) {
+    WorkerOptions o = WorkerOpts(name);
+    o.enclave.backend = "inproc";  // the factory below: a real enclave process, wrapped
+    o.enclave.inproc =
+        [poison](const EnclaveLaunch& l) -> Result<std::unique_ptr<EnclaveTransport>> {
+      EnclaveLaunch real = l;
+      real.backend = "process";
+      real.inproc = nullptr;
+      MEDSTREAM_TRY(inner, LaunchEnclave(real));
+      return std::unique_ptr<EnclaveTransport>(new KilledOnPoison(std::move(inner), poison));
+    };
+    return o;
+  };
+  options_.quarantine_check_s = 1;  // the gateway asks about a late result soon
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  Send(*feed, *g, [](int) {});
+  ASSERT_TRUE(g->CutAll());
+  const uint64_t sealed = g->stats().batches_sealed;
+  // Workers one after another: each one the poison kills is replaced (a supervisor's restart).
+  int started = 0;
+  for (; started < kMaxBatchAttempts + 2; ++started) {
+    RunningWorker& w = AddWorker(opts("w" + std::to_string(started)));
+    const bool settled = testing::WaitFor(
+        [&] {
+          auto s = g->Tick();
+          EXPECT_TRUE(s) << s.error().message();
+          return w.failed.load() || w.worker->counters().quarantined == 1;
+        },
+        90);
+    ASSERT_TRUE(settled) << g->stats().results << " of " << sealed << " results";
+    if (!w.failed) break;
+    EXPECT_EQ(w.status.error().code(), Error::Code::kInternal) << w.status.error().message();
+    w.Crash();
+    w.worker.reset();
+  }
+  EXPECT_EQ(poison->kills.load(), kMaxBatchAttempts) << "one enclave per try, no more";
+  EXPECT_EQ(started, kMaxBatchAttempts) << "the worker after the last try quarantined it";
+  EXPECT_EQ(workers_.back()->worker->counters().quarantined, 1u);
+  // In the quarantine stream, with a reason.
+  auto c = nats::Connection::Connect(*cluster::ClientOptions(dir_ + "/cluster", "gateway"));
+  ASSERT_TRUE(c);
+  EXPECT_EQ(*(*c)->StreamMessages(wire::cluster::kQuarantineStream), 1u);
+  auto q = (*c)->PullSubscribe(wire::cluster::kQuarantineStream, "t", "medstream.quarantine.>", 30);
+  ASSERT_TRUE(q);
+  auto got = (*q)->Fetch(1, 10);
+  ASSERT_TRUE(got && got->size() == 1u);
+  auto h = wire::Header::Decode((*got)[0].data());
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->stream, poison->target->first);
+  EXPECT_EQ(h->seq, 2u);
+  EXPECT_FALSE((*got)[0].header("Medstream-Reason").value_or("").empty());
+  // The gateway learns it was quarantined, says so in the user's .jsonl and goes on: nothing
+  // outstanding, every other result read.
+  EXPECT_TRUE(testing::WaitFor([&] { return g->Tick() && g->outstanding() == 0; }, 30));
+  EXPECT_EQ(g->stats().results, sealed - 1);
+  EXPECT_EQ(g->stats().batches_quarantined, 1u);
+  int marked = 0;
+  for (int u = 1; u <= kUsers; ++u) {
+    std::istringstream lines(
+        Slurp(fs::path(options_.results_dir) / ("user-" + std::to_string(u) + ".jsonl")));
+    for (std::string line; std::getline(lines, line);) {
+      const auto j = nlohmann::json::parse(line);
+      if (j.contains("quarantined")) {
+        ++marked;
+        EXPECT_EQ(j.value("seq", 0), 2);
+        EXPECT_FALSE(j.value("quarantined", "").empty());
+      }
+    }
+  }
+  EXPECT_EQ(marked, 1);
+  const std::string ref = dir_ + "/ref-results";
+  Reference(ref);
+  int equal = 0;
+  for (int u = 1; u <= kUsers; ++u) {
+    const std::string name = "user-" + std::to_string(u) + ".sdnn.csv";
+    equal += Slurp(fs::path(options_.results_dir) / name) == Slurp(fs::path(ref) / name) ? 1 : 0;
+  }
+  EXPECT_EQ(equal, kUsers - 1);
 }
 
 }  // namespace

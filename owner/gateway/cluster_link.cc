@@ -1,5 +1,6 @@
 #include "owner/gateway/cluster_link.h"
 
+#include <charconv>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -34,15 +35,17 @@ class Cluster : public ServerLink {
     return Upload(name, data);
   }
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
-    // NAME is <stream>-<seq>.result (wire::ResultFileName).
-    const size_t dash = name.find('-');
-    const size_t dot = name.rfind(".result");
-    if (dash == std::string::npos || dot == std::string::npos || dot <= dash + 1) {
-      return InvalidArgument("not a result name: " + name);
-    }
-    MEDSTREAM_TRY(id, wire::ParseStreamName(name.substr(0, dash)));
-    const uint64_t seq = std::stoull(name.substr(dash + 1, dot - dash - 1));
-    return nats_->LastMessage(cl::kResultStream, cl::ResultSubject(id, seq));
+    MEDSTREAM_TRY(ref, ParseName(name, ".result"));
+    return nats_->LastMessage(cl::kResultStream, cl::ResultSubject(ref.first, ref.second));
+  }
+  Result<std::string> QuarantineReason(const std::string& batch_name) override {
+    MEDSTREAM_TRY(ref, ParseName(batch_name, ".batch"));
+    std::string reason;
+    MEDSTREAM_TRY(data, nats_->LastMessage(cl::kQuarantineStream,
+                                           cl::QuarantineSubject(ref.first, ref.second),
+                                           "Medstream-Reason", &reason));
+    (void)data;
+    return reason;
   }
   Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
     return Fail(Error::Code::kFailedPrecondition,
@@ -77,6 +80,25 @@ class Cluster : public ServerLink {
   }
 
  private:
+  // NAME is <stream>-<seq><suffix> (wire::ResultFileName, wire::BatchFileName).
+  static Result<std::pair<wire::StreamId, uint64_t>> ParseName(const std::string& name,
+                                                               std::string_view suffix) {
+    const size_t dash = name.find('-');
+    if (dash == std::string::npos || !name.ends_with(suffix) ||
+        name.size() - suffix.size() <= dash + 1) {
+      return InvalidArgument("not a batch or result name: " + name);
+    }
+    MEDSTREAM_TRY(id, wire::ParseStreamName(name.substr(0, dash)));
+    const char* first = name.data() + dash + 1;
+    const char* last = name.data() + name.size() - suffix.size();
+    uint64_t seq = 0;
+    const auto [end, ec] = std::from_chars(first, last, seq);
+    if (ec != std::errc() || end != last) {
+      return InvalidArgument("not a batch or result name: " + name);
+    }
+    return std::pair{id, seq};
+  }
+
   ClusterLinkOptions options_;
   std::unique_ptr<nats::Connection> nats_;
   std::unique_ptr<nats::KeyValue> workers_;

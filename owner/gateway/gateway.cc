@@ -84,6 +84,10 @@ class Local : public ServerLink {
     if (!b && b.error().code() == Error::Code::kNotFound) return NotFound(name);
     return b;
   }
+  Result<std::string> QuarantineReason(const std::string& batch_name) override {
+    MEDSTREAM_TRY(text, ReadFileText(dir_ + "/quarantine/" + batch_name + ".reason", 4096));
+    return text;
+  }
   Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
     return host::ConnectRelay(dir_ + "/enclave.sock");
   }
@@ -107,6 +111,11 @@ class Remote : public ServerLink {
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
     MEDSTREAM_TRY(c, Session());
     return Checked(c->Download("/outbox/" + name, kMaxResultBytes));
+  }
+  Result<std::string> QuarantineReason(const std::string& batch_name) override {
+    MEDSTREAM_TRY(c, Session());
+    MEDSTREAM_TRY(bytes, Checked(c->Download("/quarantine/" + batch_name + ".reason", 4096)));
+    return std::string(bytes.begin(), bytes.end());
   }
   Result<std::unique_ptr<host::EnclaveTransport>> Relay() override {
     MEDSTREAM_TRY(c, Session());

@@ -66,6 +66,11 @@ class ServerLink {
   // inbox when both are on one file system: a Stream-Big batch is not written a second time.
   virtual Status UploadFile(const std::string& name, const std::string& path);
   virtual Result<crypto::Bytes> ReadResult(const std::string& name) = 0;  // NotFound if absent
+  // Why the server quarantined the batch NAME (its words, untrusted: a server can always withhold
+  // a result; this only lets the gateway say so and go on); kNotFound if it did not.
+  virtual Result<std::string> QuarantineReason(const std::string& batch_name) {
+    return NotFound(batch_name);
+  }
   virtual Result<std::unique_ptr<host::EnclaveTransport>> Relay() = 0;
 
   // A cluster (cluster_link.h) has many enclaves, one per worker, and no single one to attest at
@@ -103,6 +108,9 @@ struct Options {
   // arrive in time to be analysed in order. Beats that arrive after their batch was sealed even
   // so are counted as lost (Stats::beats_too_late), not as repeats.
   double late_grace_s = 5;
+  // A stream whose next result has not come for this long is checked for a quarantined batch
+  // (then every quarantine_check_s / 3).
+  double quarantine_check_s = 30;
   enclave::StreamConfig config;
   std::string root_ca;  // trust anchor for attestation
   attest::Policy policy;
@@ -124,6 +132,9 @@ struct Stats {
   uint64_t messages = 0;
   uint64_t malformed = 0;
   uint64_t results_refused = 0;  // result files from the server that failed to open (each once)
+  // Batches the server (or a worker) quarantined: their results skipped, said in the user's
+  // .jsonl as {"seq":N,"quarantined":REASON}; their beats are not in beats_processed.
+  uint64_t batches_quarantined = 0;
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
@@ -215,6 +226,7 @@ class Gateway {
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
     uint64_t refused_result = 0;  // the result last refused (said once)
+    std::chrono::steady_clock::time_point quarantine_check_at{};  // 0: set at the first look
     uint64_t stale_messages = 0;  // messages dropped whole as repeats (warned at 1, 1001, ...)
     std::unique_ptr<client::StreamSealer> sealer;
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
@@ -237,6 +249,9 @@ class Gateway {
   Status UploadSpool();
   void RecordBeats(const Stream& s);
   Status ReadResults(Stream& s);
+  // Whether the server quarantined `s`'s next result's batch (asked only once that result is
+  // quarantine_check_s late): if so, says so in the user's .jsonl and moves past it.
+  Result<bool> SkipIfQuarantined(Stream& s);
   Status SaveSequences();
   void OnStatusMessage(const std::string& user, const mqtt::Message& m);
   void Say(const std::string& user, const Observation& o, const char* what);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
+
 #include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
@@ -229,6 +231,62 @@ TEST_F(GatewayUnit, AReorderedMessageIsWaitedForAndOneTooLateCountsAsLost) {
   st = g->stats();
   EXPECT_EQ(st.beats_processed, 110u);  // all but the message that came too late
   EXPECT_EQ(st.lost_beats, 10u);
+}
+
+// A batch the server quarantined (here: damaged in the inbox, so the enclave refuses it) once
+// stalled its user's results for good: the gateway waited for a result that would never come.
+// Now, once that result is quarantine_check_s late, the gateway asks the server, says so in the
+// user's .jsonl and its counters, and reads the user's later results.
+TEST_F(GatewayUnit, ABatchTheServerQuarantinedIsSaidAndItsUsersResultsGoOn) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.quarantine_check_s = 30;
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  for (const auto& m : Messages(1, 400, 5)) feed->Send(t1, m);
+  ASSERT_TRUE(g->CutAll());
+  ASSERT_TRUE(g->Tick());  // uploads the 4 batches
+  size_t damaged = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/server/inbox")) {
+    if (!e.path().string().ends_with("00002.batch")) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+    ++damaged;
+  }
+  ASSERT_EQ(damaged, 1u);
+  ASSERT_TRUE(server_->ProcessInbox());
+  ASSERT_EQ(server_->counters().quarantined, 1u);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().results, 1u) << "batch 2's result stalls the user's later ones";
+  EXPECT_EQ(g->outstanding(), 3u);
+  now += std::chrono::seconds(29);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->outstanding(), 3u) << "not asked before quarantine_check_s";
+  now += std::chrono::seconds(2);
+  ASSERT_TRUE(g->Tick());
+  const Stats s = g->stats();
+  EXPECT_EQ(g->outstanding(), 0u);
+  EXPECT_EQ(s.batches_quarantined, 1u);
+  EXPECT_EQ(s.results, 3u);
+  EXPECT_EQ(s.beats_processed, 300u);
+  std::ifstream in(dir_ + "/results/user-0001.jsonl");
+  int marked = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("quarantined")) continue;
+    ++marked;
+    EXPECT_EQ(j.value("seq", 0), 2);
+    EXPECT_FALSE(j.value("quarantined", "").empty());
+  }
+  EXPECT_EQ(marked, 1);
+  // A restart does not wait for it again: the marker line says where the results stand.
+  g.reset();
+  g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->outstanding(), 0u);
 }
 
 }  // namespace

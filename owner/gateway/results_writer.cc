@@ -3,6 +3,8 @@
 // MetricsText). The keys, the message merge and the batch cutting are in gateway.cc.
 #include <fmt/format.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -18,6 +20,11 @@ namespace medstream::gateway {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::chrono::steady_clock::duration QuarantineWait(const Options& o) {
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      std::chrono::duration<double>(o.quarantine_check_s));
+}
 
 Status AppendBlock(const std::string& path, const std::string& block, const std::string& header) {
   const bool fresh = !FileExists(path);
@@ -59,14 +66,56 @@ void Gateway::RecordBeats(const Stream& s) {
     std::fprintf(stderr, "gateway: warning: %s\n", st.error().message().c_str());
 }
 
+Result<bool> Gateway::SkipIfQuarantined(Stream& s) {
+  const auto now = options_.clock();
+  if (s.quarantine_check_at == std::chrono::steady_clock::time_point{}) {
+    s.quarantine_check_at = now + QuarantineWait(options_);
+    return false;
+  }
+  if (now < s.quarantine_check_at || s.next_result >= s.next_seq) return false;
+  s.quarantine_check_at = now + QuarantineWait(options_) / 3;
+  const std::string batch = wire::BatchFileName(s.id, s.next_result);
+  auto reason = link_->QuarantineReason(batch);
+  if (!reason) {
+    // Not quarantined (or the server cannot say now): the result is waited for, and asked about
+    // again later; this never counts as a refused result.
+    if (reason.error().code() != Error::Code::kNotFound) {
+      std::fprintf(stderr, "gateway: %s: asking whether batch %s was quarantined: %s\n",
+                   s.user.c_str(), batch.c_str(), reason.error().message().c_str());
+    }
+    return false;
+  }
+  // The server's words: printable, bounded, one line.
+  std::string why = Printable(*reason, 500);
+  while (!why.empty() && (why.back() == '?' || why.back() == ' ')) why.pop_back();
+  const nlohmann::json line = {{"seq", s.next_result}, {"windows", 0}, {"quarantined", why}};
+  if (auto st = AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", line.dump() + "\n", "");
+      !st) {
+    return std::unexpected(st.error());
+  }
+  std::fprintf(stderr,
+               "gateway: %s: batch %llu was quarantined by the server (%s): its beats are not "
+               "analysed\n",
+               s.user.c_str(), static_cast<unsigned long long>(s.next_result), why.c_str());
+  ++stats_.batches_quarantined;
+  s.in_flight.erase(s.next_result);
+  ++s.next_result;
+  return true;
+}
+
 Status Gateway::ReadResults(Stream& s) {
   for (;;) {
     const std::string path = wire::ResultFileName(s.id, s.next_result);
     auto bytes = link_->ReadResult(path);
     if (!bytes) {
-      if (bytes.error().code() == Error::Code::kNotFound) return {};  // not there yet
-      return std::unexpected(std::move(bytes.error()).With("result " + path));
+      if (bytes.error().code() != Error::Code::kNotFound) {
+        return std::unexpected(std::move(bytes.error()).With("result " + path));
+      }
+      MEDSTREAM_TRY(skipped, SkipIfQuarantined(s));
+      if (skipped) continue;
+      return {};  // not there yet
     }
+    s.quarantine_check_at = options_.clock() + QuarantineWait(options_);
     uint64_t seq = 0;
     auto r = s.sealer->OpenResult(*bytes, &seq);
     if (!r) return std::unexpected(std::move(r.error()).With("result " + path));
@@ -174,6 +223,9 @@ std::string Gateway::MetricsText() const {
   counter("medstream_gateway_results_total", "Results opened and written.", s.results);
   counter("medstream_gateway_results_refused_total",
           "Result files from the server that failed to open.", s.results_refused);
+  counter("medstream_gateway_batches_quarantined_total",
+          "Batches the server quarantined (their results skipped, said in the user's .jsonl).",
+          s.batches_quarantined);
   counter("medstream_gateway_beats_processed_total", "Beats the enclave reports processed.",
           s.beats_processed);
   counter("medstream_gateway_windows_total", "HRV windows written.", s.windows);
