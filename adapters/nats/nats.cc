@@ -155,19 +155,17 @@ PullConsumer::~PullConsumer() {
   if (sub_ != nullptr) natsSubscription_Destroy(static_cast<natsSubscription*>(sub_));
 }
 
-Result<std::vector<Message>> PullConsumer::Fetch(int max, double timeout_s) {
-  natsMsgList list{};
-  jsErrCode js = jsErrCode(0);
-  natsStatus s = natsSubscription_Fetch(&list, static_cast<natsSubscription*>(sub_),
-                                        std::max(1, max), Millis(timeout_s), &js);
+Result<std::vector<Message>> PullConsumer::TakeFetched(void* l, int status) {
+  natsMsgList& list = *static_cast<natsMsgList*>(l);
+  const auto s = static_cast<natsStatus>(status);
   std::vector<Message> out;
-  if (s == NATS_TIMEOUT) {
+  if (s == NATS_TIMEOUT || s == NATS_NOT_FOUND) {
     natsMsgList_Destroy(&list);
     return out;
   }
   if (s != NATS_OK) {
     natsMsgList_Destroy(&list);
-    return Failed("fetching messages", s, js);
+    return Failed("fetching messages", s);
   }
   out.reserve(static_cast<size_t>(list.Count));
   for (int i = 0; i < list.Count; ++i) {
@@ -176,6 +174,18 @@ Result<std::vector<Message>> PullConsumer::Fetch(int max, double timeout_s) {
   }
   natsMsgList_Destroy(&list);
   return out;
+}
+
+Result<std::vector<Message>> PullConsumer::Fetch(int max, double timeout_s) {
+  natsMsgList list{};
+  jsErrCode js = jsErrCode(0);
+  natsStatus s = natsSubscription_Fetch(&list, static_cast<natsSubscription*>(sub_),
+                                        std::max(1, max), Millis(timeout_s), &js);
+  if (s != NATS_OK && s != NATS_TIMEOUT && s != NATS_NOT_FOUND) {
+    natsMsgList_Destroy(&list);
+    return Failed("fetching messages", s, js);
+  }
+  return TakeFetched(&list, s);
 }
 
 // --- KeyValue ------------------------------------------------------------------------------

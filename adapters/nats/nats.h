@@ -89,12 +89,15 @@ class PullConsumer {
  public:
   ~PullConsumer();
   // Up to `max` messages, waiting at most `timeout_s` for the first; an empty vector when none
-  // came in time (not an error).
+  // came in time (not an error). Asks for what is there first (libnats: a "no wait" request when
+  // max > 1) and only then waits, so a short timeout costs that long only when there is nothing.
   Result<std::vector<Message>> Fetch(int max, double timeout_s);
 
  private:
   friend class Connection;
   explicit PullConsumer(void* sub) : sub_(sub) {}
+  // A fetch's messages (a natsMsgList*) as ours; none when it timed out or found nothing.
+  static Result<std::vector<Message>> TakeFetched(void* list, int status);
   void* sub_ = nullptr;
 };
 

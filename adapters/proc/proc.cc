@@ -1,5 +1,7 @@
 #include "adapters/proc/proc.h"
 
+#include <sys/prctl.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -56,8 +58,14 @@ bool WaitForListener(int port, int timeout_ms) {
 
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
   std::fflush(nullptr);  // or the child would print the parent's buffered output again
+  const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid == 0) {
+    // A helper dies with the program that started it (a test killed by its timeout, a demo
+    // killed -9): no orphaned broker or NATS node holding ports and CPU. Tied to the thread that
+    // called Spawn, so helpers are started from threads that outlive them (the main one).
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);  // it died before the line above
     if (!log.empty()) {
       FILE* out = std::freopen(log.c_str(), "a", stdout);
       FILE* err = std::freopen(log.c_str(), "a", stderr);

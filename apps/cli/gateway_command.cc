@@ -28,7 +28,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   struct Args {
     gateway::Options o;
     std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
-    std::string credentials, stats_json, cluster;
+    std::string credentials, stats_json, cluster, results_consumer = "gateway";
     uint32_t partitions = 16;
     HttpArgs http;
   };
@@ -84,6 +84,14 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                   "(reordered messages still arrive in time); later arrivals count as lost")
       ->check(CLI::Range(0.0, 600.0))
       ->capture_default_str();
+  cmd->add_option("--quarantine-check", a->o.quarantine_check_s,
+                  "Ask whether a user's batch was quarantined once its result is this late (then "
+                  "say so in the user's .jsonl and read the later ones)")
+      ->check(CLI::Range(1.0, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--results-consumer", a->results_consumer,
+                  "With --cluster: this gateway's durable consumer of results (one per gateway)")
+      ->capture_default_str();
   cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
   cmd->add_option("--window", a->o.config.windows.window_s, "Seconds of beats per HRV window")
       ->check(CLI::Range(hrv::kMinWindowS, hrv::kMaxWindowS))
@@ -136,7 +144,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     if (!a->cluster.empty()) {
       auto nats = cluster::ClientOptions(a->cluster, cluster::kGatewayRole);
       if (!nats) return fail(nats.error());
-      auto l = gateway::ClusterLink({.nats = *nats, .partitions = a->partitions});
+      auto l = gateway::ClusterLink(
+          {.nats = *nats, .partitions = a->partitions, .consumer = a->results_consumer});
       if (!l) return fail(l.error());
       link = std::move(*l);
     }

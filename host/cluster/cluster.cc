@@ -38,6 +38,24 @@ bool IsAddress(const std::string& n) {
   });
 }
 
+// What a role may not publish (docs/scale-out.md, Security). Neither may delete or purge a stream
+// or bucket, or delete messages from one; a worker may not publish batches (inject or replay
+// them into a partition) or call another worker's enclave; a gateway may not publish results or
+// quarantine entries, nor write leases or partition state.
+std::string DenyList(std::string_view role) {
+  std::vector<std::string> deny = {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
+                                   "$JS.API.STREAM.MSG.DELETE.>"};
+  if (role == kWorkerRole) {
+    deny.insert(deny.end(), {"medstream.batch.>", "medstream.edge.>"});
+  } else {
+    deny.insert(deny.end(), {"medstream.result.>", "medstream.quarantine.>",
+                             "$KV.medstream-leases.>", "$KV.medstream-state.>"});
+  }
+  std::string out = "[";
+  for (const std::string& d : deny) out += (out.size() > 1 ? ", " : "") + ("\"" + d + "\"");
+  return out + "]";
+}
+
 // A NATS configuration string, quoted (paths and passwords are hex or file names; quote anyway).
 std::string Q(const std::string& s) {
   std::string out = "\"";
@@ -152,14 +170,14 @@ Status Init(const InitOptions& o) {
         "max_payload: {5}\n"
         "tls {{\n    {6}\n}}\n"
         "authorization {{\n  users: [\n"
-        "    {{user: {7}, password: {8}}}\n"
-        "    {{user: {9}, password: {10}}}\n"
+        "    {{user: {7}, password: {8}, permissions: {{publish: {{deny: {13}}}}}}}\n"
+        "    {{user: {9}, password: {10}, permissions: {{publish: {{deny: {14}}}}}}}\n"
         "  ]\n}}\n"
         "jetstream {{\n  store_dir: {11}\n  max_file_store: {12}\n  max_memory_store: "
         "67108864\n}}\n",
         i + 1, o.nodes, nd + "/nats.conf", o.listen, client_ports[i], o.max_payload, tls,
         Q(kGatewayRole), Q(passwords[kGatewayRole]), Q(kWorkerRole), Q(passwords[kWorkerRole]),
-        Q(nd + "/store"), o.max_file_store);
+        Q(nd + "/store"), o.max_file_store, DenyList(kGatewayRole), DenyList(kWorkerRole));
     if (o.nodes > 1) {
       conf += fmt::format(
           "cluster {{\n  name: medstream\n  listen: {}:{}\n"

@@ -308,5 +308,26 @@ TEST_F(ClusterTest, ConsumersAndKeysWorkWhileANodeIsDown) {
   }
 }
 
+// Each role publishes only its part (docs/scale-out.md, Security): a worker cannot inject or
+// replay batches, a gateway cannot forge results, and neither can delete or purge a stream.
+TEST_F(ClusterTest, RolesMayPublishOnlyTheirPart) {
+  auto gw = Connect(kGatewayRole);
+  auto worker = Connect(kWorkerRole);
+  ASSERT_TRUE(gw && worker);
+  ASSERT_TRUE(gw->EnsureStream({.name = "B", .subjects = {"medstream.batch.*"}, .replicas = 3}));
+  ASSERT_TRUE(
+      worker->EnsureStream({.name = "R", .subjects = {"medstream.result.>"}, .replicas = 3}));
+  // What each may do.
+  ASSERT_TRUE(gw->Publish("medstream.batch.0", View("b"), "b1", 5));
+  ASSERT_TRUE(worker->Publish("medstream.result.ab.1", View("r"), "r1", 5));
+  // What each may not: refused by the nodes (the publish gets no acknowledgement).
+  EXPECT_FALSE(worker->Publish("medstream.batch.0", View("forged"), "b2", 2));
+  EXPECT_FALSE(gw->Publish("medstream.result.ab.2", View("forged"), "r2", 2));
+  EXPECT_FALSE(worker->DeleteStream("B"));
+  EXPECT_FALSE(gw->DeleteStream("R"));
+  EXPECT_EQ(*gw->StreamMessages("B"), 1u);
+  EXPECT_EQ(*gw->StreamMessages("R"), 1u);
+}
+
 }  // namespace
 }  // namespace medstream::cluster

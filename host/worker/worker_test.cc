@@ -519,5 +519,41 @@ TEST_F(WorkerTest, ABatchThatKillsEveryEnclaveIsQuarantinedAfterBoundedTries) {
   EXPECT_EQ(equal, kUsers - 1);
 }
 
+// The gateway reads results through a durable consumer and acknowledges them once held: a gateway
+// that dies before storing them finds them again by reading the stream, after a few seconds.
+TEST_F(WorkerTest, ResultsTheConsumerHandedToADeadGatewayAreReadFromTheStream) {
+  gateway::ClusterLinkOptions lo;
+  lo.nats = *cluster::ClientOptions(dir_ + "/cluster", cluster::kGatewayRole);
+  lo.partitions = 4;
+  lo.lease_s = 3;
+  auto first = gateway::ClusterLink(lo);
+  ASSERT_TRUE(first) << first.error().message();
+  // Results as a worker publishes them (a gateway may not).
+  auto c =
+      nats::Connection::Connect(*cluster::ClientOptions(dir_ + "/cluster", cluster::kWorkerRole));
+  ASSERT_TRUE(c);
+  wire::StreamId id{};
+  id[0] = 7;
+  const crypto::Bytes r1 = {1, 2, 3}, r2 = {4, 5, 6};
+  for (auto [seq, bytes] : {std::pair{uint64_t{1}, &r1}, std::pair{uint64_t{2}, &r2}}) {
+    ASSERT_TRUE((*c)->Publish(wire::cluster::ResultSubject(id, seq), *bytes,
+                              wire::ResultFileName(id, seq), 10));
+  }
+  // The first gateway takes both from its consumer and stores only result 1.
+  Result<crypto::Bytes> got = NotFound("");
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return (got = (*first)->ReadResult(wire::ResultFileName(id, 1))).has_value(); }, 10));
+  EXPECT_EQ(*got, r1);
+  first->reset();  // dies holding result 2, acknowledged
+  auto second = gateway::ClusterLink(lo);
+  ASSERT_TRUE(second) << second.error().message();
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(testing::WaitFor(
+      [&] { return (got = (*second)->ReadResult(wire::ResultFileName(id, 2))).has_value(); }, 20));
+  EXPECT_EQ(*got, r2);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::seconds(4))
+      << "not from the consumer, which had delivered it";
+}
+
 }  // namespace
 }  // namespace medstream::host

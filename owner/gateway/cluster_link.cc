@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <thread>
+#include <unordered_map>
 
 #include "common/base/file.h"
 #include "common/wire/cluster.h"
@@ -19,8 +20,11 @@ namespace cl = wire::cluster;
 class Cluster : public ServerLink {
  public:
   Cluster(ClusterLinkOptions o, std::unique_ptr<nats::Connection> c,
-          std::unique_ptr<nats::KeyValue> workers)
-      : options_(std::move(o)), nats_(std::move(c)), workers_(std::move(workers)) {}
+          std::unique_ptr<nats::KeyValue> workers, std::unique_ptr<nats::PullConsumer> results)
+      : options_(std::move(o)),
+        nats_(std::move(c)),
+        workers_(std::move(workers)),
+        results_(std::move(results)) {}
 
   Status Upload(const std::string& name, crypto::ByteView data) override {
     MEDSTREAM_TRY(header, wire::Header::Decode(data));
@@ -36,7 +40,27 @@ class Cluster : public ServerLink {
   }
   Result<crypto::Bytes> ReadResult(const std::string& name) override {
     MEDSTREAM_TRY(ref, ParseName(name, ".result"));
-    return nats_->LastMessage(cl::kResultStream, cl::ResultSubject(ref.first, ref.second));
+    const std::string subject = cl::ResultSubject(ref.first, ref.second);
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_poll_) {
+      next_poll_ = now + kPollInterval;
+      if (auto s = Poll(); !s) return std::unexpected(s.error());
+    }
+    if (auto it = ready_.find(subject); it != ready_.end()) {
+      crypto::Bytes bytes = std::move(it->second);
+      ready_bytes_ -= bytes.size();
+      ready_.erase(it);
+      direct_.erase(subject);
+      return bytes;
+    }
+    // Not delivered by the consumer (yet): after kDirectAfter, and then that often, from the
+    // stream itself (a result the consumer handed to a gateway that crashed before storing it).
+    auto [it, fresh] = direct_.try_emplace(subject, now + kDirectAfter);
+    if (fresh || now < it->second) return NotFound(name);
+    it->second = now + kDirectAfter;
+    auto bytes = nats_->LastMessage(cl::kResultStream, subject);
+    if (bytes) direct_.erase(it);
+    return bytes;
   }
   Result<std::string> QuarantineReason(const std::string& batch_name) override {
     MEDSTREAM_TRY(ref, ParseName(batch_name, ".batch"));
@@ -99,9 +123,42 @@ class Cluster : public ServerLink {
     return std::pair{id, seq};
   }
 
+  static constexpr auto kPollInterval = std::chrono::milliseconds(50);
+  static constexpr auto kDirectAfter = std::chrono::seconds(5);
+  static constexpr size_t kMaxReadyBytes = size_t{512} << 20;
+
+  // Takes what the results consumer has now. Acknowledged once held here: a gateway that dies
+  // before storing one reads it from the stream (ReadResult's direct read).
+  Status Poll() {
+    for (int round = 0; round < 64; ++round) {
+      MEDSTREAM_TRY(msgs, results_->Fetch(256, 0.005));
+      for (nats::Message& m : msgs) {
+        const std::string subject = m.subject();
+        const auto data = m.data();
+        // Over the cap (results nobody asks for: read already through the stream, or another
+        // gateway's): some go; one asked for later is read from the stream.
+        while (ready_bytes_ + data.size() > kMaxReadyBytes && !ready_.empty()) {
+          ready_bytes_ -= ready_.begin()->second.size();
+          ready_.erase(ready_.begin());
+        }
+        if (ready_.try_emplace(subject, data.begin(), data.end()).second) {
+          ready_bytes_ += data.size();
+        }
+        (void)m.Ack();
+      }
+      if (msgs.size() < 256) break;
+    }
+    return {};
+  }
+
   ClusterLinkOptions options_;
   std::unique_ptr<nats::Connection> nats_;
   std::unique_ptr<nats::KeyValue> workers_;
+  std::unique_ptr<nats::PullConsumer> results_;
+  std::unordered_map<std::string, crypto::Bytes> ready_;  // subject -> result, not yet asked for
+  size_t ready_bytes_ = 0;
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> direct_;
+  std::chrono::steady_clock::time_point next_poll_{};
   std::map<std::string, std::string> done_, pending_;  // worker -> enclave instance
 };
 
@@ -125,7 +182,13 @@ Result<std::unique_ptr<ServerLink>> ClusterLink(const ClusterLinkOptions& o) {
     return std::unexpected(std::move(layout.error()).With("setting up the cluster's streams"));
   }
   MEDSTREAM_TRY(workers, c->EnsureKeyValue({.bucket = cl::kWorkerBucket}));
-  return std::unique_ptr<ServerLink>(new Cluster(o, std::move(c), std::move(workers)));
+  if (!cl::ValidWorkerName(o.consumer)) {
+    return InvalidArgument("bad results consumer name '" + o.consumer +
+                           "' (1-64 of A-Z a-z 0-9 - _)");
+  }
+  MEDSTREAM_TRY(results, c->PullSubscribe(cl::kResultStream, o.consumer, "medstream.result.>", 60));
+  return std::unique_ptr<ServerLink>(
+      new Cluster(o, std::move(c), std::move(workers), std::move(results)));
 }
 
 }  // namespace medstream::gateway

@@ -2,8 +2,11 @@
 // instead of one server's inbox. A sealed batch is published on its partition's subject
 // (wire::PartitionOf of its stream id) with its file name as Nats-Msg-Id and counts as uploaded
 // once the replicated stream acknowledged it (the spool keeps it until then; a re-send is stored
-// once). Results are read from the results stream by subject. Workers are found in the workers
-// bucket; each new enclave instance is attested and provisioned through NATS request/reply.
+// once). Results come through a durable pull consumer of the results stream (one fetch of what
+// is there per poll, kept in memory until asked for, at most kMaxReadyBytes); a result asked for
+// and not delivered that way (acknowledged before a gateway crash) is read from the stream by its
+// subject, at most every few seconds. Workers are found in the workers bucket; each new enclave
+// instance is attested and provisioned through NATS request/reply.
 // Thread-safety: as ServerLink (the gateway calls it under its lock).
 #pragma once
 
@@ -19,6 +22,9 @@ struct ClusterLinkOptions {
   uint32_t partitions = 16;
   int replicas = 3;    // of the streams and buckets it creates if absent
   double lease_s = 6;  // the lease and registration buckets' expiry, if it creates them
+  // The durable consumer of results: one per gateway (two gateways of one cluster each need a
+  // name of their own). Letters, digits, - and _.
+  std::string consumer = "gateway";
 };
 
 Result<std::unique_ptr<ServerLink>> ClusterLink(const ClusterLinkOptions& options);
