@@ -186,9 +186,9 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--cluster", a->cluster,
                 "Scale-out throughput instead of the grid: per worker count, a fresh 3-node NATS "
                 "cluster, a backlog of sealed batches, then the workers timed until every result "
-                "is back (default: hrv-bands, process mode; docs/scale-out.md). With --e2e: the "
-                "streaming workloads through the cluster, a row per worker count (throughput and "
-                "beat-to-result latency; default hrv-bands)");
+                "is back (default: hrv-bands, process mode; docs/scale-out.md). With --e2e: that "
+                "throughput, then the streaming workloads from the sensors through the cluster, a "
+                "row per worker count (beat-to-result latency; default hrv-bands)");
   cmd->add_option("--workers", a->cluster_workers, "With --cluster: worker counts, e.g. 1,2")
       ->capture_default_str();
   cmd->add_option("--users", a->cluster_users, "With --cluster: users in the backlog")
@@ -215,7 +215,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->callback([a, exit_code] {
     auto fail = [&](const auto& e) { *exit_code = ExitWithError("bench", e); };
     evaluation::Options& o = a->o;
-    if (a->cluster && !a->e2e) {
+    if (a->cluster) {
+      // Throughput: a backlog drained per worker count (with --e2e, then latency below).
       pipeline::ClusterBenchOptions c;
       c.self = SelfPath().value_or("medstream");
       c.work = o.work_dir.empty() ? (std::filesystem::temp_directory_path() /
@@ -264,9 +265,11 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
           csv += fmt::format("{},{},{},{},{:.3f},{:.0f},{:.2f},{}\n", r.workers, r.repetition + 1,
                              r.beats, r.batches, r.seconds, r.beats_per_s, r.mb_s, r.lost_batches);
         }
-        if (auto s = WriteFileAtomic(a->csv, csv); !s) return fail(s.error());
+        const std::string path = a->e2e ? a->csv + ".throughput.csv" : a->csv;
+        if (auto s = WriteFileAtomic(path, csv); !s) return fail(s.error());
       }
-      return;
+      if (!a->e2e) return;
+      std::printf("\n");
     }
     if (a->e2e) {
       pipeline::EndToEndOptions e;

@@ -396,6 +396,17 @@ Status Worker::Quarantine(Partition& p, nats::Message& m, const Error& why) {
   return {};
 }
 
+bool Worker::QuarantineAndGoOn(Partition& p, nats::Message& m, const Error& why) {
+  if (auto s = Quarantine(p, m, why); !s) {
+    Drop(p.id, /*delete_lease=*/true);  // not stored: started again from the checkpoint
+    return false;
+  }
+  p.next_seq = m.stream_sequence() + 1;
+  ++p.since_checkpoint;
+  (void)m.Ack();
+  return true;
+}
+
 Status Worker::ProcessSome(Partition& p) {
   auto fetched = p.consumer->Fetch(options_.fetch_batch, 0.02);
   if (!fetched) {
@@ -418,13 +429,7 @@ Status Worker::ProcessSome(Partition& p) {
       const Error why(Error::Code::kResourceExhausted,
                       "an enclave died or hung on this batch " + std::to_string(p.suspect_tries) +
                           " times (the limit is " + std::to_string(kMaxBatchAttempts) + ")");
-      if (auto s = Quarantine(p, m, why); !s) {
-        Drop(p.id, true);
-        return {};
-      }
-      p.next_seq = seq + 1;
-      ++p.since_checkpoint;
-      (void)m.Ack();
+      if (!QuarantineAndGoOn(p, m, why)) return {};
       continue;
     }
     if (p.careful) {
@@ -456,13 +461,7 @@ Status Worker::ProcessSome(Partition& p) {
                         "its result (" + std::to_string(result->size()) +
                             " bytes) is over the cluster's max_payload (" +
                             std::to_string(nats_->max_payload()) + " bytes)");
-        if (auto s = Quarantine(p, m, why); !s) {
-          Drop(p.id, true);
-          return {};
-        }
-        p.next_seq = seq + 1;
-        ++p.since_checkpoint;
-        (void)m.Ack();
+        if (!QuarantineAndGoOn(p, m, why)) return {};
         continue;
       }
       if (!ack) {
@@ -497,10 +496,8 @@ Status Worker::ProcessSome(Partition& p) {
                                  .With("the enclave failed on batch " + std::to_string(seq) +
                                        " of partition " + std::to_string(p.id)));
     } else {
-      if (auto s = Quarantine(p, m, result.error()); !s) {
-        Drop(p.id, true);
-        return {};
-      }
+      if (!QuarantineAndGoOn(p, m, result.error())) return {};
+      continue;
     }
     p.next_seq = seq + 1;
     ++p.since_checkpoint;

@@ -127,6 +127,9 @@ class Worker {
   Status Mark(Partition& p, uint64_t inflight);
   void Drop(uint32_t p, bool delete_lease);
   Status Quarantine(Partition& p, nats::Message& m, const Error& why);
+  // Quarantines `m` and moves the partition past it; false if the partition was dropped (the
+  // quarantine stream did not store it: the partition starts again from its checkpoint).
+  bool QuarantineAndGoOn(Partition& p, nats::Message& m, const Error& why);
 
   WorkerOptions options_;
   std::string instance_;

@@ -147,12 +147,15 @@ class WorkerTest : public ::testing::Test {
     workers_.back()->Launch();
     return *workers_.back();
   }
-  std::unique_ptr<gateway::Gateway> StartGateway(Feed** feed) {
+  gateway::ClusterLinkOptions LinkOpts() {
     gateway::ClusterLinkOptions lo;
     lo.nats = *cluster::ClientOptions(dir_ + "/cluster", cluster::kGatewayRole);
     lo.partitions = 4;
     lo.lease_s = 3;
-    auto link = gateway::ClusterLink(lo);
+    return lo;
+  }
+  std::unique_ptr<gateway::Gateway> StartGateway(Feed** feed) {
+    auto link = gateway::ClusterLink(LinkOpts());
     EXPECT_TRUE(link) << link.error().message();
     if (!link) return nullptr;
     auto f = std::make_unique<Feed>();
@@ -522,10 +525,7 @@ TEST_F(WorkerTest, ABatchThatKillsEveryEnclaveIsQuarantinedAfterBoundedTries) {
 // The gateway reads results through a durable consumer and acknowledges them once held: a gateway
 // that dies before storing them finds them again by reading the stream, after a few seconds.
 TEST_F(WorkerTest, ResultsTheConsumerHandedToADeadGatewayAreReadFromTheStream) {
-  gateway::ClusterLinkOptions lo;
-  lo.nats = *cluster::ClientOptions(dir_ + "/cluster", cluster::kGatewayRole);
-  lo.partitions = 4;
-  lo.lease_s = 3;
+  const gateway::ClusterLinkOptions lo = LinkOpts();
   auto first = gateway::ClusterLink(lo);
   ASSERT_TRUE(first) << first.error().message();
   // Results as a worker publishes them (a gateway may not).
