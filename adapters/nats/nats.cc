@@ -437,6 +437,23 @@ Result<uint64_t> Connection::StreamMessages(const std::string& stream) {
   return n;
 }
 
+Result<bool> Connection::StreamReplicasCurrent(const std::string& stream, size_t replicas) {
+  jsStreamInfo* si = nullptr;
+  jsErrCode js = jsErrCode(0);
+  if (natsStatus s = js_GetStreamInfo(&si, Js(js_), stream.c_str(), nullptr, &js); s != NATS_OK) {
+    return Failed("reading stream " + stream, s, js);
+  }
+  // The leader is not among Replicas (the other peers are); a single-node stream has none.
+  const jsClusterInfo* c = si->Cluster;
+  size_t current = c != nullptr && c->Leader != nullptr && c->Leader[0] != '\0' ? 1 : 0;
+  for (int i = 0; c != nullptr && i < c->ReplicasLen; ++i) {
+    const jsPeerInfo* p = c->Replicas[i];
+    current += p != nullptr && p->Current && !p->Offline ? 1 : 0;
+  }
+  jsStreamInfo_Destroy(si);
+  return current >= replicas;
+}
+
 Result<Bytes> Connection::LastMessage(const std::string& stream, const std::string& subject,
                                       const std::string& header, std::string* header_value) {
   natsMsg* m = nullptr;

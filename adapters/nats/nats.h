@@ -156,6 +156,9 @@ class Connection {
                          const std::vector<std::pair<std::string, std::string>>& headers = {});
   // The number of messages in the stream now.
   Result<uint64_t> StreamMessages(const std::string& stream);
+  // Whether the stream has a leader and at least `replicas` peers (the leader included) that are
+  // online and caught up: a node restarted into the cluster has rejoined it.
+  Result<bool> StreamReplicasCurrent(const std::string& stream, size_t replicas);
   // The last message on `subject` in `stream` (kNotFound if none); `header_value`, if given,
   // receives its header `header` ("" if it has none).
   Result<Bytes> LastMessage(const std::string& stream, const std::string& subject,
