@@ -110,6 +110,22 @@ TEST(SampleEntropy, TreeCountsEqualTheQuadraticDefinition) {
   for (double r : {0.0001, 4.0, 15.0, 0.2 * 60, 80.0}) {
     EXPECT_DOUBLE_EQ(SampleEntropy(x, 2, r, &scratch), NaiveSampleEntropy(x, 2, r)) << r;
   }
+  // Values on the 128 Hz grid (the record's own, few distinct values: the grid counter) with r
+  // exactly a multiple of the grid step, so differences land on r itself; then the same beats at
+  // 0.01 ms, more distinct values than the grid counter takes (the general tree counter), with
+  // ties.
+  std::vector<double> on_grid, fine;
+  for (const Beat& b : beats) {
+    if (on_grid.size() == 6000) break;
+    on_grid.push_back(b.rr_ms);
+    fine.push_back(std::round(b.rr_ms * 100 + static_cast<double>(on_grid.size() % 7)) / 100);
+  }
+  for (size_t i = 300; i < 380; ++i) fine[i] = 812.5;
+  for (double r : {7.8125, 15.625, 23.4375, 31.25}) {
+    EXPECT_DOUBLE_EQ(SampleEntropy(on_grid, 2, r, &scratch), NaiveSampleEntropy(on_grid, 2, r))
+        << r;
+    EXPECT_DOUBLE_EQ(SampleEntropy(fine, 2, r, &scratch), NaiveSampleEntropy(fine, 2, r)) << r;
+  }
   // Irrational-looking values and r on the edge of rounding: still the definition's counts.
   std::mt19937_64 rng(11);
   std::normal_distribution<double> g(800, 40);

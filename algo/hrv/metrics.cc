@@ -227,6 +227,85 @@ class PairCounter {
   std::vector<int64_t> fen_b_, node_fen_;
 };
 
+// The same counts when x takes few distinct values, as RR does (a whole record sampled at 128 Hz
+// has a few hundred): each value is replaced by its rank u among the D distinct values, and the
+// values within r of vals[u] are the run of ranks [lo[u], hi[u]), found once per rank with the
+// definition's own test. The sweep in order of a then keeps the window in a Fenwick tree over the
+// b ranks and a two-dimensional one over (b, c) ranks: D x D counters, no binary search per step,
+// O(N log^2 D) time. Returns false (and counts nothing) when x has a non-finite value or more than
+// kGridMaxDistinct distinct values, where the general counter above is used instead.
+constexpr size_t kGridMaxDistinct = 1024;
+
+bool CountPairsOnGrid(std::span<const double> x, size_t templates, double r, uint64_t* matches_m,
+                      uint64_t* matches_m1) {
+  std::vector<double> vals(x.begin(), x.end());
+  for (double v : vals) {
+    if (!std::isfinite(v)) return false;
+  }
+  std::sort(vals.begin(), vals.end());
+  vals.erase(std::unique(vals.begin(), vals.end()), vals.end());
+  const size_t d = vals.size();
+  if (d > kGridMaxDistinct) return false;
+  std::vector<uint32_t> code(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    code[i] =
+        static_cast<uint32_t>(std::lower_bound(vals.begin(), vals.end(), x[i]) - vals.begin());
+  }
+  // lo/hi: first rank within r of rank u, and one past the last. |vals[u] - vals[v]| is monotone
+  // in v on each side of u, so two moving pointers find every run.
+  std::vector<uint32_t> lo(d), hi(d);
+  size_t l = 0, h = 0;
+  for (size_t u = 0; u < d; ++u) {
+    while (!(std::fabs(vals[u] - vals[l]) <= r)) ++l;
+    if (h < u) h = u;
+    while (h < d && std::fabs(vals[u] - vals[h]) <= r) ++h;
+    lo[u] = static_cast<uint32_t>(l);
+    hi[u] = static_cast<uint32_t>(h);
+  }
+  // Templates in order of their a rank (counting sort).
+  std::vector<size_t> start(d + 1, 0), order(templates);
+  for (size_t i = 0; i < templates; ++i) ++start[code[i] + 1];
+  for (size_t u = 0; u < d; ++u) start[u + 1] += start[u];
+  for (size_t i = 0; i < templates; ++i) order[start[code[i]]++] = i;
+
+  std::vector<int64_t> fen_b(d + 1, 0), fen_bc((d + 1) * (d + 1), 0);
+  auto update = [&](size_t i, int64_t delta) {
+    const size_t b = code[i + 1] + 1, c = code[i + 2] + 1;
+    for (size_t p = b; p <= d; p += p & (~p + 1)) {
+      fen_b[p] += delta;
+      int64_t* row = fen_bc.data() + p * (d + 1);
+      for (size_t q = c; q <= d; q += q & (~q + 1)) row[q] += delta;
+    }
+  };
+  auto prefix_b = [&](size_t b) {
+    int64_t s = 0;
+    for (size_t p = b; p > 0; p -= p & (~p + 1)) s += fen_b[p];
+    return s;
+  };
+  auto prefix_bc = [&](size_t b, size_t c) {
+    int64_t s = 0;
+    for (size_t p = b; p > 0; p -= p & (~p + 1)) {
+      const int64_t* row = fen_bc.data() + p * (d + 1);
+      for (size_t q = c; q > 0; q -= q & (~q + 1)) s += row[q];
+    }
+    return s;
+  };
+  int64_t m2 = 0, m3 = 0;
+  size_t tail = 0;
+  for (size_t k = 0; k < templates; ++k) {
+    const size_t i = order[k];
+    while (code[order[tail]] < lo[code[i]]) update(order[tail++], -1);
+    const size_t bl = lo[code[i + 1]], bh = hi[code[i + 1]];
+    const size_t cl = lo[code[i + 2]], ch = hi[code[i + 2]];
+    m2 += prefix_b(bh) - prefix_b(bl);
+    m3 += prefix_bc(bh, ch) - prefix_bc(bl, ch) - prefix_bc(bh, cl) + prefix_bc(bl, cl);
+    update(i, +1);
+  }
+  *matches_m = static_cast<uint64_t>(m2);
+  *matches_m1 = static_cast<uint64_t>(m3);
+  return true;
+}
+
 }  // namespace
 
 double SampleEntropy(std::span<const double> x, int m, double r, std::vector<double>* scratch) {
@@ -235,7 +314,9 @@ double SampleEntropy(std::span<const double> x, int m, double r, std::vector<dou
   const size_t templates = n - static_cast<size_t>(m);
   uint64_t matches_m = 0, matches_m1 = 0;
   if (m == 2 && templates >= kSampleEntropyTreeFrom) {
-    PairCounter(x.data(), templates, r).Count(&matches_m, &matches_m1);
+    if (!CountPairsOnGrid(x, templates, r, &matches_m, &matches_m1)) {
+      PairCounter(x.data(), templates, r).Count(&matches_m, &matches_m1);
+    }
     if (matches_m == 0 || matches_m1 == 0) return kNaN;
     return -std::log(static_cast<double>(matches_m1) / static_cast<double>(matches_m));
   }
