@@ -116,6 +116,14 @@ void StreamJob::Push(std::span<const Beat> beats, MetricsEngine& engine, JobOutp
   rolling_->Push(beats, engine, &out->windows);
 }
 
+void StreamJob::Push(std::span<const Beat> beats, const WindowWorkers& workers, JobOutput* out) {
+  if (!rolling_) {
+    Push(beats, *workers.engines[0], out);
+    return;
+  }
+  rolling_->Push(beats, workers, &out->windows);
+}
+
 void StreamJob::Finish(MetricsEngine& engine, JobOutput* out) {
   if (rolling_) rolling_->Finish(engine, &out->windows);
 }

@@ -42,6 +42,8 @@ class StreamJob {
                                   const WindowOptions& windows);
 
   void Push(std::span<const Beat> beats, MetricsEngine& engine, JobOutput* out);
+  // The same with the windows computed on `workers` (bit-identical output; parallel.h).
+  void Push(std::span<const Beat> beats, const WindowWorkers& workers, JobOutput* out);
   void Finish(MetricsEngine& engine, JobOutput* out);
 
   JobKind kind() const { return kind_; }

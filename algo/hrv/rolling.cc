@@ -80,6 +80,10 @@ void RollingAnalyzer::SetNextWindow(int64_t k) {
   head_ = static_cast<size_t>(
       std::lower_bound(t_.begin() + static_cast<std::ptrdiff_t>(head_), t_.end(), start) -
       t_.begin());
+  if (pending_.empty()) Compact();
+}
+
+void RollingAnalyzer::Compact() {
   if (head_ >= 1024 && head_ * 2 >= t_.size()) {
     t_.erase(t_.begin(), t_.begin() + static_cast<std::ptrdiff_t>(head_));
     nn_.erase(nn_.begin(), nn_.begin() + static_cast<std::ptrdiff_t>(head_));
@@ -87,7 +91,7 @@ void RollingAnalyzer::SetNextWindow(int64_t k) {
   }
 }
 
-void RollingAnalyzer::CloseWindow(MetricsEngine& engine, std::vector<WindowResult>* out) {
+void RollingAnalyzer::CloseWindow(MetricsEngine* engine, std::vector<WindowResult>* out) {
   const double start = static_cast<double>(next_k_) * options_.step_s;
   const double end = next_end_;
   const auto first = t_.begin() + static_cast<std::ptrdiff_t>(head_);
@@ -103,7 +107,12 @@ void RollingAnalyzer::CloseWindow(MetricsEngine& engine, std::vector<WindowResul
       r.t_start = start;
       r.t_end = end;
       r.coverage = coverage;
-      r.metrics = engine.Compute(std::span<const double>(t_.data() + lo, hi - lo), nn, covered_ms);
+      if (engine) {
+        r.metrics =
+            engine->Compute(std::span<const double>(t_.data() + lo, hi - lo), nn, covered_ms);
+      } else {
+        pending_.push_back({.out = out->size() - 1, .lo = lo, .hi = hi, .covered_ms = covered_ms});
+      }
     }
   }
   SetNextWindow(next_k_ + 1);
@@ -115,6 +124,39 @@ void RollingAnalyzer::CloseWindow(MetricsEngine& engine, std::vector<WindowResul
 
 void RollingAnalyzer::Push(std::span<const Beat> beats, MetricsEngine& engine,
                            std::vector<WindowResult>* out) {
+  PushBeats(beats, &engine, out);
+}
+
+void RollingAnalyzer::Push(std::span<const Beat> beats, const WindowWorkers& workers,
+                           std::vector<WindowResult>* out) {
+  if (!workers.parallel || workers.parallel->workers() < 2) {
+    PushBeats(beats, workers.engines[0], out);
+    return;
+  }
+  PushBeats(beats, nullptr, out);
+  ComputePending(workers, out);
+}
+
+void RollingAnalyzer::ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out) {
+  if (pending_.size() == 1) {
+    const Pending& p = pending_[0];
+    (*out)[p.out].metrics = workers.engines[0]->Compute(
+        std::span<const double>(t_.data() + p.lo, p.hi - p.lo),
+        std::span<const double>(nn_.data() + p.lo, p.hi - p.lo), p.covered_ms);
+  } else if (!pending_.empty()) {
+    workers.parallel->Run(pending_.size(), [&](size_t w, size_t i) {
+      const Pending& p = pending_[i];
+      (*out)[p.out].metrics = workers.engines[w]->Compute(
+          std::span<const double>(t_.data() + p.lo, p.hi - p.lo),
+          std::span<const double>(nn_.data() + p.lo, p.hi - p.lo), p.covered_ms);
+    });
+  }
+  pending_.clear();
+  Compact();
+}
+
+void RollingAnalyzer::PushBeats(std::span<const Beat> beats, MetricsEngine* engine,
+                                std::vector<WindowResult>* out) {
   // Reserve for the windows this chunk can close, so a long chunk does not regrow the output; never
   // more than the beats can fill (each beat lies in at most window / step windows), nor past a
   // fixed bound: the span comes from untrusted beat times.
@@ -179,7 +221,7 @@ Result<RollingAnalyzer> RollingAnalyzer::LoadState(ByteReader* r, const Cleaning
 }
 
 void RollingAnalyzer::Finish(MetricsEngine& engine, std::vector<WindowResult>* out) {
-  while (head_ < t_.size()) CloseWindow(engine, out);
+  while (head_ < t_.size()) CloseWindow(&engine, out);
 }
 
 }  // namespace medstream::hrv

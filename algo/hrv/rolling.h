@@ -14,6 +14,7 @@
 
 #include "algo/hrv/clean.h"
 #include "algo/hrv/metrics.h"
+#include "algo/hrv/parallel.h"
 #include "common/base/result.h"
 
 namespace medstream::hrv {
@@ -42,6 +43,9 @@ class RollingAnalyzer {
 
   // Consumes beats in stream order and appends every window they complete to `out`.
   void Push(std::span<const Beat> beats, MetricsEngine& engine, std::vector<WindowResult>* out);
+  // The same with the windows this chunk completes computed on `workers` (same output).
+  void Push(std::span<const Beat> beats, const WindowWorkers& workers,
+            std::vector<WindowResult>* out);
   // End of stream: reports the windows still open (subject to the coverage rule).
   void Finish(MetricsEngine& engine, std::vector<WindowResult>* out);
 
@@ -64,7 +68,13 @@ class RollingAnalyzer {
   // Smallest k whose window ends after t.
   int64_t FirstWindowEndingAfter(double t) const;
   void SetNextWindow(int64_t k);
-  void CloseWindow(MetricsEngine& engine, std::vector<WindowResult>* out);
+  // Reports window next_k_ if covered enough: computed now on `engine`, or, when `engine` is null,
+  // recorded in pending_ for ComputePending (the buffer is not compacted until then).
+  void CloseWindow(MetricsEngine* engine, std::vector<WindowResult>* out);
+  void PushBeats(std::span<const Beat> beats, MetricsEngine* engine,
+                 std::vector<WindowResult>* out);
+  void ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out);
+  void Compact();
 
   Cleaner cleaner_;
   WindowOptions options_;
@@ -74,6 +84,14 @@ class RollingAnalyzer {
   // Accepted NN intervals from the start of window next_k_ on; [head_, size) is live.
   std::vector<double> t_, nn_;
   size_t head_ = 0;
+  // Windows reported but not yet computed: out index and their NN intervals [lo, hi).
+  struct Pending {
+    size_t out = 0;
+    size_t lo = 0;
+    size_t hi = 0;
+    double covered_ms = 0;
+  };
+  std::vector<Pending> pending_;
 };
 
 }  // namespace medstream::hrv

@@ -2,13 +2,16 @@
 
 namespace medstream::streams {
 
-hrv::MetricsEngine& StreamTable::Engine(hrv::JobKind kind, const StreamConfig& config) {
-  auto& slot = engines_[{static_cast<int>(kind), static_cast<int>(config.spectral)}];
-  if (!slot) {
-    slot =
-        std::make_unique<hrv::MetricsEngine>(config.Analysis().spectral, hrv::JobSelection(kind));
+std::span<hrv::MetricsEngine* const> StreamTable::Engines(hrv::JobKind kind,
+                                                          const StreamConfig& config) {
+  EngineSet& set = engines_[{static_cast<int>(kind), static_cast<int>(config.spectral)}];
+  const size_t workers = parallel_ ? parallel_->workers() : 1;
+  while (set.owned.size() < workers) {
+    set.owned.push_back(
+        std::make_unique<hrv::MetricsEngine>(config.Analysis().spectral, hrv::JobSelection(kind)));
+    set.ptrs.push_back(set.owned.back().get());
   }
-  return *slot;
+  return set.ptrs;
 }
 
 uint64_t StreamTable::LastSeq(const wire::StreamId& stream) const {
@@ -60,7 +63,9 @@ void StreamTable::Push(Batch& batch, std::span<const hrv::Beat> beats) {
   Stream& s = streams_.at(batch.id);
   batch.result.beats += beats.size();
   for (size_t j = 0; j < s.jobs.size(); ++j) {
-    s.jobs[j].Push(beats, Engine(s.jobs[j].kind(), *batch.config), &batch.result.jobs[j].second);
+    const hrv::WindowWorkers workers{.parallel = parallel_,
+                                     .engines = Engines(s.jobs[j].kind(), *batch.config)};
+    s.jobs[j].Push(beats, workers, &batch.result.jobs[j].second);
   }
 }
 

@@ -34,6 +34,10 @@ class StreamTable {
   wire::BatchResult Commit(Batch& batch);
   void Abort(Batch& batch);
 
+  // Windows a chunk completes are computed on `parallel`'s workers (owned by the caller, outliving
+  // the table; null: on this thread). Results are bit-identical either way.
+  void set_parallel(hrv::Parallel* parallel) { parallel_ = parallel; }
+
   size_t size() const { return streams_.size(); }
   uint64_t LastSeq(const wire::StreamId& stream) const;
 
@@ -81,11 +85,17 @@ class StreamTable {
   };
 
  private:
-  hrv::MetricsEngine& Engine(hrv::JobKind kind, const StreamConfig& config);
+  // One engine per worker for the job kind and spectral method: engines[w] is worker w's.
+  std::span<hrv::MetricsEngine* const> Engines(hrv::JobKind kind, const StreamConfig& config);
   static void SaveOne(const wire::StreamId& id, const Stream& s, ByteWriter* w);
 
   std::map<wire::StreamId, Stream> streams_;
-  std::map<std::pair<int, int>, std::unique_ptr<hrv::MetricsEngine>> engines_;
+  struct EngineSet {
+    std::vector<std::unique_ptr<hrv::MetricsEngine>> owned;
+    std::vector<hrv::MetricsEngine*> ptrs;
+  };
+  std::map<std::pair<int, int>, EngineSet> engines_;
+  hrv::Parallel* parallel_ = nullptr;
 };
 
 }  // namespace medstream::streams

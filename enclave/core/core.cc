@@ -35,7 +35,7 @@ Result<std::unique_ptr<EnclaveCore>> EnclaveCore::Create(const CoreOptions& opti
 EnclaveCore::EnclaveCore(CoreOptions options, std::unique_ptr<Platform> platform)
     : options_(std::move(options)),
       platform_(std::move(platform)),
-      streams_(platform_.get(), Self(), options_.seal_policy),
+      streams_(platform_.get(), Self(), options_.seal_policy, options_.analysis_threads),
       lake_(platform_.get(), &sessions_, Self(), options_.seal_policy) {}
 
 SealIdentity EnclaveCore::Self() const {

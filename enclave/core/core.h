@@ -29,7 +29,8 @@ struct CoreOptions {
   attest::SignedIdentity identity;
   std::string platform_dir;
   SealPolicy seal_policy = SealPolicy::kMrEnclave;
-  std::string hardening;  // what the process backend applied, for the honest note
+  std::string hardening;        // what the process backend applied, for the honest note
+  size_t analysis_threads = 0;  // threads analysing a batch's windows; 0: one per CPU
 };
 
 std::string HonestNote(std::string_view backend, bool debug);

@@ -219,6 +219,7 @@ Result<crypto::Bytes> StreamService::Restore(crypto::ByteView request) {
   }
   keys_ = std::move(keys);
   streams_ = std::move(streams);
+  streams_.set_parallel(&pool_);
   stats_.batches_ok = ok;
   stats_.batches_refused = refused;
   stats_.beats = beats;

@@ -2,7 +2,8 @@
 // stream's rolling state (common/streams), batches decrypted, analysed and their results sealed,
 // and the sealed, rollback-protected checkpoint of all of it (a monotonic counter names the
 // latest). Reached through EnclaveCore::Handle only. Not thread-safe: one caller; its own worker
-// thread authenticates later segments while the caller analyses earlier ones.
+// thread authenticates later segments while the caller analyses earlier ones, and a pool of
+// analysis threads (one per CPU) computes the windows a segment completes in parallel.
 #pragma once
 
 #include <functional>
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "common/abi/edge.h"
+#include "common/streams/pool.h"
 #include "common/streams/streams.h"
 #include "enclave/core/platform.h"
 #include "enclave/core/sealing.h"
@@ -19,9 +21,13 @@ namespace medstream::enclave {
 
 class StreamService {
  public:
-  // `platform` must outlive the service; `self` and `policy` seal the checkpoints.
-  StreamService(Platform* platform, SealIdentity self, SealPolicy policy)
-      : platform_(platform), self_(std::move(self)), policy_(policy) {}
+  // `platform` must outlive the service; `self` and `policy` seal the checkpoints. The windows of
+  // a batch are analysed on `analysis_threads` threads (0: one per CPU), all started here.
+  StreamService(Platform* platform, SealIdentity self, SealPolicy policy,
+                size_t analysis_threads = 0)
+      : platform_(platform), self_(std::move(self)), policy_(policy), pool_(analysis_threads) {
+    streams_.set_parallel(&pool_);
+  }
 
   // A key provisioned over an attested channel (an application message of the channel).
   Result<crypto::Bytes> Provision(crypto::ByteView message);
@@ -62,6 +68,7 @@ class StreamService {
     std::map<wire::StreamId, std::unique_ptr<crypto::AesGcm>> worker_ciphers;  // the worker's
   };
   std::map<uint32_t, KeyEntry> keys_;
+  streams::ThreadPool pool_;  // before streams_, which uses it
   streams::StreamTable streams_;
   EnclaveStats stats_;
   uint64_t pending_checkpoint_ = 0;

@@ -3,13 +3,17 @@
 // enclave runs, and writes plaintext result files.
 #pragma once
 
+#include "common/streams/pool.h"
 #include "common/streams/streams.h"
 
 namespace medstream::host {
 
 class VanillaProcessor {
  public:
-  explicit VanillaProcessor(enclave::StreamConfig config) : config_(std::move(config)) {}
+  // Windows analysed on one thread per CPU, as the enclave does (a fair baseline).
+  explicit VanillaProcessor(enclave::StreamConfig config) : config_(std::move(config)), pool_(0) {
+    streams_.set_parallel(&pool_);
+  }
   // A plaintext batch file in, a plaintext result file out.
   Result<crypto::Bytes> ProcessBatch(crypto::ByteView file);
   // Checkpoints (plaintext: vanilla protects nothing).
@@ -20,6 +24,7 @@ class VanillaProcessor {
 
  private:
   enclave::StreamConfig config_;
+  streams::ThreadPool pool_;
   streams::StreamTable streams_;
   crypto::Bytes result_;  // reused across batches
   std::vector<hrv::Beat> beats_;
