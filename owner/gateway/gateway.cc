@@ -381,6 +381,14 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
   s.log = std::move(log);
   s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
+  s.cut_after_s = options_.batch_seconds;
+  if (options_.stagger_cuts) {
+    // The pseudonym is uniformly random to anyone without the key: a fair spread, and the same
+    // phase after a restart.
+    uint32_t phase = 0;
+    for (size_t i = 0; i < 4; ++i) phase = phase << 8 | s.id[i];
+    s.cut_after_s *= static_cast<double>(phase) / 4294967296.0;
+  }
   return &streams_.emplace(user, std::move(s)).first->second;
 }
 
@@ -541,6 +549,7 @@ Status Gateway::Cut(Stream& s) {
   if (auto st = SaveSequences(); !st) return st;
   if (auto st = s.log->Reset(); !st) return st;
   s.in_flight[seq] = opened;
+  s.cut_after_s = options_.batch_seconds;  // the first batch's staggered age is used up
   ++stats_.batches_sealed;
   return {};
 }
@@ -587,7 +596,7 @@ Status Gateway::Tick() {
   }
   for (auto& [user, s] : streams_) {
     if (!s.batch.empty() &&
-        std::chrono::duration<double>(now - s.batch.opened).count() >= options_.batch_seconds &&
+        std::chrono::duration<double>(now - s.batch.opened).count() >= s.cut_after_s &&
         !Holding(s, now)) {
       if (auto st = Cut(s); !st) return st;
       // Right away, so the server works on this batch while the next one is sealed.

@@ -103,6 +103,11 @@ struct Options {
   double status_interval_s = 10;
   size_t batch_beats = 1000;
   double batch_seconds = 10;
+  // Spread the users' cut times over the interval: each stream's first batch is cut at a fraction
+  // of batch_seconds drawn from its pseudonym (the later ones batch_seconds apart), so that users
+  // who started together are not all sealed, uploaded and analysed in the same tick (the tail
+  // latency of many users; docs/evaluation.md).
+  bool stagger_cuts = true;
   // A device's batch is not cut (by age or size, up to the wire's cap) while a gap in its message
   // sequence is younger than this: messages a broker restart or a reconnection reordered still
   // arrive in time to be analysed in order. Beats that arrive after their batch was sealed even
@@ -232,6 +237,7 @@ class Gateway {
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
     // When the newest gap in this device's message sequence opened (late_grace_s holds cuts).
     std::optional<std::chrono::steady_clock::time_point> gap_opened;
+    double cut_after_s = 0;  // the open batch's age at which it is cut (Options::stagger_cuts)
   };
   // Whether `s`'s batch waits for the messages of a young gap (Options::late_grace_s).
   bool Holding(Stream& s, std::chrono::steady_clock::time_point now);

@@ -161,6 +161,7 @@ TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {
   options_.clock = [&now] { return now; };
   options_.batch_seconds = 10;
   options_.batch_beats = 1000;
+  options_.stagger_cuts = false;
   Feed* feed = nullptr;
   auto g = Start(&feed);
   ASSERT_TRUE(g);
@@ -179,6 +180,50 @@ TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {
   EXPECT_EQ(s.results, 1u);
   ASSERT_EQ(s.latency_s.size(), 1u);
   EXPECT_DOUBLE_EQ(s.latency_s[0], 12.5);  // first beat in -> result read, on the fake clock
+}
+
+// Issue 17: users who start together are not all cut in the same tick (which put every user's
+// batch through sealing, upload and the enclave at once: Stream-Big's tail latency). Each stream's
+// first batch is cut at its own fraction of the interval, the next one a whole interval later.
+TEST_F(GatewayUnit, UsersWhoStartTogetherAreCutAtSpreadTimes) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.batch_seconds = 10;
+  options_.batch_beats = 100000;
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  constexpr int kUsers = 40;
+  auto name = [](int u) {
+    char b[16];
+    std::snprintf(b, sizeof b, "user-%04d", u);
+    return std::string(b);
+  };
+  for (int u = 1; u <= kUsers; ++u) {
+    for (const auto& m : Messages(u, 20, 7)) feed->Send(sensor::Topic("t", name(u)), m);
+  }
+  // Ticks every second: the 40 first cuts fall into the ten 1-second slots like a uniform draw
+  // (the pseudonyms are keyed hashes); all 40 in a few slots is what this must never be again.
+  uint64_t before = 0, most = 0;
+  for (int t = 1; t <= 10; ++t) {
+    now += std::chrono::seconds(1);
+    ASSERT_TRUE(g->Tick());
+    const uint64_t sealed = g->stats().batches_sealed;
+    most = std::max(most, sealed - before);
+    before = sealed;
+  }
+  EXPECT_EQ(before, uint64_t{kUsers});  // every first batch cut within one interval
+  EXPECT_LE(most, 16u);                 // binomial(40, 0.1) >= 17: ~1e-8
+  // The next batches: a whole interval after each first cut, not sooner.
+  for (int u = 1; u <= kUsers; ++u) {
+    for (const auto& m : Messages(u, 40, 7)) feed->Send(sensor::Topic("t", name(u)), m);
+  }
+  now += std::chrono::milliseconds(9500);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, uint64_t{kUsers});
+  now += std::chrono::milliseconds(600);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().batches_sealed, uint64_t{2 * kUsers});
 }
 
 // Found by FaultTest.BrokerRestartMidStream: after a broker restart, messages of a device arrive
