@@ -140,6 +140,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     bool e2e = false;
     bool cluster = false;
     std::string cluster_workers = "1,2";
+    std::string rate;  // --e2e: "max" or multipliers of stream-small's rate
     int cluster_users = 64;
     size_t cluster_beats = 50000;
     size_t cluster_batch_beats = 5000;
@@ -183,6 +184,10 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
                 "End to end instead of the grid: stream-small (1424 beats/s) and stream-big "
                 "(x1024) from simulated sensors through Mosquitto, the gateway, the server and "
                 "the enclave (default: process mode, sdnn, 60 s, 10 s batches)");
+  cmd->add_option("--rate", a->rate,
+                  "With --e2e: 'max' finds the end-to-end ceiling (Stream-Big's 16 users at x1024, "
+                  "x1536, ... stream-small's rate until a point is not real time), or rates to run "
+                  "as multipliers of stream-small's 1424 beats/s, e.g. 1024,2048,4096");
   cmd->add_flag("--cluster", a->cluster,
                 "Scale-out throughput instead of the grid: per worker count, a fresh 3-node NATS "
                 "cluster, a backlog of sealed batches, then the workers timed until every result "
@@ -271,12 +276,19 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       if (!a->e2e) return;
       std::printf("\n");
     }
+    if (!a->rate.empty() && !a->e2e) return fail("--rate goes with --e2e");
     if (a->e2e) {
       pipeline::EndToEndOptions e;
       e.self = SelfPath().value_or("medstream");
       e.workloads = a->workloads.empty() ? std::vector<std::string>{"stream-small", "stream-big"}
                                          : Split(a->workloads);
       e.modes = a->modes.empty() ? std::vector<std::string>{"process"} : Split(a->modes);
+      if (a->rate == "max") {
+        e.workloads = {"stream-max"};
+      } else if (!a->rate.empty()) {
+        e.workloads.clear();
+        for (const std::string& r : Split(a->rate)) e.workloads.push_back("x" + r);
+      }
       if (a->cluster) {
         for (const std::string& w : Split(a->cluster_workers)) {
           const int n = std::atoi(w.c_str());
@@ -376,8 +388,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       std::printf("\nCSV: %s\n", a->csv.c_str());
     }
     if (!a->plot.empty()) {
-      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error());
-      std::printf("plots: %s/<workload>-<job>.png and .svg\n", a->plot.c_str());
+      if (auto s = evaluation::Plot(*rows, a->plot, o.reps); !s) return fail(s.error());
+      std::printf("plots: %s/<workload>.png and .svg (a row of panels per job)\n", a->plot.c_str());
     }
   });
 }

@@ -88,8 +88,11 @@ Result<std::vector<Measurement>> Run(const Options& options);
 //   slowdown_vs_vanilla,peak_rss_mb, then elapsed_min_s,elapsed_max_s,reps,bytes_in,real_time
 std::string ToCsv(const std::vector<Measurement>& rows);
 std::string ToTable(const std::vector<Measurement>& rows);
-// gnuplot: for each (job, workload), elapsed time against load, one bar per mode; PNG and SVG.
-Status Plot(const std::vector<Measurement>& rows, const std::string& dir);
+// gnuplot, one figure per workload (WORKLOAD.png and .svg) with a row of panels per job: elapsed
+// time (streams: average batch time) in ms against load on log-log axes, a line per mode with
+// min-max bars over the `reps` repetitions, and the slowdown against vanilla beside it; the
+// machine and the repetitions in the title. The data of each panel: WORKLOAD-JOB.dat.
+Status Plot(const std::vector<Measurement>& rows, const std::string& dir, int reps);
 
 std::string LoadLabel(uint64_t bytes);  // "1 kB", "32 MB"
 

@@ -1,6 +1,7 @@
 // `medstream bench`: the grid's plan, and the quick grid end to end through the real executable
 // (server, process enclave, gateway sealing, pandas baseline, gnuplot).
 #include "apps/evaluation/evaluation.h"
+#include "common/base/file.h"
 #include "tests/shell.h"
 
 #include <gtest/gtest.h>
@@ -166,11 +167,20 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
   EXPECT_EQ(modes["inproc"], 16);
   EXPECT_EQ(modes["process"], 16);
   EXPECT_EQ(modes["pandas"], 4);
-  for (const char* name : {"batch-big-sdnn", "stream-small-identity"}) {
+  // A figure per workload, a row of panels per job: times on log-log axes with min-max bars, the
+  // slowdown beside them, the machine and repetitions in the title.
+  for (const char* name : {"batch-big", "stream-small"}) {
     for (const char* ext : {".png", ".svg"}) {
       const fs::path plot = dir / "plots" / (std::string(name) + ext);
       ASSERT_TRUE(fs::exists(plot)) << plot;
       EXPECT_GT(fs::file_size(plot), 1000u) << plot;
+    }
+    const std::string svg =
+        ReadFileText((dir / "plots" / (std::string(name) + ".svg")).string()).value_or("");
+    EXPECT_NE(svg.find("slowdown"), std::string::npos) << name;
+    EXPECT_NE(svg.find("repetitions"), std::string::npos) << name;
+    for (const char* job : {"identity", "sdnn"}) {
+      EXPECT_TRUE(fs::exists(dir / "plots" / (std::string(name) + "-" + job + ".dat"))) << job;
     }
   }
   fs::remove_all(dir);

@@ -2,7 +2,11 @@
 
 #include <unistd.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 
@@ -20,12 +24,28 @@ struct Point {
   bool record = true;
 };
 
+constexpr double kSmallRate = 1424;  // beats/s of Stream-Small; Stream-Big is x1024
+
+// Stream-Big's shape (16 users, a thousand beats a message, as a phone relaying a strap would
+// batch them) at `scale` times Stream-Small's rate.
+Point Scaled(const std::string& name, double scale) {
+  return {name, kSmallRate * scale, 16, 1024, false};
+}
+
+// "x<N>" with 1 <= N <= kMaxScale; 0 otherwise.
+double ParseScale(const std::string& w) {
+  if (w.size() < 2 || w[0] != 'x') return 0;
+  char* end = nullptr;
+  const double v = std::strtod(w.c_str() + 1, &end);
+  return (end && *end == '\0' && v >= 1 && v <= kMaxScale) ? v : 0;
+}
+
 std::vector<Point> Plan(const std::vector<std::string>& workloads) {
   std::vector<Point> plan;
   for (const std::string& w : workloads) {
-    if (w == "stream-small") plan.push_back({w, 1424, 20, 4, true});
-    // x1024; a thousand beats a message, as a phone relaying a strap would batch them.
-    if (w == "stream-big") plan.push_back({w, 1424.0 * 1024, 16, 1024, false});
+    if (w == "stream-small") plan.push_back({w, kSmallRate, 20, 4, true});
+    if (w == "stream-big") plan.push_back(Scaled(w, 1024));
+    if (const double scale = ParseScale(w); scale > 0) plan.push_back(Scaled(w, scale));
   }
   return plan;
 }
@@ -34,8 +54,11 @@ std::vector<Point> Plan(const std::vector<std::string>& workloads) {
 
 Status CheckEndToEnd(const EndToEndOptions& o) {
   for (const auto& w : o.workloads) {
-    if (w != "stream-small" && w != "stream-big")
-      return InvalidArgument("--e2e runs stream-small and stream-big, not '" + w + "'");
+    if (w != "stream-small" && w != "stream-big" && w != "stream-max" && ParseScale(w) == 0)
+      return InvalidArgument(
+          "--e2e runs stream-small, stream-big, stream-max or xN (N times "
+          "stream-small's rate, 1 to " +
+          std::to_string(static_cast<int>(kMaxScale)) + "), not '" + w + "'");
   }
   for (const auto& m : o.modes) {
     if (m != "inproc" && m != "process")
@@ -52,7 +75,16 @@ std::vector<EndToEndRow> RunEndToEnd(const EndToEndOptions& eo) {
           ? (fs::temp_directory_path() / ("medstream-e2e-" + std::to_string(getpid()))).string()
           : eo.work_dir;
   std::vector<EndToEndRow> rows;
-  for (const Point& e : Plan(eo.workloads)) {
+  std::vector<Point> plan = Plan(eo.workloads);
+  // stream-max: Stream-Big's shape at rising rates (x1.5 a step from x1024) until a point is not
+  // real time; the ceiling is the last that was.
+  const bool climb =
+      std::find(eo.workloads.begin(), eo.workloads.end(), "stream-max") != eo.workloads.end();
+  if (climb) plan.push_back(Scaled("x1024", 1024));
+  double good = 0, bad = 0;  // the climb's highest real-time scale and lowest failed one
+  int refinements = 0;
+  for (size_t next = 0; next < plan.size(); ++next) {
+    const Point e = plan[next];
     // One server per mode, or per mode and worker count on a cluster.
     std::vector<std::pair<std::string, int>> setups;
     for (const std::string& mode : eo.modes) {
@@ -101,6 +133,19 @@ std::vector<EndToEndRow> RunEndToEnd(const EndToEndOptions& eo) {
       row.real_time = r->rate() >= 0.95 * e.rate && r->server_batch_ms.p99 < eo.interval_s * 1000 &&
                       r->results == r->batches && r->lost_beats == 0 && r->duplicates == 0;
       rows.push_back(std::move(row));
+    }
+    if (climb && next + 1 == plan.size() && e.workload.starts_with("x")) {
+      bool all_real_time = true;
+      for (size_t i = rows.size() - setups.size(); i < rows.size(); ++i)
+        all_real_time = all_real_time && rows[i].real_time;
+      const double at = e.rate / kSmallRate;
+      (all_real_time ? good : bad) = at;
+      // Up x1.5 a step until a point fails, then halve the gap twice (within ~12%).
+      double scale = bad == 0 ? std::round(at * 1.5) : std::round((good + bad) / 2);
+      if (bad > 0 && (++refinements > 2 || scale <= good || scale >= bad)) scale = 0;
+      if (scale > 0 && scale <= kMaxScale) {
+        plan.push_back(Scaled(fmt::format("x{:.0f}", scale), scale));
+      }
     }
   }
   if (!eo.keep && eo.work_dir.empty()) fs::remove_all(root);

@@ -13,6 +13,11 @@
 
 namespace medstream::pipeline {
 
+// Workloads: "stream-small" (1424 beats/s, 20 users), "stream-big" (x1024, 16 users), "xN"
+// (Stream-Big's shape at N times Stream-Small's rate) and "stream-max" (x1024, x1536, ... until a
+// point is not real time: the end-to-end ceiling).
+inline constexpr double kMaxScale = 16384;
+
 struct EndToEndOptions {
   std::string self;                    // the medstream executable
   std::vector<std::string> workloads;  // "stream-small", "stream-big"
