@@ -138,19 +138,13 @@ void RollingAnalyzer::Push(std::span<const Beat> beats, const WindowWorkers& wor
 }
 
 void RollingAnalyzer::ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out) {
-  if (pending_.size() == 1) {
-    const Pending& p = pending_[0];
-    (*out)[p.out].metrics = workers.engines[0]->Compute(
+  // Run computes a single window on this thread itself.
+  workers.parallel->Run(pending_.size(), [&](size_t w, size_t i) {
+    const Pending& p = pending_[i];
+    (*out)[p.out].metrics = workers.engines[w]->Compute(
         std::span<const double>(t_.data() + p.lo, p.hi - p.lo),
         std::span<const double>(nn_.data() + p.lo, p.hi - p.lo), p.covered_ms);
-  } else if (!pending_.empty()) {
-    workers.parallel->Run(pending_.size(), [&](size_t w, size_t i) {
-      const Pending& p = pending_[i];
-      (*out)[p.out].metrics = workers.engines[w]->Compute(
-          std::span<const double>(t_.data() + p.lo, p.hi - p.lo),
-          std::span<const double>(nn_.data() + p.lo, p.hi - p.lo), p.covered_ms);
-    });
-  }
+  });
   pending_.clear();
   Compact();
 }
