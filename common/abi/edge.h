@@ -111,6 +111,9 @@ inline constexpr uint16_t kSharedPayloadFlag = 0x8000;
 inline constexpr size_t kSharedThreshold = 64 * 1024;
 inline constexpr size_t kSharedResponseOffset = size_t{72} << 20;
 inline constexpr size_t kSharedSize = size_t{208} << 20;
+// Both ends poll the socket this long before they block (SpinUntilReadable): the host for an
+// answer, the enclave for the next call (a batch is followed by its checkpoint's calls).
+inline constexpr int kChannelSpinMicros = 100;
 void EncodeFrameHeader(bool request, uint16_t call_or_status, uint64_t length, uint8_t* out);
 struct FrameHeader {
   uint16_t call_or_status = 0;

@@ -1,6 +1,8 @@
 #include "common/base/fdio.h"
 
+#include <poll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -38,6 +40,19 @@ bool SendFull(int fd, const uint8_t* p, size_t n) {
     n -= static_cast<size_t>(w);
   }
   return true;
+}
+
+bool SpinUntilReadable(int fd, int spin_us) {
+  timespec start{};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 0) return true;  // readable, hung up, or an error for the read to see
+    timespec now{};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    const int64_t us = (now.tv_sec - start.tv_sec) * 1000000 + (now.tv_nsec - start.tv_nsec) / 1000;
+    if (us >= spin_us) return false;
+  }
 }
 
 }  // namespace medstream

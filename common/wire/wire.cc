@@ -29,10 +29,15 @@ void Header::Encode(Bytes* out) const {
 }
 
 Result<Header> Header::Decode(ByteView b) {
-  if (b.size() < kHeaderSize) {
-    return Corrupt("file too short for a medstream header (" + std::to_string(b.size()) +
-                   " bytes)");
+  return Decode(b, b.size());
+}
+
+Result<Header> Header::Decode(ByteView head, uint64_t file_size) {
+  if (head.size() < kHeaderSize || file_size < kHeaderSize) {
+    return Corrupt("file too short for a medstream header (" +
+                   std::to_string(std::min<uint64_t>(head.size(), file_size)) + " bytes)");
   }
+  const ByteView b = head;
   ByteReader r(b.first(kHeaderSize));
   Header h;
   auto magic = *r.Bytes(4, "magic");
@@ -56,9 +61,9 @@ Result<Header> Header::Decode(ByteView b) {
   if (h.payload_size > kMaxBatchBytes) {
     return Corrupt("payload of " + std::to_string(h.payload_size) + " bytes exceeds the limit");
   }
-  if (b.size() != kHeaderSize + h.payload_size) {
+  if (file_size != kHeaderSize + h.payload_size) {
     return Corrupt("header says " + std::to_string(h.payload_size) + " payload bytes, file has " +
-                   std::to_string(b.size() - kHeaderSize) + " (truncated or padded)");
+                   std::to_string(file_size - kHeaderSize) + " (truncated or padded)");
   }
   return h;
 }
@@ -171,12 +176,23 @@ Result<SegmentLayout> Segments(const Header& header) {
   return l;
 }
 
+ByteRange SegmentRange(const SegmentLayout& layout, size_t i) {
+  return {kHeaderSize + layout.CipherOffset(i), layout.PlainSize(i) + crypto::AesGcm::kTagSize};
+}
+
 Status OpenSegment(ByteView file, const Header& header, const SegmentLayout& layout, size_t i,
                    crypto::AesGcm* gcm, std::span<uint8_t> out) {
-  const size_t n = layout.PlainSize(i);
-  const ByteView cipher =
-      file.subspan(kHeaderSize + layout.CipherOffset(i), n + crypto::AesGcm::kTagSize);
-  const auto aad = SegmentAad(file.first(kHeaderSize), i, i + 1 == layout.count);
+  const ByteRange range = SegmentRange(layout, i);
+  return OpenSegmentPiece(file.first(kHeaderSize), header, layout, i,
+                          file.subspan(range.offset, range.size), gcm, out);
+}
+
+Status OpenSegmentPiece(ByteView head, const Header& header, const SegmentLayout& layout, size_t i,
+                        ByteView cipher, crypto::AesGcm* gcm, std::span<uint8_t> out) {
+  if (cipher.size() != SegmentRange(layout, i).size || out.size() != layout.PlainSize(i)) {
+    return InvalidArgument("segment " + std::to_string(i) + " given the wrong number of bytes");
+  }
+  const auto aad = SegmentAad(head.first(kHeaderSize), i, i + 1 == layout.count);
   if (auto s = gcm->Open(SegmentNonce(header.kind, header.seq, i), aad, cipher, out); !s) {
     return Corrupt("authentication failed (segment " + std::to_string(i) +
                    "): the file was tampered with, truncated, or encrypted under another key");
@@ -226,7 +242,12 @@ Result<Bytes> MakeBatchFile(Header header, std::span<const hrv::Beat> beats, cry
 }
 
 Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout) {
-  MEDSTREAM_TRY(header, Header::Decode(file));
+  return PrepareBatch(file, file.size(), beats, layout);
+}
+
+Result<Header> PrepareBatch(ByteView head, uint64_t file_size, std::vector<hrv::Beat>* beats,
+                            SegmentLayout* layout) {
+  MEDSTREAM_TRY(header, Header::Decode(head, file_size));
   if (header.kind != Kind::kBatch) return Corrupt("expected a batch, got a result file");
   size_t plain = header.payload_size;
   if (header.encrypted()) {

@@ -52,6 +52,9 @@ struct Header {
   bool encrypted() const { return flags & kFlagEncrypted; }
   void Encode(Bytes* out) const;
   static Result<Header> Decode(ByteView b);  // reads the first kHeaderSize bytes
+  // The same checks on a header read apart from its file (`head`: at least kHeaderSize bytes)
+  // of `file_size` bytes in all.
+  static Result<Header> Decode(ByteView head, uint64_t file_size);
 };
 
 std::string StreamName(const StreamId& id);  // hex, for file names and logs (a pseudonym)
@@ -84,6 +87,17 @@ Result<SegmentLayout> Segments(const Header& header);
 // Authenticates and decrypts segment i of `file` into `out` (PlainSize(i) bytes).
 Status OpenSegment(ByteView file, const Header& header, const SegmentLayout& layout, size_t i,
                    crypto::AesGcm* gcm, std::span<uint8_t> out);
+// Where segment i's ciphertext and tag lie in its file (in bounds of a file whose header and
+// layout were checked).
+struct ByteRange {
+  size_t offset = 0;
+  size_t size = 0;
+};
+ByteRange SegmentRange(const SegmentLayout& layout, size_t i);
+// OpenSegment for a reader that holds the file's pieces apart: `head` is the file's first
+// kHeaderSize bytes, `cipher` the bytes of SegmentRange(layout, i).
+Status OpenSegmentPiece(ByteView head, const Header& header, const SegmentLayout& layout, size_t i,
+                        ByteView cipher, crypto::AesGcm* gcm, std::span<uint8_t> out);
 
 void EncodeBeats(std::span<const hrv::Beat> beats, Bytes* out);
 Result<std::vector<hrv::Beat>> DecodeBeats(ByteView b);
@@ -128,6 +142,9 @@ Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv
 // Checks a batch header and sizes `beats` for its payload, without decrypting (the enclave then
 // opens the segments itself, see OpenSegment).
 Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, SegmentLayout* layout);
+// The same from the file's first kHeaderSize bytes and its size.
+Result<Header> PrepareBatch(ByteView head, uint64_t file_size, std::vector<hrv::Beat>* beats,
+                            SegmentLayout* layout);
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm,

@@ -61,7 +61,7 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
       case Call::kChannel:
         return Channel(request);
       case Call::kProcessBatch:
-        return streams_.ProcessBatch(request, nullptr);
+        return streams_.ProcessBatch(request);
       case Call::kCheckpoint:
         return streams_.Checkpoint();
       case Call::kCommit:
@@ -156,12 +156,12 @@ Result<crypto::Bytes> EnclaveCore::Channel(crypto::ByteView request) {
   return hs.records().Seal(channel::RecordType::kApplication, plain);
 }
 
-Result<crypto::Bytes> EnclaveCore::HandleBatchWithFill(crypto::ByteView request, const Fill& fill) {
+Result<crypto::Bytes> EnclaveCore::HandleSharedBatch(const uint8_t* shared, size_t size) {
   const CallSpec* spec = FindCall(static_cast<uint16_t>(Call::kProcessBatch));
-  if (request.size() > spec->max_request) {
+  if (size > spec->max_request) {
     return InvalidArgument("process_batch: request exceeds its cap");
   }
-  return streams_.ProcessBatch(request, &fill);
+  return streams_.ProcessSharedBatch(shared, size);
 }
 
 }  // namespace medstream::enclave

@@ -44,12 +44,10 @@ class EnclaveCore {
   Result<crypto::Bytes> Handle(uint16_t call_id, crypto::ByteView request);
   bool shutdown_requested() const { return shutdown_; }
 
-  // Makes bytes [0, n) of a request present (copies them in from where the host left them).
-  using Fill = StreamService::Fill;
-  // process_batch on a request whose bytes are brought in on demand: the worker copies each
-  // segment just before authenticating it, so the copy overlaps with the analysis. Everything is
-  // read from `request` (private memory) only after `fill` put it there.
-  Result<crypto::Bytes> HandleBatchWithFill(crypto::ByteView request, const Fill& fill);
+  // process_batch on a request of `size` bytes the host left in untrusted shared memory: read
+  // through StreamService::ProcessSharedBatch (each byte copied into private memory once, a
+  // segment at a time, before it is used).
+  Result<crypto::Bytes> HandleSharedBatch(const uint8_t* shared, size_t size);
 
  private:
   EnclaveCore(CoreOptions options, std::unique_ptr<Platform> platform);

@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
   std::vector<uint8_t> request;
   for (;;) {
     uint8_t raw[kFrameHeaderSize];
-    if (!medstream::ReadFull(kChannelFd, raw, sizeof raw)) return 0;  // the host went away
+    (void)medstream::SpinUntilReadable(kChannelFd, kChannelSpinMicros);  // then block in read
+    if (!medstream::ReadFull(kChannelFd, raw, sizeof raw)) return 0;     // the host went away
     auto header = DecodeFrameHeader(true, raw);
     if (!header) return Die(header.error().message());
     const bool shared_request = header->call_or_status & kSharedPayloadFlag;
@@ -161,19 +162,13 @@ int main(int argc, char** argv) {
       }
       continue;
     }
-    request.resize(header->length);
     medstream::Result<medstream::crypto::Bytes> reply = medstream::crypto::Bytes{};
     if (shared_request && spec->call == Call::kProcessBatch) {
-      // Copied into private memory piece by piece as the batch is authenticated (the host can
-      // write to the shared region at any time; nothing is read from it twice).
-      size_t copied = 0;
-      reply = (*core)->HandleBatchWithFill(request, [&](size_t n) {
-        if (n > copied) {
-          std::memcpy(request.data() + copied, g_shared + copied, n - copied);
-          copied = n;
-        }
-      });
+      // No private copy of the whole batch: each piece is copied in once as it is authenticated
+      // (the host can write to the shared region at any time; nothing is read from it twice).
+      reply = (*core)->HandleSharedBatch(g_shared, header->length);
     } else {
+      request.resize(header->length);
       if (shared_request) {
         std::memcpy(request.data(), g_shared, request.size());  // a private copy first
       } else if (!medstream::ReadFull(kChannelFd, request.data(), request.size())) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <optional>
 
@@ -56,28 +57,44 @@ Result<crypto::AesGcm*> StreamService::StreamCipher(uint32_t key_id, const wire:
   return slot.get();
 }
 
+Result<crypto::Bytes> StreamService::ProcessBatch(crypto::ByteView request) {
+  return ProcessBatchFrom(request.size(), [request](size_t offset, size_t n, crypto::Bytes*) {
+    return request.subspan(offset, n);
+  });
+}
+
+Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, size_t size) {
+  return ProcessBatchFrom(size, [shared](size_t offset, size_t n, crypto::Bytes* staging) {
+    staging->resize(n);  // at most a segment: the capacity is reused from batch to batch
+    std::memcpy(staging->data(), shared + offset, n);
+    return crypto::ByteView(*staging);
+  });
+}
+
 // Decrypts and analyses one batch. Segment 0 is authenticated first (it authenticates the header
 // before any stream state is touched); the worker then authenticates the remaining segments while
 // this thread analyses the beats of those already authenticated. Should a later segment fail, the
 // stream is put back as it was and nothing from this batch is released.
-Result<crypto::Bytes> StreamService::ProcessBatch(crypto::ByteView request, const Fill* fill) {
-  auto ensure = [&](size_t n) {
-    if (fill) (*fill)(std::min(n, request.size()));
-  };
+Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader& read) {
   auto result = [&]() -> Result<crypto::Bytes> {
-    ensure(wire::kHeaderSize);
+    if (size < wire::kHeaderSize) {
+      return Fail(Error::Code::kCorrupt,
+                  "file too short for a medstream header (" + std::to_string(size) + " bytes)");
+    }
+    const crypto::ByteView head = read(0, wire::kHeaderSize, &head_);
     wire::SegmentLayout layout;
-    MEDSTREAM_TRY(header, wire::PrepareBatch(request, &beats_, &layout));
+    MEDSTREAM_TRY(header, wire::PrepareBatch(head, size, &beats_, &layout));
     if (!header.encrypted()) {
       return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
     }
     MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
     auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
+    // Segment 0 on this thread, the others on the worker: each has its own staging.
     auto open = [&](size_t i) {
-      ensure(wire::kHeaderSize + layout.CipherOffset(i) + layout.PlainSize(i) +
-             crypto::AesGcm::kTagSize);
-      return wire::OpenSegment(request, header, layout, i, gcm,
-                               {plain + layout.PlainOffset(i), layout.PlainSize(i)});
+      const wire::ByteRange range = wire::SegmentRange(layout, i);
+      const crypto::ByteView cipher = read(range.offset, range.size, &staging_[i == 0 ? 0 : 1]);
+      return wire::OpenSegmentPiece(head, header, layout, i, cipher, gcm,
+                                    {plain + layout.PlainOffset(i), layout.PlainSize(i)});
     };
     if (auto s = open(0); !s) return std::unexpected(s.error());
     const StreamConfig& config = keys_.at(header.key_id).config;

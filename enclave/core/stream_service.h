@@ -32,10 +32,14 @@ class StreamService {
   // A key provisioned over an attested channel (an application message of the channel).
   Result<crypto::Bytes> Provision(crypto::ByteView message);
 
-  // Makes bytes [0, n) of a request present (copies them in from where the host left them).
-  using Fill = std::function<void(size_t n)>;
-  // Decrypts, analyses and seals one batch; with `fill`, bytes are brought in on demand.
-  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request, const Fill* fill);
+  // Decrypts, analyses and seals one batch held in private memory.
+  Result<crypto::Bytes> ProcessBatch(crypto::ByteView request);
+  // The same for a batch of `size` bytes the host left in untrusted shared memory, which it can
+  // rewrite at any time. Nothing is read there twice: the header, then each segment just before
+  // it is authenticated, is copied once into private staging and only the copy is used. So the
+  // batch crosses with one copy, a segment (256 KiB) at a time and cache-warm when decrypted,
+  // and the enclave holds no private copy of the whole ciphertext.
+  Result<crypto::Bytes> ProcessSharedBatch(const uint8_t* shared, size_t size);
   Result<crypto::Bytes> Checkpoint();
   Result<crypto::Bytes> Commit(crypto::ByteView request);
   Result<crypto::Bytes> Restore(crypto::ByteView request);
@@ -54,6 +58,9 @@ class StreamService {
   EnclaveStats Stats() const;
 
  private:
+  // A private view of bytes [offset, offset + n) of the request, valid until `staging` is reused.
+  using Reader = std::function<crypto::ByteView(size_t offset, size_t n, crypto::Bytes* staging)>;
+  Result<crypto::Bytes> ProcessBatchFrom(size_t size, const Reader& read);
   // The stream's cipher for this thread, or for the worker thread.
   Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
                                        bool for_worker = false);
@@ -75,6 +82,10 @@ class StreamService {
   // Reused across batches: large fresh buffers cost more in page faults than the analytics.
   std::vector<hrv::Beat> beats_;
   crypto::Bytes result_;
+  // ProcessSharedBatch's private copies (ciphertext only): the header, and the segment each
+  // thread is authenticating (the caller's, the worker's).
+  crypto::Bytes head_;
+  crypto::Bytes staging_[2];
   Worker worker_;
 };
 

@@ -45,7 +45,7 @@ class StreamServiceTest : public ::testing::Test {
   Result<crypto::Bytes> Process(StreamService& s, uint64_t seq) {
     auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
     auto file = sealer.SealBatch(seq, Beats(seq)).value();
-    return s.ProcessBatch(file, nullptr);
+    return s.ProcessBatch(file);
   }
   wire::BatchResult Open(const crypto::Bytes& result) {
     auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
@@ -128,6 +128,57 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   MemoryPlatform elsewhere(other);
   StreamService stranger(&elsewhere, SealIdentity{.isv_svn = 1}, SealPolicy::kMrEnclave);
   EXPECT_FALSE(stranger.Restore(blob));
+}
+
+// The process backend hands large batches over in shared memory, which the host can rewrite at
+// any time; the enclave copies them in a segment at a time instead of as one private copy. The
+// result must not depend on where the batch was read from, a damaged segment in shared memory is
+// refused like a damaged file, and a size that disagrees with the header is refused before
+// anything is read past the header.
+TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory) {
+  auto private_side = Fresh();
+  auto shared_side = Fresh();
+  ProvisionOn(*private_side);
+  ProvisionOn(*shared_side);
+  auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  auto many_beats = [](uint64_t seq) {
+    std::vector<hrv::Beat> out;
+    for (int i = 0; i < 60000; ++i) {  // 960 kB: four segments
+      const double t = static_cast<double>((seq - 1) * 60000 + i) * 0.8;
+      out.push_back({t, 780.0 + 35.0 * ((i * 11) % 7)});
+    }
+    return out;
+  };
+  for (uint64_t seq = 1; seq <= 3; ++seq) {
+    const crypto::Bytes file = sealer.SealBatch(seq, many_beats(seq)).value();
+    ASSERT_GT(file.size(), 3 * wire::kSegmentBytes);
+    crypto::Bytes region = file;  // stands for the shared region
+    auto a = private_side->ProcessBatch(file);
+    auto b = shared_side->ProcessSharedBatch(region.data(), region.size());
+    ASSERT_TRUE(a) << a.error().message();
+    ASSERT_TRUE(b) << b.error().message();
+    EXPECT_EQ(*a, *b) << "seq " << seq;
+    EXPECT_EQ(Open(*b).beats, 60000u);
+  }
+  const crypto::Bytes next = sealer.SealBatch(4, many_beats(4)).value();
+  crypto::Bytes damaged = next;
+  damaged[wire::SegmentRange(*wire::Segments(*wire::Header::Decode(next)), 2).offset + 9] ^= 1;
+  auto refused = shared_side->ProcessSharedBatch(damaged.data(), damaged.size());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt);
+  auto short_size = shared_side->ProcessSharedBatch(damaged.data(), damaged.size() - 1);
+  ASSERT_FALSE(short_size);
+  EXPECT_EQ(short_size.error().code(), Error::Code::kCorrupt);
+  auto no_header = shared_side->ProcessSharedBatch(damaged.data(), wire::kHeaderSize - 1);
+  ASSERT_FALSE(no_header);
+  EXPECT_EQ(no_header.error().code(), Error::Code::kCorrupt);
+  // The refusals left the stream as it was: the intact batch 4 goes through on both sides alike.
+  crypto::Bytes region = next;
+  auto a = private_side->ProcessBatch(next);
+  auto b = shared_side->ProcessSharedBatch(region.data(), region.size());
+  ASSERT_TRUE(a) << a.error().message();
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(*a, *b);
 }
 
 TEST(MemoryPlatformTest, CountersNeverGoBackAndItCannotQuote) {

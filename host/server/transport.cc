@@ -113,6 +113,7 @@ class SocketTransport : public EnclaveTransport {
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(budget_s));
+    if (SpinUntilReadable(fd_, enclave::kChannelSpinMicros)) return {};
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
