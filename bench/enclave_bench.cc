@@ -4,7 +4,9 @@
 // chf201 record, cycled) with continuing timestamps, as a stream would.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "adapters/recording/recording.h"
 #include "common/attest/identity.h"
@@ -144,7 +146,9 @@ enclave::StreamConfig SdnnConfig() {
 // One batch of state.range(0) bytes per iteration, timed from the batch file being in memory to
 // the result file being in memory (the enclave's decryption and encryption included; the
 // gateway's sealing of the next batch is not timed).
-void BM_Batch(benchmark::State& state, const std::string& mode) {
+// With `idle_ms`, each batch comes after that long idle, as a stream's batch a second apart does:
+// the enclave's threads are asleep and its caches cold (the wake-up path of the stream workloads).
+void BM_Batch(benchmark::State& state, const std::string& mode, int idle_ms = 0) {
   const size_t bytes = static_cast<size_t>(state.range(0));
   BatchSource src(bytes);
   std::unique_ptr<host::EnclaveTransport> t;
@@ -180,6 +184,7 @@ void BM_Batch(benchmark::State& state, const std::string& mode) {
       file = sealer->SealBatch(++seq, beats).value();
     }
     file_bytes = file.size();
+    if (idle_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(idle_ms));
     state.ResumeTiming();
     auto r = vanilla ? vanilla->ProcessBatch(file) : t->Call(enclave::Call::kProcessBatch, file);
     if (!r) state.SkipWithError(r.error().message().c_str());
@@ -235,6 +240,11 @@ BENCHMARK(BM_OpenFile)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMil
 BENCHMARK_CAPTURE(BM_Batch, vanilla, std::string("vanilla"))->Apply(Sizes);
 BENCHMARK_CAPTURE(BM_Batch, inproc, std::string("inproc"))->Apply(Sizes);
 BENCHMARK_CAPTURE(BM_Batch, process, std::string("process"))->Apply(Sizes);
+void IdleSizes(benchmark::internal::Benchmark* b) {
+  b->Arg(1 << 20)->Arg(4 << 20)->Iterations(30)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(BM_Batch, vanilla_after_idle, std::string("vanilla"), 300)->Apply(IdleSizes);
+BENCHMARK_CAPTURE(BM_Batch, process_after_idle, std::string("process"), 300)->Apply(IdleSizes);
 
 }  // namespace
 }  // namespace medstream

@@ -104,8 +104,10 @@ bool RelayMayForward(Relay relay, uint16_t id);
 // Large payloads travel through a shared memory region instead (the process backend maps a memfd
 // on both sides): bit 15 of the call id / status is then set, the frame carries no payload bytes,
 // and the payload lies at offset 0 (requests) or kSharedResponseOffset (responses). The region
-// only ever holds what the socket would have carried (ciphertext), and the enclave copies a
-// request into its own memory before reading it, so the host cannot change it underneath.
+// only ever holds what the socket would have carried (ciphertext), and the enclave copies every
+// byte it reads into its own memory once, before reading it (a batch a segment at a time as it is
+// authenticated, other requests whole), so the host cannot change it underneath. The host reads
+// a batch file straight into the region and writes a result straight from it (no host copies).
 inline constexpr size_t kFrameHeaderSize = 16;
 inline constexpr uint16_t kSharedPayloadFlag = 0x8000;
 inline constexpr size_t kSharedThreshold = 64 * 1024;

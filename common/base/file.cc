@@ -1,5 +1,6 @@
 #include "common/base/file.h"
 
+#include "common/base/bytes.h"
 #include "common/base/fdio.h"
 
 #include <fcntl.h>
@@ -27,7 +28,10 @@ std::string Dirname(const std::string& path) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max_bytes) {
+namespace {
+
+// Opens a regular file for reading and checks its size against `max_bytes` (ReadFileBytes' rules).
+Result<int> OpenRegular(const std::string& path, uint64_t max_bytes, uint64_t* size) {
   // O_NONBLOCK: opening a FIFO planted where a file is expected must not block (it is refused
   // below as not a regular file).
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
@@ -51,29 +55,85 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max
     return ResourceExhausted(path + " is " + std::to_string(st.st_size) +
                              " bytes, over the limit of " + std::to_string(max_bytes));
   }
-  std::vector<uint8_t> out;
-  // The size is only a hint (a file can be sparse or grow): never more than the limit.
-  out.reserve(static_cast<size_t>(st.st_size));
-  uint8_t buf[1 << 16];
+  *size = static_cast<uint64_t>(st.st_size);
+  return fd;
+}
+
+// read(2) until `n` bytes or the end of the file: the bytes read, or -1 (errno set).
+ssize_t ReadUpTo(int fd, uint8_t* p, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = read(fd, p + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return static_cast<ssize_t>(got);
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max_bytes) {
+  uint64_t size = 0;
+  MEDSTREAM_TRY(fd, OpenRegular(path, max_bytes, &size));
+  // Read straight into the result. The size is only a hint (a file can be sparse, shrink or
+  // grow): what follows it is read in steps, and never more than the limit.
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  size_t have = 0;
   for (;;) {
-    const ssize_t n = read(fd, buf, sizeof buf);
+    const ssize_t n = ReadUpTo(fd, out.data() + have, out.size() - have);
     if (n < 0) {
-      if (errno == EINTR) continue;
       const int e = errno;
       close(fd);
       errno = e;
       return Errno("cannot read", path);
     }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+    have += static_cast<size_t>(n);
+    if (have < out.size()) break;  // the end of the file
+    if (have >= max_bytes) {
+      uint8_t probe;
+      const ssize_t more = ReadUpTo(fd, &probe, 1);
       close(fd);
+      if (more != 0) {
+        return ResourceExhausted(path + " grew over the limit of " + std::to_string(max_bytes) +
+                                 " bytes while being read");
+      }
+      return out;
+    }
+    out.resize(static_cast<size_t>(std::min<uint64_t>(max_bytes, have + (size_t{1} << 16))));
+  }
+  close(fd);
+  out.resize(have);
+  return out;
+}
+
+Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span<uint8_t> dest,
+                          size_t* read_bytes) {
+  uint64_t size = 0;
+  MEDSTREAM_TRY(fd, OpenRegular(path, max_bytes, &size));
+  if (size > dest.size()) {
+    close(fd);
+    return false;
+  }
+  const ssize_t n = ReadUpTo(fd, dest.data(), dest.size());
+  uint8_t probe;
+  const ssize_t more = n < 0 || static_cast<size_t>(n) < dest.size() ? 0 : ReadUpTo(fd, &probe, 1);
+  const int e = errno;
+  close(fd);
+  if (n < 0 || more < 0) {
+    errno = e;
+    return Errno("cannot read", path);
+  }
+  if (more > 0) {  // it grew while being read
+    if (dest.size() >= max_bytes) {
       return ResourceExhausted(path + " grew over the limit of " + std::to_string(max_bytes) +
                                " bytes while being read");
     }
-    out.insert(out.end(), buf, buf + n);
+    return false;
   }
-  close(fd);
-  return out;
+  *read_bytes = static_cast<size_t>(n);
+  return true;
 }
 
 Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes) {

@@ -18,6 +18,10 @@ inline constexpr uint64_t kNoSizeLimit = ~uint64_t{0};
 // comes from outside (an inbox, a peer, a user).
 Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path,
                                            uint64_t max_bytes = kNoSizeLimit);
+// The same checks, read straight into `dest` (no copy on the way): true and *read_bytes when the
+// whole file fit, false when it does not (nothing useful is left in `dest` then).
+Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span<uint8_t> dest,
+                          size_t* read_bytes);
 Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes = kNoSizeLimit);
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode = 0644);
 Status WriteFileAtomic(const std::string& path, std::string_view text, int mode = 0644);

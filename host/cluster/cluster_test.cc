@@ -173,9 +173,11 @@ TEST_F(ClusterTest, KeyValueCompareAndSetWithExpiry) {
   auto a = Connect(kWorkerRole);
   auto b = Connect(kWorkerRole);
   ASSERT_TRUE(a && b);
-  auto kva = a->EnsureKeyValue({.bucket = "leases", .replicas = 3, .ttl_s = 2});
+  // The TTL leaves room for the steps before the expiry check on a loaded 2-core machine (with
+  // 2 s, one full-suite run saw the entry expire before the renewal).
+  auto kva = a->EnsureKeyValue({.bucket = "leases", .replicas = 3, .ttl_s = 5});
   ASSERT_TRUE(kva) << kva.error().message();
-  auto kvb = b->EnsureKeyValue({.bucket = "leases", .replicas = 3, .ttl_s = 2});
+  auto kvb = b->EnsureKeyValue({.bucket = "leases", .replicas = 3, .ttl_s = 5});
   ASSERT_TRUE(kvb) << kvb.error().message();
   auto mine = (*kva)->Create("p7", View("a"));
   ASSERT_TRUE(mine) << mine.error().message();
@@ -194,7 +196,7 @@ TEST_F(ClusterTest, KeyValueCompareAndSetWithExpiry) {
   EXPECT_EQ(read->revision, *renewed);
   // Not renewed: the entry expires and another may create it.
   ASSERT_TRUE(
-      testing::WaitFor([&] { return static_cast<bool>((*kvb)->Create("p7", View("b"))); }, 10));
+      testing::WaitFor([&] { return static_cast<bool>((*kvb)->Create("p7", View("b"))); }, 20));
   EXPECT_EQ(Text((*kva)->Get("p7")->value), "b");
   // Deleted: free again.
   ASSERT_TRUE((*kvb)->Delete("p7"));

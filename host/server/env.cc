@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/base/bytes.h"
 #include "common/base/file.h"
 
 namespace medstream::host {
@@ -44,6 +45,10 @@ class PosixEnv : public ServerEnv {
   }
   Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) override {
     return ReadFileBytes(path, cap);
+  }
+  Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
+                            size_t* read_bytes) override {
+    return medstream::ReadFileInto(path, cap, dest, read_bytes);
   }
   bool Exists(const std::string& path) override { return FileExists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
@@ -81,6 +86,15 @@ class PosixEnv : public ServerEnv {
 };
 
 }  // namespace
+
+Result<bool> ServerEnv::ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
+                                     size_t* read_bytes) {
+  MEDSTREAM_TRY(file, ReadFile(path, cap));
+  if (file.size() > dest.size()) return false;
+  if (!file.empty()) std::memcpy(dest.data(), file.data(), file.size());
+  *read_bytes = file.size();
+  return true;
+}
 
 ServerEnv& PosixServerEnv() {
   static PosixEnv env;

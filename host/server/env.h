@@ -8,6 +8,7 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,10 @@ class ServerEnv {
   virtual std::vector<std::string> ListDir(const std::string& dir) = 0;
   // kNotFound if absent; kResourceExhausted past `cap` bytes; kIo otherwise.
   virtual Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) = 0;
+  // ReadFile into `dest` (the enclave's request buffer: no copy on the host): true and
+  // *read_bytes when the file fit, false when it did not. By default through ReadFile.
+  virtual Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
+                                    size_t* read_bytes);
   virtual bool Exists(const std::string& path) = 0;
   // Written whole or not at all (a temporary file, fsync'd, renamed over `path`).
   virtual Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) = 0;
@@ -55,6 +60,10 @@ class EnvWrapper : public ServerEnv {
   std::vector<std::string> ListDir(const std::string& dir) override { return target_.ListDir(dir); }
   Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) override {
     return target_.ReadFile(path, cap);
+  }
+  Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
+                            size_t* read_bytes) override {
+    return target_.ReadFileInto(path, cap, dest, read_bytes);
   }
   bool Exists(const std::string& path) override { return target_.Exists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {

@@ -170,8 +170,7 @@ Status Server::LaunchAndRecover() {
     // Killed after journalling this input but before moving it out of the inbox.
     const bool still_in_inbox = !env_.Exists(path);
     if (still_in_inbox) path = Path("inbox") + "/" + name;
-    auto file = env_.ReadFile(
-        path, enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request);
+    auto file = ReadBatch(path);
     if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
     auto result = ProcessBatchFile(*file);
     if (!result) {
@@ -194,9 +193,30 @@ Status Server::LaunchAndRecover() {
   return {};
 }
 
-Result<crypto::Bytes> Server::ProcessBatchFile(crypto::ByteView file) {
-  if (vanilla_) return vanilla_->ProcessBatch(file);
-  return enclave_->Call(enclave::Call::kProcessBatch, file);
+Result<crypto::ByteView> Server::ReadBatch(const std::string& path) {
+  // The host enforces the edge cap itself, before reading anything into memory: a huge or sparse
+  // file is refused here, not by an enclave killed by it.
+  const uint64_t cap =
+      enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
+  if (enclave_) {
+    if (const std::span<uint8_t> place = enclave_->RequestBuffer(); !place.empty()) {
+      size_t n = 0;
+      MEDSTREAM_TRY(fit, env_.ReadFileInto(path, cap, place, &n));
+      if (fit) return crypto::ByteView(place.first(n));
+    }
+  }
+  MEDSTREAM_TRY(file, env_.ReadFile(path, cap));
+  read_buffer_ = std::move(file);
+  return crypto::ByteView(read_buffer_);
+}
+
+Result<crypto::ByteView> Server::ProcessBatchFile(crypto::ByteView file) {
+  if (vanilla_) {
+    MEDSTREAM_TRY(result, vanilla_->ProcessBatch(file));
+    vanilla_result_ = std::move(result);
+    return crypto::ByteView(vanilla_result_);
+  }
+  return enclave_->CallView(enclave::Call::kProcessBatch, file);
 }
 
 Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView request) {
@@ -256,11 +276,7 @@ Status Server::HandleInput(const std::string& name) {
   if (!SafeInputName(name)) {
     return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -", "name");
   }
-  // The host enforces the edge cap itself, before reading anything into memory: a huge or sparse
-  // file is refused here, not by an enclave killed by it.
-  const uint64_t cap =
-      enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
-  auto file = env_.ReadFile(in, cap);
+  auto file = ReadBatch(in);
   if (!file) {
     if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
     return QuarantineOrSkip(name, file.error().message(), "unreadable");
@@ -302,6 +318,12 @@ Status Server::HandleInput(const std::string& name) {
         ++counters_.enclave_restarts;
       }
       if (auto s = LaunchAndRecover(); !s) return s;
+      // The recovery's replays reused the buffer the batch was read into: read it again.
+      file = ReadBatch(in);
+      if (!file) {
+        if (file.error().code() == Error::Code::kNotFound) return {};
+        return QuarantineOrSkip(name, file.error().message(), "unreadable");
+      }
       continue;
     }
     attempts_.erase(name);

@@ -106,7 +106,12 @@ class Server {
       : options_(std::move(options)), env_(options_.env ? *options_.env : PosixServerEnv()) {}
   Status LaunchAndRecover();
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
-  Result<crypto::Bytes> ProcessBatchFile(crypto::ByteView file);
+  // A batch read where the enclave takes it from: the transport's request buffer when it has one
+  // the file fits (the process backend's shared region: no copy on the host), else read_buffer_.
+  // Valid until the next enclave call.
+  Result<crypto::ByteView> ReadBatch(const std::string& path);
+  // The batch's sealed result, valid until the next enclave call (a view of the shared region).
+  Result<crypto::ByteView> ProcessBatchFile(crypto::ByteView file);
   Status HandleInput(const std::string& name);
   // `kind`: the reason's class (ServerCounters::quarantined_by_reason).
   Status Quarantine(const std::string& name, const std::string& reason, const char* kind);
@@ -124,6 +129,8 @@ class Server {
   std::unique_ptr<EnclaveTransport> enclave_;
   std::optional<CounterClaim> claim_;
   std::unique_ptr<VanillaProcessor> vanilla_;
+  crypto::Bytes read_buffer_;       // ReadBatch's when the transport has no buffer that fits
+  crypto::Bytes vanilla_result_;    // ProcessBatchFile's in vanilla mode
   mutable std::mutex counters_mu_;  // counters_ against MetricsText's thread (writes are ours)
   ServerCounters counters_;
   int since_checkpoint_ = 0;

@@ -47,6 +47,14 @@ class SocketTransport : public EnclaveTransport {
   }
 
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    MEDSTREAM_TRY(answer, CallView(call, request));
+    return crypto::Bytes(answer.begin(), answer.end());
+  }
+  std::span<uint8_t> RequestBuffer() override {
+    if (!shared_) return {};
+    return {shared_, enclave::kSharedResponseOffset};
+  }
+  Result<crypto::ByteView> CallView(enclave::Call call, crypto::ByteView request) override {
     if (fd_ < 0) return Dead();
     // The host keeps the caps too: an oversized request never reaches (or kills) the enclave.
     if (const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
@@ -57,7 +65,10 @@ class SocketTransport : public EnclaveTransport {
     uint8_t header[enclave::kFrameHeaderSize];
     const bool via_shared = shared_ && request.size() >= enclave::kSharedThreshold &&
                             request.size() <= enclave::kSharedResponseOffset;
-    if (via_shared) std::memcpy(shared_, request.data(), request.size());
+    // A request built in RequestBuffer() is there already.
+    if (via_shared && request.data() != shared_) {
+      std::memcpy(shared_, request.data(), request.size());
+    }
     enclave::EncodeFrameHeader(
         true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
         request.size(), header);
@@ -75,20 +86,19 @@ class SocketTransport : public EnclaveTransport {
       if (!shared_ || h->length > enclave::kSharedSize - enclave::kSharedResponseOffset) {
         return Corrupt("enclave response in shared memory is out of bounds");
       }
-      const uint8_t* p = shared_ + enclave::kSharedResponseOffset;
-      return crypto::Bytes(p, p + h->length);
+      return crypto::ByteView(shared_ + enclave::kSharedResponseOffset, h->length);
     }
     // An error reply (e.g. to a call outside the interface) is a short message.
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
     const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
     if (h->length > cap) return Corrupt("enclave response exceeds its cap");
-    crypto::Bytes payload(h->length);
-    if (!ReadFull(fd_, payload.data(), payload.size())) return Dead();
+    answer_.resize(h->length);
+    if (!ReadFull(fd_, answer_.data(), answer_.size())) return Dead();
     if (h->call_or_status != 0) {
       return std::unexpected(
-          enclave::ErrorFromStatus(h->call_or_status, std::string(payload.begin(), payload.end())));
+          enclave::ErrorFromStatus(h->call_or_status, std::string(answer_.begin(), answer_.end())));
     }
-    return payload;
+    return crypto::ByteView(answer_);
   }
   std::string_view backend() const override { return backend_; }
   int pid() const override { return pid_; }
@@ -160,6 +170,7 @@ class SocketTransport : public EnclaveTransport {
   int fd_;
   std::string backend_;
   uint8_t* shared_;
+  crypto::Bytes answer_;  // a socket answer, until the next call
   double fixed_budget_s_;
   std::string exit_description_ = "unknown";
 };

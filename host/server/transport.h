@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/abi/edge.h"
@@ -21,9 +22,23 @@ class EnclaveTransport {
  public:
   virtual ~EnclaveTransport() = default;
   virtual Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) = 0;
+  // Call without copies for large payloads. RequestBuffer: memory a request can be built in and
+  // sent from in place (the process backend's shared region, untrusted like the socket: the
+  // enclave copies what it reads), or empty when the transport has none; valid until the next
+  // call. CallView: Call's answer as a view valid until the next call (the shared region's
+  // response area, or a buffer of the transport's).
+  virtual std::span<uint8_t> RequestBuffer() { return {}; }
+  virtual Result<crypto::ByteView> CallView(enclave::Call call, crypto::ByteView request) {
+    MEDSTREAM_TRY(answer, Call(call, request));
+    answer_ = std::move(answer);
+    return crypto::ByteView(answer_);
+  }
   virtual std::string_view backend() const = 0;
   // The enclave's process id (process backend), or -1.
   virtual int pid() const { return -1; }
+
+ private:
+  crypto::Bytes answer_;  // CallView's, by default
 };
 
 struct EnclaveLaunch;

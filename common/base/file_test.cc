@@ -1,0 +1,99 @@
+// ReadFileBytes and ReadFileInto: whole files read straight into their buffer, with the same
+// refusals (missing, not a regular file, over the limit) for both.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common/base/file.h"
+
+namespace medstream {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FileReadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("medstream-file-test-" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Write(const std::string& name, const std::vector<uint8_t>& bytes) {
+    const std::string path = dir_ / name;
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
+    return path;
+  }
+  fs::path dir_;
+};
+
+std::vector<uint8_t> Pattern(size_t n) {
+  std::vector<uint8_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>((i * 131 + i / 251) & 0xff);
+  return out;
+}
+
+TEST_F(FileReadTest, WholeFilesOfEverySizeAreReadStraightIntoTheirBuffer) {
+  for (size_t n :
+       {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537}, size_t{300001}}) {
+    const auto bytes = Pattern(n);
+    const std::string path = Write("f" + std::to_string(n), bytes);
+    auto whole = ReadFileBytes(path, 1 << 20);
+    ASSERT_TRUE(whole) << whole.error().message();
+    EXPECT_EQ(*whole, bytes) << n;
+
+    std::vector<uint8_t> dest(n + 7, 0xee);
+    size_t got = 99;
+    auto fit = ReadFileInto(path, 1 << 20, dest, &got);
+    ASSERT_TRUE(fit) << fit.error().message();
+    EXPECT_TRUE(*fit);
+    EXPECT_EQ(got, n);
+    EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), dest.begin())) << n;
+    auto exact = ReadFileInto(path, 1 << 20, std::span(dest).first(n), &got);
+    ASSERT_TRUE(exact);
+    EXPECT_TRUE(*exact);
+    EXPECT_EQ(got, n);
+    if (n > 0) {
+      auto too_small = ReadFileInto(path, 1 << 20, std::span(dest).first(n - 1), &got);
+      ASSERT_TRUE(too_small);
+      EXPECT_FALSE(*too_small) << "a file one byte too big for its buffer does not fit";
+    }
+  }
+}
+
+TEST_F(FileReadTest, BothRefuseMissingFilesNonFilesAndFilesOverTheLimit) {
+  const std::string big = Write("big", Pattern(5000));
+  std::vector<uint8_t> dest(10000);
+  size_t got = 0;
+  auto over = ReadFileBytes(big, 4999);
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), Error::Code::kResourceExhausted);
+  auto over_into = ReadFileInto(big, 4999, dest, &got);
+  ASSERT_FALSE(over_into);
+  EXPECT_EQ(over_into.error().code(), Error::Code::kResourceExhausted);
+  ASSERT_TRUE(ReadFileBytes(big, 5000));
+
+  auto missing = ReadFileInto((dir_ / "nothing").string(), 100, dest, &got);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Error::Code::kNotFound);
+  auto directory = ReadFileInto(dir_.string(), 100, dest, &got);
+  ASSERT_FALSE(directory);
+  EXPECT_EQ(directory.error().code(), Error::Code::kInvalidArgument);
+  // A FIFO planted where a file is expected: refused at once, not waited on.
+  const std::string fifo = dir_ / "fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto planted = ReadFileInto(fifo, 100, dest, &got);
+  ASSERT_FALSE(planted);
+  EXPECT_EQ(planted.error().code(), Error::Code::kInvalidArgument);
+  auto planted_bytes = ReadFileBytes(fifo, 100);
+  ASSERT_FALSE(planted_bytes);
+  EXPECT_EQ(planted_bytes.error().code(), Error::Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace medstream
