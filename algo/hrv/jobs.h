@@ -1,6 +1,7 @@
 // The named analytics jobs of the streaming engine, and whole-record analysis.
 //
-//   identity   passes every sample through unchanged (the pipeline's cost without analytics)
+//   identity   takes every sample and refers to the batch (count and digest, below) instead of
+//              echoing it: the pipeline's cost without analytics
 //   sdnn       rolling SDNN (with n_beats and mean_nn_ms)
 //   hrv-bands  rolling VLF/LF/HF powers, LF/HF, normalised units and peaks
 //   hrv-full   every metric of hrv::Metrics per window
@@ -31,8 +32,22 @@ std::span<const MetricInfo* const> JobMetrics(JobKind kind);
 // The engine configuration a job needs: only what it reports is computed.
 MetricSelection JobSelection(JobKind kind);
 
+// Extends `digest` over `beats` in order: each beat's t_s and rr_ms as IEEE-754 bit patterns. It
+// does not depend on how the beats are chunked. Not a MAC (the result that carries it is sealed):
+// it tells the owner, who holds the batch, that the enclave analysed exactly those beats.
+inline constexpr uint64_t kBeatDigestSeed = 0x6d65'6473'7472'6561;  // "medstrea"
+uint64_t BeatDigest(std::span<const Beat> beats, uint64_t digest = kBeatDigestSeed);
+
+// The identity job's output for a batch: a reference to the beats the owner already holds rather
+// than a batch-sized echo of them (which cost a copy and a batch's worth of enclave memory).
+struct BeatReference {
+  uint64_t count = 0;
+  uint64_t digest = kBeatDigestSeed;
+  friend bool operator==(const BeatReference&, const BeatReference&) = default;
+};
+
 struct JobOutput {
-  std::vector<Beat> beats;            // identity
+  BeatReference beats;                // identity
   std::vector<WindowResult> windows;  // windowed jobs
 };
 

@@ -1,6 +1,7 @@
 // Rolling windows: chunking invariance on real data, alignment, coverage, degenerate input.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
 
 #include "algo/hrv/jobs.h"
@@ -46,10 +47,7 @@ void ExpectIdentical(const JobOutput& a, const JobOutput& b, const std::string& 
           << " vs " << y.metrics.*(m.field);
     }
   }
-  ASSERT_EQ(a.beats.size(), b.beats.size()) << label;
-  for (size_t i = 0; i < a.beats.size(); ++i) {
-    ASSERT_TRUE(Same(a.beats[i].t_s, b.beats[i].t_s) && Same(a.beats[i].rr_ms, b.beats[i].rr_ms));
-  }
+  ASSERT_EQ(a.beats, b.beats) << label;
 }
 
 class ChunkingTest : public ::testing::TestWithParam<JobKind> {};
@@ -67,6 +65,34 @@ TEST_P(ChunkingTest, OutputIndependentOfChunkingOnRealData) {
   std::uniform_int_distribution<size_t> size(0, 700);  // includes empty pushes
   ExpectIdentical(whole, RunChunked(GetParam(), beats, [&] { return size(rng); }), "random");
   ExpectIdentical(whole, RunChunked(GetParam(), beats, [] { return size_t{37}; }), "37s");
+}
+
+TEST(Identity, RefersToTheBatchByCountAndDigestInsteadOfEchoingIt) {
+  const auto beats = testing::LoadBeats("rr/rhenanbartels_noisy_rri_ms.txt");
+  const JobOutput out = RunWhole(JobKind::kIdentity, beats);
+  EXPECT_EQ(out.beats.count, beats.size());
+  EXPECT_EQ(out.beats.digest, BeatDigest(beats));
+  EXPECT_NE(out.beats.digest, kBeatDigestSeed);
+  EXPECT_TRUE(out.windows.empty());
+  // Any other batch is told apart: one value a ulp off, two beats swapped, t and rr swapped within
+  // a beat, one beat missing, one beat extra.
+  auto differs = [&](const std::vector<Beat>& other) {
+    return BeatDigest(other) != BeatDigest(beats);
+  };
+  auto nudged = beats;
+  nudged[1234].rr_ms = std::nextafter(nudged[1234].rr_ms, 1e9);
+  EXPECT_TRUE(differs(nudged));
+  auto swapped = beats;
+  std::swap(swapped[10], swapped[11]);
+  EXPECT_TRUE(differs(swapped));
+  auto crossed = beats;
+  std::swap(crossed[10].t_s, crossed[10].rr_ms);
+  EXPECT_TRUE(differs(crossed));
+  EXPECT_TRUE(differs({beats.begin(), beats.end() - 1}));
+  auto longer = beats;
+  longer.push_back(beats.back());
+  EXPECT_TRUE(differs(longer));
+  EXPECT_EQ(BeatDigest({}), kBeatDigestSeed);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllJobs, ChunkingTest, ::testing::ValuesIn(kAllJobs), [](const auto& p) {

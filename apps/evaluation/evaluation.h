@@ -7,6 +7,8 @@
 // writes, the enclave boundary, encryption and decryption are all in the measured path.
 //
 //   batch-*   one batch of `load` bytes per repetition; elapsed = seal + upload + server + open
+//             (the modes of one load take their repetitions in turn, so that a drift of the
+//             machine falls on each alike)
 //   stream-*  one batch of `load` bytes per interval (1 s), for a fixed duration; per-batch time is
 //             batch present in the inbox -> its result present in the outbox
 //

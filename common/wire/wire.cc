@@ -287,8 +287,7 @@ Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv
 void EncodeResult(const BatchResult& r, Bytes* out) {
   size_t estimate = 17;
   for (const auto& [kind, output] : r.jobs) {
-    estimate += 5 + output.beats.size() * 16 +
-                output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
+    estimate += 17 + output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
   }
   out->reserve(out->size() + estimate);
   ByteWriter w(out);
@@ -298,7 +297,8 @@ void EncodeResult(const BatchResult& r, Bytes* out) {
   for (const auto& [kind, output] : r.jobs) {
     w.U8(static_cast<uint8_t>(kind));
     if (kind == hrv::JobKind::kIdentity) {
-      EncodeBeats(output.beats, out);
+      w.U64(output.beats.count);
+      w.U64(output.beats.digest);
       continue;
     }
     const auto metrics = hrv::JobMetrics(kind);
@@ -327,13 +327,9 @@ Result<BatchResult> DecodeResult(ByteView b) {
     const auto kind = static_cast<hrv::JobKind>(kind_byte);
     hrv::JobOutput output;
     if (kind == hrv::JobKind::kIdentity) {
-      MEDSTREAM_TRY(n, r.U32("beat count"));
-      if (r.remaining() < size_t{n} * 16) return Corrupt("truncated identity output");
-      output.beats.resize(n);
-      for (auto& beat : output.beats) {
-        beat.t_s = *r.F64("t");
-        beat.rr_ms = *r.F64("rr");
-      }
+      MEDSTREAM_TRY(count, r.U64("identity beat count"));
+      MEDSTREAM_TRY(digest, r.U64("identity digest"));
+      output.beats = {.count = count, .digest = digest};
     } else {
       const auto metrics = hrv::JobMetrics(kind);
       MEDSTREAM_TRY(n, r.U32("window count"));

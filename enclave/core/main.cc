@@ -42,6 +42,10 @@ constexpr int kChannelFd = 3;
 constexpr int kSharedFd = 4;
 uint8_t* g_shared = nullptr;  // the host's shared payload region, if it gave us one
 
+// A result is sealed in private memory and then copied out whole. Sealing straight into the shared
+// region would save the copy but let the host rewrite ciphertext between OpenSSL writing it and
+// GHASH reading it back from the same buffer, and so obtain a valid tag on ciphertext of its
+// choice.
 bool Respond(uint16_t status, std::span<const uint8_t> payload) {
   using namespace medstream::enclave;
   uint8_t header[kFrameHeaderSize];

@@ -143,7 +143,7 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
     wire::EncodeResult(r, &result_);
     wire::Header out = header;
     out.kind = wire::Kind::kResult;
-    // A large result (identity echoes every beat) is sealed on both threads.
+    // A large result (many windows) is sealed on both threads.
     MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
     const wire::Helper helper{
         .gcm = worker_gcm,

@@ -181,6 +181,30 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
   EXPECT_EQ(*a, *b);
 }
 
+TEST_F(StreamServiceTest, TheIdentityJobRefersToTheBatchItSawInsteadOfEchoingIt) {
+  auto service = Fresh();
+  ProvisionKey p;
+  p.key_id = 1;
+  p.key = data_key_;
+  p.config.jobs = {hrv::JobKind::kIdentity, hrv::JobKind::kSdnn};
+  ASSERT_TRUE(service->Provision(p.Encode()));
+  auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  std::vector<hrv::Beat> beats;
+  for (int i = 0; i < 60000; ++i) beats.push_back({i * 0.8, 780.0 + 35.0 * ((i * 11) % 7)});
+  const crypto::Bytes file = sealer.SealBatch(1, beats).value();
+  auto result = service->ProcessBatch(file);
+  ASSERT_TRUE(result) << result.error().message();
+  // A few hundred bytes of windows and the reference, not the 960 kB of beats back.
+  EXPECT_LT(result->size(), file.size() / 8);
+  const wire::BatchResult r = Open(*result);
+  ASSERT_EQ(r.jobs.size(), 2u);
+  EXPECT_EQ(r.jobs[0].first, hrv::JobKind::kIdentity);
+  EXPECT_EQ(r.jobs[0].second.beats.count, beats.size());
+  // The owner checks the digest against its own copy of the batch.
+  EXPECT_EQ(r.jobs[0].second.beats.digest, hrv::BeatDigest(beats));
+  EXPECT_FALSE(r.jobs[1].second.windows.empty());
+}
+
 TEST(MemoryPlatformTest, CountersNeverGoBackAndItCannotQuote) {
   MemoryPlatform p(crypto::Key256{});
   EXPECT_TRUE(p.AdvanceCounter(CounterId::kLake, 3));

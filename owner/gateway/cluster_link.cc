@@ -98,8 +98,8 @@ class Cluster : public ServerLink {
   }
   void Attested(const std::string& enclave) override { done_[enclave] = pending_[enclave]; }
   size_t MaxBatchBytes() const override {
-    // Results can outgrow their batch (the identity job returns the beats and its windows):
-    // half the payload leaves them room.
+    // Results can outgrow their batch (hrv-full windows at a short step carry more bytes than
+    // their beats): half the payload leaves them room.
     return static_cast<size_t>(nats_->max_payload()) / 2;
   }
 
