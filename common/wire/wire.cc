@@ -247,6 +247,14 @@ Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, Segmen
 
 Result<Header> PrepareBatch(ByteView head, uint64_t file_size, std::vector<hrv::Beat>* beats,
                             SegmentLayout* layout) {
+  size_t count = 0;
+  MEDSTREAM_TRY(header, PrepareBatch(head, file_size, &count, layout));
+  beats->resize(count);
+  return header;
+}
+
+Result<Header> PrepareBatch(ByteView head, uint64_t file_size, size_t* beat_count,
+                            SegmentLayout* layout) {
   MEDSTREAM_TRY(header, Header::Decode(head, file_size));
   if (header.kind != Kind::kBatch) return Corrupt("expected a batch, got a result file");
   size_t plain = header.payload_size;
@@ -258,7 +266,7 @@ Result<Header> PrepareBatch(ByteView head, uint64_t file_size, std::vector<hrv::
   if (plain % sizeof(hrv::Beat) != 0) {
     return Corrupt("batch payload of " + std::to_string(plain) + " bytes is not whole beats");
   }
-  beats->resize(plain / sizeof(hrv::Beat));
+  *beat_count = plain / sizeof(hrv::Beat);
   return header;
 }
 

@@ -145,6 +145,9 @@ Result<Header> PrepareBatch(ByteView file, std::vector<hrv::Beat>* beats, Segmen
 // The same from the file's first kHeaderSize bytes and its size.
 Result<Header> PrepareBatch(ByteView head, uint64_t file_size, std::vector<hrv::Beat>* beats,
                             SegmentLayout* layout);
+// The same, giving the number of beats for a buffer the caller sizes.
+Result<Header> PrepareBatch(ByteView head, uint64_t file_size, size_t* beat_count,
+                            SegmentLayout* layout);
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm,

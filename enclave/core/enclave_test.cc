@@ -10,6 +10,7 @@
 #include "common/attest/identity.h"
 #include "common/attest/sim_platform.h"
 #include "common/base/file.h"
+#include "common/base/memory.h"
 #include "host/inproc/inproc.h"
 #include "owner/client/client.h"
 #include "tests/test_data.h"
@@ -523,6 +524,41 @@ TEST_P(ProcessEnclaveTest, EnclaveProcessIsHardened) {
   auto r = t->Call(enclave::Call::kInfo, {});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), Error::Code::kInternal);
+}
+
+// Issue 17: memory sized to the work. One large batch grows the enclave (its private beat buffer,
+// the shared region's pages); once the following kRecentCalls batches are small, both are given
+// back, so the enclave is small again rather than as large as its largest batch for good.
+TEST_P(ProcessEnclaveTest, AfterOneLargeBatchTheEnclaveShrinksBackToItsWork) {
+  if (kSanitizedBuild) GTEST_SKIP() << "the sanitizers' allocator keeps freed memory";
+  auto t = Launch();
+  ASSERT_TRUE(t);
+  const crypto::Key256 key = RandomKey();
+  AttestAndProvision(*t, key, 3, {});
+  auto sealer = client::StreamSealer::Create(key, 3, {9, 9}).value();
+  auto rss_mb = [&] {
+    const std::string status = *ReadFileText("/proc/" + std::to_string(t->pid()) + "/status");
+    return std::stod(status.substr(status.find("VmRSS:") + 6)) / 1024;
+  };
+  uint64_t seq = 0;
+  double t_s = 0;
+  auto batch = [&](size_t beats) {
+    std::vector<hrv::Beat> b;
+    for (size_t i = 0; i < beats; ++i, t_s += 0.8) b.push_back({t_s, 800.0 + 25.0 * (i % 3)});
+    auto reply = t->Call(enclave::Call::kProcessBatch, sealer.SealBatch(++seq, b).value());
+    ASSERT_TRUE(reply) << reply.error().message();
+  };
+  batch(400);
+  const double idle = rss_mb();
+  batch(1'500'000);  // 24 MB of beats
+  const double grown = rss_mb();
+  EXPECT_GT(grown, idle + 30) << "the large batch was expected to grow the enclave";
+  for (size_t i = 0; i < kRecentCalls; ++i) batch(400);
+  const double after = rss_mb();
+  // The 24 MB beat buffer and the 24 MB of the shared region's request area are given back. (What
+  // the heap held for the batch's windows stays: it is locked, so its free pages cannot be
+  // returned; the next batches reuse them.)
+  EXPECT_LT(after, grown - 40) << "idle " << idle << " MB, after the large batch " << grown;
 }
 
 #ifdef MEDSTREAM_IN_PROCESS_ONLY

@@ -57,6 +57,12 @@ Result<crypto::AesGcm*> StreamService::StreamCipher(uint32_t key_id, const wire:
   return slot.get();
 }
 
+// Memory sized to the work: one 32 MB batch must not leave the enclave 23 MB larger for good.
+void StreamService::TrimToRecentWork(size_t batch_bytes) {
+  recent_batch_bytes_.Add(batch_bytes);  // a sealed batch is its beats plus 0.01 % of tags
+  if (WorthReleasing(beats_.capacity_bytes(), recent_batch_bytes_.value())) beats_.Release();
+}
+
 Result<crypto::Bytes> StreamService::ProcessBatch(crypto::ByteView request) {
   return ProcessBatchFrom(request.size(), [request](size_t offset, size_t n, crypto::Bytes*) {
     return request.subspan(offset, n);
@@ -83,7 +89,12 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
     }
     const crypto::ByteView head = read(0, wire::kHeaderSize, &head_);
     wire::SegmentLayout layout;
-    MEDSTREAM_TRY(header, wire::PrepareBatch(head, size, &beats_, &layout));
+    size_t count = 0;
+    MEDSTREAM_TRY(header, wire::PrepareBatch(head, size, &count, &layout));
+    if (!beats_.Resize(count)) {
+      return Fail(Error::Code::kResourceExhausted,
+                  "no memory for a batch of " + std::to_string(count) + " beats");
+    }
     if (!header.encrypted()) {
       return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
     }
@@ -130,7 +141,7 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
       }
       const size_t from = done * kBeatsPerSegment;
       const size_t to = std::min(beats_.size(), ready * kBeatsPerSegment);
-      streams_.Push(batch, std::span(beats_).subspan(from, to - from));
+      streams_.Push(batch, beats_.span().subspan(from, to - from));
       done = ready;
     }
     if (layout.count > 1) worker_.Wait();
@@ -157,6 +168,7 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
     return file;
   }();
   ++(result ? stats_.batches_ok : stats_.batches_refused);
+  TrimToRecentWork(size);
   return result;
 }
 

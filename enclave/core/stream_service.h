@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "common/abi/edge.h"
+#include "common/base/memory.h"
 #include "common/streams/pool.h"
 #include "common/streams/streams.h"
 #include "enclave/core/platform.h"
@@ -61,6 +62,7 @@ class StreamService {
   // A private view of bytes [offset, offset + n) of the request, valid until `staging` is reused.
   using Reader = std::function<crypto::ByteView(size_t offset, size_t n, crypto::Bytes* staging)>;
   Result<crypto::Bytes> ProcessBatchFrom(size_t size, const Reader& read);
+  void TrimToRecentWork(size_t batch_bytes);
   // The stream's cipher for this thread, or for the worker thread.
   Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
                                        bool for_worker = false);
@@ -79,8 +81,11 @@ class StreamService {
   streams::StreamTable streams_;
   EnclaveStats stats_;
   uint64_t pending_checkpoint_ = 0;
-  // Reused across batches: large fresh buffers cost more in page faults than the analytics.
-  std::vector<hrv::Beat> beats_;
+  // Reused across batches: large fresh buffers cost more in page faults than the analytics. A
+  // mapping of its own, given back once recent batches need a quarter of it or less
+  // (TrimToRecentWork), which the heap could not do with the enclave's memory locked.
+  MappedBuffer<hrv::Beat> beats_;
+  RecentPeak recent_batch_bytes_;
   crypto::Bytes result_;
   // ProcessSharedBatch's private copies (ciphertext only): the header, and the segment each
   // thread is authenticating (the caller's, the worker's).

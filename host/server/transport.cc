@@ -21,6 +21,7 @@
 
 #include "common/base/fdio.h"
 #include "common/base/file.h"
+#include "common/base/memory.h"
 
 namespace medstream::host {
 
@@ -86,8 +87,10 @@ class SocketTransport : public EnclaveTransport {
       if (!shared_ || h->length > enclave::kSharedSize - enclave::kSharedResponseOffset) {
         return Corrupt("enclave response in shared memory is out of bounds");
       }
+      TrimShared(request.data() == shared_ || via_shared ? request.size() : 0, h->length);
       return crypto::ByteView(shared_ + enclave::kSharedResponseOffset, h->length);
     }
+    TrimShared(request.data() == shared_ || via_shared ? request.size() : 0, 0);
     // An error reply (e.g. to a call outside the interface) is a short message.
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
     const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
@@ -111,6 +114,31 @@ class SocketTransport : public EnclaveTransport {
     return Fail(Error::Code::kInternal, pid_ > 0 || how != "unknown"
                                             ? "the enclave process is gone (" + how + ")"
                                             : "the connection to the enclave is gone");
+  }
+
+  // Memory sized to the work: the shared region's pages stay resident (in both processes) once
+  // touched. When the last kRecentCalls calls needed a quarter or less of what an area has held,
+  // the rest of the area is given back (MADV_REMOVE frees a memfd's pages for every mapping). Only
+  // bytes past this call's request and response are released, so its answer stays readable.
+  void TrimShared(size_t request_bytes, size_t response_bytes) {
+    struct Area {
+      size_t offset, size, used;
+      RecentPeak* recent;
+      size_t* held;
+    };
+    const Area areas[] = {
+        {0, enclave::kSharedResponseOffset, request_bytes, &recent_request_, &request_held_},
+        {enclave::kSharedResponseOffset, enclave::kSharedSize - enclave::kSharedResponseOffset,
+         response_bytes, &recent_response_, &response_held_}};
+    for (const Area& a : areas) {
+      a.recent->Add(a.used);
+      *a.held = std::max(*a.held, a.used);
+      if (!WorthReleasing(*a.held, a.recent->value())) continue;
+      const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+      const size_t keep = (a.recent->value() + page - 1) / page * page;
+      // Best effort: should the kernel refuse, the pages merely stay.
+      if (madvise(shared_ + a.offset + keep, a.size - keep, MADV_REMOVE) == 0) *a.held = keep;
+    }
   }
 
   // The watchdog: waits for the enclave's answer within the call's budget (edge.h), or the fixed
@@ -172,6 +200,8 @@ class SocketTransport : public EnclaveTransport {
   uint8_t* shared_;
   crypto::Bytes answer_;  // a socket answer, until the next call
   double fixed_budget_s_;
+  RecentPeak recent_request_, recent_response_;  // bytes of the shared region's two areas
+  size_t request_held_ = 0, response_held_ = 0;  // bytes touched since their last release
   std::string exit_description_ = "unknown";
 };
 
