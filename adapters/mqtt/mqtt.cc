@@ -150,6 +150,10 @@ Result<std::unique_ptr<Client>> Client::Connect(const Options& o) {
   mosquitto_threaded_set(impl->m, true);
   mosquitto_publish_callback_set(impl->m, [](mosquitto*, void* obj, int) {
     auto* i = static_cast<Impl*>(obj);
+    // Counted under the lock Flush waits with: counted and notified between Flush's check and
+    // its wait, the wake-up was lost and Flush slept its whole timeout (a sensor run once took
+    // 30 s longer than its messages, all of them acknowledged).
+    std::lock_guard lock(i->mu);
     i->acked.fetch_add(1);
     i->cv.notify_all();
   });

@@ -457,9 +457,13 @@ TEST_P(ProcessEnclaveTest, TamperedExecutableRefusesToStartOrFailsThePolicy) {
   fs::copy_file(std::string(MEDSTREAM_ENCLAVE_BINARY) + ".sig", copy.string() + ".sig",
                 fs::copy_options::overwrite_existing);
   {
+    // Flip bits: writing a fixed byte would change nothing where the file holds that byte.
     std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(-100, std::ios::end);
+    const int byte = f.get();
+    ASSERT_NE(byte, std::char_traits<char>::eof());
     f.seekp(-100, std::ios::end);
-    f.put('\x42');
+    f.put(static_cast<char>(byte ^ 0x42));
   }
   // Unsigned change: like EINIT, the enclave refuses to run.
   auto t = host::LaunchEnclave(
