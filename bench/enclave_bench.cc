@@ -137,9 +137,9 @@ void BM_VanillaCall(benchmark::State& state) {
 }
 BENCHMARK(BM_VanillaCall)->Unit(benchmark::kMicrosecond);
 
-enclave::StreamConfig SdnnConfig() {
+enclave::StreamConfig JobConfig(hrv::JobKind job) {
   enclave::StreamConfig c;
-  c.jobs = {hrv::JobKind::kSdnn};
+  c.jobs = {job};
   return c;
 }
 
@@ -148,7 +148,10 @@ enclave::StreamConfig SdnnConfig() {
 // gateway's sealing of the next batch is not timed).
 // With `idle_ms`, each batch comes after that long idle, as a stream's batch a second apart does:
 // the enclave's threads are asleep and its caches cold (the wake-up path of the stream workloads).
-void BM_Batch(benchmark::State& state, const std::string& mode, int idle_ms = 0) {
+// `job`: sdnn by default; identity, whose analysis is a digest, shows what the enclave's crypto and
+// copies cost on their own.
+void BM_Batch(benchmark::State& state, const std::string& mode, int idle_ms = 0,
+              hrv::JobKind job = hrv::JobKind::kSdnn) {
   const size_t bytes = static_cast<size_t>(state.range(0));
   BatchSource src(bytes);
   std::unique_ptr<host::EnclaveTransport> t;
@@ -158,14 +161,14 @@ void BM_Batch(benchmark::State& state, const std::string& mode, int idle_ms = 0)
   const wire::StreamId stream = {7};
   std::optional<client::StreamSealer> sealer;
   if (mode == "vanilla") {
-    vanilla = std::make_unique<host::VanillaProcessor>(SdnnConfig());
+    vanilla = std::make_unique<host::VanillaProcessor>(JobConfig(job));
   } else {
     t = Launch(mode);
     auto s = client::Attest(*t, {.root = &Root(), .policy = PolicyFor(*t)}).value();
     enclave::ProvisionKey p;
     p.key_id = 1;
     p.key = key;
-    p.config = SdnnConfig();
+    p.config = JobConfig(job);
     if (!client::Provision(*t, s, p)) std::abort();
     sealer.emplace(client::StreamSealer::Create(key, 1, stream).value());
   }
@@ -240,6 +243,13 @@ BENCHMARK(BM_OpenFile)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMil
 BENCHMARK_CAPTURE(BM_Batch, vanilla, std::string("vanilla"))->Apply(Sizes);
 BENCHMARK_CAPTURE(BM_Batch, inproc, std::string("inproc"))->Apply(Sizes);
 BENCHMARK_CAPTURE(BM_Batch, process, std::string("process"))->Apply(Sizes);
+void IdentitySizes(benchmark::internal::Benchmark* b) {
+  b->Arg(1 << 20)->Arg(4 << 20)->Arg(16 << 20)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
+BENCHMARK_CAPTURE(BM_Batch, vanilla_identity, std::string("vanilla"), 0, hrv::JobKind::kIdentity)
+    ->Apply(IdentitySizes);
+BENCHMARK_CAPTURE(BM_Batch, process_identity, std::string("process"), 0, hrv::JobKind::kIdentity)
+    ->Apply(IdentitySizes);
 void IdleSizes(benchmark::internal::Benchmark* b) {
   b->Arg(1 << 20)->Arg(4 << 20)->Iterations(30)->Unit(benchmark::kMillisecond)->UseRealTime();
 }

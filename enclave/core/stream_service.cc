@@ -79,8 +79,9 @@ Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, s
 
 // Decrypts and analyses one batch. Segment 0 is authenticated first (it authenticates the header
 // before any stream state is touched); the worker then authenticates the remaining segments while
-// this thread analyses the beats of those already authenticated. Should a later segment fail, the
-// stream is put back as it was and nothing from this batch is released.
+// this thread analyses the beats of those already authenticated, and opens segments itself when it
+// has caught up. Should a later segment fail, the stream is put back as it was and nothing from
+// this batch is released.
 Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader& read) {
   auto result = [&]() -> Result<crypto::Bytes> {
     if (size < wire::kHeaderSize) {
@@ -99,50 +100,77 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
       return Refuse("plaintext batch refused: the enclave takes only encrypted batches");
     }
     MEDSTREAM_TRY(gcm, StreamCipher(header.key_id, header.stream));
+    // Each thread opens segments with its own context (a GCM context holds one message's state).
+    MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
     auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
-    // Segment 0 on this thread, the others on the worker: each has its own staging.
-    auto open = [&](size_t i) {
+    // This thread stages into staging_[0], the worker into staging_[1].
+    auto open = [&](size_t i, crypto::AesGcm* cipher_gcm, crypto::Bytes* staging) {
       const wire::ByteRange range = wire::SegmentRange(layout, i);
-      const crypto::ByteView cipher = read(range.offset, range.size, &staging_[i == 0 ? 0 : 1]);
-      return wire::OpenSegmentPiece(head, header, layout, i, cipher, gcm,
+      const crypto::ByteView cipher = read(range.offset, range.size, staging);
+      return wire::OpenSegmentPiece(head, header, layout, i, cipher, cipher_gcm,
                                     {plain + layout.PlainOffset(i), layout.PlainSize(i)});
     };
-    if (auto s = open(0); !s) return std::unexpected(s.error());
+    if (auto s = open(0, gcm, &staging_[0]); !s) return std::unexpected(s.error());
     const StreamConfig& config = keys_.at(header.key_id).config;
     MEDSTREAM_TRY(batch, streams_.Begin(header.stream, header.seq, header.key_id, config));
     constexpr size_t kBeatsPerSegment = wire::kSegmentBytes / sizeof(hrv::Beat);
+    // Segments are claimed in order by whichever thread is free: the worker, and this thread
+    // whenever the next segment to analyse is not open yet (a cheap job, such as identity or
+    // sdnn, would otherwise wait on one thread's AES). Only the opened prefix is analysed.
     std::mutex mu;
     std::condition_variable cv;
-    size_t authenticated = 1;  // segments
+    size_t claimed = 1;        // segments handed out
+    size_t authenticated = 1;  // the prefix of segments opened
+    std::vector<uint8_t> opened(layout.count, 0);
+    opened[0] = 1;
     std::optional<Error> failure;
+    constexpr size_t kNone = ~size_t{0};
+    auto claim = [&] {
+      std::lock_guard lock(mu);
+      return failure || claimed == layout.count ? kNone : claimed++;
+    };
+    auto finish = [&](size_t i, const Status& s) {
+      {
+        std::lock_guard lock(mu);
+        if (!s) {
+          if (!failure) failure = s.error();
+        } else {
+          opened[i] = 1;
+          while (authenticated < layout.count && opened[authenticated]) ++authenticated;
+        }
+      }
+      cv.notify_all();
+    };
     if (layout.count > 1) {
       worker_.Start([&] {
-        for (size_t i = 1; i < layout.count; ++i) {
-          auto s = open(i);
-          std::lock_guard lock(mu);
-          if (!s) {
-            failure = s.error();
-            break;
-          }
-          authenticated = i + 1;
-          cv.notify_one();
+        for (size_t i = claim(); i != kNone; i = claim()) {
+          const Status s = open(i, worker_gcm, &staging_[1]);
+          finish(i, s);
+          if (!s) break;
         }
-        cv.notify_one();
       });
     }
     size_t done = 0;  // segments analysed
     while (done < layout.count) {
       size_t ready;
       {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return authenticated > done || failure; });
+        std::lock_guard lock(mu);
         if (failure) break;
         ready = authenticated;
       }
-      const size_t from = done * kBeatsPerSegment;
-      const size_t to = std::min(beats_.size(), ready * kBeatsPerSegment);
-      streams_.Push(batch, beats_.span().subspan(from, to - from));
-      done = ready;
+      if (ready > done) {
+        const size_t from = done * kBeatsPerSegment;
+        const size_t to = std::min(beats_.size(), ready * kBeatsPerSegment);
+        streams_.Push(batch, beats_.span().subspan(from, to - from));
+        done = ready;
+        continue;
+      }
+      if (const size_t i = claim(); i != kNone) {
+        finish(i, open(i, gcm, &staging_[0]));
+        continue;
+      }
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return authenticated > done || failure; });
     }
     if (layout.count > 1) worker_.Wait();
     if (failure) {
@@ -155,7 +183,6 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
     wire::Header out = header;
     out.kind = wire::Kind::kResult;
     // A large result (many windows) is sealed on both threads.
-    MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
     const wire::Helper helper{
         .gcm = worker_gcm,
         .start = [this](std::function<void()> task) { worker_.Start(std::move(task)); },
