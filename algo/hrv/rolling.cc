@@ -133,8 +133,13 @@ void RollingAnalyzer::Push(std::span<const Beat> beats, const WindowWorkers& wor
     PushBeats(beats, workers.engines[0], out);
     return;
   }
-  PushBeats(beats, nullptr, out);
-  ComputePending(workers, out);
+  // A bounded piece at a time: the NN buffer is compacted, and the pending windows computed,
+  // after each, so a batch of any size holds about one piece of intervals and windows in flight
+  // (pushed whole, a 1.5 M-beat batch held all its intervals, 23 MB, until its end).
+  for (size_t at = 0; at < beats.size(); at += kParallelPieceBeats) {
+    PushBeats(beats.subspan(at, std::min(kParallelPieceBeats, beats.size() - at)), nullptr, out);
+    ComputePending(workers, out);
+  }
 }
 
 void RollingAnalyzer::ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out) {
@@ -159,7 +164,10 @@ void RollingAnalyzer::PushBeats(std::span<const Beat> beats, MetricsEngine* engi
     const double per_beat = options_.window_s / options_.step_s + 1;
     const double windows = std::min({span_s / options_.step_s + 2 + per_beat,
                                      static_cast<double>(beats.size()) * per_beat, 1e6});
-    if (windows > 0) out->reserve(out->size() + static_cast<size_t>(windows));
+    // Geometric, as push_back grows: an exact reserve per piece would copy the whole output once
+    // per piece (quadratic in the batch).
+    const size_t need = out->size() + static_cast<size_t>(std::max(0.0, windows));
+    if (need > out->capacity()) out->reserve(std::max(need, 2 * out->capacity()));
   }
   for (const Beat& beat : beats) {
     const Cleaner::Verdict verdict = cleaner_.Classify(beat);

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "algo/hrv/jobs.h"
+#include "algo/hrv/parallel.h"
 #include "tests/test_data.h"
 
 namespace medstream::hrv {
@@ -129,6 +130,60 @@ TEST_P(ChunkingTest, SaveAndRestoreMidStreamChangesNothing) {
     ByteReader r(std::span<const uint8_t>(state).first(n));
     EXPECT_FALSE(StreamJob::LoadState(&r, options, {}).has_value()) << n;
   }
+}
+
+// A Parallel that runs each window on the calling thread and records, at every Run, how much the
+// analyzer holds: days pushed at once must not be held at once (issue 17: a 1.5 M-beat batch
+// kept all its NN intervals and pending windows until its end, 23 MB more enclave memory).
+class WatchingParallel : public Parallel {
+ public:
+  explicit WatchingParallel(const RollingAnalyzer* analyzer) : analyzer_(analyzer) {}
+  size_t workers() const override { return 2; }
+  void Run(size_t n, const std::function<void(size_t, size_t)>& fn) override {
+    ++runs;
+    most_windows = std::max(most_windows, n);
+    most_held = std::max(most_held, analyzer_->held());
+    for (size_t i = 0; i < n; ++i) fn(i % 2, i);
+  }
+  size_t runs = 0, most_windows = 0, most_held = 0;
+
+ private:
+  const RollingAnalyzer* analyzer_;
+};
+
+TEST(Rolling, AParallelPushOfDaysHoldsAboutOnePieceAtATime) {
+  // Three days: the real day recorded three times over, one after the other.
+  const auto one = testing::LoadBeats("rr/chf2db_chf201_rr_secs.txt");
+  ASSERT_FALSE(one.empty());
+  std::vector<Beat> day;
+  const double span = one.back().t_s - one.front().t_s + 1;
+  for (int d = 0; d < 3; ++d) {
+    for (Beat b : one) {
+      b.t_s += d * span;
+      day.push_back(b);
+    }
+  }
+  ASSERT_GT(day.size(), 4 * RollingAnalyzer::kParallelPieceBeats);
+  AnalysisOptions options;
+  auto serial = RollingAnalyzer::Create(options.cleaning, {});
+  auto parallel = RollingAnalyzer::Create(options.cleaning, {});
+  ASSERT_TRUE(serial && parallel);
+  MetricsEngine a(options.spectral, JobSelection(JobKind::kSdnn));
+  MetricsEngine b(options.spectral, JobSelection(JobKind::kSdnn));
+  MetricsEngine* engines[] = {&a, &b};
+  WatchingParallel watch(&*parallel);
+  std::vector<WindowResult> expected, got;
+  serial->Push(day, a, &expected);
+  parallel->Push(day, {.parallel = &watch, .engines = engines}, &got);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].index, expected[i].index);
+    ASSERT_TRUE(Same(got[i].metrics.sdnn_ms, expected[i].metrics.sdnn_ms)) << i;
+  }
+  EXPECT_GE(watch.runs, day.size() / RollingAnalyzer::kParallelPieceBeats);
+  // Compaction keeps at most about two pieces, plus one window's intervals (a few hundred beats).
+  EXPECT_LE(watch.most_held, 2 * RollingAnalyzer::kParallelPieceBeats + 1000);
+  EXPECT_LE(watch.most_windows, RollingAnalyzer::kParallelPieceBeats / 10);
 }
 
 TEST(Rolling, SdnnJobAgreesWithFullJob) {

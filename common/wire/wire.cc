@@ -292,12 +292,16 @@ Result<Header> OpenBatchInto(ByteView file, crypto::AesGcm* gcm, std::vector<hrv
   return header;
 }
 
-void EncodeResult(const BatchResult& r, Bytes* out) {
-  size_t estimate = 17;
+size_t EncodedResultBound(const BatchResult& r) {
+  size_t bound = 17;
   for (const auto& [kind, output] : r.jobs) {
-    estimate += 17 + output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
+    bound += 17 + output.windows.size() * (32 + 8 * hrv::JobMetrics(kind).size());
   }
-  out->reserve(out->size() + estimate);
+  return bound;
+}
+
+void EncodeResult(const BatchResult& r, Bytes* out) {
+  out->reserve(out->size() + EncodedResultBound(r));
   ByteWriter w(out);
   w.U64(r.beats);
   w.U64(r.missing_before);
@@ -385,6 +389,41 @@ Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, con
       });
   if (!sealed) return std::unexpected(sealed.error());
   return out;
+}
+
+size_t SealedFileSize(size_t payload_size) {
+  const size_t segments = std::max<size_t>(1, (payload_size + kSegmentBytes - 1) / kSegmentBytes);
+  return kHeaderSize + payload_size + segments * crypto::AesGcm::kTagSize;
+}
+
+Status SealFileInPlace(Header header, Bytes* buffer, crypto::AesGcm* gcm, const Helper* helper) {
+  const size_t plain = buffer->size();
+  const size_t segments = std::max<size_t>(1, (plain + kSegmentBytes - 1) / kSegmentBytes);
+  const size_t size = plain + segments * crypto::AesGcm::kTagSize;
+  if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
+  header.flags = kFlagEncrypted;
+  header.payload_size = static_cast<uint32_t>(size);
+  buffer->resize(kHeaderSize + size);
+  uint8_t* p = buffer->data();
+  const SegmentLayout layout{segments, plain};
+  // Each segment moves up to where the file has it (past the header and the earlier segments'
+  // tags); the last one first, so no segment is overwritten before it has moved. Every byte of the
+  // plaintext's old place is then header, ciphertext or tag once sealed.
+  for (size_t i = segments; i-- > 0;) {
+    std::memmove(p + kHeaderSize + layout.CipherOffset(i), p + layout.PlainOffset(i),
+                 layout.PlainSize(i));
+  }
+  Bytes head;
+  header.Encode(&head);
+  std::memcpy(p, head.data(), kHeaderSize);
+  // In place: OpenSSL encrypts with the output exactly over the input.
+  return ForSegments(segments, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) -> Status {
+    const size_t n = layout.PlainSize(i);
+    uint8_t* at = p + kHeaderSize + layout.CipherOffset(i);
+    const auto aad = SegmentAad(std::span(p, kHeaderSize), i, i + 1 == segments);
+    return cipher->Seal(SegmentNonce(header.kind, header.seq, i), aad, ByteView(at, n),
+                        std::span(at, n + crypto::AesGcm::kTagSize));
+  });
 }
 
 Result<Opened> OpenFile(ByteView file, Kind expected, crypto::AesGcm* gcm, const Helper* helper) {

@@ -109,6 +109,8 @@ struct BatchResult {
   std::vector<std::pair<hrv::JobKind, hrv::JobOutput>> jobs;
 };
 void EncodeResult(const BatchResult& r, Bytes* out);
+// At least the bytes EncodeResult appends for `r` (it reserves this much).
+size_t EncodedResultBound(const BatchResult& r);
 Result<BatchResult> DecodeResult(ByteView b);
 
 // A second thread for the segments of a large file: start(task) runs task on it, wait() returns
@@ -151,6 +153,14 @@ Result<Header> PrepareBatch(ByteView head, uint64_t file_size, size_t* beat_coun
 
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm,
+                       const Helper* helper = nullptr);
+// The size of the sealed file MakeFile makes of a payload of this many bytes.
+size_t SealedFileSize(size_t payload_size);
+// MakeFile's sealed file, made in the payload's own buffer: `*buffer` holds the payload on entry
+// and the file, byte for byte what MakeFile makes, on success (on failure, its contents are
+// undefined and may be plaintext: wipe them). No second buffer of the file's size: give `*buffer`
+// a capacity of SealedFileSize(size) and it is not reallocated either.
+Status SealFileInPlace(Header header, Bytes* buffer, crypto::AesGcm* gcm,
                        const Helper* helper = nullptr);
 // Checks the header and opens the payload (authenticating the header as AAD).
 struct Opened {

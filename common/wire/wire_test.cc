@@ -37,6 +37,28 @@ TEST_F(WireTest, TwoThreadsSealTheSameFileAsOne) {
   EXPECT_EQ(o.header.seq, 42u);
 }
 
+// The enclave seals its results in the encoded result's own buffer: the same file as MakeFile's,
+// whatever the size (empty, one byte, segment edges, several segments, on one or two threads), and
+// in the capacity SealedFileSize gives (no reallocation, so no second copy).
+TEST_F(WireTest, SealingInPlaceMakesTheSameFileWithoutASecondBuffer) {
+  for (size_t n : {size_t{0}, size_t{1}, kSegmentBytes - 1, kSegmentBytes, kSegmentBytes + 1,
+                   3 * kSegmentBytes + 5, payload_.size()}) {
+    for (bool two : {false, true}) {
+      const ByteView payload = ByteView(payload_).first(n);
+      ThreadHelper t(&*second_);
+      const Bytes expected = MakeFile(header_, payload, &*gcm_).value();
+      Bytes buffer;
+      buffer.reserve(SealedFileSize(n));
+      buffer.assign(payload.begin(), payload.end());
+      const uint8_t* before = buffer.data();
+      ASSERT_TRUE(SealFileInPlace(header_, &buffer, &*gcm_, two ? t.get() : nullptr)) << n;
+      EXPECT_EQ(buffer.size(), SealedFileSize(n)) << n;
+      EXPECT_EQ(buffer.data(), before) << n << ": reallocated";
+      EXPECT_EQ(buffer, expected) << n << (two ? " on two threads" : "");
+    }
+  }
+}
+
 TEST_F(WireTest, TamperingInEitherHalfFailsOnTwoThreads) {
   const Bytes file = MakeFile(header_, payload_, &*gcm_).value();
   for (size_t at : {kHeaderSize + 10, kHeaderSize + kSegmentBytes + 5, file.size() - 3,

@@ -86,7 +86,6 @@ class StreamService {
   // (TrimToRecentWork), which the heap could not do with the enclave's memory locked.
   MappedBuffer<hrv::Beat> beats_;
   RecentPeak recent_batch_bytes_;
-  crypto::Bytes result_;
   // ProcessSharedBatch's private copies (ciphertext only): the header, and the segment each
   // thread is authenticating (the caller's, the worker's).
   crypto::Bytes head_;
