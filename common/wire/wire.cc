@@ -141,6 +141,11 @@ constexpr size_t kParallelSegments = 4;
 
 // Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
 // with its cipher. The first failure (lowest segment) is returned.
+// Segments of a sealed payload of this many bytes (an empty one still has one, for its tag).
+size_t SegmentCount(size_t plain) {
+  return std::max<size_t>(1, (plain + kSegmentBytes - 1) / kSegmentBytes);
+}
+
 Status ForSegments(size_t count, crypto::AesGcm* gcm, const Helper* helper,
                    const std::function<Status(size_t, crypto::AesGcm*)>& fn) {
   const size_t split = helper && helper->gcm && count >= kParallelSegments ? count / 2 : count;
@@ -365,7 +370,7 @@ Result<BatchResult> DecodeResult(ByteView b) {
 
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper) {
   header.flags = gcm ? kFlagEncrypted : 0;
-  const size_t segments = std::max<size_t>(1, (payload.size() + kSegmentBytes - 1) / kSegmentBytes);
+  const size_t segments = SegmentCount(payload.size());
   const size_t size = payload.size() + (gcm ? segments * crypto::AesGcm::kTagSize : 0);
   if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
   header.payload_size = static_cast<uint32_t>(size);
@@ -392,13 +397,12 @@ Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, con
 }
 
 size_t SealedFileSize(size_t payload_size) {
-  const size_t segments = std::max<size_t>(1, (payload_size + kSegmentBytes - 1) / kSegmentBytes);
-  return kHeaderSize + payload_size + segments * crypto::AesGcm::kTagSize;
+  return kHeaderSize + payload_size + SegmentCount(payload_size) * crypto::AesGcm::kTagSize;
 }
 
 Status SealFileInPlace(Header header, Bytes* buffer, crypto::AesGcm* gcm, const Helper* helper) {
   const size_t plain = buffer->size();
-  const size_t segments = std::max<size_t>(1, (plain + kSegmentBytes - 1) / kSegmentBytes);
+  const size_t segments = SegmentCount(plain);
   const size_t size = plain + segments * crypto::AesGcm::kTagSize;
   if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
   header.flags = kFlagEncrypted;
