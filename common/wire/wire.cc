@@ -139,13 +139,13 @@ constexpr size_t kMaxSegments = size_t{1} << 24;
 // Below this many segments (1 MiB) a second thread costs more than it saves.
 constexpr size_t kParallelSegments = 4;
 
-// Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
-// with its cipher. The first failure (lowest segment) is returned.
 // Segments of a sealed payload of this many bytes (an empty one still has one, for its tag).
 size_t SegmentCount(size_t plain) {
   return std::max<size_t>(1, (plain + kSegmentBytes - 1) / kSegmentBytes);
 }
 
+// Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
+// with its cipher. The first failure (lowest segment) is returned.
 Status ForSegments(size_t count, crypto::AesGcm* gcm, const Helper* helper,
                    const std::function<Status(size_t, crypto::AesGcm*)>& fn) {
   const size_t split = helper && helper->gcm && count >= kParallelSegments ? count / 2 : count;
