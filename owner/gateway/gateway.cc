@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -381,13 +382,15 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
   s.log = std::move(log);
   s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
-  s.cut_after_s = options_.batch_seconds;
   if (options_.stagger_cuts) {
-    // The pseudonym is uniformly random to anyone without the key: a fair spread, and the same
-    // phase after a restart.
-    uint32_t phase = 0;
-    for (size_t i = 0; i < 4; ++i) phase = phase << 8 | s.id[i];
-    s.cut_after_s *= static_cast<double>(phase) / 4294967296.0;
+    // The first n multiples of the golden ratio modulo 1 are no closer than 1/(3n) whatever n is
+    // (the three-gap theorem): sixteen users started together are cut at least 0.34 s of a 10 s
+    // interval apart. (A draw from the pseudonyms put three of sixteen within 0.3 s.) The phase
+    // after a restart may differ: that only makes the stream's first batch shorter.
+    const double k = static_cast<double>(streams_.size());
+    const double fraction = k * 0.6180339887498949 - std::floor(k * 0.6180339887498949);
+    s.phase = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(fraction * options_.batch_seconds));
   }
   return &streams_.emplace(user, std::move(s)).first->second;
 }
@@ -549,7 +552,6 @@ Status Gateway::Cut(Stream& s) {
   if (auto st = SaveSequences(); !st) return st;
   if (auto st = s.log->Reset(); !st) return st;
   s.in_flight[seq] = opened;
-  s.cut_after_s = options_.batch_seconds;  // the first batch's staggered age is used up
   ++stats_.batches_sealed;
   return {};
 }
@@ -594,16 +596,12 @@ Status Gateway::Tick() {
     }
     last_sync_ = now;
   }
-  for (auto& [user, s] : streams_) {
-    if (!s.batch.empty() &&
-        std::chrono::duration<double>(now - s.batch.opened).count() >= s.cut_after_s &&
-        !Holding(s, now)) {
-      if (auto st = Cut(s); !st) return st;
-      // Right away, so the server works on this batch while the next one is sealed.
-      if (auto st = UploadSpool(); !st) return st;
-    }
-  }
+  if (auto st = CutDue(now); !st) return st;
   if (auto st = UploadSpool(); !st) return st;
+  return ReadEveryResult(/*cut_due=*/true);
+}
+
+Status Gateway::ReadEveryResult(bool cut_due) {
   for (auto& [user, s] : streams_) {
     // A result the untrusted server damaged, replaced or made huge stalls its own stream only:
     // said once per result, and the other streams' results go on.
@@ -612,6 +610,50 @@ Status Gateway::Tick() {
       ++stats_.results_refused;
       std::fprintf(stderr, "gateway: %s: %s (waiting for a good copy)\n", user.c_str(),
                    st.error().message().c_str());
+    }
+    // Sixteen Stream-Big results take over a second to write out: a batch due meanwhile is not
+    // left waiting for the next tick.
+    if (cut_due) {
+      if (auto st = CutDue(options_.clock()); !st) return st;
+    }
+  }
+  return {};
+}
+
+std::chrono::steady_clock::time_point Gateway::DueAt(const Stream& s) const {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(options_.batch_seconds));
+  if (!options_.stagger_cuts || interval <= Clock::duration::zero()) {
+    return s.batch.opened + interval;
+  }
+  // The first point of the grid phase + n x interval strictly after the batch's first beat: a
+  // late tick delays one cut, not the grid.
+  const Clock::duration since = s.batch.opened.time_since_epoch() - s.phase;
+  const auto n =
+      since >= Clock::duration::zero()
+          ? since / interval
+          : -((-since + interval - Clock::duration(1)) / interval);  // floor, for a clock near 0
+  return Clock::time_point(s.phase + (n + 1) * interval);
+}
+
+Status Gateway::CutDue(std::chrono::steady_clock::time_point now) {
+  std::vector<Stream*> due;
+  for (auto& [user, s] : streams_) {
+    if (!s.batch.empty() && now >= DueAt(s) && !Holding(s, now)) due.push_back(&s);
+  }
+  return CutInOrder(std::move(due), /*read_between=*/false);
+}
+
+Status Gateway::CutInOrder(std::vector<Stream*> streams, bool read_between) {
+  std::stable_sort(streams.begin(), streams.end(),
+                   [&](const Stream* a, const Stream* b) { return DueAt(*a) < DueAt(*b); });
+  for (Stream* s : streams) {
+    if (auto st = Cut(*s); !st) return st;
+    // Right away, so the server works on this batch while the next one is sealed.
+    if (auto st = UploadSpool(); !st) return st;
+    if (read_between) {
+      if (auto st = ReadEveryResult(/*cut_due=*/false); !st) return st;
     }
   }
   return {};
@@ -627,10 +669,13 @@ void Gateway::AskStatuses() {
 
 Status Gateway::CutAll() {
   std::lock_guard lock(mu_);
+  std::vector<Stream*> open;
   for (auto& [user, s] : streams_) {
-    if (auto st = Cut(s); !st) return st;
+    if (!s.batch.empty()) open.push_back(&s);
   }
-  return {};
+  // The results of the batches cut before each one are back by then (a batch takes the server
+  // tens of milliseconds, sealing a large one longer): read, not left behind every other cut.
+  return CutInOrder(std::move(open), /*read_between=*/true);
 }
 
 bool Gateway::Holding(Stream& s, std::chrono::steady_clock::time_point now) {

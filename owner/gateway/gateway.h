@@ -103,10 +103,14 @@ struct Options {
   double status_interval_s = 10;
   size_t batch_beats = 1000;
   double batch_seconds = 10;
-  // Spread the users' cut times over the interval: each stream's first batch is cut at a fraction
-  // of batch_seconds drawn from its pseudonym (the later ones batch_seconds apart), so that users
-  // who started together are not all sealed, uploaded and analysed in the same tick (the tail
-  // latency of many users; docs/evaluation.md).
+  // Spread the users' cut times over the interval: each stream is cut on its own grid of points
+  // batch_seconds apart, the k-th stream's grid offset by the fractional part of k x the golden
+  // ratio of an interval (well spread for any number of users), so that users who started
+  // together are not all sealed, uploaded and analysed in the same tick, and late ticks do not
+  // make their cuts drift together (the tail latency of many users; docs/evaluation.md). A batch
+  // is cut at the first point of its stream's grid after its first beat: never older than
+  // batch_seconds, its stream's first one shorter. Off: each batch batch_seconds after its first
+  // beat.
   bool stagger_cuts = true;
   // A device's batch is not cut (by age or size, up to the wire's cap) while a gap in its message
   // sequence is younger than this: messages a broker restart or a reconnection reordered still
@@ -206,8 +210,11 @@ class Gateway {
   ~Gateway();
 
   // One step of the main loop: cut batches that are old enough, upload the spool, read results.
+  // A batch that comes due while results are being read is cut before the next stream's results
+  // (reading and writing out a large result takes a tenth of a second or more).
   Status Tick();
-  // Cuts every open batch now (end of a run).
+  // Cuts every open batch now (end of a run): the one due first first, each uploaded as soon as it
+  // is sealed, the results that came back read between the cuts.
   Status CutAll();
   // Asks the broker for the devices' retained statuses now (Tick does every status_interval_s);
   // they arrive through the message handler. Not under the gateway's lock.
@@ -237,8 +244,11 @@ class Gateway {
     std::map<uint64_t, std::chrono::steady_clock::time_point> in_flight;
     // When the newest gap in this device's message sequence opened (late_grace_s holds cuts).
     std::optional<std::chrono::steady_clock::time_point> gap_opened;
-    double cut_after_s = 0;  // the open batch's age at which it is cut (Options::stagger_cuts)
+    // Where this stream's grid of cut times lies within an interval (Options::stagger_cuts).
+    std::chrono::steady_clock::duration phase{};
   };
+  // When `s`'s open batch is due to be cut (Options::stagger_cuts).
+  std::chrono::steady_clock::time_point DueAt(const Stream& s) const;
   // Whether `s`'s batch waits for the messages of a young gap (Options::late_grace_s).
   bool Holding(Stream& s, std::chrono::steady_clock::time_point now);
   Status LoadOrCreateKeys();
@@ -252,7 +262,16 @@ class Gateway {
   void OnMessage(const mqtt::Message& m);
   Result<Stream*> StreamFor(const std::string& user);
   Status Cut(Stream& s);
+  // Cuts `streams`' batches in the order they came due (the earliest first), uploading each as
+  // soon as it is sealed, so that the server analyses one while the next is sealed and no due
+  // batch waits behind younger ones; `read_between`: reads the results back between the cuts.
+  Status CutInOrder(std::vector<Stream*> streams, bool read_between);
+  // Cuts the batches old enough at `now` (CutInOrder).
+  Status CutDue(std::chrono::steady_clock::time_point now);
   Status UploadSpool();
+  // Reads every stream's results that are back; `cut_due`: cuts a batch that comes due meanwhile
+  // before the next stream's results.
+  Status ReadEveryResult(bool cut_due);
   void RecordBeats(const Stream& s);
   Status ReadResults(Stream& s);
   // Whether the server quarantined `s`'s next result's batch (asked only once that result is

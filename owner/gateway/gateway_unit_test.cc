@@ -7,7 +7,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -183,47 +185,77 @@ TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {
 }
 
 // Issue 17: users who start together are not all cut in the same tick (which put every user's
-// batch through sealing, upload and the enclave at once: Stream-Big's tail latency). Each stream's
-// first batch is cut at its own fraction of the interval, the next one a whole interval later.
-TEST_F(GatewayUnit, UsersWhoStartTogetherAreCutAtSpreadTimes) {
-  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+// batch through sealing, upload and the enclave at once: Stream-Big's tail latency), and late
+// ticks do not make their cuts drift together again: each stream is cut on its own grid, an
+// interval apart, the grids spread over the interval whatever the number of users.
+TEST_F(GatewayUnit, UsersWhoStartTogetherAreCutAtSpreadTimesThatDoNotDrift) {
+  const auto t0 = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  auto now = t0;
   options_.clock = [&now] { return now; };
   options_.batch_seconds = 10;
   options_.batch_beats = 100000;
   Feed* feed = nullptr;
   auto g = Start(&feed);
   ASSERT_TRUE(g);
-  constexpr int kUsers = 40;
+  constexpr int kUsers = 16, kIntervals = 12;
+  constexpr auto kStep = std::chrono::milliseconds(100);
   auto name = [](int u) {
     char b[16];
     std::snprintf(b, sizeof b, "user-%04d", u);
     return std::string(b);
   };
-  for (int u = 1; u <= kUsers; ++u) {
-    for (const auto& m : Messages(u, 20, 7)) feed->Send(sensor::Topic("t", name(u)), m);
-  }
-  // Ticks every second: the 40 first cuts fall into the ten 1-second slots like a uniform draw
-  // (the pseudonyms are keyed hashes); all 40 in a few slots is what this must never be again.
-  uint64_t before = 0, most = 0;
-  for (int t = 1; t <= 10; ++t) {
-    now += std::chrono::seconds(1);
+  // A message (10 beats) per user every second, all users together.
+  std::vector<std::vector<std::vector<uint8_t>>> messages;
+  for (int u = 1; u <= kUsers; ++u) messages.push_back(Messages(u, 10 * (kIntervals * 10 + 1), 7));
+  // Which stream each new file in the server's inbox belongs to, and when it was cut.
+  std::map<std::string, std::vector<double>> cuts;
+  std::set<std::string> seen;
+  size_t most_in_one_tick_of_the_first_interval = 0;
+  uint32_t jitter = 12345;
+  size_t sent = 0;
+  while (now < t0 + std::chrono::seconds(kIntervals * 10)) {
+    // A message from every user once a second.
+    const size_t due = static_cast<size_t>((now - t0) / std::chrono::seconds(1)) + 1;
+    for (; sent < due; ++sent) {
+      for (int u = 1; u <= kUsers; ++u) {
+        feed->Send(sensor::Topic("t", name(u)), messages[u - 1][sent]);
+      }
+    }
     ASSERT_TRUE(g->Tick());
-    const uint64_t sealed = g->stats().batches_sealed;
-    most = std::max(most, sealed - before);
-    before = sealed;
+    size_t cut_now = 0;
+    for (const auto& e : fs::directory_iterator(dir_ + "/server/inbox")) {
+      const std::string f = e.path().filename().string();
+      if (e.path().extension() != ".batch" || !seen.insert(f).second) continue;
+      cuts[f.substr(0, f.find('-'))].push_back(std::chrono::duration<double>(now - t0).count());
+      ++cut_now;
+    }
+    if (now < t0 + std::chrono::seconds(10)) {
+      most_in_one_tick_of_the_first_interval =
+          std::max(most_in_one_tick_of_the_first_interval, cut_now);
+    }
+    // Ticks 0.1 s apart; after the first interval, one in eight up to 0.7 s late (a large result
+    // being written out).
+    jitter = jitter * 1103515245 + 12345;
+    const bool late = now >= t0 + std::chrono::seconds(10) && (jitter >> 16) % 8 == 0;
+    now += kStep +
+           (late ? std::chrono::milliseconds((jitter >> 8) % 700) : std::chrono::milliseconds(0));
   }
-  EXPECT_EQ(before, uint64_t{kUsers});  // every first batch cut within one interval
-  EXPECT_LE(most, 16u);                 // binomial(40, 0.1) >= 17: ~1e-8
-  // The next batches: a whole interval after each first cut, not sooner.
-  for (int u = 1; u <= kUsers; ++u) {
-    for (const auto& m : Messages(u, 40, 7)) feed->Send(sensor::Topic("t", name(u)), m);
+  ASSERT_EQ(cuts.size(), static_cast<size_t>(kUsers));
+  // Spread: the sixteen first cuts in sixteen different ticks (at 0.1 s a tick; the golden-ratio
+  // grids are at least 0.34 s apart). A uniform draw shares a tick with ~70 % probability.
+  EXPECT_EQ(most_in_one_tick_of_the_first_interval, 1u);
+  for (const auto& [stream, times] : cuts) {
+    ASSERT_GE(times.size(), static_cast<size_t>(kIntervals - 1)) << stream;
+    EXPECT_LE(times.front(), 10.0) << stream;  // the first batch within one interval
+    // Later cuts an interval apart, give or take one late tick, and no drift: the last cut is
+    // as close to its grid point as the second (cutting each batch an interval after its first
+    // beat drifted by a late tick's delay at every cut).
+    for (size_t i = 1; i < times.size(); ++i) {
+      EXPECT_NEAR(times[i] - times[i - 1], 10.0, 0.75) << stream << " cut " << i;
+    }
+    const double drift = (times.back() - times[1]) - 10.0 * static_cast<double>(times.size() - 2);
+    EXPECT_LT(std::abs(drift), 0.75) << stream;
   }
-  now += std::chrono::milliseconds(9500);
-  ASSERT_TRUE(g->Tick());
-  EXPECT_EQ(g->stats().batches_sealed, uint64_t{kUsers});
-  now += std::chrono::milliseconds(600);
-  ASSERT_TRUE(g->Tick());
-  EXPECT_EQ(g->stats().batches_sealed, uint64_t{2 * kUsers});
 }
 
 // Found by FaultTest.BrokerRestartMidStream: after a broker restart, messages of a device arrive
