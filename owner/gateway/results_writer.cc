@@ -1,6 +1,6 @@
 // The gateway's outputs: decrypted results appended as JSON lines and CSV, the kept beats, and
 // the counters in the Prometheus text format (gateway.h: Gateway::ReadResults, RecordBeats,
-// MetricsText). The keys, the message merge and the batch cutting are in gateway.cc.
+// MetricsText). The keys and the message merge are in gateway.cc, the batch cutting in tick.cc.
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>

@@ -1,0 +1,189 @@
+// The gateway's main loop (gateway.h: Gateway::Tick, CutAll, AskStatuses): when a stream's batch
+// is due (its own grid of cut times), sealing it into the spool, uploading it, and the order of
+// cuts and results within a tick. The keys, recovery and the message merge are in gateway.cc, the
+// results and counters in results_writer.cc.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/base/file.h"
+#include "owner/gateway/gateway.h"
+
+namespace medstream::gateway {
+
+namespace fs = std::filesystem;
+
+Status Gateway::SaveSequences() {
+  std::string text;
+  for (const auto& [user, s] : streams_) {
+    text += fmt::format("{} {} {}\n", user, s.next_seq, s.batch.sealed_until());
+  }
+  if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+    return st;
+  }
+  devices_dirty_ = false;
+  return WriteFileAtomic(options_.state_dir + "/seq", text, 0600);
+}
+
+Status Gateway::Cut(Stream& s) {
+  if (s.batch.empty()) return {};
+  // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
+  // before the spool file exists changes nothing: the batch stays open and is cut again later.
+  const uint64_t seq = s.next_seq;
+  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.batch.beats()));
+  const std::string name = wire::BatchFileName(s.id, seq);
+  if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  if (options_.record_beats) RecordBeats(s);
+  ++s.next_seq;
+  const auto opened = s.batch.opened;
+  s.batch.Sealed();
+  if (auto st = SaveSequences(); !st) return st;
+  if (auto st = s.log->Reset(); !st) return st;
+  s.in_flight[seq] = opened;
+  ++stats_.batches_sealed;
+  return {};
+}
+
+Status Gateway::UploadSpool() {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
+    if (e.path().extension() == ".batch") names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  for (const std::string& name : names) {
+    const std::string from = options_.state_dir + "/spool/" + name;
+    if (auto s = link_->UploadFile(name, from); !s)
+      return {};  // outage: keep spooling, retry later
+    std::remove(from.c_str());
+    ++stats_.batches_uploaded;
+  }
+  return {};
+}
+
+Status Gateway::Tick() {
+  const auto now = options_.clock();
+  if (!link_->SingleEnclave() && now - last_worker_scan_ >= std::chrono::milliseconds(500)) {
+    std::lock_guard lock(mu_);
+    ProvisionWorkers();
+    last_worker_scan_ = now;
+  }
+  if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
+    AskStatuses();
+  }
+  std::lock_guard lock(mu_);
+  if (now - last_sync_ >= std::chrono::seconds(1)) {
+    if (devices_dirty_) {
+      if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+        return st;
+      }
+      devices_dirty_ = false;
+    }
+    // Durable against power loss too, in groups (a process crash loses nothing in between).
+    for (auto& [user, s] : streams_) {
+      if (auto st = s.log->Sync(); !st) return st;
+    }
+    last_sync_ = now;
+  }
+  if (auto st = CutDue(now); !st) return st;
+  if (auto st = UploadSpool(); !st) return st;
+  return ReadEveryResult(/*cut_due=*/true);
+}
+
+Status Gateway::ReadEveryResult(bool cut_due) {
+  for (auto& [user, s] : streams_) {
+    // A result the untrusted server damaged, replaced or made huge stalls its own stream only:
+    // said once per result, and the other streams' results go on.
+    if (auto st = ReadResults(s); !st && s.refused_result != s.next_result) {
+      s.refused_result = s.next_result;
+      ++stats_.results_refused;
+      std::fprintf(stderr, "gateway: %s: %s (waiting for a good copy)\n", user.c_str(),
+                   st.error().message().c_str());
+    }
+    // Sixteen Stream-Big results take over a second to write out: a batch due meanwhile is not
+    // left waiting for the next tick.
+    if (cut_due) {
+      if (auto st = CutDue(options_.clock()); !st) return st;
+    }
+  }
+  return {};
+}
+
+std::chrono::steady_clock::time_point Gateway::DueAt(const Stream& s) const {
+  using Clock = std::chrono::steady_clock;
+  const auto interval = std::chrono::duration_cast<Clock::duration>(
+      std::chrono::duration<double>(options_.batch_seconds));
+  if (!options_.stagger_cuts || interval <= Clock::duration::zero()) {
+    return s.batch.opened + interval;
+  }
+  // The first point of the grid phase + n x interval strictly after the batch's first beat: a
+  // late tick delays one cut, not the grid.
+  const Clock::duration since = s.batch.opened.time_since_epoch() - s.phase;
+  const auto n =
+      since >= Clock::duration::zero()
+          ? since / interval
+          : -((-since + interval - Clock::duration(1)) / interval);  // floor, for a clock near 0
+  return Clock::time_point(s.phase + (n + 1) * interval);
+}
+
+Status Gateway::CutDue(std::chrono::steady_clock::time_point now) {
+  std::vector<Stream*> due;
+  for (auto& [user, s] : streams_) {
+    if (!s.batch.empty() && now >= DueAt(s) && !Holding(s, now)) due.push_back(&s);
+  }
+  return CutInOrder(std::move(due), /*read_between=*/false);
+}
+
+Status Gateway::CutInOrder(std::vector<Stream*> streams, bool read_between) {
+  std::stable_sort(streams.begin(), streams.end(),
+                   [&](const Stream* a, const Stream* b) { return DueAt(*a) < DueAt(*b); });
+  for (Stream* s : streams) {
+    if (auto st = Cut(*s); !st) return st;
+    // Right away, so the server works on this batch while the next one is sealed.
+    if (auto st = UploadSpool(); !st) return st;
+    if (read_between) {
+      if (auto st = ReadEveryResult(/*cut_due=*/false); !st) return st;
+    }
+  }
+  return {};
+}
+
+void Gateway::AskStatuses() {
+  // Outside the lock: the broker's answer comes through the message handler, which takes it.
+  last_status_ask_ = options_.clock();
+  if (auto st = source_->AskStatuses(); !st) {
+    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+  }
+}
+
+Status Gateway::CutAll() {
+  std::lock_guard lock(mu_);
+  std::vector<Stream*> open;
+  for (auto& [user, s] : streams_) {
+    if (!s.batch.empty()) open.push_back(&s);
+  }
+  // The results of the batches cut before each one are back by then (a batch takes the server
+  // tens of milliseconds, sealing a large one longer): read, not left behind every other cut.
+  return CutInOrder(std::move(open), /*read_between=*/true);
+}
+
+bool Gateway::Holding(Stream& s, std::chrono::steady_clock::time_point now) {
+  if (!s.gap_opened) return false;
+  if (std::chrono::duration<double>(now - *s.gap_opened).count() >= options_.late_grace_s) {
+    s.gap_opened.reset();  // waited long enough: what is missing now is lost
+    return false;
+  }
+  // Still a gap after what is sealed: its messages may yet arrive.
+  auto d = devices_.devices().find(s.user);
+  if (d == devices_.devices().end()) return false;
+  for (const Gap& g : d->second.gaps) {
+    if (g.t_after > s.batch.sealed_until()) return true;
+  }
+  s.gap_opened.reset();  // every gap filled
+  return false;
+}
+
+}  // namespace medstream::gateway
