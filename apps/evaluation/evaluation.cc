@@ -129,6 +129,8 @@ class Rig {
     MEDSTREAM_TRY(server, host::Server::Start(so));
     rig->server_ = std::move(server);
     rig->link_ = gateway::LocalLink(dir);
+    rig->spool_ = dir + ".spool";  // beside the server's folder: one file system, as the gateway's
+    if (auto s = MakeDirs(rig->spool_, 0700); !s) return std::unexpected(s.error());
     rig->stream_ = {0x5e, 0x11, static_cast<uint8_t>(p.load_bytes & 0xff)};
     if (!rig->vanilla_) {
       MEDSTREAM_TRY(relay, rig->link_->Relay());
@@ -156,6 +158,30 @@ class Rig {
   Status Upload(uint64_t seq, crypto::ByteView file) {
     return link_->Upload(wire::BatchFileName(stream_, seq), file);
   }
+  // A batch as the gateway cuts it (gateway::Gateway::Cut, UploadSpool): sealed while it is
+  // written into the spool (plain in vanilla mode, through the same writer), then linked into the
+  // inbox. Returns the file's size.
+  Result<size_t> SealAndUpload(uint64_t seq, std::span<const hrv::Beat> beats) {
+    const std::string name = wire::BatchFileName(stream_, seq);
+    const std::string spooled = spool_ + "/" + name;
+    std::atomic<size_t> bytes{0};  // the sink is called from both sealing threads
+    auto write = [&](const FileSink& sink) {
+      const FileSink counted = [&](uint64_t offset, crypto::ByteView part) {
+        bytes += part.size();
+        return sink(offset, part);
+      };
+      if (sealer_) return sealer_->SealBatchTo(seq, beats, counted);
+      wire::Header h;
+      h.stream = stream_;
+      h.seq = seq;
+      return wire::WriteBatchFileTo(h, beats, nullptr, nullptr, counted);
+    };
+    if (auto s = WriteFileAtomicFrom(spooled, 0600, write); !s) return std::unexpected(s.error());
+    const Status uploaded = link_->UploadFile(name, spooled);
+    std::remove(spooled.c_str());
+    if (!uploaded) return std::unexpected(uploaded.error());
+    return bytes.load();
+  }
   std::string ResultName(uint64_t seq) const { return wire::ResultFileName(stream_, seq); }
   // Fetches and opens a result; returns the beats it accounts for.
   Result<uint64_t> Fetch(uint64_t seq) {
@@ -169,6 +195,10 @@ class Rig {
     MEDSTREAM_TRY(opened, wire::OpenFile(file, wire::Kind::kResult, nullptr));
     MEDSTREAM_TRY(r, wire::DecodeResult(opened.payload));
     return r.beats;
+  }
+  ~Rig() {
+    std::error_code ec;
+    if (!spool_.empty()) std::filesystem::remove_all(spool_, ec);
   }
   host::Server& server() { return *server_; }
   double HostPeakRssMb() const { return evaluation::PeakRssMb("self"); }
@@ -184,6 +214,7 @@ class Rig {
   std::unique_ptr<gateway::ServerLink> link_;
   wire::StreamId stream_{};
   std::optional<client::StreamSealer> sealer_;
+  std::string spool_;
 };
 
 Status CheckBeats(uint64_t got, uint64_t want, uint64_t seq) {
@@ -209,8 +240,7 @@ Status BatchRep(Context& ctx, BatchRun& r, int rep) {
   const auto beats = ctx.pool.Block(m.samples, seq);
   ResetPeakRss();
   const auto t0 = Clock::now();
-  MEDSTREAM_TRY(file, rig.Seal(seq, beats));
-  if (auto s = rig.Upload(seq, file); !s) return s;
+  MEDSTREAM_TRY(file_bytes, rig.SealAndUpload(seq, beats));
   const auto s0 = Clock::now();
   MEDSTREAM_TRY(n, rig.server().ProcessInbox());
   const auto s1 = Clock::now();
@@ -223,7 +253,7 @@ Status BatchRep(Context& ctx, BatchRun& r, int rep) {
   const auto t1 = Clock::now();
   m.host_peak_rss_mb = std::max(m.host_peak_rss_mb, rig.HostPeakRssMb());
   if (auto s = CheckBeats(got, m.samples, seq); !s) return s;
-  m.bytes_in = file.size();
+  m.bytes_in = file_bytes;
   if (rep == 0) return {};
   m.elapsed.push_back(Seconds(t1 - t0));
   r.server_ms.push_back(Seconds(s1 - s0) * 1000);

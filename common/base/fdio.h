@@ -10,6 +10,8 @@ namespace medstream {
 bool ReadFull(int fd, uint8_t* p, size_t n);
 // write(2): what the enclave uses (its seccomp filter allows write, not sendto).
 bool WriteFull(int fd, const uint8_t* p, size_t n);
+// pwrite(2) at `offset`: threads may write disjoint parts of one file at once.
+bool PwriteFull(int fd, const uint8_t* p, size_t n, uint64_t offset);
 // send(MSG_NOSIGNAL) on a socket: a vanished peer is an error, not a SIGPIPE (the host side).
 bool SendFull(int fd, const uint8_t* p, size_t n);
 // Polls `fd` without sleeping for up to `spin_us` microseconds: true as soon as it is readable

@@ -143,6 +143,11 @@ Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes) {
 }
 
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode) {
+  return WriteFileAtomicFrom(path, mode, [data](const FileSink& write) { return write(0, data); });
+}
+
+Status WriteFileAtomicFrom(const std::string& path, int mode,
+                           const std::function<Status(const FileSink&)>& fill) {
   // A short temporary name in the same folder: `path` + a suffix could pass NAME_MAX (255) for a
   // long file name that is itself valid.
   static std::atomic<uint64_t> counter{0};
@@ -150,12 +155,14 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, i
                           std::to_string(counter.fetch_add(1));
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return Errno("cannot create", tmp);
-  if (!WriteFull(fd, data.data(), data.size())) {
-    const int e = errno;
+  const Status filled = fill([&](uint64_t offset, std::span<const uint8_t> part) -> Status {
+    if (PwriteFull(fd, part.data(), part.size(), offset)) return {};
+    return Errno("cannot write", tmp);
+  });
+  if (!filled) {
     close(fd);
     unlink(tmp.c_str());
-    errno = e;
-    return Errno("cannot write", tmp);
+    return filled;
   }
   if (fsync(fd) != 0 || close(fd) != 0) {
     unlink(tmp.c_str());
@@ -172,7 +179,6 @@ Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, i
   }
   return {};
 }
-
 Status WriteFileAtomic(const std::string& path, std::string_view text, int mode) {
   return WriteFileAtomic(
       path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), mode);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +26,15 @@ Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span
 Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes = kNoSizeLimit);
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode = 0644);
 Status WriteFileAtomic(const std::string& path, std::string_view text, int mode = 0644);
+// Takes a file's bytes at their offsets, in any order, from one thread or several at once (each
+// part written once; the parts are disjoint).
+using FileSink = std::function<Status(uint64_t offset, std::span<const uint8_t> bytes)>;
+// WriteFileAtomic for a file made while it is written: `fill` hands every part to the sink it is
+// given, so each part is written as soon as it is made (a sealed segment, from the thread that
+// sealed it) instead of the whole file being made first. The same guarantees: whatever `fill` or a
+// write returns, a failure leaves no file at `path` (`fill`'s own error is returned as it is).
+Status WriteFileAtomicFrom(const std::string& path, int mode,
+                           const std::function<Status(const FileSink&)>& fill);
 // mkdir -p with the given mode for directories it creates.
 Status MakeDirs(const std::string& path, int mode = 0755);
 

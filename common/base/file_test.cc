@@ -1,5 +1,6 @@
 // ReadFileBytes and ReadFileInto: whole files read straight into their buffer, with the same
-// refusals (missing, not a regular file, over the limit) for both.
+// refusals (missing, not a regular file, over the limit) for both. WriteFileAtomicFrom: a file
+// written in parts, in any order, and nothing left behind when its maker fails.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,6 +94,33 @@ TEST_F(FileReadTest, BothRefuseMissingFilesNonFilesAndFilesOverTheLimit) {
   auto planted_bytes = ReadFileBytes(fifo, 100);
   ASSERT_FALSE(planted_bytes);
   EXPECT_EQ(planted_bytes.error().code(), Error::Code::kInvalidArgument);
+}
+
+TEST_F(FileReadTest, AFileWrittenInPartsInAnyOrderIsWholeAndAFailedOneIsNotThere) {
+  const std::vector<uint8_t> bytes = Pattern(300000);
+  const std::string path = dir_ / "parts";
+  ASSERT_TRUE(WriteFileAtomicFrom(path, 0600, [&](const FileSink& write) -> Status {
+    const auto all = std::span(bytes);
+    if (auto s = write(200000, all.subspan(200000)); !s) return s;  // the end first
+    if (auto s = write(0, all.first(1000)); !s) return s;
+    return write(1000, all.subspan(1000, 199000));
+  }));
+  EXPECT_EQ(ReadFileBytes(path).value(), bytes);
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The maker fails after writing a part: its error, as it is, and no file, not even a temporary.
+  const std::string failed = dir_ / "failed";
+  const Status s = WriteFileAtomicFrom(failed, 0600, [&](const FileSink& write) -> Status {
+    if (auto w = write(0, std::span(bytes).first(5000)); !w) return w;
+    return Fail(Error::Code::kResourceExhausted, "no more room");
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), Error::Code::kResourceExhausted);
+  EXPECT_FALSE(fs::exists(failed));
+  size_t left = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) left += e.path().filename() != "parts";
+  EXPECT_EQ(left, 0u);
 }
 
 }  // namespace

@@ -144,11 +144,13 @@ size_t SegmentCount(size_t plain) {
   return std::max<size_t>(1, (plain + kSegmentBytes - 1) / kSegmentBytes);
 }
 
-// Runs fn(i, cipher) for every segment: the first half here, the second on the helper's thread
-// with its cipher. The first failure (lowest segment) is returned.
+// Runs fn(i, cipher) for every segment: the first half here (the larger, while the helper starts),
+// the second on the helper's thread with its cipher, from `parallel_from` segments. The first
+// failure (lowest segment) is returned.
 Status ForSegments(size_t count, crypto::AesGcm* gcm, const Helper* helper,
-                   const std::function<Status(size_t, crypto::AesGcm*)>& fn) {
-  const size_t split = helper && helper->gcm && count >= kParallelSegments ? count / 2 : count;
+                   const std::function<Status(size_t, crypto::AesGcm*)>& fn,
+                   size_t parallel_from = kParallelSegments) {
+  const size_t split = helper && helper->gcm && count >= parallel_from ? (count + 1) / 2 : count;
   Status second;
   if (split < count) {
     helper->start([&] {
@@ -368,32 +370,86 @@ Result<BatchResult> DecodeResult(ByteView b) {
   return out;
 }
 
-Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper) {
+namespace {
+
+// A file being sealed: the header, where its segments lie, and how to seal one.
+struct Sealing {
+  Header header;
+  ByteView payload;
+  SegmentLayout layout;
+  Bytes out;  // the header, then (MakeFile) room for every segment
+  Status Seal(size_t i, crypto::AesGcm* cipher, std::span<uint8_t> to) const {
+    const size_t n = layout.PlainSize(i);
+    const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == layout.count);
+    return cipher->Seal(SegmentNonce(header.kind, header.seq, i), aad,
+                        payload.subspan(layout.PlainOffset(i), n),
+                        to.first(n + crypto::AesGcm::kTagSize));
+  }
+};
+
+// Sets the header's flags and size for `payload` and encodes it.
+Result<Sealing> StartFile(Header header, ByteView payload, crypto::AesGcm* gcm) {
   header.flags = gcm ? kFlagEncrypted : 0;
   const size_t segments = SegmentCount(payload.size());
   const size_t size = payload.size() + (gcm ? segments * crypto::AesGcm::kTagSize : 0);
   if (size > kMaxBatchBytes) return InvalidArgument("batch too large for one file");
   header.payload_size = static_cast<uint32_t>(size);
-  Bytes out;
-  out.reserve(kHeaderSize + size);
-  header.Encode(&out);
+  Sealing f{.header = header, .payload = payload, .layout = {segments, payload.size()}, .out = {}};
+  header.Encode(&f.out);
+  return f;
+}
+
+}  // namespace
+
+Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper) {
+  MEDSTREAM_TRY(f, StartFile(header, payload, gcm));
+  f.out.reserve(kHeaderSize + f.header.payload_size);
   if (!gcm) {
-    out.insert(out.end(), payload.begin(), payload.end());
-    return out;
+    f.out.insert(f.out.end(), payload.begin(), payload.end());
+    return std::move(f.out);
   }
-  out.resize(kHeaderSize + size);
-  SegmentLayout layout{segments, payload.size()};
-  const Status sealed =
-      ForSegments(segments, gcm, helper, [&](size_t i, crypto::AesGcm* cipher) -> Status {
-        const size_t n = layout.PlainSize(i);
-        const auto aad = SegmentAad(std::span(out).first(kHeaderSize), i, i + 1 == segments);
-        return cipher->Seal(SegmentNonce(header.kind, header.seq, i), aad,
-                            payload.subspan(layout.PlainOffset(i), n),
-                            std::span(out).subspan(kHeaderSize + layout.CipherOffset(i),
-                                                   n + crypto::AesGcm::kTagSize));
-      });
+  f.out.resize(kHeaderSize + f.header.payload_size);
+  const Status sealed = ForSegments(f.layout.count, gcm, helper, [&](size_t i, crypto::AesGcm* c) {
+    return f.Seal(i, c, std::span(f.out).subspan(kHeaderSize + f.layout.CipherOffset(i)));
+  });
   if (!sealed) return std::unexpected(sealed.error());
-  return out;
+  return std::move(f.out);
+}
+
+Status WriteFileTo(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper,
+                   const FileSink& sink) {
+  MEDSTREAM_TRY(f, StartFile(header, payload, gcm));
+  if (auto s = sink(0, f.out); !s) return s;
+  if (!gcm) return payload.empty() ? Status{} : sink(kHeaderSize, payload);
+  // Sealed a chunk of segments at a time, each chunk written once sealed. A batch up to a chunk is
+  // sealed, then written, as MakeFile's would be; a larger one needs no sealed copy of its own
+  // size, whose fresh pages cost more than the sealing (BM_SpoolBatch: 32 MB in 59 ms that way,
+  // 36 ms this way), only the chunk, used again. Both threads seal from 2 segments (0.5 MiB), not
+  // kParallelSegments: the spool write waits for the sealing (BM_SpoolBatch at 1 MB: 1.6 ms, 1.7 ms
+  // on one thread).
+  constexpr size_t kChunkSegments = 16;  // 4 MiB
+  const size_t count = f.layout.count;
+  const size_t sealed_size = f.header.payload_size;
+  Bytes chunk;
+  for (size_t first = 0; first < count; first += kChunkSegments) {
+    const size_t n = std::min(kChunkSegments, count - first);
+    const size_t begin = f.layout.CipherOffset(first);
+    const size_t end = first + n == count ? sealed_size : f.layout.CipherOffset(first + n);
+    chunk.resize(end - begin);
+    auto seal = [&](size_t j, crypto::AesGcm* c) {
+      const size_t i = first + j;
+      return f.Seal(i, c, std::span(chunk).subspan(f.layout.CipherOffset(i) - begin));
+    };
+    if (auto s = ForSegments(n, gcm, helper, seal, /*parallel_from=*/2); !s) return s;
+    if (auto s = sink(kHeaderSize + begin, chunk); !s) return s;
+  }
+  return {};
+}
+
+Status WriteBatchFileTo(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm,
+                        const Helper* helper, const FileSink& sink) {
+  header.kind = Kind::kBatch;
+  return WriteFileTo(header, BeatBytes(beats), gcm, helper, sink);
 }
 
 size_t SealedFileSize(size_t payload_size) {

@@ -26,6 +26,7 @@
 
 #include "algo/hrv/jobs.h"
 #include "common/base/bytes.h"
+#include "common/base/file.h"
 #include "common/crypto/crypto.h"
 
 namespace medstream::wire {
@@ -154,6 +155,17 @@ Result<Header> PrepareBatch(ByteView head, uint64_t file_size, size_t* beat_coun
 // Whole files: header + payload, sealed with the stream key (or plain when `gcm` is null).
 Result<Bytes> MakeFile(Header header, ByteView payload, crypto::AesGcm* gcm,
                        const Helper* helper = nullptr);
+// MakeFile's file handed to `sink` part by part instead of returned, from this thread: the header,
+// then the segments a chunk (4 MiB) at a time as they are sealed, on both threads from 2 segments
+// when there is a helper. Plain when `gcm` is null: the header, then `payload` itself, not copied.
+// No sealed copy of a large file is made, only of a chunk (a gateway spooling a 32 MB batch). The
+// sink is never given plaintext when `gcm` is set. On failure (sealing, or the sink's own error,
+// returned as it is) the sink has been given part of the file; the helper has finished either way.
+Status WriteFileTo(Header header, ByteView payload, crypto::AesGcm* gcm, const Helper* helper,
+                   const FileSink& sink);
+// MakeBatchFile's file, the same way.
+Status WriteBatchFileTo(Header header, std::span<const hrv::Beat> beats, crypto::AesGcm* gcm,
+                        const Helper* helper, const FileSink& sink);
 // The size of the sealed file MakeFile makes of a payload of this many bytes.
 size_t SealedFileSize(size_t payload_size);
 // MakeFile's sealed file, made in the payload's own buffer: `*buffer` holds the payload on entry

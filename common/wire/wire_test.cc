@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace medstream::wire {
 namespace {
 
@@ -57,6 +59,60 @@ TEST_F(WireTest, SealingInPlaceMakesTheSameFileWithoutASecondBuffer) {
       EXPECT_EQ(buffer, expected) << n << (two ? " on two threads" : "");
     }
   }
+}
+
+// The gateway writes its spool file while sealing (WriteFileTo): the parts it is given, put at
+// their offsets, are MakeFile's file byte for byte, sealed or plain, whatever the size (empty,
+// segment edges, more than one chunk of 16 segments) and on one or two threads; no part is
+// written twice and none overlaps.
+TEST_F(WireTest, WritingWhileSealingGivesMakeFilesBytes) {
+  Bytes big(17 * kSegmentBytes + 333);  // two chunks, the second one short
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 13 + 1);
+  for (size_t n : {size_t{0}, size_t{1}, kSegmentBytes, kSegmentBytes + 1, 3 * kSegmentBytes + 5,
+                   16 * kSegmentBytes, big.size()}) {
+    for (bool sealed : {false, true}) {
+      for (bool two : {false, true}) {
+        const ByteView payload = ByteView(big).first(n);
+        crypto::AesGcm* gcm = sealed ? &*gcm_ : nullptr;
+        const Bytes expected = MakeFile(header_, payload, gcm).value();
+        Bytes got(expected.size() + 64, 0xee);  // room past the end: a part too long shows
+        std::vector<uint8_t> written(got.size(), 0);
+        ThreadHelper t(&*second_);
+        ASSERT_TRUE(WriteFileTo(header_, payload, gcm, two ? t.get() : nullptr,
+                                [&](uint64_t offset, ByteView part) -> Status {
+                                  if (offset + part.size() > got.size()) {
+                                    return InvalidArgument("a part past the end");
+                                  }
+                                  for (size_t k = 0; k < part.size(); ++k) {
+                                    ++written[offset + k];
+                                    got[offset + k] = part[k];
+                                  }
+                                  return {};
+                                }))
+            << n;
+        got.resize(expected.size());
+        EXPECT_EQ(got, expected) << n << (sealed ? " sealed" : " plain") << (two ? ", two" : "");
+        EXPECT_EQ(std::count(written.begin(), written.begin() + expected.size(), 1),
+                  static_cast<long>(expected.size()))
+            << n;
+      }
+    }
+  }
+}
+
+// A sink that fails (a full disk) stops the writing: its error comes back as it is, nothing more is
+// written after it, and the helper's thread has finished.
+TEST_F(WireTest, ASinkThatFailsStopsTheWriting) {
+  Bytes big(40 * kSegmentBytes);  // three chunks
+  size_t calls = 0;
+  ThreadHelper t(&*second_);
+  const Status s = WriteFileTo(header_, big, &*gcm_, t.get(), [&](uint64_t, ByteView) -> Status {
+    if (++calls == 2) return Fail(Error::Code::kResourceExhausted, "disk full");
+    return {};
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), Error::Code::kResourceExhausted);
+  EXPECT_EQ(calls, 2u);  // the header, then the first chunk, which failed
 }
 
 TEST_F(WireTest, TamperingInEitherHalfFailsOnTwoThreads) {

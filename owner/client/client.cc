@@ -62,6 +62,16 @@ Result<crypto::Bytes> StreamSealer::SealBatch(uint64_t seq, std::span<const hrv:
   return wire::MakeBatchFile(h, beats, &gcm_, two.get());
 }
 
+Status StreamSealer::SealBatchTo(uint64_t seq, std::span<const hrv::Beat> beats,
+                                 const FileSink& sink) {
+  wire::Header h;
+  h.key_id = key_id_;
+  h.stream = stream_;
+  h.seq = seq;
+  wire::ThreadHelper two(&second_);
+  return wire::WriteBatchFileTo(h, beats, &gcm_, two.get(), sink);
+}
+
 Result<std::vector<hrv::Beat>> StreamSealer::OpenBatch(crypto::ByteView file) {
   std::vector<hrv::Beat> beats;
   MEDSTREAM_TRY(header, wire::OpenBatchInto(file, &gcm_, &beats));

@@ -42,6 +42,9 @@ class StreamSealer {
   static Result<StreamSealer> Create(const crypto::Key256& data_key, uint32_t key_id,
                                      const wire::StreamId& stream);
   Result<crypto::Bytes> SealBatch(uint64_t seq, std::span<const hrv::Beat> beats);
+  // The same file handed to `sink` segment by segment as it is sealed (wire::WriteBatchFileTo, on
+  // two threads from 1 MiB): the gateway writes its spool file with no sealed copy of the batch.
+  Status SealBatchTo(uint64_t seq, std::span<const hrv::Beat> beats, const FileSink& sink);
   // Opens a batch this stream sealed (the gateway's recovery reads its own spool).
   Result<std::vector<hrv::Beat>> OpenBatch(crypto::ByteView file);
   // Opens a result file of this stream; refuses files of other streams or keys.

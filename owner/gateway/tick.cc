@@ -34,9 +34,16 @@ Status Gateway::Cut(Stream& s) {
   // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
   // before the spool file exists changes nothing: the batch stays open and is cut again later.
   const uint64_t seq = s.next_seq;
-  MEDSTREAM_TRY(file, s.sealer->SealBatch(seq, s.batch.beats()));
+  // Sealed while written (client::StreamSealer::SealBatchTo): each segment is written as soon as
+  // it is sealed, by the thread that sealed it, and no sealed copy of the whole batch is made.
   const std::string name = wire::BatchFileName(s.id, seq);
-  if (auto st = WriteFileAtomic(options_.state_dir + "/spool/" + name, file, 0600); !st) return st;
+  if (auto st = WriteFileAtomicFrom(options_.state_dir + "/spool/" + name, 0600,
+                                    [&](const FileSink& write) {
+                                      return s.sealer->SealBatchTo(seq, s.batch.beats(), write);
+                                    });
+      !st) {
+    return st;
+  }
   if (options_.record_beats) RecordBeats(s);
   ++s.next_seq;
   const auto opened = s.batch.opened;
