@@ -242,8 +242,8 @@ BENCHMARK(BM_OpenFile)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMil
 
 // The gateway's cut of one batch of state.range(0) bytes into its spool (WriteFileAtomic: written,
 // fsync'ed, renamed): "plain" as vanilla writes it, "sealed_then_written" (SealBatch, then the
-// file), "sealed_while_written" (SealBatchTo: each segment written as soon as it is sealed, by the
-// thread that sealed it), which is what the gateway does.
+// file), "sealed_while_written" (SealBatchTo: each 4 MiB chunk written as soon as it is sealed,
+// no sealed copy of the whole batch), which is what the gateway does.
 void BM_SpoolBatch(benchmark::State& state, const std::string& how) {
   BatchSource src(static_cast<size_t>(state.range(0)));
   const auto beats = src.Next();

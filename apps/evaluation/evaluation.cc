@@ -164,7 +164,7 @@ class Rig {
   Result<size_t> SealAndUpload(uint64_t seq, std::span<const hrv::Beat> beats) {
     const std::string name = wire::BatchFileName(stream_, seq);
     const std::string spooled = spool_ + "/" + name;
-    std::atomic<size_t> bytes{0};  // the sink is called from both sealing threads
+    std::atomic<size_t> bytes{0};  // a FileSink may be called from several threads
     auto write = [&](const FileSink& sink) {
       const FileSink counted = [&](uint64_t offset, crypto::ByteView part) {
         bytes += part.size();

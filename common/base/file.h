@@ -30,8 +30,8 @@ Status WriteFileAtomic(const std::string& path, std::string_view text, int mode 
 // part written once; the parts are disjoint).
 using FileSink = std::function<Status(uint64_t offset, std::span<const uint8_t> bytes)>;
 // WriteFileAtomic for a file made while it is written: `fill` hands every part to the sink it is
-// given, so each part is written as soon as it is made (a sealed segment, from the thread that
-// sealed it) instead of the whole file being made first. The same guarantees: whatever `fill` or a
+// given, so each part is written as soon as it is made (a chunk of sealed segments) instead of
+// the whole file being made first. The same guarantees: whatever `fill` or a
 // write returns, a failure leaves no file at `path` (`fill`'s own error is returned as it is).
 Status WriteFileAtomicFrom(const std::string& path, int mode,
                            const std::function<Status(const FileSink&)>& fill);

@@ -423,8 +423,8 @@ Status WriteFileTo(Header header, ByteView payload, crypto::AesGcm* gcm, const H
   if (!gcm) return payload.empty() ? Status{} : sink(kHeaderSize, payload);
   // Sealed a chunk of segments at a time, each chunk written once sealed. A batch up to a chunk is
   // sealed, then written, as MakeFile's would be; a larger one needs no sealed copy of its own
-  // size, whose fresh pages cost more than the sealing (BM_SpoolBatch: 32 MB in 59 ms that way,
-  // 36 ms this way), only the chunk, used again. Both threads seal from 2 segments (0.5 MiB), not
+  // size, whose fresh pages cost more than the sealing (BM_SpoolBatch: 32 MB in 63 ms that way,
+  // 31 ms this way), only the chunk, used again. Both threads seal from 2 segments (0.5 MiB), not
   // kParallelSegments: the spool write waits for the sealing (BM_SpoolBatch at 1 MB: 1.6 ms, 1.7 ms
   // on one thread).
   constexpr size_t kChunkSegments = 16;  // 4 MiB
