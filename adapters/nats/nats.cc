@@ -437,20 +437,41 @@ Result<uint64_t> Connection::StreamMessages(const std::string& stream) {
   return n;
 }
 
+namespace {
+// How many of a replicated asset's peers are caught up: its leader (not among Replicas, which
+// lists the other peers) and each online, current replica. A single-node asset has no Cluster.
+size_t PeersCurrent(const jsClusterInfo* c) {
+  size_t current = c != nullptr && c->Leader != nullptr && c->Leader[0] != '\0' ? 1 : 0;
+  for (int i = 0; c != nullptr && i < c->ReplicasLen; ++i) {
+    const jsPeerInfo* p = c->Replicas[i];
+    current += p != nullptr && p->Current && !p->Offline ? 1 : 0;
+  }
+  return current;
+}
+}  // namespace
+
 Result<bool> Connection::StreamReplicasCurrent(const std::string& stream, size_t replicas) {
   jsStreamInfo* si = nullptr;
   jsErrCode js = jsErrCode(0);
   if (natsStatus s = js_GetStreamInfo(&si, Js(js_), stream.c_str(), nullptr, &js); s != NATS_OK) {
     return Failed("reading stream " + stream, s, js);
   }
-  // The leader is not among Replicas (the other peers are); a single-node stream has none.
-  const jsClusterInfo* c = si->Cluster;
-  size_t current = c != nullptr && c->Leader != nullptr && c->Leader[0] != '\0' ? 1 : 0;
-  for (int i = 0; c != nullptr && i < c->ReplicasLen; ++i) {
-    const jsPeerInfo* p = c->Replicas[i];
-    current += p != nullptr && p->Current && !p->Offline ? 1 : 0;
-  }
+  const size_t current = PeersCurrent(si->Cluster);
   jsStreamInfo_Destroy(si);
+  return current >= replicas;
+}
+
+Result<bool> Connection::ConsumerReplicasCurrent(const std::string& stream,
+                                                 const std::string& durable, size_t replicas) {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode js = jsErrCode(0);
+  if (natsStatus s =
+          js_GetConsumerInfo(&ci, Js(js_), stream.c_str(), durable.c_str(), nullptr, &js);
+      s != NATS_OK) {
+    return Failed("reading consumer " + durable + " of " + stream, s, js);
+  }
+  const size_t current = PeersCurrent(ci->Cluster);
+  jsConsumerInfo_Destroy(ci);
   return current >= replicas;
 }
 

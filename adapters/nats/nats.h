@@ -159,6 +159,10 @@ class Connection {
   // Whether the stream has a leader and at least `replicas` peers (the leader included) that are
   // online and caught up: a node restarted into the cluster has rejoined it.
   Result<bool> StreamReplicasCurrent(const std::string& stream, size_t replicas);
+  // The same for consumer `durable` of `stream`. A consumer created after a node's restart and
+  // current on it shows that the node has applied the cluster's metadata up to that consumer.
+  Result<bool> ConsumerReplicasCurrent(const std::string& stream, const std::string& durable,
+                                       size_t replicas);
   // The last message on `subject` in `stream` (kNotFound if none); `header_value`, if given,
   // receives its header `header` ("" if it has none).
   Result<Bytes> LastMessage(const std::string& stream, const std::string& subject,
