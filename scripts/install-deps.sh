@@ -9,6 +9,8 @@ PACKAGES=(
   # libraries
   libfftw3-dev libcli11-dev nlohmann-json3-dev libfmt-dev libssl-dev libseccomp-dev
   libmosquitto-dev libssh-dev libnats-dev
+  # AES-256-GCM's bulk work (common/crypto): AVX-512/VAES code OpenSSL 3.0 lacks
+  libipsec-mb-dev
   # real servers the tests and the demo start on loopback ports
   mosquitto openssh-server openssh-client nats-server
   # mosquitto_pub/_sub: the tests try the broker as an outsider would

@@ -1,6 +1,9 @@
 // Hashes, KDFs, X25519 and AES-GCM.
 #include "common/crypto/crypto.h"
 
+// Without this, intel-ipsec-mb's pre-0.53 names (SHA1, SHA256...) clash with OpenSSL's.
+#define NO_COMPAT_IMB_API_053
+#include <intel-ipsec-mb.h>
 #include <openssl/crypto.h>
 #include <openssl/hmac.h>
 #include <openssl/kdf.h>
@@ -145,9 +148,36 @@ Result<Key256> X25519(const Key256& private_key, ByteView peer_public) {
   return shared;
 }
 
+namespace {
+
+// intel-ipsec-mb's manager only selects the code for this CPU (AVX-512 with VAES, AVX2, AVX or
+// SSE; AES-NI or not). The GCM functions it points to keep no state in it, so one manager set up
+// once serves every thread. Deliberately never freed: an AesGcm may outlive static destructors.
+const IMB_MGR* GcmManager() {
+  static const IMB_MGR* const manager = [] {
+    IMB_MGR* m = alloc_mb_mgr(0);
+    if (m == nullptr) return static_cast<const IMB_MGR*>(nullptr);
+    init_mb_mgr_auto(m, nullptr);
+    if (imb_get_errno(m) != 0) return static_cast<const IMB_MGR*>(nullptr);
+    return static_cast<const IMB_MGR*>(m);
+  }();
+  return manager;
+}
+
+// The library checks its arguments and refuses null pointers even for empty inputs.
+const uint8_t* NonNull(ByteView b) {
+  static constexpr uint8_t kEmpty[1] = {0};
+  return b.data() != nullptr ? b.data() : kEmpty;
+}
+
+}  // namespace
+
 struct AesGcm::Ctx {
-  CipherCtxPtr enc{EVP_CIPHER_CTX_new()};
-  CipherCtxPtr dec{EVP_CIPHER_CTX_new()};
+  const IMB_MGR* manager = nullptr;
+  // The expanded round keys and GHASH key powers: secret, wiped on destruction. The vector
+  // code stores them with aligned moves, so the 64-byte alignment is required, not a hint.
+  alignas(64) gcm_key_data key{};
+  ~Ctx() { OPENSSL_cleanse(&key, sizeof(key)); }
 };
 
 AesGcm::AesGcm(std::unique_ptr<Ctx> ctx) : ctx_(std::move(ctx)) {}
@@ -156,43 +186,25 @@ AesGcm& AesGcm::operator=(AesGcm&&) noexcept = default;
 AesGcm::~AesGcm() = default;
 
 Result<AesGcm> AesGcm::Create(const Key256& key) {
-  auto ctx = std::make_unique<Ctx>();
-  if (!ctx->enc || !ctx->dec ||
-      EVP_EncryptInit_ex(ctx->enc.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1 ||
-      EVP_DecryptInit_ex(ctx->dec.get(), EVP_aes_256_gcm(), nullptr, key.data(), nullptr) != 1) {
-    return OpensslFailure("AES-256-GCM setup failed");
+  const IMB_MGR* manager = GcmManager();
+  if (manager == nullptr) {
+    return Fail(Error::Code::kInternal,
+                "AES-256-GCM setup failed: intel-ipsec-mb could not be initialised");
   }
+  auto ctx = std::make_unique<Ctx>();
+  ctx->manager = manager;
+  IMB_AES256_GCM_PRE(manager, key.data(), &ctx->key);
   return AesGcm(std::move(ctx));
 }
-
-namespace {
-
-// EVP update calls take int lengths; feed large buffers in pieces.
-constexpr size_t kMaxUpdate = 1u << 30;
-
-}  // namespace
 
 Status AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext, std::span<uint8_t> out) {
   if (nonce.size() != kNonceSize) return InvalidArgument("AES-GCM nonce must be 12 bytes");
   if (out.size() != plaintext.size() + kTagSize) return InvalidArgument("AES-GCM output size");
-  EVP_CIPHER_CTX* c = ctx_->enc.get();
-  int len = 0;
-  if (EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1 ||
-      (!aad.empty() &&
-       EVP_EncryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)) {
-    return OpensslFailure("AES-GCM seal failed");
-  }
-  for (size_t off = 0; off < plaintext.size(); off += kMaxUpdate) {
-    const size_t n = std::min(kMaxUpdate, plaintext.size() - off);
-    if (EVP_EncryptUpdate(c, out.data() + off, &len, plaintext.data() + off, static_cast<int>(n)) !=
-        1) {
-      return OpensslFailure("AES-GCM seal failed");
-    }
-  }
-  if (EVP_EncryptFinal_ex(c, out.data() + plaintext.size(), &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, kTagSize, out.data() + plaintext.size()) != 1) {
-    return OpensslFailure("AES-GCM seal failed");
-  }
+  alignas(64) gcm_context_data state;
+  IMB_AES256_GCM_ENC(ctx_->manager, &ctx_->key, &state, out.data(), NonNull(plaintext),
+                     plaintext.size(), nonce.data(), NonNull(aad), aad.size(),
+                     out.data() + plaintext.size(), kTagSize);
+  OPENSSL_cleanse(&state, sizeof(state));
   return {};
 }
 
@@ -201,25 +213,17 @@ Status AesGcm::Open(ByteView nonce, ByteView aad, ByteView ciphertext, std::span
   if (ciphertext.size() < kTagSize) return Corrupt("ciphertext shorter than its tag (truncated)");
   const size_t n_plain = ciphertext.size() - kTagSize;
   if (out.size() != n_plain) return InvalidArgument("AES-GCM output size");
-  EVP_CIPHER_CTX* c = ctx_->dec.get();
-  int len = 0;
-  if (EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, nonce.data()) != 1 ||
-      (!aad.empty() &&
-       EVP_DecryptUpdate(c, nullptr, &len, aad.data(), static_cast<int>(aad.size())) != 1)) {
-    return OpensslFailure("AES-GCM open failed");
-  }
-  for (size_t off = 0; off < n_plain; off += kMaxUpdate) {
-    const size_t n = std::min(kMaxUpdate, n_plain - off);
-    if (EVP_DecryptUpdate(c, out.data() + off, &len, ciphertext.data() + off,
-                          static_cast<int>(n)) != 1) {
-      return OpensslFailure("AES-GCM open failed");
-    }
-  }
+  // Copied first: `out` may be the ciphertext itself (opened in place).
   uint8_t tag[kTagSize];
   std::copy_n(ciphertext.data() + n_plain, kTagSize, tag);
-  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, kTagSize, tag) != 1 ||
-      EVP_DecryptFinal_ex(c, out.data() + n_plain, &len) != 1) {
-    ERR_clear_error();
+  uint8_t computed[kTagSize];
+  alignas(64) gcm_context_data state;
+  uint8_t empty[1] = {0};
+  IMB_AES256_GCM_DEC(ctx_->manager, &ctx_->key, &state, n_plain > 0 ? out.data() : empty,
+                     NonNull(ciphertext), n_plain, nonce.data(), NonNull(aad), aad.size(), computed,
+                     kTagSize);
+  OPENSSL_cleanse(&state, sizeof(state));
+  if (CRYPTO_memcmp(tag, computed, kTagSize) != 0) {
     Wipe(out);  // never hand out unauthenticated plaintext
     return Corrupt("authentication failed: ciphertext, header or tag was modified, or wrong key");
   }
