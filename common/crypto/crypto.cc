@@ -9,13 +9,10 @@
 #include <openssl/kdf.h>
 #include <openssl/rand.h>
 
-#include <climits>
-
 #include "common/crypto/ossl.h"
 
 namespace medstream::crypto {
 
-using internal::CipherCtxPtr;
 using internal::MdCtxPtr;
 using internal::OpensslFailure;
 using internal::PkeyCtxPtr;
