@@ -1,6 +1,7 @@
 #include "common/base/fdio.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +61,7 @@ bool SpinUntilReadable(int fd, int spin_us) {
   for (;;) {
     pollfd p{fd, POLLIN, 0};
     if (poll(&p, 1, 0) != 0) return true;  // readable, hung up, or an error for the read to see
+    sched_yield();
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
     const int64_t us = (now.tv_sec - start.tv_sec) * 1000000 + (now.tv_nsec - start.tv_nsec) / 1000;

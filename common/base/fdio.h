@@ -18,7 +18,10 @@ bool SendFull(int fd, const uint8_t* p, size_t n);
 // (or hung up, or in error: the read that follows sees why). A call and its answer on the process
 // backend's socket are microseconds apart when both sides are awake; a side that blocks at once
 // lets its CPU halt, and on a VM waking a halted vCPU costs tens of microseconds per message
-// (measured: BM_CallOverhead). Bounded, so an idle side still blocks after the spin.
+// (measured: BM_CallOverhead). Bounded, so an idle side still blocks after the spin. It yields
+// the CPU between polls: the other side, woken by this side's message, is often queued on this
+// very CPU, and a plain spin kept it off it for the whole spin (measured: the enclave started on a
+// 1 MB batch 128 us after the host sent it, 30 us with the yield).
 bool SpinUntilReadable(int fd, int spin_us);
 
 }  // namespace medstream

@@ -37,13 +37,17 @@ void ThreadPool::Run(size_t n, const std::function<void(size_t, size_t)>& fn) {
     fn_ = &fn;
     n_ = n;
     next_.store(0);
-    busy_ = threads_.size();
+    open_ = true;
     ++generation_;
   }
   wake_.notify_all();
   Work(0);
+  // Done here: close the run, so a pool thread not yet woken (its CPU busy with other work) skips
+  // it instead of this thread waiting for it to be scheduled only to find nothing left; wait only
+  // for the threads that joined, each finishing the item it holds.
   std::unique_lock lock(mu_);
-  done_.wait(lock, [this] { return busy_ == 0; });
+  open_ = false;
+  done_.wait(lock, [this] { return active_ == 0; });
   fn_ = nullptr;
 }
 
@@ -56,10 +60,12 @@ void ThreadPool::Loop(size_t worker) {
     wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
     if (stop_) return;
     seen = generation_;
+    if (!open_) continue;  // finished without this thread
+    ++active_;
     lock.unlock();
     Work(worker);
     lock.lock();
-    if (--busy_ == 0) done_.notify_all();
+    if (--active_ == 0) done_.notify_all();
   }
 }
 

@@ -39,7 +39,8 @@ class ThreadPool final : public hrv::Parallel {
   size_t n_ = 0;
   std::atomic<size_t> next_{0};
   uint64_t generation_ = 0;
-  size_t busy_ = 0;     // pool threads still in the current run
+  bool open_ = false;   // the current run takes pool threads (until Run's own thread is done)
+  size_t active_ = 0;   // pool threads in the current run
   size_t running_ = 0;  // pool threads started (see the constructor)
   bool stop_ = false;
   std::vector<std::thread> threads_;

@@ -2,6 +2,7 @@
 // gives results bit-identical to the single-threaded table (issue 17).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 
 #include "common/streams/pool.h"
@@ -27,6 +28,23 @@ TEST(ThreadPool, RunsEveryIndexOnceOnItsWorkers) {
   EXPECT_EQ(ThreadPool(1).workers(), 1u);
   EXPECT_GE(ThreadPool(0).workers(), 1u);
   EXPECT_EQ(ThreadPool(1000).workers(), ThreadPool::kMaxWorkers);
+}
+
+// Run returns as soon as its own thread is done and the pool threads that joined have finished
+// (one not yet scheduled skips the run): back-to-back runs never see a call after Run returned, nor
+// one of an earlier run's indices, and every index is still run once.
+TEST(ThreadPool, BackToBackRunsCallEveryIndexOnceAndNothingAfterReturning) {
+  ThreadPool pool(2);
+  std::atomic<uint64_t> total{0};
+  for (int r = 0; r < 20000; ++r) {
+    std::array<std::atomic<int>, 3> seen{};
+    pool.Run(seen.size(), [&](size_t, size_t i) {
+      seen[i].fetch_add(1);
+      total.fetch_add(1);
+    });
+    for (size_t i = 0; i < seen.size(); ++i) ASSERT_EQ(seen[i].load(), 1) << r << " " << i;
+    ASSERT_EQ(total.load(), 3u * static_cast<uint64_t>(r + 1)) << r;
+  }
 }
 
 // A 24 h real record through every windowed job, in batches of uneven sizes: each batch's encoded

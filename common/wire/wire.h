@@ -19,9 +19,9 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <span>
-#include <thread>
 #include <vector>
 
 #include "algo/hrv/jobs.h"
@@ -114,17 +114,20 @@ void EncodeResult(const BatchResult& r, Bytes* out);
 size_t EncodedResultBound(const BatchResult& r);
 Result<BatchResult> DecodeResult(ByteView b);
 
-// A second thread for the segments of a large file: start(task) runs task on it, wait() returns
-// once it has finished. It has its own cipher under the same key (an OpenSSL context serves one
-// thread) and takes the second half of the segments, so sealing or opening a 20 MB file uses both
-// cores.
+// A second thread for the segments of a large file: start(task) offers task to it, wait() returns
+// once the task has finished or will never run. Both threads claim segments one at a time, so a
+// helper that starts late or not at all only costs speed. `gcm` is the cipher it uses (any
+// AesGcm under the same key: its Seal and Open may run on several threads at once).
 struct Helper {
   crypto::AesGcm* gcm = nullptr;
   std::function<void(std::function<void()>)> start;
   std::function<void()> wait;
 };
-// A Helper on a std::thread started for one file (the gateway's side; the enclave uses its worker,
-// since its seccomp filter allows no new threads).
+// A Helper on the process's one shared helper thread, started on first use and kept: waking it
+// costs microseconds where a thread started per file cost tens (the gateway seals a batch and
+// opens a result this way). While it works on one file, another file offered to it is sealed or
+// opened by its caller alone. The enclave uses its own worker (its seccomp filter allows no new
+// threads). One ThreadHelper serves one file at a time; different ones may be used at once.
 class ThreadHelper {
  public:
   explicit ThreadHelper(crypto::AesGcm* gcm);
@@ -134,7 +137,7 @@ class ThreadHelper {
 
  private:
   Helper helper_;
-  std::thread thread_;
+  uint64_t ticket_ = 0;  // the shared thread's ticket for the task offered by start()
 };
 
 // Batch files: the header and the beats, sealed with the stream key (plain when `gcm` is null).

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 
 namespace medstream::wire {
 namespace {
@@ -37,6 +39,38 @@ TEST_F(WireTest, TwoThreadsSealTheSameFileAsOne) {
   const Opened o = OpenFile(two, Kind::kResult, &*gcm_, t2.get()).value();
   EXPECT_EQ(o.payload, payload_);
   EXPECT_EQ(o.header.seq, 42u);
+}
+
+// The process has one shared helper thread: while it works on one file, another file is sealed and
+// opened by its caller alone (no waiting for the busy thread), with the same bytes.
+TEST_F(WireTest, AFileIsSealedAloneWhileTheSharedHelperIsBusy) {
+  const Bytes one = MakeFile(header_, payload_, &*gcm_).value();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool started = false, release = false;
+  ThreadHelper busy(&*second_);
+  busy.get()->start([&] {
+    std::unique_lock lock(mu);
+    started = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  });
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return started; });
+  }
+  ThreadHelper other(&*second_);
+  const Bytes two = MakeFile(header_, payload_, &*gcm_, other.get()).value();
+  EXPECT_EQ(two, one);
+  EXPECT_EQ(OpenFile(two, Kind::kResult, &*gcm_, other.get()).value().payload, payload_);
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  busy.get()->wait();
+  // Free again: the next file may use it.
+  EXPECT_EQ(MakeFile(header_, payload_, &*gcm_, other.get()).value(), one);
 }
 
 // The enclave seals its results in the encoded result's own buffer: the same file as MakeFile's,

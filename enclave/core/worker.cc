@@ -30,6 +30,11 @@ void Worker::Start(std::function<void()> task) {
 
 void Worker::Wait() {
   std::unique_lock lock(mu_);
+  if (busy_ && task_) {  // not started: withdrawn (the thread may not have been scheduled yet)
+    task_ = nullptr;
+    busy_ = false;
+    return;
+  }
   cv_.wait(lock, [this] { return !busy_; });
 }
 

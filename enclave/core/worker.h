@@ -18,7 +18,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Runs `task` on the worker thread; Wait() returns once it has finished.
+  // Offers `task` to the worker thread. Wait() returns once it has finished, or withdraws it if
+  // the thread has not started it yet: a task must leave nothing undone when it never runs (its
+  // caller claims the same work, as wire::Helper's users do), and Wait is always called.
   void Start(std::function<void()> task);
   void Wait();
 
