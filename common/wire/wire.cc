@@ -224,14 +224,15 @@ class SharedHelperThread {
   }
   // The ticket to Wait() on, or 0 when the thread is busy and `task` will not run.
   uint64_t TryStart(std::function<void()> task) {
+    uint64_t ticket = 0;
     {
       std::lock_guard lock(mu_);
       if (owner_ != 0) return 0;
-      owner_ = ++tickets_;
+      ticket = owner_ = ++tickets_;
       task_ = std::move(task);
     }
     cv_.notify_all();
-    return owner_;
+    return ticket;  // not owner_: the thread may have run the task and cleared it already
   }
   // Returns once the ticket's task has run, or has been withdrawn before it started.
   void Wait(uint64_t ticket) {
