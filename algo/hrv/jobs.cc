@@ -138,6 +138,10 @@ void StreamJob::Push(std::span<const Beat> beats, const WindowWorkers& workers, 
   rolling_->Push(beats, workers, &out->windows);
 }
 
+void StreamJob::Flush(const WindowWorkers& workers, JobOutput* out) {
+  if (rolling_) rolling_->Flush(workers, &out->windows);
+}
+
 void StreamJob::Finish(MetricsEngine& engine, JobOutput* out) {
   if (rolling_) rolling_->Finish(engine, &out->windows);
 }

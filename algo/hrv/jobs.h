@@ -57,16 +57,18 @@ class StreamJob {
                                   const WindowOptions& windows);
 
   void Push(std::span<const Beat> beats, MetricsEngine& engine, JobOutput* out);
-  // The same with the windows computed on `workers` (bit-identical output; parallel.h).
+  // The same with the windows computed on `workers` (bit-identical output; parallel.h), some of
+  // them possibly not until Flush (RollingAnalyzer::Push): call Flush before reading `out`.
   void Push(std::span<const Beat> beats, const WindowWorkers& workers, JobOutput* out);
+  void Flush(const WindowWorkers& workers, JobOutput* out);
   void Finish(MetricsEngine& engine, JobOutput* out);
 
   JobKind kind() const { return kind_; }
   // Cleaning counts; identity does not clean and reports every beat as seen.
   CleaningReport report() const;
 
-  // Checkpoint support (see RollingAnalyzer::SaveState); the options are not saved: the caller
-  // restores with the ones the job was created with.
+  // Checkpoint support (see RollingAnalyzer::SaveState; flushed first); the options are not saved:
+  // the caller restores with the ones the job was created with.
   void SaveState(ByteWriter* w) const;
   static Result<StreamJob> LoadState(ByteReader* r, const AnalysisOptions& analysis,
                                      const WindowOptions& windows);

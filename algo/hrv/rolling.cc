@@ -130,26 +130,39 @@ void RollingAnalyzer::Push(std::span<const Beat> beats, MetricsEngine& engine,
 void RollingAnalyzer::Push(std::span<const Beat> beats, const WindowWorkers& workers,
                            std::vector<WindowResult>* out) {
   if (!workers.parallel || workers.parallel->workers() < 2) {
+    Flush(workers, out);  // nothing pending unless the workers changed
     PushBeats(beats, workers.engines[0], out);
     return;
   }
-  // A bounded piece at a time: the NN buffer is compacted, and the pending windows computed,
-  // after each, so a batch of any size holds about one piece of intervals and windows in flight
-  // (pushed whole, a 1.5 M-beat batch held all its intervals, 23 MB, until its end).
-  for (size_t at = 0; at < beats.size(); at += kParallelPieceBeats) {
-    PushBeats(beats.subspan(at, std::min(kParallelPieceBeats, beats.size() - at)), nullptr, out);
-    ComputePending(workers, out);
+  // A bounded piece at a time, counted across calls: the NN buffer is compacted, and the pending
+  // windows computed, after each, so a batch of any size holds about one piece of intervals and
+  // windows in flight (pushed whole, a 1.5 M-beat batch held all its intervals, 23 MB, until its
+  // end), and a batch pushed in 16384-beat segments (the enclave, as they are authenticated) pays
+  // one pool run per piece, not per segment: four times fewer runs, each a wake-up of the pool.
+  for (size_t at = 0; at < beats.size();) {
+    const size_t n = std::min(kParallelPieceBeats - unflushed_, beats.size() - at);
+    PushBeats(beats.subspan(at, n), nullptr, out);
+    at += n;
+    unflushed_ += n;
+    if (unflushed_ == kParallelPieceBeats) Flush(workers, out);
   }
 }
 
-void RollingAnalyzer::ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out) {
-  // Run computes a single window on this thread itself.
-  workers.parallel->Run(pending_.size(), [&](size_t w, size_t i) {
+void RollingAnalyzer::Flush(const WindowWorkers& workers, std::vector<WindowResult>* out) {
+  unflushed_ = 0;
+  if (pending_.empty()) return;
+  auto compute = [&](size_t w, size_t i) {
     const Pending& p = pending_[i];
     (*out)[p.out].metrics = workers.engines[w]->Compute(
         std::span<const double>(t_.data() + p.lo, p.hi - p.lo),
         std::span<const double>(nn_.data() + p.lo, p.hi - p.lo), p.covered_ms);
-  });
+  };
+  if (workers.parallel && workers.parallel->workers() >= 2) {
+    // Run computes a single window on this thread itself.
+    workers.parallel->Run(pending_.size(), compute);
+  } else {
+    for (size_t i = 0; i < pending_.size(); ++i) compute(0, i);
+  }
   pending_.clear();
   Compact();
 }
@@ -223,6 +236,8 @@ Result<RollingAnalyzer> RollingAnalyzer::LoadState(ByteReader* r, const Cleaning
 }
 
 void RollingAnalyzer::Finish(MetricsEngine& engine, std::vector<WindowResult>* out) {
+  MetricsEngine* const engines[] = {&engine};
+  Flush({.parallel = nullptr, .engines = engines}, out);
   while (head_ < t_.size()) CloseWindow(&engine, out);
 }
 

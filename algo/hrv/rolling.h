@@ -48,10 +48,16 @@ class RollingAnalyzer {
 
   // Consumes beats in stream order and appends every window they complete to `out`.
   void Push(std::span<const Beat> beats, MetricsEngine& engine, std::vector<WindowResult>* out);
-  // The same with the windows this chunk completes computed on `workers` (same output), taken
-  // kParallelPieceBeats beats at a time so that memory does not grow with the chunk.
+  // The same with the windows computed on `workers` (same output) once per kParallelPieceBeats
+  // beats pushed, however the beats are chunked: memory does not grow with a long chunk, and short
+  // chunks (the enclave pushes a batch as its 256 KiB segments are authenticated) do not pay a
+  // pool run each for a few windows. So windows this leaves in `out` may still be pending, their
+  // metrics not yet computed: call Flush, with the same `out`, before reading `out`, saving
+  // state, or pushing to another `out`.
   void Push(std::span<const Beat> beats, const WindowWorkers& workers,
             std::vector<WindowResult>* out);
+  // Computes the windows a parallel Push left pending in `out`.
+  void Flush(const WindowWorkers& workers, std::vector<WindowResult>* out);
   // End of stream: reports the windows still open (subject to the coverage rule).
   void Finish(MetricsEngine& engine, std::vector<WindowResult>* out);
 
@@ -77,11 +83,10 @@ class RollingAnalyzer {
   int64_t FirstWindowEndingAfter(double t) const;
   void SetNextWindow(int64_t k);
   // Reports window next_k_ if covered enough: computed now on `engine`, or, when `engine` is null,
-  // recorded in pending_ for ComputePending (the buffer is not compacted until then).
+  // recorded in pending_ for Flush (the buffer is not compacted until then).
   void CloseWindow(MetricsEngine* engine, std::vector<WindowResult>* out);
   void PushBeats(std::span<const Beat> beats, MetricsEngine* engine,
                  std::vector<WindowResult>* out);
-  void ComputePending(const WindowWorkers& workers, std::vector<WindowResult>* out);
   void Compact();
 
   Cleaner cleaner_;
@@ -100,6 +105,7 @@ class RollingAnalyzer {
     double covered_ms = 0;
   };
   std::vector<Pending> pending_;
+  size_t unflushed_ = 0;  // beats pushed in parallel since pending_ was last computed
 };
 
 }  // namespace medstream::hrv

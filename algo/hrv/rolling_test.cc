@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "algo/hrv/jobs.h"
@@ -151,39 +152,91 @@ class WatchingParallel : public Parallel {
   const RollingAnalyzer* analyzer_;
 };
 
-TEST(Rolling, AParallelPushOfDaysHoldsAboutOnePieceAtATime) {
-  // Three days: the real day recorded three times over, one after the other.
+// Three days: a real day recorded three times over, one after the other.
+std::vector<Beat> ThreeDays() {
   const auto one = testing::LoadBeats("rr/chf2db_chf201_rr_secs.txt");
-  ASSERT_FALSE(one.empty());
-  std::vector<Beat> day;
+  std::vector<Beat> days;
+  if (one.empty()) return days;
   const double span = one.back().t_s - one.front().t_s + 1;
   for (int d = 0; d < 3; ++d) {
     for (Beat b : one) {
       b.t_s += d * span;
-      day.push_back(b);
+      days.push_back(b);
     }
   }
-  ASSERT_GT(day.size(), 4 * RollingAnalyzer::kParallelPieceBeats);
+  return days;
+}
+
+// Runs `days` through a serial analyzer and through a parallel one that `feed` pushes to, then
+// flushes it; expects the same windows, and returns what the parallel side's pool saw.
+struct PoolRecord {
+  size_t runs = 0, most_held = 0, most_windows = 0;
+};
+using Feed =
+    std::function<void(RollingAnalyzer&, const WindowWorkers&, std::vector<WindowResult>*)>;
+PoolRecord CompareWithSerial(const std::vector<Beat>& days, const Feed& feed) {
   AnalysisOptions options;
   auto serial = RollingAnalyzer::Create(options.cleaning, {});
   auto parallel = RollingAnalyzer::Create(options.cleaning, {});
-  ASSERT_TRUE(serial && parallel);
+  if (!serial || !parallel) {
+    ADD_FAILURE() << "analyzers not created";
+    return {};
+  }
   MetricsEngine a(options.spectral, JobSelection(JobKind::kSdnn));
   MetricsEngine b(options.spectral, JobSelection(JobKind::kSdnn));
   MetricsEngine* engines[] = {&a, &b};
   WatchingParallel watch(&*parallel);
+  const WindowWorkers workers{.parallel = &watch, .engines = engines};
   std::vector<WindowResult> expected, got;
-  serial->Push(day, a, &expected);
-  parallel->Push(day, {.parallel = &watch, .engines = engines}, &got);
-  ASSERT_EQ(got.size(), expected.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_EQ(got[i].index, expected[i].index);
-    ASSERT_TRUE(Same(got[i].metrics.sdnn_ms, expected[i].metrics.sdnn_ms)) << i;
+  serial->Push(days, a, &expected);
+  feed(*parallel, workers, &got);
+  parallel->Flush(workers, &got);
+  EXPECT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < std::min(got.size(), expected.size()); ++i) {
+    if (got[i].index != expected[i].index ||
+        !Same(got[i].metrics.sdnn_ms, expected[i].metrics.sdnn_ms)) {
+      ADD_FAILURE() << "window " << i << " differs from the serial run";
+      break;
+    }
   }
-  EXPECT_GE(watch.runs, day.size() / RollingAnalyzer::kParallelPieceBeats);
+  // A Flush with nothing pending runs nothing.
+  const size_t runs = watch.runs;
+  parallel->Flush(workers, &got);
+  EXPECT_EQ(watch.runs, runs);
+  return {.runs = watch.runs, .most_held = watch.most_held, .most_windows = watch.most_windows};
+}
+
+TEST(Rolling, AParallelPushOfDaysHoldsAboutOnePieceAtATime) {
+  const auto day = ThreeDays();
+  ASSERT_GT(day.size(), 4 * RollingAnalyzer::kParallelPieceBeats);
+  const PoolRecord pool =
+      CompareWithSerial(day, [&](RollingAnalyzer& r, const WindowWorkers& workers,
+                                 std::vector<WindowResult>* out) { r.Push(day, workers, out); });
+  EXPECT_GE(pool.runs, day.size() / RollingAnalyzer::kParallelPieceBeats);
   // Compaction keeps at most about two pieces, plus one window's intervals (a few hundred beats).
-  EXPECT_LE(watch.most_held, 2 * RollingAnalyzer::kParallelPieceBeats + 1000);
-  EXPECT_LE(watch.most_windows, RollingAnalyzer::kParallelPieceBeats / 10);
+  EXPECT_LE(pool.most_held, 2 * RollingAnalyzer::kParallelPieceBeats + 1000);
+  EXPECT_LE(pool.most_windows, RollingAnalyzer::kParallelPieceBeats / 10);
+}
+
+// The enclave pushes a batch as its 256 KiB segments (16384 beats) are authenticated: the windows
+// must still be computed one pool run per piece, not one per push (issue 17: the enclave paid four
+// pool runs where vanilla, pushing the batch whole, paid one), and the output must not depend on
+// how the beats were cut.
+TEST(Rolling, ShortParallelPushesShareAPoolRunPerPiece) {
+  const auto day = ThreeDays();
+  ASSERT_GT(day.size(), 4 * RollingAnalyzer::kParallelPieceBeats);
+  size_t pushes = 0;
+  const PoolRecord pool = CompareWithSerial(
+      day, [&](RollingAnalyzer& r, const WindowWorkers& workers, std::vector<WindowResult>* out) {
+        for (size_t at = 0, n = 1000; at < day.size(); at += n, n = n % 20000 + 3001) {
+          r.Push(std::span(day).subspan(at, std::min(n, day.size() - at)), workers, out);
+          ++pushes;
+        }
+      });
+  ASSERT_GT(pushes, 3 * (day.size() / RollingAnalyzer::kParallelPieceBeats));
+  // One run per whole piece pushed, and one for the rest at Flush.
+  EXPECT_EQ(pool.runs, day.size() / RollingAnalyzer::kParallelPieceBeats + 1);
+  EXPECT_LE(pool.most_held, RollingAnalyzer::kParallelPieceBeats + 1000);
 }
 
 TEST(Rolling, SdnnJobAgreesWithFullJob) {

@@ -2,8 +2,7 @@
 
 namespace medstream::streams {
 
-std::span<hrv::MetricsEngine* const> StreamTable::Engines(hrv::JobKind kind,
-                                                          const StreamConfig& config) {
+hrv::WindowWorkers StreamTable::Workers(hrv::JobKind kind, const StreamConfig& config) {
   EngineSet& set = engines_[{static_cast<int>(kind), static_cast<int>(config.spectral)}];
   const size_t workers = parallel_ ? parallel_->workers() : 1;
   while (set.owned.size() < workers) {
@@ -11,7 +10,7 @@ std::span<hrv::MetricsEngine* const> StreamTable::Engines(hrv::JobKind kind,
         std::make_unique<hrv::MetricsEngine>(config.Analysis().spectral, hrv::JobSelection(kind)));
     set.ptrs.push_back(set.owned.back().get());
   }
-  return set.ptrs;
+  return {.parallel = parallel_, .engines = set.ptrs};
 }
 
 uint64_t StreamTable::LastSeq(const wire::StreamId& stream) const {
@@ -63,14 +62,16 @@ void StreamTable::Push(Batch& batch, std::span<const hrv::Beat> beats) {
   Stream& s = streams_.at(batch.id);
   batch.result.beats += beats.size();
   for (size_t j = 0; j < s.jobs.size(); ++j) {
-    const hrv::WindowWorkers workers{.parallel = parallel_,
-                                     .engines = Engines(s.jobs[j].kind(), *batch.config)};
-    s.jobs[j].Push(beats, workers, &batch.result.jobs[j].second);
+    s.jobs[j].Push(beats, Workers(s.jobs[j].kind(), *batch.config), &batch.result.jobs[j].second);
   }
 }
 
 wire::BatchResult StreamTable::Commit(Batch& batch) {
-  streams_.at(batch.id).last_seq = batch.seq;
+  Stream& s = streams_.at(batch.id);
+  for (size_t j = 0; j < s.jobs.size(); ++j) {
+    s.jobs[j].Flush(Workers(s.jobs[j].kind(), *batch.config), &batch.result.jobs[j].second);
+  }
+  s.last_seq = batch.seq;
   return std::move(batch.result);
 }
 

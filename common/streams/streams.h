@@ -24,9 +24,11 @@ class StreamTable {
                                     const StreamConfig& config, std::span<const hrv::Beat> beats);
 
   // The same in steps, for a batch whose beats become available (authenticated) piece by piece:
-  // Begin checks the sequence and remembers the stream's state, Push feeds beats, Commit ends the
-  // batch; Abort puts the stream back exactly as it was before Begin (a later segment failed
-  // authentication, so nothing computed from this batch may stand).
+  // Begin checks the sequence and remembers the stream's state, Push feeds beats (pieces of any
+  // size: windows are computed in parallel once per RollingAnalyzer::kParallelPieceBeats beats,
+  // and the rest at Commit), Commit ends the batch; Abort puts the stream back exactly as it was
+  // before Begin (a later segment failed authentication, so nothing computed from this batch may
+  // stand).
   class Batch;
   Result<Batch> Begin(const wire::StreamId& stream, uint64_t seq, uint32_t key_id,
                       const StreamConfig& config);
@@ -85,8 +87,9 @@ class StreamTable {
   };
 
  private:
-  // One engine per worker for the job kind and spectral method: engines[w] is worker w's.
-  std::span<hrv::MetricsEngine* const> Engines(hrv::JobKind kind, const StreamConfig& config);
+  // The workers for a job: one engine per worker for the job kind and spectral method (engines[w]
+  // is worker w's) and the table's pool.
+  hrv::WindowWorkers Workers(hrv::JobKind kind, const StreamConfig& config);
   static void SaveOne(const wire::StreamId& id, const Stream& s, ByteWriter* w);
 
   std::map<wire::StreamId, Stream> streams_;

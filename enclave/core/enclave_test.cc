@@ -254,7 +254,8 @@ TEST_P(EnclaveTest, TamperedReplayedAndWrongKeyBatchesAreRefused) {
 
 TEST_P(EnclaveTest, TamperedLaterSegmentIsRefusedAndLeavesNoTrace) {
   // A batch of many segments: the enclave analyses early segments while later ones are being
-  // authenticated, so a forgery in segment 5 must roll the stream back completely.
+  // authenticated, so a forgery in segment 5 must roll the stream back completely; a forged
+  // header or segment 0, and a replay, are refused before any of it is analysed.
   std::vector<hrv::Beat> beats;
   double time_s = 0;
   const auto real = RealBeats();
@@ -275,17 +276,33 @@ TEST_P(EnclaveTest, TamperedLaterSegmentIsRefusedAndLeavesNoTrace) {
     auto first = sealer.SealBatch(1, std::span(beats).first(half)).value();
     if (tamper) {
       EXPECT_GT(first.size(), wire::kHeaderSize + 6 * (wire::kSegmentBytes + 16));
-      Bytes bad = first;
-      bad[wire::kHeaderSize + 5 * (wire::kSegmentBytes + 16) + 100] ^= 1;
-      auto r = t->Call(enclave::Call::kProcessBatch, bad);
-      EXPECT_FALSE(r.has_value());
-      if (!r) {
-        EXPECT_EQ(r.error().code(), Error::Code::kCorrupt);
+      // The header's sequence number, segment 0, segment 5.
+      for (size_t at : {size_t{30}, wire::kHeaderSize + 100,
+                        wire::kHeaderSize + 5 * (wire::kSegmentBytes + 16) + 100}) {
+        Bytes bad = first;
+        bad[at] ^= 1;
+        auto r = t->Call(enclave::Call::kProcessBatch, bad);
+        EXPECT_FALSE(r.has_value()) << at;
+        if (!r && at > wire::kHeaderSize) {
+          EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << at;
+        }
       }
     }
-    for (const Bytes& file : {first, sealer.SealBatch(2, std::span(beats).subspan(half)).value()}) {
+    auto second = sealer.SealBatch(2, std::span(beats).subspan(half)).value();
+    for (const Bytes& file : {first, second}) {
       auto r = sealer.OpenResult(t->Call(enclave::Call::kProcessBatch, file).value(), nullptr);
       for (auto& w : r->jobs[0].second.windows) windows.push_back(w);
+      if (tamper) {
+        auto replay = t->Call(enclave::Call::kProcessBatch, file);
+        EXPECT_FALSE(replay.has_value());
+        if (!replay) {
+          EXPECT_EQ(replay.error().code(), Error::Code::kAlreadyExists);
+        }
+      }
+    }
+    if (tamper) {
+      auto stats = host::GetStats(*t);
+      EXPECT_TRUE(stats && stats->batches_ok == 2 && stats->batches_refused == 5);
     }
     return windows;
   };

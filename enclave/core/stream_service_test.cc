@@ -186,11 +186,21 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
     EXPECT_EQ(Open(*b).beats, 60000u);
   }
   const crypto::Bytes next = sealer.SealBatch(4, many_beats(4)).value();
+  // Segment 2 (opened by the worker while segments 0 and 1 are analysed), and segment 0.
+  for (size_t segment : {2, 0}) {
+    crypto::Bytes damaged = next;
+    damaged[wire::SegmentRange(*wire::Segments(*wire::Header::Decode(next)), segment).offset + 9] ^=
+        1;
+    auto refused = shared_side->ProcessSharedBatch(damaged.data(), damaged.size());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt) << segment;
+  }
+  // A replay of a batch of several segments.
+  crypto::Bytes replay = sealer.SealBatch(3, many_beats(3)).value();
+  auto replayed = shared_side->ProcessSharedBatch(replay.data(), replay.size());
+  ASSERT_FALSE(replayed);
+  EXPECT_EQ(replayed.error().code(), Error::Code::kAlreadyExists);
   crypto::Bytes damaged = next;
-  damaged[wire::SegmentRange(*wire::Segments(*wire::Header::Decode(next)), 2).offset + 9] ^= 1;
-  auto refused = shared_side->ProcessSharedBatch(damaged.data(), damaged.size());
-  ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt);
   auto short_size = shared_side->ProcessSharedBatch(damaged.data(), damaged.size() - 1);
   ASSERT_FALSE(short_size);
   EXPECT_EQ(short_size.error().code(), Error::Code::kCorrupt);
