@@ -67,8 +67,9 @@ class StreamJob {
   // Cleaning counts; identity does not clean and reports every beat as seen.
   CleaningReport report() const;
 
-  // Checkpoint support (see RollingAnalyzer::SaveState; flushed first); the options are not saved:
-  // the caller restores with the ones the job was created with.
+  // Checkpoint support (see RollingAnalyzer::SaveState; the caller flushes first, as
+  // StreamTable does by saving only between batches); the options are not saved: the caller
+  // restores with the ones the job was created with.
   void SaveState(ByteWriter* w) const;
   static Result<StreamJob> LoadState(ByteReader* r, const AnalysisOptions& analysis,
                                      const WindowOptions& windows);
