@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -113,6 +114,20 @@ inline constexpr uint16_t kSharedPayloadFlag = 0x8000;
 inline constexpr size_t kSharedThreshold = 64 * 1024;
 inline constexpr size_t kSharedResponseOffset = size_t{72} << 20;
 inline constexpr size_t kSharedSize = size_t{208} << 20;
+// A process_batch request is delivered while the enclave already works on it: the host sends the
+// frame as soon as it knows the file's size and then reads the file into the region, publishing in
+// the progress word (its own page, at the region's end) how many leading bytes are in place. The
+// enclave reads no byte the word does not yet cover, so the host's read overlaps the enclave's
+// wake-up, decryption and analysis instead of preceding them. The word is only a hint: bytes it
+// covers are still copied once and authenticated before use, and a host that lies about it gains
+// nothing it could not do by writing the region at any time. kSharedFillFailed: the host could not
+// deliver the rest (the enclave gives up on the batch, leaving no trace).
+inline constexpr size_t kSharedProgressOffset = kSharedSize - 4096;
+inline constexpr uint64_t kSharedFillFailed = ~uint64_t{0};
+// The region's progress word (8-byte aligned; lock-free, so it works across the two processes).
+inline std::atomic_ref<uint64_t> SharedProgress(uint8_t* shared) {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(shared + kSharedProgressOffset));
+}
 // Both ends poll the socket this long before they block (SpinUntilReadable): the host for an
 // answer, the enclave for the next call (a batch is followed by its checkpoint's calls).
 inline constexpr int kChannelSpinMicros = 100;

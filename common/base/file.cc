@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -109,14 +110,33 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, uint64_t max
 }
 
 Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span<uint8_t> dest,
-                          size_t* read_bytes) {
+                          size_t* read_bytes, const ReadProgress* progress) {
   uint64_t size = 0;
   MEDSTREAM_TRY(fd, OpenRegular(path, max_bytes, &size));
   if (size > dest.size()) {
     close(fd);
     return false;
   }
-  const ssize_t n = ReadUpTo(fd, dest.data(), dest.size());
+  if (progress) {
+    if (auto s = progress->sized(size); !s) {
+      close(fd);
+      return std::unexpected(s.error());
+    }
+  }
+  // In pieces when the bytes are used as they arrive; in one read otherwise.
+  const size_t piece = progress ? kReadPiece : dest.size();
+  ssize_t n = 0;
+  while (static_cast<size_t>(n) < dest.size()) {
+    const size_t want = std::min(piece, dest.size() - static_cast<size_t>(n));
+    const ssize_t r = ReadUpTo(fd, dest.data() + n, want);
+    if (r < 0) {
+      n = -1;
+      break;
+    }
+    n += r;
+    if (progress && r > 0) progress->arrived(static_cast<size_t>(n));
+    if (static_cast<size_t>(r) < want) break;  // the end of the file
+  }
   uint8_t probe;
   const ssize_t more = n < 0 || static_cast<size_t>(n) < dest.size() ? 0 : ReadUpTo(fd, &probe, 1);
   const int e = errno;
@@ -124,6 +144,10 @@ Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span
   if (n < 0 || more < 0) {
     errno = e;
     return Errno("cannot read", path);
+  }
+  if (progress && (static_cast<uint64_t>(n) != size || more > 0)) {
+    return IoError(path + " changed size while being read (" + std::to_string(size) +
+                   " bytes when opened)");
   }
   if (more > 0) {  // it grew while being read
     if (dest.size() >= max_bytes) {

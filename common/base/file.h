@@ -19,10 +19,19 @@ inline constexpr uint64_t kNoSizeLimit = ~uint64_t{0};
 // comes from outside (an inbox, a peer, a user).
 Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path,
                                            uint64_t max_bytes = kNoSizeLimit);
+// For a reader that uses a file's bytes as they arrive (ReadFileInto): `sized` is told the file's
+// size once it is open and known to fit, before any byte is read (its error stops the read), and
+// `arrived` the count of leading bytes in place after each piece (kReadPiece) read. A file whose
+// size changes while it is read is then an error (kIo), as its size was announced.
+struct ReadProgress {
+  std::function<Status(uint64_t size)> sized;
+  std::function<void(size_t n)> arrived;
+};
+inline constexpr size_t kReadPiece = size_t{256} << 10;
 // The same checks, read straight into `dest` (no copy on the way): true and *read_bytes when the
 // whole file fit, false when it does not (nothing useful is left in `dest` then).
 Result<bool> ReadFileInto(const std::string& path, uint64_t max_bytes, std::span<uint8_t> dest,
-                          size_t* read_bytes);
+                          size_t* read_bytes, const ReadProgress* progress = nullptr);
 Result<std::string> ReadFileText(const std::string& path, uint64_t max_bytes = kNoSizeLimit);
 Status WriteFileAtomic(const std::string& path, std::span<const uint8_t> data, int mode = 0644);
 Status WriteFileAtomic(const std::string& path, std::string_view text, int mode = 0644);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -65,6 +66,49 @@ TEST_F(FileReadTest, WholeFilesOfEverySizeAreReadStraightIntoTheirBuffer) {
       EXPECT_FALSE(*too_small) << "a file one byte too big for its buffer does not fit";
     }
   }
+}
+
+// A reader that uses the bytes as they arrive (the server's batch, read while the enclave works
+// on it): told the size before any byte, then each growing prefix, ending at the whole file. A
+// refusal of the size stops the read before anything is read.
+TEST_F(FileReadTest, AReadWithProgressAnnouncesTheSizeAndThenEachPrefix) {
+  for (size_t n : {size_t{0}, size_t{1}, kReadPiece, kReadPiece + 1, 3 * kReadPiece + 17}) {
+    const auto bytes = Pattern(n);
+    const std::string path = Write("p" + std::to_string(n), bytes);
+    std::vector<uint8_t> dest(n + kReadPiece, 0xee);
+    std::vector<std::string> events;
+    size_t last = 0;
+    const ReadProgress progress{
+        .sized = [&](uint64_t size) -> Status {
+          events.push_back("size " + std::to_string(size));
+          return {};
+        },
+        .arrived =
+            [&](size_t k) {
+              // Every byte announced is in place.
+              EXPECT_TRUE(std::equal(bytes.begin(), bytes.begin() + k, dest.begin()));
+              EXPECT_GT(k, last);
+              last = k;
+            }};
+    size_t got = 0;
+    auto fit = ReadFileInto(path, 1 << 22, dest, &got, &progress);
+    ASSERT_TRUE(fit) << fit.error().message();
+    EXPECT_TRUE(*fit);
+    EXPECT_EQ(got, n);
+    EXPECT_EQ(events, std::vector<std::string>{"size " + std::to_string(n)});
+    EXPECT_EQ(last, n);
+  }
+  const std::string path = Write("refused", Pattern(1000));
+  std::vector<uint8_t> dest(2000, 0xee);
+  bool arrived = false;
+  const ReadProgress refuse{.sized = [](uint64_t) -> Status { return ResourceExhausted("no"); },
+                            .arrived = [&](size_t) { arrived = true; }};
+  size_t got = 0;
+  auto refused = ReadFileInto(path, 1 << 20, dest, &got, &refuse);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Error::Code::kResourceExhausted);
+  EXPECT_FALSE(arrived);
+  EXPECT_EQ(dest[0], 0xee) << "nothing read after the size was refused";
 }
 
 TEST_F(FileReadTest, BothRefuseMissingFilesNonFilesAndFilesOverTheLimit) {

@@ -156,12 +156,13 @@ Result<crypto::Bytes> EnclaveCore::Channel(crypto::ByteView request) {
   return hs.records().Seal(channel::RecordType::kApplication, plain);
 }
 
-Result<crypto::Bytes> EnclaveCore::HandleSharedBatch(const uint8_t* shared, size_t size) {
+Result<crypto::Bytes> EnclaveCore::HandleSharedBatch(const uint8_t* shared, size_t size,
+                                                     std::atomic_ref<uint64_t> delivered) {
   const CallSpec* spec = FindCall(static_cast<uint16_t>(Call::kProcessBatch));
   if (size > spec->max_request) {
     return InvalidArgument("process_batch: request exceeds its cap");
   }
-  return streams_.ProcessSharedBatch(shared, size);
+  return streams_.ProcessSharedBatch(shared, size, delivered);
 }
 
 }  // namespace medstream::enclave

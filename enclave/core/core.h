@@ -46,8 +46,9 @@ class EnclaveCore {
 
   // process_batch on a request of `size` bytes the host left in untrusted shared memory: read
   // through StreamService::ProcessSharedBatch (each byte copied into private memory once, a
-  // segment at a time, before it is used).
-  Result<crypto::Bytes> HandleSharedBatch(const uint8_t* shared, size_t size);
+  // segment at a time, before it is used), which may still be arriving (edge.h, SharedProgress).
+  Result<crypto::Bytes> HandleSharedBatch(const uint8_t* shared, size_t size,
+                                          std::atomic_ref<uint64_t> delivered);
 
  private:
   EnclaveCore(CoreOptions options, std::unique_ptr<Platform> platform);

@@ -50,7 +50,7 @@ bool Respond(uint16_t status, std::span<const uint8_t> payload) {
   using namespace medstream::enclave;
   uint8_t header[kFrameHeaderSize];
   const bool via_shared = g_shared && payload.size() >= kSharedThreshold &&
-                          payload.size() <= kSharedSize - kSharedResponseOffset;
+                          payload.size() <= kSharedProgressOffset - kSharedResponseOffset;
   if (via_shared) std::memcpy(g_shared + kSharedResponseOffset, payload.data(), payload.size());
   EncodeFrameHeader(false, status | (via_shared ? kSharedPayloadFlag : 0), payload.size(), header);
   return medstream::WriteFull(kChannelFd, header, sizeof header) &&
@@ -170,7 +170,7 @@ int main(int argc, char** argv) {
     if (shared_request && spec->call == Call::kProcessBatch) {
       // No private copy of the whole batch: each piece is copied in once as it is authenticated
       // (the host can write to the shared region at any time; nothing is read from it twice).
-      reply = (*core)->HandleSharedBatch(g_shared, header->length);
+      reply = (*core)->HandleSharedBatch(g_shared, header->length, SharedProgress(g_shared));
     } else {
       request.resize(header->length);
       if (shared_request) {

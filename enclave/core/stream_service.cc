@@ -1,6 +1,9 @@
 #include "enclave/core/stream_service.h"
 
+#include <sched.h>
+
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
@@ -64,17 +67,59 @@ void StreamService::TrimToRecentWork(size_t batch_bytes) {
 }
 
 Result<crypto::Bytes> StreamService::ProcessBatch(crypto::ByteView request) {
-  return ProcessBatchFrom(request.size(), [request](size_t offset, size_t n, crypto::Bytes*) {
-    return request.subspan(offset, n);
-  });
+  return ProcessBatchFrom(
+      request.size(),
+      [request](size_t offset, size_t n, crypto::Bytes*) -> Result<crypto::ByteView> {
+        return request.subspan(offset, n);
+      });
 }
 
-Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, size_t size) {
-  return ProcessBatchFrom(size, [shared](size_t offset, size_t n, crypto::Bytes* staging) {
-    staging->resize(n);  // at most a segment: the capacity is reused from batch to batch
-    std::memcpy(staging->data(), shared + offset, n);
-    return crypto::ByteView(*staging);
-  });
+namespace {
+
+// Waits until the host has put the request's first `end` bytes in place. The host is reading them
+// on another CPU at page-cache speed, so this spins (yielding) rather than sleeps; it gives up
+// when the host reports a failed read or delivers nothing within the call's time budget.
+Status AwaitDelivery(std::atomic_ref<uint64_t> progress, uint64_t end, double budget_s) {
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> deadline;
+  for (uint32_t spins = 0;; ++spins) {
+    const uint64_t have = progress.load(std::memory_order_acquire);
+    if (have == kSharedFillFailed) {
+      return Fail(Error::Code::kIo, "the host could not deliver the whole batch");
+    }
+    if (have >= end) return {};
+    if (spins < 64) continue;
+    // The clock is read only once delivery is slow: the common wait is a few microseconds.
+    const auto now = Clock::now();
+    if (!deadline) {
+      deadline = now + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(budget_s));
+    } else if (now > *deadline) {
+      return Fail(Error::Code::kDeadlineExceeded, "the host delivered " + std::to_string(have) +
+                                                      " of the batch's " + std::to_string(end) +
+                                                      " bytes within the call's time budget");
+    }
+    sched_yield();
+  }
+}
+
+}  // namespace
+
+Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, size_t size,
+                                                        std::atomic_ref<uint64_t> delivered) {
+  const double budget_s =
+      CallBudgetSeconds(*FindCall(static_cast<uint16_t>(Call::kProcessBatch)), size);
+  return ProcessBatchFrom(
+      size,
+      [shared, delivered, budget_s](size_t offset, size_t n,
+                                    crypto::Bytes* staging) -> Result<crypto::ByteView> {
+        if (auto s = AwaitDelivery(delivered, offset + n, budget_s); !s) {
+          return std::unexpected(s.error());
+        }
+        staging->resize(n);  // at most a segment: the capacity is reused from batch to batch
+        std::memcpy(staging->data(), shared + offset, n);
+        return crypto::ByteView(*staging);
+      });
 }
 
 // Decrypts and analyses one batch. Segment 0 is authenticated first (it authenticates the header
@@ -88,7 +133,7 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
       return Fail(Error::Code::kCorrupt,
                   "file too short for a medstream header (" + std::to_string(size) + " bytes)");
     }
-    const crypto::ByteView head = read(0, wire::kHeaderSize, &head_);
+    MEDSTREAM_TRY(head, read(0, wire::kHeaderSize, &head_));
     wire::SegmentLayout layout;
     size_t count = 0;
     MEDSTREAM_TRY(header, wire::PrepareBatch(head, size, &count, &layout));
@@ -104,9 +149,9 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
     MEDSTREAM_TRY(worker_gcm, StreamCipher(header.key_id, header.stream, /*for_worker=*/true));
     auto* plain = reinterpret_cast<uint8_t*>(beats_.data());
     // This thread stages into staging_[0], the worker into staging_[1].
-    auto open = [&](size_t i, crypto::AesGcm* cipher_gcm, crypto::Bytes* staging) {
+    auto open = [&](size_t i, crypto::AesGcm* cipher_gcm, crypto::Bytes* staging) -> Status {
       const wire::ByteRange range = wire::SegmentRange(layout, i);
-      const crypto::ByteView cipher = read(range.offset, range.size, staging);
+      MEDSTREAM_TRY(cipher, read(range.offset, range.size, staging));
       return wire::OpenSegmentPiece(head, header, layout, i, cipher, cipher_gcm,
                                     {plain + layout.PlainOffset(i), layout.PlainSize(i)});
     };

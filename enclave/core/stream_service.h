@@ -39,8 +39,13 @@ class StreamService {
   // rewrite at any time. Nothing is read there twice: the header, then each segment just before
   // it is authenticated, is copied once into private staging and only the copy is used. So the
   // batch crosses with one copy, a segment (256 KiB) at a time and cache-warm when decrypted,
-  // and the enclave holds no private copy of the whole ciphertext.
-  Result<crypto::Bytes> ProcessSharedBatch(const uint8_t* shared, size_t size);
+  // and the enclave holds no private copy of the whole ciphertext. The host may still be writing
+  // the batch: a byte is read only once `delivered`, the region's progress word (edge.h,
+  // SharedProgress), covers it. kIo when the host reports it could not deliver the rest,
+  // kDeadlineExceeded when it has not delivered it within the call's time budget (both leave the
+  // stream as it was).
+  Result<crypto::Bytes> ProcessSharedBatch(const uint8_t* shared, size_t size,
+                                           std::atomic_ref<uint64_t> delivered);
   Result<crypto::Bytes> Checkpoint();
   Result<crypto::Bytes> Commit(crypto::ByteView request);
   Result<crypto::Bytes> Restore(crypto::ByteView request);
@@ -60,7 +65,8 @@ class StreamService {
 
  private:
   // A private view of bytes [offset, offset + n) of the request, valid until `staging` is reused.
-  using Reader = std::function<crypto::ByteView(size_t offset, size_t n, crypto::Bytes* staging)>;
+  using Reader =
+      std::function<Result<crypto::ByteView>(size_t offset, size_t n, crypto::Bytes* staging)>;
   Result<crypto::Bytes> ProcessBatchFrom(size_t size, const Reader& read);
   void TrimToRecentWork(size_t batch_bytes);
   // The stream's cipher for this thread, or for the worker thread.

@@ -3,7 +3,9 @@
 // restore continues exactly where the checkpoint was, an older checkpoint is a rollback (by code).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -155,6 +157,12 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   EXPECT_FALSE(stranger.Restore(blob));
 }
 
+// ProcessSharedBatch on `size` bytes at `region` that the host has delivered whole.
+Result<crypto::Bytes> Delivered(StreamService& service, const uint8_t* region, size_t size) {
+  uint64_t delivered = size;
+  return service.ProcessSharedBatch(region, size, std::atomic_ref<uint64_t>(delivered));
+}
+
 // The process backend hands large batches over in shared memory, which the host can rewrite at
 // any time; the enclave copies them in a segment at a time instead of as one private copy. The
 // result must not depend on where the batch was read from, a damaged segment in shared memory is
@@ -179,7 +187,7 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
     ASSERT_GT(file.size(), 3 * wire::kSegmentBytes);
     crypto::Bytes region = file;  // stands for the shared region
     auto a = private_side->ProcessBatch(file);
-    auto b = shared_side->ProcessSharedBatch(region.data(), region.size());
+    auto b = Delivered(*shared_side, region.data(), region.size());
     ASSERT_TRUE(a) << a.error().message();
     ASSERT_TRUE(b) << b.error().message();
     EXPECT_EQ(*a, *b) << "seq " << seq;
@@ -191,29 +199,93 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
     crypto::Bytes damaged = next;
     damaged[wire::SegmentRange(*wire::Segments(*wire::Header::Decode(next)), segment).offset + 9] ^=
         1;
-    auto refused = shared_side->ProcessSharedBatch(damaged.data(), damaged.size());
+    auto refused = Delivered(*shared_side, damaged.data(), damaged.size());
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt) << segment;
   }
   // A replay of a batch of several segments.
   crypto::Bytes replay = sealer.SealBatch(3, many_beats(3)).value();
-  auto replayed = shared_side->ProcessSharedBatch(replay.data(), replay.size());
+  auto replayed = Delivered(*shared_side, replay.data(), replay.size());
   ASSERT_FALSE(replayed);
   EXPECT_EQ(replayed.error().code(), Error::Code::kAlreadyExists);
   // An intact batch cut short, and a header cut short.
-  auto short_size = shared_side->ProcessSharedBatch(next.data(), next.size() - 1);
+  auto short_size = Delivered(*shared_side, next.data(), next.size() - 1);
   ASSERT_FALSE(short_size);
   EXPECT_EQ(short_size.error().code(), Error::Code::kCorrupt);
-  auto no_header = shared_side->ProcessSharedBatch(next.data(), wire::kHeaderSize - 1);
+  auto no_header = Delivered(*shared_side, next.data(), wire::kHeaderSize - 1);
   ASSERT_FALSE(no_header);
   EXPECT_EQ(no_header.error().code(), Error::Code::kCorrupt);
   // The refusals left the stream as it was: the intact batch 4 goes through on both sides alike.
   crypto::Bytes region = next;
   auto a = private_side->ProcessBatch(next);
-  auto b = shared_side->ProcessSharedBatch(region.data(), region.size());
+  auto b = Delivered(*shared_side, region.data(), region.size());
   ASSERT_TRUE(a) << a.error().message();
   ASSERT_TRUE(b) << b.error().message();
   EXPECT_EQ(*a, *b);
+}
+
+// The host reads a batch into the region while the enclave already works on it (edge.h,
+// SharedProgress). The enclave reads no byte the progress word does not cover: a batch delivered a
+// few kilobytes at a time into a region full of junk gives the result of the batch delivered whole
+// (an enclave that read ahead would authenticate junk and refuse it). A delivery the host gives up
+// on part-way is refused as such (kIo, not a forgery) and leaves the stream as it was.
+TEST_F(StreamServiceTest, ABatchStillArrivingIsReadOnlyAsFarAsItIsDelivered) {
+  auto whole = Fresh();
+  auto arriving = Fresh();
+  ProvisionOn(*whole);
+  ProvisionOn(*arriving);
+  auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  auto beats = [](uint64_t seq) {
+    std::vector<hrv::Beat> out;
+    for (int i = 0; i < 60000; ++i) {  // four segments
+      out.push_back({static_cast<double>((seq - 1) * 60000 + i) * 0.8, 760.0 + 5.0 * (i % 13)});
+    }
+    return out;
+  };
+  // Delivers `file` into `region` a piece at a time up to `upto` bytes, then reports the rest as
+  // undeliverable (when short of the whole file).
+  auto deliver = [](const crypto::Bytes& file, std::vector<uint8_t>* region, size_t upto,
+                    std::atomic_ref<uint64_t> word) {
+    for (size_t at = 0; at < upto;) {
+      const size_t n = std::min<size_t>(4096, upto - at);
+      std::memcpy(region->data() + at, file.data() + at, n);
+      at += n;
+      word.store(at, std::memory_order_release);
+      std::this_thread::yield();
+    }
+    if (upto < file.size()) word.store(kSharedFillFailed, std::memory_order_release);
+  };
+  auto arrive = [&](const crypto::Bytes& file, size_t upto) {
+    std::vector<uint8_t> region(file.size(), 0xa5);
+    uint64_t delivered = 0;
+    const std::atomic_ref<uint64_t> word(delivered);
+    std::thread host(deliver, std::cref(file), &region, upto, word);
+    auto r = arriving->ProcessSharedBatch(region.data(), region.size(), word);
+    host.join();
+    return r;
+  };
+  for (uint64_t seq = 1; seq <= 2; ++seq) {
+    const crypto::Bytes file = sealer.SealBatch(seq, beats(seq)).value();
+    auto a = whole->ProcessBatch(file);
+    auto b = arrive(file, file.size());
+    ASSERT_TRUE(a) << a.error().message();
+    ASSERT_TRUE(b) << b.error().message();
+    EXPECT_EQ(*a, *b) << "seq " << seq;
+  }
+  const crypto::Bytes next = sealer.SealBatch(3, beats(3)).value();
+  const wire::SegmentLayout layout = *wire::Segments(*wire::Header::Decode(next));
+  // Given up on inside the header, inside segment 0, and after two whole segments.
+  for (size_t upto : {size_t{20}, wire::kHeaderSize + 1000, wire::SegmentRange(layout, 2).offset}) {
+    auto cut = arrive(next, upto);
+    ASSERT_FALSE(cut) << upto;
+    EXPECT_EQ(cut.error().code(), Error::Code::kIo) << upto;
+  }
+  auto a = whole->ProcessBatch(next);
+  auto b = arrive(next, next.size());
+  ASSERT_TRUE(a) << a.error().message();
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(*a, *b);
+  EXPECT_EQ(arriving->Stats().batches_refused, 3u);
 }
 
 TEST_F(StreamServiceTest, TheIdentityJobRefersToTheBatchItSawInsteadOfEchoingIt) {

@@ -47,8 +47,8 @@ class PosixEnv : public ServerEnv {
     return ReadFileBytes(path, cap);
   }
   Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
-                            size_t* read_bytes) override {
-    return medstream::ReadFileInto(path, cap, dest, read_bytes);
+                            size_t* read_bytes, const ReadProgress* progress) override {
+    return medstream::ReadFileInto(path, cap, dest, read_bytes, progress);
   }
   bool Exists(const std::string& path) override { return FileExists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
@@ -88,10 +88,14 @@ class PosixEnv : public ServerEnv {
 }  // namespace
 
 Result<bool> ServerEnv::ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
-                                     size_t* read_bytes) {
+                                     size_t* read_bytes, const ReadProgress* progress) {
   MEDSTREAM_TRY(file, ReadFile(path, cap));
   if (file.size() > dest.size()) return false;
+  if (progress) {
+    if (auto s = progress->sized(file.size()); !s) return std::unexpected(s.error());
+  }
   if (!file.empty()) std::memcpy(dest.data(), file.data(), file.size());
+  if (progress && !file.empty()) progress->arrived(file.size());
   *read_bytes = file.size();
   return true;
 }

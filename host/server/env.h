@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/base/file.h"
 #include "common/base/result.h"
 #include "common/crypto/crypto.h"
 
@@ -27,9 +28,10 @@ class ServerEnv {
   // kNotFound if absent; kResourceExhausted past `cap` bytes; kIo otherwise.
   virtual Result<crypto::Bytes> ReadFile(const std::string& path, uint64_t cap) = 0;
   // ReadFile into `dest` (the enclave's request buffer: no copy on the host): true and
-  // *read_bytes when the file fit, false when it did not. By default through ReadFile.
+  // *read_bytes when the file fit, false when it did not. `progress`, when given, is told the size
+  // and the bytes as they arrive (common/base/file.h). By default through ReadFile.
   virtual Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
-                                    size_t* read_bytes);
+                                    size_t* read_bytes, const ReadProgress* progress);
   virtual bool Exists(const std::string& path) = 0;
   // Written whole or not at all (a temporary file, fsync'd, renamed over `path`).
   virtual Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) = 0;
@@ -62,8 +64,8 @@ class EnvWrapper : public ServerEnv {
     return target_.ReadFile(path, cap);
   }
   Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
-                            size_t* read_bytes) override {
-    return target_.ReadFileInto(path, cap, dest, read_bytes);
+                            size_t* read_bytes, const ReadProgress* progress) override {
+    return target_.ReadFileInto(path, cap, dest, read_bytes, progress);
   }
   bool Exists(const std::string& path) override { return target_.Exists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {

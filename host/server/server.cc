@@ -201,7 +201,7 @@ Result<crypto::ByteView> Server::ReadBatch(const std::string& path) {
   if (enclave_) {
     if (const std::span<uint8_t> place = enclave_->RequestBuffer(); !place.empty()) {
       size_t n = 0;
-      MEDSTREAM_TRY(fit, env_.ReadFileInto(path, cap, place, &n));
+      MEDSTREAM_TRY(fit, env_.ReadFileInto(path, cap, place, &n, nullptr));
       if (fit) return crypto::ByteView(place.first(n));
     }
   }
@@ -217,6 +217,36 @@ Result<crypto::ByteView> Server::ProcessBatchFile(crypto::ByteView file) {
     return crypto::ByteView(vanilla_result_);
   }
   return enclave_->CallView(enclave::Call::kProcessBatch, file);
+}
+
+Result<crypto::ByteView> Server::ProcessBatchReading(const std::string& path, bool* unreadable,
+                                                     size_t* size) {
+  // The same cap as ReadBatch, checked when the file is opened, before anything is sent.
+  const uint64_t cap =
+      enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_request;
+  *unreadable = false;
+  return enclave_->CallFilled(
+      enclave::Call::kProcessBatch,
+      [&](std::span<uint8_t> dest, const ReadProgress& progress) -> Status {
+        bool call_refused = false;  // the transport's own refusal, not the file's
+        const ReadProgress sized{.sized =
+                                     [&](uint64_t n) {
+                                       Status s = progress.sized(n);
+                                       call_refused = !s;
+                                       return s;
+                                     },
+                                 .arrived = progress.arrived};
+        auto fit = env_.ReadFileInto(path, cap, dest, size, &sized);
+        if (!fit) {
+          *unreadable = !call_refused;
+          return std::unexpected(fit.error());
+        }
+        if (!*fit) {  // cannot happen: the cap is below the region's size
+          *unreadable = true;
+          return ResourceExhausted(path + " does not fit the enclave's shared region");
+        }
+        return {};
+      });
 }
 
 Result<crypto::Bytes> Server::CallEnclave(enclave::Call call, crypto::ByteView request) {
@@ -276,10 +306,18 @@ Status Server::HandleInput(const std::string& name) {
   if (!SafeInputName(name)) {
     return QuarantineOrSkip(name, "the name has characters outside A-Z a-z 0-9 . _ -", "name");
   }
-  auto file = ReadBatch(in);
-  if (!file) {
-    if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
-    return QuarantineOrSkip(name, file.error().message(), "unreadable");
+  // With the process backend's shared region the file is read during each try, while the
+  // enclave already works on it (ProcessBatchReading); otherwise once, before the tries.
+  const bool read_during_call = enclave_ && !enclave_->RequestBuffer().empty();
+  Result<crypto::ByteView> file = crypto::ByteView{};
+  size_t file_size = 0;
+  if (!read_during_call) {
+    file = ReadBatch(in);
+    if (!file) {
+      if (file.error().code() == Error::Code::kNotFound) return {};  // taken away meanwhile
+      return QuarantineOrSkip(name, file.error().message(), "unreadable");
+    }
+    file_size = file->size();
   }
   for (;;) {
     const int attempt = attempts_[name] + 1;
@@ -296,10 +334,19 @@ Status Server::HandleInput(const std::string& name) {
     if (auto s = AppendJournal("?" + name, /*sync=*/false); !s) return s;
     attempts_[name] = attempt;
     const double call_start = env_.NowSeconds();
-    auto result = ProcessBatchFile(*file);
+    bool unreadable = false;
+    auto result = read_during_call ? ProcessBatchReading(in, &unreadable, &file_size)
+                                   : ProcessBatchFile(*file);
     {
       std::lock_guard counters(counters_mu_);
       counters_.enclave_call_s.Observe(env_.NowSeconds() - call_start);
+    }
+    if (!result && unreadable) {
+      if (result.error().code() == Error::Code::kNotFound) {  // taken away meanwhile
+        attempts_.erase(name);
+        return {};
+      }
+      return QuarantineOrSkip(name, result.error().message(), "unreadable");
     }
     if (!result) {
       if (InputsFault(result.error()))
@@ -318,12 +365,14 @@ Status Server::HandleInput(const std::string& name) {
         ++counters_.enclave_restarts;
       }
       if (auto s = LaunchAndRecover(); !s) return s;
+      if (read_during_call) continue;  // read again by the next try
       // The recovery's replays reused the buffer the batch was read into: read it again.
       file = ReadBatch(in);
       if (!file) {
         if (file.error().code() == Error::Code::kNotFound) return {};
         return QuarantineOrSkip(name, file.error().message(), "unreadable");
       }
+      file_size = file->size();
       continue;
     }
     attempts_.erase(name);
@@ -336,7 +385,7 @@ Status Server::HandleInput(const std::string& name) {
     if (++since_checkpoint_ >= options_.checkpoint_every) checkpointed = Checkpoint();
     std::lock_guard counters(counters_mu_);
     ++counters_.processed;
-    counters_.bytes_in += file->size();
+    counters_.bytes_in += file_size;
     counters_.batch_s.push_back(env_.NowSeconds() - t0);
     return checkpointed;
   }

@@ -112,6 +112,10 @@ class Server {
   Result<crypto::ByteView> ReadBatch(const std::string& path);
   // The batch's sealed result, valid until the next enclave call (a view of the shared region).
   Result<crypto::ByteView> ProcessBatchFile(crypto::ByteView file);
+  // A batch read into the shared region while the enclave already works on it (CallFilled): the
+  // result, or the error of reading the file (*unreadable set) or of the call. *size: the file's.
+  Result<crypto::ByteView> ProcessBatchReading(const std::string& path, bool* unreadable,
+                                               size_t* size);
   Status HandleInput(const std::string& name);
   // `kind`: the reason's class (ServerCounters::quarantined_by_reason).
   Status Quarantine(const std::string& name, const std::string& reason, const char* kind);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <thread>
@@ -315,7 +316,21 @@ class FaultEnv : public EnvWrapper {
     return EnvWrapper::WriteAtomic(path, data, mode);
   }
   double NowSeconds() override { return now += 0.5; }
-  int fail_done_moves = 0, fail_results = 0;
+  // Half of a batch delivered, then a read error (the server is reading it while the enclave
+  // already works on it).
+  Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
+                            size_t* read_bytes, const ReadProgress* progress) override {
+    if (!path.ends_with(".batch") || !progress || fail_reads == 0) {
+      return EnvWrapper::ReadFileInto(path, cap, dest, read_bytes, progress);
+    }
+    --fail_reads;
+    MEDSTREAM_TRY(file, ReadFile(path, cap));
+    if (auto s = progress->sized(file.size()); !s) return std::unexpected(s.error());
+    std::memcpy(dest.data(), file.data(), file.size() / 2);
+    progress->arrived(file.size() / 2);
+    return IoError("injected: read error half-way through " + path);
+  }
+  int fail_done_moves = 0, fail_results = 0, fail_reads = 0;
   double now = 0;
 };
 
@@ -409,6 +424,36 @@ TEST_P(ProcessServerTest, AStuckEnclaveIsStoppedByTheWatchdogAndTheBatchRetried)
   EXPECT_EQ((*server)->counters().enclave_restarts, 1u);
   EXPECT_EQ((*server)->counters().processed, 3u);
   EXPECT_EQ((*server)->counters().quarantined, 0u);
+  ExpectSame(CollectResults(3), Offline(3));
+}
+
+// The server reads a batch into the enclave's shared region while the enclave already works on it.
+// A read that fails half-way quarantines the batch as unreadable; the enclave, told the rest will
+// not come, refuses it without being restarted and keeps the stream as it was: the same batch,
+// put back by an operator, and the next one give the results of an undisturbed run.
+TEST_P(ProcessServerTest, ABatchWhoseReadFailsWhileTheEnclaveWorksOnItIsQuarantinedAlone) {
+  FaultEnv env;
+  ServerOptions o = Options();
+  o.env = &env;
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  Provision();
+  const int pid = (*server)->enclave_pid();
+  Upload(1);
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  Upload(2);
+  env.fail_reads = 1;
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());  // cut short
+  EXPECT_EQ(env.fail_reads, 0);
+  EXPECT_EQ((*server)->counters().processed, 1u);
+  EXPECT_EQ((*server)->counters().quarantined_by_reason.at("unreadable"), 1u);
+  EXPECT_TRUE(FileExists(dir() + "/quarantine/s1-000002.batch.reason"));
+  Upload(2);
+  Upload(3);
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 3u);
+  EXPECT_EQ((*server)->counters().enclave_restarts, 0u);
+  EXPECT_EQ((*server)->enclave_pid(), pid);
   ExpectSame(CollectResults(3), Offline(3));
 }
 

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -70,6 +72,9 @@ class SocketTransport : public EnclaveTransport {
     if (via_shared && request.data() != shared_) {
       std::memcpy(shared_, request.data(), request.size());
     }
+    if (via_shared) {
+      enclave::SharedProgress(shared_).store(request.size(), std::memory_order_release);
+    }
     enclave::EncodeFrameHeader(
         true, static_cast<uint16_t>(call) | (via_shared ? enclave::kSharedPayloadFlag : 0),
         request.size(), header);
@@ -77,20 +82,72 @@ class SocketTransport : public EnclaveTransport {
         (!via_shared && !SendFull(fd_, request.data(), request.size()))) {
       return Dead();
     }
+    return Answer(call, request.size(), request.data() == shared_ || via_shared);
+  }
+  Result<crypto::ByteView> CallFilled(enclave::Call call, const Filler& fill) override {
+    if (fd_ < 0) return Dead();
+    if (!shared_) return EnclaveTransport::CallFilled(call, fill);
+    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+    const std::atomic_ref<uint64_t> delivered = enclave::SharedProgress(shared_);
+    const std::span<uint8_t> area(shared_, enclave::kSharedResponseOffset);
+    std::optional<uint64_t> sent;  // the request's size, once its frame is on its way
+    bool dead = false;
+    const ReadProgress progress{
+        .sized = [&](uint64_t size) -> Status {
+          if (spec && size > spec->max_request) {
+            return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
+                                                 spec->name, size, spec->max_request));
+          }
+          if (size > area.size()) return ResourceExhausted("request larger than the shared region");
+          delivered.store(0, std::memory_order_release);
+          uint8_t header[enclave::kFrameHeaderSize];
+          enclave::EncodeFrameHeader(
+              true, static_cast<uint16_t>(call) | enclave::kSharedPayloadFlag, size, header);
+          if (!SendFull(fd_, header, sizeof header)) {
+            dead = true;
+            return Fail(Error::Code::kInternal, "the enclave is gone");
+          }
+          sent = size;
+          return {};
+        },
+        .arrived = [&](size_t n) { delivered.store(n, std::memory_order_release); }};
+    const Status filled = fill(area, progress);
+    if (dead) return Dead();
+    if (!sent) {
+      if (!filled) return std::unexpected(filled.error());
+      return Fail(Error::Code::kInternal, "the request was filled without its size");
+    }
+    // The enclave may still be reading the region: it is told, and answered, before the caller's
+    // error (and the region's next use).
+    if (!filled) delivered.store(enclave::kSharedFillFailed, std::memory_order_release);
+    auto answer = Answer(call, *sent, /*request_in_shared=*/true);
+    if (!filled) return std::unexpected(filled.error());
+    return answer;
+  }
+  std::string_view backend() const override { return backend_; }
+  int pid() const override { return pid_; }
+
+ private:
+  // The enclave's answer to the call just sent (`request_bytes` of it in the shared region when
+  // `request_in_shared`), within the call's time budget.
+  Result<crypto::ByteView> Answer(enclave::Call call, size_t request_bytes,
+                                  bool request_in_shared) {
+    uint8_t header[enclave::kFrameHeaderSize];
     if (pid_ > 0) {
-      if (auto s = Watch(call, request.size()); !s) return std::unexpected(s.error());
+      if (auto s = Watch(call, request_bytes); !s) return std::unexpected(s.error());
     }
     if (!ReadFull(fd_, header, sizeof header)) return Dead();
     auto h = enclave::DecodeFrameHeader(false, header);
     if (!h) return std::unexpected(h.error());
+    const size_t shared_request = request_in_shared ? request_bytes : 0;
     if (h->call_or_status & enclave::kSharedPayloadFlag) {
-      if (!shared_ || h->length > enclave::kSharedSize - enclave::kSharedResponseOffset) {
+      if (!shared_ || h->length > enclave::kSharedProgressOffset - enclave::kSharedResponseOffset) {
         return Corrupt("enclave response in shared memory is out of bounds");
       }
-      TrimShared(request.data() == shared_ || via_shared ? request.size() : 0, h->length);
+      TrimShared(shared_request, h->length);
       return crypto::ByteView(shared_ + enclave::kSharedResponseOffset, h->length);
     }
-    TrimShared(request.data() == shared_ || via_shared ? request.size() : 0, 0);
+    TrimShared(shared_request, 0);
     // An error reply (e.g. to a call outside the interface) is a short message.
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
     const uint64_t cap = (spec && h->call_or_status == 0) ? spec->max_response : 64 * 1024;
@@ -103,10 +160,7 @@ class SocketTransport : public EnclaveTransport {
     }
     return crypto::ByteView(answer_);
   }
-  std::string_view backend() const override { return backend_; }
-  int pid() const override { return pid_; }
 
- private:
   std::unexpected<Error> Dead() {
     if (fd_ >= 0) close(fd_);
     fd_ = -1;
@@ -128,8 +182,9 @@ class SocketTransport : public EnclaveTransport {
     };
     const Area areas[] = {
         {0, enclave::kSharedResponseOffset, request_bytes, &recent_request_, &request_held_},
-        {enclave::kSharedResponseOffset, enclave::kSharedSize - enclave::kSharedResponseOffset,
-         response_bytes, &recent_response_, &response_held_}};
+        {enclave::kSharedResponseOffset,
+         enclave::kSharedProgressOffset - enclave::kSharedResponseOffset, response_bytes,
+         &recent_response_, &response_held_}};
     for (const Area& a : areas) {
       a.recent->Add(a.used);
       *a.held = std::max(*a.held, a.used);

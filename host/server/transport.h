@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/abi/edge.h"
+#include "common/base/file.h"
 #include "common/crypto/crypto.h"
 
 namespace medstream::host {
@@ -32,6 +33,19 @@ class EnclaveTransport {
     MEDSTREAM_TRY(answer, Call(call, request));
     answer_ = std::move(answer);
     return crypto::ByteView(answer_);
+  }
+  // A call whose request is read into the shared region while the enclave already works on it (a
+  // batch file: the read overlaps the enclave's wake-up and decryption; edge.h, SharedProgress).
+  // `fill` writes the request into the span it is given, calling progress.sized(size) before the
+  // first byte (the call is sent then; its error, e.g. a request over the call's cap, stops the
+  // fill) and progress.arrived(n) whenever the first n bytes are in place. A fill that fails after
+  // sizing is reported to the enclave, whose answer is awaited before fill's error is returned.
+  // Only where RequestBuffer() is not empty; kFailedPrecondition elsewhere, without calling fill.
+  using Filler = std::function<Status(std::span<uint8_t> dest, const ReadProgress& progress)>;
+  virtual Result<crypto::ByteView> CallFilled(enclave::Call call, const Filler& fill) {
+    (void)call;
+    (void)fill;
+    return Fail(Error::Code::kFailedPrecondition, "this enclave transport has no shared region");
   }
   virtual std::string_view backend() const = 0;
   // The enclave's process id (process backend), or -1.
