@@ -136,6 +136,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
     std::string modes, jobs, workloads, small_loads, big_loads;
     std::string csv, plot;
     int reps = 0;
+    double min_time = -1;  // unset
     double duration = 0;
     bool e2e = false;
     bool cluster = false;
@@ -168,8 +169,12 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
                   "Comma-separated: batch-small,stream-small,batch-big,stream-big");
   cmd->add_option("--small-loads", a->small_loads, "Loads of the small workloads (e.g. 1k,32k)");
   cmd->add_option("--big-loads", a->big_loads, "Loads of the big workloads (e.g. 1M,32M)");
-  cmd->add_option("--reps", a->reps, "Repetitions of each batch point (default 3)")
+  cmd->add_option("--reps", a->reps, "Repetitions of each batch point (at least; default 3)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--min-time", a->min_time,
+                  "Repeat each batch point until each mode has run about this many seconds, up "
+                  "to 1000 repetitions (default 0.25; 0: exactly --reps)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--duration", a->duration, "Seconds each stream point runs (default 60)")
       ->check(CLI::PositiveNumber);
   cmd->add_option_function<double>(
@@ -318,6 +323,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       o.small_loads = q.small_loads;
       o.big_loads = q.big_loads;
       o.reps = q.reps;
+      o.min_time_s = q.min_time_s;
       o.duration_s = q.duration_s;
     }
     if (!a->modes.empty()) o.modes = Split(a->modes);
@@ -343,6 +349,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       *loads = *l;
     }
     if (a->reps > 0) o.reps = a->reps;
+    if (a->min_time >= 0) o.min_time_s = a->min_time;
     if (a->duration > 0) o.duration_s = a->duration;
     o.baseline = !a->no_baseline;
     if (o.baseline) {
@@ -388,7 +395,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       std::printf("\nCSV: %s\n", a->csv.c_str());
     }
     if (!a->plot.empty()) {
-      if (auto s = evaluation::Plot(*rows, a->plot, o.reps); !s) return fail(s.error());
+      if (auto s = evaluation::Plot(*rows, a->plot); !s) return fail(s.error());
       std::printf("plots: %s/<workload>.png and .svg (a row of panels per job)\n", a->plot.c_str());
     }
   });

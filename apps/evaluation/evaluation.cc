@@ -228,6 +228,7 @@ struct BatchRun {
   Measurement m;
   std::unique_ptr<Rig> rig;
   std::vector<double> server_ms;
+  double warmup_s = 0;  // rep 0's elapsed time
 };
 
 // One repetition (rep 0 warms up: first-touch page faults of a fresh server and enclave, and is
@@ -254,7 +255,10 @@ Status BatchRep(Context& ctx, BatchRun& r, int rep) {
   m.host_peak_rss_mb = std::max(m.host_peak_rss_mb, rig.HostPeakRssMb());
   if (auto s = CheckBeats(got, m.samples, seq); !s) return s;
   m.bytes_in = file_bytes;
-  if (rep == 0) return {};
+  if (rep == 0) {
+    r.warmup_s = Seconds(t1 - t0);
+    return {};
+  }
   m.elapsed.push_back(Seconds(t1 - t0));
   r.server_ms.push_back(Seconds(s1 - s0) * 1000);
   return {};
@@ -275,17 +279,23 @@ Result<std::vector<Measurement>> RunBatches(const Options& o, std::span<const Po
     if (!rig) return std::unexpected(std::move(rig.error()).With(points[i].mode));
     runs[i].rig = std::move(*rig);
   }
-  for (int rep = 0; rep <= o.reps; ++rep) {
+  int reps = o.reps;
+  for (int rep = 0; rep <= reps; ++rep) {
     for (BatchRun& r : runs) {
       if (auto s = BatchRep(ctx, r, rep); !s) {
         return std::unexpected(std::move(s.error()).With(r.m.point.mode));
       }
     }
+    if (rep == 0) {
+      std::vector<double> warmups;
+      for (const BatchRun& r : runs) warmups.push_back(r.warmup_s);
+      reps = RepsFor(o, warmups);
+    }
   }
   std::vector<Measurement> out;
   for (BatchRun& r : runs) {
     Measurement& m = r.m;
-    m.batches = static_cast<uint64_t>(o.reps);
+    m.batches = static_cast<uint64_t>(reps);
     m.avg_batch_ms = Median(r.server_ms);
     m.enclave_peak_rss_mb = r.rig->EnclavePeakRssMb();
     m.peak_rss_mb = m.host_peak_rss_mb + m.enclave_peak_rss_mb;
@@ -542,12 +552,20 @@ std::string LoadLabel(uint64_t bytes) {
   return fmt::format("{} B", bytes);
 }
 
+int RepsFor(const Options& o, std::span<const double> warmup_s) {
+  const double slowest = warmup_s.empty() ? 0 : *std::ranges::max_element(warmup_s);
+  if (o.min_time_s <= 0 || slowest <= 0) return o.reps;
+  const double wanted = std::min(std::ceil(o.min_time_s / slowest), double{kMaxReps});
+  return std::max(o.reps, static_cast<int>(wanted));
+}
+
 Options QuickOptions() {
   Options o;
   o.jobs = {"identity", "sdnn"};
   o.small_loads = {1024, 32 * 1024};
   o.big_loads = {uint64_t{1} << 20, uint64_t{4} << 20};
   o.reps = 2;
+  o.min_time_s = 0;
   o.duration_s = 2;
   return o;
 }

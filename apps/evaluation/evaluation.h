@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,10 @@ struct Options {
   std::vector<uint64_t> small_loads;  // bytes; empty: 1, 2, 4, 8, 16, 32 kB
   std::vector<uint64_t> big_loads;    // empty: 1 ... 32 MB
   int reps = 3;
+  // Batch points: more repetitions until each mode's add up to about this many seconds (judged by
+  // the warm-up), at most kMaxReps. A 1 MB batch takes ~2 ms, mostly two fsyncs whose time varies
+  // by tenths of a millisecond: 3 repetitions of it say little, 100 give a steady median.
+  double min_time_s = 0.25;
   double duration_s = 60;  // stream workloads
   double interval_s = 1;   // stream workloads: one batch per interval
   bool baseline = true;    // pandas rows beside batch points of sdnn and hrv-bands
@@ -79,6 +84,12 @@ struct Options {
   // Called before and after every point (done = points finished, of total).
   std::function<void(const Point&, size_t done, size_t total, const Measurement*)> progress;
 };
+
+inline constexpr int kMaxReps = 1000;
+// The repetitions of a batch point whose modes' warm-ups took `warmup_s` seconds: o.reps, or more
+// until the slowest mode's add up to o.min_time_s, at most kMaxReps (never fewer than o.reps). The
+// warm-up overstates a repetition a little (first-touch page faults), so this errs on fewer.
+int RepsFor(const Options& o, std::span<const double> warmup_s);
 
 // The quick grid: every mode, identity and sdnn, two loads per workload, 2 s streams, 2 reps.
 Options QuickOptions();
@@ -94,7 +105,7 @@ std::string ToTable(const std::vector<Measurement>& rows);
 // time (streams: average batch time) in ms against load on log-log axes, a line per mode with
 // min-max bars over the `reps` repetitions, and the slowdown against vanilla beside it; the
 // machine and the repetitions in the title. The data of each panel: WORKLOAD-JOB.dat.
-Status Plot(const std::vector<Measurement>& rows, const std::string& dir, int reps);
+Status Plot(const std::vector<Measurement>& rows, const std::string& dir);
 
 std::string LoadLabel(uint64_t bytes);  // "1 kB", "32 MB"
 

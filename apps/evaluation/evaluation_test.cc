@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <vector>
 
 namespace medstream::evaluation {
 namespace {
@@ -49,6 +50,24 @@ TEST(Plan, QuickGridIsSmall) {
   Options o = QuickOptions();
   o.baseline = false;
   EXPECT_EQ(Plan(o).size(), 4u * 2 * 2 * 3);
+}
+
+// Cheap batch points repeat until they have run a while (their median then steadies), up to a
+// cap; expensive ones keep --reps.
+TEST(Plan, RepetitionsFillTheMinimumTimeWithinLimits) {
+  Options o;
+  o.reps = 3;
+  o.min_time_s = 0.25;
+  EXPECT_EQ(RepsFor(o, std::vector<double>{0.002, 0.0025}), 100);  // the slowest mode counts
+  EXPECT_EQ(RepsFor(o, std::vector<double>{0.5}), 3);
+  EXPECT_EQ(RepsFor(o, std::vector<double>{1e-6}), kMaxReps);
+  EXPECT_EQ(RepsFor(o, std::vector<double>{}), 3);
+  o.min_time_s = 0;
+  EXPECT_EQ(RepsFor(o, std::vector<double>{0.002}), 3);
+  o.reps = 2 * kMaxReps;
+  o.min_time_s = 0.25;
+  EXPECT_EQ(RepsFor(o, std::vector<double>{1e-6}), 2 * kMaxReps);
+  EXPECT_EQ(QuickOptions().min_time_s, 0) << "the smoke-test grid stays small";
 }
 
 TEST(Labels, Loads) {

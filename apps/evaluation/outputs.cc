@@ -51,7 +51,14 @@ std::string ToTable(const std::vector<Measurement>& rows) {
   return out;
 }
 
-std::string MachineCaption(int reps) {
+std::string MachineCaption(const std::vector<Measurement>& rows) {
+  // Batch points repeat until they have run a while (Options::min_time_s): the fewest is stated.
+  size_t reps = 0;
+  for (const Measurement& m : rows) {
+    if (!m.point.stream() && !m.elapsed.empty() && (reps == 0 || m.elapsed.size() < reps)) {
+      reps = m.elapsed.size();
+    }
+  }
   std::string cpu = "unknown CPU";
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);) {
@@ -65,12 +72,12 @@ std::string MachineCaption(int reps) {
   std::erase(cpu, '\'');
   std::erase(cpu, '"');
   return fmt::format(
-      "{} cores, {}; median of {} repetitions, bars min-max (streams: average "
+      "{} cores, {}; median of {} or more repetitions, bars min-max (streams: average "
       "batch time over the run)",
       std::thread::hardware_concurrency(), cpu, reps);
 }
 
-Status Plot(const std::vector<Measurement>& rows, const std::string& dir, int reps) {
+Status Plot(const std::vector<Measurement>& rows, const std::string& dir) {
   if (auto s = MakeDirs(dir, 0755); !s) return s;
   std::vector<std::string> modes, workloads;
   std::map<std::string, std::vector<std::string>> jobs_of;  // workload -> jobs, in order
@@ -82,7 +89,7 @@ Status Plot(const std::vector<Measurement>& rows, const std::string& dir, int re
     auto& jobs = jobs_of[m.point.workload];
     if (std::find(jobs.begin(), jobs.end(), m.point.job) == jobs.end()) jobs.push_back(m.point.job);
   }
-  const std::string caption = MachineCaption(reps);
+  const std::string caption = MachineCaption(rows);
   // One figure per workload: a row per job, elapsed time against load on log-log axes (a line per
   // mode, min-max bars) on the left, the slowdown against vanilla on the right.
   for (const std::string& workload : workloads) {
