@@ -78,28 +78,22 @@ namespace {
 
 // Waits until the host has put the request's first `end` bytes in place. The host is reading them
 // on another CPU at page-cache speed, so this spins (yielding) rather than sleeps; it gives up
-// when the host reports a failed read or delivers nothing within the call's time budget.
-Status AwaitDelivery(std::atomic_ref<uint64_t> progress, uint64_t end, double budget_s) {
-  using Clock = std::chrono::steady_clock;
-  std::optional<Clock::time_point> deadline;
+// when the host reports a failed read or has not delivered them by `deadline`.
+Status AwaitDelivery(std::atomic_ref<uint64_t> progress, uint64_t end,
+                     std::chrono::steady_clock::time_point deadline) {
   for (uint32_t spins = 0;; ++spins) {
     const uint64_t have = progress.load(std::memory_order_acquire);
     if (have == kSharedFillFailed) {
       return Fail(Error::Code::kIo, "the host could not deliver the whole batch");
     }
     if (have >= end) return {};
-    if (spins < 64) continue;
     // The clock is read only once delivery is slow: the common wait is a few microseconds.
-    const auto now = Clock::now();
-    if (!deadline) {
-      deadline = now + std::chrono::duration_cast<Clock::duration>(
-                           std::chrono::duration<double>(budget_s));
-    } else if (now > *deadline) {
-      return Fail(Error::Code::kDeadlineExceeded, "the host delivered " + std::to_string(have) +
-                                                      " of the batch's " + std::to_string(end) +
-                                                      " bytes within the call's time budget");
+    if (spins >= 64 && std::chrono::steady_clock::now() > deadline) {
+      return Fail(Error::Code::kDeadlineExceeded,
+                  "the host delivered " + std::to_string(have) + " of the " + std::to_string(end) +
+                      " bytes needed within the call's time budget");
     }
-    sched_yield();
+    if (spins >= 64) sched_yield();
   }
 }
 
@@ -107,13 +101,16 @@ Status AwaitDelivery(std::atomic_ref<uint64_t> progress, uint64_t end, double bu
 
 Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, size_t size,
                                                         std::atomic_ref<uint64_t> delivered) {
-  const double budget_s =
-      CallBudgetSeconds(*FindCall(static_cast<uint16_t>(Call::kProcessBatch)), size);
+  // One budget for the whole call, however many pieces it waits for.
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(
+          CallBudgetSeconds(*FindCall(static_cast<uint16_t>(Call::kProcessBatch)), size)));
   return ProcessBatchFrom(
       size,
-      [shared, delivered, budget_s](size_t offset, size_t n,
+      [shared, delivered, deadline](size_t offset, size_t n,
                                     crypto::Bytes* staging) -> Result<crypto::ByteView> {
-        if (auto s = AwaitDelivery(delivered, offset + n, budget_s); !s) {
+        if (auto s = AwaitDelivery(delivered, offset + n, deadline); !s) {
           return std::unexpected(s.error());
         }
         staging->resize(n);  // at most a segment: the capacity is reused from batch to batch
