@@ -74,6 +74,15 @@ class StreamServiceTest : public ::testing::Test {
     auto file = sealer.SealBatch(seq, Beats(seq)).value();
     return s.ProcessBatch(file);
   }
+  // Batch `seq` of a stream of 60 000-beat batches (960 kB: four segments).
+  static std::vector<hrv::Beat> FourSegments(uint64_t seq) {
+    std::vector<hrv::Beat> out;
+    for (int i = 0; i < 60000; ++i) {
+      const double t = static_cast<double>((seq - 1) * 60000 + i) * 0.8;
+      out.push_back({t, 780.0 + 35.0 * ((i * 11) % 7)});
+    }
+    return out;
+  }
   wire::BatchResult Open(const crypto::Bytes& result) {
     auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
     uint64_t seq = 0;
@@ -174,16 +183,8 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
   ProvisionOn(*private_side);
   ProvisionOn(*shared_side);
   auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
-  auto many_beats = [](uint64_t seq) {
-    std::vector<hrv::Beat> out;
-    for (int i = 0; i < 60000; ++i) {  // 960 kB: four segments
-      const double t = static_cast<double>((seq - 1) * 60000 + i) * 0.8;
-      out.push_back({t, 780.0 + 35.0 * ((i * 11) % 7)});
-    }
-    return out;
-  };
   for (uint64_t seq = 1; seq <= 3; ++seq) {
-    const crypto::Bytes file = sealer.SealBatch(seq, many_beats(seq)).value();
+    const crypto::Bytes file = sealer.SealBatch(seq, FourSegments(seq)).value();
     ASSERT_GT(file.size(), 3 * wire::kSegmentBytes);
     crypto::Bytes region = file;  // stands for the shared region
     auto a = private_side->ProcessBatch(file);
@@ -193,7 +194,7 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
     EXPECT_EQ(*a, *b) << "seq " << seq;
     EXPECT_EQ(Open(*b).beats, 60000u);
   }
-  const crypto::Bytes next = sealer.SealBatch(4, many_beats(4)).value();
+  const crypto::Bytes next = sealer.SealBatch(4, FourSegments(4)).value();
   // Segment 2 (opened by the worker while segments 0 and 1 are analysed), and segment 0.
   for (size_t segment : {2, 0}) {
     crypto::Bytes damaged = next;
@@ -204,7 +205,7 @@ TEST_F(StreamServiceTest, ABatchReadFromSharedMemoryIsOpenedAsOneInPrivateMemory
     EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt) << segment;
   }
   // A replay of a batch of several segments.
-  crypto::Bytes replay = sealer.SealBatch(3, many_beats(3)).value();
+  crypto::Bytes replay = sealer.SealBatch(3, FourSegments(3)).value();
   auto replayed = Delivered(*shared_side, replay.data(), replay.size());
   ASSERT_FALSE(replayed);
   EXPECT_EQ(replayed.error().code(), Error::Code::kAlreadyExists);
@@ -235,13 +236,6 @@ TEST_F(StreamServiceTest, ABatchStillArrivingIsReadOnlyAsFarAsItIsDelivered) {
   ProvisionOn(*whole);
   ProvisionOn(*arriving);
   auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
-  auto beats = [](uint64_t seq) {
-    std::vector<hrv::Beat> out;
-    for (int i = 0; i < 60000; ++i) {  // four segments
-      out.push_back({static_cast<double>((seq - 1) * 60000 + i) * 0.8, 760.0 + 5.0 * (i % 13)});
-    }
-    return out;
-  };
   // Delivers `file` into `region` a piece at a time up to `upto` bytes, then reports the rest as
   // undeliverable (when short of the whole file).
   auto deliver = [](const crypto::Bytes& file, std::vector<uint8_t>* region, size_t upto,
@@ -265,14 +259,14 @@ TEST_F(StreamServiceTest, ABatchStillArrivingIsReadOnlyAsFarAsItIsDelivered) {
     return r;
   };
   for (uint64_t seq = 1; seq <= 2; ++seq) {
-    const crypto::Bytes file = sealer.SealBatch(seq, beats(seq)).value();
+    const crypto::Bytes file = sealer.SealBatch(seq, FourSegments(seq)).value();
     auto a = whole->ProcessBatch(file);
     auto b = arrive(file, file.size());
     ASSERT_TRUE(a) << a.error().message();
     ASSERT_TRUE(b) << b.error().message();
     EXPECT_EQ(*a, *b) << "seq " << seq;
   }
-  const crypto::Bytes next = sealer.SealBatch(3, beats(3)).value();
+  const crypto::Bytes next = sealer.SealBatch(3, FourSegments(3)).value();
   const wire::SegmentLayout layout = *wire::Segments(*wire::Header::Decode(next));
   // Given up on inside the header, inside segment 0, and after two whole segments.
   for (size_t upto : {size_t{20}, wire::kHeaderSize + 1000, wire::SegmentRange(layout, 2).offset}) {
