@@ -59,12 +59,7 @@ class SocketTransport : public EnclaveTransport {
   }
   Result<crypto::ByteView> CallView(enclave::Call call, crypto::ByteView request) override {
     if (fd_ < 0) return Dead();
-    // The host keeps the caps too: an oversized request never reaches (or kills) the enclave.
-    if (const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
-        spec && request.size() > spec->max_request) {
-      return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
-                                           spec->name, request.size(), spec->max_request));
-    }
+    if (auto s = WithinCap(call, request.size()); !s) return std::unexpected(s.error());
     uint8_t header[enclave::kFrameHeaderSize];
     const bool via_shared = shared_ && request.size() >= enclave::kSharedThreshold &&
                             request.size() <= enclave::kSharedResponseOffset;
@@ -87,17 +82,13 @@ class SocketTransport : public EnclaveTransport {
   Result<crypto::ByteView> CallFilled(enclave::Call call, const Filler& fill) override {
     if (fd_ < 0) return Dead();
     if (!shared_) return EnclaveTransport::CallFilled(call, fill);
-    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
     const std::atomic_ref<uint64_t> delivered = enclave::SharedProgress(shared_);
     const std::span<uint8_t> area(shared_, enclave::kSharedResponseOffset);
     std::optional<uint64_t> sent;  // the request's size, once its frame is on its way
     bool dead = false;
     const ReadProgress progress{
         .sized = [&](uint64_t size) -> Status {
-          if (spec && size > spec->max_request) {
-            return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
-                                                 spec->name, size, spec->max_request));
-          }
+          if (auto s = WithinCap(call, size); !s) return s;
           if (size > area.size()) return ResourceExhausted("request larger than the shared region");
           delivered.store(0, std::memory_order_release);
           uint8_t header[enclave::kFrameHeaderSize];
@@ -128,6 +119,13 @@ class SocketTransport : public EnclaveTransport {
   int pid() const override { return pid_; }
 
  private:
+  // The host keeps the caps too: an oversized request never reaches (or kills) the enclave.
+  static Status WithinCap(enclave::Call call, uint64_t request_bytes) {
+    const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+    if (!spec || request_bytes <= spec->max_request) return {};
+    return ResourceExhausted(fmt::format("{}: request of {} bytes exceeds the cap of {}",
+                                         spec->name, request_bytes, spec->max_request));
+  }
   // The enclave's answer to the call just sent (`request_bytes` of it in the shared region when
   // `request_in_shared`), within the call's time budget.
   Result<crypto::ByteView> Answer(enclave::Call call, size_t request_bytes,
