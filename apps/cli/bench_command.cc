@@ -378,10 +378,14 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
       }
       std::fflush(stderr);
     };
+    // With --min-time a batch point runs more than --reps times: say so, or the header misleads.
+    const std::string reps =
+        o.min_time_s > 0 ? fmt::format("{} or more repetitions (each mode {:g} s a batch point)",
+                                       o.reps, o.min_time_s)
+                         : fmt::format("{} repetitions", o.reps);
     std::printf(
-        "medstream bench: %zu points (modes %zu, jobs %zu, workloads %zu), %d repetitions, "
-        "streams %.0f s\n",
-        evaluation::Plan(o).size(), o.modes.size(), o.jobs.size(), o.workloads.size(), o.reps,
+        "medstream bench: %zu points (modes %zu, jobs %zu, workloads %zu), %s, streams %.0f s\n",
+        evaluation::Plan(o).size(), o.modes.size(), o.jobs.size(), o.workloads.size(), reps.c_str(),
         o.duration_s);
     std::printf(
         "  process = medstream-enclave in a separate hardened process (a software-simulated "

@@ -107,7 +107,8 @@ class Server {
   Status LaunchAndRecover();
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
   // A batch read where the enclave takes it from: the transport's request buffer when it has one
-  // the file fits (the process backend's shared region: no copy on the host), else read_buffer_.
+  // the file fits (the process backend's shared region: no copy on the host), else read_buffer_
+  // (kept from batch to batch).
   // Valid until the next enclave call.
   Result<crypto::ByteView> ReadBatch(const std::string& path);
   // The batch's sealed result, valid until the next enclave call (a view of the shared region).

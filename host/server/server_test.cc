@@ -196,6 +196,33 @@ TEST_P(ServerTest, ProcessesQuarantinesAndStaysExactlyOnceAcrossACrash) {
   }
 }
 
+// Where the transport has no request buffer (inproc), batches are read into one buffer kept from
+// batch to batch. A batch smaller than the one before must be read as itself, not with the tail
+// of the larger one still in the buffer.
+TEST_P(ServerTest, ABatchSmallerThanTheOneBeforeIsReadAsItself) {
+  const std::vector<size_t> sizes = {1500, 40, 700, 3, 900};
+  auto server = Server::Start(Options());
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  Provision();
+  auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  hrv::MetricsEngine engine(hrv::SpectralOptions{}, hrv::JobSelection(hrv::JobKind::kSdnn));
+  auto job = hrv::StreamJob::Create(hrv::JobKind::kSdnn, {}, {}).value();
+  hrv::JobOutput out;
+  size_t from = 0;
+  for (uint64_t seq = 1; seq <= sizes.size(); ++seq) {
+    const auto beats = std::span(beats_).subspan(from, sizes[seq - 1]);
+    from += beats.size();
+    Upload(seq, sealer.SealBatch(seq, beats).value());
+    job.Push(beats, engine, &out);
+    // One at a time, so that each is read right after the one before.
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    EXPECT_EQ((*server)->counters().processed, seq);
+  }
+  EXPECT_EQ((*server)->counters().quarantined, 0u);
+  ASSERT_GT(out.windows.size(), 0u);
+  ExpectSame(CollectResults(sizes.size()), out.windows);
+}
+
 // Issue 11, item 1: beat times of +-1e25 (and NaN, and RR of 1e30) inside a sealed batch once sent
 // the enclave into a ~2^64-step loop that survived restarts. Now the enclave counts them as invalid
 // beats, the batch and the batches after it are processed, and the results equal the offline
