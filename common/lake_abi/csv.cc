@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <set>
+#include <utility>
 
 namespace medstream::lake {
 
@@ -10,10 +11,17 @@ bool NextRecord(std::string_view text, size_t* pos, std::vector<std::string_view
                 std::vector<std::string>* scratch, bool* unterminated) {
   fields->clear();
   scratch->clear();
-  scratch->reserve(64);  // views into it must stay valid
   *unterminated = false;
   size_t i = *pos;
   if (i >= text.size()) return false;
+  // Fields with escaped quotes live in `scratch`, which may reallocate as later fields are added
+  // (moving short strings and so invalidating views into them), so their views are made only
+  // once the record is complete: (field, scratch) index pairs until then.
+  std::vector<std::pair<size_t, size_t>> unescaped;
+  auto complete = [&] {
+    for (const auto& [field, k] : unescaped) (*fields)[field] = (*scratch)[k];
+    return true;
+  };
   for (;;) {
     if (i < text.size() && text[i] == '"') {
       std::string* buf = nullptr;
@@ -23,7 +31,7 @@ bool NextRecord(std::string_view text, size_t* pos, std::vector<std::string_view
           *unterminated = true;
           fields->push_back(text.substr(start));
           *pos = text.size();
-          return true;
+          return complete();
         }
         if (text[j] == '"') {
           if (j + 1 < text.size() && text[j + 1] == '"') {
@@ -44,7 +52,8 @@ bool NextRecord(std::string_view text, size_t* pos, std::vector<std::string_view
       }
       if (buf) {
         buf->append(text.substr(start, j - start));
-        fields->push_back(*buf);
+        unescaped.emplace_back(fields->size(), scratch->size() - 1);
+        fields->emplace_back();
       } else {
         fields->push_back(text.substr(start, j - start));
       }
@@ -60,7 +69,7 @@ bool NextRecord(std::string_view text, size_t* pos, std::vector<std::string_view
     }
     if (i >= text.size() || text[i] == '\n') {
       *pos = i < text.size() ? i + 1 : i;
-      return true;
+      return complete();
     }
     ++i;  // the comma
   }
