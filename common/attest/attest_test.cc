@@ -240,6 +240,27 @@ TEST(Policy, EveryRuleNamesItsReason) {
   EXPECT_EQ(round.min_isv_svn, 2);
 }
 
+// Regression (found by the policy fuzzer): a number that does not fit a 16-bit field was converted
+// (a huge one: undefined behaviour; 65537 wrapped to 1, a weaker minimum than the file says).
+// Such a policy is refused, naming the field; the limits themselves are accepted.
+TEST(Policy, NumbersOutsideSixteenBitsAreRefusedNotWrapped) {
+  const std::string pin = R"({"mrenclave": [")" + std::string(64, 'a') + R"("], )";
+  for (const char* field : {"isv_prod_id", "min_isv_svn"}) {
+    for (const char* bad : {"65536", "65537", "-1", "1.5", "1e30", "7777777777777777777777777773",
+                            "\"2\"", "true", "null", "[1]"}) {
+      auto p = ParsePolicy(pin + "\"" + field + "\": " + bad + "}");
+      ASSERT_FALSE(p.has_value()) << field << " = " << bad;
+      EXPECT_EQ(p.error().code(), Error::Code::kInvalidArgument) << p.error().message();
+    }
+    for (const auto& [text, value] : {std::pair{"0", 0}, std::pair{"65535", 65535}}) {
+      auto p = ParsePolicy(pin + "\"" + field + "\": " + text + "}");
+      ASSERT_TRUE(p.has_value()) << p.error().message();
+      EXPECT_EQ(std::string_view(field) == "min_isv_svn" ? p->min_isv_svn : p->isv_prod_id.value(),
+                value);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace medstream::attest
 

@@ -1,5 +1,6 @@
 #include "common/attest/collateral.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <nlohmann/json.hpp>
@@ -109,6 +110,16 @@ bool MaskedEqual(const std::string& value_hex, const std::string& expect_hex,
   return true;
 }
 
+// An SVN or product ID from the collateral. nlohmann's get<int>() would convert a fraction, wrap a
+// large integer and hit undefined behaviour on a huge float, so only a JSON whole number is read
+// (anything else throws json::type_error, which EvaluateTcb turns into an error); above 65535,
+// more than any 16-bit field holds, it reads as 65536, which orders and compares as the value
+// would: no SVN or ID in a quote reaches it.
+int Svn(const json& v) {
+  const uint64_t n = v.get_ref<const json::number_unsigned_t&>();
+  return static_cast<int>(std::min<uint64_t>(n, 65536));
+}
+
 }  // namespace
 
 Result<PckExtension> ParsePckExtension(const crypto::Certificate& pck) {
@@ -194,9 +205,8 @@ Result<TcbResult> EvaluateTcb(ByteView raw, const crypto::Certificate& root, int
     for (const json& level : tcb.at("tcbLevels")) {
       const json& comps = level.at("tcb").at("sgxtcbcomponents");
       bool meets = comps.size() == 16;
-      for (size_t i = 0; meets && i < 16; ++i)
-        meets = ext.comp_svn[i] >= comps[i].at("svn").get<int>();
-      meets = meets && ext.pce_svn >= level.at("tcb").at("pcesvn").get<int>();
+      for (size_t i = 0; meets && i < 16; ++i) meets = ext.comp_svn[i] >= Svn(comps[i].at("svn"));
+      meets = meets && ext.pce_svn >= Svn(level.at("tcb").at("pcesvn"));
       if (!meets) continue;
       r.platform_status = level.at("tcbStatus").get<std::string>();
       r.tcb_date = level.value("tcbDate", "");
@@ -208,7 +218,7 @@ Result<TcbResult> EvaluateTcb(ByteView raw, const crypto::Certificate& root, int
     // The QE must be Intel's quoting enclave as described by the identity.
     const ReportBody& qr = q.qe_report;
     if (Upper(qe.at("mrsigner").get<std::string>()) != Upper(crypto::ToHex(qr.mr_signer)) ||
-        qe.at("isvprodid").get<int>() != qr.isv_prod_id) {
+        Svn(qe.at("isvprodid")) != qr.isv_prod_id) {
       return Corrupt("QE identity mismatch: the quoting enclave is not the one Intel describes");
     }
     uint32_t misc = qr.misc_select;
@@ -225,7 +235,7 @@ Result<TcbResult> EvaluateTcb(ByteView raw, const crypto::Certificate& root, int
       return Corrupt("QE identity mismatch: ATTRIBUTES");
     }
     for (const json& level : qe.at("tcbLevels")) {
-      if (qr.isv_svn >= level.at("tcb").at("isvsvn").get<int>()) {
+      if (qr.isv_svn >= Svn(level.at("tcb").at("isvsvn"))) {
         r.qe_status = level.at("tcbStatus").get<std::string>();
         break;
       }

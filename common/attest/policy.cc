@@ -19,6 +19,20 @@ Result<Digest> ParseDigest(const std::string& hex, const char* field) {
   return d;
 }
 
+// A 16-bit field (ISVPRODID, ISVSVN): a JSON integer from 0 to 65535. nlohmann's get<uint16_t>()
+// would wrap a larger value (a minimum SVN of 65537 would become 1, a weaker policy than written)
+// and convert a fraction or a huge number (undefined behaviour), so anything else is refused.
+Result<uint16_t> U16Field(const nlohmann::json& j, const char* field) {
+  const nlohmann::json& v = j.at(field);
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= 0xFFFF) {
+    return static_cast<uint16_t>(v.get<uint64_t>());
+  }
+  std::string shown = v.dump();
+  if (shown.size() > 40) shown = shown.substr(0, 40) + "...";
+  return InvalidArgument(std::string("policy: ") + field +
+                         " must be a whole number from 0 to 65535, not " + shown);
+}
+
 }  // namespace
 
 Result<Policy> ParsePolicy(std::string_view text) {
@@ -51,8 +65,16 @@ Result<Policy> ParsePolicy(std::string_view text) {
         (std::string_view(field) == "mrenclave" ? p.mr_enclave : p.mr_signer).push_back(*d);
       }
     }
-    if (j.contains("isv_prod_id")) p.isv_prod_id = j["isv_prod_id"].get<uint16_t>();
-    p.min_isv_svn = j.value("min_isv_svn", uint16_t{0});
+    if (j.contains("isv_prod_id")) {
+      auto id = U16Field(j, "isv_prod_id");
+      if (!id) return std::unexpected(id.error());
+      p.isv_prod_id = *id;
+    }
+    if (j.contains("min_isv_svn")) {
+      auto svn = U16Field(j, "min_isv_svn");
+      if (!svn) return std::unexpected(svn.error());
+      p.min_isv_svn = *svn;
+    }
     p.allow_debug = j.value("allow_debug", false);
     p.allow_simulated = j.value("allow_simulated", false);
   } catch (const nlohmann::json::exception& e) {

@@ -13,6 +13,13 @@ double Finite(const nlohmann::json& j) {
   return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
 }
 
+// A count from the state file: a JSON whole number, as Save writes it. nlohmann's get<uint64_t>()
+// would wrap a negative one and hit undefined behaviour on a huge float; get_ref throws
+// json::type_error for anything but an unsigned integer, and Load turns that into kCorrupt.
+uint64_t Count(const nlohmann::json& j) {
+  return j.get_ref<const nlohmann::json::number_unsigned_t&>();
+}
+
 nlohmann::json Time(double t) {
   if (std::isinf(t)) return t > 0 ? "+inf" : "-inf";
   return t;
@@ -219,8 +226,7 @@ Result<SequenceTracker> SequenceTracker::Load(std::string_view text) {
     try {
       const auto j = nlohmann::json::parse(line);
       auto session = [](const nlohmann::json& a) {
-        return SessionCount{a.at(0).get<uint64_t>(), a.at(1).get<uint64_t>(),
-                            a.at(2).get<uint64_t>(), TimeFrom(a.at(3))};
+        return SessionCount{Count(a.at(0)), Count(a.at(1)), Count(a.at(2)), TimeFrom(a.at(3))};
       };
       DeviceCount d;
       d.known = j.at("known").get<bool>();
@@ -229,15 +235,14 @@ Result<SequenceTracker> SequenceTracker::Load(std::string_view text) {
         d.has_previous = true;
         d.previous = session(j.at("previous"));
       }
-      d.sessions = j.at("sessions").get<uint64_t>();
-      d.lost_messages = j.at("lost_messages").get<uint64_t>();
-      d.lost_beats = j.at("lost_beats").get<uint64_t>();
-      d.recovered_beats = j.at("recovered_beats").get<uint64_t>();
+      d.sessions = Count(j.at("sessions"));
+      d.lost_messages = Count(j.at("lost_messages"));
+      d.lost_beats = Count(j.at("lost_beats"));
+      d.recovered_beats = Count(j.at("recovered_beats"));
       for (const auto& g : j.at("gaps")) {
         if (d.gaps.size() == kMaxGapsPerDevice) break;
-        d.gaps.push_back({g.at(0).get<uint64_t>(), g.at(1).get<uint64_t>(), g.at(2).get<uint64_t>(),
-                          g.at(3).get<uint64_t>(), g.at(4).get<uint64_t>(), TimeFrom(g.at(5)),
-                          TimeFrom(g.at(6))});
+        d.gaps.push_back({Count(g.at(0)), Count(g.at(1)), Count(g.at(2)), Count(g.at(3)),
+                          Count(g.at(4)), TimeFrom(g.at(5)), TimeFrom(g.at(6))});
       }
       t.devices_[j.at("device").get<std::string>()] = std::move(d);
     } catch (const nlohmann::json::exception& e) {

@@ -114,6 +114,20 @@ TEST(SequenceTracker, SaveAndLoadKeepEverything) {
   // Damage is refused, not half-read.
   EXPECT_EQ(SequenceTracker::Load("{\"device\":\"d\"}\n").error().code(), Error::Code::kCorrupt);
   EXPECT_EQ(SequenceTracker::Load("not json\n").error().code(), Error::Code::kCorrupt);
+  // A count that is not a whole number is damage too (it was converted: wrapped if negative,
+  // undefined behaviour if a huge float).
+  const std::string saved = t.Save();
+  const size_t at = saved.find("\"sessions\":");
+  ASSERT_NE(at, std::string::npos) << saved;
+  const size_t from = at + std::string("\"sessions\":").size();
+  const size_t to = saved.find_first_not_of("0123456789", from);
+  ASSERT_GT(to, from) << saved;
+  for (const char* bad : {"1e30", "-1", "2.5", "\"3\""}) {
+    const std::string damaged = saved.substr(0, from) + bad + saved.substr(to);
+    auto r = SequenceTracker::Load(damaged);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << bad;
+  }
 }
 
 TEST(SequenceTracker, GapsAreBoundedPerDevice) {
