@@ -42,11 +42,13 @@ uint64_t LastSeqIn(const std::string& path) {
   while (end > 0 && (*text)[end - 1] == '\n') --end;
   const size_t start = text->rfind('\n', end - 1);
   const std::string line = text->substr(start == std::string::npos ? 0 : start + 1, end);
-  try {
-    return nlohmann::json::parse(line).value("seq", uint64_t{0});
-  } catch (const nlohmann::json::exception&) {
-    return 0;  // a torn last line: that result is read again
-  }
+  // A torn or damaged last line reads as 0: that result is read again. A "seq" that is not a whole
+  // number counts as damage (converting it would wrap a negative one, and a huge float is
+  // undefined behaviour).
+  const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return 0;
+  const auto it = j.find("seq");
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
 }
 
 class Local : public ServerLink {

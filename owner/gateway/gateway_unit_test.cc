@@ -131,6 +131,41 @@ TEST_F(GatewayUnit, MergesMessagesAndCountsWhatIsMalformed) {
   EXPECT_TRUE(fs::is_empty(dir_ + "/server/quarantine"));
 }
 
+// A restarted gateway finds where a user's results stand from the last line of the user's .jsonl.
+// A damaged last line with a "seq" that is not a whole number reads as a torn one (the results are
+// read again from the outbox) instead of being converted: -1 wrapped to the largest count, so the
+// gateway waited for result 0 for ever; 1e30 was undefined behaviour.
+TEST_F(GatewayUnit, ADamagedLastResultLineIsReadAgainNotConverted) {
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto messages = Messages(1, 300, 5);
+  size_t sent = 0;
+  for (const char* damaged : {"{\"seq\":-1}\n", "{\"seq\":1e30}\n"}) {
+    {
+      Feed* feed = nullptr;
+      auto g = Start(&feed);
+      ASSERT_TRUE(g);
+      for (size_t i = sent; i < sent + 10; ++i) feed->Send(t1, messages[i]);
+      sent += 10;
+      Drain(*g);
+      ASSERT_EQ(g->outstanding(), 0u);
+    }
+    std::ofstream(dir_ + "/results/user-0001.jsonl", std::ios::app) << damaged;
+  }
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  for (size_t i = sent; i < sent + 10; ++i) feed->Send(t1, messages[i]);
+  Drain(*g);
+  EXPECT_EQ(g->outstanding(), 0u) << "the restarted gateway lost its place in the results";
+  EXPECT_EQ(g->stats().lost_beats, 0u);
+  // The last line is the newest batch's result (the third).
+  std::ifstream in(dir_ + "/results/user-0001.jsonl");
+  std::string line, last;
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  EXPECT_EQ(nlohmann::json::parse(last).at("seq").get<uint64_t>(), 3u) << last;
+}
+
 // A gateway that dies with batches open loses none of their beats: the next one replays its
 // write-ahead log, and the messages the broker sends again are merged, not doubled.
 TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {
