@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +27,16 @@ namespace {
 namespace fs = std::filesystem;
 constexpr int64_t kDay = 86400;
 constexpr const char* kNatsServer = "/usr/sbin/nats-server";
+
+// A TCP port written as decimal digits, 1-65535.
+std::optional<int> ParsePort(std::string_view text) {
+  int port = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (ec != std::errc() || end != text.data() + text.size() || port < 1 || port > 65535) {
+    return std::nullopt;
+  }
+  return port;
+}
 
 Result<std::string> RandomPassword() {
   std::vector<uint8_t> b(24);
@@ -198,17 +210,33 @@ Result<Info> Load(const std::string& dir_in) {
     return Fail(Error::Code::kNotFound, "no cluster in " + dir + " (set one up first)");
   }
   Info info{dir, dir + "/ca.crt", {}, {}};
+  // One line a node: "tls://HOST:CLIENT_PORT ROUTE_PORT", as SetUp writes it. A damaged file is
+  // refused with its line (std::stoi threw on a port that was not a number).
   std::istringstream in(*text);
-  std::string url;
-  int route = 0;
-  while (in >> url >> route) {
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::istringstream fields(line);
+    std::string url, route_text, extra;
+    fields >> url >> route_text;
+    const size_t colon = url.rfind(':');
+    const auto client = ParsePort(colon == std::string::npos ? "" : url.substr(colon + 1));
+    const auto route = ParsePort(route_text);
+    if (!client || !route || (fields >> extra)) {
+      return Fail(Error::Code::kCorrupt,
+                  fmt::format("{}/cluster.txt line {}: expected \"tls://HOST:PORT ROUTE_PORT\" "
+                              "with ports 1-65535 (set the cluster up again)",
+                              dir, line_no));
+    }
     const size_t i = info.nodes.size();
     NodeInfo n;
     n.name = "n" + std::to_string(i + 1);
     n.config = NodeDir(dir, i) + "/nats.conf";
     n.store = NodeDir(dir, i) + "/store";
-    n.client_port = std::stoi(url.substr(url.rfind(':') + 1));
-    n.route_port = route;
+    n.client_port = *client;
+    n.route_port = *route;
     info.nodes.push_back(n);
     info.urls.push_back(url);
   }

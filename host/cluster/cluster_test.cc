@@ -66,6 +66,30 @@ class ClusterTest : public ::testing::Test {
   std::unique_ptr<LocalCluster> cluster_;
 };
 
+// Regression: a damaged cluster.txt threw std::invalid_argument out of std::stoi (the process
+// died). It is refused as kCorrupt, naming the line; a good file still loads.
+TEST(ClusterFile, ADamagedNodeListIsRefusedNotThrown) {
+  const fs::path dir = fs::temp_directory_path() / ("ms-cluster-file-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string file = (dir / "cluster.txt").string();
+  ASSERT_TRUE(WriteFileAtomic(file, "tls://localhost:4222 6222\ntls://localhost:4223 6223\n"));
+  auto good = Load(dir.string());
+  ASSERT_TRUE(good) << good.error().message();
+  ASSERT_EQ(good->nodes.size(), 2u);
+  EXPECT_EQ(good->nodes[1].client_port, 4223);
+  EXPECT_EQ(good->nodes[1].route_port, 6223);
+  for (const char* bad :
+       {"tls://localhost:abc 6222\n", "tls://localhost 6222\n", "tls://localhost:4222 x\n",
+        "tls://localhost:70000 6222\n", "tls://localhost:4222 0\n", "tls://localhost:4222\n",
+        "tls://localhost:4222 6222 7\n", "tls://localhost:99999999999999 1\n"}) {
+    ASSERT_TRUE(WriteFileAtomic(file, std::string("tls://localhost:4222 6222\n") + bad));
+    auto r = Load(dir.string());
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
+  }
+  fs::remove_all(dir);
+}
+
 TEST_F(ClusterTest, SetUpIsTlsOnlyWithPrivateSecrets) {
   const Info info = *Load(dir_.string());
   ASSERT_EQ(info.nodes.size(), 3u);

@@ -288,12 +288,21 @@ Status Gateway::Recover() {
       if (fields >> sealed) s->batch.SetSealedUntil(std::strtod(sealed.c_str(), nullptr));
     }
   }
-  for (const auto& e : fs::directory_iterator(options_.state_dir + "/wal")) {
+  // The gateway's own folder, but listed without exceptions: one removed or unreadable under
+  // a running gateway is an error to report, not a crash.
+  std::error_code list_error;
+  for (fs::directory_iterator it(options_.state_dir + "/wal", list_error), end;
+       !list_error && it != end; it.increment(list_error)) {
+    const fs::directory_entry& e = *it;
     const std::string name = e.path().filename().string();
     if (name.ends_with(".wal")) {
       MEDSTREAM_TRY(s, StreamFor(name.substr(0, name.size() - 4)));
       (void)s;
     }
+  }
+  if (list_error) {
+    return IoError("cannot list the write-ahead logs in " + options_.state_dir +
+                   "/wal: " + list_error.message());
   }
   bool adopted = false;
   for (auto& [user, s] : streams_) {

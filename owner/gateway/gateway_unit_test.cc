@@ -166,6 +166,18 @@ TEST_F(GatewayUnit, ADamagedLastResultLineIsReadAgainNotConverted) {
   EXPECT_EQ(nlohmann::json::parse(last).at("seq").get<uint64_t>(), 3u) << last;
 }
 
+// Regression: the gateway listed its spool with a throwing directory_iterator, so a spool folder
+// removed under a running gateway killed it with an uncaught exception. It is an error now.
+TEST_F(GatewayUnit, ASpoolFolderRemovedUnderARunningGatewayIsAnErrorNotACrash) {
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  fs::remove_all(options_.state_dir + "/spool");
+  const Status st = g->Tick();
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code(), Error::Code::kIo) << st.error().message();
+}
+
 // A gateway that dies with batches open loses none of their beats: the next one replays its
 // write-ahead log, and the messages the broker sends again are merged, not doubled.
 TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {

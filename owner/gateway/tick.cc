@@ -57,8 +57,17 @@ Status Gateway::Cut(Stream& s) {
 
 Status Gateway::UploadSpool() {
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
+  // The gateway's own folder, but listed without exceptions: one removed or unreadable under
+  // a running gateway is an error to report, not a crash.
+  std::error_code list_error;
+  for (fs::directory_iterator it(options_.state_dir + "/spool", list_error), end;
+       !list_error && it != end; it.increment(list_error)) {
+    const fs::directory_entry& e = *it;
     if (e.path().extension() == ".batch") names.push_back(e.path().filename().string());
+  }
+  if (list_error) {
+    return IoError("cannot list the spool " + options_.state_dir +
+                   "/spool: " + list_error.message());
   }
   std::sort(names.begin(), names.end());
   for (const std::string& name : names) {
