@@ -5,17 +5,16 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "adapters/proc/proc.h"
+#include "common/base/address.h"
 #include "common/base/bytes.h"
 #include "common/base/file.h"
 #include "common/crypto/crypto.h"
@@ -27,16 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 constexpr int64_t kDay = 86400;
 constexpr const char* kNatsServer = "/usr/sbin/nats-server";
-
-// A TCP port written as decimal digits, 1-65535.
-std::optional<int> ParsePort(std::string_view text) {
-  int port = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-  if (ec != std::errc() || end != text.data() + text.size() || port < 1 || port > 65535) {
-    return std::nullopt;
-  }
-  return port;
-}
 
 Result<std::string> RandomPassword() {
   std::vector<uint8_t> b(24);
@@ -221,9 +210,10 @@ Result<Info> Load(const std::string& dir_in) {
     std::istringstream fields(line);
     std::string url, route_text, extra;
     fields >> url >> route_text;
-    const size_t colon = url.rfind(':');
-    const auto client = ParsePort(colon == std::string::npos ? "" : url.substr(colon + 1));
-    const auto route = ParsePort(route_text);
+    constexpr std::string_view kScheme = "tls://";
+    const auto client = ParseHostPort(
+        url.starts_with(kScheme) ? std::string_view(url).substr(kScheme.size()) : "", "node");
+    const auto route = client ? ParseHostPort(client->host + ":" + route_text, "route") : client;
     if (!client || !route || (fields >> extra)) {
       return Fail(Error::Code::kCorrupt,
                   fmt::format("{}/cluster.txt line {}: expected \"tls://HOST:PORT ROUTE_PORT\" "
@@ -235,8 +225,8 @@ Result<Info> Load(const std::string& dir_in) {
     n.name = "n" + std::to_string(i + 1);
     n.config = NodeDir(dir, i) + "/nats.conf";
     n.store = NodeDir(dir, i) + "/store";
-    n.client_port = *client;
-    n.route_port = *route;
+    n.client_port = client->port;
+    n.route_port = route->port;
     info.nodes.push_back(n);
     info.urls.push_back(url);
   }
