@@ -276,7 +276,7 @@ void RegisterLakeIngest(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, cons
   ingest
       ->add_option("--epsilon", in->options.policy.epsilon,
                    "dp: privacy spent by a query that does not say (per query)")
-      ->check(CLI::Range(1e-6, lake::kMaxQueryEpsilon))
+      ->check(CLI::Range(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon))
       ->capture_default_str();
   ingest
       ->add_option("--budget", in->options.policy.budget,
@@ -326,7 +326,7 @@ void RegisterLakeQuery(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const
       ->add_option("--epsilon", *epsilon,
                    "dp datasets: privacy this query spends of your budget (default: the "
                    "dataset's)")
-      ->check(CLI::Range(1e-6, lake::kMaxQueryEpsilon));
+      ->check(CLI::Range(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon));
   query->callback([a, sql, fail, epsilon] {
     auto c = Connect(*a);
     if (!c) return fail("query", c.error());

@@ -201,10 +201,11 @@ Status PrivacyPolicy::Check() const {
   if (privacy != Privacy::kDp && privacy != Privacy::kExact) {
     return InvalidArgument("unknown privacy policy");
   }
-  if (!(epsilon > 0 && epsilon <= kMaxQueryEpsilon) || !(budget > 0 && budget <= 1e6)) {
+  if (!(epsilon >= kMinQueryEpsilon && epsilon <= kMaxQueryEpsilon) ||
+      !(budget > 0 && budget <= 1e6)) {
     return InvalidArgument(
-        fmt::format("privacy: the epsilon per query must be in (0, {}] and the budget in (0, 1e6]",
-                    kMaxQueryEpsilon));
+        fmt::format("privacy: the epsilon per query must be in [{}, {}] and the budget in (0, 1e6]",
+                    kMinQueryEpsilon, kMaxQueryEpsilon));
   }
   return {};
 }

@@ -71,6 +71,9 @@ std::string_view PrivacyName(Privacy p);
 Result<Privacy> ParsePrivacy(std::string_view name);
 
 inline constexpr size_t kOverlapHistory = 64;
+// Epsilon per query: below kMinQueryEpsilon the noise is meaningless (and its scale, split over a
+// query's aggregates, would leave what the enclave's sampler can draw exactly).
+inline constexpr double kMinQueryEpsilon = 1e-6;
 inline constexpr double kMaxQueryEpsilon = 10;
 inline constexpr double kDpDelta = 1e-6;
 
@@ -78,8 +81,8 @@ struct PrivacyPolicy {
   Privacy privacy = Privacy::kDp;
   double epsilon = 0.5;  // per query, when the query does not say
   double budget = 5;     // per analyst, in all
-  // kInvalidArgument for an unknown kind, or an epsilon or budget outside (0, kMaxQueryEpsilon]
-  // and (0, 1e6].
+  // kInvalidArgument for an unknown kind, or an epsilon or budget outside
+  // [kMinQueryEpsilon, kMaxQueryEpsilon] and (0, 1e6].
   Status Check() const;
   void Encode(ByteWriter* w) const;
   static Result<PrivacyPolicy> Decode(ByteReader* r);

@@ -55,16 +55,22 @@ int64_t DiscreteLaplace(uint64_t num, uint64_t den, const RandomSource& rng) {
     if (!BernoulliExp(u, s, rng)) continue;
     uint64_t v = 0;
     while (BernoulliExp(1, 1, rng)) ++v;
-    const uint64_t x = u + s * v;
-    const uint64_t y = x / t;
+    // In 128 bits: s * v passes 2^64 for a large scale (s near 2^63) and v >= 2.
+    const unsigned __int128 x = u + static_cast<unsigned __int128>(s) * v;
+    const unsigned __int128 y128 = x / t;
+    const auto y = static_cast<int64_t>(
+        std::min<unsigned __int128>(y128, std::numeric_limits<int64_t>::max()));
     const bool negative = Bernoulli(1, 2, rng);
     if (negative && y == 0) continue;
-    return negative ? -static_cast<int64_t>(y) : static_cast<int64_t>(y);
+    return negative ? -y : y;
   }
 }
 
 uint64_t ScaleNumerator(double scale) {
-  return static_cast<uint64_t>(std::ceil(scale * static_cast<double>(kScaleDen)));
+  // Callers keep scale within (0, kMaxScale]; the clamp only keeps the conversion defined.
+  const double clamped = std::isnan(scale) ? kMaxScale : std::clamp(scale, 0.0, kMaxScale);
+  return std::max<uint64_t>(
+      1, static_cast<uint64_t>(std::ceil(clamped * static_cast<double>(kScaleDen))));
 }
 
 double NoisyCount(uint64_t count, double eps, const RandomSource& rng) {
@@ -90,11 +96,15 @@ double NoisySum(std::span<const double> values, double lo, double hi, double eps
 double NoisyPercentile(std::span<const double> values, double lo, double hi, double p, double eps,
                        const RandomSource& rng) {
   std::vector<double> bins(kPercentileBins, 0);
-  const double width = (hi - lo) / kPercentileBins;
+  // In halves: hi - lo passes the largest double for bounds near +-1.8e308, and (x - lo) / width
+  // was then inf / inf, whose NaN converted to int is undefined (on x86 INT_MIN: a write far
+  // outside `bins`). Halved, every difference is finite and a bin's position within 0..256.
+  const double half_width = (hi / 2 - lo / 2) / kPercentileBins;
   for (double v : values) {
     if (std::isnan(v)) continue;
     const double x = std::clamp(v, lo, hi);
-    const int b = width > 0 ? std::min(kPercentileBins - 1, static_cast<int>((x - lo) / width)) : 0;
+    const double pos = half_width > 0 ? (x / 2 - lo / 2) / half_width : 0;
+    const int b = std::clamp(static_cast<int>(pos), 0, kPercentileBins - 1);
     bins[b] += 1;
   }
   double total = 0;
@@ -108,7 +118,8 @@ double NoisyPercentile(std::span<const double> values, double lo, double hi, dou
   double below = 0;
   for (int b = 0; b < kPercentileBins; ++b) {
     if (bins[b] > 0 && below + bins[b] >= target) {
-      return lo + width * (b + (target - below) / bins[b]);
+      const double half = half_width * (b + (target - below) / bins[b]);
+      return lo + half + half;
     }
     below += bins[b];
   }

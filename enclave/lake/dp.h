@@ -27,8 +27,14 @@ using RandomSource = std::function<uint64_t()>;
 // Exactly P(Y = y) proportional to exp(-|y| * den / num), for num, den >= 1.
 int64_t DiscreteLaplace(uint64_t num, uint64_t den, const RandomSource& rng);
 
-// The rational scale used for `scale` (> 0): num / kScaleDen with num = ceil(scale * kScaleDen).
+// The rational scale used for `scale`: num / kScaleDen with num = ceil(scale * kScaleDen).
 inline constexpr uint64_t kScaleDen = uint64_t{1} << 20;
+// The largest noise scale: its numerator is at most 2^62, so the sampler's arithmetic is exact.
+// Callers refuse a query that would need more (a tiny epsilon over many aggregates): converting a
+// larger double to an integer would be undefined behaviour, and less noise than asked a privacy
+// leak.
+inline constexpr double kMaxScale = 4398046511104.0;  // 2^42
+// For 0 < scale <= kMaxScale; anything else is clamped into that range.
 uint64_t ScaleNumerator(double scale);
 
 // Grid steps in one sensitivity: a sum's values are rounded to max|lo|,|hi| / kSumGrid.

@@ -56,6 +56,40 @@ TEST(DiscreteLaplace, MatchesTheStatedDistribution) {
   }
 }
 
+// Regression: at the largest scale (a numerator of 2^62) the sampler's s * v passed 2^64 for
+// v >= 4 and wrapped, so the tail beyond four times the scale (P = e^-4, 1.8 %) vanished. And a
+// scale a double cannot convert (1e300, NaN) was undefined behaviour; it is clamped now.
+TEST(DiscreteLaplace, TheLargestScaleKeepsItsTail) {
+  EXPECT_EQ(ScaleNumerator(1e300), ScaleNumerator(kMaxScale));
+  EXPECT_EQ(ScaleNumerator(std::nan("")), ScaleNumerator(kMaxScale));
+  EXPECT_EQ(ScaleNumerator(-1), 1u);
+  const uint64_t num = ScaleNumerator(kMaxScale);
+  EXPECT_EQ(num, uint64_t{1} << 62);
+  const RandomSource rng = Seeded(17);
+  const int n = 8000;
+  int beyond = 0;
+  for (int i = 0; i < n; ++i) {
+    const double x = static_cast<double>(DiscreteLaplace(num, kScaleDen, rng));
+    beyond += std::fabs(x) >= 4 * kMaxScale;
+  }
+  EXPECT_NEAR(beyond / static_cast<double>(n), std::exp(-4.0), 0.006);
+}
+
+// Regression: with bounds near the largest double, hi - lo overflowed to inf, a value at the upper
+// bound fell in bin (inf / inf = NaN) converted to int (undefined; on x86 INT_MIN, a write far
+// outside the histogram). Bounds are any finite pair (schema.cc), so the whole range must work.
+TEST(NoisyPercentile, BoundsSpanningEveryDoubleStayInsideTheHistogram) {
+  const double lo = -1.7e308, hi = 1.7e308;
+  std::vector<double> values(200, hi);
+  values.insert(values.end(), 200, lo);
+  const RandomSource rng = Seeded(3);
+  const double top = NoisyPercentile(values, lo, hi, 99, 1, rng);
+  const double bottom = NoisyPercentile(values, lo, hi, 1, 1, rng);
+  ASSERT_TRUE(std::isfinite(top) && std::isfinite(bottom)) << top << " " << bottom;
+  EXPECT_GT(top, hi * 0.98);  // the top bin: within 1/256 of the range below hi
+  EXPECT_LT(bottom, lo * 0.98);
+}
+
 // Noise must not be a no-op: a wrong sampler (always 0, or one-sided) fails here.
 TEST(DiscreteLaplace, IsSymmetricAndSpread) {
   const RandomSource rng = Seeded(7);

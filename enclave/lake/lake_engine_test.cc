@@ -4,6 +4,7 @@
 // rollback-safe versions. No enclave, no host, no store: the sealer is injected.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -394,6 +395,85 @@ TEST_F(LakeEngine, RolesAuditAndSmallGroupsWithCodesToBranchOn) {
   ASSERT_TRUE(Send(2, lake::DeleteRequest{"adm"}));
   EXPECT_EQ(CodeOf(Send(2, lake::QueryRequest{"SELECT COUNT(*) FROM adm", 0})),
             Error::Code::kNotFound);
+}
+
+// Regression: an analyst's epsilon had only to be above 0. At 1e-300 the noise's scale passed what
+// a 64-bit integer holds and its conversion was undefined behaviour (on x86 it came out as a
+// scale of almost nothing: the exact count, for a budget of nothing). Epsilon below
+// kMinQueryEpsilon is refused, and so is one that, split over a query's aggregates, would need
+// more noise than the sampler can draw exactly.
+TEST_F(LakeEngine, AnEpsilonTooSmallToSampleIsRefusedNotConverted) {
+  Login(1, admin_);
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{hospital_.RawPublic(), "hospital", "owner", {}}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{analyst_.RawPublic(), "bob", "analyst", {"adm"}}));
+  Login(2, hospital_);
+  ASSERT_TRUE(Send(
+      2, lake::IngestBeginRequest{
+             "adm", *lake::ParseSchema("age:integer:0..120"), 5, {lake::Privacy::kDp, 1, 10}}));
+  std::string csv;
+  for (int i = 0; i < 40; ++i) csv += std::to_string(30 + i) + "\n";
+  ASSERT_TRUE(Send(2, lake::IngestChunkRequest{2, csv}));
+  ASSERT_TRUE(Send(2, lake::IngestEndRequest{}));
+  Login(3, analyst_);
+  for (double eps : {1e-300, 1e-7, -1.0, 11.0, std::nan("")}) {
+    EXPECT_EQ(CodeOf(Send(3, lake::QueryRequest{"SELECT COUNT(*) FROM adm", eps})),
+              Error::Code::kInvalidArgument)
+        << eps;
+  }
+  // The engine itself (below the lake's range check) refuses a scale it cannot sample.
+  const lake::Table t = Small();
+  auto q = lake::ParseQuery("SELECT COUNT(*) FROM t");
+  ASSERT_TRUE(q);
+  uint64_t word = 1;
+  lake::DpOptions dp{.epsilon = 1e-300, .delta = 1e-6, .rng = [&word] { return word *= 7; }};
+  auto r = lake::Execute(*q, t, {.dp = &dp});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument);
+  dp.epsilon = 1;
+  EXPECT_TRUE(lake::Execute(*q, t, {.dp = &dp}));
+  // The smallest epsilon still answers, with noise of its scale (not an exact count).
+  auto tiny = Send(3, lake::QueryRequest{"SELECT COUNT(*) FROM adm", 1e-6});
+  ASSERT_TRUE(tiny) << tiny.error().message();
+  auto rs = lake::DecodeResultSet(*tiny);
+  ASSERT_TRUE(rs);
+  ASSERT_EQ(rs->rows.size(), 1u);
+  EXPECT_NE(std::get<double>(rs->rows[0][0]), 40);  // noise of scale 1e6: exactly 40 about 1e-6
+  // Owners' policies are held to the same range.
+  EXPECT_FALSE((lake::PrivacyPolicy{lake::Privacy::kDp, 1e-9, 10}.Check()));
+}
+
+// Regression: bounds are any finite pair, but the private aggregates computed hi - lo and its
+// square in the column's units. At bounds near +-1.7e308 a PERCENTILE put a value at the upper
+// bound in bin NaN (a write far outside the histogram: a crash), and at bounds of 1e200 STDDEV's
+// squares were infinite (a NaN grid position, then signed overflow summing it).
+TEST(LakeQuery, PrivateAggregatesOverBoundsNearTheLargestDoubleStayFinite) {
+  // Each with half its range: the values' standard deviation is 0.8 to 0.95 of it.
+  for (const auto& [bounds, half] : std::vector<std::pair<const char*, double>>{
+           {"-1.7e308..1.7e308", 1.7e308}, {"-1e200..1e200", 1e200}, {"0..1e300", 0.5e300}}) {
+    lake::Table t(*lake::ParseSchema(std::string("x:real:") + bounds));
+    for (int i = 0; i < 60; ++i) {
+      ASSERT_TRUE(t.AppendRow({i % 3 == 0 ? "1.7e308" : i % 3 == 1 ? "-1.7e308" : "0"}));
+    }
+    auto q = lake::ParseQuery("SELECT STDDEV(x), PERCENTILE(x, 90), MEDIAN(x), AVG(x) FROM t");
+    ASSERT_TRUE(q) << q.error().message();
+    uint64_t word = 88172645463325252ull;
+    lake::DpOptions dp{.epsilon = 1, .delta = 1e-6, .rng = [&word] {
+                         word ^= word << 13;  // xorshift64
+                         word ^= word >> 7;
+                         return word ^= word << 17;
+                       }};
+    auto r = lake::Execute(*q, t, {.dp = &dp});
+    ASSERT_TRUE(r) << bounds << ": " << r.error().message();
+    ASSERT_EQ(r->rows.size(), 1u);
+    for (size_t k = 0; k < 4; ++k) {
+      const auto* v = std::get_if<double>(&r->rows[0][k]);
+      ASSERT_TRUE(v) << bounds << " column " << k;
+      EXPECT_TRUE(std::isfinite(*v)) << bounds << " column " << k << ": " << *v;
+    }
+    EXPECT_GT(std::get<double>(r->rows[0][0]), 0.3 * half) << bounds;  // not a NaN made 0
+    EXPECT_LE(std::get<double>(r->rows[0][0]), 1.1 * half) << bounds;
+  }
 }
 
 TEST_F(LakeEngine, TheStoredStateReloadsAndAnOlderManifestIsNotNewer) {

@@ -49,10 +49,10 @@ Result<crypto::Bytes> Lake::On(Session& s, const QueryRequest& request, Output* 
     dp.epsilon = asked_epsilon == 0 ? d->policy.epsilon : asked_epsilon;
     dp.delta = kDpDelta;
     dp.rng = rng_;
-    if (!(dp.epsilon > 0 && dp.epsilon <= kMaxQueryEpsilon)) {
+    if (!(dp.epsilon >= kMinQueryEpsilon && dp.epsilon <= kMaxQueryEpsilon)) {
       return refuse(q->dataset, Error(Error::Code::kInvalidArgument,
-                                      fmt::format("epsilon {} out of (0, {}]", asked_epsilon,
-                                                  kMaxQueryEpsilon)));
+                                      fmt::format("epsilon {} out of [{}, {}]", dp.epsilon,
+                                                  kMinQueryEpsilon, kMaxQueryEpsilon)));
     }
     spent = &d->spent[s.key];
     // Sequential composition: the budget is the sum of what every query spent.

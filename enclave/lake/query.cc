@@ -224,6 +224,13 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
     if (item.agg == Agg::kStddev) measurements += 3;
   }
   const double eps = o.epsilon / static_cast<double>(measurements);
+  // A sum's noise has the largest scale; past dp::kMaxScale the sampler could not draw it exactly.
+  if (!(dp::kSumGrid / eps <= dp::kMaxScale)) {
+    return InvalidArgument(fmt::format(
+        "epsilon {:.3g} split over this query's {} noisy measurements is too small to sample "
+        "(ask for a larger epsilon or fewer aggregates)",
+        o.epsilon, measurements));
+  }
   const double count_scale = 1 / eps;
   const size_t groups = first_row.size();
   ResultSet out;
@@ -285,25 +292,28 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
       if (item.agg == Agg::kStddev) {
         // Sample variance from a noisy n, sum and sum of squares of the values centred on the
         // bounds' midpoint (the variance does not move; the sensitivities shrink to half the
-        // range and its square, and the cancellation in sum_sq - sum^2/n with them).
-        const double mid = (col.lo + col.hi) / 2, half = (col.hi - col.lo) / 2;
+        // range and its square, and the cancellation in sum_sq - sum^2/n with them), in units
+        // of that half range: the same grid and noise as in the column's units, but no square
+        // can pass the largest double (bounds of 1e200 once made half * half infinite, and the
+        // sum's grid position NaN).
+        const double mid = col.lo / 2 + col.hi / 2, half = col.hi / 2 - col.lo / 2;
         std::vector<double> centred, squares;
         centred.reserve(values[g].size());
         squares.reserve(values[g].size());
         for (double v : values[g]) {
-          const double x = std::clamp(v, col.lo, col.hi) - mid;
+          const double x = half > 0 ? (std::clamp(v, col.lo, col.hi) - mid) / half : 0;
           centred.push_back(x);
           squares.push_back(x * x);
         }
-        const double sum_c = dp::NoisySum(centred, -half, half, eps, o.rng);
-        const double sum_sq = dp::NoisySum(squares, 0, half * half, eps, o.rng);
+        const double sum_c = dp::NoisySum(centred, -1, 1, eps, o.rng);
+        const double sum_sq = dp::NoisySum(squares, 0, 1, eps, o.rng);
         const double n = dp::NoisyCount(present[g], eps, o.rng);
         if (n < 2) {
           cells[g][k] = std::monostate{};
           continue;
         }
         const double var = std::max(0.0, (sum_sq - sum_c * sum_c / n) / (n - 1));
-        cells[g][k] = std::min(std::sqrt(var), (col.hi - col.lo) / 2 * std::sqrt(n / (n - 1)));
+        cells[g][k] = half * std::min(std::sqrt(var), std::sqrt(n / (n - 1)));
         continue;
       }
       const double sum = dp::NoisySum(values[g], col.lo, col.hi, eps, o.rng);
