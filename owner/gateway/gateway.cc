@@ -4,9 +4,11 @@
 #include <fmt/format.h>
 #include <unistd.h>
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -27,6 +29,19 @@ namespace fs = std::filesystem;
 
 // Devices the gateway follows at most (each one's state is small, but not free).
 constexpr size_t kMaxDevices = 100000;
+
+// A count written by the gateway: decimal digits only (std::from_chars takes no sign or space).
+bool WholeNumber(std::string_view text, uint64_t* v) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *v);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+}
+
+// A time up to which beats are sealed: a number, or -inf before the first cut (as fmt writes it).
+bool SealedUntil(std::string_view text, double* v) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *v);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size() &&
+         (std::isfinite(*v) || *v == -std::numeric_limits<double>::infinity());
+}
 
 bool ValidUser(const std::string& u) {
   return !u.empty() && u.size() <= 64 && std::all_of(u.begin(), u.end(), [](char c) {
@@ -278,14 +293,21 @@ Status Gateway::Recover() {
     std::istringstream in(*text);
     for (std::string line; std::getline(in, line);) {
       std::istringstream fields(line);
-      std::string user, sealed;
+      std::string user, next_text, sealed_text;
       uint64_t next = 0;
-      if (!(fields >> user >> next) || !ValidUser(user)) {
-        return Corrupt(options_.state_dir + "/seq is damaged: '" + line + "'");
+      double sealed = -std::numeric_limits<double>::infinity();
+      // Read strictly: `>>` into an integer takes "-1" as the largest count and "1e30" as 1, and
+      // strtod takes anything; a wrapped next_seq would stall the user's stream at the server,
+      // a sealed_until of +inf or NaN would drop every later beat as already sealed.
+      if (!(fields >> user >> next_text) || !ValidUser(user) || !WholeNumber(next_text, &next) ||
+          ((fields >> sealed_text) && !SealedUntil(sealed_text, &sealed))) {
+        return Corrupt(options_.state_dir + "/seq is damaged: '" + Printable(line) +
+                       "' (each line must be: user next_seq [sealed_until]; restore it from a "
+                       "backup or remove it to start the users' sequences again)");
       }
       MEDSTREAM_TRY(s, StreamFor(user));
       s->next_seq = next;
-      if (fields >> sealed) s->batch.SetSealedUntil(std::strtod(sealed.c_str(), nullptr));
+      s->batch.SetSealedUntil(sealed);
     }
   }
   // The gateway's own folder, but listed without exceptions: one removed or unreadable under

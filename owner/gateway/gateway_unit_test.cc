@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -164,6 +165,45 @@ TEST_F(GatewayUnit, ADamagedLastResultLineIsReadAgainNotConverted) {
   while (std::getline(in, line))
     if (!line.empty()) last = line;
   EXPECT_EQ(nlohmann::json::parse(last).at("seq").get<uint64_t>(), 3u) << last;
+}
+
+// Regression: STATE/seq was read with `>>` and strtod. "-1" became the largest count (the user's
+// next batch would carry a sequence number the server never accepts), "1e30" became 1, and a
+// sealed_until of "inf" would have dropped every later beat as already sealed. A damaged line is
+// refused now; what the gateway writes (including -inf before a user's first cut, and the older
+// two-field lines) is still read.
+TEST_F(GatewayUnit, ADamagedSequenceFileIsRefusedNotWrapped) {
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (const auto& m : Messages(1, 30, 5)) feed->Send(t1, m);
+    Drain(*g);
+  }
+  const std::string path = options_.state_dir + "/seq";
+  const auto good = ReadFileText(path);
+  ASSERT_TRUE(good);
+  std::istringstream fields(*good);
+  std::string user, next;
+  ASSERT_TRUE(fields >> user >> next) << *good;
+  ASSERT_EQ(user, "user-0001");
+  for (const std::string& damaged : std::vector<std::string>{
+           "user-0001 -1 5\n", "user-0001 1e30\n", "user-0001 +3\n", "user-0001 3.5\n",
+           "user-0001 99999999999999999999\n", "user-0001 x\n", "user-0001 " + next + " inf\n",
+           "user-0001 " + next + " nan\n", "user-0001 " + next + " 12abc\n"}) {
+    ASSERT_TRUE(WriteFileAtomic(path, damaged, 0600));
+    auto g = Gateway::Start(options_, std::make_unique<Feed>());
+    ASSERT_FALSE(g) << damaged;
+    EXPECT_EQ(g.error().code(), Error::Code::kCorrupt) << damaged << g.error().message();
+  }
+  for (const std::string& fine : std::vector<std::string>{*good, "user-0001 " + next + "\n",
+                                                          "user-0001 " + next + " -inf\n"}) {
+    ASSERT_TRUE(WriteFileAtomic(path, fine, 0600));
+    auto g = Gateway::Start(options_, std::make_unique<Feed>());
+    ASSERT_TRUE(g) << fine << g.error().message();
+    EXPECT_EQ((*g)->outstanding(), 0u) << fine;
+  }
 }
 
 // Regression: the gateway listed its spool with a throwing directory_iterator, so a spool folder
