@@ -153,9 +153,14 @@ Result<std::vector<int64_t>> LoadReferenceBeats(const std::string& path,
     if (line.empty()) continue;
     const auto f = Split(line);
     double s = 0;
+    // A sample index: a whole number a double holds exactly (converting 1e30 to int64 would be
+    // undefined behaviour; -3 or 2.5 are no sample).
     if (f.size() <= static_cast<size_t>(std::max({sample_col, beat_col, symbol_col})) ||
-        !Double(f[static_cast<size_t>(sample_col)], &s)) {
-      return InvalidArgument(fmt::format("{} line {}: bad row", reference_csv, line_no));
+        !Double(f[static_cast<size_t>(sample_col)], &s) || s < 0 || s > 9007199254740992.0 ||
+        s != std::floor(s)) {
+      return InvalidArgument(fmt::format(
+          "{} line {}: bad row (the sample column must be a whole number from 0 to 2^53)",
+          reference_csv, line_no));
     }
     bool beat = false;
     if (beat_col >= 0) {

@@ -185,5 +185,25 @@ TEST(EcgFile, CsvAndWfdbGiveTheSameSignal) {
   fs::remove(csv);
 }
 
+// Regression: a reference CSV's sample column was converted to int64 unchecked, so 1e30 was
+// undefined behaviour (and -3 or 2.5 became sample numbers). Only whole numbers from 0 to 2^53
+// are samples; anything else is refused with its line.
+TEST(EcgFile, AReferenceSampleThatIsNoWholeNumberIsRefused) {
+  const std::string csv = ::testing::TempDir() + "/reference.csv";
+  auto load = [&](const std::string& row) {
+    std::ofstream(csv) << "sample,is_beat\n10,1\n" << row << "\n";
+    return LoadReferenceBeats(kExcerpt, "atr", csv);
+  };
+  for (const char* bad : {"1e30,1", "-3,1", "2.5,1", "9007199254740994,1", "inf,1", "x,1"}) {
+    auto r = load(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code(), Error::Code::kInvalidArgument) << bad;
+  }
+  auto ok = load("9007199254740992,1");
+  ASSERT_TRUE(ok) << ok.error().message();
+  EXPECT_EQ(*ok, (std::vector<int64_t>{10, int64_t{1} << 53}));
+  fs::remove(csv);
+}
+
 }  // namespace
 }  // namespace medstream::wfdb
