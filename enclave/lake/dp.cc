@@ -55,7 +55,7 @@ int64_t DiscreteLaplace(uint64_t num, uint64_t den, const RandomSource& rng) {
     if (!BernoulliExp(u, s, rng)) continue;
     uint64_t v = 0;
     while (BernoulliExp(1, 1, rng)) ++v;
-    // In 128 bits: s * v passes 2^64 for a large scale (s near 2^63) and v >= 2.
+    // In 128 bits: s * v passes 2^64 for a large scale (s up to 2^62, kMaxScale) once v >= 4.
     const unsigned __int128 x = u + static_cast<unsigned __int128>(s) * v;
     const unsigned __int128 y128 = x / t;
     const auto y = static_cast<int64_t>(
@@ -104,7 +104,8 @@ double NoisyPercentile(std::span<const double> values, double lo, double hi, dou
     if (std::isnan(v)) continue;
     const double x = std::clamp(v, lo, hi);
     const double pos = half_width > 0 ? (x / 2 - lo / 2) / half_width : 0;
-    const int b = std::clamp(static_cast<int>(pos), 0, kPercentileBins - 1);
+    // Clamped before the conversion: a subnormal width could round the quotient past 256.
+    const int b = static_cast<int>(std::clamp(pos, 0.0, kPercentileBins - 1.0));
     bins[b] += 1;
   }
   double total = 0;
