@@ -1,6 +1,7 @@
 // `medstream bench`: the evaluation grid of the original research (apps/evaluation/evaluation.h).
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -30,24 +31,42 @@ std::vector<std::string> Split(const std::string& s) {
   return out;
 }
 
-// "1k,32k,1M,8MB,4096" -> bytes (k = 1024, M = 1024 * 1024).
+// "1k,32k,1M,8MB,4096" -> bytes (k = 1024, M = 1024 * 1024), each from 1 byte to
+// evaluation::kMaxLoadBytes. strtod's 1e30 or inf converted to an integer was undefined behaviour
+// (it ran as a 0-byte load, reported as such).
 Result<std::vector<uint64_t>> ParseLoads(const std::string& s) {
   std::vector<uint64_t> out;
   for (const std::string& item : Split(s)) {
-    char* end = nullptr;
-    const double v = std::strtod(item.c_str(), &end);
-    std::string unit(end);
+    double v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    std::string unit(end, item.data() + item.size());
     if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
     uint64_t scale = 1;
     if (unit == "k" || unit == "K") {
       scale = 1024;
     } else if (unit == "M" || unit == "m") {
       scale = 1024 * 1024;
-    } else if (!unit.empty() || end == item.c_str()) {
+    } else if (!unit.empty() || ec != std::errc()) {
       return InvalidArgument("'" + item + "' is not a load: a number of bytes, or with k or M");
     }
-    if (!(v > 0)) return InvalidArgument("'" + item + "': a load must be positive");
-    out.push_back(static_cast<uint64_t>(v * static_cast<double>(scale)));
+    const double bytes = v * static_cast<double>(scale);
+    if (!(bytes >= 1) || bytes > static_cast<double>(evaluation::kMaxLoadBytes))
+      return InvalidArgument(fmt::format("'{}': a load must be from 1 byte to {} MB", item,
+                                         evaluation::kMaxLoadBytes >> 20));
+    out.push_back(static_cast<uint64_t>(bytes));
+  }
+  return out;
+}
+
+// "1,2" -> worker counts, each from 1 to 64.
+Result<std::vector<int>> ParseWorkerCounts(const std::string& s) {
+  std::vector<int> out;
+  for (const std::string& w : Split(s)) {
+    int n = 0;
+    const auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), n);
+    if (ec != std::errc() || end != w.data() + w.size() || n < 1 || n > 64)
+      return InvalidArgument("--workers takes counts from 1 to 64, e.g. 1,2 (not '" + w + "')");
+    out.push_back(n);
   }
   return out;
 }
@@ -168,7 +187,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--workloads", a->workloads,
                   "Comma-separated: batch-small,stream-small,batch-big,stream-big");
   cmd->add_option("--small-loads", a->small_loads, "Loads of the small workloads (e.g. 1k,32k)");
-  cmd->add_option("--big-loads", a->big_loads, "Loads of the big workloads (e.g. 1M,32M)");
+  cmd->add_option("--big-loads", a->big_loads,
+                  "Loads of the big workloads (e.g. 1M,32M; at most 64M)");
   cmd->add_option("--reps", a->reps, "Repetitions of each batch point (at least; default 3)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--min-time", a->min_time,
@@ -234,12 +254,9 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
                                         .string()
                                   : o.work_dir;
       c.keep = o.keep;
-      c.workers.clear();
-      for (const std::string& w : Split(a->cluster_workers)) {
-        const int n = std::atoi(w.c_str());
-        if (n < 1 || n > 64) return fail("--workers takes counts from 1 to 64, e.g. 1,2");
-        c.workers.push_back(n);
-      }
+      auto workers = ParseWorkerCounts(a->cluster_workers);
+      if (!workers) return fail(workers.error());
+      c.workers = *workers;
       c.users = a->cluster_users;
       c.beats_per_user = a->cluster_beats;
       c.batch_beats = a->cluster_batch_beats;
@@ -295,11 +312,9 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
         for (const std::string& r : Split(a->rate)) e.workloads.push_back("x" + r);
       }
       if (a->cluster) {
-        for (const std::string& w : Split(a->cluster_workers)) {
-          const int n = std::atoi(w.c_str());
-          if (n < 1 || n > 64) return fail("--workers takes counts from 1 to 64, e.g. 1,2");
-          e.cluster_workers.push_back(n);
-        }
+        auto workers = ParseWorkerCounts(a->cluster_workers);
+        if (!workers) return fail(workers.error());
+        e.cluster_workers = *workers;
       }
       // The cluster's point is CPU-bound analysis shared out: hrv-bands by default.
       const std::string jobs_text = !a->jobs.empty() ? a->jobs : a->cluster ? "hrv-bands" : "sdnn";

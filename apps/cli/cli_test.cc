@@ -168,6 +168,31 @@ TEST(Cli, BadHostPortIsAClearErrorNotAnAbort) {
   }
 }
 
+TEST(Cli, NumbersPastTheirLimitsAreRefusedNotConverted) {
+  // Once: "--big-loads 1e30" or "inf" converted a double past uint64 (undefined behaviour; it ran
+  // as a 0-byte load), "--workers 1x" read as 1 (and 99999999999 overflowed atoi), and
+  // "attest verify --at 99999999999999999999" was taken as the largest long long. Loads above
+  // 64 MB are past the stated limit.
+  const std::string file = Data("rr/mitdb_100_rr.csv");
+  const std::string bench = "bench --no-baseline --modes vanilla --jobs identity ";
+  for (const std::string& args :
+       {bench + "--workloads batch-big --big-loads 1e30",
+        bench + "--workloads batch-big --big-loads inf",
+        bench + "--workloads batch-big --big-loads nan",
+        bench + "--workloads batch-big --big-loads 65M",
+        bench + "--workloads batch-big --big-loads 0",
+        bench + "--workloads batch-big --big-loads -1",
+        bench + "--workloads batch-small --small-loads 1x",
+        bench + "--cluster --workers 99999999999", bench + "--cluster --workers 1x",
+        bench + "--cluster --e2e --workers 0",
+        "attest verify " + file + " --root " + file + " --at 99999999999999999999",
+        "attest verify " + file + " --root " + file + " --at 253402300800"}) {
+    const CmdResult r = Medstream(args);
+    EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kInvalidArgument)) << args << "\n" << r.out;
+    EXPECT_LT(r.out.size(), 300u) << args << "\n" << r.out;
+  }
+}
+
 TEST(Cli, SensorRefusesAStartTimePastTheLimits) {
   // Once: beats at 1e25 s, a sensor that never ended and an enclave that hung on them.
   const CmdResult r = Medstream("sensor --start 1e25 --broker 127.0.0.1:1");

@@ -45,6 +45,9 @@ double Seconds(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// The largest load's beats (16 bytes each) must fit in one batch file, with room for its tags.
+static_assert(kMaxLoadBytes / kTextBytesPerSample * 16 < 0.75 * wire::kMaxBatchBytes);
+
 uint64_t SamplesFor(uint64_t load_bytes) {
   return std::max<uint64_t>(1, static_cast<uint64_t>(load_bytes / kTextBytesPerSample));
 }

@@ -31,6 +31,11 @@ namespace medstream::evaluation {
 // "<epoch>,<rr>\n": the original workloads' bytes a sample, in which loads and MB/s are stated.
 inline constexpr double kTextBytesPerSample = 23;
 
+// The largest load a point takes: 64 MiB of text is about 2.9 M samples, whose binary batch
+// (16 bytes a sample + tags) still fits in one batch file (wire::kMaxBatchBytes) with room to
+// spare.
+inline constexpr uint64_t kMaxLoadBytes = uint64_t{64} << 20;
+
 struct Point {
   std::string mode;      // vanilla, inproc, process, or pandas (the baseline)
   std::string job;       // identity, sdnn, hrv-bands, hrv-full

@@ -1,6 +1,7 @@
 #include "owner/client/evidence.h"
 
 #include <cctype>
+#include <charconv>
 #include <ctime>
 #include <filesystem>
 
@@ -20,9 +21,17 @@ Result<crypto::Certificate> LoadRootCertificate(const std::string& path) {
 
 Result<int64_t> ParseTimeArgument(const std::string& s) {
   if (s.empty()) return static_cast<int64_t>(std::time(nullptr));
-  char* end = nullptr;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (end && *end == '\0') return static_cast<int64_t>(v);
+  // Unix seconds up to the end of year 9999, the last time an X.509 certificate can name (strtoll
+  // took 1e30's digits as the largest long long without a word, and "12abc" as 12).
+  constexpr int64_t kLastX509Second = 253402300799;  // 9999-12-31T23:59:59Z
+  if (s.find_first_not_of("0123456789") == std::string::npos) {
+    int64_t v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || v > kLastX509Second)
+      return InvalidArgument("time '" + Printable(s, 40) +
+                             "': Unix seconds must be from 0 to 253402300799 (year 9999)");
+    return v;
+  }
   struct tm tm = {};
   const char* rest = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
   if (!rest || (*rest != '\0' && std::string(rest) != "Z")) {
