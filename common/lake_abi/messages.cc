@@ -147,9 +147,11 @@ Result<ResultSet> ResultSet::Decode(ByteReader* r) {
     out.columns.push_back(c);
   }
   MEDSTREAM_TRY(nr, r->U32("result rows"));
-  // Each value takes at least its tag byte: a row count the bytes cannot hold is refused before
-  // anything is allocated (and rows without columns are no rows).
-  if ((nc == 0 && nr > 0) || (nc > 0 && nr > r->remaining() / nc)) {
+  // Each value takes at least its tag byte: a row count the bytes cannot hold, or more values than
+  // an answer may carry (a value held takes 40 bytes: 128 MiB of tags would be 5 GB), is refused
+  // before anything is allocated (and rows without columns are no rows).
+  if ((nc == 0 && nr > 0) || (nc > 0 && nr > r->remaining() / nc) ||
+      (nc > 0 && nr > kMaxAnswerCells / nc)) {
     return Corrupt(fmt::format("{} result rows of {} columns in {} bytes", nr, nc, r->remaining()));
   }
   for (uint32_t i = 0; i < nr; ++i) {
@@ -273,7 +275,7 @@ struct RequestEncoder {
   }
   void operator()(const DeleteRequest& m) const { w->String(m.dataset); }
   void operator()(const IngestEndRequest&) const {}
-  void operator()(const AuditRequest&) const {}
+  void operator()(const AuditRequest& m) const { w->U64(m.from); }
   void operator()(const ListRequest&) const {}
 };
 
@@ -338,8 +340,10 @@ Result<Request> DecodeFields(Op op, ByteReader* r) {
       MEDSTREAM_TRY(name, r->String("dataset", kMaxNameBytes));
       return DeleteRequest{name};
     }
-    case Op::kAudit:
-      return AuditRequest{};
+    case Op::kAudit: {
+      MEDSTREAM_TRY(from, r->U64("first audit entry"));
+      return AuditRequest{from};
+    }
     case Op::kList:
       return ListRequest{};
   }
@@ -427,6 +431,7 @@ crypto::Bytes Encode(const AuditReply& m) {
   w.U64(m.length);
   w.U32(static_cast<uint32_t>(m.entries.size()));
   for (const AuditEntry& e : m.entries) e.Encode(&w);
+  w.U64(m.next);
   return out;
 }
 
@@ -520,6 +525,12 @@ Result<AuditReply> DecodeAuditReply(crypto::ByteView payload) {
     MEDSTREAM_TRY(e, AuditEntry::Decode(&r));
     m.entries.push_back(std::move(e));
   }
+  MEDSTREAM_TRY(next, r.U64("next audit entry"));
+  // A next page starts past this one's entries and within the chain.
+  if (next != 0 && (next > length || (!m.entries.empty() && next <= m.entries.back().seq))) {
+    return Corrupt(fmt::format("next audit entry {} of a chain of {}", next, length));
+  }
+  m.next = next;
   if (auto s = Done(r, "audit reply"); !s) return std::unexpected(s.error());
   return m;
 }

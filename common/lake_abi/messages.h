@@ -49,6 +49,14 @@ inline constexpr size_t kMaxBadRowsReported = 1000;  // bad rows named in an ing
 inline constexpr size_t kMaxListedDatasets = 1 << 16;
 inline constexpr size_t kMaxAuditEntries = 1 << 24;
 inline constexpr size_t kMaxResultColumns = 4096;
+// One answer: at most kMaxAnswerCells values (rows x columns) and kMaxAnswerBytes as encoded
+// (ResultSet::Encode). The enclave refuses a query whose answer would pass either before it builds
+// the answer's cells: 600 000 groups of 64 aggregates once took 8 GB of enclave memory and ended in
+// "response exceeds its cap" and a restarted enclave. The values' bytes are counted whole (tags,
+// numbers and text), so an answer with its column names stays inside the 128 MiB a lake call may
+// return (enclave/core/lake_service.cc checks it at compile time).
+inline constexpr size_t kMaxAnswerCells = size_t{1} << 22;
+inline constexpr size_t kMaxAnswerBytes = size_t{64} << 20;
 
 enum class Role : uint8_t { kNone = 0, kAdmin = 1, kOwner = 2, kAnalyst = 3 };
 std::string_view RoleName(Role r);
@@ -171,7 +179,11 @@ struct QueryRequest {
 struct DeleteRequest {
   std::string dataset;
 };
-struct AuditRequest {};
+// The entries from sequence number `from` on (1: the first), as many as fit in one reply
+// (kMaxAuditReplyBytes); the reply's `next` says where to go on.
+struct AuditRequest {
+  uint64_t from = 1;
+};
 struct ListRequest {};
 
 using Request = std::variant<HelloRequest, ProveRequest, InitRequest, GrantRequest,
@@ -207,7 +219,11 @@ struct AuditReply {
   bool whole = false;   // the whole chain (the admin), else the owner's share of it
   uint64_t length = 0;  // entries in the whole chain
   std::vector<AuditEntry> entries;
+  uint64_t next = 0;  // the `from` of the next page; 0: this page reaches the chain's end
 };
+// One audit reply's entries: at most this much encoded (a long log comes in pages; the whole of
+// it once had to fit in one lake call's 128 MiB).
+inline constexpr size_t kMaxAuditReplyBytes = size_t{16} << 20;
 struct ListReply {
   std::vector<DatasetInfo> datasets;
 };

@@ -1,10 +1,25 @@
 #include "enclave/core/lake_service.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace medstream::enclave {
 
 namespace {
+
+constexpr uint64_t MaxResponse(Call call) {
+  for (const CallSpec& spec : kCalls) {
+    if (spec.call == call) return spec.max_response;
+  }
+  return 0;
+}
+// The largest answer a query may give (lake_abi/messages.h: its values, then up to 4096 column
+// names of at most a query's length, the dp figures, the channel record's framing, 1 MiB in all
+// is ample) fits in what both calls that carry it may return, so core.cc's check of the response
+// against its cap never fires on an answer.
+static_assert(lake::kMaxAnswerBytes + lake::kMaxResultColumns * (4 + 256 + 8) +
+                  lake::kMaxQueryBytes + (1 << 20) <=
+              std::min(MaxResponse(Call::kLakeRequest), MaxResponse(Call::kLakeCommit)));
 
 std::unexpected<Error> Refuse(std::string why) {
   return Fail(Error::Code::kFailedPrecondition, std::move(why));

@@ -37,6 +37,21 @@ std::string Lake::Who(const Session& s) const {
   return name + " (" + Fingerprint(s.key) + ")";
 }
 
+namespace {
+
+// A text past kMaxAuditTextBytes: its start (cut on a UTF-8 boundary) and the SHA-256 of the whole.
+std::string BoundAuditText(std::string text) {
+  if (text.size() <= kMaxAuditTextBytes) return text;
+  const std::string digest = crypto::ToHex(crypto::Sha256(crypto::AsBytes(text)));
+  size_t keep = kMaxAuditTextBytes - 200;
+  while (keep > 0 && (static_cast<uint8_t>(text[keep]) & 0xc0) == 0x80) --keep;
+  std::string out = text.substr(0, keep);
+  out += fmt::format("... [{} bytes in all, SHA-256 {}]", text.size(), digest);
+  return out;
+}
+
+}  // namespace
+
 void Lake::Audit(const Session& s, std::string op, std::string dataset, std::string detail,
                  std::string outcome) {
   AuditEntry e;
@@ -45,8 +60,8 @@ void Lake::Audit(const Session& s, std::string op, std::string dataset, std::str
   e.who = Who(s);
   e.op = std::move(op);
   e.dataset = std::move(dataset);
-  e.detail = std::move(detail);
-  e.outcome = std::move(outcome);
+  e.detail = BoundAuditText(std::move(detail));
+  e.outcome = BoundAuditText(std::move(outcome));
   if (!audit_.empty()) e.prev = audit_.back().hash;
   e.hash = e.ComputeHash();
   audit_.push_back(std::move(e));

@@ -2,7 +2,11 @@
 //
 // Hospitals (owners) upload patient records as CSV; analysts get aggregates only. The enclave
 // holds the datasets in memory and hands the host nothing but sealed blobs to store:
-//   manifest        identities and roles, datasets (schema, k, pages and their SHA-256), audit log
+//   manifest        identities and roles, datasets (schema, k, pages and their SHA-256), the
+//                   audit log's segments (their SHA-256) and its newest entries
+//   audit/<n>       kAuditSegmentEntries audit entries, sealed, pinned by the manifest: the log
+//                   grows in these, so the manifest (one lake_load call) and what each request
+//                   seals stay small however long the log gets (entries are held in memory)
 //   page/<id>/<n>   a chunk of a dataset's rows, columnar, sealed; its plaintext starts with the
 //                   dataset id, page number and lake version (the AAD-like binding), and the
 //                   manifest pins its hash, so a swapped, altered or older page is refused
@@ -102,6 +106,18 @@ class Lake {
   std::map<PublicKey, Identity> identities_;
   std::map<std::string, std::unique_ptr<Dataset>> datasets_;  // by name
   std::vector<AuditEntry> audit_;
+  // The audit log's sealed segments, oldest first: audit_'s first audit_sealed_ entries. While
+  // loading, a segment's entries wait in it and the manifest's newest in audit_tail_.
+  struct AuditSegment {
+    std::string key;
+    crypto::Digest hash{};
+    uint32_t count = 0;
+    bool loaded = false;
+    std::vector<AuditEntry> entries;
+  };
+  std::vector<AuditSegment> audit_segments_;
+  size_t audit_sealed_ = 0;
+  std::vector<AuditEntry> audit_tail_;
   dp::RandomSource rng_;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
 };

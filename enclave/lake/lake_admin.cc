@@ -68,7 +68,7 @@ Result<crypto::Bytes> Lake::On(Session& s, const DeleteRequest& m, Output* out) 
   return crypto::Bytes{};
 }
 
-Result<crypto::Bytes> Lake::On(Session& s, const AuditRequest&, Output*) {
+Result<crypto::Bytes> Lake::On(Session& s, const AuditRequest& m, Output*) {
   const Role role = RoleOf(s);
   if (role != Role::kAdmin && role != Role::kOwner)
     return Denied("the audit log is for the lake's admin and dataset owners");
@@ -88,8 +88,20 @@ Result<crypto::Bytes> Lake::On(Session& s, const AuditRequest&, Output*) {
   AuditReply reply;
   reply.whole = whole;
   reply.length = audit_.size();
-  for (const auto& e : audit_) {
-    if (whole || e.who == me_who || owns(e.dataset)) reply.entries.push_back(e);
+  // From entry m.from (1-based) on, until the page is full: then `next` names where to go on.
+  size_t bytes = 0;
+  for (uint64_t i = std::max<uint64_t>(m.from, 1) - 1; i < audit_.size(); ++i) {
+    const AuditEntry& e = audit_[i];
+    if (!whole && e.who != me_who && !owns(e.dataset)) continue;
+    crypto::Bytes one;
+    ByteWriter w(&one);
+    e.Encode(&w);
+    if (!reply.entries.empty() && bytes + one.size() > kMaxAuditReplyBytes) {
+      reply.next = e.seq;
+      break;
+    }
+    bytes += one.size();
+    reply.entries.push_back(e);
   }
   return Encode(reply);
 }

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -265,6 +267,20 @@ TEST(LakeMessages, RepliesRoundTripAndFramesCarryTheCode) {
 
 // ---- lake::Lake itself ----
 
+// An engine to load what a test's lake stored: its "sealing" is a version prefix.
+std::unique_ptr<lake::Lake> PlainLake() {
+  return std::make_unique<lake::Lake>(
+      [](crypto::ByteView p, uint64_t) -> Result<crypto::Bytes> {
+        return crypto::Bytes(p.begin(), p.end());
+      },
+      [](crypto::ByteView blob) -> Result<std::pair<crypto::Bytes, uint64_t>> {
+        ByteReader r(blob);
+        MEDSTREAM_TRY(v, r.U64("version"));
+        return std::pair{crypto::Bytes(blob.begin() + 8, blob.end()), v};
+      },
+      [] { return int64_t{0}; });
+}
+
 class LakeEngine : public ::testing::Test {
  protected:
   // Sealing is the enclave's (enclave/core); here a version prefix stands in for it.
@@ -476,6 +492,235 @@ TEST(LakeQuery, PrivateAggregatesOverBoundsNearTheLargestDoubleStayFinite) {
   }
 }
 
+// Regression: an answer had no limit but the lake call's 128 MiB, met only once it was built: 600
+// 000 groups of 61 aggregates (any analyst of an exact dataset could ask) ended in "response
+// exceeds its cap" and a restarted enclave, and 3 M groups of 64 items took 8 GB of enclave memory
+// for an answer whose groups were all suppressed. Rows x columns and the encoded bytes are checked
+// now, on the groups the answer would show, before their cells are made.
+TEST(LakeQuery, AnAnswerPastItsLimitsIsRefusedBeforeItsCellsAreMade) {
+  std::string items = "g";
+  for (int i = 0; i < 63; ++i) items += ", COUNT(*)";
+  auto q = lake::ParseQuery("SELECT " + items + " FROM t GROUP BY g");
+  ASSERT_TRUE(q) << q.error().message();
+  const size_t groups = lake::kMaxAnswerCells / 64 + 1;  // 64 columns: one group too many
+  lake::Table t(*lake::ParseSchema("g:integer,v:integer"));
+  for (size_t i = 0; i < groups; ++i) {
+    ASSERT_TRUE(t.AppendRow({std::to_string(i), std::to_string(i % 7)}));
+  }
+  auto over = lake::Execute(*q, t, {.min_group = 1});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code(), Error::Code::kResourceExhausted) << over.error().message();
+  // Decided on the groups shown: with all of them suppressed the answer is empty, not refused.
+  auto suppressed = lake::Execute(*q, t, {.min_group = 2});
+  ASSERT_TRUE(suppressed) << suppressed.error().message();
+  EXPECT_TRUE(suppressed->rows.empty());
+  EXPECT_EQ(suppressed->suppressed_groups, groups);
+  // Fewer columns over the same groups fit.
+  auto two = lake::ParseQuery("SELECT g, SUM(v) FROM t GROUP BY g");
+  ASSERT_TRUE(two);
+  auto fits = lake::Execute(*two, t, {.min_group = 1});
+  ASSERT_TRUE(fits) << fits.error().message();
+  EXPECT_EQ(fits->rows.size(), groups);
+  // Under dp alike, on the noisy set of groups.
+  uint64_t word = 88172645463325252ull;
+  lake::DpOptions dp{.epsilon = 10, .delta = 1e-6, .rng = [&word] {
+                       word ^= word << 13;  // xorshift64
+                       word ^= word >> 7;
+                       return word ^= word << 17;
+                     }};
+  // Twice the groups, so that the few the noise hides cannot bring the answer under the limit.
+  lake::Table many(*lake::ParseSchema("g:integer"));
+  for (size_t i = 0; i < 2 * groups; ++i) {
+    for (int r = 0; r < 3; ++r) ASSERT_TRUE(many.AppendRow({std::to_string(i)}));
+  }
+  auto star = lake::ParseQuery("SELECT g, COUNT(*) FROM t GROUP BY g");
+  ASSERT_TRUE(star);
+  auto shown = lake::Execute(*star, many, {.dp = &dp});
+  ASSERT_TRUE(shown) << shown.error().message();
+  EXPECT_GT(shown->rows.size(), groups);  // the threshold at epsilon 10 is under 3 rows
+  std::string key_items = "g";
+  for (int i = 0; i < 63; ++i) key_items += ", g";
+  auto keys = lake::ParseQuery("SELECT " + key_items + " FROM t GROUP BY g");
+  ASSERT_TRUE(keys);
+  auto dp_over = lake::Execute(*keys, many, {.dp = &dp});
+  ASSERT_FALSE(dp_over);
+  EXPECT_EQ(dp_over.error().code(), Error::Code::kResourceExhausted);
+
+  // Bytes: two groups whose 600 kB keys, 64 times over, pass kMaxAnswerBytes.
+  lake::Table wide(*lake::ParseSchema("g:text,v:integer"));
+  ASSERT_TRUE(wide.AppendRow({std::string(600'000, 'a'), "1"}));
+  ASSERT_TRUE(wide.AppendRow({std::string(600'000, 'b'), "2"}));
+  auto heavy = lake::Execute(*keys, wide, {.min_group = 1});
+  ASSERT_FALSE(heavy);
+  EXPECT_EQ(heavy.error().code(), Error::Code::kResourceExhausted);
+  auto once = lake::ParseQuery("SELECT g, COUNT(*) FROM t GROUP BY g");
+  ASSERT_TRUE(once);
+  EXPECT_TRUE(lake::Execute(*once, wide, {.min_group = 1}));
+  // An owner's rows alike, and the columns: 64 stars over 100 columns are 6400 (the client
+  // refused more than 4096 as a corrupt answer).
+  std::string stars = "*";
+  for (int i = 0; i < 63; ++i) stars += ", *";
+  auto rows = lake::ParseQuery("SELECT " + stars + " FROM t");
+  ASSERT_TRUE(rows);
+  auto row_bytes = lake::Execute(*rows, wide, {.allow_rows = true});
+  ASSERT_FALSE(row_bytes);
+  EXPECT_EQ(row_bytes.error().code(), Error::Code::kResourceExhausted);
+  std::string hundred;
+  for (int i = 0; i < 100; ++i) hundred += (i ? ",c" : "c") + std::to_string(i) + ":integer";
+  lake::Table broad(*lake::ParseSchema(hundred));
+  ASSERT_TRUE(broad.AppendRow(std::vector<std::string_view>(100, "1")));
+  auto columns = lake::Execute(*rows, broad, {.allow_rows = true});
+  ASSERT_FALSE(columns);
+  EXPECT_EQ(columns.error().code(), Error::Code::kResourceExhausted);
+  auto one_star = lake::ParseQuery("SELECT * FROM t");
+  ASSERT_TRUE(one_star);
+  EXPECT_TRUE(lake::Execute(*one_star, broad, {.allow_rows = true}));
+  // And the client refuses an answer with more values than one may carry, before allocating.
+  crypto::Bytes answer;
+  ByteWriter w(&answer);
+  w.U32(64);
+  for (int i = 0; i < 64; ++i) w.String("c");
+  w.U32(static_cast<uint32_t>(groups));
+  answer.resize(answer.size() + groups * 64, 0);  // every value missing: one tag byte each
+  auto decoded = lake::DecodeResultSet(answer);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(decoded.error().code(), Error::Code::kCorrupt);
+}
+
+// An answer refused as too large says something about the data (how many groups it would show),
+// so an analyst pays for it as for an answer: a dp query spends its epsilon, an exact query's row
+// set joins the overlap history. Without that the refusal could be asked again and again for free.
+TEST_F(LakeEngine, AnAnswerRefusedAsTooLargeIsPaidForAsAnAnswer) {
+  Login(1, admin_);
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{hospital_.RawPublic(), "hospital", "owner", {}}));
+  ASSERT_TRUE(
+      Send(1, lake::GrantRequest{analyst_.RawPublic(), "bob", "analyst", {"private", "exact"}}));
+  Login(2, hospital_);
+  // Two groups of ten rows, with 600 kB keys: 63 copies of the key over both pass 64 MiB.
+  for (const auto& [name, privacy] :
+       {std::pair{"private", lake::Privacy::kDp}, std::pair{"exact", lake::Privacy::kExact}}) {
+    ASSERT_TRUE(Send(2, lake::IngestBeginRequest{
+                            name, *lake::ParseSchema("i:integer,g:text"), 5, {privacy, 1, 10}}));
+    for (char key : {'a', 'b'}) {
+      std::string csv;
+      for (int i = 0; i < 10; ++i) {
+        csv += std::to_string(key == 'a' ? i : 10 + i) + "," + std::string(600'000, key) + "\n";
+      }
+      auto chunk = Send(2, lake::IngestChunkRequest{2, csv});
+      ASSERT_TRUE(chunk) << chunk.error().message();
+    }
+    ASSERT_TRUE(Send(2, lake::IngestEndRequest{}));
+  }
+  std::string items = "g";
+  for (int i = 0; i < 62; ++i) items += ", g";
+  Login(3, analyst_);
+  auto spent = [&] {
+    auto list = Send(3, lake::ListRequest{});
+    EXPECT_TRUE(list);
+    const auto reply = lake::DecodeListReply(*list);
+    EXPECT_TRUE(reply);
+    for (const auto& d : reply->datasets) {
+      if (d.name == "private") return d.budget_spent;
+    }
+    return -1.0;
+  };
+  auto big =
+      Send(3, lake::QueryRequest{"SELECT " + items + ", COUNT(*) FROM private GROUP BY g", 4});
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code(), Error::Code::kResourceExhausted) << big.error().message();
+  EXPECT_DOUBLE_EQ(spent(), 4);
+  // The exact dataset: the refused query's rows are remembered, so one row fewer is refused.
+  auto exact =
+      Send(3, lake::QueryRequest{"SELECT " + items + ", COUNT(*) FROM exact GROUP BY g", 0});
+  ASSERT_FALSE(exact);
+  EXPECT_EQ(exact.error().code(), Error::Code::kResourceExhausted) << exact.error().message();
+  auto differ = Send(3, lake::QueryRequest{"SELECT COUNT(*) FROM exact WHERE i <> 3", 0});
+  ASSERT_FALSE(differ);
+  EXPECT_EQ(differ.error().code(), Error::Code::kFailedPrecondition) << differ.error().message();
+  // A query within the limits is answered.
+  auto small = Send(3, lake::QueryRequest{"SELECT g, COUNT(*) FROM exact GROUP BY g", 0});
+  ASSERT_TRUE(small) << small.error().message();
+  EXPECT_EQ(lake::DecodeResultSet(*small)->rows.size(), 2u);
+}
+
+// Regression: the whole audit log went into every manifest, each entry with its query whole (up
+// to 64 KiB). Anyone who could prove a key, registered or not, could send 1 100 long queries (each
+// refused, each audited) and make the manifest pass the 64 MiB one lake_load may carry: the lake
+// could then never be loaded again. Entries keep 1 KiB of a text now (and its SHA-256), and the log
+// grows in sealed segments of kAuditSegmentEntries that the manifest pins by hash.
+TEST_F(LakeEngine, TheAuditLogGrowsInSealedSegmentsAndTheManifestStaysSmall) {
+  Login(1, admin_);
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  EXPECT_EQ(Login(2, stranger_), "unregistered");
+  const std::string sql = "SELECT " + std::string(60'000, 'x');
+  constexpr int kQueries = 600;
+  for (int i = 0; i < kQueries; ++i) {
+    EXPECT_EQ(CodeOf(Send(2, lake::QueryRequest{sql, 0})), Error::Code::kPermissionDenied);
+  }
+  // Every manifest stays small; the log is in the store as segments.
+  size_t largest = 0;
+  std::map<std::string, crypto::Bytes> latest;
+  for (const auto& w : stored_) {
+    if (w.key == "manifest") largest = std::max(largest, w.blob.size());
+    latest[w.key] = w.blob;
+  }
+  EXPECT_LT(largest, size_t{1} << 20);
+  EXPECT_TRUE(latest.contains("audit/00000000"));
+  EXPECT_TRUE(latest.contains("audit/00000001"));
+  // The long query is kept as its start and the SHA-256 of the whole.
+  auto first = lake::DecodeAuditReply(*Send(1, lake::AuditRequest{}));
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->entries.size(), first->length);
+  EXPECT_GE(first->length, static_cast<uint64_t>(kQueries) + 1);
+  EXPECT_EQ(first->next, 0u);
+  const std::string digest = crypto::ToHex(crypto::Sha256(crypto::AsBytes(sql)));
+  const lake::AuditEntry& asked = first->entries.back();
+  EXPECT_LE(asked.detail.size(), 1024u);
+  EXPECT_NE(asked.detail.find(digest), std::string::npos) << asked.detail;
+  EXPECT_TRUE(lake::VerifyAuditChain(first->entries));
+  // From a later entry on: that entry first.
+  auto later = lake::DecodeAuditReply(*Send(1, lake::AuditRequest{300}));
+  ASSERT_TRUE(later);
+  ASSERT_FALSE(later->entries.empty());
+  EXPECT_EQ(later->entries.front().seq, 300u);
+  EXPECT_EQ(later->entries.size(), first->length - 299);
+
+  // A fresh engine loads the manifest and its segments into the same chain.
+  auto again = PlainLake();
+  ASSERT_TRUE(again->LoadManifest(latest["manifest"]));
+  for (const auto& [key, blob] : latest) {
+    if (key.starts_with("audit/")) {
+      ASSERT_TRUE(again->LoadPage(key, blob)) << key;
+    }
+  }
+  ASSERT_TRUE(again->FinishLoad());
+  auto twice = again->FinishLoad();  // once only
+  ASSERT_FALSE(twice);
+  EXPECT_EQ(twice.error().code(), Error::Code::kFailedPrecondition);
+  lake::Output out = again->Handle(9, lake::EncodeRequest(lake::HelloRequest{admin_.RawPublic()}));
+  auto hello = lake::DecodeHelloReply(*lake::DecodeReplyFrame(out.reply));
+  ASSERT_TRUE(hello);
+  auto sig = admin_.Sign(lake::ProofMessage(hello->nonce, admin_.RawPublic()));
+  out = again->Handle(9, lake::EncodeRequest(lake::ProveRequest{*sig}));
+  ASSERT_TRUE(lake::DecodeReplyFrame(out.reply));
+  out = again->Handle(9, lake::EncodeRequest(lake::AuditRequest{}));
+  auto reloaded = lake::DecodeAuditReply(*lake::DecodeReplyFrame(out.reply));
+  ASSERT_TRUE(reloaded);
+  EXPECT_EQ(reloaded->length, first->length);
+  EXPECT_EQ(reloaded->entries.back().hash, first->entries.back().hash);
+  // A segment missing, or another in its place, is refused.
+  auto missing = PlainLake();
+  ASSERT_TRUE(missing->LoadManifest(latest["manifest"]));
+  ASSERT_TRUE(missing->LoadPage("audit/00000000", latest["audit/00000000"]));
+  EXPECT_FALSE(missing->FinishLoad());
+  auto swapped = PlainLake();
+  ASSERT_TRUE(swapped->LoadManifest(latest["manifest"]));
+  auto wrong = swapped->LoadPage("audit/00000000", latest["audit/00000001"]);
+  ASSERT_FALSE(wrong);
+  EXPECT_EQ(wrong.error().code(), Error::Code::kCorrupt);
+}
+
 TEST_F(LakeEngine, TheStoredStateReloadsAndAnOlderManifestIsNotNewer) {
   Login(1, admin_);
   ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
@@ -487,19 +732,10 @@ TEST_F(LakeEngine, TheStoredStateReloadsAndAnOlderManifestIsNotNewer) {
   for (const auto& w : stored_)
     if (w.key == "manifest") manifest = w.blob;
   ASSERT_FALSE(manifest.empty());
-  lake::Lake again(
-      [](crypto::ByteView p, uint64_t) -> Result<crypto::Bytes> {
-        return crypto::Bytes(p.begin(), p.end());
-      },
-      [](crypto::ByteView blob) -> Result<std::pair<crypto::Bytes, uint64_t>> {
-        ByteReader r(blob);
-        MEDSTREAM_TRY(v, r.U64("version"));
-        return std::pair{crypto::Bytes(blob.begin() + 8, blob.end()), v};
-      },
-      [] { return int64_t{0}; });
-  ASSERT_TRUE(again.LoadManifest(manifest));
-  ASSERT_TRUE(again.FinishLoad());
-  EXPECT_EQ(again.version(), version);
+  auto again = PlainLake();
+  ASSERT_TRUE(again->LoadManifest(manifest));
+  ASSERT_TRUE(again->FinishLoad());
+  EXPECT_EQ(again->version(), version);
 }
 
 }  // namespace

@@ -15,7 +15,20 @@ namespace medstream::lake::internal {
 
 inline constexpr char kManifestMagic[] = "MSLM";   // before privacy policies
 inline constexpr char kManifestMagic2[] = "MSL2";  // datasets carry their policy and spent budgets
+inline constexpr char kManifestMagic3[] = "MSL3";  // the audit log's older entries in segments
 inline constexpr char kPageMagic[] = "MSLP";
+inline constexpr char kAuditSegmentMagic[] = "MSLA";
+// The audit log is sealed in segments of this many entries ("audit/<n>"), the manifest keeping
+// fewer: with entries of at most ~2.5 KiB (kMaxAuditTextBytes) a segment is under 1 MiB, so each
+// request seals under 1 MiB of log however long it grows (the whole log once went into every
+// manifest: 1 100 queries of 64 KiB, even from an unregistered identity, made it pass the 64 MiB
+// a lake_load may carry, and the lake could never be loaded again).
+inline constexpr size_t kAuditSegmentEntries = 256;
+inline constexpr size_t kMaxAuditSegments = size_t{1} << 20;
+// An audit entry keeps a query or an outcome up to this size whole; a longer one keeps its start
+// and the SHA-256 of the whole (which proves what was asked to whoever has the text).
+inline constexpr size_t kMaxAuditTextBytes = 1024;
+std::string AuditSegmentKey(uint64_t n);
 inline constexpr char kHistoryMagic[] = "MSLO";
 // One remembered query's rows, one bit each: datasets up to 2^30 rows.
 inline constexpr size_t kMaxHistoryBytes = size_t{1} << 27;

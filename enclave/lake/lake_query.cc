@@ -68,9 +68,22 @@ Result<crypto::Bytes> Lake::On(Session& s, const QueryRequest& request, Output* 
     options.selected_rows = &rows;
   }
   auto result = Execute(*q, *d->table, options);
-  if (!result) return refuse(q->dataset, result.error());
+  // An answer too large to carry (query.h) is refused on what it would show: a dp query's noisy
+  // groups, an exact query's rows past k. Such a refusal says something an answer would, so an
+  // analyst pays for it as for one: the epsilon is spent, the row set passes the overlap control
+  // and joins the history. (Otherwise a refusal on the exact number of groups could be asked again
+  // and again, at no cost, about rows one at a time.)
+  const bool too_large = !result && result.error().code() == Error::Code::kResourceExhausted;
+  if (!result && !(analyst && too_large)) return refuse(q->dataset, result.error());
   if (spent) {
     *spent += dp.epsilon;
+    if (too_large) {
+      return refuse(q->dataset,
+                    Error(Error::Code::kResourceExhausted,
+                          fmt::format("{} (epsilon {:.6g} spent: the refusal depends on the "
+                                      "noisy groups)",
+                                      result.error().message(), dp.epsilon)));
+    }
     result->budget_remaining = std::max(0.0, d->policy.budget - *spent);
   }
   if (analyst && !spent) {
@@ -107,6 +120,7 @@ Result<crypto::Bytes> Lake::On(Session& s, const QueryRequest& request, Output* 
     history.hash = crypto::Sha256(sealed);
     history.loaded = true;
     out->writes.push_back({history.key, std::move(sealed)});
+    if (too_large) return refuse(q->dataset, result.error());
     // A suppressed group and an empty one look the same to an analyst.
     result->suppressed_groups = 0;
   }

@@ -46,6 +46,10 @@ std::string PageKey(const std::string& dataset_id, uint32_t n) {
   return fmt::format("page/{}/{}", dataset_id, n);
 }
 
+std::string AuditSegmentKey(uint64_t n) {
+  return fmt::format("audit/{:08}", n);
+}
+
 }  // namespace internal
 
 using namespace internal;
@@ -53,10 +57,31 @@ using namespace internal;
 // ---- persistence ----
 
 Status Lake::Persist(Output* out) {
+  // Full segments of the log first (the manifest that pins them lands with them, in one store
+  // transaction); nothing is kept unless the manifest is sealed too.
+  std::vector<AuditSegment> sealed_now;
+  size_t sealed_until = audit_sealed_;
+  while (audit_.size() - sealed_until >= kAuditSegmentEntries) {
+    AuditSegment seg;
+    seg.key = AuditSegmentKey(audit_segments_.size() + sealed_now.size());
+    seg.count = static_cast<uint32_t>(kAuditSegmentEntries);
+    seg.loaded = true;  // its entries are in audit_ already
+    crypto::Bytes plain;
+    ByteWriter sw(&plain);
+    sw.Raw(kAuditSegmentMagic, 4);
+    sw.String(seg.key);
+    sw.U32(seg.count);
+    for (size_t i = 0; i < kAuditSegmentEntries; ++i) audit_[sealed_until + i].Encode(&sw);
+    MEDSTREAM_TRY(blob, seal_(plain, version_ + 1));
+    seg.hash = crypto::Sha256(blob);
+    out->writes.push_back({seg.key, std::move(blob)});
+    sealed_now.push_back(std::move(seg));
+    sealed_until += kAuditSegmentEntries;
+  }
   ++version_;
   crypto::Bytes m;
   ByteWriter w(&m);
-  w.Raw(kManifestMagic2, 4);
+  w.Raw(kManifestMagic3, 4);
   w.U64(version_);
   w.U32(static_cast<uint32_t>(identities_.size()));
   for (const auto& [key, id] : identities_) {
@@ -93,14 +118,25 @@ Status Lake::Persist(Output* out) {
       w.U64(p.rows);
     }
   }
-  w.U32(static_cast<uint32_t>(audit_.size()));
-  for (const auto& e : audit_) e.Encode(&w);
+  w.U32(static_cast<uint32_t>(audit_segments_.size() + sealed_now.size()));
+  for (const auto* list : {&audit_segments_, &sealed_now}) {
+    for (const AuditSegment& seg : *list) {
+      w.String(seg.key);
+      w.Bytes(seg.hash);
+      w.U32(seg.count);
+    }
+  }
+  w.U32(static_cast<uint32_t>(audit_.size() - sealed_until));
+  for (size_t i = sealed_until; i < audit_.size(); ++i) audit_[i].Encode(&w);
   auto sealed = seal_(m, version_);
   crypto::Wipe(m);
   if (!sealed) {
     --version_;
+    out->writes.resize(out->writes.size() - sealed_now.size());
     return std::unexpected(sealed.error());
   }
+  for (AuditSegment& seg : sealed_now) audit_segments_.push_back(std::move(seg));
+  audit_sealed_ = sealed_until;
   out->writes.push_back({"manifest", std::move(*sealed)});
   out->mutated = true;
   return {};
@@ -111,7 +147,8 @@ Status Lake::LoadManifest(crypto::ByteView sealed) {
   auto& [m, version] = opened;
   ByteReader r(m);
   MEDSTREAM_TRY(magic, r.Bytes(4, "manifest magic"));
-  const bool v2 = std::equal(magic.begin(), magic.end(), kManifestMagic2);
+  const bool v3 = std::equal(magic.begin(), magic.end(), kManifestMagic3);
+  const bool v2 = v3 || std::equal(magic.begin(), magic.end(), kManifestMagic2);
   if (!v2 && !std::equal(magic.begin(), magic.end(), kManifestMagic)) {
     return Corrupt("not a manifest");
   }
@@ -184,12 +221,30 @@ Status Lake::LoadManifest(crypto::ByteView sealed) {
     }
     datasets_[name] = std::move(d);
   }
+  if (v3) {
+    MEDSTREAM_TRY(ns, r.U32("audit segments"));
+    if (ns > kMaxAuditSegments) return Corrupt(fmt::format("{} audit segments", ns));
+    for (uint32_t i = 0; i < ns; ++i) {
+      AuditSegment seg;
+      MEDSTREAM_TRY(key, r.String("audit segment key", 64));
+      MEDSTREAM_TRY(hash, r.Bytes(32, "audit segment hash"));
+      MEDSTREAM_TRY(count, r.U32("audit segment entries"));
+      if (key != AuditSegmentKey(i) || count != kAuditSegmentEntries) {
+        return Corrupt("audit segment " + key + " out of place");
+      }
+      seg.key = key;
+      std::copy(hash.begin(), hash.end(), seg.hash.begin());
+      seg.count = count;
+      audit_segments_.push_back(std::move(seg));
+    }
+  }
+  // The newest entries (all of them before v3); the chain is verified once the segments are in.
   MEDSTREAM_TRY(na, r.U32("audit entries"));
+  if (na > kMaxAuditEntries) return Corrupt(fmt::format("{} audit entries", na));
   for (uint32_t i = 0; i < na; ++i) {
     MEDSTREAM_TRY(e, AuditEntry::Decode(&r));
-    audit_.push_back(std::move(e));
+    audit_tail_.push_back(std::move(e));
   }
-  if (auto s = VerifyAuditChain(audit_); !s) return s;
   return {};
 }
 
@@ -198,14 +253,33 @@ Result<crypto::Bytes> Lake::OpenPinned(const std::string& what, const std::strin
                                        crypto::ByteView sealed) {
   if (loaded) return Corrupt(what + " given twice");
   if (crypto::Sha256(sealed) != pinned) {
-    return Corrupt(what + " of dataset '" + dataset +
-                   "' does not match the manifest (swapped, altered or rolled back)");
+    return Corrupt(what + (dataset.empty() ? "" : " of dataset '" + dataset + "'") +
+                   " does not match the manifest (swapped, altered or rolled back)");
   }
   MEDSTREAM_TRY(opened, unseal_(sealed));
   return std::move(opened.first);
 }
 
 Status Lake::LoadPage(const std::string& key, crypto::ByteView sealed) {
+  if (loaded_) return Fail(Error::Code::kFailedPrecondition, "the lake is already loaded");
+  for (AuditSegment& seg : audit_segments_) {
+    if (seg.key != key) continue;
+    MEDSTREAM_TRY(plain, OpenPinned("audit segment " + key, "", seg.hash, seg.loaded, sealed));
+    ByteReader r(plain);
+    MEDSTREAM_TRY(magic, r.Bytes(4, "audit segment magic"));
+    MEDSTREAM_TRY(bound, r.String("audit segment key", 64));
+    MEDSTREAM_TRY(count, r.U32("audit segment entries"));
+    if (!std::equal(magic.begin(), magic.end(), kAuditSegmentMagic) || bound != key ||
+        count != seg.count) {
+      return Corrupt("audit segment " + key + " is bound to another position");
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+      MEDSTREAM_TRY(e, AuditEntry::Decode(&r));
+      seg.entries.push_back(std::move(e));
+    }
+    seg.loaded = true;
+    return {};
+  }
   for (auto& [name, d] : datasets_) {
     for (auto& [analyst, h] : d->recent) {
       if (h.key != key) continue;
@@ -252,6 +326,8 @@ Status Lake::LoadPage(const std::string& key, crypto::ByteView sealed) {
 }
 
 Status Lake::FinishLoad() {
+  // Once: a second Finish would rebuild the log from segments whose entries were moved out.
+  if (loaded_) return Fail(Error::Code::kFailedPrecondition, "the lake is already loaded");
   for (auto& [name, d] : datasets_) {
     for (const auto& p : d->pages) {
       if (!p.loaded) return Corrupt("page " + p.key + " of dataset '" + name + "' is missing");
@@ -262,6 +338,17 @@ Status Lake::FinishLoad() {
       }
     }
   }
+  // The log: its segments in order, then the manifest's newest entries, one chain.
+  audit_.clear();
+  for (AuditSegment& seg : audit_segments_) {
+    if (!seg.loaded) return Corrupt("audit segment " + seg.key + " is missing");
+    for (AuditEntry& e : seg.entries) audit_.push_back(std::move(e));
+    seg.entries = {};
+  }
+  audit_sealed_ = audit_.size();
+  for (AuditEntry& e : audit_tail_) audit_.push_back(std::move(e));
+  audit_tail_ = {};
+  if (auto s = VerifyAuditChain(audit_); !s) return s;
   loaded_ = true;
   return {};
 }

@@ -187,6 +187,66 @@ bool LessValue(const Value& a, const Value& b) {
   return false;
 }
 
+// The limits of one answer (messages.h), checked before its cells are made: `rows` it would
+// show, of `columns` values each.
+Status CheckAnswerCells(size_t rows, size_t columns) {
+  if (columns > kMaxResultColumns) {
+    return ResourceExhausted(fmt::format(
+        "the answer would have {} columns, more than the {} an answer may carry: select fewer",
+        columns, kMaxResultColumns));
+  }
+  if (columns > 0 && rows > kMaxAnswerCells / columns) {
+    return ResourceExhausted(fmt::format(
+        "the answer would have {} rows of {} columns, more than the {} values an answer may "
+        "carry: group more coarsely, select fewer columns or narrow the WHERE condition",
+        rows, columns, kMaxAnswerCells));
+  }
+  return {};
+}
+
+// Adds v's encoded size (ResultSet::Encode: a tag byte, then 8 bytes, or a 4-byte length and the
+// text) to *bytes, and refuses the answer once they pass kMaxAnswerBytes.
+Status CountAnswerBytes(const Value& v, size_t* bytes) {
+  if (const auto* text = std::get_if<std::string>(&v)) {
+    *bytes += 5 + text->size();
+  } else {
+    *bytes += std::holds_alternative<double>(v) ? 9 : 1;
+  }
+  if (*bytes > kMaxAnswerBytes) {
+    return ResourceExhausted(fmt::format(
+        "the answer would be more than {} MiB: select fewer or shorter text columns, group more "
+        "coarsely or narrow the WHERE condition",
+        kMaxAnswerBytes >> 20));
+  }
+  return {};
+}
+
+// The cells of an answer's shown groups (group g's at slot[g]), made only once the answer's
+// limits pass on them; the values' bytes are counted as the strings go in.
+struct ShownCells {
+  std::vector<uint32_t> slot;
+  std::vector<std::vector<Value>> cells;
+  size_t bytes = 0;
+
+  static Result<ShownCells> Make(const std::vector<size_t>& shown, size_t groups, size_t columns) {
+    if (auto s = CheckAnswerCells(shown.size(), columns); !s) return std::unexpected(s.error());
+    ShownCells out;
+    out.slot.assign(groups, UINT32_MAX);
+    for (size_t j = 0; j < shown.size(); ++j) out.slot[shown[j]] = static_cast<uint32_t>(j);
+    out.cells.assign(shown.size(), std::vector<Value>(columns));
+    return out;
+  }
+  // Column k: the group key in table column c, from each shown group's first row.
+  Status PutKeys(const Table& t, int c, size_t k, const std::vector<size_t>& shown,
+                 const std::vector<size_t>& first_row) {
+    for (size_t j = 0; j < shown.size(); ++j) {
+      cells[j][k] = t.Get(c, first_row[shown[j]]);
+      if (auto s = CountAnswerBytes(cells[j][k], &bytes); !s) return s;
+    }
+    return {};
+  }
+};
+
 // Rows of the groups ordered by their key.
 std::vector<size_t> OrderByKey(const Table& t, const std::vector<int>& group_cols,
                                const std::vector<size_t>& first_row, std::vector<size_t> order) {
@@ -246,17 +306,21 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
     // Without GROUP BY the one group is always there: its existence says nothing.
     if (group_cols.empty() || noisy_rows[g] >= out.release_threshold) shown.push_back(g);
   }
-  std::vector<std::vector<Value>> cells(groups, std::vector<Value>(q.items.size()));
+  // Cells for the shown groups only. The answer's limits are checked on the noisy set, a
+  // post-processing of it: the caller spends epsilon on a refusal too.
+  MEDSTREAM_TRY(answer, ShownCells::Make(shown, groups, q.items.size()));
+  auto& cells = answer.cells;
+  const auto& slot = answer.slot;
   out.error95.assign(q.items.size(), 0);
   for (size_t k = 0; k < q.items.size(); ++k) {
     const SelectItem& item = q.items[k];
     const int c = item_cols[k];
     if (item.agg == Agg::kNone) {
-      for (size_t g : shown) cells[g][k] = t.Get(c, first_row[g]);
+      if (auto s = answer.PutKeys(t, c, k, shown, first_row); !s) return std::unexpected(s.error());
       continue;
     }
     if (item.agg == Agg::kCountStar) {
-      for (size_t g : shown) cells[g][k] = std::max(0.0, noisy_rows[g]);
+      for (size_t g : shown) cells[slot[g]][k] = std::max(0.0, noisy_rows[g]);
       out.error95[k] = dp::Error95(count_scale);
       continue;
     }
@@ -280,13 +344,13 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
     const double sum_scale = dp::kSumGrid / eps * (sensitivity / dp::kSumGrid);
     for (size_t g : shown) {
       if (item.agg == Agg::kCount) {
-        cells[g][k] = std::max(0.0, dp::NoisyCount(present[g], eps, o.rng));
+        cells[slot[g]][k] = std::max(0.0, dp::NoisyCount(present[g], eps, o.rng));
         continue;
       }
       if (item.agg == Agg::kMedian || item.agg == Agg::kPercentile) {
         const double p = item.agg == Agg::kMedian ? 50 : item.percentile;
         const double v = dp::NoisyPercentile(values[g], col.lo, col.hi, p, eps, o.rng);
-        cells[g][k] = std::isnan(v) ? Value(std::monostate{}) : Value(v);
+        cells[slot[g]][k] = std::isnan(v) ? Value(std::monostate{}) : Value(v);
         continue;
       }
       if (item.agg == Agg::kStddev) {
@@ -309,21 +373,21 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
         const double sum_sq = dp::NoisySum(squares, 0, 1, eps, o.rng);
         const double n = dp::NoisyCount(present[g], eps, o.rng);
         if (n < 2) {
-          cells[g][k] = std::monostate{};
+          cells[slot[g]][k] = std::monostate{};
           continue;
         }
         const double var = std::max(0.0, (sum_sq - sum_c * sum_c / n) / (n - 1));
-        cells[g][k] = half * std::min(std::sqrt(var), std::sqrt(n / (n - 1)));
+        cells[slot[g]][k] = half * std::min(std::sqrt(var), std::sqrt(n / (n - 1)));
         continue;
       }
       const double sum = dp::NoisySum(values[g], col.lo, col.hi, eps, o.rng);
       if (item.agg == Agg::kSum) {
-        cells[g][k] = sum;
+        cells[slot[g]][k] = sum;
         continue;
       }
       const double count = std::max(1.0, dp::NoisyCount(present[g], eps, o.rng));
       noisy_present[g] = count;
-      cells[g][k] = std::clamp(sum / count, col.lo, col.hi);
+      cells[slot[g]][k] = std::clamp(sum / count, col.lo, col.hi);
     }
     if (item.agg == Agg::kCount) out.error95[k] = dp::Error95(count_scale);
     if (item.agg == Agg::kSum) out.error95[k] = dp::Error95(sum_scale);
@@ -344,7 +408,7 @@ Result<ResultSet> ExecuteDp(const Query& q, const Table& t, const DpOptions& o,
     }
   }
   for (size_t g : OrderByKey(t, group_cols, first_row, shown)) {
-    out.rows.push_back(std::move(cells[g]));
+    out.rows.push_back(std::move(cells[answer.slot[g]]));
   }
   return out;
 }
@@ -488,10 +552,14 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
   }
   if (!aggregate) {
     constexpr size_t kMaxRows = 10000;
+    size_t bytes = 0;
     for (size_t i = 0; i < n; ++i) {
       if (!selected(i)) continue;
       if (out.rows.size() >= kMaxRows)
-        return InvalidArgument("more than 10000 rows: narrow the WHERE condition");
+        return ResourceExhausted("more than 10000 rows: narrow the WHERE condition");
+      if (auto s = CheckAnswerCells(out.rows.size() + 1, out.columns.size()); !s) {
+        return std::unexpected(s.error());
+      }
       std::vector<Value> row;
       for (size_t k = 0; k < q.items.size(); ++k) {
         if (item_cols[k] < 0) {
@@ -500,6 +568,9 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
         } else {
           row.push_back(t.Get(item_cols[k], i));
         }
+      }
+      for (const Value& v : row) {
+        if (auto s = CountAnswerBytes(v, &bytes); !s) return std::unexpected(s.error());
       }
       out.rows.push_back(std::move(row));
     }
@@ -540,16 +611,30 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
   if (options.dp) {
     return ExecuteDp(q, t, *options.dp, group_cols, item_cols, gid, first_row, rows_in);
   }
-  std::vector<std::vector<Value>> cells(groups, std::vector<Value>(q.items.size()));
+  // Small groups are suppressed; cells are made for the shown ones only (a group's at slot[g]),
+  // after the answer's limits are checked on them (3 M groups of 64 items once took 8 GB for an
+  // answer of no rows).
+  std::vector<size_t> shown;
+  for (size_t g = 0; g < groups; ++g) {
+    if (rows_in[g] < options.min_group) {
+      ++out.suppressed_groups;
+    } else {
+      shown.push_back(g);
+    }
+  }
+  MEDSTREAM_TRY(answer, ShownCells::Make(shown, groups, q.items.size()));
+  auto& cells = answer.cells;
   for (size_t k = 0; k < q.items.size(); ++k) {
     const SelectItem& item = q.items[k];
     const int c = item_cols[k];
     if (item.agg == Agg::kNone) {
-      for (size_t g = 0; g < groups; ++g) cells[g][k] = t.Get(c, first_row[g]);
+      if (auto s = answer.PutKeys(t, c, k, shown, first_row); !s) return std::unexpected(s.error());
       continue;
     }
     if (item.agg == Agg::kCountStar) {
-      for (size_t g = 0; g < groups; ++g) cells[g][k] = static_cast<double>(rows_in[g]);
+      for (size_t j = 0; j < shown.size(); ++j) {
+        cells[j][k] = static_cast<double>(rows_in[shown[j]]);
+      }
       continue;
     }
     const Type type = schema.columns[c].type;
@@ -574,8 +659,8 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
       a.max = std::max(a.max, v);
       if (keep) a.values.push_back(v);
     }
-    for (size_t g = 0; g < groups; ++g) {
-      Acc& a = acc[g];
+    for (size_t j = 0; j < shown.size(); ++j) {
+      Acc& a = acc[shown[j]];
       Value v = std::monostate{};
       switch (item.agg) {
         case Agg::kCount:
@@ -606,20 +691,12 @@ Result<ResultSet> Execute(const Query& q, const Table& t, const ExecOptions& opt
         default:
           break;
       }
-      cells[g][k] = std::move(v);
+      if (auto s = CountAnswerBytes(v, &answer.bytes); !s) return std::unexpected(s.error());
+      cells[j][k] = std::move(v);
     }
   }
-  // Suppress small groups, then order by the group key.
-  std::vector<size_t> order;
-  for (size_t g = 0; g < groups; ++g) {
-    if (rows_in[g] < options.min_group) {
-      ++out.suppressed_groups;
-    } else {
-      order.push_back(g);
-    }
-  }
-  for (size_t g : OrderByKey(t, group_cols, first_row, order)) {
-    out.rows.push_back(std::move(cells[g]));
+  for (size_t g : OrderByKey(t, group_cols, first_row, shown)) {
+    out.rows.push_back(std::move(cells[answer.slot[g]]));
   }
   return out;
 }

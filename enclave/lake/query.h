@@ -63,6 +63,10 @@ struct ExecOptions {
 // Evaluates `q` over `table` (the dataset `q.dataset` names). Groups come out sorted by key.
 // kFailedPrecondition for what the options forbid (an identifier column, an aggregate that has no
 // differentially private form, SUM/AVG of a column without declared bounds under dp).
+// kResourceExhausted, and only for this: the answer would pass the limits of one answer
+// (kMaxAnswerCells, kMaxAnswerBytes, kMaxResultColumns in messages.h; a row-level SELECT also
+// 10 000 rows). It is decided on what the answer would show (under dp, the noisy set of groups),
+// before the answer's cells are made, so the caller accounts for it as for an answer.
 Result<ResultSet> Execute(const Query& q, const Table& table, const ExecOptions& options);
 
 }  // namespace medstream::lake

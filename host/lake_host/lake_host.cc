@@ -285,7 +285,9 @@ Status LakeHost::LaunchAndLoad() {
       return std::unexpected(std::move(s.error()).With(where));
   }
   for (const std::string& key : keys) {
-    if (!key.starts_with("page/") && !key.starts_with("overlap/")) continue;
+    if (!key.starts_with("page/") && !key.starts_with("overlap/") && !key.starts_with("audit/")) {
+      continue;
+    }
     MEDSTREAM_TRY(blob, store_->Get(key));
     if (auto s = load(enclave::LakeLoadKind::kPage, key, blob); !s)
       return std::unexpected(std::move(s.error()).With(where));

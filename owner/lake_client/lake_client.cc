@@ -131,8 +131,24 @@ Status LakeClient::Delete(const std::string& dataset) {
 }
 
 Result<LakeClient::AuditView> LakeClient::Audit() {
-  MEDSTREAM_TRY(reply, Call(lake::AuditRequest{}));
-  MEDSTREAM_TRY(v, lake::DecodeAuditReply(reply));
+  // Page by page (each at most lake::kMaxAuditReplyBytes); entries added meanwhile come along,
+  // and the chain is verified over all of them at the end.
+  AuditView v;
+  for (uint64_t from = 1;;) {
+    MEDSTREAM_TRY(reply, Call(lake::AuditRequest{from}));
+    MEDSTREAM_TRY(page, lake::DecodeAuditReply(reply));
+    if (from > 1 && page.whole != v.whole) return Corrupt("audit pages disagree on their view");
+    v.whole = page.whole;
+    v.length = page.length;
+    if (v.entries.size() + page.entries.size() > lake::kMaxAuditEntries) {
+      return Fail(Error::Code::kResourceExhausted,
+                  fmt::format("the audit log has more than {} entries", lake::kMaxAuditEntries));
+    }
+    for (auto& e : page.entries) v.entries.push_back(std::move(e));
+    if (page.next == 0) break;
+    if (page.next <= from) return Corrupt("an audit page that does not move on");
+    from = page.next;
+  }
   const Status verified =
       v.whole ? lake::VerifyAuditChain(v.entries) : lake::VerifyAuditEntries(v.entries, v.length);
   if (!verified) return std::unexpected(verified.error());
