@@ -21,6 +21,15 @@ static_assert(lake::kMaxAnswerBytes + lake::kMaxResultColumns * (4 + 256 + 8) +
                   lake::kMaxQueryBytes + (1 << 20) <=
               std::min(MaxResponse(Call::kLakeRequest), MaxResponse(Call::kLakeCommit)));
 
+// Every blob the lake stores, sealed (a header, nonce and tag of well under 1 KiB), comes back in
+// one lake_load with its kind and key.
+static_assert(lake::kMaxStoredBlobBytes + 1024 + 16 + kMaxLakeKey <= [] {
+  for (const CallSpec& spec : kCalls) {
+    if (spec.call == Call::kLakeLoad) return spec.max_request;
+  }
+  return uint64_t{0};
+}());
+
 std::unexpected<Error> Refuse(std::string why) {
   return Fail(Error::Code::kFailedPrecondition, std::move(why));
 }

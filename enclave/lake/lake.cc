@@ -40,10 +40,10 @@ std::string Lake::Who(const Session& s) const {
 namespace {
 
 // A text past kMaxAuditTextBytes: its start (cut on a UTF-8 boundary) and the SHA-256 of the whole.
-std::string BoundAuditText(std::string text) {
-  if (text.size() <= kMaxAuditTextBytes) return text;
+std::string BoundAuditText(std::string text, size_t max = kMaxAuditTextBytes) {
+  if (text.size() <= max) return text;
   const std::string digest = crypto::ToHex(crypto::Sha256(crypto::AsBytes(text)));
-  size_t keep = kMaxAuditTextBytes - 200;
+  size_t keep = max - 200;
   while (keep > 0 && (static_cast<uint8_t>(text[keep]) & 0xc0) == 0x80) --keep;
   std::string out = text.substr(0, keep);
   out += fmt::format("... [{} bytes in all, SHA-256 {}]", text.size(), digest);
@@ -59,7 +59,7 @@ void Lake::Audit(const Session& s, std::string op, std::string dataset, std::str
   e.time = now_();
   e.who = Who(s);
   e.op = std::move(op);
-  e.dataset = std::move(dataset);
+  e.dataset = BoundAuditText(std::move(dataset), kMaxAuditDatasetsBytes);
   e.detail = BoundAuditText(std::move(detail));
   e.outcome = BoundAuditText(std::move(outcome));
   if (!audit_.empty()) e.prev = audit_.back().hash;

@@ -35,6 +35,11 @@
 
 namespace medstream::lake {
 
+// The largest plaintext of a blob the lake stores, the manifest aside (a page, a query history,
+// an audit segment): the host hands each back in one lake_load call (enclave/core checks at
+// compile time that it fits, sealed, in the call's cap).
+inline constexpr size_t kMaxStoredBlobBytes = size_t{62} << 20;
+
 struct Write {
   std::string key;
   crypto::Bytes blob;  // empty: delete the key

@@ -281,6 +281,41 @@ std::unique_ptr<lake::Lake> PlainLake() {
       [] { return int64_t{0}; });
 }
 
+// What a host does at start: the latest blob of each key, the manifest first. nullptr (and a test
+// failure) if the lake refuses one.
+std::unique_ptr<lake::Lake> Reload(const std::map<std::string, crypto::Bytes>& latest) {
+  auto l = PlainLake();
+  auto manifest = latest.find("manifest");
+  if (manifest == latest.end() || !l->LoadManifest(manifest->second)) {
+    ADD_FAILURE() << "the manifest does not load";
+    return nullptr;
+  }
+  for (const auto& [key, blob] : latest) {
+    if (key == "manifest") continue;
+    if (auto st = l->LoadPage(key, blob); !st) {
+      ADD_FAILURE() << key << ": " << st.error().message();
+      return nullptr;
+    }
+  }
+  if (auto st = l->FinishLoad(); !st) {
+    ADD_FAILURE() << st.error().message();
+    return nullptr;
+  }
+  return l;
+}
+
+// One request to `l` from `key`'s identity, on a session of its own.
+Result<crypto::Bytes> AskAs(lake::Lake& l, const crypto::EcKey& key, const lake::Request& m) {
+  lake::Output out = l.Handle(9, lake::EncodeRequest(lake::HelloRequest{key.RawPublic()}));
+  MEDSTREAM_TRY(hello_bytes, lake::DecodeReplyFrame(out.reply));
+  MEDSTREAM_TRY(hello, lake::DecodeHelloReply(hello_bytes));
+  MEDSTREAM_TRY(sig, key.Sign(lake::ProofMessage(hello.nonce, key.RawPublic())));
+  out = l.Handle(9, lake::EncodeRequest(lake::ProveRequest{sig}));
+  MEDSTREAM_TRY(proved, lake::DecodeReplyFrame(out.reply));
+  (void)proved;
+  return lake::DecodeReplyFrame(l.Handle(9, lake::EncodeRequest(m)).reply);
+}
+
 class LakeEngine : public ::testing::Test {
  protected:
   // Sealing is the enclave's (enclave/core); here a version prefix stands in for it.
@@ -687,25 +722,14 @@ TEST_F(LakeEngine, TheAuditLogGrowsInSealedSegmentsAndTheManifestStaysSmall) {
   EXPECT_EQ(later->entries.size(), first->length - 299);
 
   // A fresh engine loads the manifest and its segments into the same chain.
-  auto again = PlainLake();
-  ASSERT_TRUE(again->LoadManifest(latest["manifest"]));
-  for (const auto& [key, blob] : latest) {
-    if (key.starts_with("audit/")) {
-      ASSERT_TRUE(again->LoadPage(key, blob)) << key;
-    }
-  }
-  ASSERT_TRUE(again->FinishLoad());
+  auto again = Reload(latest);
+  ASSERT_TRUE(again);
   auto twice = again->FinishLoad();  // once only
   ASSERT_FALSE(twice);
   EXPECT_EQ(twice.error().code(), Error::Code::kFailedPrecondition);
-  lake::Output out = again->Handle(9, lake::EncodeRequest(lake::HelloRequest{admin_.RawPublic()}));
-  auto hello = lake::DecodeHelloReply(*lake::DecodeReplyFrame(out.reply));
-  ASSERT_TRUE(hello);
-  auto sig = admin_.Sign(lake::ProofMessage(hello->nonce, admin_.RawPublic()));
-  out = again->Handle(9, lake::EncodeRequest(lake::ProveRequest{*sig}));
-  ASSERT_TRUE(lake::DecodeReplyFrame(out.reply));
-  out = again->Handle(9, lake::EncodeRequest(lake::AuditRequest{}));
-  auto reloaded = lake::DecodeAuditReply(*lake::DecodeReplyFrame(out.reply));
+  auto audit = AskAs(*again, admin_, lake::AuditRequest{});
+  ASSERT_TRUE(audit) << audit.error().message();
+  auto reloaded = lake::DecodeAuditReply(*audit);
   ASSERT_TRUE(reloaded);
   EXPECT_EQ(reloaded->length, first->length);
   EXPECT_EQ(reloaded->entries.back().hash, first->entries.back().hash);
@@ -719,6 +743,39 @@ TEST_F(LakeEngine, TheAuditLogGrowsInSealedSegmentsAndTheManifestStaysSmall) {
   auto wrong = swapped->LoadPage("audit/00000000", latest["audit/00000001"]);
   ASSERT_FALSE(wrong);
   EXPECT_EQ(wrong.error().code(), Error::Code::kCorrupt);
+}
+
+// Regression: a chunk was one page whatever it held. 8 MiB of ",\n" (two empty numbers a line:
+// 2 bytes of CSV, 16 of doubles) made a 64 MiB page, more than one lake_load carries: the lake
+// would not have loaded again. A chunk is cut into pages of at most kPageFixedBytes of values now.
+TEST_F(LakeEngine, AChunkOfEmptyNumbersIsStoredInPagesTheLakeCanLoadAgain) {
+  Login(1, admin_);
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(
+      1, lake::IngestBeginRequest{
+             "empty", *lake::ParseSchema("a:integer,b:real"), 5, {lake::Privacy::kExact, 1, 10}}));
+  std::string csv;
+  for (size_t i = 0; i < lake::kMaxIngestChunkBytes / 2; ++i) csv += ",\n";
+  auto chunk = Send(1, lake::IngestChunkRequest{2, csv});
+  ASSERT_TRUE(chunk) << chunk.error().message();
+  EXPECT_EQ(lake::DecodeIngestChunkReply(*chunk)->stored, lake::kMaxIngestChunkBytes / 2);
+  ASSERT_TRUE(Send(1, lake::IngestEndRequest{}));
+  std::map<std::string, crypto::Bytes> latest;
+  size_t pages = 0;
+  for (auto& w : stored_) {
+    if (w.key.starts_with("page/")) {
+      ++pages;
+      EXPECT_LE(w.blob.size(), lake::kMaxStoredBlobBytes) << w.key;
+    }
+    latest[w.key] = std::move(w.blob);
+  }
+  EXPECT_GE(pages, 2u);
+  auto again = Reload(latest);
+  ASSERT_TRUE(again);
+  auto count = AskAs(*again, admin_, lake::QueryRequest{"SELECT COUNT(*) FROM empty", 0});
+  ASSERT_TRUE(count) << count.error().message();
+  EXPECT_EQ(std::get<double>(lake::DecodeResultSet(*count)->rows.at(0).at(0)),
+            static_cast<double>(lake::kMaxIngestChunkBytes / 2));
 }
 
 TEST_F(LakeEngine, TheStoredStateReloadsAndAnOlderManifestIsNotNewer) {

@@ -85,7 +85,23 @@ Result<crypto::Bytes> Lake::On(Session& s, const IngestChunkRequest& m, Output* 
     }
   }
   in.bad += bad;
-  if (chunk.rows() > 0) {
+  const Dataset* existing = FindDataset(in.dataset);
+  const uint64_t before = in.staging->rows() + (existing ? existing->table->rows() : 0);
+  if (before + chunk.rows() > kMaxDatasetRows) {
+    return Fail(Error::Code::kResourceExhausted,
+                fmt::format("dataset '{}' would pass {} rows (it has {}, this chunk {})",
+                            in.dataset, kMaxDatasetRows, before, chunk.rows()));
+  }
+  // One page per kPageFixedBytes of the rows' fixed-size values: a chunk of empty numeric fields
+  // (",\n" lines: 2 bytes of CSV, 16 of doubles) once made a 64 MiB page, more than one lake_load
+  // carries, and the lake would not have loaded again.
+  size_t row_bytes = 0;
+  for (const Column& c : in.schema.columns) {
+    row_bytes += c.type == Type::kText || c.type == Type::kCategorical ? 4 : 8;
+  }
+  const size_t rows_per_page = std::max<size_t>(1, kPageFixedBytes / row_bytes);
+  for (size_t from = 0; from < chunk.rows(); from += rows_per_page) {
+    const size_t to = std::min(chunk.rows(), from + rows_per_page);
     const uint32_t index = in.next_page++;
     crypto::Bytes page;
     ByteWriter pw(&page);
@@ -94,7 +110,7 @@ Result<crypto::Bytes> Lake::On(Session& s, const IngestChunkRequest& m, Output* 
     pw.U32(index);
     pw.U64(version_ + 1);
     const size_t body = page.size();
-    chunk.EncodeRows(0, chunk.rows(), &pw);
+    chunk.EncodeRows(from, to, &pw);
     ByteReader pr(crypto::ByteView(page).subspan(body));
     if (auto st = in.staging->AppendPage(&pr); !st) return std::unexpected(st.error());
     MEDSTREAM_TRY(sealed, seal_(page, version_ + 1));
@@ -102,7 +118,7 @@ Result<crypto::Bytes> Lake::On(Session& s, const IngestChunkRequest& m, Output* 
     Dataset::Page p;
     p.key = PageKey(in.id, index);
     p.hash = crypto::Sha256(sealed);
-    p.rows = chunk.rows();
+    p.rows = to - from;
     p.loaded = true;
     in.pages.push_back(p);
     out->writes.push_back({p.key, std::move(sealed)});

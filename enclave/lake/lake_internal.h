@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/lake_abi/csv.h"
 #include "enclave/lake/lake.h"
 
 namespace medstream::lake::internal {
@@ -24,16 +25,36 @@ inline constexpr char kAuditSegmentMagic[] = "MSLA";
 // manifest: 1 100 queries of 64 KiB, even from an unregistered identity, made it pass the 64 MiB
 // a lake_load may carry, and the lake could never be loaded again).
 inline constexpr size_t kAuditSegmentEntries = 256;
-inline constexpr size_t kMaxAuditSegments = size_t{1} << 20;
+// 64 Mi entries: the segments' list stays under 15 MiB of the manifest (past it, requests are
+// refused: the log is full).
+inline constexpr size_t kMaxAuditSegments = size_t{1} << 18;
 // An audit entry keeps a query or an outcome up to this size whole; a longer one keeps its start
-// and the SHA-256 of the whole (which proves what was asked to whoever has the text).
+// and the SHA-256 of the whole (which proves what was asked to whoever has the text). The
+// datasets an entry names (a grant's list) are kept up to kMaxAuditDatasetsBytes alike.
 inline constexpr size_t kMaxAuditTextBytes = 1024;
+inline constexpr size_t kMaxAuditDatasetsBytes = 16 * 1024;
 std::string AuditSegmentKey(uint64_t n);
+// An entry's largest encoded size: who (a 256-byte name and its fingerprint), op, datasets, the
+// two texts, and the fixed fields, with room to spare.
+inline constexpr size_t kMaxAuditEntryBytes =
+    1024 + 64 + kMaxAuditDatasetsBytes + 2 * kMaxAuditTextBytes + 200;
+static_assert(kAuditSegmentEntries * kMaxAuditEntryBytes + 1024 <= kMaxStoredBlobBytes);
+// A page holds at most this much of its rows' fixed-size values (8 bytes a number, 4 a text's
+// code); its strings, at most 2.5 times their CSV's bytes (a length and the text, for a separator
+// and the text), come on top: a page stays within what one lake_load carries.
+inline constexpr size_t kPageFixedBytes = size_t{16} << 20;
+static_assert(kPageFixedBytes + 3 * kMaxIngestChunkBytes + 1024 * 1024 <= kMaxStoredBlobBytes);
 inline constexpr char kHistoryMagic[] = "MSLO";
-// One remembered query's rows, one bit each: datasets up to 2^30 rows.
-inline constexpr size_t kMaxHistoryBytes = size_t{1} << 27;
-// All of one analyst's remembered queries on a dataset: older ones are forgotten past this.
-inline constexpr size_t kMaxHistoryTotalBytes = size_t{64} << 20;
+// One remembered query's rows, one bit each: datasets up to kMaxDatasetRows.
+inline constexpr size_t kMaxHistoryBytes = size_t{32} << 20;
+inline constexpr uint64_t kMaxDatasetRows = uint64_t{kMaxHistoryBytes} * 8;
+// All of one analyst's remembered queries on a dataset: older ones are forgotten past this. With
+// the sets' lengths and the blob's header the history stays a blob the host can hand back in one
+// lake_load (at 64 MiB, 64 sets of 1 MiB, from a dataset of 2^23 rows, made one that could not be:
+// the lake would not have loaded again).
+inline constexpr size_t kMaxHistoryTotalBytes = size_t{60} << 20;
+static_assert(kMaxHistoryBytes <= kMaxHistoryTotalBytes);
+static_assert(kMaxHistoryTotalBytes + kOverlapHistory * 4 + 1024 <= kMaxStoredBlobBytes);
 
 // One bit a row, from one byte a row.
 std::vector<uint8_t> PackBits(const std::vector<uint8_t>& rows);

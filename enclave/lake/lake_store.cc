@@ -78,6 +78,11 @@ Status Lake::Persist(Output* out) {
     sealed_now.push_back(std::move(seg));
     sealed_until += kAuditSegmentEntries;
   }
+  if (audit_segments_.size() + sealed_now.size() > kMaxAuditSegments) {
+    out->writes.resize(out->writes.size() - sealed_now.size());
+    return Fail(Error::Code::kResourceExhausted,
+                fmt::format("the audit log is full ({} entries)", audit_.size()));
+  }
   ++version_;
   crypto::Bytes m;
   ByteWriter w(&m);
