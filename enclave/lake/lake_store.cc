@@ -60,6 +60,7 @@ Status Lake::Persist(Output* out) {
   // Full segments of the log first (the manifest that pins them lands with them, in one store
   // transaction); nothing is kept unless the manifest is sealed too.
   std::vector<AuditSegment> sealed_now;
+  std::vector<Write> segment_writes;
   size_t sealed_until = audit_sealed_;
   while (audit_.size() - sealed_until >= kAuditSegmentEntries) {
     AuditSegment seg;
@@ -72,14 +73,15 @@ Status Lake::Persist(Output* out) {
     sw.String(seg.key);
     sw.U32(seg.count);
     for (size_t i = 0; i < kAuditSegmentEntries; ++i) audit_[sealed_until + i].Encode(&sw);
-    MEDSTREAM_TRY(blob, seal_(plain, version_ + 1));
-    seg.hash = crypto::Sha256(blob);
-    out->writes.push_back({seg.key, std::move(blob)});
+    auto blob = seal_(plain, version_ + 1);
+    crypto::Wipe(plain);
+    if (!blob) return std::unexpected(blob.error());
+    seg.hash = crypto::Sha256(*blob);
+    segment_writes.push_back({seg.key, std::move(*blob)});
     sealed_now.push_back(std::move(seg));
     sealed_until += kAuditSegmentEntries;
   }
   if (audit_segments_.size() + sealed_now.size() > kMaxAuditSegments) {
-    out->writes.resize(out->writes.size() - sealed_now.size());
     return Fail(Error::Code::kResourceExhausted,
                 fmt::format("the audit log is full ({} entries)", audit_.size()));
   }
@@ -137,11 +139,11 @@ Status Lake::Persist(Output* out) {
   crypto::Wipe(m);
   if (!sealed) {
     --version_;
-    out->writes.resize(out->writes.size() - sealed_now.size());
     return std::unexpected(sealed.error());
   }
   for (AuditSegment& seg : sealed_now) audit_segments_.push_back(std::move(seg));
   audit_sealed_ = sealed_until;
+  for (Write& sw : segment_writes) out->writes.push_back(std::move(sw));
   out->writes.push_back({"manifest", std::move(*sealed)});
   out->mutated = true;
   return {};
