@@ -10,7 +10,9 @@ Cleaner::Verdict Cleaner::Classify(const Beat& beat) {
     ++report_.invalid;
     return Verdict::kInvalid;
   }
-  if (!(beat.t_s > last_t_)) {
+  // Not after the previous valid beat, or closer to it than any heart beats (kMinBeatGapS): this
+  // bounds the beats a window holds, whatever times a sensor sends.
+  if (!(beat.t_s - last_t_ >= kMinBeatGapS)) {
     ++report_.time_order;
     return Verdict::kTimeOrder;
   }

@@ -385,6 +385,40 @@ TEST(Rolling, BeatsOutsideTheLimitsAreCountedInvalidAndChangeNothing) {
   }
 }
 
+// Regression: beat times and RR intervals are independent fields, and only the times' order was
+// checked. A sensor sending beats a microsecond apart, each with a normal RR, made the open windows
+// hold every one of them (16 bytes a beat, without end: the enclave's memory, then its checkpoint's
+// cap). A beat closer than kMinBeatGapS to the previous valid one is refused now (time_order), so
+// a window holds at most window / kMinBeatGapS + 1 beats; real recordings lose none.
+TEST(Rolling, BeatsCloserThanAnyHeartBeatsAreRefusedSoAWindowStaysBounded) {
+  std::vector<Beat> dense(2'000'000);
+  for (size_t i = 0; i < dense.size(); ++i) {
+    dense[i] = {1000 + static_cast<double>(i) * 1e-6, 800};  // 2 s of beats, 800 ms RR each
+  }
+  for (bool cleaning : {false, true}) {
+    auto rolling = RollingAnalyzer::Create({.enabled = cleaning}, {}).value();
+    MetricsEngine engine(SpectralOptions{}, JobSelection(JobKind::kSdnn));
+    std::vector<WindowResult> out;
+    rolling.Push(dense, engine, &out);
+    EXPECT_LE(rolling.held(), static_cast<size_t>(2 / kMinBeatGapS) + 1) << cleaning;
+    EXPECT_EQ(rolling.report().accepted, rolling.held()) << cleaning;
+    EXPECT_EQ(rolling.report().time_order, dense.size() - rolling.report().accepted) << cleaning;
+  }
+  for (const char* file :
+       {"rr/chf2db_chf201_rr_secs.txt", "rr/physionet_rr_healthy_subjects_007_ms.txt",
+        "rr/rhenanbartels_exercise_rri_ms.txt", "rr/rhenanbartels_noisy_rri_ms.txt",
+        "rr/mitdb_105_rr.csv"}) {
+    auto rolling = RollingAnalyzer::Create({.enabled = false}, {}).value();
+    MetricsEngine engine(SpectralOptions{}, JobSelection(JobKind::kSdnn));
+    std::vector<WindowResult> out;
+    const auto beats = testing::LoadBeats(file);
+    ASSERT_GT(beats.size(), 1000u) << file;
+    rolling.Push(beats, engine, &out);
+    EXPECT_EQ(rolling.report().time_order, 0u) << file;
+    EXPECT_EQ(rolling.report().accepted, beats.size()) << file;
+  }
+}
+
 TEST(Rolling, WindowOptionsOutsideTheirLimitsAreRefused) {
   const double nan = std::nan("");
   for (const WindowOptions& w :

@@ -34,8 +34,13 @@ inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 //  - RR intervals: finite, > 0 and <= kMaxRrMs (one minute; no heart pauses longer);
 //  - windows: kMinWindowS <= window <= kMaxWindowS, kMinStepS <= step <= kMaxWindowS, and at most
 //    kMaxWindowsPerBeat windows overlap one beat (window / step), which bounds the windows a beat
-//    can close and the work per beat.
+//    can close and the work per beat;
+//  - beats of a stream: at least kMinBeatGapS apart (600 a minute, twice the fastest heart), so a
+//    window holds at most window / kMinBeatGapS + 1 beats. Beat times and RR intervals are
+//    independent fields: a sensor sending beats a microsecond apart once made a window hold every
+//    one of them, 16 bytes each, until the enclave's memory and its checkpoint ran out.
 inline constexpr double kMaxBeatTimeS = 1e10;
+inline constexpr double kMinBeatGapS = 0.1;
 inline constexpr double kMaxRrMs = 60'000;
 inline constexpr double kMinWindowS = 1;
 inline constexpr double kMaxWindowS = 7 * 86'400;
@@ -53,7 +58,7 @@ inline bool BeatInLimits(const Beat& b) {
 //
 // Always (even with enabled = false), a beat is rejected when it is outside the limits above
 // (time or RR not finite, |time| > kMaxBeatTimeS, RR <= 0 or > kMaxRrMs: "invalid"), or its time is
-// not strictly after the previous valid beat ("time_order"). When enabled:
+// not at least kMinBeatGapS after the previous valid beat ("time_order"). When enabled:
 //  - "range": RR outside [min_rr_ms, max_rr_ms] is dropped (physiologically impossible).
 //  - "ectopic": RR differing from the last accepted NN interval by more than
 //    ectopic_threshold x that interval is dropped (the classic 20 % rule, Malik et al.). When
@@ -74,7 +79,7 @@ struct CleaningReport {
   uint64_t seen = 0;
   uint64_t accepted = 0;
   uint64_t invalid = 0;     // outside BeatInLimits (non-finite, out of range, RR <= 0)
-  uint64_t time_order = 0;  // time not after the previous valid beat
+  uint64_t time_order = 0;  // time not kMinBeatGapS or more after the previous valid beat
   uint64_t range = 0;       // outside [min_rr_ms, max_rr_ms]
   uint64_t ectopic = 0;     // > threshold change from the previous NN interval
   uint64_t removed() const { return invalid + time_order + range + ectopic; }
