@@ -21,7 +21,8 @@ class Cleaner {
   // Time of the last beat with a valid timestamp, or -inf before the first.
   double last_time() const { return last_t_; }
 
-  // The stream state (not the options), for checkpoints.
+  // The stream state (not the options), for checkpoints: kStateBytes bytes.
+  static constexpr size_t kStateBytes = 6 * 8 + 8 + 8 + 4;
   void SaveState(ByteWriter* w) const;
   Status LoadState(ByteReader* r);
 

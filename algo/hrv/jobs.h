@@ -70,6 +70,14 @@ class StreamJob {
   // Checkpoint support (see RollingAnalyzer::SaveState; the caller flushes first, as
   // StreamTable does by saving only between batches); the options are not saved: the caller
   // restores with the ones the job was created with.
+  // At most kMaxStateBytes: a rolling job holds the beats of its open windows, which span less
+  // than one window, at least kMinBeatGapS apart (types.h), so never more than
+  // kMaxWindowS / kMinBeatGapS + 1 of them (16 bytes each; +2 for the division's rounding), and
+  // its counters. Checkpoints size their parts by it at compile time.
+  static constexpr uint64_t kMaxBufferedBeats =
+      static_cast<uint64_t>(kMaxWindowS / kMinBeatGapS) + 2;
+  static constexpr uint64_t kMaxStateBytes =
+      1 + Cleaner::kStateBytes + 1 + 8 + 8 + 16 * kMaxBufferedBeats;
   void SaveState(ByteWriter* w) const;
   static Result<StreamJob> LoadState(ByteReader* r, const AnalysisOptions& analysis,
                                      const WindowOptions& windows);

@@ -419,6 +419,35 @@ TEST(Rolling, BeatsCloserThanAnyHeartBeatsAreRefusedSoAWindowStaysBounded) {
   }
 }
 
+// Checkpoints size their parts by StreamJob::kMaxStateBytes at compile time (the enclave's
+// checkpoint call carries at most 1 GiB): the densest stream the limits allow, in the longest
+// window, saves no more than that, and about that much (the bound is not loose).
+TEST(Rolling, TheDensestLongestWindowSavesNoMoreThanTheStatedBound) {
+  AnalysisOptions analysis;
+  analysis.cleaning.enabled = false;
+  auto job = StreamJob::Create(JobKind::kSdnn, analysis,
+                               {.window_s = kMaxWindowS, .step_s = kMaxWindowS / 100})
+                 .value();
+  MetricsEngine engine(SpectralOptions{}, JobSelection(JobKind::kSdnn));
+  JobOutput out;
+  std::vector<Beat> piece;
+  // A hair over kMinBeatGapS apart: i * 0.1 can round a gap below it, refused as too close.
+  const double gap = kMinBeatGapS * (1 + 1e-7);
+  const auto beats = static_cast<int64_t>(kMaxWindowS / gap);
+  for (int64_t i = 0; i < beats; ++i) {
+    piece.push_back({static_cast<double>(i) * gap, 100});
+    if (piece.size() == 1 << 20 || i + 1 == beats) {
+      job.Push(piece, engine, &out);
+      piece.clear();
+    }
+  }
+  std::vector<uint8_t> state;
+  ByteWriter w(&state);
+  job.SaveState(&w);
+  EXPECT_LE(state.size(), StreamJob::kMaxStateBytes);
+  EXPECT_GE(state.size(), StreamJob::kMaxStateBytes * 99 / 100);
+}
+
 TEST(Rolling, WindowOptionsOutsideTheirLimitsAreRefused) {
   const double nan = std::nan("");
   for (const WindowOptions& w :

@@ -231,6 +231,48 @@ Result<CommitVersion> CommitVersion::Decode(std::span<const uint8_t> b) {
   return CommitVersion{version};
 }
 
+crypto::Bytes CheckpointRequest::Encode() const {
+  crypto::Bytes out;
+  ByteWriter(&out).U32(part);
+  return out;
+}
+
+Result<CheckpointRequest> CheckpointRequest::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  MEDSTREAM_TRY(part, r.U32("checkpoint part"));
+  if (r.remaining() != 0)
+    return Corrupt("checkpoint request: " + std::to_string(r.remaining()) + " extra bytes");
+  return CheckpointRequest{part};
+}
+
+crypto::Bytes CheckpointPart::Encode() const {
+  crypto::Bytes out;
+  out.reserve(9 + sealed.size());
+  ByteWriter w(&out);
+  w.U8(last ? 1 : 0);
+  w.U64(version);
+  w.Raw(sealed.data(), sealed.size());
+  return out;
+}
+
+Result<CheckpointPart> CheckpointPart::Decode(std::span<const uint8_t> b) {
+  ByteReader r(b);
+  MEDSTREAM_TRY(last, r.U8("last-part flag"));
+  MEDSTREAM_TRY(version, r.U64("checkpoint version"));
+  if (last > 1) return Corrupt("checkpoint part: last-part flag " + std::to_string(last));
+  if (r.remaining() == 0) return Corrupt("checkpoint part: no sealed bytes");
+  return CheckpointPart{.last = last == 1, .version = version, .sealed = b.subspan(9)};
+}
+
+crypto::Bytes RestoreProgress::Encode() const {
+  return crypto::Bytes{static_cast<uint8_t>(complete ? 1 : 0)};
+}
+
+Result<RestoreProgress> RestoreProgress::Decode(std::span<const uint8_t> b) {
+  if (b.size() != 1 || b[0] > 1) return Corrupt("restore progress: not one byte of 0 or 1");
+  return RestoreProgress{b[0] == 1};
+}
+
 crypto::Bytes PartitionSelector::Encode() const {
   crypto::Bytes out;
   ByteWriter w(&out);

@@ -21,16 +21,17 @@
 
 namespace medstream::enclave {
 
-inline constexpr uint16_t kEdgeVersion = 1;
+// 2: checkpoint and restore in parts (CheckpointRequest, CheckpointPart, RestoreProgress).
+inline constexpr uint16_t kEdgeVersion = 2;
 
 enum class Call : uint16_t {
   kInfo = 1,          // -> EnclaveInfo
   kHandshake = 2,     // ClientHello -> ServerHello (with evidence)
   kChannel = 3,       // session id u64 | channel record -> channel record
   kProcessBatch = 4,  // encrypted batch file -> encrypted result file
-  kCheckpoint = 5,    // -> sealed state (version = committed + 1)
+  kCheckpoint = 5,    // CheckpointRequest -> CheckpointPart (version = committed + 1)
   kCommit = 6,        // version u64: the host has stored that checkpoint durably
-  kRestore = 7,       // sealed state -> ()
+  kRestore = 7,       // one sealed part of a checkpoint, in order -> RestoreProgress
   kStats = 8,         // -> EnclaveStats
   kShutdown = 9,      // -> () and the enclave exits
   // The data lake (enclave/lake/lake.h):
@@ -79,9 +80,9 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kHandshake, "handshake", 1024, 64 * 1024, 30, 0, kServerRelay | kLakeRelay},
     CallSpec{Call::kChannel, "channel", 64 * 1024, 64 * 1024, 30, 0, kServerRelay | kLakeRelay},
     CallSpec{Call::kProcessBatch, "process_batch", 65 * kMiB, 130 * kMiB, 30, 2},
-    CallSpec{Call::kCheckpoint, "checkpoint", 0, 1024 * kMiB, 300},
+    CallSpec{Call::kCheckpoint, "checkpoint", 4, 1024 * kMiB, 300},
     CallSpec{Call::kCommit, "commit", 8, 0, 30},
-    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 0, 60, 1},
+    CallSpec{Call::kRestore, "restore", 1024 * kMiB, 1, 60, 1},
     CallSpec{Call::kStats, "stats", 0, 4096, 30, 0, kServerRelay},
     CallSpec{Call::kShutdown, "shutdown", 0, 0, 30},
     CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
@@ -90,6 +91,19 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kExportStreams, "export_streams", 8, 1024 * kMiB, 300},
     CallSpec{Call::kImportStreams, "import_streams", 1024 * kMiB, 0, 60, 1},
 };
+// A call's caps, for compile-time checks that what it carries fits (0 for a value not a call).
+constexpr uint64_t MaxRequest(Call call) {
+  for (const CallSpec& spec : kCalls) {
+    if (spec.call == call) return spec.max_request;
+  }
+  return 0;
+}
+constexpr uint64_t MaxResponse(Call call) {
+  for (const CallSpec& spec : kCalls) {
+    if (spec.call == call) return spec.max_response;
+  }
+  return 0;
+}
 inline double CallBudgetSeconds(const CallSpec& spec, uint64_t request_bytes) {
   return spec.budget_s + spec.budget_s_per_mib * static_cast<double>(request_bytes) / kMiB;
 }
@@ -156,6 +170,42 @@ struct CommitVersion {
   crypto::Bytes Encode() const;
   // Exactly 8 bytes (kCorrupt otherwise).
   static Result<CommitVersion> Decode(std::span<const uint8_t> b);
+};
+
+// The enclave's stream state is checkpointed in parts, so that however many streams it holds, no
+// call carries more than one part (a part is about kCheckpointPartBytes of state, or one stream's
+// state when that is larger: streams::kMaxSavedStreamBytes, which fits the call's cap). Part 0
+// holds the keys and counts; the others hold streams. Each part is sealed with the checkpoint's
+// version and names the SHA-256 of the sealed part before it, and the last says it is the last,
+// so a restore refuses parts missing, reordered or mixed from two checkpoints.
+inline constexpr size_t kCheckpointPartBytes = 64 * kMiB;
+// The host's bound on the parts of one checkpoint (a loop bound: 64 TiB of state).
+inline constexpr uint32_t kMaxCheckpointParts = 1u << 20;
+// kCheckpoint's request: the part wanted. Part 0 starts a checkpoint (a new snapshot, dropping one
+// in progress); part n follows part n - 1 of the same checkpoint, and is refused
+// (kFailedPrecondition) when the streams changed since part 0: start again at part 0.
+struct CheckpointRequest {
+  uint32_t part = 0;
+  crypto::Bytes Encode() const;
+  // Exactly 4 bytes (kCorrupt otherwise).
+  static Result<CheckpointRequest> Decode(std::span<const uint8_t> b);
+};
+// kCheckpoint's answer: the sealed part, the checkpoint's version (what kCommit names once every
+// part is stored) and whether it is the last part. `sealed` is a view into the decoded buffer.
+struct CheckpointPart {
+  bool last = false;
+  uint64_t version = 0;
+  std::span<const uint8_t> sealed;
+  crypto::Bytes Encode() const;
+  static Result<CheckpointPart> Decode(std::span<const uint8_t> b);
+};
+// kRestore's answer: 1 once the part given was the last (the state is restored), 0 while more are
+// expected. A checkpoint from before parts (one sealed blob) is restored by one call.
+struct RestoreProgress {
+  bool complete = false;
+  crypto::Bytes Encode() const;
+  // Exactly 1 byte, 0 or 1 (kCorrupt otherwise).
+  static Result<RestoreProgress> Decode(std::span<const uint8_t> b);
 };
 
 // kExportStreams' request: the streams whose wire::PartitionOf(stream, partitions) is

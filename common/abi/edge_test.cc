@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 namespace medstream::enclave {
@@ -60,6 +61,38 @@ TEST(EdgeAbi, CommitVersionsRoundTripAndRefuseGarbage) {
     auto r = CommitVersion::Decode(b);
     ASSERT_FALSE(r) << n;
     EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << n;
+  }
+}
+
+TEST(EdgeAbi, CheckpointPartsRoundTripAndRefuseGarbage) {
+  auto request = CheckpointRequest::Decode(CheckpointRequest{77}.Encode());
+  ASSERT_TRUE(request);
+  EXPECT_EQ(request->part, 77u);
+  for (size_t n : {0, 3, 5}) EXPECT_FALSE(CheckpointRequest::Decode(crypto::Bytes(n, 1))) << n;
+
+  const crypto::Bytes sealed = {1, 2, 3, 4, 5};
+  const crypto::Bytes wire = CheckpointPart{.last = true, .version = 9, .sealed = sealed}.Encode();
+  auto part = CheckpointPart::Decode(wire);
+  ASSERT_TRUE(part) << part.error().message();
+  EXPECT_TRUE(part->last);
+  EXPECT_EQ(part->version, 9u);
+  EXPECT_TRUE(std::ranges::equal(part->sealed, sealed));
+  crypto::Bytes bad_flag = wire;
+  bad_flag[0] = 2;
+  for (const crypto::Bytes& b :
+       {bad_flag, crypto::Bytes(wire.begin(), wire.begin() + 9), crypto::Bytes(4, 0)}) {
+    auto r = CheckpointPart::Decode(b);
+    ASSERT_FALSE(r) << b.size();
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt);
+  }
+
+  for (bool complete : {false, true}) {
+    auto back = RestoreProgress::Decode(RestoreProgress{complete}.Encode());
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->complete, complete);
+  }
+  for (const crypto::Bytes& b : {crypto::Bytes{}, crypto::Bytes{2}, crypto::Bytes{1, 1}}) {
+    EXPECT_FALSE(RestoreProgress::Decode(b)) << b.size();
   }
 }
 

@@ -43,6 +43,11 @@ class StreamTable {
   size_t size() const { return streams_.size(); }
   uint64_t LastSeq(const wire::StreamId& stream) const;
 
+  // The most SaveStream writes for one stream: its id, sequence number, key id and job count, and
+  // each job's state (hrv::StreamJob::kMaxStateBytes).
+  static constexpr uint64_t kMaxSavedStreamBytes =
+      16 + 8 + 4 + 1 + hrv::kAllJobs.size() * hrv::StreamJob::kMaxStateBytes;
+
   // Checkpoint: every stream's sequence number, key id and job state. `config_of` maps a key id
   // back to its provisioned configuration (restored first).
   void Save(ByteWriter* w) const;

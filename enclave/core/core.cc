@@ -63,7 +63,7 @@ Result<crypto::Bytes> EnclaveCore::Handle(uint16_t call_id, crypto::ByteView req
       case Call::kProcessBatch:
         return streams_.ProcessBatch(request);
       case Call::kCheckpoint:
-        return streams_.Checkpoint();
+        return streams_.Checkpoint(request);
       case Call::kCommit:
         return streams_.Commit(request);
       case Call::kRestore:

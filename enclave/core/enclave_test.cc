@@ -184,7 +184,7 @@ TEST_P(EnclaveTest, HostNeverSeesPlaintext) {
     auto file = sealer.SealBatch(seq, std::span(beats).subspan((seq - 1) * 500, 500)).value();
     ASSERT_TRUE(t->Call(enclave::Call::kProcessBatch, file).has_value());
   }
-  ASSERT_TRUE(t->Call(enclave::Call::kCheckpoint, {}).has_value());
+  ASSERT_TRUE(host::CheckpointEnclave(*t, [](crypto::ByteView) -> Status { return {}; }));
   const Bytes& seen = t->seen();
   ASSERT_GT(seen.size(), 500u * 16 * 4);
   auto contains = [&](const void* p, size_t n) {
@@ -339,19 +339,22 @@ TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
   auto sealer = client::StreamSealer::Create(key, 5, {5}).value();
   enclave::StreamConfig config;
   config.jobs = {hrv::JobKind::kSdnn};
-  Bytes first_blob, second_blob;
+  std::vector<Bytes> first_blob, second_blob;
   std::vector<hrv::WindowResult> windows;
   auto collect = [&](const Bytes& reply) {
     auto r = sealer.OpenResult(reply, nullptr).value();
     for (auto& w : r.jobs[0].second.windows) windows.push_back(w);
   };
   auto checkpoint = [](host::EnclaveTransport& t) {
-    auto blob = t.Call(enclave::Call::kCheckpoint, {}).value();
-    auto stats = host::GetStats(t).value();
-    EXPECT_TRUE(t.Call(enclave::Call::kCommit,
-                       enclave::CommitVersion{stats.checkpoint_version + 1}.Encode())
-                    .has_value());
-    return blob;
+    std::vector<Bytes> parts;
+    const uint64_t version = host::CheckpointEnclave(t, [&](crypto::ByteView sealed) -> Status {
+                               parts.emplace_back(sealed.begin(), sealed.end());
+                               return {};
+                             }).value();
+    EXPECT_EQ(parts.size(), 2u);  // the key, then the stream
+    EXPECT_TRUE(
+        t.Call(enclave::Call::kCommit, enclave::CommitVersion{version}.Encode()).has_value());
+    return parts;
   };
   {
     auto t = Launch();
@@ -371,13 +374,18 @@ TEST_P(EnclaveTest, CheckpointRestoreContinuesExactlyAndRefusesRollback) {
   }  // the enclave is gone; only the sealed state survives
   auto t = Launch();
   // The older blob is a rollback.
-  auto rollback = t->Call(enclave::Call::kRestore, first_blob);
+  auto rollback = host::RestorePart(*t, first_blob[0]);
   ASSERT_FALSE(rollback.has_value());
   EXPECT_EQ(rollback.error().code(), Error::Code::kRolledBack);
-  Bytes tampered = second_blob;
+  Bytes tampered = second_blob[1];
   tampered[tampered.size() / 2] ^= 1;
-  EXPECT_FALSE(t->Call(enclave::Call::kRestore, tampered).has_value());
-  ASSERT_TRUE(t->Call(enclave::Call::kRestore, second_blob).has_value());
+  ASSERT_EQ(host::RestorePart(*t, second_blob[0]), false);
+  EXPECT_FALSE(host::RestorePart(*t, tampered).has_value());
+  for (size_t i = 0; i < second_blob.size(); ++i) {
+    auto r = host::RestorePart(*t, second_blob[i]);
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(*r, i + 1 == second_blob.size());
+  }
   // No re-provisioning needed: the key was sealed. Batch 12 is a replay, 13 continues.
   EXPECT_FALSE(t->Call(enclave::Call::kProcessBatch,
                        sealer.SealBatch(12, std::span(beats).subspan(2200, 200)).value())
@@ -456,14 +464,15 @@ TEST_P(ProcessEnclaveTest, SealedStateFromAnotherMeasurementIsRefused) {
   auto t = Launch();
   ASSERT_TRUE(t);
   AttestAndProvision(*t, RandomKey(), 1, {});
-  const Bytes blob = t->Call(enclave::Call::kCheckpoint, {}).value();
+  const Bytes blob =
+      t->Call(enclave::Call::kCheckpoint, enclave::CheckpointRequest{0}.Encode()).value();
   const std::string other = GetParam() == "process" ? "inproc" : "process";
   auto o = host::LaunchEnclave({.backend = other,
                                 .platform_dir = platform(),
                                 .enclave_path = MEDSTREAM_ENCLAVE_BINARY,
                                 .inproc = host::LaunchInproc});
   ASSERT_TRUE(o.has_value()) << o.error().message();
-  auto r = (*o)->Call(enclave::Call::kRestore, blob);
+  auto r = host::RestorePart(**o, enclave::CheckpointPart::Decode(blob)->sealed);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << r.error().message();
 }

@@ -7,12 +7,6 @@ namespace medstream::enclave {
 
 namespace {
 
-constexpr uint64_t MaxResponse(Call call) {
-  for (const CallSpec& spec : kCalls) {
-    if (spec.call == call) return spec.max_response;
-  }
-  return 0;
-}
 // The largest answer a query may give (lake_abi/messages.h: its values, then up to 4096 column
 // names of at most a query's length, the dp figures, the channel record's framing, 1 MiB in all
 // is ample) fits in what both calls that carry it may return, so core.cc's check of the response
@@ -23,12 +17,7 @@ static_assert(lake::kMaxAnswerBytes + lake::kMaxResultColumns * (4 + 256 + 8) +
 
 // Every blob the lake stores, sealed (a header, nonce and tag of well under 1 KiB), comes back in
 // one lake_load with its kind and key.
-static_assert(lake::kMaxStoredBlobBytes + 1024 + 16 + kMaxLakeKey <= [] {
-  for (const CallSpec& spec : kCalls) {
-    if (spec.call == Call::kLakeLoad) return spec.max_request;
-  }
-  return uint64_t{0};
-}());
+static_assert(lake::kMaxStoredBlobBytes + 1024 + 16 + kMaxLakeKey <= MaxRequest(Call::kLakeLoad));
 
 std::unexpected<Error> Refuse(std::string why) {
   return Fail(Error::Code::kFailedPrecondition, std::move(why));

@@ -13,6 +13,7 @@ namespace medstream::enclave {
 namespace {
 
 constexpr size_t kSealHeader = 4 + 2 + 1 + 2 + 2 + 8 + 12;
+static_assert(kSealOverhead == kSealHeader + crypto::AesGcm::kTagSize);
 
 Result<crypto::Key256> SealKey(const crypto::Key256& root, const SealIdentity& self,
                                SealPolicy policy, uint16_t svn) {

@@ -24,6 +24,10 @@
 
 namespace medstream::enclave {
 
+// What SealData adds to the plaintext: its header (magic, format, policy, product id, SVN,
+// version, nonce) and the GCM tag.
+inline constexpr size_t kSealOverhead = 4 + 2 + 1 + 2 + 2 + 8 + 12 + 16;
+
 struct SealIdentity {
   crypto::Digest mr_enclave{};
   crypto::Digest mr_signer{};

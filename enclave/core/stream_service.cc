@@ -125,6 +125,7 @@ Result<crypto::Bytes> StreamService::ProcessSharedBatch(const uint8_t* shared, s
 // has caught up. Should a later segment fail, the stream is put back as it was and nothing from
 // this batch is released.
 Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader& read) {
+  ++generation_;  // a checkpoint in progress must start again
   auto result = [&]() -> Result<crypto::Bytes> {
     if (size < wire::kHeaderSize) {
       return Fail(Error::Code::kCorrupt,
@@ -250,24 +251,117 @@ Result<crypto::Bytes> StreamService::ProcessBatchFrom(size_t size, const Reader&
   return result;
 }
 
-Result<crypto::Bytes> StreamService::Checkpoint() {
+namespace {
+
+// A checkpoint part's plaintext: kPartMagic | index u32 | SHA-256 of the sealed part before it
+// (zeros for part 0) | last u8 | body. Part 0's body: the keys, the counts and how many streams
+// the parts after it hold; the others': a count and that many StreamTable::SaveStream records.
+// A checkpoint from before parts is one sealed blob whose plaintext is the body of part 0 with
+// every stream (StreamTable::Save) before the counts; it does not start with the magic (it starts
+// with a key count, far below 2^30).
+constexpr char kPartMagic[4] = {'M', 'S', 'C', 'P'};
+constexpr size_t kPartHeaderBytes = 4 + 4 + 32 + 1;
+// Part 0's body is the keys and counts (a few bytes a key); a stream part's, streams until it
+// passes kCheckpointPartBytes, so its last stream can take it past that by one stream at most.
+constexpr uint64_t kMaxPartPlaintext =
+    kPartHeaderBytes + 4 + kCheckpointPartBytes + streams::StreamTable::kMaxSavedStreamBytes;
+static_assert(kMaxPartPlaintext + kSealOverhead + 9 <= MaxResponse(Call::kCheckpoint),
+              "a checkpoint part must fit the checkpoint call's answer");
+static_assert(kMaxPartPlaintext + kSealOverhead <= MaxRequest(Call::kRestore),
+              "a checkpoint part must fit the restore call's request");
+
+}  // namespace
+
+void StreamService::WriteKeys(ByteWriter* w) const {
+  w->U32(static_cast<uint32_t>(keys_.size()));
+  for (const auto& [id, e] : keys_) {
+    w->U32(id);
+    w->Bytes(e.key.span());
+    e.config.Encode(w);
+  }
+}
+
+Status StreamService::ReadKeys(ByteReader* r, std::map<uint32_t, KeyEntry>* keys) {
+  MEDSTREAM_TRY(nkeys, r->U32("key count"));
+  for (uint32_t i = 0; i < nkeys; ++i) {
+    MEDSTREAM_TRY(id, r->U32("key id"));
+    MEDSTREAM_TRY(key, r->Bytes(32, "key"));
+    MEDSTREAM_TRY(config, StreamConfig::Decode(r));
+    KeyEntry& e = (*keys)[id];
+    e.key = crypto::Key256(key);
+    e.config = std::move(config);
+  }
+  return {};
+}
+
+Result<crypto::Bytes> StreamService::Checkpoint(crypto::ByteView request) {
+  MEDSTREAM_TRY(req, CheckpointRequest::Decode(request));
+  if (req.part == 0) {
+    pending_checkpoint_ = 0;
+    checkpoint_ = CheckpointCursor{.version = platform_->counter(CounterId::kCheckpoint) + 1,
+                                   .generation = generation_,
+                                   .ids = streams_.Ids()};
+  } else if (!checkpoint_ || req.part != checkpoint_->next_part) {
+    return Refuse("checkpoint part " + std::to_string(req.part) + " asked for, but " +
+                  (checkpoint_ ? "part " + std::to_string(checkpoint_->next_part) + " comes next"
+                               : std::string("no checkpoint is in progress")) +
+                  ": start again at part 0");
+  } else if (checkpoint_->generation != generation_) {
+    // Its parts would mix the streams of two moments.
+    checkpoint_.reset();
+    return Refuse("the streams changed since part 0 of this checkpoint: start again at part 0");
+  }
+  CheckpointCursor& c = *checkpoint_;
   crypto::Bytes state;
   ByteWriter w(&state);
-  w.U32(static_cast<uint32_t>(keys_.size()));
-  for (const auto& [id, e] : keys_) {
-    w.U32(id);
-    w.Bytes(e.key.span());
-    e.config.Encode(&w);
+  w.Raw(kPartMagic, sizeof kPartMagic);
+  w.U32(req.part);
+  w.Bytes(c.prev);
+  const size_t last_at = state.size();
+  w.U8(0);
+  if (req.part == 0) {
+    WriteKeys(&w);
+    w.U64(stats_.batches_ok);
+    w.U64(stats_.batches_refused);
+    w.U64(stats_.beats);
+    w.U64(c.ids.size());
+  } else {
+    const size_t count_at = state.size();
+    w.U32(0);
+    uint32_t n = 0;
+    for (; c.next_stream < c.ids.size() && (n == 0 || state.size() < part_bytes_); ++n) {
+      // Present: the streams have not changed since part 0 (generation_).
+      if (auto s = streams_.SaveStream(c.ids[c.next_stream++], &w); !s) {
+        crypto::Wipe(state);
+        checkpoint_.reset();
+        return Fail(Error::Code::kInternal, "checkpoint: " + s.error().message());
+      }
+    }
+    std::memcpy(state.data() + count_at, &n, sizeof n);
   }
-  streams_.Save(&w);
-  w.U64(stats_.batches_ok);
-  w.U64(stats_.batches_refused);
-  w.U64(stats_.beats);
-  const uint64_t version = platform_->counter(CounterId::kCheckpoint) + 1;
-  auto blob = SealData(state, platform_->sealing_root(), self_, policy_, version);
+  const bool last = c.next_stream == c.ids.size();
+  state[last_at] = last ? 1 : 0;
+  if (state.size() > kMaxPartPlaintext) {  // the bounds above are wrong: never send it
+    crypto::Wipe(state);
+    checkpoint_.reset();
+    return Fail(Error::Code::kInternal, "checkpoint part of " + std::to_string(state.size()) +
+                                            " bytes, past its bound " +
+                                            std::to_string(kMaxPartPlaintext));
+  }
+  auto sealed = SealData(state, platform_->sealing_root(), self_, policy_, c.version);
   crypto::Wipe(state);
-  if (blob) pending_checkpoint_ = version;
-  return blob;
+  if (!sealed) {
+    checkpoint_.reset();
+    return std::unexpected(sealed.error());
+  }
+  const uint64_t version = c.version;
+  c.prev = crypto::Sha256(*sealed);
+  ++c.next_part;
+  if (last) {
+    checkpoint_.reset();
+    pending_checkpoint_ = version;
+  }
+  return CheckpointPart{.last = last, .version = version, .sealed = *sealed}.Encode();
 }
 
 Result<crypto::Bytes> StreamService::Commit(crypto::ByteView request) {
@@ -284,10 +378,22 @@ Result<crypto::Bytes> StreamService::Commit(crypto::ByteView request) {
 }
 
 Result<crypto::Bytes> StreamService::Restore(crypto::ByteView request) {
+  // Whatever goes wrong, a restore in progress is dropped: the host starts again at part 0.
+  auto progress = RestorePart(request);
+  if (!progress) restore_.reset();
+  if (!progress) return std::unexpected(progress.error());
+  return RestoreProgress{*progress}.Encode();
+}
+
+Result<bool> StreamService::RestorePart(crypto::ByteView request) {
   if (!keys_.empty() || streams_.size() > 0) {
     return Refuse("restore must come before any key is provisioned or batch processed");
   }
   MEDSTREAM_TRY(u, UnsealData(request, platform_->sealing_root(), self_));
+  struct WipeOnExit {
+    crypto::Bytes& b;
+    ~WipeOnExit() { crypto::Wipe(b); }
+  } wipe{u.data};
   const uint64_t committed = platform_->counter(CounterId::kCheckpoint);
   if (u.version < committed) {
     return Fail(Error::Code::kRolledBack,
@@ -300,37 +406,77 @@ Result<crypto::Bytes> StreamService::Restore(crypto::ByteView request) {
                   " (counter store lost or replaced?)");
   }
   ByteReader r(u.data);
-  std::map<uint32_t, KeyEntry> keys;
-  MEDSTREAM_TRY(nkeys, r.U32("key count"));
-  for (uint32_t i = 0; i < nkeys; ++i) {
-    MEDSTREAM_TRY(id, r.U32("key id"));
-    MEDSTREAM_TRY(key, r.Bytes(32, "key"));
-    MEDSTREAM_TRY(config, StreamConfig::Decode(&r));
-    KeyEntry& e = keys[id];
-    e.key = crypto::Key256(key);
-    e.config = std::move(config);
+  const bool parted = u.data.size() >= sizeof kPartMagic &&
+                      std::memcmp(u.data.data(), kPartMagic, sizeof kPartMagic) == 0;
+  if (!parted) {
+    if (restore_) return Corrupt("a whole checkpoint given in the middle of one in parts");
+    restore_ = std::make_unique<RestoreCursor>();
+    RestoreCursor& c = *restore_;
+    if (auto s = ReadKeys(&r, &c.keys); !s) return std::unexpected(s.error());
+    if (auto s = c.streams.Load(&r, c.ConfigOf()); !s) return std::unexpected(s.error());
+    MEDSTREAM_TRY(ok, r.U64("stats"));
+    MEDSTREAM_TRY(refused, r.U64("stats"));
+    MEDSTREAM_TRY(beats, r.U64("stats"));
+    c.stats = {ok, refused, beats};
+    c.version = u.version;
+    c.streams_expected = c.streams.size();
+  } else {
+    (void)*r.Bytes(sizeof kPartMagic, "magic");
+    MEDSTREAM_TRY(index, r.U32("part index"));
+    MEDSTREAM_TRY(prev, r.Bytes(32, "previous part's digest"));
+    MEDSTREAM_TRY(last, r.U8("last-part flag"));
+    if (index == 0) {
+      if (std::any_of(prev.begin(), prev.end(), [](uint8_t b) { return b != 0; }))
+        return Corrupt("checkpoint part 0 names a part before it");
+      restore_ = std::make_unique<RestoreCursor>();
+      restore_->version = u.version;
+      if (auto s = ReadKeys(&r, &restore_->keys); !s) return std::unexpected(s.error());
+      MEDSTREAM_TRY(ok, r.U64("stats"));
+      MEDSTREAM_TRY(refused, r.U64("stats"));
+      MEDSTREAM_TRY(beats, r.U64("stats"));
+      MEDSTREAM_TRY(expected, r.U64("stream count"));
+      restore_->stats = {ok, refused, beats};
+      restore_->streams_expected = expected;
+    } else {
+      if (!restore_ || index != restore_->next_part || u.version != restore_->version ||
+          !std::equal(prev.begin(), prev.end(), restore_->prev.begin())) {
+        return Corrupt("checkpoint part " + std::to_string(index) +
+                       " does not follow the part before it: parts missing, out of order or "
+                       "from another checkpoint");
+      }
+      MEDSTREAM_TRY(n, r.U32("stream count"));
+      for (uint32_t i = 0; i < n; ++i) {
+        MEDSTREAM_TRY(saved, restore_->streams.LoadStream(&r, restore_->ConfigOf()));
+        restore_->streams.Put(std::move(saved));
+      }
+    }
+    if (r.remaining() != 0) {
+      return Corrupt("checkpoint part " + std::to_string(index) + ": " +
+                     std::to_string(r.remaining()) + " bytes after its end");
+    }
+    restore_->prev = crypto::Sha256(request);
+    ++restore_->next_part;
+    if (last == 0) return false;
+    if (restore_->streams.size() != restore_->streams_expected) {
+      return Corrupt("checkpoint holds " + std::to_string(restore_->streams.size()) +
+                     " streams, but its part 0 says " + std::to_string(restore_->streams_expected));
+    }
   }
-  streams::StreamTable streams;
-  auto config_of = [&](uint32_t id) -> const StreamConfig* {
-    auto it = keys.find(id);
-    return it == keys.end() ? nullptr : &it->second.config;
-  };
-  if (auto s = streams.Load(&r, config_of); !s) return std::unexpected(s.error());
-  MEDSTREAM_TRY(ok, r.U64("stats"));
-  MEDSTREAM_TRY(refused, r.U64("stats"));
-  MEDSTREAM_TRY(beats, r.U64("stats"));
-  crypto::Wipe(u.data);
-  if (u.version == committed + 1) {
-    if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, u.version); !s)
+  // Complete: the state becomes this checkpoint's, and its version the counter's.
+  RestoreCursor& c = *restore_;
+  if (c.version == committed + 1) {
+    if (auto s = platform_->AdvanceCounter(CounterId::kCheckpoint, c.version); !s)
       return std::unexpected(s.error());
   }
-  keys_ = std::move(keys);
-  streams_ = std::move(streams);
+  keys_ = std::move(c.keys);
+  streams_ = std::move(c.streams);
   streams_.set_parallel(&pool_);
-  stats_.batches_ok = ok;
-  stats_.batches_refused = refused;
-  stats_.beats = beats;
-  return crypto::Bytes{};
+  stats_.batches_ok = c.stats[0];
+  stats_.batches_refused = c.stats[1];
+  stats_.beats = c.stats[2];
+  restore_.reset();
+  ++generation_;
+  return true;
 }
 
 namespace {
@@ -405,6 +551,7 @@ Result<crypto::Bytes> StreamService::ExportStreams(crypto::ByteView request) {
 Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
   if (request.size() < 8) return Corrupt("import: no partition selector");
   MEDSTREAM_TRY(sel, PartitionSelector::Decode(request.first(8)));
+  ++generation_;
   auto replace = [&](std::vector<streams::StreamTable::Saved> saved) {
     for (const wire::StreamId& id : streams_.Ids()) {
       if (wire::PartitionOf(id, sel.partitions) == sel.partition) streams_.Erase(id);

@@ -6,9 +6,11 @@
 // analysis threads (one per CPU) computes the windows a segment completes in parallel.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "common/abi/edge.h"
 #include "common/base/memory.h"
@@ -46,8 +48,22 @@ class StreamService {
   // stream as it was).
   Result<crypto::Bytes> ProcessSharedBatch(const uint8_t* shared, size_t size,
                                            std::atomic_ref<uint64_t> delivered);
-  Result<crypto::Bytes> Checkpoint();
+  // The sealed state, in parts (edge.h: CheckpointRequest, CheckpointPart), so that no call
+  // carries more than about kCheckpointPartBytes however many streams there are. Part 0 takes a
+  // snapshot of which streams there are; a batch or import before the last part makes the next
+  // part refused (kFailedPrecondition: start again). After the last part, Commit(version) once
+  // the host has stored every part.
+  Result<crypto::Bytes> Checkpoint(crypto::ByteView request);
+  // Parts of about `bytes` instead (tests: many parts from a few streams); at most
+  // kCheckpointPartBytes, which the caps are checked against.
+  void set_checkpoint_part_bytes(size_t bytes) {
+    part_bytes_ = std::clamp<size_t>(bytes, 1, kCheckpointPartBytes);
+  }
   Result<crypto::Bytes> Commit(crypto::ByteView request);
+  // One part of a stored checkpoint, in order (RestoreProgress: complete after the last). Nothing
+  // changes until the last part is in; a part missing, out of order, from another checkpoint or
+  // older than the committed version (kRolledBack) drops what was restored so far. Also takes a
+  // checkpoint from before parts (one blob).
   Result<crypto::Bytes> Restore(crypto::ByteView request);
   // The cluster's portable state (docs/scale-out.md). Export: the streams of one partition
   // (a PartitionSelector), each sealed under a key derived from its provisioned data key, not
@@ -68,6 +84,10 @@ class StreamService {
   using Reader =
       std::function<Result<crypto::ByteView>(size_t offset, size_t n, crypto::Bytes* staging)>;
   Result<crypto::Bytes> ProcessBatchFrom(size_t size, const Reader& read);
+  struct KeyEntry;
+  void WriteKeys(ByteWriter* w) const;
+  static Status ReadKeys(ByteReader* r, std::map<uint32_t, KeyEntry>* keys);
+  Result<bool> RestorePart(crypto::ByteView request);
   void TrimToRecentWork(size_t batch_bytes);
   // The stream's cipher for this thread, or for the worker thread.
   Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
@@ -87,6 +107,36 @@ class StreamService {
   streams::StreamTable streams_;
   EnclaveStats stats_;
   uint64_t pending_checkpoint_ = 0;
+  // Bumped whenever the streams may change (a batch, an import, a restore), so a checkpoint in
+  // parts notices that its parts would mix two moments.
+  uint64_t generation_ = 0;
+  size_t part_bytes_ = kCheckpointPartBytes;
+  struct CheckpointCursor {
+    uint64_t version = 0;
+    uint64_t generation = 0;          // generation_ at part 0
+    std::vector<wire::StreamId> ids;  // the streams at part 0, in the order the parts hold them
+    size_t next_stream = 0;
+    uint32_t next_part = 0;
+    crypto::Digest prev{};  // SHA-256 of the last sealed part
+  };
+  std::optional<CheckpointCursor> checkpoint_;
+  // A checkpoint being restored: nothing of it is used until its last part is in.
+  struct RestoreCursor {
+    uint64_t version = 0;
+    uint32_t next_part = 0;
+    crypto::Digest prev{};
+    std::map<uint32_t, KeyEntry> keys;
+    streams::StreamTable streams;
+    std::array<uint64_t, 3> stats{};  // batches ok, refused, beats
+    uint64_t streams_expected = 0;
+    std::function<const StreamConfig*(uint32_t)> ConfigOf() const {
+      return [this](uint32_t id) -> const StreamConfig* {
+        auto it = keys.find(id);
+        return it == keys.end() ? nullptr : &it->second.config;
+      };
+    }
+  };
+  std::unique_ptr<RestoreCursor> restore_;
   // Reused across batches: large fresh buffers cost more in page faults than the analytics. A
   // mapping of its own, given back once recent batches need a quarter of it or less
   // (TrimToRecentWork), which the heap could not do with the enclave's memory locked.

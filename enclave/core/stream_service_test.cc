@@ -69,8 +69,9 @@ class StreamServiceTest : public ::testing::Test {
     auto ok = s.Provision(p.Encode());
     ASSERT_TRUE(ok) << ok.error().message();
   }
-  Result<crypto::Bytes> Process(StreamService& s, uint64_t seq) {
-    auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  Result<crypto::Bytes> Process(StreamService& s, uint64_t seq,
+                                const wire::StreamId& stream = kStream) {
+    auto sealer = client::StreamSealer::Create(data_key_, 1, stream).value();
     auto file = sealer.SealBatch(seq, Beats(seq)).value();
     return s.ProcessBatch(file);
   }
@@ -83,18 +84,40 @@ class StreamServiceTest : public ::testing::Test {
     }
     return out;
   }
-  wire::BatchResult Open(const crypto::Bytes& result) {
-    auto sealer = client::StreamSealer::Create(data_key_, 1, kStream).value();
+  wire::BatchResult Open(const crypto::Bytes& result, const wire::StreamId& stream = kStream) {
+    auto sealer = client::StreamSealer::Create(data_key_, 1, stream).value();
     uint64_t seq = 0;
     return sealer.OpenResult(result, &seq).value();
   }
-  Result<uint64_t> CheckpointAndCommit(StreamService& s, crypto::Bytes* blob) {
-    MEDSTREAM_TRY(sealed, s.Checkpoint());
-    *blob = sealed;
-    const uint64_t version = platform_->counter(CounterId::kCheckpoint) + 1;
+  // A whole checkpoint: its sealed parts, in order.
+  using Parts = std::vector<crypto::Bytes>;
+  static Result<Parts> CheckpointParts(StreamService& s, uint64_t* version = nullptr) {
+    Parts parts;
+    for (uint32_t part = 0;; ++part) {
+      MEDSTREAM_TRY(answer, s.Checkpoint(CheckpointRequest{part}.Encode()));
+      MEDSTREAM_TRY(p, CheckpointPart::Decode(answer));
+      parts.emplace_back(p.sealed.begin(), p.sealed.end());
+      if (version) *version = p.version;
+      if (p.last) return parts;
+    }
+  }
+  Result<uint64_t> CheckpointAndCommit(StreamService& s, Parts* parts) {
+    uint64_t version = 0;
+    MEDSTREAM_TRY(made, CheckpointParts(s, &version));
+    *parts = std::move(made);
     MEDSTREAM_TRY(ok, s.Commit(CommitVersion{version}.Encode()));
     (void)ok;
     return version;
+  }
+  // Hands `parts` to Restore in order: whether the last made the restore complete.
+  static Result<bool> RestoreParts(StreamService& s, const Parts& parts) {
+    bool complete = false;
+    for (const crypto::Bytes& part : parts) {
+      MEDSTREAM_TRY(answer, s.Restore(part));
+      MEDSTREAM_TRY(progress, RestoreProgress::Decode(answer));
+      complete = progress.complete;
+    }
+    return complete;
   }
 
   crypto::Key256 data_key_;
@@ -122,7 +145,7 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   platform_ = std::make_unique<MemoryPlatform>(root);
   auto first = Fresh();
   ProvisionOn(*first);
-  crypto::Bytes old_blob, blob;
+  Parts old_blob, blob;
   ASSERT_TRUE(CheckpointAndCommit(*first, &old_blob));
   ASSERT_TRUE(Process(*first, 1));
   ASSERT_TRUE(Process(*first, 2));
@@ -138,8 +161,9 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   // A new service (the enclave restarted) restores the checkpoint and continues with 3 and 4;
   // once decrypted, the same windows as the service that never stopped.
   auto second = Fresh();
-  auto restored = second->Restore(blob);
+  auto restored = RestoreParts(*second, blob);
   ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_TRUE(*restored);
   for (uint64_t seq = 3; seq <= 4; ++seq) {
     auto r = Process(*second, seq);
     ASSERT_TRUE(r) << r.error().message();
@@ -155,7 +179,7 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   EXPECT_EQ(second->Stats().checkpoint_version, *v);
   // The older checkpoint is a rollback now that a newer one was committed.
   auto third = Fresh();
-  auto rolled = third->Restore(old_blob);
+  auto rolled = RestoreParts(*third, old_blob);
   ASSERT_FALSE(rolled);
   EXPECT_EQ(rolled.error().code(), Error::Code::kRolledBack);
   // A blob sealed on another platform (another sealing root) does not open.
@@ -163,7 +187,116 @@ TEST_F(StreamServiceTest, ARestoredServiceContinuesExactlyAndAnOlderCheckpointIs
   ASSERT_TRUE(crypto::RandomBytes(other.span()));
   MemoryPlatform elsewhere(other);
   StreamService stranger(&elsewhere, SealIdentity{.isv_svn = 1}, SealPolicy::kMrEnclave);
-  EXPECT_FALSE(stranger.Restore(blob));
+  EXPECT_FALSE(stranger.Restore(blob[0]));
+}
+
+// The stream state is checkpointed in parts (a stream's state can be 390 MB, and one call of all
+// of it once passed the call's 1 GiB cap, stopping the server at every restart). The parts
+// restore only whole, in order and from one checkpoint; until the last is in nothing is used.
+TEST_F(StreamServiceTest, ACheckpointComesInPartsThatRestoreOnlyWholeInOrderAndFromOneCheckpoint) {
+  constexpr int kStreams = 5;
+  auto stream_id = [](int i) { return wire::StreamId{0x60, static_cast<uint8_t>(i)}; };
+  auto first = Fresh();
+  first->set_checkpoint_part_bytes(1);  // one stream a part
+  ProvisionOn(*first);
+  for (int i = 0; i < kStreams; ++i) ASSERT_TRUE(Process(*first, 1, stream_id(i)));
+
+  // A batch between two parts makes the next refused: start again.
+  ASSERT_TRUE(first->Checkpoint(CheckpointRequest{0}.Encode()));
+  ASSERT_TRUE(first->Checkpoint(CheckpointRequest{1}.Encode()));
+  ASSERT_TRUE(Process(*first, 2, stream_id(0)));
+  auto changed = first->Checkpoint(CheckpointRequest{2}.Encode());
+  ASSERT_FALSE(changed);
+  EXPECT_EQ(changed.error().code(), Error::Code::kFailedPrecondition);
+  // Parts out of order are refused, and so is a commit before the last part.
+  ASSERT_TRUE(first->Checkpoint(CheckpointRequest{0}.Encode()));
+  EXPECT_EQ(first->Checkpoint(CheckpointRequest{2}.Encode()).error().code(),
+            Error::Code::kFailedPrecondition);
+  EXPECT_FALSE(
+      first->Commit(CommitVersion{platform_->counter(CounterId::kCheckpoint) + 1}.Encode()));
+
+  // Two checkpoints of the same version (the first never committed) but other contents.
+  uint64_t version = 0;
+  auto other = CheckpointParts(*first, &version);
+  ASSERT_TRUE(other) << other.error().message();
+  ASSERT_TRUE(Process(*first, 3, stream_id(0)));
+  Parts parts;
+  auto v = CheckpointAndCommit(*first, &parts);
+  ASSERT_TRUE(v) << v.error().message();
+  ASSERT_EQ(*v, version);
+  ASSERT_EQ(parts.size(), size_t{kStreams + 1});  // the keys and counts, then a stream each
+  ASSERT_EQ(other->size(), parts.size());
+
+  auto second = Fresh();
+  auto expect_refused = [&](const Parts& bad, const char* what) {
+    auto r = RestoreParts(*second, bad);
+    ASSERT_FALSE(r) << what;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << what;
+    EXPECT_EQ(second->Stats().streams, 0u) << what;
+    EXPECT_EQ(second->Stats().keys, 0u) << what;
+  };
+  Parts missing = parts;
+  missing.erase(missing.begin() + 2);
+  expect_refused(missing, "a part missing");
+  Parts swapped = parts;
+  std::swap(swapped[1], swapped[2]);
+  expect_refused(swapped, "two parts swapped");
+  Parts mixed = parts;
+  mixed[3] = (*other)[3];
+  expect_refused(mixed, "a part of another checkpoint of the same version");
+  Parts tail(parts.begin() + 1, parts.end());
+  expect_refused(tail, "no part 0");
+  // Cut short: every part accepted, but the restore is not complete and nothing is used.
+  auto cut = RestoreParts(*second, Parts(parts.begin(), parts.end() - 1));
+  ASSERT_TRUE(cut) << cut.error().message();
+  EXPECT_FALSE(*cut);
+  EXPECT_EQ(second->Stats().streams, 0u);
+  EXPECT_EQ(second->Stats().keys, 0u);
+
+  // Whole and in order (starting again at part 0): the streams continue exactly.
+  auto restored = RestoreParts(*second, parts);
+  ASSERT_TRUE(restored) << restored.error().message();
+  EXPECT_TRUE(*restored);
+  EXPECT_EQ(second->Stats().streams, size_t{kStreams});
+  EXPECT_EQ(second->Stats().checkpoint_version, *v);
+  EXPECT_FALSE(second->Restore(parts[0])) << "a second restore once the state is in use";
+  for (int i = 0; i < kStreams; ++i) {
+    const uint64_t seq = i == 0 ? 4 : 2;
+    auto got = Process(*second, seq, stream_id(i));
+    auto want = Process(*first, seq, stream_id(i));
+    ASSERT_TRUE(got && want);
+    const wire::BatchResult a = Open(*got, stream_id(i)), b = Open(*want, stream_id(i));
+    ASSERT_EQ(a.jobs[0].second.windows.size(), b.jobs[0].second.windows.size());
+    for (size_t w = 0; w < a.jobs[0].second.windows.size(); ++w) {
+      EXPECT_EQ(a.jobs[0].second.windows[w].metrics.sdnn_ms,
+                b.jobs[0].second.windows[w].metrics.sdnn_ms);
+    }
+  }
+  // With the default part size, the same state is one part after part 0.
+  auto whole = CheckpointParts(*second);
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->size(), 2u);
+}
+
+// A checkpoint sealed before parts (one blob: keys, streams, counts) still restores, in one call.
+TEST_F(StreamServiceTest, ACheckpointFromBeforePartsRestoresInOneCall) {
+  crypto::Bytes plain;
+  ByteWriter w(&plain);
+  w.U32(0);   // keys
+  w.U64(0);   // streams
+  w.U64(7);   // batches ok
+  w.U64(1);   // refused
+  w.U64(99);  // beats
+  const SealIdentity self{.isv_svn = 1};
+  auto blob = SealData(plain, platform_->sealing_root(), self, SealPolicy::kMrEnclave,
+                       platform_->counter(CounterId::kCheckpoint) + 1);
+  ASSERT_TRUE(blob);
+  auto s = Fresh();
+  auto answer = s->Restore(*blob);
+  ASSERT_TRUE(answer) << answer.error().message();
+  EXPECT_TRUE(RestoreProgress::Decode(*answer)->complete);
+  EXPECT_EQ(s->Stats().batches_ok, 7u);
+  EXPECT_EQ(s->Stats().beats, 99u);
 }
 
 // ProcessSharedBatch on `size` bytes at `region` that the host has delivered whole.

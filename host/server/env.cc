@@ -1,9 +1,11 @@
 #include "host/server/env.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -50,9 +52,36 @@ class PosixEnv : public ServerEnv {
                             size_t* read_bytes, const ReadProgress* progress) override {
     return medstream::ReadFileInto(path, cap, dest, read_bytes, progress);
   }
+  Result<crypto::Bytes> ReadAt(const std::string& path, uint64_t offset, size_t n) override {
+    const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return NotFound(path + " does not exist");
+      return IoError("cannot open " + path + ": " + std::strerror(errno));
+    }
+    crypto::Bytes out(n);
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = pread(fd, out.data() + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        const int e = errno;
+        close(fd);
+        return IoError("cannot read " + path + ": " + std::strerror(e));
+      }
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    close(fd);
+    out.resize(got);
+    return out;
+  }
   bool Exists(const std::string& path) override { return FileExists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
     return WriteFileAtomic(path, data, mode);
+  }
+  Status WriteAtomicFrom(const std::string& path, int mode,
+                         const std::function<Status(const FileSink&)>& fill) override {
+    return WriteFileAtomicFrom(path, mode, fill);
   }
   Status Append(const std::string& path, std::string_view text, bool sync) override {
     FILE* f = std::fopen(path.c_str(), "ab");
@@ -86,6 +115,27 @@ class PosixEnv : public ServerEnv {
 };
 
 }  // namespace
+
+Result<crypto::Bytes> ServerEnv::ReadAt(const std::string& path, uint64_t offset, size_t n) {
+  MEDSTREAM_TRY(file, ReadFile(path, kNoSizeLimit));
+  if (offset >= file.size()) return crypto::Bytes{};
+  const size_t from = static_cast<size_t>(offset);
+  const size_t take = std::min(n, file.size() - from);
+  return crypto::Bytes(file.begin() + static_cast<std::ptrdiff_t>(from),
+                       file.begin() + static_cast<std::ptrdiff_t>(from + take));
+}
+
+Status ServerEnv::WriteAtomicFrom(const std::string& path, int mode,
+                                  const std::function<Status(const FileSink&)>& fill) {
+  crypto::Bytes file;
+  const Status filled = fill([&](uint64_t offset, std::span<const uint8_t> part) -> Status {
+    if (offset + part.size() > file.size()) file.resize(offset + part.size());
+    std::copy(part.begin(), part.end(), file.begin() + static_cast<std::ptrdiff_t>(offset));
+    return {};
+  });
+  if (!filled) return filled;
+  return WriteAtomic(path, file, mode);
+}
 
 Result<bool> ServerEnv::ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
                                      size_t* read_bytes, const ReadProgress* progress) {

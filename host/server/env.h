@@ -7,6 +7,7 @@
 // loop and from relay threads).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -32,9 +33,16 @@ class ServerEnv {
   // and the bytes as they arrive (common/base/file.h). By default through ReadFile.
   virtual Result<bool> ReadFileInto(const std::string& path, uint64_t cap, std::span<uint8_t> dest,
                                     size_t* read_bytes, const ReadProgress* progress);
+  // Up to `n` bytes of `path` from `offset` (fewer at its end): a file too large to hold whole,
+  // read in pieces (the enclave's checkpoint). kNotFound if absent. By default through ReadFile.
+  virtual Result<crypto::Bytes> ReadAt(const std::string& path, uint64_t offset, size_t n);
   virtual bool Exists(const std::string& path) = 0;
   // Written whole or not at all (a temporary file, fsync'd, renamed over `path`).
   virtual Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) = 0;
+  // The same for a file made while it is written (common/base/file.h, WriteFileAtomicFrom): no
+  // need to hold it whole. By default gathered, then through WriteAtomic.
+  virtual Status WriteAtomicFrom(const std::string& path, int mode,
+                                 const std::function<Status(const FileSink&)>& fill);
   // Appends `text`; with `sync`, durable when this returns.
   virtual Status Append(const std::string& path, std::string_view text, bool sync) = 0;
   virtual Status Rename(const std::string& from, const std::string& to) = 0;
@@ -67,9 +75,16 @@ class EnvWrapper : public ServerEnv {
                             size_t* read_bytes, const ReadProgress* progress) override {
     return target_.ReadFileInto(path, cap, dest, read_bytes, progress);
   }
+  Result<crypto::Bytes> ReadAt(const std::string& path, uint64_t offset, size_t n) override {
+    return target_.ReadAt(path, offset, n);
+  }
   bool Exists(const std::string& path) override { return target_.Exists(path); }
   Status WriteAtomic(const std::string& path, crypto::ByteView data, int mode) override {
     return target_.WriteAtomic(path, data, mode);
+  }
+  Status WriteAtomicFrom(const std::string& path, int mode,
+                         const std::function<Status(const FileSink&)>& fill) override {
+    return target_.WriteAtomicFrom(path, mode, fill);
   }
   Status Append(const std::string& path, std::string_view text, bool sync) override {
     return target_.Append(path, text, sync);

@@ -25,6 +25,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kCheckpointFile[] = "state/checkpoint.sealed";
+// The enclave's checkpoint file: this magic, then each sealed part (edge.h, CheckpointPart) as a
+// u64 length and its bytes. A file without it is a checkpoint from before parts: one sealed blob.
+constexpr uint8_t kPartsMagic[8] = {'M', 'S', 'C', 'F', 1, 0, 0, 0};
 constexpr char kJournalFile[] = "state/journal";
 // NAME_MAX less ".reason": longer inbox names are quarantined under a shortened name.
 constexpr size_t kMaxQuarantineName = 255 - 7;
@@ -119,9 +122,9 @@ int Server::enclave_pid() const {
 
 Status Server::LaunchAndRecover() {
   std::lock_guard lock(mu_);
-  auto checkpoint = env_.ReadFile(Path(kCheckpointFile), kNoSizeLimit);
   if (options_.mode == "vanilla") {
     vanilla_ = std::make_unique<VanillaProcessor>(options_.vanilla_config);
+    auto checkpoint = env_.ReadFile(Path(kCheckpointFile), kNoSizeLimit);
     if (checkpoint) {
       ByteReader r(*checkpoint);
       if (auto s = vanilla_->Load(&r); !s)
@@ -143,10 +146,8 @@ Status Server::LaunchAndRecover() {
                                                  options_.dir, kCheckpointFile));
       claim_.emplace(std::move(claim));
     }
-    if (checkpoint) {
-      auto r = enclave_->Call(enclave::Call::kRestore, *checkpoint);
-      if (!r) return std::unexpected(std::move(r.error()).With("restoring the sealed checkpoint"));
-    }
+    if (auto s = RestoreEnclave(); !s)
+      return std::unexpected(std::move(s.error()).With("restoring the sealed checkpoint"));
   }
   // Replay the journal: inputs processed after the checkpoint, in order. "?NAME" lines are tries
   // (see HandleInput): counted, not replayed.
@@ -421,6 +422,66 @@ Result<size_t> Server::ProcessInbox() {
   return n;
 }
 
+Result<uint64_t> Server::WriteEnclaveCheckpoint() {
+  // Part by part into the file as they come, so neither side holds the whole state at once; the
+  // file replaces the last one only once every part is in it.
+  uint64_t version = 0;
+  auto fill = [&](const FileSink& sink) -> Status {
+    if (auto s = sink(0, kPartsMagic); !s) return s;
+    uint64_t offset = sizeof kPartsMagic;
+    auto v = CheckpointEnclave(*enclave_, [&](crypto::ByteView sealed) -> Status {
+      crypto::Bytes length;
+      ByteWriter(&length).U64(sealed.size());
+      if (auto s = sink(offset, length); !s) return s;
+      if (auto s = sink(offset + length.size(), sealed); !s) return s;
+      offset += length.size() + sealed.size();
+      return {};
+    });
+    if (!v) return std::unexpected(v.error());
+    version = *v;
+    return {};
+  };
+  if (auto s = env_.WriteAtomicFrom(Path(kCheckpointFile), 0600, fill); !s)
+    return std::unexpected(s.error());
+  return version;
+}
+
+Status Server::RestoreEnclave() {
+  const std::string path = Path(kCheckpointFile);
+  auto head = env_.ReadAt(path, 0, sizeof kPartsMagic);
+  if (!head && head.error().code() == Error::Code::kNotFound) return {};  // a first start
+  if (!head) return std::unexpected(head.error());
+  const uint64_t cap = enclave::MaxRequest(enclave::Call::kRestore);
+  if (head->size() < sizeof kPartsMagic ||
+      !std::equal(head->begin(), head->end(), std::begin(kPartsMagic))) {
+    // From before parts: one sealed blob.
+    MEDSTREAM_TRY(blob, env_.ReadFile(path, cap));
+    MEDSTREAM_TRY(complete, RestorePart(*enclave_, blob));
+    if (!complete) return Corrupt(path + ": a checkpoint of one part that is not its last");
+    return {};
+  }
+  uint64_t offset = sizeof kPartsMagic;
+  for (uint32_t part = 0;; ++part) {
+    MEDSTREAM_TRY(length_bytes, env_.ReadAt(path, offset, 8));
+    if (length_bytes.empty()) return Corrupt(path + ": ends before the checkpoint's last part");
+    ByteReader r(length_bytes);
+    MEDSTREAM_TRY(length, r.U64("part length"));
+    if (length > cap) {
+      return Corrupt(path + ": part " + std::to_string(part) + " of " + std::to_string(length) +
+                     " bytes, more than a restore call carries");
+    }
+    MEDSTREAM_TRY(sealed, env_.ReadAt(path, offset + 8, static_cast<size_t>(length)));
+    if (sealed.size() != length)
+      return Corrupt(path + ": part " + std::to_string(part) + " cut short");
+    offset += 8 + length;
+    MEDSTREAM_TRY(complete, RestorePart(*enclave_, sealed));
+    if (complete) break;
+  }
+  MEDSTREAM_TRY(rest, env_.ReadAt(path, offset, 1));
+  if (!rest.empty()) return Corrupt(path + ": bytes after the checkpoint's last part");
+  return {};
+}
+
 Status Server::Checkpoint() {
   std::lock_guard lock(mu_);
   crypto::Bytes blob;
@@ -428,14 +489,11 @@ Status Server::Checkpoint() {
   if (vanilla_) {
     ByteWriter w(&blob);
     vanilla_->Save(&w);
+    if (auto s = env_.WriteAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
   } else {
-    MEDSTREAM_TRY(sealed, enclave_->Call(enclave::Call::kCheckpoint, {}));
-    MEDSTREAM_TRY(stats_bytes, enclave_->Call(enclave::Call::kStats, {}));
-    MEDSTREAM_TRY(stats, enclave::EnclaveStats::Decode(stats_bytes));
-    blob = std::move(sealed);
-    version = stats.checkpoint_version + 1;
+    MEDSTREAM_TRY(v, WriteEnclaveCheckpoint());
+    version = v;
   }
-  if (auto s = env_.WriteAtomic(Path(kCheckpointFile), blob, 0600); !s) return s;
   // The journal restarts empty: everything in it is now inside the checkpoint.
   if (auto s = env_.WriteAtomic(Path(kJournalFile), {}, 0600); !s) return s;
   if (!vanilla_) {

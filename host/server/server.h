@@ -105,6 +105,11 @@ class Server {
   explicit Server(ServerOptions options)
       : options_(std::move(options)), env_(options_.env ? *options_.env : PosixServerEnv()) {}
   Status LaunchAndRecover();
+  // The enclave's checkpoint in parts (edge.h, CheckpointPart), written to the checkpoint file as
+  // they come; its version, to commit once the journal is cleared.
+  Result<uint64_t> WriteEnclaveCheckpoint();
+  // The checkpoint file's parts handed back to a fresh enclave in order (nothing to do if none).
+  Status RestoreEnclave();
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
   // A batch read where the enclave takes it from: the transport's request buffer when it has one
   // the file fits (the process backend's shared region: no copy on the host), else read_buffer_

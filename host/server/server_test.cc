@@ -405,6 +405,48 @@ TEST_P(ServerTest, AStepThatFailsIsFinishedExactlyOnceAtTheNextStart) {
   ExpectSame(CollectResults(6), Offline(6));
 }
 
+// The enclave's checkpoint file is its sealed parts in a row: a file cut short at a part's end,
+// or with bytes after the last part, is refused at start (kCorrupt), never half restored.
+TEST_P(ServerTest, ACheckpointFileWithAPartMissingOrBytesAfterItsLastIsRefusedAtStart) {
+  {
+    auto server = Server::Start(Options());
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    Provision();
+    for (uint64_t seq = 1; seq <= 4; ++seq) Upload(seq);
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    ASSERT_GE((*server)->counters().checkpoints, 1u);
+  }
+  const std::string path = dir() + "/state/checkpoint.sealed";
+  const Bytes whole = ReadFileBytes(path).value();
+  // "MSCF" and its format, then each part as a u64 length and its bytes: the keys, the stream.
+  ASSERT_GT(whole.size(), 8u);
+  ASSERT_EQ(std::string(whole.begin(), whole.begin() + 4), "MSCF");
+  std::vector<size_t> ends;
+  for (size_t at = 8; at < whole.size();) {
+    uint64_t n = 0;
+    std::memcpy(&n, whole.data() + at, 8);
+    at += 8 + n;
+    ends.push_back(at);
+  }
+  ASSERT_EQ(ends.size(), 2u);
+  ASSERT_EQ(ends.back(), whole.size());
+  Bytes longer = whole;
+  longer.push_back(0);
+  for (const Bytes& bad : {Bytes(whole.begin(), whole.begin() + ends[0]), longer}) {
+    ASSERT_TRUE(WriteFileAtomic(path, bad));
+    auto refused = Server::Start(Options());
+    ASSERT_FALSE(refused.has_value()) << bad.size();
+    EXPECT_EQ(refused.error().code(), Error::Code::kCorrupt) << refused.error().message();
+  }
+  ASSERT_TRUE(WriteFileAtomic(path, whole));
+  auto server = Server::Start(Options());
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  for (uint64_t seq = 5; seq <= 8; ++seq) Upload(seq);
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 4u);
+  ExpectSame(CollectResults(8), Offline(8));
+}
+
 TEST_P(ServerTest, ASecondServerOnOnePlatformIsRefusedNamingTheFirst) {
   {
     auto a = Server::Start(Options());

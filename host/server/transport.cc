@@ -350,6 +350,33 @@ Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t) {
   return enclave::EnclaveStats::Decode(b);
 }
 
+Result<uint64_t> CheckpointEnclave(EnclaveTransport& t,
+                                   const std::function<Status(crypto::ByteView sealed)>& take) {
+  uint64_t version = 0;
+  for (uint32_t part = 0;; ++part) {
+    if (part == enclave::kMaxCheckpointParts) {
+      return Fail(Error::Code::kResourceExhausted,
+                  "the enclave's checkpoint has more than " + std::to_string(part) + " parts");
+    }
+    MEDSTREAM_TRY(answer,
+                  t.Call(enclave::Call::kCheckpoint, enclave::CheckpointRequest{part}.Encode()));
+    MEDSTREAM_TRY(p, enclave::CheckpointPart::Decode(answer));
+    if (part > 0 && p.version != version) {
+      return Corrupt("checkpoint part " + std::to_string(part) + " has version " +
+                     std::to_string(p.version) + ", part 0 " + std::to_string(version));
+    }
+    version = p.version;
+    if (auto s = take(p.sealed); !s) return std::unexpected(s.error());
+    if (p.last) return version;
+  }
+}
+
+Result<bool> RestorePart(EnclaveTransport& t, crypto::ByteView sealed) {
+  MEDSTREAM_TRY(answer, t.Call(enclave::Call::kRestore, sealed));
+  MEDSTREAM_TRY(progress, enclave::RestoreProgress::Decode(answer));
+  return progress.complete;
+}
+
 void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler) {
   crypto::Bytes request;
   for (;;) {

@@ -96,5 +96,12 @@ std::string DefaultEnclavePath();
 // Typed wrappers over the raw calls.
 Result<enclave::EnclaveInfo> GetInfo(EnclaveTransport& t);
 Result<enclave::EnclaveStats> GetStats(EnclaveTransport& t);
+// The enclave's checkpoint, part by part in order (edge.h, CheckpointPart): `take` is given each
+// sealed part (valid during the call) and may refuse it. The version to commit once every part is
+// stored durably.
+Result<uint64_t> CheckpointEnclave(EnclaveTransport& t,
+                                   const std::function<Status(crypto::ByteView sealed)>& take);
+// One part of a stored checkpoint, in order: true once it was the last (the state restored).
+Result<bool> RestorePart(EnclaveTransport& t, crypto::ByteView sealed);
 
 }  // namespace medstream::host
