@@ -155,6 +155,7 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
                                      {"released", c.released},
                                      {"lost", c.lost},
                                      {"checkpoints", c.checkpoints},
+                                     {"checkpoint_failures", c.checkpoint_failures},
                                      {"partitions", c.owned}};
       return WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n");
     };
@@ -184,11 +185,12 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
     const host::WorkerCounters c = (*w)->counters();
     std::printf(
         "worker %s: batches %llu (replays %llu, quarantined %llu), takeovers %llu, "
-        "checkpoints %llu\n",
+        "checkpoints %llu (failed %llu)\n",
         a->o.name.c_str(), static_cast<unsigned long long>(c.processed),
         static_cast<unsigned long long>(c.replays), static_cast<unsigned long long>(c.quarantined),
         static_cast<unsigned long long>(c.takeovers),
-        static_cast<unsigned long long>(c.checkpoints));
+        static_cast<unsigned long long>(c.checkpoints),
+        static_cast<unsigned long long>(c.checkpoint_failures));
   });
 }
 

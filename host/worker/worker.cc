@@ -68,6 +68,70 @@ struct StateEntry {
   }
 };
 
+// A partition's portable state that does not fit one message of the cluster (the nodes'
+// max_payload, 8 MiB by default: a few hundred users' windows, or a few dozen sensors sending beats
+// as densely as allowed; every checkpoint of such a partition failed) is stored in chunks beside
+// the state entry, which holds their manifest instead:
+//   "MSPC" | writer (the worker instance, 8 bytes) | slot u8 | chunk count u32 | bytes u64 |
+//   SHA-256 of the state
+// Chunk i is key "<partition key>.s.<writer hex>.<slot>.<i>". Only its writer writes a key, and
+// a checkpoint writes the slot the entry does not name, before the entry (compare-and-set) names
+// it: an entry never names chunks incomplete or being rewritten, even by an owner that was fenced
+// and does not know it yet. The keys are reused (the bucket keeps one value a key), so chunks take
+// two states' room per owner at most; a new owner deletes what the entry does not name
+// (SweepChunks). A portable state starts with "MSPS", never with this magic.
+constexpr char kChunkedMagic[4] = {'M', 'S', 'P', 'C'};
+// What one import call carries, less its partition selector.
+constexpr uint64_t kMaxPortableBytes = enclave::MaxRequest(enclave::Call::kImportStreams) - 8;
+struct ChunkManifest {
+  std::array<uint8_t, 8> writer{};
+  uint8_t slot = 0;
+  uint32_t chunks = 0;
+  uint64_t bytes = 0;
+  crypto::Digest sha{};
+  static bool Is(crypto::ByteView b) {
+    return b.size() >= 4 && std::equal(b.begin(), b.begin() + 4, std::begin(kChunkedMagic));
+  }
+  crypto::Bytes Encode() const {
+    crypto::Bytes out;
+    ByteWriter w(&out);
+    w.Raw(kChunkedMagic, 4);
+    w.Bytes(writer);
+    w.U8(slot);
+    w.U32(chunks);
+    w.U64(bytes);
+    w.Bytes(sha);
+    return out;
+  }
+  static Result<ChunkManifest> Decode(crypto::ByteView b) {
+    ByteReader r(b);
+    ChunkManifest m;
+    MEDSTREAM_TRY(magic, r.Bytes(4, "chunk manifest magic"));
+    MEDSTREAM_TRY(writer, r.Bytes(8, "chunk writer"));
+    MEDSTREAM_TRY(slot, r.U8("chunk slot"));
+    MEDSTREAM_TRY(chunks, r.U32("chunk count"));
+    MEDSTREAM_TRY(bytes, r.U64("portable state size"));
+    MEDSTREAM_TRY(sha, r.Bytes(32, "portable state digest"));
+    (void)magic;
+    if (r.remaining() != 0) return Corrupt("chunk manifest: bytes after its end");
+    // Each chunk holds at least one byte; no state is larger than an import carries.
+    if (slot > 1 || bytes > kMaxPortableBytes || chunks == 0 || chunks > bytes) {
+      return Corrupt("chunk manifest of " + std::to_string(chunks) + " chunks for " +
+                     std::to_string(bytes) + " bytes in slot " + std::to_string(slot));
+    }
+    std::copy(writer.begin(), writer.end(), m.writer.begin());
+    std::copy(sha.begin(), sha.end(), m.sha.begin());
+    m.slot = slot;
+    m.chunks = chunks;
+    m.bytes = bytes;
+    return m;
+  }
+  std::string KeyPrefix(uint32_t partition) const {
+    return cl::PartitionKey(partition) + ".s." + crypto::ToHex(writer) + "." +
+           std::to_string(slot) + ".";
+  }
+};
+
 bool Transient(const Error& e) {
   return e.code() == Error::Code::kIo || e.code() == Error::Code::kDeadlineExceeded;
 }
@@ -135,6 +199,7 @@ Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
   crypto::Bytes nonce(8);
   if (auto s = crypto::RandomBytes(nonce); !s) return std::unexpected(s.error());
   w->instance_ = crypto::ToHex(nonce);
+  std::copy(nonce.begin(), nonce.end(), w->instance_id_.begin());
   MEDSTREAM_TRY(enclave, LaunchEnclave(o.enclave));
   w->enclave_ = std::move(enclave);
   MEDSTREAM_TRY(conn, nats::Connection::Connect(o.nats));
@@ -294,10 +359,22 @@ Status Worker::TakeOver(uint32_t id) {
   }
   // The enclave's streams of this partition become exactly the stored ones.
   crypto::Bytes import = sel.Encode();
-  import.insert(import.end(), entry.portable.begin(), entry.portable.end());
+  {
+    auto portable = LoadPortable(id, entry.portable);
+    if (!portable) {
+      // Most likely an owner whose lease expired while it was paused wrote a checkpoint since we
+      // read the entry, replacing the chunks it named: not this worker's failure. Tried again at
+      // a later round, as a partition another worker holds (the state is never guessed at).
+      return Fail(Error::Code::kFailedPrecondition,
+                  "restoring partition " + std::to_string(id) + ": " + portable.error().message() +
+                      " (its state changed while it was read, or its chunks are damaged)");
+    }
+    import.insert(import.end(), portable->begin(), portable->end());
+  }
   if (auto r = CallEnclave(enclave::Call::kImportStreams, import); !r) {
     return std::unexpected(std::move(r.error()).With("restoring partition " + std::to_string(id)));
   }
+  crypto::Wipe(import);
   // The previous owner's consumer goes (a paused owner that wakes reads nothing more from it).
   if (!entry.consumer.empty()) (void)nats_->DeleteConsumer(cl::kBatchStream, entry.consumer);
   // Fence: rewrite the entry with our consumer. A previous owner's later checkpoint, based on the
@@ -310,6 +387,7 @@ Status Worker::TakeOver(uint32_t id) {
   auto new_rev =
       rev == 0 ? state_->Create(key, fenced.Encode()) : state_->Update(key, fenced.Encode(), rev);
   if (!new_rev) return std::unexpected(new_rev.error());
+  SweepChunks(id, entry.portable);  // ours now: what the entry does not name is garbage
   MEDSTREAM_TRY(sub, nats_->PullSubscribe(cl::kBatchStream, consumer, cl::BatchSubject(id), 60,
                                           entry.next_seq));
   p.state_rev = *new_rev;
@@ -328,6 +406,88 @@ Status Worker::TakeOver(uint32_t id) {
   return {};
 }
 
+size_t Worker::ChunkBytes() const {
+  if (options_.state_chunk_bytes > 0) return options_.state_chunk_bytes;
+  const int64_t max_payload = nats_->max_payload();
+  return static_cast<size_t>(std::max<int64_t>(max_payload - 4096, 4096));
+}
+
+Result<crypto::Bytes> Worker::StorePortable(uint32_t id, crypto::Bytes portable,
+                                            crypto::ByteView written) {
+  const size_t chunk = ChunkBytes();
+  if (portable.size() <= chunk && !ChunkManifest::Is(portable)) return portable;
+  if (portable.size() > kMaxPortableBytes) {
+    return Fail(Error::Code::kResourceExhausted,
+                "partition " + std::to_string(id) + "'s state of " +
+                    std::to_string(portable.size()) + " bytes is more than an import carries");
+  }
+  ChunkManifest m;
+  std::copy(instance_id_.begin(), instance_id_.end(), m.writer.begin());
+  // The slot the entry as last written does not name (its chunks stay whole until replaced).
+  if (ChunkManifest::Is(written)) {
+    auto last = ChunkManifest::Decode(written);
+    if (last && last->writer == m.writer) m.slot = 1 - last->slot;
+  }
+  m.bytes = portable.size();
+  m.chunks = static_cast<uint32_t>((portable.size() + chunk - 1) / chunk);
+  m.sha = crypto::Sha256(portable);
+  const crypto::Bytes manifest = m.Encode();
+  for (uint32_t i = 0; i < m.chunks; ++i) {
+    const size_t at = size_t{i} * chunk;
+    const crypto::ByteView part =
+        crypto::ByteView(portable).subspan(at, std::min(chunk, portable.size() - at));
+    if (auto r = state_->Put(m.KeyPrefix(id) + std::to_string(i), part); !r) {
+      DeleteChunks(id, manifest);
+      return std::unexpected(std::move(r.error()).With("storing partition " + std::to_string(id) +
+                                                       "'s state, chunk " + std::to_string(i)));
+    }
+  }
+  return manifest;
+}
+
+Result<crypto::Bytes> Worker::LoadPortable(uint32_t id, const crypto::Bytes& stored) {
+  if (!ChunkManifest::Is(stored)) return stored;
+  MEDSTREAM_TRY(m, ChunkManifest::Decode(stored));
+  crypto::Bytes out;
+  out.reserve(m.bytes);
+  for (uint32_t i = 0; i < m.chunks; ++i) {
+    const std::string key = m.KeyPrefix(id) + std::to_string(i);
+    auto e = state_->Get(key);
+    if (!e) return std::unexpected(std::move(e.error()).With("chunk " + key));
+    if (e->value.empty() || e->value.size() > m.bytes - out.size()) {
+      return Corrupt("chunk " + key + " does not fit its manifest");
+    }
+    out.insert(out.end(), e->value.begin(), e->value.end());
+  }
+  if (out.size() != m.bytes || crypto::Sha256(out) != m.sha) {
+    return Corrupt("the chunks of partition " + std::to_string(id) +
+                   "'s state do not match their manifest");
+  }
+  return out;
+}
+
+void Worker::DeleteChunks(uint32_t id, crypto::ByteView stored) {
+  if (!ChunkManifest::Is(stored)) return;
+  auto m = ChunkManifest::Decode(stored);
+  if (!m) return;
+  for (uint32_t i = 0; i < m->chunks; ++i)
+    (void)state_->Delete(m->KeyPrefix(id) + std::to_string(i));
+}
+
+void Worker::SweepChunks(uint32_t id, crypto::ByteView current) {
+  auto keys = state_->Keys();
+  if (!keys) return;  // the next owner sweeps
+  const std::string mine = cl::PartitionKey(id) + ".s.";
+  std::string keep;
+  if (ChunkManifest::Is(current)) {
+    if (auto m = ChunkManifest::Decode(current)) keep = m->KeyPrefix(id);
+  }
+  for (const std::string& key : *keys) {
+    if (key.starts_with(mine) && (keep.empty() || !key.starts_with(keep)))
+      (void)state_->Delete(key);
+  }
+}
+
 void Worker::Drop(uint32_t id, bool delete_lease) {
   auto it = owned_.find(id);
   if (it == owned_.end()) return;
@@ -341,7 +501,8 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
 
 Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
-  MEDSTREAM_TRY(portable, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
+  MEDSTREAM_TRY(exported, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
+  MEDSTREAM_TRY(portable, StorePortable(p.id, std::move(exported), p.written_portable));
   // A mark on a batch already behind us is history (the enclave got through it after all).
   const bool keep_mark = p.suspect_seq >= p.next_seq;
   StateEntry e{.next_seq = p.next_seq,
@@ -351,13 +512,18 @@ Status Worker::Checkpoint(Partition& p, bool clean) {
                .consumer = p.consumer_name,
                .portable = std::move(portable)};
   auto rev = state_->Update(cl::PartitionKey(p.id), e.Encode(), p.state_rev);
-  if (!rev) return std::unexpected(rev.error());
+  if (!rev) {
+    DeleteChunks(p.id, e.portable);  // named by no entry
+    return std::unexpected(rev.error());
+  }
+  DeleteChunks(p.id, p.written_portable);  // replaced
   p.state_rev = *rev;
   p.written_next_seq = e.next_seq;
   p.written_portable = std::move(e.portable);
   p.suspect_seq = e.suspect_seq;
   p.suspect_tries = e.suspect_tries;
   p.careful = false;
+  p.checkpoint_failing = false;
   p.since_checkpoint = 0;
   p.last_checkpoint = Clock::now();
   std::lock_guard lock(counters_mu_);
@@ -541,6 +707,15 @@ Status Worker::Step() {
                           std::chrono::duration<double>(options_.checkpoint_interval_s));
     if (due) {
       if (auto s = Checkpoint(p); !s) {
+        {
+          std::lock_guard lock(counters_mu_);
+          ++counters_.checkpoint_failures;
+        }
+        if (!p.checkpoint_failing && s.error().code() != Error::Code::kFailedPrecondition) {
+          std::fprintf(stderr, "worker %s: checkpoint of partition %u failed (tried again): %s\n",
+                       options_.name.c_str(), id, s.error().message().c_str());
+        }
+        p.checkpoint_failing = true;
         if (s.error().code() == Error::Code::kFailedPrecondition) {
           std::fprintf(stderr, "worker %s: partition %u was taken over (fenced)\n",
                        options_.name.c_str(), id);

@@ -30,6 +30,7 @@
 // and shares the enclave under a mutex.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -59,6 +60,9 @@ struct WorkerOptions {
   double publish_timeout_s = 10;     // a result publish retried this long (a node failing over)
   // At most this many partitions (0: a fair share, ceil(partitions / live workers)).
   uint32_t max_partitions = 0;
+  // A partition's portable state larger than this is stored in chunks of this size beside its
+  // state entry (0: the nodes' max_payload less 4 KiB; tests set it small).
+  size_t state_chunk_bytes = 0;
 };
 
 struct WorkerCounters {
@@ -69,8 +73,9 @@ struct WorkerCounters {
   uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
   uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
   uint64_t checkpoints = 0;
-  uint64_t beats = 0;           // beats in processed batches (from the enclave's counters)
-  std::vector<uint32_t> owned;  // partitions owned now
+  uint64_t checkpoint_failures = 0;  // checkpoints that failed (tried again; logged once a streak)
+  uint64_t beats = 0;                // beats in processed batches (from the enclave's counters)
+  std::vector<uint32_t> owned;       // partitions owned now
 };
 
 class Worker {
@@ -112,6 +117,7 @@ class Worker {
     // The previous owner died (or a batch is suspect): every batch is marked in the state entry
     // before the enclave gets it, until the first checkpoint.
     bool careful = false;
+    bool checkpoint_failing = false;  // the last checkpoint failed (said once, not every round)
   };
   using Clock = std::chrono::steady_clock;
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
@@ -126,6 +132,18 @@ class Worker {
   // `inflight`: the batch the enclave is about to get (0: none).
   Status Mark(Partition& p, uint64_t inflight);
   void Drop(uint32_t p, bool delete_lease);
+  // The portable state as the state entry holds it: itself when it fits one message, else the
+  // manifest of the chunks written for it (worker.cc, ChunkManifest). LoadPortable reverses it,
+  // checking every chunk against the manifest's SHA-256 (kCorrupt otherwise).
+  size_t ChunkBytes() const;
+  // `written`: the state as the entry holds it now (its chunks are left alone).
+  Result<crypto::Bytes> StorePortable(uint32_t p, crypto::Bytes portable, crypto::ByteView written);
+  Result<crypto::Bytes> LoadPortable(uint32_t p, const crypto::Bytes& stored);
+  // Deletes the chunks `stored` names (none if it is not a manifest). Best effort.
+  void DeleteChunks(uint32_t p, crypto::ByteView stored);
+  // Deletes the partition's chunks other than those `current` names: a previous owner's, and
+  // those of a write that lost its compare-and-set.
+  void SweepChunks(uint32_t p, crypto::ByteView current);
   Status Quarantine(Partition& p, nats::Message& m, const Error& why);
   // Quarantines `m` and moves the partition past it; false if the partition was dropped (the
   // quarantine stream did not store it: the partition starts again from its checkpoint).
@@ -133,6 +151,7 @@ class Worker {
 
   WorkerOptions options_;
   std::string instance_;
+  std::array<uint8_t, 8> instance_id_{};  // instance_ in bytes: names the chunks it writes
   std::unique_ptr<nats::Connection> nats_;
   std::unique_ptr<nats::KeyValue> leases_, state_, workers_;
   std::unique_ptr<nats::Connection::Service> relay_;

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -108,7 +109,8 @@ class WorkerTest : public ::testing::Test {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
     ASSERT_TRUE(attest::InitPlatform({.dir = dir_ + "/platform", .now = time(nullptr)}));
-    ASSERT_TRUE(cluster::Init({.dir = dir_ + "/cluster", .now = time(nullptr)}));
+    ASSERT_TRUE(cluster::Init(
+        {.dir = dir_ + "/cluster", .max_payload = max_payload_, .now = time(nullptr)}));
     auto c = cluster::LocalCluster::Start(dir_ + "/cluster");
     ASSERT_TRUE(c) << c.error().message();
     cluster_ = std::move(*c);
@@ -270,6 +272,25 @@ class WorkerTest : public ::testing::Test {
     return n;
   }
 
+  // The keys of the partitions' state chunks (worker.cc, ChunkManifest).
+  std::vector<std::string> ChunkKeys() {
+    auto conn =
+        nats::Connection::Connect(*cluster::ClientOptions(dir_ + "/cluster", cluster::kWorkerRole));
+    EXPECT_TRUE(conn) << conn.error().message();
+    if (!conn) return {};
+    auto kv = (*conn)->EnsureKeyValue({.bucket = wire::cluster::kStateBucket});
+    EXPECT_TRUE(kv) << kv.error().message();
+    if (!kv) return {};
+    auto keys = (*kv)->Keys();
+    EXPECT_TRUE(keys) << keys.error().message();
+    std::vector<std::string> out;
+    for (const std::string& k : keys ? *keys : std::vector<std::string>{}) {
+      if (k.find(".s.") != std::string::npos) out.push_back(k);
+    }
+    return out;
+  }
+
+  int64_t max_payload_ = 8 << 20;
   std::string dir_;
   gateway::Options options_;
   std::unique_ptr<cluster::LocalCluster> cluster_;
@@ -324,6 +345,48 @@ TEST_F(WorkerTest, AWorkerAndANatsNodeDieMidStreamAndNothingIsLostOrDoubled) {
       << "the survivor takes every partition";
   EXPECT_GE(workers_[1]->worker->counters().takeovers, 4u);
   ExpectResultsEqualReference(g->stats());
+}
+
+// Nodes that take messages of at most 64 KiB, and windows that hold every beat of the test.
+class SmallMessageWorkerTest : public WorkerTest {
+ protected:
+  void SetUp() override {
+    max_payload_ = 64 << 10;
+    WorkerTest::SetUp();
+    options_.config.windows.window_s = 3600;
+  }
+};
+
+// A partition's state larger than one message of the cluster (here two users' hour-long windows,
+// 64 KB, against 64 KiB) is checkpointed in chunks beside its state entry; before, it was one
+// message, and every checkpoint of the partition failed. The next owner restores it whole and
+// continues exactly, and the chunks of the owner before are deleted.
+TEST_F(SmallMessageWorkerTest, APartitionStateLargerThanOneMessageIsCheckpointedInChunks) {
+  RunningWorker& a = AddWorker(WorkerOpts("wa"));
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 1; }, 30));
+  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().owned.size() == 4; }, 30));
+  Send(*feed, *g, [&](int third) {
+    if (third != 1) return;
+    ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && !ChunkKeys().empty(); }, 60))
+        << "no partition's state was checkpointed in chunks";
+    a.Crash();
+    a.worker.reset();
+    AddWorker(WorkerOpts("wb"));
+  });
+  Drain(*g);
+  ExpectResultsEqualReference(g->stats());
+  // Every chunk left is the new owner's ("p<n>.s.<writer>.<slot>.<i>").
+  ASSERT_TRUE(testing::WaitFor(
+      [&] {
+        std::set<std::string> writers;
+        for (const std::string& k : ChunkKeys()) writers.insert(k.substr(k.find(".s.") + 3, 16));
+        return writers.size() == 1;
+      },
+      30))
+      << "chunks of the first owner left behind";
 }
 
 TEST_F(WorkerTest, AWorkerThePolicyRefusesGetsNoKeyAndNoPartition) {
