@@ -156,6 +156,7 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
                                      {"lost", c.lost},
                                      {"checkpoints", c.checkpoints},
                                      {"checkpoint_failures", c.checkpoint_failures},
+                                     {"partitions_damaged", c.partitions_damaged},
                                      {"partitions", c.owned}};
       return WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n");
     };

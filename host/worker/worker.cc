@@ -329,14 +329,31 @@ Status Worker::Rebalance() {
     p.lease_rev = *rev;
     p.renewed = Clock::now();
     if (auto s = TakeOver(id); !s) {
-      std::fprintf(stderr, "worker %s: could not take partition %u: %s\n", options_.name.c_str(),
-                   id, s.error().message().c_str());
       Drop(id, /*delete_lease=*/true);
-      if (!Transient(s.error()) && s.error().code() != Error::Code::kFailedPrecondition) {
+      // A partition whose stored state is damaged (an entry that does not decode, a stream the
+      // enclave cannot open: anyone who can write the bucket can do it) is not this worker's
+      // failure. Stopping here made every worker stop in turn on it, the whole cluster for one
+      // entry; it is left alone instead, said once, for an operator.
+      const bool damaged = s.error().code() == Error::Code::kCorrupt;
+      if (!damaged) {
+        std::fprintf(stderr, "worker %s: could not take partition %u: %s\n", options_.name.c_str(),
+                     id, s.error().message().c_str());
+      } else if (damaged_.insert(id).second) {
+        std::fprintf(stderr,
+                     "worker %s: partition %u's stored state is damaged, so it is left alone "
+                     "(repair or delete key %s of %s; its streams then start afresh): %s\n",
+                     options_.name.c_str(), id, cl::PartitionKey(id).c_str(), cl::kStateBucket,
+                     s.error().message().c_str());
+        std::lock_guard lock(counters_mu_);
+        ++counters_.partitions_damaged;
+      }
+      if (!damaged && !Transient(s.error()) &&
+          s.error().code() != Error::Code::kFailedPrecondition) {
         return s;
       }
       continue;
     }
+    damaged_.erase(id);
     std::lock_guard lock(counters_mu_);
     ++counters_.takeovers;
   }

@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,9 +74,11 @@ struct WorkerCounters {
   uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
   uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
   uint64_t checkpoints = 0;
-  uint64_t checkpoint_failures = 0;  // checkpoints that failed (tried again; logged once a streak)
-  uint64_t beats = 0;                // beats in processed batches (from the enclave's counters)
-  std::vector<uint32_t> owned;       // partitions owned now
+  uint64_t checkpoint_failures = 0;
+  uint64_t partitions_damaged = 0;  // partitions left alone: their stored state does not open  //
+                                    // checkpoints that failed (tried again; logged once a streak)
+  uint64_t beats = 0;               // beats in processed batches (from the enclave's counters)
+  std::vector<uint32_t> owned;      // partitions owned now
 };
 
 class Worker {
@@ -151,7 +154,9 @@ class Worker {
 
   WorkerOptions options_;
   std::string instance_;
-  std::array<uint8_t, 8> instance_id_{};  // instance_ in bytes: names the chunks it writes
+  std::array<uint8_t, 8> instance_id_{};
+  std::set<uint32_t> damaged_;  // partitions found damaged (said once each)  // instance_ in bytes:
+                                // names the chunks it writes
   std::unique_ptr<nats::Connection> nats_;
   std::unique_ptr<nats::KeyValue> leases_, state_, workers_;
   std::unique_ptr<nats::Connection::Service> relay_;
