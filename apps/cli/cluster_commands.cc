@@ -157,7 +157,8 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
                                      {"checkpoints", c.checkpoints},
                                      {"checkpoint_failures", c.checkpoint_failures},
                                      {"partitions_damaged", c.partitions_damaged},
-                                     {"partitions", c.owned}};
+                                     {"partitions", c.owned},
+                                     {"partitions_left_damaged", c.damaged}};
       return WriteFileAtomic(a->stats_json, DumpJson(j, 2) + "\n");
     };
     bool said = false;

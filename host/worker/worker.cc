@@ -8,129 +8,13 @@
 #include "common/wire/cluster.h"
 #include "common/wire/wire.h"
 #include "host/worker/edge_relay.h"
+#include "host/worker/partition_state.h"
 
 namespace medstream::host {
 
 namespace cl = wire::cluster;
 
 namespace {
-
-// The state entry: next batch stream sequence u64 | suspect batch sequence u64 | its tries u32 |
-// in-flight batch sequence u64 | clean u8 | the reading consumer's name | the enclave's portable
-// state of the partition (opaque here; empty: nothing yet). "Suspect": the batch enclaves died or
-// hung on, and how many times (kMaxBatchAttempts bounds it). "In flight": the batch a careful
-// owner handed its enclave last (0: none); if the owner dies, the next one counts it as a try on
-// that batch. "Clean": the owner handed the partition back (Release, rebalancing) rather than died.
-struct StateEntry {
-  uint64_t next_seq = 1;
-  uint64_t suspect_seq = 0;
-  uint32_t suspect_tries = 0;
-  uint64_t inflight_seq = 0;
-  bool clean = false;
-  std::string consumer;
-  crypto::Bytes portable;
-  crypto::Bytes Encode() const {
-    crypto::Bytes out;
-    ByteWriter w(&out);
-    w.U64(next_seq);
-    w.U64(suspect_seq);
-    w.U32(suspect_tries);
-    w.U64(inflight_seq);
-    w.U8(clean ? 1 : 0);
-    w.Blob(crypto::AsBytes(consumer));
-    w.Bytes(portable);
-    return out;
-  }
-  static Result<StateEntry> Decode(crypto::ByteView b) {
-    ByteReader r(b);
-    StateEntry e;
-    MEDSTREAM_TRY(next, r.U64("next sequence"));
-    MEDSTREAM_TRY(suspect, r.U64("suspect sequence"));
-    MEDSTREAM_TRY(tries, r.U32("suspect tries"));
-    MEDSTREAM_TRY(inflight, r.U64("in-flight sequence"));
-    MEDSTREAM_TRY(clean, r.U8("clean flag"));
-    MEDSTREAM_TRY(consumer, r.Blob("consumer", 256));
-    MEDSTREAM_TRY(rest, r.Bytes(r.remaining(), "portable state"));
-    e.next_seq = next;
-    e.suspect_seq = suspect;
-    e.suspect_tries = tries;
-    e.inflight_seq = inflight;
-    e.clean = clean == 1;
-    // Counts what an owner that died left in flight as a try on that batch.
-    if (e.inflight_seq != 0) {
-      e.suspect_tries = e.suspect_seq == e.inflight_seq ? e.suspect_tries + 1 : 1;
-      e.suspect_seq = e.inflight_seq;
-      e.inflight_seq = 0;
-    }
-    e.consumer.assign(consumer.begin(), consumer.end());
-    e.portable.assign(rest.begin(), rest.end());
-    return e;
-  }
-};
-
-// A partition's portable state that does not fit one message of the cluster (the nodes'
-// max_payload, 8 MiB by default: a few hundred users' windows, or a few dozen sensors sending beats
-// as densely as allowed; every checkpoint of such a partition failed) is stored in chunks beside
-// the state entry, which holds their manifest instead:
-//   "MSPC" | writer (the worker instance, 8 bytes) | slot u8 | chunk count u32 | bytes u64 |
-//   SHA-256 of the state
-// Chunk i is key "<partition key>.s.<writer hex>.<slot>.<i>". Only its writer writes a key, and
-// a checkpoint writes the slot the entry does not name, before the entry (compare-and-set) names
-// it: an entry never names chunks incomplete or being rewritten, even by an owner that was fenced
-// and does not know it yet. The keys are reused (the bucket keeps one value a key), so chunks take
-// two states' room per owner at most; a new owner deletes what the entry does not name
-// (SweepChunks). A portable state starts with "MSPS", never with this magic.
-constexpr char kChunkedMagic[4] = {'M', 'S', 'P', 'C'};
-// What one import call carries, less its partition selector.
-constexpr uint64_t kMaxPortableBytes = enclave::MaxRequest(enclave::Call::kImportStreams) - 8;
-struct ChunkManifest {
-  std::array<uint8_t, 8> writer{};
-  uint8_t slot = 0;
-  uint32_t chunks = 0;
-  uint64_t bytes = 0;
-  crypto::Digest sha{};
-  static bool Is(crypto::ByteView b) {
-    return b.size() >= 4 && std::equal(b.begin(), b.begin() + 4, std::begin(kChunkedMagic));
-  }
-  crypto::Bytes Encode() const {
-    crypto::Bytes out;
-    ByteWriter w(&out);
-    w.Raw(kChunkedMagic, 4);
-    w.Bytes(writer);
-    w.U8(slot);
-    w.U32(chunks);
-    w.U64(bytes);
-    w.Bytes(sha);
-    return out;
-  }
-  static Result<ChunkManifest> Decode(crypto::ByteView b) {
-    ByteReader r(b);
-    ChunkManifest m;
-    MEDSTREAM_TRY(magic, r.Bytes(4, "chunk manifest magic"));
-    MEDSTREAM_TRY(writer, r.Bytes(8, "chunk writer"));
-    MEDSTREAM_TRY(slot, r.U8("chunk slot"));
-    MEDSTREAM_TRY(chunks, r.U32("chunk count"));
-    MEDSTREAM_TRY(bytes, r.U64("portable state size"));
-    MEDSTREAM_TRY(sha, r.Bytes(32, "portable state digest"));
-    (void)magic;
-    if (r.remaining() != 0) return Corrupt("chunk manifest: bytes after its end");
-    // Each chunk holds at least one byte; no state is larger than an import carries.
-    if (slot > 1 || bytes > kMaxPortableBytes || chunks == 0 || chunks > bytes) {
-      return Corrupt("chunk manifest of " + std::to_string(chunks) + " chunks for " +
-                     std::to_string(bytes) + " bytes in slot " + std::to_string(slot));
-    }
-    std::copy(writer.begin(), writer.end(), m.writer.begin());
-    std::copy(sha.begin(), sha.end(), m.sha.begin());
-    m.slot = slot;
-    m.chunks = chunks;
-    m.bytes = bytes;
-    return m;
-  }
-  std::string KeyPrefix(uint32_t partition) const {
-    return cl::PartitionKey(partition) + ".s." + crypto::ToHex(writer) + "." +
-           std::to_string(slot) + ".";
-  }
-};
 
 bool Transient(const Error& e) {
   return e.code() == Error::Code::kIo || e.code() == Error::Code::kDeadlineExceeded;
@@ -213,6 +97,8 @@ Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
   MEDSTREAM_TRY(workers, w->nats_->EnsureKeyValue({.bucket = cl::kWorkerBucket}));
   w->leases_ = std::move(leases);
   w->state_ = std::move(state);
+  w->bucket_ = NatsStateBucket(*w->state_);
+  w->chunks_ = std::make_unique<ChunkStore>(*w->bucket_, w->instance_id_);
   w->workers_ = std::move(workers);
   Worker* raw = w.get();
   MEDSTREAM_TRY(relay, ServeEdgeOverNats(*w->nats_, cl::EdgeSubject(o.name),
@@ -319,6 +205,13 @@ Status Worker::Rebalance() {
   for (uint32_t k = 0; k < options_.partitions && owned_.size() < share; ++k) {
     const uint32_t id = (start + k) % options_.partitions;
     if (owned_.count(id) > 0) continue;
+    if (auto d = damaged_.find(id); d != damaged_.end()) {
+      // Left alone until its entry changes (an operator's repair or delete): trying it again
+      // each round took the lease and read the whole state back, every round, on every worker.
+      auto e = state_->Get(cl::PartitionKey(id));
+      if (!e && e.error().code() != Error::Code::kNotFound) continue;  // asked again next round
+      if ((e ? e->revision : 0) == d->second) continue;
+    }
     auto rev = leases_->Create(cl::PartitionKey(id), crypto::AsBytes(options_.name));
     if (!rev) {
       if (rev.error().code() == Error::Code::kFailedPrecondition) continue;  // owned by another
@@ -328,17 +221,20 @@ Status Worker::Rebalance() {
     p.id = id;
     p.lease_rev = *rev;
     p.renewed = Clock::now();
-    if (auto s = TakeOver(id); !s) {
+    uint64_t state_rev = 0;
+    if (auto s = TakeOver(id, &state_rev); !s) {
       Drop(id, /*delete_lease=*/true);
       // A partition whose stored state is damaged (an entry that does not decode, a stream the
       // enclave cannot open: anyone who can write the bucket can do it) is not this worker's
       // failure. Stopping here made every worker stop in turn on it, the whole cluster for one
-      // entry; it is left alone instead, said once, for an operator.
+      // entry; it is left alone instead, said once, for an operator, until its entry changes
+      // (then tried again, and said again if still damaged).
       const bool damaged = s.error().code() == Error::Code::kCorrupt;
       if (!damaged) {
         std::fprintf(stderr, "worker %s: could not take partition %u: %s\n", options_.name.c_str(),
                      id, s.error().message().c_str());
-      } else if (damaged_.insert(id).second) {
+      } else {
+        damaged_[id] = state_rev;
         std::fprintf(stderr,
                      "worker %s: partition %u's stored state is damaged, so it is left alone "
                      "(repair or delete key %s of %s; its streams then start afresh): %s\n",
@@ -360,7 +256,7 @@ Status Worker::Rebalance() {
   return {};
 }
 
-Status Worker::TakeOver(uint32_t id) {
+Status Worker::TakeOver(uint32_t id, uint64_t* state_rev) {
   Partition& p = owned_.at(id);
   const std::string key = cl::PartitionKey(id);
   const enclave::PartitionSelector sel{id, options_.partitions};
@@ -368,6 +264,7 @@ Status Worker::TakeOver(uint32_t id) {
   uint64_t rev = 0;
   auto got = state_->Get(key);
   if (got) {
+    *state_rev = got->revision;
     MEDSTREAM_TRY(e, StateEntry::Decode(got->value));
     entry = std::move(e);
     rev = got->revision;
@@ -377,14 +274,23 @@ Status Worker::TakeOver(uint32_t id) {
   // The enclave's streams of this partition become exactly the stored ones.
   crypto::Bytes import = sel.Encode();
   {
-    auto portable = LoadPortable(id, entry.portable);
+    auto portable = chunks_->Load(id, entry.portable);
     if (!portable) {
-      // Most likely an owner whose lease expired while it was paused wrote a checkpoint since we
-      // read the entry, replacing the chunks it named: not this worker's failure. Tried again at
-      // a later round, as a partition another worker holds (the state is never guessed at).
+      const std::string what = "restoring partition " + std::to_string(id) + ": ";
+      if (Transient(portable.error())) {
+        return std::unexpected(std::move(portable.error()).With(what));
+      }
+      // An owner whose lease expired while it was paused may have checkpointed since we read the
+      // entry: it names its new chunks (a compare-and-set) before it deletes the ones the old
+      // entry named. So if the entry is still the one we read, nothing raced and the chunks are
+      // damaged (left alone, as a damaged entry); else the partition is tried again at a later
+      // round (the state is never guessed at).
+      auto now = state_->Get(key);
+      if (now && now->revision == rev) {
+        return Corrupt(what + portable.error().message() + " (its chunks are damaged)");
+      }
       return Fail(Error::Code::kFailedPrecondition,
-                  "restoring partition " + std::to_string(id) + ": " + portable.error().message() +
-                      " (its state changed while it was read, or its chunks are damaged)");
+                  what + portable.error().message() + " (its state changed while it was read)");
     }
     import.insert(import.end(), portable->begin(), portable->end());
   }
@@ -404,7 +310,7 @@ Status Worker::TakeOver(uint32_t id) {
   auto new_rev =
       rev == 0 ? state_->Create(key, fenced.Encode()) : state_->Update(key, fenced.Encode(), rev);
   if (!new_rev) return std::unexpected(new_rev.error());
-  SweepChunks(id, entry.portable);  // ours now: what the entry does not name is garbage
+  chunks_->Sweep(id, entry.portable);  // ours now: what the entry does not name is garbage
   MEDSTREAM_TRY(sub, nats_->PullSubscribe(cl::kBatchStream, consumer, cl::BatchSubject(id), 60,
                                           entry.next_seq));
   p.state_rev = *new_rev;
@@ -429,82 +335,6 @@ size_t Worker::ChunkBytes() const {
   return static_cast<size_t>(std::max<int64_t>(max_payload - 4096, 4096));
 }
 
-Result<crypto::Bytes> Worker::StorePortable(uint32_t id, crypto::Bytes portable,
-                                            crypto::ByteView written) {
-  const size_t chunk = ChunkBytes();
-  if (portable.size() <= chunk && !ChunkManifest::Is(portable)) return portable;
-  if (portable.size() > kMaxPortableBytes) {
-    return Fail(Error::Code::kResourceExhausted,
-                "partition " + std::to_string(id) + "'s state of " +
-                    std::to_string(portable.size()) + " bytes is more than an import carries");
-  }
-  ChunkManifest m;
-  std::copy(instance_id_.begin(), instance_id_.end(), m.writer.begin());
-  // The slot the entry as last written does not name (its chunks stay whole until replaced).
-  if (ChunkManifest::Is(written)) {
-    auto last = ChunkManifest::Decode(written);
-    if (last && last->writer == m.writer) m.slot = 1 - last->slot;
-  }
-  m.bytes = portable.size();
-  m.chunks = static_cast<uint32_t>((portable.size() + chunk - 1) / chunk);
-  m.sha = crypto::Sha256(portable);
-  const crypto::Bytes manifest = m.Encode();
-  for (uint32_t i = 0; i < m.chunks; ++i) {
-    const size_t at = size_t{i} * chunk;
-    const crypto::ByteView part =
-        crypto::ByteView(portable).subspan(at, std::min(chunk, portable.size() - at));
-    if (auto r = state_->Put(m.KeyPrefix(id) + std::to_string(i), part); !r) {
-      DeleteChunks(id, manifest);
-      return std::unexpected(std::move(r.error()).With("storing partition " + std::to_string(id) +
-                                                       "'s state, chunk " + std::to_string(i)));
-    }
-  }
-  return manifest;
-}
-
-Result<crypto::Bytes> Worker::LoadPortable(uint32_t id, const crypto::Bytes& stored) {
-  if (!ChunkManifest::Is(stored)) return stored;
-  MEDSTREAM_TRY(m, ChunkManifest::Decode(stored));
-  crypto::Bytes out;
-  out.reserve(m.bytes);
-  for (uint32_t i = 0; i < m.chunks; ++i) {
-    const std::string key = m.KeyPrefix(id) + std::to_string(i);
-    auto e = state_->Get(key);
-    if (!e) return std::unexpected(std::move(e.error()).With("chunk " + key));
-    if (e->value.empty() || e->value.size() > m.bytes - out.size()) {
-      return Corrupt("chunk " + key + " does not fit its manifest");
-    }
-    out.insert(out.end(), e->value.begin(), e->value.end());
-  }
-  if (out.size() != m.bytes || crypto::Sha256(out) != m.sha) {
-    return Corrupt("the chunks of partition " + std::to_string(id) +
-                   "'s state do not match their manifest");
-  }
-  return out;
-}
-
-void Worker::DeleteChunks(uint32_t id, crypto::ByteView stored) {
-  if (!ChunkManifest::Is(stored)) return;
-  auto m = ChunkManifest::Decode(stored);
-  if (!m) return;
-  for (uint32_t i = 0; i < m->chunks; ++i)
-    (void)state_->Delete(m->KeyPrefix(id) + std::to_string(i));
-}
-
-void Worker::SweepChunks(uint32_t id, crypto::ByteView current) {
-  auto keys = state_->Keys();
-  if (!keys) return;  // the next owner sweeps
-  const std::string mine = cl::PartitionKey(id) + ".s.";
-  std::string keep;
-  if (ChunkManifest::Is(current)) {
-    if (auto m = ChunkManifest::Decode(current)) keep = m->KeyPrefix(id);
-  }
-  for (const std::string& key : *keys) {
-    if (key.starts_with(mine) && (keep.empty() || !key.starts_with(keep)))
-      (void)state_->Delete(key);
-  }
-}
-
 void Worker::Drop(uint32_t id, bool delete_lease) {
   auto it = owned_.find(id);
   if (it == owned_.end()) return;
@@ -519,7 +349,8 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
 Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
   MEDSTREAM_TRY(exported, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
-  MEDSTREAM_TRY(portable, StorePortable(p.id, std::move(exported), p.written_portable));
+  MEDSTREAM_TRY(portable,
+                chunks_->Store(p.id, std::move(exported), p.written_portable, ChunkBytes()));
   // A mark on a batch already behind us is history (the enclave got through it after all).
   const bool keep_mark = p.suspect_seq >= p.next_seq;
   StateEntry e{.next_seq = p.next_seq,
@@ -530,10 +361,10 @@ Status Worker::Checkpoint(Partition& p, bool clean) {
                .portable = std::move(portable)};
   auto rev = state_->Update(cl::PartitionKey(p.id), e.Encode(), p.state_rev);
   if (!rev) {
-    DeleteChunks(p.id, e.portable);  // named by no entry
+    chunks_->Delete(p.id, e.portable);  // named by no entry
     return std::unexpected(rev.error());
   }
-  DeleteChunks(p.id, p.written_portable);  // replaced
+  chunks_->Delete(p.id, p.written_portable);  // replaced
   p.state_rev = *rev;
   p.written_next_seq = e.next_seq;
   p.written_portable = std::move(e.portable);
@@ -746,6 +577,8 @@ Status Worker::Step() {
   std::lock_guard lock(counters_mu_);
   counters_.owned.clear();
   for (const auto& [id, p] : owned_) counters_.owned.push_back(id);
+  counters_.damaged.clear();
+  for (const auto& [id, rev] : damaged_) counters_.damaged.push_back(id);
   return {};
 }
 

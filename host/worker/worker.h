@@ -36,13 +36,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "adapters/nats/nats.h"
 #include "host/server/server.h"
 #include "host/server/transport.h"
+#include "host/worker/partition_state.h"
 
 namespace medstream::host {
 
@@ -74,11 +74,12 @@ struct WorkerCounters {
   uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
   uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
   uint64_t checkpoints = 0;
-  uint64_t checkpoint_failures = 0;
-  uint64_t partitions_damaged = 0;  // partitions left alone: their stored state does not open  //
-                                    // checkpoints that failed (tried again; logged once a streak)
-  uint64_t beats = 0;               // beats in processed batches (from the enclave's counters)
-  std::vector<uint32_t> owned;      // partitions owned now
+  uint64_t checkpoint_failures = 0;  // checkpoints that failed (tried again; logged once a streak)
+  // Stored states found damaged (a partition's state entry or its chunks do not open), each once.
+  uint64_t partitions_damaged = 0;
+  uint64_t beats = 0;             // beats in processed batches (from the enclave's counters)
+  std::vector<uint32_t> owned;    // partitions owned now
+  std::vector<uint32_t> damaged;  // partitions left alone now: their stored state is damaged
 };
 
 class Worker {
@@ -126,7 +127,10 @@ class Worker {
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
   Status Renew(Clock::time_point now);
   Status Rebalance();
-  Status TakeOver(uint32_t p);
+  // Restores the partition's stored state into the enclave and fences the previous owner.
+  // `state_rev`: the revision of the state entry read (0: none). kCorrupt: the stored state is
+  // damaged (the entry, its chunks, or a stream in it).
+  Status TakeOver(uint32_t p, uint64_t* state_rev);
   Status ProcessSome(Partition& p);
   // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
   // `clean`: the partition is being handed back (its next owner need not be careful).
@@ -135,18 +139,8 @@ class Worker {
   // `inflight`: the batch the enclave is about to get (0: none).
   Status Mark(Partition& p, uint64_t inflight);
   void Drop(uint32_t p, bool delete_lease);
-  // The portable state as the state entry holds it: itself when it fits one message, else the
-  // manifest of the chunks written for it (worker.cc, ChunkManifest). LoadPortable reverses it,
-  // checking every chunk against the manifest's SHA-256 (kCorrupt otherwise).
+  // The size of the chunks a portable state larger than one message is stored in.
   size_t ChunkBytes() const;
-  // `written`: the state as the entry holds it now (its chunks are left alone).
-  Result<crypto::Bytes> StorePortable(uint32_t p, crypto::Bytes portable, crypto::ByteView written);
-  Result<crypto::Bytes> LoadPortable(uint32_t p, const crypto::Bytes& stored);
-  // Deletes the chunks `stored` names (none if it is not a manifest). Best effort.
-  void DeleteChunks(uint32_t p, crypto::ByteView stored);
-  // Deletes the partition's chunks other than those `current` names: a previous owner's, and
-  // those of a write that lost its compare-and-set.
-  void SweepChunks(uint32_t p, crypto::ByteView current);
   Status Quarantine(Partition& p, nats::Message& m, const Error& why);
   // Quarantines `m` and moves the partition past it; false if the partition was dropped (the
   // quarantine stream did not store it: the partition starts again from its checkpoint).
@@ -154,11 +148,14 @@ class Worker {
 
   WorkerOptions options_;
   std::string instance_;
-  std::array<uint8_t, 8> instance_id_{};
-  std::set<uint32_t> damaged_;  // partitions found damaged (said once each)  // instance_ in bytes:
-                                // names the chunks it writes
+  std::array<uint8_t, 8> instance_id_{};  // instance_ in bytes: names the chunks it writes
+  // Partitions whose stored state is damaged, and the state entry's revision then: left alone
+  // until the entry changes.
+  std::map<uint32_t, uint64_t> damaged_;
   std::unique_ptr<nats::Connection> nats_;
   std::unique_ptr<nats::KeyValue> leases_, state_, workers_;
+  std::unique_ptr<StateBucket> bucket_;  // state_, as the chunk store sees it
+  std::unique_ptr<ChunkStore> chunks_;
   std::unique_ptr<nats::Connection::Service> relay_;
   std::mutex enclave_mu_;
   std::unique_ptr<EnclaveTransport> enclave_;

@@ -1,0 +1,204 @@
+#include "host/worker/partition_state.h"
+
+#include <algorithm>
+
+#include "common/base/bytes.h"
+#include "common/wire/cluster.h"
+
+namespace medstream::host {
+
+namespace cl = wire::cluster;
+
+namespace {
+
+constexpr char kChunkedMagic[4] = {'M', 'S', 'P', 'C'};
+
+class NatsBucket final : public StateBucket {
+ public:
+  explicit NatsBucket(nats::KeyValue& kv) : kv_(kv) {}
+  Result<crypto::Bytes> Get(const std::string& key) override {
+    MEDSTREAM_TRY(e, kv_.Get(key));
+    return std::move(e.value);
+  }
+  Status Put(const std::string& key, crypto::ByteView value) override {
+    MEDSTREAM_TRY(rev, kv_.Put(key, value));
+    (void)rev;
+    return {};
+  }
+  Status Delete(const std::string& key) override { return kv_.Delete(key); }
+  Result<std::vector<std::string>> Keys() override { return kv_.Keys(); }
+
+ private:
+  nats::KeyValue& kv_;
+};
+
+}  // namespace
+
+crypto::Bytes StateEntry::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.U64(next_seq);
+  w.U64(suspect_seq);
+  w.U32(suspect_tries);
+  w.U64(inflight_seq);
+  w.U8(clean ? 1 : 0);
+  w.Blob(crypto::AsBytes(consumer));
+  w.Bytes(portable);
+  return out;
+}
+
+Result<StateEntry> StateEntry::Decode(crypto::ByteView b) {
+  ByteReader r(b);
+  StateEntry e;
+  MEDSTREAM_TRY(next, r.U64("next sequence"));
+  MEDSTREAM_TRY(suspect, r.U64("suspect sequence"));
+  MEDSTREAM_TRY(tries, r.U32("suspect tries"));
+  MEDSTREAM_TRY(inflight, r.U64("in-flight sequence"));
+  MEDSTREAM_TRY(clean, r.U8("clean flag"));
+  MEDSTREAM_TRY(consumer, r.Blob("consumer", 256));
+  MEDSTREAM_TRY(rest, r.Bytes(r.remaining(), "portable state"));
+  e.next_seq = next;
+  e.suspect_seq = suspect;
+  e.suspect_tries = tries;
+  e.inflight_seq = inflight;
+  e.clean = clean == 1;
+  // Counts what an owner that died left in flight as a try on that batch.
+  if (e.inflight_seq != 0) {
+    e.suspect_tries = e.suspect_seq == e.inflight_seq ? e.suspect_tries + 1 : 1;
+    e.suspect_seq = e.inflight_seq;
+    e.inflight_seq = 0;
+  }
+  e.consumer.assign(consumer.begin(), consumer.end());
+  e.portable.assign(rest.begin(), rest.end());
+  return e;
+}
+
+bool ChunkManifest::Is(crypto::ByteView b) {
+  return b.size() >= 4 && std::equal(b.begin(), b.begin() + 4, std::begin(kChunkedMagic));
+}
+
+crypto::Bytes ChunkManifest::Encode() const {
+  crypto::Bytes out;
+  ByteWriter w(&out);
+  w.Raw(kChunkedMagic, 4);
+  w.Bytes(writer);
+  w.U8(slot);
+  w.U32(chunks);
+  w.U64(bytes);
+  w.Bytes(sha);
+  return out;
+}
+
+Result<ChunkManifest> ChunkManifest::Decode(crypto::ByteView b) {
+  if (!Is(b)) return Corrupt("not a chunk manifest");
+  ByteReader r(b.subspan(4));
+  ChunkManifest m;
+  MEDSTREAM_TRY(writer, r.Bytes(8, "chunk writer"));
+  MEDSTREAM_TRY(slot, r.U8("chunk slot"));
+  MEDSTREAM_TRY(chunks, r.U32("chunk count"));
+  MEDSTREAM_TRY(bytes, r.U64("portable state size"));
+  MEDSTREAM_TRY(sha, r.Bytes(32, "portable state digest"));
+  if (r.remaining() != 0) return Corrupt("chunk manifest: bytes after its end");
+  // Each chunk holds at least one byte; no state is larger than an import carries.
+  if (slot > 1 || bytes > kMaxPortableBytes || chunks == 0 || chunks > bytes) {
+    return Corrupt("chunk manifest of " + std::to_string(chunks) + " chunks for " +
+                   std::to_string(bytes) + " bytes in slot " + std::to_string(slot));
+  }
+  std::copy(writer.begin(), writer.end(), m.writer.begin());
+  std::copy(sha.begin(), sha.end(), m.sha.begin());
+  m.slot = slot;
+  m.chunks = chunks;
+  m.bytes = bytes;
+  return m;
+}
+
+std::string ChunkManifest::KeyPrefix(uint32_t partition) const {
+  return cl::PartitionKey(partition) + ".s." + crypto::ToHex(writer) + "." + std::to_string(slot) +
+         ".";
+}
+
+std::unique_ptr<StateBucket> NatsStateBucket(nats::KeyValue& kv) {
+  return std::make_unique<NatsBucket>(kv);
+}
+
+Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, crypto::Bytes portable,
+                                        crypto::ByteView written, size_t chunk_bytes) {
+  const size_t chunk = std::max<size_t>(chunk_bytes, 1);
+  if (portable.size() <= chunk && !ChunkManifest::Is(portable)) return portable;
+  if (portable.size() > kMaxPortableBytes) {
+    return Fail(Error::Code::kResourceExhausted,
+                "partition " + std::to_string(partition) + "'s state of " +
+                    std::to_string(portable.size()) + " bytes is more than an import carries");
+  }
+  ChunkManifest m;
+  m.writer = writer_;
+  // The slot the entry as last written does not name (its chunks stay whole until replaced).
+  if (ChunkManifest::Is(written)) {
+    auto last = ChunkManifest::Decode(written);
+    if (last && last->writer == m.writer) m.slot = 1 - last->slot;
+  }
+  m.bytes = portable.size();
+  m.chunks = static_cast<uint32_t>((portable.size() + chunk - 1) / chunk);
+  m.sha = crypto::Sha256(portable);
+  crypto::Bytes manifest = m.Encode();
+  for (uint32_t i = 0; i < m.chunks; ++i) {
+    const size_t at = size_t{i} * chunk;
+    const crypto::ByteView part =
+        crypto::ByteView(portable).subspan(at, std::min(chunk, portable.size() - at));
+    if (auto s = bucket_.Put(m.KeyPrefix(partition) + std::to_string(i), part); !s) {
+      Delete(partition, manifest);
+      return std::unexpected(std::move(s.error()).With("storing partition " +
+                                                       std::to_string(partition) +
+                                                       "'s state, chunk " + std::to_string(i)));
+    }
+  }
+  return manifest;
+}
+
+Result<crypto::Bytes> ChunkStore::Load(uint32_t partition, crypto::ByteView stored) {
+  if (!ChunkManifest::Is(stored)) return crypto::Bytes(stored.begin(), stored.end());
+  MEDSTREAM_TRY(m, ChunkManifest::Decode(stored));
+  crypto::Bytes out;
+  for (uint32_t i = 0; i < m.chunks; ++i) {
+    const std::string key = m.KeyPrefix(partition) + std::to_string(i);
+    auto chunk = bucket_.Get(key);
+    if (!chunk) return std::unexpected(std::move(chunk.error()).With("chunk " + key));
+    // Each chunk holds at least one byte, and all of them no more than the manifest says.
+    if (chunk->empty() || chunk->size() > m.bytes - out.size()) {
+      return Corrupt("chunk " + key + " does not fit its manifest");
+    }
+    // Reserved from the first chunk on: a manifest alone (anyone can write one) does not make
+    // this worker set aside up to 1 GiB.
+    if (i == 0) out.reserve(m.bytes);
+    out.insert(out.end(), chunk->begin(), chunk->end());
+  }
+  if (out.size() != m.bytes || crypto::Sha256(out) != m.sha) {
+    return Corrupt("the chunks of partition " + std::to_string(partition) +
+                   "'s state do not match their manifest");
+  }
+  return out;
+}
+
+void ChunkStore::Delete(uint32_t partition, crypto::ByteView stored) {
+  if (!ChunkManifest::Is(stored)) return;
+  auto m = ChunkManifest::Decode(stored);
+  if (!m) return;
+  for (uint32_t i = 0; i < m->chunks; ++i)
+    (void)bucket_.Delete(m->KeyPrefix(partition) + std::to_string(i));
+}
+
+void ChunkStore::Sweep(uint32_t partition, crypto::ByteView current) {
+  auto keys = bucket_.Keys();
+  if (!keys) return;  // the next owner sweeps
+  const std::string mine = cl::PartitionKey(partition) + ".s.";
+  std::string keep;
+  if (ChunkManifest::Is(current)) {
+    if (auto m = ChunkManifest::Decode(current)) keep = m->KeyPrefix(partition);
+  }
+  for (const std::string& key : *keys) {
+    if (key.starts_with(mine) && (keep.empty() || !key.starts_with(keep)))
+      (void)bucket_.Delete(key);
+  }
+}
+
+}  // namespace medstream::host

@@ -1,0 +1,271 @@
+// A cluster partition's stored state, in-process: the state entry's codec and the chunk store's
+// rules over an in-memory bucket (worker_test.cc runs them on a real cluster).
+#include "host/worker/partition_state.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "common/base/bytes.h"
+#include "common/wire/cluster.h"
+
+namespace medstream::host {
+namespace {
+
+// The state bucket as a map, with writes that can be made to fail.
+class MemoryBucket final : public StateBucket {
+ public:
+  Result<crypto::Bytes> Get(const std::string& key) override {
+    ++gets;
+    auto it = values.find(key);
+    if (it == values.end()) return Fail(Error::Code::kNotFound, "no key " + key);
+    return it->second;
+  }
+  Status Put(const std::string& key, crypto::ByteView value) override {
+    if (puts_left == 0) return Fail(Error::Code::kIo, "the bucket is gone");
+    if (puts_left > 0) --puts_left;
+    values[key].assign(value.begin(), value.end());
+    return {};
+  }
+  Status Delete(const std::string& key) override {
+    values.erase(key);
+    return {};
+  }
+  Result<std::vector<std::string>> Keys() override {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : values) out.push_back(k);
+    return out;
+  }
+  std::vector<std::string> KeysStartingWith(const std::string& prefix) const {
+    std::vector<std::string> out;
+    for (const auto& [k, v] : values)
+      if (k.starts_with(prefix)) out.push_back(k);
+    return out;
+  }
+  std::map<std::string, crypto::Bytes> values;
+  int puts_left = -1;  // -1: never fails
+  int gets = 0;
+};
+
+crypto::Bytes State(size_t n, uint8_t seed) {
+  crypto::Bytes b(n);
+  for (size_t i = 0; i < n; ++i) b[i] = static_cast<uint8_t>(seed + i * 7 + (i >> 8));
+  b[0] = 'M';  // as a portable state starts ("MSPS")
+  return b;
+}
+
+constexpr std::array<uint8_t, 8> kWriterA{1, 2, 3, 4, 5, 6, 7, 8};
+constexpr std::array<uint8_t, 8> kWriterB{9, 9, 9, 9, 9, 9, 9, 9};
+
+TEST(StateEntry, RoundTripsAndCountsAnInFlightBatchAsATry) {
+  StateEntry e{.next_seq = 42,
+               .suspect_seq = 40,
+               .suspect_tries = 1,
+               .inflight_seq = 40,
+               .clean = true,
+               .consumer = "p3-wa-0011-7",
+               .portable = State(100, 1)};
+  auto d = StateEntry::Decode(e.Encode());
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->next_seq, 42u);
+  // The owner died with batch 40 in flight, which was suspect once: now twice.
+  EXPECT_EQ(d->suspect_seq, 40u);
+  EXPECT_EQ(d->suspect_tries, 2u);
+  EXPECT_EQ(d->inflight_seq, 0u);
+  EXPECT_TRUE(d->clean);
+  EXPECT_EQ(d->consumer, e.consumer);
+  EXPECT_EQ(d->portable, e.portable);
+  // Another batch in flight than the suspect one: its first try.
+  e.inflight_seq = 41;
+  d = StateEntry::Decode(e.Encode());
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->suspect_seq, 41u);
+  EXPECT_EQ(d->suspect_tries, 1u);
+}
+
+StateEntry WithConsumer(std::string consumer) {
+  StateEntry e;
+  e.consumer = std::move(consumer);
+  return e;
+}
+
+TEST(StateEntry, GarbageIsRefusedAsCorrupt) {
+  const crypto::Bytes whole = WithConsumer("c").Encode();  // no portable state: ends at the name
+  ASSERT_TRUE(StateEntry::Decode(whole));
+  for (size_t n = 0; n < whole.size(); ++n) {  // every cut inside the fields and the name
+    auto d = StateEntry::Decode(crypto::ByteView(whole).first(n));
+    ASSERT_FALSE(d) << n;
+    EXPECT_EQ(d.error().code(), Error::Code::kCorrupt) << n;
+  }
+  // A consumer name past its 256 bytes.
+  auto d = StateEntry::Decode(WithConsumer(std::string(300, 'c')).Encode());
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), Error::Code::kCorrupt);
+}
+
+TEST(ChunkManifest, RoundTripsAndRefusesWhatNoWriterWrites) {
+  ChunkManifest m{.writer = kWriterA, .slot = 1, .chunks = 3, .bytes = 300, .sha = {}};
+  m.sha[0] = 7;
+  auto d = ChunkManifest::Decode(m.Encode());
+  ASSERT_TRUE(d) << d.error().message();
+  EXPECT_EQ(d->writer, kWriterA);
+  EXPECT_EQ(d->slot, 1);
+  EXPECT_EQ(d->chunks, 3u);
+  EXPECT_EQ(d->bytes, 300u);
+  EXPECT_EQ(d->sha, m.sha);
+  EXPECT_EQ(d->KeyPrefix(5), wire::cluster::PartitionKey(5) + ".s.0102030405060708.1.");
+  auto refused = [](ChunkManifest bad) {
+    auto r = ChunkManifest::Decode(bad.Encode());
+    return !r && r.error().code() == Error::Code::kCorrupt;
+  };
+  EXPECT_TRUE(refused({.writer = kWriterA, .slot = 2, .chunks = 3, .bytes = 300, .sha = {}}));
+  EXPECT_TRUE(refused({.writer = kWriterA, .slot = 0, .chunks = 0, .bytes = 300, .sha = {}}));
+  EXPECT_TRUE(refused({.writer = kWriterA, .slot = 0, .chunks = 301, .bytes = 300, .sha = {}}));
+  EXPECT_TRUE(refused(
+      {.writer = kWriterA, .slot = 0, .chunks = 3, .bytes = kMaxPortableBytes + 1, .sha = {}}));
+  crypto::Bytes longer = m.Encode();
+  longer.push_back(0);
+  EXPECT_EQ(ChunkManifest::Decode(longer).error().code(), Error::Code::kCorrupt);
+  const crypto::Bytes whole = m.Encode();
+  EXPECT_EQ(ChunkManifest::Decode(crypto::ByteView(whole).first(20)).error().code(),
+            Error::Code::kCorrupt);
+  EXPECT_FALSE(ChunkManifest::Is(State(100, 0)));  // "M..." is a state, not a manifest
+}
+
+TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
+  MemoryBucket bucket;
+  ChunkStore store(bucket, kWriterA);
+  const crypto::Bytes state = State(1000, 3);
+  auto stored = store.Store(4, state, {}, 1000);
+  ASSERT_TRUE(stored) << stored.error().message();
+  EXPECT_EQ(*stored, state);
+  EXPECT_TRUE(bucket.values.empty());
+  auto loaded = store.Load(4, *stored);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(*loaded, state);
+  // A state that would read as a manifest is chunked however small, so it is never mistaken.
+  crypto::Bytes odd = State(10, 0);
+  const std::string magic = "MSPC";
+  std::copy(magic.begin(), magic.end(), odd.begin());
+  auto chunked = store.Store(4, odd, {}, 1000);
+  ASSERT_TRUE(chunked);
+  EXPECT_NE(*chunked, odd);
+  loaded = store.Load(4, *chunked);
+  ASSERT_TRUE(loaded) << loaded.error().message();
+  EXPECT_EQ(*loaded, odd);
+}
+
+// A writer alternates between its two slots: the entry's chunks stay whole while the next state
+// is written (an owner fenced without knowing it cannot spoil them).
+TEST(ChunkStore, ALargeStateIsStoredInChunksInTheSlotTheEntryDoesNotName) {
+  MemoryBucket bucket;
+  ChunkStore store(bucket, kWriterA);
+  const std::string prefix = wire::cluster::PartitionKey(7) + ".s.";
+  const crypto::Bytes first = State(2500, 1);
+  auto m1 = store.Store(7, first, {}, 1000);
+  ASSERT_TRUE(m1) << m1.error().message();
+  ASSERT_TRUE(ChunkManifest::Is(*m1));
+  EXPECT_EQ(
+      bucket.KeysStartingWith(prefix),
+      (std::vector<std::string>{prefix + "0102030405060708.0.0", prefix + "0102030405060708.0.1",
+                                prefix + "0102030405060708.0.2"}));
+  const crypto::Bytes second = State(1500, 2);
+  auto m2 = store.Store(7, second, *m1, 1000);
+  ASSERT_TRUE(m2);
+  EXPECT_EQ(ChunkManifest::Decode(*m2)->slot, 1);
+  EXPECT_EQ(bucket.KeysStartingWith(prefix + "0102030405060708.1.").size(), 2u);
+  // Both come back whole: the first's chunks were not touched.
+  EXPECT_EQ(*store.Load(7, *m1), first);
+  EXPECT_EQ(*store.Load(7, *m2), second);
+  store.Delete(7, *m1);  // replaced
+  EXPECT_EQ(bucket.KeysStartingWith(prefix).size(), 2u);
+  EXPECT_EQ(*store.Load(7, *m2), second);
+  // The next one goes back to slot 0; another writer's entry does not move this writer's slot.
+  auto m3 = store.Store(7, first, *m2, 1000);
+  ASSERT_TRUE(m3);
+  EXPECT_EQ(ChunkManifest::Decode(*m3)->slot, 0);
+  ChunkStore other(bucket, kWriterB);
+  auto m4 = other.Store(7, second, *m3, 1000);
+  ASSERT_TRUE(m4);
+  EXPECT_EQ(ChunkManifest::Decode(*m4)->slot, 0);
+  EXPECT_EQ(ChunkManifest::Decode(*m4)->writer, kWriterB);
+  EXPECT_EQ(*store.Load(7, *m3), first);
+  EXPECT_EQ(*other.Load(7, *m4), second);
+}
+
+TEST(ChunkStore, AWriteThatFailsLeavesNoChunk) {
+  MemoryBucket bucket;
+  ChunkStore store(bucket, kWriterA);
+  bucket.puts_left = 2;
+  auto m = store.Store(1, State(5000, 1), {}, 1000);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code(), Error::Code::kIo);
+  EXPECT_TRUE(bucket.values.empty());
+}
+
+TEST(ChunkStore, ChunksMissingChangedOrCutAreNeverTakenForTheState) {
+  MemoryBucket bucket;
+  ChunkStore store(bucket, kWriterA);
+  const crypto::Bytes state = State(3000, 5);
+  auto m = store.Store(2, state, {}, 1000);
+  ASSERT_TRUE(m);
+  const std::string key = ChunkManifest::Decode(*m)->KeyPrefix(2);
+  const crypto::Bytes chunk1 = bucket.values.at(key + "1");
+
+  bucket.values.at(key + "1")[10] ^= 1;  // one bit
+  EXPECT_EQ(store.Load(2, *m).error().code(), Error::Code::kCorrupt);
+  bucket.values.at(key + "1").pop_back();  // one byte short
+  EXPECT_EQ(store.Load(2, *m).error().code(), Error::Code::kCorrupt);
+  bucket.values.at(key + "1") = chunk1;
+  bucket.values.at(key + "1").push_back(0);  // one byte more
+  EXPECT_EQ(store.Load(2, *m).error().code(), Error::Code::kCorrupt);
+  bucket.values.at(key + "1").clear();  // empty
+  EXPECT_EQ(store.Load(2, *m).error().code(), Error::Code::kCorrupt);
+  bucket.values.erase(key + "1");
+  EXPECT_EQ(store.Load(2, *m).error().code(), Error::Code::kNotFound);
+  bucket.values[key + "1"] = chunk1;
+  ASSERT_TRUE(store.Load(2, *m));
+  // The same chunks read as another partition's: not found (keys name their partition).
+  EXPECT_EQ(store.Load(3, *m).error().code(), Error::Code::kNotFound);
+  // A manifest that does not decode.
+  crypto::Bytes bad = *m;
+  bad[12] = 9;  // the slot
+  EXPECT_EQ(store.Load(2, bad).error().code(), Error::Code::kCorrupt);
+}
+
+// Anyone with the worker role can write a manifest. One that claims the largest state and names
+// chunks that are not there costs a lookup, not a 1 GiB allocation, at every try.
+TEST(ChunkStore, AManifestAloneCostsOneLookup) {
+  MemoryBucket bucket;
+  ChunkStore store(bucket, kWriterB);
+  ChunkManifest m{
+      .writer = kWriterA, .slot = 0, .chunks = 1 << 20, .bytes = kMaxPortableBytes, .sha = {}};
+  auto r = store.Load(0, m.Encode());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Error::Code::kNotFound);
+  EXPECT_EQ(bucket.gets, 1);
+}
+
+TEST(ChunkStore, ASweepLeavesOnlyTheChunksTheEntryNames) {
+  MemoryBucket bucket;
+  ChunkStore a(bucket, kWriterA), b(bucket, kWriterB);
+  auto old_owner = a.Store(1, State(2000, 1), {}, 1000);
+  auto lost_write = a.Store(1, State(2000, 2), *old_owner, 1000);  // its compare-and-set lost
+  auto current = b.Store(1, State(2000, 3), *old_owner, 1000);
+  auto other_partition = a.Store(16, State(2000, 4), {}, 1000);  // "p16" starts like "p1"
+  ASSERT_TRUE(old_owner && lost_write && current && other_partition);
+  const std::string entry = wire::cluster::PartitionKey(1);
+  bucket.values[entry] = {1};
+  b.Sweep(1, *current);
+  EXPECT_EQ(bucket.KeysStartingWith(entry + ".s.").size(), 2u);
+  EXPECT_TRUE(b.Load(1, *current));
+  EXPECT_EQ(bucket.KeysStartingWith(wire::cluster::PartitionKey(16) + ".s.").size(), 2u);
+  EXPECT_EQ(bucket.values.count(entry), 1u);
+  // An entry that holds its state whole: every chunk of the partition goes.
+  b.Sweep(1, State(10, 0));
+  EXPECT_TRUE(bucket.KeysStartingWith(entry + ".s.").empty());
+  EXPECT_EQ(bucket.KeysStartingWith(wire::cluster::PartitionKey(16) + ".s.").size(), 2u);
+}
+
+}  // namespace
+}  // namespace medstream::host
