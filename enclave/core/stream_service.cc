@@ -538,6 +538,15 @@ Result<crypto::Bytes> StreamService::ExportStreams(crypto::ByteView request) {
     std::array<uint8_t, kNonceBytes> nonce{};
     if (auto s = crypto::RandomBytes(nonce); !s) return std::unexpected(s.error());
     MEDSTREAM_TRY(sealed, gcm.Seal(nonce, PortableAad(id, key_id), plain));
+    if (out.size() + id.size() + 8 + kNonceBytes + sealed.size() > max_export_bytes_) {
+      // Once answered past the call's cap (kInternal) after sealing it all; the worker then
+      // dropped the partition, took it again and replayed the same batches, for ever.
+      crypto::Wipe(plain);
+      return Fail(Error::Code::kResourceExhausted,
+                  "partition " + std::to_string(sel.partition) + "'s " +
+                      std::to_string(ids.size()) + " streams are more than one export carries (" +
+                      std::to_string(max_export_bytes_) + " bytes)");
+    }
     w.Bytes(id);
     w.U32(key_id);
     w.U32(static_cast<uint32_t>(kNonceBytes + sealed.size()));

@@ -74,8 +74,16 @@ class StreamService {
   // and ran ahead of the last checkpoint starts from the checkpoint again). Every stream's key
   // must be provisioned here (kFailedPrecondition otherwise), and one entry that fails to open
   // refuses the whole blob (kCorrupt), changing nothing.
+  // An export larger than kMaxExportBytes (what one export answers and one import carries) is
+  // refused (kResourceExhausted), the streams unchanged: a partition that large cannot move.
   Result<crypto::Bytes> ExportStreams(crypto::ByteView request);
   Result<crypto::Bytes> ImportStreams(crypto::ByteView request);
+  static constexpr size_t kMaxExportBytes =
+      std::min<size_t>(MaxResponse(Call::kExportStreams), MaxRequest(Call::kImportStreams) - 8);
+  // Exports refused past `bytes` instead (tests); at most kMaxExportBytes.
+  void set_max_export_bytes(size_t bytes) {
+    max_export_bytes_ = std::clamp<size_t>(bytes, 1, kMaxExportBytes);
+  }
   // Counts of batches, beats, streams and keys (sessions filled in by the caller).
   EnclaveStats Stats() const;
 
@@ -111,6 +119,7 @@ class StreamService {
   // parts notices that its parts would mix two moments.
   uint64_t generation_ = 0;
   size_t part_bytes_ = kCheckpointPartBytes;
+  size_t max_export_bytes_ = kMaxExportBytes;
   struct CheckpointCursor {
     uint64_t version = 0;
     uint64_t generation = 0;          // generation_ at part 0

@@ -540,5 +540,30 @@ TEST_F(StreamServiceTest, APartitionsStateMovesToAnotherMachineAndContinuesExact
   EXPECT_EQ(a->Stats().streams, 0u);
 }
 
+// A partition whose streams are more than one export carries (1 GiB: a hundred users of 7-day
+// windows) was answered past the call's cap after sealing it all; the worker then dropped the
+// partition and replayed it, for ever. It is refused by code now, and the streams go on.
+TEST_F(StreamServiceTest, AnExportPastWhatOneCallCarriesIsRefusedAndTheStreamsGoOn) {
+  auto reference = Fresh();
+  ProvisionOn(*reference);
+  std::vector<crypto::Bytes> expected;
+  for (uint64_t seq = 1; seq <= 3; ++seq) expected.push_back(*Process(*reference, seq));
+  auto a = Fresh();
+  ProvisionOn(*a);
+  ASSERT_TRUE(Process(*a, 1));
+  const PartitionSelector mine{wire::PartitionOf(kStream, 16), 16};
+  auto whole = a->ExportStreams(mine.Encode());
+  ASSERT_TRUE(whole) << whole.error().message();
+  a->set_max_export_bytes(whole->size() - 1);
+  auto refused = a->ExportStreams(mine.Encode());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Error::Code::kResourceExhausted);
+  EXPECT_EQ(*Process(*a, 2), expected[1]);
+  a->set_max_export_bytes(StreamService::kMaxExportBytes);
+  ASSERT_TRUE(a->ExportStreams(mine.Encode()));
+  EXPECT_EQ(*Process(*a, 3), expected[2]);
+  static_assert(StreamService::kMaxExportBytes + 8 <= MaxRequest(Call::kImportStreams));
+}
+
 }  // namespace
 }  // namespace medstream::enclave

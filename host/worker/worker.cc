@@ -349,6 +349,12 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
 Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
   MEDSTREAM_TRY(exported, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
+  if (options_.max_state_bytes > 0 && exported.size() > options_.max_state_bytes) {
+    return Fail(Error::Code::kResourceExhausted,
+                "partition " + std::to_string(p.id) + "'s state of " +
+                    std::to_string(exported.size()) + " bytes is more than a checkpoint carries (" +
+                    std::to_string(options_.max_state_bytes) + " bytes)");
+  }
   MEDSTREAM_TRY(portable,
                 chunks_->Store(p.id, std::move(exported), p.written_portable, ChunkBytes()));
   // A mark on a batch already behind us is history (the enclave got through it after all).
@@ -549,10 +555,11 @@ Status Worker::Step() {
     if (auto s = ProcessSome(p); !s) return s;
     it = owned_.find(id);
     if (it == owned_.end()) continue;
-    const bool due = p.since_checkpoint >= options_.checkpoint_every ||
-                     (p.since_checkpoint > 0 &&
-                      Clock::now() - p.last_checkpoint >=
-                          std::chrono::duration<double>(options_.checkpoint_interval_s));
+    const bool due = (p.since_checkpoint >= options_.checkpoint_every ||
+                      (p.since_checkpoint > 0 &&
+                       Clock::now() - p.last_checkpoint >=
+                           std::chrono::duration<double>(options_.checkpoint_interval_s))) &&
+                     Clock::now() >= p.too_large_until;
     if (due) {
       if (auto s = Checkpoint(p); !s) {
         {
@@ -570,7 +577,19 @@ Status Worker::Step() {
           std::lock_guard lock(counters_mu_);
           ++counters_.lost;
         }
-        if (!Transient(s.error())) Drop(id, false);
+        if (s.error().code() == Error::Code::kResourceExhausted) {
+          // The state is more than one export and import carry. It cannot move, but it is not
+          // broken: the partition goes on, its results published, and the checkpoint is tried
+          // again now and then. Dropping it (as before) made this or another worker take it
+          // again, replay the same batches from the last checkpoint and fail again, for ever:
+          // the partition's users got no result past that checkpoint.
+          p.too_large_until =
+              Clock::now() +
+              std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                  30 * std::max(1.0, options_.checkpoint_interval_s)));
+        } else if (!Transient(s.error())) {
+          Drop(id, false);
+        }
       }
     }
   }

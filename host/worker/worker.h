@@ -64,6 +64,9 @@ struct WorkerOptions {
   // A partition's portable state larger than this is stored in chunks of this size beside its
   // state entry (0: the nodes' max_payload less 4 KiB; tests set it small).
   size_t state_chunk_bytes = 0;
+  // A partition's state larger than this is not checkpointed (0: what one export and import
+  // carry, 1 GiB; tests set it small). The partition is processed on without checkpoints.
+  size_t max_state_bytes = 0;
 };
 
 struct WorkerCounters {
@@ -122,6 +125,9 @@ class Worker {
     // before the enclave gets it, until the first checkpoint.
     bool careful = false;
     bool checkpoint_failing = false;  // the last checkpoint failed (said once, not every round)
+    // The state is more than a checkpoint carries: not tried again before this (each try exports
+    // and seals the whole state).
+    std::chrono::steady_clock::time_point too_large_until{};
   };
   using Clock = std::chrono::steady_clock;
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);

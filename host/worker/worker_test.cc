@@ -453,6 +453,48 @@ TEST_F(WorkerTest, APartitionWhoseStateIsDamagedIsLeftAloneUntilRepairedAndTheWo
   EXPECT_EQ(a.worker->counters().partitions_damaged, 2u);
 }
 
+// A partition whose state is more than one export and import carry (1 GiB; a hundred users of
+// 7-day windows): every checkpoint of it fails. The worker dropped it, took it again (or another
+// did), replayed the batches since its last checkpoint and failed again, for ever, and its users
+// got no result past that checkpoint. It keeps the partition now and goes on.
+TEST_F(WorkerTest, APartitionTooLargeToCheckpointIsProcessedOnNotDroppedAndReplayed) {
+  WorkerOptions o = WorkerOpts("wa");
+  o.max_state_bytes = 64;  // any stream's state is more
+  RunningWorker& a = AddWorker(o);
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 1; }, 30));
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return a.failed || a.worker->counters().owned.size() == 4; }, 30));
+  const uint64_t takeovers = a.worker->counters().takeovers;
+  constexpr int kSomeUsers = 4, kWaveBeats = 300;
+  for (int wave = 0; wave < 2; ++wave) {
+    for (int u = 1; u <= kSomeUsers; ++u) {
+      const auto all = Messages(u, 2 * kWaveBeats);
+      for (size_t i = wave * all.size() / 2; i < (wave + 1) * all.size() / 2; ++i) {
+        feed->Send(sensor::Topic("t", "user-" + std::to_string(u)), all[i]);
+      }
+    }
+    ASSERT_TRUE(g->CutAll());
+    const uint64_t want = uint64_t{kSomeUsers} * kWaveBeats * (wave + 1);
+    ASSERT_TRUE(testing::WaitFor(
+        [&] {
+          return g->Tick() && (a.failed || (g->stats().beats_processed >= want &&
+                                            a.worker->counters().checkpoint_failures > 0));
+        },
+        60))
+        << g->stats().beats_processed << " of " << want << " beats processed";
+    // A worker that dropped a partition on its failed checkpoint had to take it again for the
+    // second wave's batches of its users.
+  }
+  EXPECT_FALSE(a.failed);
+  EXPECT_EQ(g->stats().beats_processed, uint64_t{kSomeUsers} * kWaveBeats * 2);
+  EXPECT_EQ(a.worker->counters().takeovers, takeovers) << "the partition was dropped and taken";
+  EXPECT_EQ(a.worker->counters().owned.size(), 4u);
+  EXPECT_EQ(a.worker->counters().lost, 0u);
+}
+
 TEST_F(WorkerTest, AWorkerThePolicyRefusesGetsNoKeyAndNoPartition) {
   // An enclave the policy does not name: the inproc build of this test (another measurement).
   ASSERT_TRUE(host::SignThisExecutableForInproc());
