@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (header_bytes.size() == enclave::kFrameHeaderSize) {
     (void)enclave::DecodeFrameHeader(true, header_bytes);
   }
-  static const uint16_t kFed[] = {1, 2, 3, 4, 7, 8, 9, 10, 11, 0, 13, 0xffff};
+  static const uint16_t kFed[] = {1, 2, 3, 4, 7, 8, 9, 10, 11, 0, 13, 14, 0xffff};
   const uint16_t call = in.PickValueInArray(kFed);
   const auto request = in.ConsumeRemainingBytes<uint8_t>();
   enclave::CoreOptions o;

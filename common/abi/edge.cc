@@ -295,6 +295,62 @@ Result<PartitionSelector> PartitionSelector::Decode(std::span<const uint8_t> b) 
   return PartitionSelector{partition, partitions};
 }
 
+crypto::Bytes ExportRequest::Encode() const {
+  crypto::Bytes out = selector.Encode();
+  ByteWriter w(&out);
+  w.U32(part);
+  w.U32(part_bytes);
+  return out;
+}
+
+Result<ExportRequest> ExportRequest::Decode(std::span<const uint8_t> b) {
+  if (b.size() != 16) {
+    return Corrupt("export request: " + std::to_string(b.size()) + " bytes, not 16");
+  }
+  MEDSTREAM_TRY(selector, PartitionSelector::Decode(b.first(8)));
+  ByteReader r(b.subspan(8));
+  MEDSTREAM_TRY(part, r.U32("export part"));
+  MEDSTREAM_TRY(part_bytes, r.U32("export part size"));
+  return ExportRequest{.selector = selector, .part = part, .part_bytes = part_bytes};
+}
+
+crypto::Bytes ExportPart::Encode() const {
+  crypto::Bytes out;
+  out.reserve(1 + portable.size());
+  out.push_back(last ? 1 : 0);
+  out.insert(out.end(), portable.begin(), portable.end());
+  return out;
+}
+
+Result<ExportPart> ExportPart::Decode(std::span<const uint8_t> b) {
+  if (b.empty() || b[0] > 1) return Corrupt("export part: no last-part flag of 0 or 1");
+  if (b.size() == 1) return Corrupt("export part: no portable state");
+  return ExportPart{.last = b[0] == 1, .portable = b.subspan(1)};
+}
+
+crypto::Bytes ImportRequest::Encode() const {
+  crypto::Bytes out = selector.Encode();
+  out.reserve(kImportHeaderBytes + portable.size());
+  ByteWriter w(&out);
+  w.U32(part);
+  w.U8(last ? 1 : 0);
+  w.Raw(portable.data(), portable.size());
+  return out;
+}
+
+Result<ImportRequest> ImportRequest::Decode(std::span<const uint8_t> b) {
+  if (b.size() < kImportHeaderBytes) return Corrupt("import request: shorter than its header");
+  MEDSTREAM_TRY(selector, PartitionSelector::Decode(b.first(8)));
+  ByteReader r(b.subspan(8, 5));
+  MEDSTREAM_TRY(part, r.U32("import part"));
+  MEDSTREAM_TRY(last, r.U8("last-part flag"));
+  if (last > 1) return Corrupt("import request: last-part flag " + std::to_string(last));
+  return ImportRequest{.selector = selector,
+                       .part = part,
+                       .last = last == 1,
+                       .portable = b.subspan(kImportHeaderBytes)};
+}
+
 Result<LakeLoad> LakeLoad::Decode(std::span<const uint8_t> b) {
   ByteReader r(b);
   LakeLoad out;

@@ -22,7 +22,9 @@
 namespace medstream::enclave {
 
 // 2: checkpoint and restore in parts (CheckpointRequest, CheckpointPart, RestoreProgress).
-inline constexpr uint16_t kEdgeVersion = 2;
+// 3: a partition's streams exported and imported in parts (ExportRequest, ExportPart,
+// ImportRequest).
+inline constexpr uint16_t kEdgeVersion = 3;
 
 enum class Call : uint16_t {
   kInfo = 1,          // -> EnclaveInfo
@@ -39,9 +41,9 @@ enum class Call : uint16_t {
   kLakeRequest = 11,  // session id u64 | channel record -> LakeResponse
   kLakeCommit = 12,   // version u64: the host stored that manifest durably -> the withheld record
   // The cluster's portable state (docs/scale-out.md):
-  kExportStreams = 13,  // PartitionSelector -> PortableState of that partition's streams
-  // PartitionSelector | PortableState of that partition, or nothing -> (): the partition's
-  // streams become exactly those of the state (none: the partition starts afresh)
+  kExportStreams = 13,  // ExportRequest -> ExportPart (a part of the partition's streams)
+  // ImportRequest (a part of an export, in order) -> (): once the last part is in, the
+  // partition's streams become exactly those of the export (none: the partition starts afresh)
   kImportStreams = 14,
 };
 
@@ -88,7 +90,7 @@ inline constexpr std::array kCalls = {
     CallSpec{Call::kLakeLoad, "lake_load", 64 * kMiB, 0, 30, 1},
     CallSpec{Call::kLakeRequest, "lake_request", 64 * kMiB, 128 * kMiB, 300, 2, kLakeRelay},
     CallSpec{Call::kLakeCommit, "lake_commit", 8, 128 * kMiB, 30},
-    CallSpec{Call::kExportStreams, "export_streams", 8, 1024 * kMiB, 300},
+    CallSpec{Call::kExportStreams, "export_streams", 16, 1024 * kMiB, 300},
     CallSpec{Call::kImportStreams, "import_streams", 1024 * kMiB, 0, 60, 1},
 };
 // A call's caps, for compile-time checks that what it carries fits (0 for a value not a call).
@@ -217,6 +219,47 @@ struct PartitionSelector {
   crypto::Bytes Encode() const;
   // Exactly 8 bytes (kCorrupt otherwise).
   static Result<PartitionSelector> Decode(std::span<const uint8_t> b);
+};
+
+// A partition's streams leave the enclave in parts (kExportStreams) and enter another in parts
+// (kImportStreams), as the checkpoint does, so that no partition is too large to move: a part
+// holds streams until it passes its part size (at most kCheckpointPartBytes), so at most that and
+// one stream's state (compile-time checks in enclave/core/stream_service.cc). Each part is a
+// portable state of its own (the partition's header, then its streams, each sealed under a key
+// derived from its data key).
+// kExportStreams' request: the partition, the part wanted and the part size. Part 0 starts an
+// export (a snapshot of which streams the partition has, dropping one in progress); part n
+// follows part n - 1 of the same export and is refused (kFailedPrecondition) when the streams
+// changed since part 0: start again at part 0. part_bytes 0, or more than kCheckpointPartBytes:
+// kCheckpointPartBytes.
+struct ExportRequest {
+  PartitionSelector selector;
+  uint32_t part = 0;
+  uint32_t part_bytes = 0;
+  crypto::Bytes Encode() const;
+  // Exactly 16 bytes (kCorrupt otherwise; the selector as PartitionSelector::Decode).
+  static Result<ExportRequest> Decode(std::span<const uint8_t> b);
+};
+// kExportStreams' answer: whether this is the last part, then the part (a view into the decoded
+// buffer).
+struct ExportPart {
+  bool last = false;
+  std::span<const uint8_t> portable;
+  crypto::Bytes Encode() const;
+  static Result<ExportPart> Decode(std::span<const uint8_t> b);
+};
+// kImportStreams' request: part `part` of an export of the partition, and whether it is the last.
+// Nothing changes until the last part is in; a part out of order, for another partition, a stream
+// given twice, or a batch or export between two parts drops what was imported so far (kCorrupt,
+// kFailedPrecondition). An empty `portable` (part 0, last) makes the partition start afresh.
+inline constexpr size_t kImportHeaderBytes = 13;
+struct ImportRequest {
+  PartitionSelector selector;
+  uint32_t part = 0;
+  bool last = true;
+  std::span<const uint8_t> portable;
+  crypto::Bytes Encode() const;
+  static Result<ImportRequest> Decode(std::span<const uint8_t> b);
 };
 
 // kLakeLoad's request: the host hands the enclave its stored blobs in order, the manifest first,

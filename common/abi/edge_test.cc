@@ -96,6 +96,54 @@ TEST(EdgeAbi, CheckpointPartsRoundTripAndRefuseGarbage) {
   }
 }
 
+TEST(EdgeAbi, ExportAndImportPartsRoundTripAndRefuseGarbage) {
+  const ExportRequest req{.selector = {3, 16}, .part = 5, .part_bytes = 4096};
+  auto back = ExportRequest::Decode(req.Encode());
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->selector.partition, 3u);
+  EXPECT_EQ(back->selector.partitions, 16u);
+  EXPECT_EQ(back->part, 5u);
+  EXPECT_EQ(back->part_bytes, 4096u);
+  for (size_t n : {0, 8, 15, 17}) {
+    auto r = ExportRequest::Decode(crypto::Bytes(n, 1));
+    ASSERT_FALSE(r) << n;
+    EXPECT_EQ(r.error().code(), Error::Code::kCorrupt) << n;
+  }
+  crypto::Bytes other_partition = req.Encode();
+  other_partition[0] = 16;  // partition 16 of 16
+  EXPECT_EQ(ExportRequest::Decode(other_partition).error().code(), Error::Code::kInvalidArgument);
+
+  const crypto::Bytes portable = {'M', 'S', 'P', 'S', 9};
+  const crypto::Bytes answer = ExportPart{.last = true, .portable = portable}.Encode();
+  auto part = ExportPart::Decode(answer);  // views into `answer`
+  ASSERT_TRUE(part) << part.error().message();
+  EXPECT_TRUE(part->last);
+  EXPECT_TRUE(std::ranges::equal(part->portable, portable));
+  for (const crypto::Bytes& b : {crypto::Bytes{}, crypto::Bytes{0}, crypto::Bytes{2, 1}}) {
+    EXPECT_EQ(ExportPart::Decode(b).error().code(), Error::Code::kCorrupt) << b.size();
+  }
+
+  const crypto::Bytes wire =
+      ImportRequest{.selector = {1, 4}, .part = 2, .last = false, .portable = portable}.Encode();
+  auto import = ImportRequest::Decode(wire);
+  ASSERT_TRUE(import) << import.error().message();
+  EXPECT_EQ(import->selector.partition, 1u);
+  EXPECT_EQ(import->selector.partitions, 4u);
+  EXPECT_EQ(import->part, 2u);
+  EXPECT_FALSE(import->last);
+  EXPECT_TRUE(std::ranges::equal(import->portable, portable));
+  const crypto::Bytes empty_wire =
+      ImportRequest{.selector = {0, 1}, .part = 0, .last = true, .portable = {}}.Encode();
+  auto empty = ImportRequest::Decode(empty_wire);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->portable.empty());
+  crypto::Bytes bad_flag = wire;
+  bad_flag[12] = 2;
+  EXPECT_EQ(ImportRequest::Decode(bad_flag).error().code(), Error::Code::kCorrupt);
+  EXPECT_EQ(ImportRequest::Decode(crypto::ByteView(wire).first(12)).error().code(),
+            Error::Code::kCorrupt);
+}
+
 TEST(EdgeAbi, LakeLoadsRoundTripAndRefuseGarbage) {
   const crypto::Bytes blob(1000, 0xab);
   for (LakeLoadKind kind : {LakeLoadKind::kManifest, LakeLoadKind::kPage, LakeLoadKind::kDone}) {

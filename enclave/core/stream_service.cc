@@ -504,74 +504,158 @@ crypto::Bytes PortableAad(const wire::StreamId& id, uint32_t key_id) {
   return aad;
 }
 
+// A portable state: "MSPS" | version u16 | partition u32 | partitions u32 | stream count u32,
+// then each stream: id (16 bytes) | key id u32 | sealed length u32 | nonce | sealed state.
+constexpr size_t kPortableHeaderBytes = 4 + 2 + 4 + 4 + 4;
+constexpr size_t kPortableEntryBytes = 16 + 4 + 4 + kNonceBytes + kTagBytes;  // beside the state
+// A part gets streams while it is under its part size (at most kCheckpointPartBytes), so it holds
+// at most that and one more stream, whose state is bounded (kMaxSavedStreamBytes): every part
+// fits the export's answer and the import's request, however large the partition.
+constexpr size_t kMaxExportPartBytes = kPortableHeaderBytes + kCheckpointPartBytes +
+                                       kPortableEntryBytes +
+                                       streams::StreamTable::kMaxSavedStreamBytes;
+static_assert(1 + kMaxExportPartBytes <= MaxResponse(Call::kExportStreams),
+              "an export part must fit the export_streams answer");
+static_assert(kImportHeaderBytes + kMaxExportPartBytes <= MaxRequest(Call::kImportStreams),
+              "an export part must fit the import_streams request");
+
+bool SameSelector(const PartitionSelector& a, const PartitionSelector& b) {
+  return a.partition == b.partition && a.partitions == b.partitions;
+}
+
 }  // namespace
 
 Result<crypto::Bytes> StreamService::ExportStreams(crypto::ByteView request) {
-  MEDSTREAM_TRY(sel, PartitionSelector::Decode(request));
-  std::vector<wire::StreamId> ids;
-  for (const wire::StreamId& id : streams_.Ids()) {
-    if (wire::PartitionOf(id, sel.partitions) == sel.partition) ids.push_back(id);
+  MEDSTREAM_TRY(req, ExportRequest::Decode(request));
+  const size_t part_bytes = req.part_bytes == 0
+                                ? kCheckpointPartBytes
+                                : std::min<size_t>(req.part_bytes, kCheckpointPartBytes);
+  if (req.part == 0) {
+    ExportCursor c{.selector = req.selector,
+                   .generation = generation_,
+                   .ids = {},
+                   .next_stream = 0,
+                   .next_part = 0};
+    for (const wire::StreamId& id : streams_.Ids()) {
+      if (wire::PartitionOf(id, req.selector.partitions) == req.selector.partition) {
+        c.ids.push_back(id);
+      }
+    }
+    export_ = std::move(c);
+  } else if (!export_ || !SameSelector(export_->selector, req.selector) ||
+             export_->next_part != req.part || export_->generation != generation_) {
+    export_.reset();
+    return Fail(Error::Code::kFailedPrecondition,
+                "export part " + std::to_string(req.part) +
+                    " does not follow the last part of an export of these streams as they are "
+                    "(start again at part 0)");
   }
+  ExportCursor& c = *export_;
+  // The answer (ExportPart) is written in place: its last-part flag, then the portable state.
   crypto::Bytes out;
   ByteWriter w(&out);
+  w.U8(0);
   w.Bytes(crypto::AsBytes(kPortableMagic));
   w.U16(kPortableVersion);
-  w.U32(sel.partition);
-  w.U32(sel.partitions);
-  w.U32(static_cast<uint32_t>(ids.size()));
+  w.U32(c.selector.partition);
+  w.U32(c.selector.partitions);
+  const size_t count_at = out.size();
+  w.U32(0);
+  uint32_t count = 0;
   crypto::Bytes plain;
-  for (const wire::StreamId& id : ids) {
+  auto fail = [&](Error e) -> Result<crypto::Bytes> {
+    crypto::Wipe(plain);
+    export_.reset();
+    return std::unexpected(std::move(e));
+  };
+  while (c.next_stream < c.ids.size() && (count == 0 || out.size() < part_bytes)) {
+    const wire::StreamId& id = c.ids[c.next_stream];
     plain.clear();
     ByteWriter pw(&plain);
-    if (auto s = streams_.SaveStream(id, &pw); !s) return std::unexpected(s.error());
+    if (auto s = streams_.SaveStream(id, &pw); !s) return fail(s.error());
     uint32_t key_id = 0;
     {
       ByteReader peek(plain);
       (void)peek.Bytes(16, "");
       (void)peek.U64("");
-      MEDSTREAM_TRY(k, peek.U32("key id"));
-      key_id = k;
+      auto k = peek.U32("key id");
+      if (!k) return fail(k.error());
+      key_id = *k;
     }
     auto key = keys_.find(key_id);
-    if (key == keys_.end()) return Refuse("stream without its key " + std::to_string(key_id));
-    MEDSTREAM_TRY(gcm, PortableCipher(key->second.key, id));
-    std::array<uint8_t, kNonceBytes> nonce{};
-    if (auto s = crypto::RandomBytes(nonce); !s) return std::unexpected(s.error());
-    MEDSTREAM_TRY(sealed, gcm.Seal(nonce, PortableAad(id, key_id), plain));
-    if (out.size() + id.size() + 8 + kNonceBytes + sealed.size() > max_export_bytes_) {
-      // Once answered past the call's cap (kInternal) after sealing it all; the worker then
-      // dropped the partition, took it again and replayed the same batches, for ever.
-      crypto::Wipe(plain);
-      return Fail(Error::Code::kResourceExhausted,
-                  "partition " + std::to_string(sel.partition) + "'s " +
-                      std::to_string(ids.size()) + " streams are more than one export carries (" +
-                      std::to_string(max_export_bytes_) + " bytes)");
+    if (key == keys_.end()) {
+      return fail(Error(Error::Code::kFailedPrecondition,
+                        "stream without its key " + std::to_string(key_id)));
     }
+    auto gcm = PortableCipher(key->second.key, id);
+    if (!gcm) return fail(gcm.error());
+    std::array<uint8_t, kNonceBytes> nonce{};
+    if (auto s = crypto::RandomBytes(nonce); !s) return fail(s.error());
+    auto sealed = gcm->Seal(nonce, PortableAad(id, key_id), plain);
+    if (!sealed) return fail(sealed.error());
     w.Bytes(id);
     w.U32(key_id);
-    w.U32(static_cast<uint32_t>(kNonceBytes + sealed.size()));
+    w.U32(static_cast<uint32_t>(kNonceBytes + sealed->size()));
     w.Bytes(nonce);
-    w.Bytes(sealed);
+    w.Bytes(*sealed);
+    ++count;
+    ++c.next_stream;
   }
   crypto::Wipe(plain);
+  std::memcpy(out.data() + count_at, &count, sizeof count);  // little-endian, as ByteWriter
+  const bool last = c.next_stream == c.ids.size();
+  out[0] = last ? 1 : 0;
+  ++c.next_part;
+  if (last) export_.reset();
   return out;
 }
 
 Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
-  if (request.size() < 8) return Corrupt("import: no partition selector");
-  MEDSTREAM_TRY(sel, PartitionSelector::Decode(request.first(8)));
-  ++generation_;
-  auto replace = [&](std::vector<streams::StreamTable::Saved> saved) {
-    for (const wire::StreamId& id : streams_.Ids()) {
-      if (wire::PartitionOf(id, sel.partitions) == sel.partition) streams_.Erase(id);
-    }
-    for (auto& one : saved) streams_.Put(std::move(one));
-  };
-  if (request.size() == 8) {
-    replace({});
-    return crypto::Bytes{};
+  MEDSTREAM_TRY(req, ImportRequest::Decode(request));
+  if (req.part == 0) {
+    import_ = ImportStaging{.selector = req.selector,
+                            .generation = generation_,
+                            .next_part = 0,
+                            .ids = {},
+                            .streams = {}};
+  } else if (!import_ || !SameSelector(import_->selector, req.selector) ||
+             import_->next_part != req.part) {
+    import_.reset();
+    return Corrupt("import part " + std::to_string(req.part) +
+                   " does not follow the last part imported (a part missing, out of order, or "
+                   "for another partition)");
+  } else if (import_->generation != generation_) {
+    import_.reset();
+    return Fail(Error::Code::kFailedPrecondition,
+                "the streams changed between two parts of an import (start again at part 0)");
   }
-  ByteReader r(request.subspan(8));
+  auto staged = StageImportPart(req);
+  if (!staged) {
+    import_.reset();
+    return std::unexpected(staged.error());
+  }
+  ++import_->next_part;
+  if (!req.last) return crypto::Bytes{};
+  // The last part: the partition's streams become exactly the imported ones.
+  for (const wire::StreamId& id : streams_.Ids()) {
+    if (wire::PartitionOf(id, req.selector.partitions) == req.selector.partition) {
+      streams_.Erase(id);
+    }
+  }
+  for (auto& one : import_->streams) streams_.Put(std::move(one));
+  import_.reset();
+  ++generation_;
+  return crypto::Bytes{};
+}
+
+Status StreamService::StageImportPart(const ImportRequest& req) {
+  ImportStaging& staging = *import_;
+  if (req.portable.empty()) {
+    // Nothing: the partition starts afresh (an export always has its header).
+    if (req.part == 0 && req.last) return {};
+    return Corrupt("import part " + std::to_string(req.part) + " is empty");
+  }
+  ByteReader r(req.portable);
   MEDSTREAM_TRY(magic, r.Bytes(4, "portable state magic"));
   if (!std::equal(magic.begin(), magic.end(), kPortableMagic.begin())) {
     return Corrupt("not a portable state blob");
@@ -583,15 +667,16 @@ Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
   }
   MEDSTREAM_TRY(partition, r.U32("partition"));
   MEDSTREAM_TRY(partitions, r.U32("partition count"));
-  if (partition != sel.partition || partitions != sel.partitions) {
+  if (partition != req.selector.partition || partitions != req.selector.partitions) {
     return Corrupt("portable state of partition " + std::to_string(partition) + " of " +
                    std::to_string(partitions) + " given for partition " +
-                   std::to_string(sel.partition) + " of " + std::to_string(sel.partitions));
+                   std::to_string(req.selector.partition) + " of " +
+                   std::to_string(req.selector.partitions));
   }
   MEDSTREAM_TRY(count, r.U32("stream count"));
   // Each entry takes at least its id, key id, length, nonce and tag: a count the bytes cannot
   // hold is refused before anything is allocated for it.
-  if (count > r.remaining() / (16 + 4 + 4 + kNonceBytes + kTagBytes)) {
+  if (count > r.remaining() / kPortableEntryBytes) {
     return Corrupt("portable state claims " + std::to_string(count) + " streams in " +
                    std::to_string(r.remaining()) + " bytes");
   }
@@ -599,8 +684,7 @@ Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
     auto it = keys_.find(id);
     return it == keys_.end() ? nullptr : &it->second.config;
   };
-  std::vector<streams::StreamTable::Saved> saved;
-  saved.reserve(count);
+  staging.streams.reserve(staging.streams.size() + count);
   crypto::Bytes plain;
   for (uint32_t i = 0; i < count; ++i) {
     MEDSTREAM_TRY(idb, r.Bytes(16, "stream id"));
@@ -613,6 +697,9 @@ Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
     if (wire::PartitionOf(id, partitions) != partition) {
       return Corrupt("portable state of partition " + std::to_string(partition) +
                      " holds a stream of another partition");
+    }
+    if (!staging.ids.insert(id).second) {
+      return Corrupt("portable state gives stream " + wire::StreamName(id) + " twice");
     }
     auto key = keys_.find(key_id);
     if (key == keys_.end()) {
@@ -633,11 +720,10 @@ Result<crypto::Bytes> StreamService::ImportStreams(crypto::ByteView request) {
       return Corrupt("portable state of stream " + wire::StreamName(id) + " is malformed");
     }
     crypto::Wipe(plain);
-    saved.push_back(std::move(*one));
+    staging.streams.push_back(std::move(*one));
   }
   if (r.remaining() != 0) return Corrupt("portable state: trailing bytes");
-  replace(std::move(saved));
-  return crypto::Bytes{};
+  return {};
 }
 
 }  // namespace medstream::enclave

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 
 #include "common/abi/edge.h"
 #include "common/base/memory.h"
@@ -65,25 +66,22 @@ class StreamService {
   // older than the committed version (kRolledBack) drops what was restored so far. Also takes a
   // checkpoint from before parts (one blob).
   Result<crypto::Bytes> Restore(crypto::ByteView request);
-  // The cluster's portable state (docs/scale-out.md). Export: the streams of one partition
-  // (a PartitionSelector), each sealed under a key derived from its provisioned data key, not
-  // this machine's sealing key, so that any worker the data owner attested and provisioned can
-  // import it and continue the streams exactly. Import (a PartitionSelector, then an export of
-  // that partition or nothing) makes the partition's streams exactly the exported ones: streams
-  // of the partition it does not hold are forgotten (a worker that owned the partition before
-  // and ran ahead of the last checkpoint starts from the checkpoint again). Every stream's key
-  // must be provisioned here (kFailedPrecondition otherwise), and one entry that fails to open
-  // refuses the whole blob (kCorrupt), changing nothing.
-  // An export larger than kMaxExportBytes (what one export answers and one import carries) is
-  // refused (kResourceExhausted), the streams unchanged: a partition that large cannot move.
+  // The cluster's portable state (docs/scale-out.md), in parts (edge.h: ExportRequest,
+  // ExportPart, ImportRequest), so that no partition is too large to move. Export: the streams of
+  // one partition, each sealed under a key derived from its provisioned data key, not this
+  // machine's sealing key, so that any worker the data owner attested and provisioned can import
+  // them and continue the streams exactly. Part 0 takes a snapshot of which streams the partition
+  // has; a batch or import before the last part makes the next part refused
+  // (kFailedPrecondition: start again). Import, part by part in order: once the last part is in,
+  // the partition's streams become exactly the exported ones (streams of the partition it does
+  // not hold are forgotten: a worker that owned the partition before and ran ahead of the last
+  // checkpoint starts from the checkpoint again). Nothing changes before the last part. Every
+  // stream's key must be provisioned here (kFailedPrecondition otherwise); a part out of order,
+  // for another partition, a stream given twice, or an entry that fails to open refuses the
+  // import (kCorrupt) and drops its parts so far; a batch between two parts, too
+  // (kFailedPrecondition).
   Result<crypto::Bytes> ExportStreams(crypto::ByteView request);
   Result<crypto::Bytes> ImportStreams(crypto::ByteView request);
-  static constexpr size_t kMaxExportBytes =
-      std::min<size_t>(MaxResponse(Call::kExportStreams), MaxRequest(Call::kImportStreams) - 8);
-  // Exports refused past `bytes` instead (tests); at most kMaxExportBytes.
-  void set_max_export_bytes(size_t bytes) {
-    max_export_bytes_ = std::clamp<size_t>(bytes, 1, kMaxExportBytes);
-  }
   // Counts of batches, beats, streams and keys (sessions filled in by the caller).
   EnclaveStats Stats() const;
 
@@ -96,6 +94,9 @@ class StreamService {
   void WriteKeys(ByteWriter* w) const;
   static Status ReadKeys(ByteReader* r, std::map<uint32_t, KeyEntry>* keys);
   Result<bool> RestorePart(crypto::ByteView request);
+  // Opens one import part's streams into import_ (kCorrupt, or kFailedPrecondition for a key
+  // not provisioned).
+  Status StageImportPart(const ImportRequest& req);
   void TrimToRecentWork(size_t batch_bytes);
   // The stream's cipher for this thread, or for the worker thread.
   Result<crypto::AesGcm*> StreamCipher(uint32_t key_id, const wire::StreamId& stream,
@@ -119,7 +120,24 @@ class StreamService {
   // parts notices that its parts would mix two moments.
   uint64_t generation_ = 0;
   size_t part_bytes_ = kCheckpointPartBytes;
-  size_t max_export_bytes_ = kMaxExportBytes;
+  // An export in parts: the partition's streams at part 0, in the order the parts hold them.
+  struct ExportCursor {
+    PartitionSelector selector;
+    uint64_t generation = 0;
+    std::vector<wire::StreamId> ids;
+    size_t next_stream = 0;
+    uint32_t next_part = 0;
+  };
+  std::optional<ExportCursor> export_;
+  // An import in parts: nothing of it is used until its last part is in.
+  struct ImportStaging {
+    PartitionSelector selector;
+    uint64_t generation = 0;
+    uint32_t next_part = 0;
+    std::set<wire::StreamId> ids;
+    std::vector<streams::StreamTable::Saved> streams;
+  };
+  std::optional<ImportStaging> import_;
   struct CheckpointCursor {
     uint64_t version = 0;
     uint64_t generation = 0;          // generation_ at part 0

@@ -12,6 +12,7 @@ namespace cl = wire::cluster;
 namespace {
 
 constexpr char kChunkedMagic[4] = {'M', 'S', 'P', 'C'};
+constexpr char kPartsMagic[4] = {'M', 'S', 'P', 'M'};
 
 class NatsBucket final : public StateBucket {
  public:
@@ -73,6 +74,49 @@ Result<StateEntry> StateEntry::Decode(crypto::ByteView b) {
   return e;
 }
 
+crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts) {
+  if (parts.size() == 1) return parts[0];
+  size_t total = 8;
+  for (const crypto::Bytes& p : parts) total += 8 + p.size();
+  crypto::Bytes out;
+  out.reserve(total);
+  ByteWriter w(&out);
+  w.Raw(kPartsMagic, 4);
+  w.U32(static_cast<uint32_t>(parts.size()));
+  for (const crypto::Bytes& p : parts) {
+    w.U64(p.size());
+    w.Bytes(p);
+  }
+  return out;
+}
+
+Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored) {
+  if (stored.size() < 4 || !std::equal(stored.begin(), stored.begin() + 4, std::begin(kPartsMagic)))
+    return std::vector<crypto::ByteView>{stored};
+  ByteReader r(stored.subspan(4));
+  MEDSTREAM_TRY(count, r.U32("export part count"));
+  // Each part takes at least its size: a count the bytes cannot hold is refused first.
+  if (count == 0 || count > kMaxExportParts || count > r.remaining() / 8) {
+    return Corrupt("a container of " + std::to_string(count) + " export parts in " +
+                   std::to_string(stored.size()) + " bytes");
+  }
+  constexpr uint64_t kMaxPart =
+      enclave::MaxRequest(enclave::Call::kImportStreams) - enclave::kImportHeaderBytes;
+  std::vector<crypto::ByteView> parts;
+  parts.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    MEDSTREAM_TRY(size, r.U64("export part size"));
+    if (size == 0 || size > kMaxPart) {
+      return Corrupt("export part " + std::to_string(i) + " of " + std::to_string(size) +
+                     " bytes (1 to " + std::to_string(kMaxPart) + ")");
+    }
+    MEDSTREAM_TRY(part, r.Bytes(size, "export part"));
+    parts.push_back(part);
+  }
+  if (r.remaining() != 0) return Corrupt("export parts: bytes after the last");
+  return parts;
+}
+
 bool ChunkManifest::Is(crypto::ByteView b) {
   return b.size() >= 4 && std::equal(b.begin(), b.begin() + 4, std::begin(kChunkedMagic));
 }
@@ -128,7 +172,9 @@ Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, crypto::Bytes portab
   if (portable.size() > kMaxPortableBytes) {
     return Fail(Error::Code::kResourceExhausted,
                 "partition " + std::to_string(partition) + "'s state of " +
-                    std::to_string(portable.size()) + " bytes is more than an import carries");
+                    std::to_string(portable.size()) +
+                    " bytes is more than one partition may store (" +
+                    std::to_string(kMaxPortableBytes) + " bytes)");
   }
   ChunkManifest m;
   m.writer = writer_;
@@ -167,9 +213,8 @@ Result<crypto::Bytes> ChunkStore::Load(uint32_t partition, crypto::ByteView stor
     if (chunk->empty() || chunk->size() > m.bytes - out.size()) {
       return Corrupt("chunk " + key + " does not fit its manifest");
     }
-    // Reserved from the first chunk on: a manifest alone (anyone can write one) does not make
-    // this worker set aside up to 1 GiB.
-    if (i == 0) out.reserve(m.bytes);
+    // Nothing is reserved for the manifest's claimed size (anyone can write a manifest, up to
+    // 64 GiB): the state grows only with chunks that are there.
     out.insert(out.end(), chunk->begin(), chunk->end());
   }
   if (out.size() != m.bytes || crypto::Sha256(out) != m.sha) {

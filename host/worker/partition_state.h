@@ -50,15 +50,27 @@ struct StateEntry {
   static Result<StateEntry> Decode(crypto::ByteView b);
 };
 
-// What one import call carries, less its partition selector: no stored state is larger.
-inline constexpr uint64_t kMaxPortableBytes =
-    enclave::MaxRequest(enclave::Call::kImportStreams) - 8;
+// A partition's portable state as the enclave exports it: in parts (edge.h, ExportPart), each a
+// portable state of its own ("MSPS"). One part is stored as it is (as before parts); more are
+// stored in one container:
+//   "MSPM" | part count u32 | for each part: its size u64 | the part
+// Read back, every part is checked to fit one import call.
+crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts);
+// The parts `stored` holds, in order (views into it): itself if it is not a container (an empty
+// state: one empty part). A container that does not decode: kCorrupt.
+Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored);
+// A container holds at most this many parts (a loop bound; as many as a checkpoint).
+inline constexpr uint32_t kMaxExportParts = enclave::kMaxCheckpointParts;
+
+// The largest state stored for one partition (a bound for the chunk manifest, and what a worker
+// reads back into its memory): 64 GiB, beyond what the enclave's memory holds.
+inline constexpr uint64_t kMaxPortableBytes = uint64_t{64} << 30;
 
 // A portable state stored in chunks: the entry holds this manifest instead of the state.
 //   "MSPC" | writer (the worker instance, 8 bytes) | slot u8 | chunk count u32 | bytes u64 |
 //   SHA-256 of the state
 // Chunk i is key "<partition key>.s.<writer hex>.<slot>.<i>". A portable state starts with
-// "MSPS", never with this magic (and one that did would be stored in chunks).
+// "MSPS" or "MSPM", never with this magic (and one that did would be stored in chunks).
 struct ChunkManifest {
   std::array<uint8_t, 8> writer{};
   uint8_t slot = 0;  // 0 or 1

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "common/base/bytes.h"
@@ -130,6 +131,55 @@ TEST(ChunkManifest, RoundTripsAndRefusesWhatNoWriterWrites) {
   EXPECT_EQ(ChunkManifest::Decode(crypto::ByteView(whole).first(20)).error().code(),
             Error::Code::kCorrupt);
   EXPECT_FALSE(ChunkManifest::Is(State(100, 0)));  // "M..." is a state, not a manifest
+}
+
+TEST(ExportParts, OnePartIsStoredAsItIsAndMoreInAContainer) {
+  const crypto::Bytes one = State(100, 1);
+  EXPECT_EQ(EncodeExportParts({one}), one);  // as before parts
+  auto back = DecodeExportParts(one);
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_TRUE(std::ranges::equal((*back)[0], one));
+  auto none = DecodeExportParts({});  // nothing stored yet: the partition starts afresh
+  ASSERT_TRUE(none);
+  ASSERT_EQ(none->size(), 1u);
+  EXPECT_TRUE((*none)[0].empty());
+
+  const std::vector<crypto::Bytes> parts = {State(100, 1), State(3, 2), State(5000, 3)};
+  const crypto::Bytes stored = EncodeExportParts(parts);
+  back = DecodeExportParts(stored);
+  ASSERT_TRUE(back) << back.error().message();
+  ASSERT_EQ(back->size(), parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) EXPECT_TRUE(std::ranges::equal((*back)[i], parts[i]));
+  EXPECT_FALSE(ChunkManifest::Is(stored));
+}
+
+TEST(ExportParts, AContainerThatDoesNotAddUpIsCorrupt) {
+  const crypto::Bytes stored = EncodeExportParts({State(100, 1), State(30, 2)});
+  auto corrupt = [](crypto::ByteView b) {
+    auto r = DecodeExportParts(b);
+    return !r && r.error().code() == Error::Code::kCorrupt;
+  };
+  for (size_t n = 4; n < stored.size(); ++n) {  // every cut, past the magic
+    EXPECT_TRUE(corrupt(crypto::ByteView(stored).first(n))) << n;
+  }
+  crypto::Bytes longer = stored;
+  longer.push_back(0);
+  EXPECT_TRUE(corrupt(longer));
+  crypto::Bytes zero_parts = stored;
+  std::fill(zero_parts.begin() + 4, zero_parts.begin() + 8, 0);
+  EXPECT_TRUE(corrupt(zero_parts));
+  // A count past what the bytes hold is refused before anything is set aside for it.
+  crypto::Bytes many = stored;
+  std::fill(many.begin() + 4, many.begin() + 8, 0xff);
+  EXPECT_TRUE(corrupt(many));
+  // An empty part, and a part larger than one import carries.
+  crypto::Bytes empty_part = stored;
+  std::fill(empty_part.begin() + 8, empty_part.begin() + 16, 0);
+  EXPECT_TRUE(corrupt(empty_part));
+  crypto::Bytes huge_part = stored;
+  std::fill(huge_part.begin() + 8, huge_part.begin() + 16, 0xff);
+  EXPECT_TRUE(corrupt(huge_part));
 }
 
 TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {

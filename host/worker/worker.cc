@@ -272,7 +272,6 @@ Status Worker::TakeOver(uint32_t id, uint64_t* state_rev) {
     return std::unexpected(got.error());
   }
   // The enclave's streams of this partition become exactly the stored ones.
-  crypto::Bytes import = sel.Encode();
   {
     auto portable = chunks_->Load(id, entry.portable);
     if (!portable) {
@@ -292,12 +291,11 @@ Status Worker::TakeOver(uint32_t id, uint64_t* state_rev) {
       return Fail(Error::Code::kFailedPrecondition,
                   what + portable.error().message() + " (its state changed while it was read)");
     }
-    import.insert(import.end(), portable->begin(), portable->end());
+    if (auto s = ImportPartition(sel, *portable); !s) {
+      return std::unexpected(
+          std::move(s.error()).With("restoring partition " + std::to_string(id)));
+    }
   }
-  if (auto r = CallEnclave(enclave::Call::kImportStreams, import); !r) {
-    return std::unexpected(std::move(r.error()).With("restoring partition " + std::to_string(id)));
-  }
-  crypto::Wipe(import);
   // The previous owner's consumer goes (a paused owner that wakes reads nothing more from it).
   if (!entry.consumer.empty()) (void)nats_->DeleteConsumer(cl::kBatchStream, entry.consumer);
   // Fence: rewrite the entry with our consumer. A previous owner's later checkpoint, based on the
@@ -346,9 +344,42 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
   owned_.erase(it);
 }
 
+Result<crypto::Bytes> Worker::ExportPartition(const enclave::PartitionSelector& sel) {
+  std::vector<crypto::Bytes> parts;
+  for (uint32_t part = 0;; ++part) {
+    if (part >= kMaxExportParts) {
+      return Fail(Error::Code::kResourceExhausted, "partition " + std::to_string(sel.partition) +
+                                                       "'s state is more than " +
+                                                       std::to_string(kMaxExportParts) + " parts");
+    }
+    const enclave::ExportRequest req{
+        .selector = sel, .part = part, .part_bytes = options_.export_part_bytes};
+    MEDSTREAM_TRY(answer, CallEnclave(enclave::Call::kExportStreams, req.Encode()));
+    MEDSTREAM_TRY(got, enclave::ExportPart::Decode(answer));
+    parts.emplace_back(got.portable.begin(), got.portable.end());
+    if (got.last) break;
+  }
+  return EncodeExportParts(parts);
+}
+
+Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored) {
+  MEDSTREAM_TRY(parts, DecodeExportParts(stored));
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const enclave::ImportRequest req{.selector = sel,
+                                     .part = static_cast<uint32_t>(i),
+                                     .last = i + 1 == parts.size(),
+                                     .portable = parts[i]};
+    crypto::Bytes request = req.Encode();
+    auto r = CallEnclave(enclave::Call::kImportStreams, request);
+    crypto::Wipe(request);
+    if (!r) return std::unexpected(r.error());
+  }
+  return {};
+}
+
 Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
-  MEDSTREAM_TRY(exported, CallEnclave(enclave::Call::kExportStreams, sel.Encode()));
+  MEDSTREAM_TRY(exported, ExportPartition(sel));
   if (options_.max_state_bytes > 0 && exported.size() > options_.max_state_bytes) {
     return Fail(Error::Code::kResourceExhausted,
                 "partition " + std::to_string(p.id) + "'s state of " +
@@ -578,11 +609,11 @@ Status Worker::Step() {
           ++counters_.lost;
         }
         if (s.error().code() == Error::Code::kResourceExhausted) {
-          // The state is more than one export and import carry. It cannot move, but it is not
-          // broken: the partition goes on, its results published, and the checkpoint is tried
-          // again now and then. Dropping it (as before) made this or another worker take it
-          // again, replay the same batches from the last checkpoint and fail again, for ever:
-          // the partition's users got no result past that checkpoint.
+          // The state is more than a partition may store (max_state_bytes, kMaxPortableBytes).
+          // It cannot move, but it is not broken: the partition goes on, its results
+          // published, and the checkpoint is tried again now and then. Dropping it made this or
+          // another worker take it again, replay the same batches from the last checkpoint and
+          // fail again, for ever: the partition's users got no result past that checkpoint.
           p.too_large_until =
               Clock::now() +
               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(

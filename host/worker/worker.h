@@ -64,8 +64,11 @@ struct WorkerOptions {
   // A partition's portable state larger than this is stored in chunks of this size beside its
   // state entry (0: the nodes' max_payload less 4 KiB; tests set it small).
   size_t state_chunk_bytes = 0;
-  // A partition's state larger than this is not checkpointed (0: what one export and import
-  // carry, 1 GiB; tests set it small). The partition is processed on without checkpoints.
+  // A partition's state is exported from the enclave in parts of about this size (0: 64 MiB,
+  // edge.h's kCheckpointPartBytes; tests set it small).
+  uint32_t export_part_bytes = 0;
+  // A partition's state larger than this is not checkpointed (0: kMaxPortableBytes, 64 GiB;
+  // tests set it small). The partition is processed on without checkpoints.
   size_t max_state_bytes = 0;
 };
 
@@ -138,6 +141,10 @@ class Worker {
   // damaged (the entry, its chunks, or a stream in it).
   Status TakeOver(uint32_t p, uint64_t* state_rev);
   Status ProcessSome(Partition& p);
+  // The partition's state, exported in parts, as it is stored (partition_state.h).
+  Result<crypto::Bytes> ExportPartition(const enclave::PartitionSelector& sel);
+  // Imports a stored state into the enclave, part by part.
+  Status ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored);
   // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
   // `clean`: the partition is being handed back (its next owner need not be careful).
   Status Checkpoint(Partition& p, bool clean = false);

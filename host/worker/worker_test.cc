@@ -291,6 +291,26 @@ class WorkerTest : public ::testing::Test {
     return out;
   }
 
+  // The most export parts any partition's state entry holds now (partition_state.h; an entry
+  // whose state is in chunks counts as none).
+  size_t MostExportParts() {
+    auto conn =
+        nats::Connection::Connect(*cluster::ClientOptions(dir_ + "/cluster", cluster::kWorkerRole));
+    if (!conn) return 0;
+    auto kv = (*conn)->EnsureKeyValue({.bucket = wire::cluster::kStateBucket});
+    if (!kv) return 0;
+    size_t most = 0;
+    for (uint32_t p = 0; p < 4; ++p) {
+      auto e = (*kv)->Get(wire::cluster::PartitionKey(p));
+      if (!e) continue;
+      auto entry = StateEntry::Decode(e->value);
+      if (!entry || ChunkManifest::Is(entry->portable)) continue;
+      auto parts = DecodeExportParts(entry->portable);
+      if (parts) most = std::max(most, parts->size());
+    }
+    return most;
+  }
+
   int64_t max_payload_ = 8 << 20;
   std::string dir_;
   gateway::Options options_;
@@ -388,6 +408,35 @@ TEST_F(SmallMessageWorkerTest, APartitionStateLargerThanOneMessageIsCheckpointed
       },
       30))
       << "chunks of the first owner left behind";
+}
+
+// A partition's state leaves the enclave in parts and enters the next owner's in parts (here one
+// stream a part; by default about 64 MiB a part), so that no partition is too large to move.
+// Before, it was one call of at most 1 GiB: a partition of a hundred users of 7-day windows
+// could not be checkpointed, and its owner dropped it and replayed it for ever.
+TEST_F(WorkerTest, APartitionsStateMovesInPartsAndContinuesExactly) {
+  WorkerOptions o = WorkerOpts("wa");
+  o.export_part_bytes = 1;
+  RunningWorker& a = AddWorker(o);
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 1; }, 30));
+  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().owned.size() == 4; }, 30));
+  Send(*feed, *g, [&](int third) {
+    if (third != 1) return;
+    // Six users in four partitions: one holds two streams or more, so two parts or more.
+    ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && MostExportParts() >= 2; }, 60))
+        << "no partition's state was checkpointed in parts";
+    a.Crash();
+    a.worker.reset();
+    WorkerOptions ob = WorkerOpts("wb");
+    ob.export_part_bytes = 1;
+    AddWorker(ob);
+  });
+  Drain(*g);
+  ExpectResultsEqualReference(g->stats());
+  EXPECT_GE(workers_.back()->worker->counters().takeovers, 4u);
 }
 
 // A partition's state entry anyone with write access to the bucket damaged: once it stopped the
