@@ -74,20 +74,44 @@ Result<StateEntry> StateEntry::Decode(crypto::ByteView b) {
   return e;
 }
 
-crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts) {
-  if (parts.size() == 1) return parts[0];
-  size_t total = 8;
-  for (const crypto::Bytes& p : parts) total += 8 + p.size();
-  crypto::Bytes out;
-  out.reserve(total);
-  ByteWriter w(&out);
+StatePieces ExportPartsPieces(const std::vector<crypto::Bytes>& parts, crypto::Bytes* framing) {
+  framing->clear();
+  if (parts.size() == 1) return {parts[0]};
+  ByteWriter w(framing);
   w.Raw(kPartsMagic, 4);
   w.U32(static_cast<uint32_t>(parts.size()));
-  for (const crypto::Bytes& p : parts) {
-    w.U64(p.size());
-    w.Bytes(p);
+  for (const crypto::Bytes& p : parts) w.U64(p.size());
+  // The framing is whole before any view into it is taken.
+  const crypto::ByteView f(*framing);
+  StatePieces pieces{f.first(8)};
+  pieces.reserve(1 + 2 * parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    pieces.push_back(f.subspan(8 + 8 * i, 8));
+    pieces.push_back(parts[i]);
   }
+  return pieces;
+}
+
+uint64_t TotalBytes(const StatePieces& pieces) {
+  uint64_t total = 0;
+  for (const crypto::ByteView p : pieces) total += p.size();
+  return total;
+}
+
+namespace {
+
+crypto::Bytes Concatenate(const StatePieces& pieces) {
+  crypto::Bytes out;
+  out.reserve(TotalBytes(pieces));
+  for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
   return out;
+}
+
+}  // namespace
+
+crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts) {
+  crypto::Bytes framing;
+  return Concatenate(ExportPartsPieces(parts, &framing));
 }
 
 Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored) {
@@ -165,14 +189,17 @@ std::unique_ptr<StateBucket> NatsStateBucket(nats::KeyValue& kv) {
   return std::make_unique<NatsBucket>(kv);
 }
 
-Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, crypto::Bytes portable,
+Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, const StatePieces& portable,
                                         crypto::ByteView written, size_t chunk_bytes) {
   const size_t chunk = std::max<size_t>(chunk_bytes, 1);
-  if (portable.size() <= chunk && !ChunkManifest::Is(portable)) return portable;
-  if (portable.size() > kMaxPortableBytes) {
+  const uint64_t total = TotalBytes(portable);
+  if (total <= chunk) {
+    crypto::Bytes whole = Concatenate(portable);
+    if (!ChunkManifest::Is(whole)) return whole;
+  }
+  if (total > kMaxPortableBytes) {
     return Fail(Error::Code::kResourceExhausted,
-                "partition " + std::to_string(partition) + "'s state of " +
-                    std::to_string(portable.size()) +
+                "partition " + std::to_string(partition) + "'s state of " + std::to_string(total) +
                     " bytes is more than one partition may store (" +
                     std::to_string(kMaxPortableBytes) + " bytes)");
   }
@@ -183,15 +210,40 @@ Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, crypto::Bytes portab
     auto last = ChunkManifest::Decode(written);
     if (last && last->writer == m.writer) m.slot = 1 - last->slot;
   }
-  m.bytes = portable.size();
-  m.chunks = static_cast<uint32_t>((portable.size() + chunk - 1) / chunk);
-  m.sha = crypto::Sha256(portable);
+  m.bytes = total;
+  m.chunks = static_cast<uint32_t>((total + chunk - 1) / chunk);
+  crypto::Sha256Hasher sha;
+  for (const crypto::ByteView p : portable) sha.Update(p);
+  m.sha = sha.Peek();
   crypto::Bytes manifest = m.Encode();
+  size_t piece = 0;   // where the next chunk starts: a piece,
+  size_t offset = 0;  // and an offset in it
+  crypto::Bytes assembled;
   for (uint32_t i = 0; i < m.chunks; ++i) {
-    const size_t at = size_t{i} * chunk;
-    const crypto::ByteView part =
-        crypto::ByteView(portable).subspan(at, std::min(chunk, portable.size() - at));
-    if (auto s = bucket_.Put(m.KeyPrefix(partition) + std::to_string(i), part); !s) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, total - uint64_t{i} * chunk));
+    while (offset == portable[piece].size()) {  // a piece's end, or an empty piece
+      ++piece;
+      offset = 0;
+    }
+    crypto::ByteView data;
+    if (portable[piece].size() - offset >= n) {
+      data = portable[piece].subspan(offset, n);
+      offset += n;
+    } else {
+      assembled.clear();
+      while (assembled.size() < n) {
+        if (offset == portable[piece].size()) {
+          ++piece;
+          offset = 0;
+        }
+        const size_t take = std::min(n - assembled.size(), portable[piece].size() - offset);
+        const crypto::ByteView from = portable[piece].subspan(offset, take);
+        assembled.insert(assembled.end(), from.begin(), from.end());
+        offset += take;
+      }
+      data = assembled;
+    }
+    if (auto s = bucket_.Put(m.KeyPrefix(partition) + std::to_string(i), data); !s) {
       Delete(partition, manifest);
       return std::unexpected(std::move(s.error()).With("storing partition " +
                                                        std::to_string(partition) +

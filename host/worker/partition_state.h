@@ -56,6 +56,14 @@ struct StateEntry {
 //   "MSPM" | part count u32 | for each part: its size u64 | the part
 // Read back, every part is checked to fit one import call.
 crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts);
+
+// A state as the consecutive pieces that make it up (views), so that a state of many parts is
+// stored without being copied whole: a worker holds a partition's state once while it checkpoints.
+using StatePieces = std::vector<crypto::ByteView>;
+// The pieces of EncodeExportParts(parts): views into `parts` and into `framing`, which this fills
+// with the container's head and the parts' sizes (both must outlive the pieces).
+StatePieces ExportPartsPieces(const std::vector<crypto::Bytes>& parts, crypto::Bytes* framing);
+uint64_t TotalBytes(const StatePieces& pieces);
 // The parts `stored` holds, in order (views into it): itself if it is not a container (an empty
 // state: one empty part). A container that does not decode: kCorrupt.
 Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored);
@@ -104,12 +112,18 @@ class ChunkStore {
   ChunkStore(StateBucket& bucket, std::array<uint8_t, 8> writer)
       : bucket_(bucket), writer_(writer) {}
 
-  // The portable state as the entry should hold it: itself if it fits `chunk_bytes` (and does
-  // not look like a manifest), else the manifest of the chunks written for it, in the slot of
-  // this writer that `written` (the entry's state as it is now) does not name. A state over
-  // kMaxPortableBytes: kResourceExhausted. A write that fails deletes what it wrote.
-  Result<crypto::Bytes> Store(uint32_t partition, crypto::Bytes portable, crypto::ByteView written,
-                              size_t chunk_bytes);
+  // The portable state (the concatenation of `portable`) as the entry should hold it: itself if
+  // it fits `chunk_bytes` (and does not look like a manifest), else the manifest of the chunks
+  // written for it, in the slot of this writer that `written` (the entry's state as it is now)
+  // does not name. A chunk that lies within one piece is written from it; only a chunk that
+  // spans pieces is assembled (one chunk's worth of memory). A state over kMaxPortableBytes:
+  // kResourceExhausted. A write that fails deletes what it wrote.
+  Result<crypto::Bytes> Store(uint32_t partition, const StatePieces& portable,
+                              crypto::ByteView written, size_t chunk_bytes);
+  Result<crypto::Bytes> Store(uint32_t partition, crypto::ByteView portable,
+                              crypto::ByteView written, size_t chunk_bytes) {
+    return Store(partition, StatePieces{portable}, written, chunk_bytes);
+  }
   // The portable state `stored` (an entry's) stands for. A chunk missing: kNotFound; a manifest
   // or chunk damaged, or chunks that do not match the manifest: kCorrupt; the bucket's own
   // errors as they come (kIo, kDeadlineExceeded: transient).

@@ -25,6 +25,7 @@ class MemoryBucket final : public StateBucket {
   Status Put(const std::string& key, crypto::ByteView value) override {
     if (puts_left == 0) return Fail(Error::Code::kIo, "the bucket is gone");
     if (puts_left > 0) --puts_left;
+    put_from[key] = value.data();
     values[key].assign(value.begin(), value.end());
     return {};
   }
@@ -44,7 +45,8 @@ class MemoryBucket final : public StateBucket {
     return out;
   }
   std::map<std::string, crypto::Bytes> values;
-  int puts_left = -1;  // -1: never fails
+  std::map<std::string, const uint8_t*> put_from;  // where each value's bytes were when written
+  int puts_left = -1;                              // -1: never fails
   int gets = 0;
 };
 
@@ -203,6 +205,50 @@ TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
   loaded = store.Load(4, *chunked);
   ASSERT_TRUE(loaded) << loaded.error().message();
   EXPECT_EQ(*loaded, odd);
+}
+
+// A state of many parts is stored from the parts themselves: the same chunks as its one-buffer
+// container, a chunk within a part written straight from it, so the worker never holds the
+// state twice.
+TEST(ChunkStore, AStateOfManyPartsIsStoredFromThePartsWithoutAWholeCopy) {
+  const std::vector<crypto::Bytes> parts = {State(2000, 1), State(1, 2), State(999, 3),
+                                            State(3000, 4)};
+  crypto::Bytes framing;
+  const StatePieces pieces = ExportPartsPieces(parts, &framing);
+  const crypto::Bytes whole = EncodeExportParts(parts);
+  ASSERT_EQ(TotalBytes(pieces), whole.size());
+  // Chunk sizes that cut inside the framing, at a part's edge, across several parts, and one
+  // larger than the whole (stored in the entry).
+  for (const size_t chunk : {size_t{5}, size_t{16}, size_t{700}, size_t{1000}, size_t{2024},
+                             size_t{4000}, whole.size()}) {
+    MemoryBucket from_pieces;
+    MemoryBucket from_whole;
+    auto a = ChunkStore(from_pieces, kWriterA).Store(3, pieces, {}, chunk);
+    auto b = ChunkStore(from_whole, kWriterA).Store(3, whole, {}, chunk);
+    ASSERT_TRUE(a && b) << chunk;
+    EXPECT_EQ(*a, *b) << chunk;
+    EXPECT_EQ(from_pieces.values, from_whole.values) << chunk;
+    auto loaded = ChunkStore(from_pieces, kWriterA).Load(3, *a);
+    ASSERT_TRUE(loaded) << chunk << ": " << loaded.error().message();
+    EXPECT_EQ(*loaded, whole) << chunk;
+  }
+  // Chunks of 1000 bytes: chunk 1 (bytes 1000..1999 of the container) lies within part 0, which
+  // starts at byte 16; chunk 2 spans parts 0 to 2.
+  MemoryBucket bucket;
+  auto m = ChunkStore(bucket, kWriterA).Store(3, pieces, {}, 1000);
+  ASSERT_TRUE(m);
+  const std::string prefix = ChunkManifest::Decode(*m)->KeyPrefix(3);
+  EXPECT_EQ(bucket.put_from.at(prefix + "1"), parts[0].data() + 1000 - 16);
+  const uint8_t* spanning = bucket.put_from.at(prefix + "2");
+  for (const crypto::Bytes& p : parts) {
+    EXPECT_FALSE(spanning >= p.data() && spanning < p.data() + p.size());
+  }
+  // One part is stored as it is, its pieces being that part alone.
+  const std::vector<crypto::Bytes> one = {parts[2]};
+  const StatePieces alone = ExportPartsPieces(one, &framing);
+  ASSERT_EQ(alone.size(), 1u);
+  EXPECT_EQ(alone[0].data(), one[0].data());
+  EXPECT_EQ(alone[0].size(), one[0].size());
 }
 
 // A writer alternates between its two slots: the entry's chunks stay whole while the next state

@@ -344,7 +344,7 @@ void Worker::Drop(uint32_t id, bool delete_lease) {
   owned_.erase(it);
 }
 
-Result<crypto::Bytes> Worker::ExportPartition(const enclave::PartitionSelector& sel) {
+Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::PartitionSelector& sel) {
   std::vector<crypto::Bytes> parts;
   for (uint32_t part = 0;; ++part) {
     if (part >= kMaxExportParts) {
@@ -359,7 +359,7 @@ Result<crypto::Bytes> Worker::ExportPartition(const enclave::PartitionSelector& 
     parts.emplace_back(got.portable.begin(), got.portable.end());
     if (got.last) break;
   }
-  return EncodeExportParts(parts);
+  return parts;
 }
 
 Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored) {
@@ -379,15 +379,17 @@ Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::By
 
 Status Worker::Checkpoint(Partition& p, bool clean) {
   const enclave::PartitionSelector sel{p.id, options_.partitions};
-  MEDSTREAM_TRY(exported, ExportPartition(sel));
-  if (options_.max_state_bytes > 0 && exported.size() > options_.max_state_bytes) {
+  MEDSTREAM_TRY(parts, ExportPartition(sel));
+  crypto::Bytes framing;
+  const StatePieces exported = ExportPartsPieces(parts, &framing);
+  const uint64_t size = TotalBytes(exported);
+  if (options_.max_state_bytes > 0 && size > options_.max_state_bytes) {
     return Fail(Error::Code::kResourceExhausted,
-                "partition " + std::to_string(p.id) + "'s state of " +
-                    std::to_string(exported.size()) + " bytes is more than a checkpoint carries (" +
+                "partition " + std::to_string(p.id) + "'s state of " + std::to_string(size) +
+                    " bytes is more than a checkpoint carries (" +
                     std::to_string(options_.max_state_bytes) + " bytes)");
   }
-  MEDSTREAM_TRY(portable,
-                chunks_->Store(p.id, std::move(exported), p.written_portable, ChunkBytes()));
+  MEDSTREAM_TRY(portable, chunks_->Store(p.id, exported, p.written_portable, ChunkBytes()));
   // A mark on a batch already behind us is history (the enclave got through it after all).
   const bool keep_mark = p.suspect_seq >= p.next_seq;
   StateEntry e{.next_seq = p.next_seq,

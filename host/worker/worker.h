@@ -141,8 +141,9 @@ class Worker {
   // damaged (the entry, its chunks, or a stream in it).
   Status TakeOver(uint32_t p, uint64_t* state_rev);
   Status ProcessSome(Partition& p);
-  // The partition's state, exported in parts, as it is stored (partition_state.h).
-  Result<crypto::Bytes> ExportPartition(const enclave::PartitionSelector& sel);
+  // The partition's state, exported in parts (stored through ExportPartsPieces, never copied
+  // whole: partition_state.h).
+  Result<std::vector<crypto::Bytes>> ExportPartition(const enclave::PartitionSelector& sel);
   // Imports a stored state into the enclave, part by part.
   Status ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored);
   // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
