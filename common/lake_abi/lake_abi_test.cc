@@ -93,6 +93,25 @@ TEST(LakeMessages, EveryRequestRoundTripsAndGarbageIsRefusedWithACode) {
   EXPECT_EQ(refused.error().code(), Error::Code::kInvalidArgument);
 }
 
+// A query and an ingest chunk are read up to their limits (64 KiB, 8 MiB) and not a byte more:
+// the limit is checked on the length before anything is set aside for it.
+TEST(LakeMessages, AQueryAndAChunkAreReadUpToTheirLimitsAndNotAByteMore) {
+  for (const bool past : {false, true}) {
+    const std::string sql(lake::kMaxQueryBytes + past, ' ');
+    auto q = lake::DecodeRequest(lake::EncodeRequest(lake::QueryRequest{sql, 0}));
+    EXPECT_EQ(q.has_value(), !past) << "query, past: " << past;
+    if (past) {
+      EXPECT_EQ(q.error().code(), Error::Code::kCorrupt);
+    }
+    const std::string csv(lake::kMaxIngestChunkBytes + past, '\n');
+    auto c = lake::DecodeRequest(lake::EncodeRequest(lake::IngestChunkRequest{1, csv}));
+    EXPECT_EQ(c.has_value(), !past) << "chunk, past: " << past;
+    if (past) {
+      EXPECT_EQ(c.error().code(), Error::Code::kCorrupt);
+    }
+  }
+}
+
 TEST(LakeMessages, RepliesRoundTripAndFramesCarryTheCode) {
   lake::ListReply list;
   lake::DatasetInfo info;

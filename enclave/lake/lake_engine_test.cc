@@ -44,6 +44,44 @@ TEST(LakeQuery, DeepOrHugeQueriesAreRefusedNotACrash) {
   EXPECT_TRUE(parse(std::string("NOT NOT NOT age = 1")));
 }
 
+// The parser's stated limits hold at their edges: 64 SELECT items, 16 GROUP BY columns, 1024
+// values in an IN list and 32 nested parentheses are parsed; one more of each is refused with
+// kResourceExhausted.
+TEST(LakeQuery, EachLimitHoldsAtItsEdge) {
+  auto items = [](int n) {
+    std::string sql = "SELECT COUNT(*)";
+    for (int i = 1; i < n; ++i) sql += ", SUM(age)";
+    return sql + " FROM t";
+  };
+  auto group_by = [](int n) {
+    std::string sql = "SELECT COUNT(*) FROM t GROUP BY c0";
+    for (int i = 1; i < n; ++i) sql += ", c" + std::to_string(i);
+    return sql;
+  };
+  auto in_list = [](int n) {
+    std::string sql = "SELECT COUNT(*) FROM t WHERE age IN (0";
+    for (int i = 1; i < n; ++i) sql += "," + std::to_string(i);
+    return sql + ")";
+  };
+  auto nested = [](int n) {
+    return "SELECT COUNT(*) FROM t WHERE " + std::string(n, '(') + "age = 1" + std::string(n, ')');
+  };
+  struct Edge {
+    const char* what;
+    std::string at, past;
+  };
+  for (const Edge& e :
+       {Edge{"SELECT items", items(64), items(65)},
+        Edge{"GROUP BY columns", group_by(16), group_by(17)},
+        Edge{"IN values", in_list(1024), in_list(1025)}, Edge{"nesting", nested(32), nested(33)}}) {
+    auto at = lake::ParseQuery(e.at);
+    EXPECT_TRUE(at) << e.what << ": " << at.error().message();
+    auto past = lake::ParseQuery(e.past);
+    ASSERT_FALSE(past) << e.what;
+    EXPECT_EQ(past.error().code(), Error::Code::kResourceExhausted) << e.what;
+  }
+}
+
 lake::Table Small() {
   lake::Table t(*lake::ParseSchema("age:integer,sex:categorical,bp:real,day:date"));
   const char* rows[][4] = {{"30", "F", "120", "2024-01-01"},

@@ -120,6 +120,14 @@ Result<IngestReport> LakeClient::Ingest(
 }
 
 Result<lake::ResultSet> LakeClient::Query(const std::string& sql, double epsilon) {
+  // Refused here with the limit named: the enclave would refuse it too, as a message it cannot
+  // read.
+  if (sql.size() > lake::kMaxQueryBytes) {
+    return InvalidArgument(fmt::format(
+        "the query is {} bytes; a query may have at most {} bytes (64 KiB): split it into smaller "
+        "queries",
+        sql.size(), lake::kMaxQueryBytes));
+  }
   MEDSTREAM_TRY(reply, Call(lake::QueryRequest{sql, epsilon}));
   return lake::DecodeResultSet(reply);
 }

@@ -110,6 +110,29 @@ TEST_F(LakeService, RolesAreEnforcedWithCodesToBranchOn) {
             Error::Code::kPermissionDenied);
 }
 
+// The query's limit (64 KiB) holds at its edge: a query of exactly 64 KiB is answered, one byte
+// more is refused by the client with the limit named, and the session goes on.
+TEST_F(LakeService, AQueryAtItsLimitIsAnsweredAndOneByteMoreIsRefusedByTheClient) {
+  auto admin = Connect(admin_);
+  ASSERT_TRUE(admin);
+  ASSERT_TRUE(admin->Init("admin"));
+  ASSERT_TRUE(admin->Grant(hospital_.RawPublic(), "st-mary", "owner", {}));
+  auto hospital = Connect(hospital_);
+  ASSERT_TRUE(hospital);
+  ASSERT_TRUE(hospital->Ingest("admissions", csv_, "", 10, nullptr));
+  const std::string sql = "SELECT COUNT(*) FROM admissions";
+  const std::string at_limit = std::string(lake::kMaxQueryBytes - sql.size(), ' ') + sql;
+  ASSERT_EQ(at_limit.size(), lake::kMaxQueryBytes);
+  auto answered = hospital->Query(at_limit);
+  ASSERT_TRUE(answered) << answered.error().message();
+  EXPECT_EQ(std::get<double>(answered->rows.at(0).at(0)), 3000);
+  auto refused = hospital->Query(" " + at_limit);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), Error::Code::kInvalidArgument);
+  auto again = hospital->Query(sql);
+  ASSERT_TRUE(again) << again.error().message();
+}
+
 TEST_F(LakeService, SmallGroupsAreSuppressedForAnalystsAndEveryQueryIsAudited) {
   auto admin = Connect(admin_);
   ASSERT_TRUE(admin && admin->Init("admin"));
