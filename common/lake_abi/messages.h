@@ -43,6 +43,7 @@ enum class Op : uint8_t {
 
 // Caps every decoder enforces (the enclave's limits; a client never sends more).
 inline constexpr size_t kMaxNameBytes = 256;         // a dataset's or an identity's name
+inline constexpr size_t kMaxDatasetNameBytes = 128;  // a new dataset's name (letters, digits, _)
 inline constexpr size_t kMaxGrantDatasets = 1024;    // datasets in one grant
 inline constexpr size_t kMaxQueryBytes = 64 * 1024;  // one SQL query
 inline constexpr size_t kMaxBadRowsReported = 1000;  // bad rows named in an ingest's report

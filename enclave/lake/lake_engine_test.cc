@@ -363,6 +363,27 @@ TEST_F(LakeEngine, RolesAuditAndSmallGroupsWithCodesToBranchOn) {
 // scale of almost nothing: the exact count, for a budget of nothing). Epsilon below
 // kMinQueryEpsilon is refused, and so is one that, split over a query's aggregates, would need
 // more noise than the sampler can draw exactly.
+// A dataset's name is 1 to kMaxDatasetNameBytes letters, digits and _: at the limit it is taken,
+// one byte more is refused with a code, and so is an empty one.
+TEST_F(LakeEngine, ADatasetNameHoldsItsLimitAtTheEdge) {
+  EXPECT_EQ(Login(1, admin_), "unregistered");
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{hospital_.RawPublic(), "hospital", "owner", {}}));
+  EXPECT_EQ(Login(2, hospital_), "owner");
+  auto begin = [&](const std::string& name) {
+    return Send(2, lake::IngestBeginRequest{
+                       name, *lake::ParseSchema("a:integer"), 1, {lake::Privacy::kExact, 1, 10}});
+  };
+  for (const std::string& name :
+       {std::string(lake::kMaxDatasetNameBytes + 1, 'd'), std::string(), std::string("9lives")}) {
+    EXPECT_EQ(CodeOf(begin(name)), Error::Code::kInvalidArgument) << name.size();
+  }
+  auto at_limit = begin(std::string(lake::kMaxDatasetNameBytes, 'd'));
+  ASSERT_TRUE(at_limit) << at_limit.error().message();
+  ASSERT_TRUE(Send(2, lake::IngestChunkRequest{2, "1\n2\n"}));
+  ASSERT_TRUE(Send(2, lake::IngestEndRequest{}));
+}
+
 TEST_F(LakeEngine, AnEpsilonTooSmallToSampleIsRefusedNotConverted) {
   Login(1, admin_);
   ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));

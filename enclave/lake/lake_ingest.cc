@@ -23,8 +23,11 @@ Result<crypto::Bytes> Lake::On(Session& s, const IngestBeginRequest& m, Output*)
     return Denied(std::string("ingest refused: role ") + std::string(RoleName(role)) +
                   " may not upload (owners only)");
   }
-  if (name.empty() || name.size() > 128 ||
-      !std::all_of(
+  if (name.empty() || name.size() > kMaxDatasetNameBytes) {
+    return InvalidArgument(
+        fmt::format("a dataset name of {} bytes: 1 to {}", name.size(), kMaxDatasetNameBytes));
+  }
+  if (!std::all_of(
           name.begin(), name.end(),
           [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }) ||
       std::isdigit(static_cast<unsigned char>(name[0]))) {
