@@ -168,6 +168,13 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
           "medstream gateway: %llu beats of open batches recovered from the write-ahead log\n",
           static_cast<unsigned long long>(st.beats_recovered));
     }
+    if (const auto st = (*gw)->stats(); st.wal_bytes_damaged > 0) {
+      std::printf(
+          "medstream gateway: %llu bytes of the write-ahead logs were damaged and could not be "
+          "read: the beats they held are lost (each damaged log is kept as it was beside it, "
+          "*.damaged-TIME; the other records were recovered)\n",
+          static_cast<unsigned long long>(st.wal_bytes_damaged));
+    }
     std::unique_ptr<dashboard::Dashboard> board;
     if (!a->http.listen.empty()) {
       auto options = DashboardOptions(a->http, a->o.results_dir);
@@ -203,6 +210,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"malformed", s.malformed},
                                        {"beats_in", s.beats_in},
                                        {"beats_recovered", s.beats_recovered},
+                                       {"wal_bytes_damaged", s.wal_bytes_damaged},
                                        {"beats_stale", s.beats_stale},
                                        {"beats_too_late", s.beats_too_late},
                                        {"batches_sealed", s.batches_sealed},

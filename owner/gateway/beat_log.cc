@@ -9,6 +9,8 @@
 #include <optional>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "common/base/file.h"
 #include "common/wire/wire.h"
 
@@ -19,14 +21,16 @@ namespace {
 constexpr size_t kLengthSize = 4;
 constexpr size_t kRecordOverhead =
     kLengthSize + crypto::AesGcm::kNonceSize + crypto::AesGcm::kTagSize;
-// One MQTT message's beats at most (sensor::kMaxBeatsPerMessage) with ample room.
-constexpr uint32_t kMaxRecordCipher = 1u << 20;
 
 std::unexpected<Error> SysError(const std::string& what, const std::string& path) {
   return IoError(what + " " + path + ": " + std::strerror(errno));
 }
 
 constexpr size_t kSequenceSize = 1 + 3 * 8;
+// The largest record a writer writes: one MQTT message's beats (Append refuses more), so that a
+// length past it is known for damage rather than taken for a torn last record.
+constexpr uint32_t kMaxRecordCipher =
+    kSequenceSize + 4 + 16 * sensor::kMaxBeatsPerMessage + crypto::AesGcm::kTagSize;
 
 std::optional<BeatLog::Record> DecodeRecord(crypto::ByteView plain) {
   if (plain.size() < kSequenceSize || plain[0] > 1) return std::nullopt;
@@ -71,51 +75,90 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
     MEDSTREAM_TRY(b, ReadFileBytes(path));
     bytes = std::move(b);
   }
+  const std::string aad_v2 = "MSW2" + user;
+  const std::string aad_v1 = "MSW1" + user;
+  // Every record whose frame holds: the readable ones kept, the others counted. Where a frame
+  // does not hold (a length no writer writes), the rest cannot be framed and is unreadable.
+  std::vector<Record> recovered;
+  crypto::Bytes readable;  // the readable records' bytes, as they were
+  size_t unreadable_records = 0;
+  size_t first_unreadable = bytes.size();
+  size_t off = 0;
+  bool torn = false;  // the file ends inside a record whose length is one a writer writes
+  while (off < bytes.size()) {
+    const size_t left = bytes.size() - off;
+    if (left < kLengthSize) {
+      torn = true;
+      break;
+    }
+    uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + off, kLengthSize);
+    if (len < crypto::AesGcm::kTagSize || len > kMaxRecordCipher) break;  // not a length
+    if (left < kLengthSize + crypto::AesGcm::kNonceSize + len) {
+      torn = true;
+      break;
+    }
+    const size_t end = off + kLengthSize + crypto::AesGcm::kNonceSize + len;
+    const crypto::ByteView nonce(bytes.data() + off + kLengthSize, crypto::AesGcm::kNonceSize);
+    const crypto::ByteView cipher(bytes.data() + off + kLengthSize + crypto::AesGcm::kNonceSize,
+                                  len);
+    std::optional<Record> record;
+    if (auto plain = gcm.Open(nonce, crypto::AsBytes(aad_v2), cipher)) {
+      record = DecodeRecord(*plain);
+    } else if (auto old = gcm.Open(nonce, crypto::AsBytes(aad_v1), cipher)) {
+      if (auto b = wire::DecodeBeats(*old)) record = Record{std::nullopt, std::move(*b)};
+    }
+    if (record) {
+      recovered.push_back(std::move(*record));
+      readable.insert(readable.end(), bytes.begin() + static_cast<std::ptrdiff_t>(off),
+                      bytes.begin() + static_cast<std::ptrdiff_t>(end));
+    } else {
+      ++unreadable_records;
+      first_unreadable = std::min(first_unreadable, off);
+    }
+    off = end;
+  }
+  // `off`: where framing stopped. A torn last record (a crash mid-write: its message was not
+  // acknowledged, so the broker sends it again) is cut off silently; anything else unreadable
+  // is damage.
+  const size_t unframed = torn ? 0 : bytes.size() - off;
+  if (unframed > 0) first_unreadable = std::min(first_unreadable, off);
+  // The unreadable records' bytes, and what cannot be framed.
+  const size_t damaged_bytes = unframed + (off - readable.size());
+  std::string note;
+  if (first_unreadable < bytes.size()) {
+    // Nothing at all readable but more than one record: not damage but another key or another
+    // user's log. Refused, so that a gateway started with the wrong keys destroys nothing.
+    const bool only_last_record =
+        unreadable_records == 1 && unframed == 0 && !torn && readable.size() == first_unreadable;
+    if (recovered.empty() && !only_last_record) {
+      return Corrupt("no record of the gateway's write-ahead log " + path +
+                     " can be read with this gateway's keys (" + std::to_string(bytes.size()) +
+                     " bytes): was the gateway's state folder restored without its keys? Restore "
+                     "them, or move the file away to start " +
+                     user + " afresh (its beats not yet sealed are then lost)");
+    }
+    // Damage (power loss, a failing disk): the file as it was is kept aside, the readable records
+    // go on, and the bytes that could not be read are said and counted.
+    const std::string aside = path + ".damaged-" + std::to_string(time(nullptr));
+    if (auto st = WriteFileAtomic(aside, bytes, 0600); !st) return std::unexpected(st.error());
+    if (auto st = WriteFileAtomic(path, readable, 0600); !st) return std::unexpected(st.error());
+    note = fmt::format(
+        "{} bytes of {} could not be read ({} unreadable record(s){}, from byte {}); {} "
+        "readable record(s) kept; the file as it was is in {}",
+        damaged_bytes, path, unreadable_records, unframed > 0 ? " and an unframed rest" : "",
+        first_unreadable, recovered.size(), aside);
+    bytes = std::move(readable);
+    off = bytes.size();
+  }
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return SysError("cannot open the write-ahead log", path);
   BeatLog log(fd, std::move(gcm), user, path);
-  const std::string aad_v1 = "MSW1" + user;
-  // Replay the intact records; a torn last one (the crash came mid-write) is cut off.
-  size_t off = 0;
-  while (off < bytes.size()) {
-    const size_t left = bytes.size() - off;
-    uint32_t len = 0;
-    if (left >= kLengthSize) std::memcpy(&len, bytes.data() + off, kLengthSize);
-    const bool complete = left >= kRecordOverhead && len >= crypto::AesGcm::kTagSize &&
-                          len <= kMaxRecordCipher &&
-                          left >= kLengthSize + crypto::AesGcm::kNonceSize + len;
-    const size_t end = complete ? off + kLengthSize + crypto::AesGcm::kNonceSize + len : 0;
-    std::optional<Record> record;
-    if (complete) {
-      const crypto::ByteView nonce(bytes.data() + off + kLengthSize, crypto::AesGcm::kNonceSize);
-      const crypto::ByteView cipher(bytes.data() + off + kLengthSize + crypto::AesGcm::kNonceSize,
-                                    len);
-      if (auto plain = log.gcm_.Open(nonce, crypto::AsBytes(log.aad_), cipher)) {
-        record = DecodeRecord(*plain);
-      } else if (auto old = log.gcm_.Open(nonce, crypto::AsBytes(aad_v1), cipher)) {
-        if (auto b = wire::DecodeBeats(*old)) record = Record{std::nullopt, std::move(*b)};
-      }
-    }
-    if (!record) {
-      if (complete && end < bytes.size()) {
-        return Corrupt("the gateway's write-ahead log " + path + " is damaged at byte " +
-                       std::to_string(off) + " (not a torn last record: more records follow)");
-      }
-      if (complete) {
-        // Whole but unreadable: not what a process crash leaves (power loss can). Keep it aside.
-        const std::string aside = path + ".damaged-" + std::to_string(time(nullptr));
-        if (auto s = WriteFileAtomic(aside, crypto::ByteView(bytes).subspan(off), 0600); !s) {
-          return std::unexpected(s.error());
-        }
-        log.note_ = "the last record of " + path + " was unreadable; kept in " + aside;
-      }
-      if (ftruncate(fd, static_cast<off_t>(off)) != 0) {
-        return SysError("cannot cut the torn record off", path);
-      }
-      break;
-    }
-    log.recovered_.push_back(std::move(*record));
-    off = end;
+  log.recovered_ = std::move(recovered);
+  log.damaged_bytes_ = note.empty() ? 0 : damaged_bytes;
+  log.note_ = std::move(note);
+  if (torn && ftruncate(fd, static_cast<off_t>(off)) != 0) {
+    return SysError("cannot cut the torn record off", path);
   }
   if (lseek(fd, static_cast<off_t>(off), SEEK_SET) < 0) return SysError("cannot seek in", path);
   return log;
@@ -128,7 +171,8 @@ BeatLog::BeatLog(BeatLog&& o) noexcept
       path_(std::move(o.path_)),
       dirty_(o.dirty_),
       recovered_(std::move(o.recovered_)),
-      note_(std::move(o.note_)) {}
+      note_(std::move(o.note_)),
+      damaged_bytes_(o.damaged_bytes_) {}
 
 BeatLog& BeatLog::operator=(BeatLog&& o) noexcept {
   if (this != &o) {
@@ -140,6 +184,7 @@ BeatLog& BeatLog::operator=(BeatLog&& o) noexcept {
     dirty_ = o.dirty_;
     recovered_ = std::move(o.recovered_);
     note_ = std::move(o.note_);
+    damaged_bytes_ = o.damaged_bytes_;
   }
   return *this;
 }
@@ -150,6 +195,10 @@ BeatLog::~BeatLog() {
 
 Status BeatLog::Append(std::span<const hrv::Beat> beats,
                        const std::optional<sensor::Sequence>& sequence) {
+  if (beats.size() > sensor::kMaxBeatsPerMessage) {
+    return InvalidArgument(fmt::format("{} beats in one write-ahead log record: at most {}",
+                                       beats.size(), sensor::kMaxBeatsPerMessage));
+  }
   crypto::Bytes plain(kSequenceSize, 0);
   if (sequence) {
     plain[0] = 1;

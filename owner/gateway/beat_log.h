@@ -12,9 +12,13 @@
 // so that replaying the log also replays the device's message sequence (owner/gateway/sequence.h).
 // Records of the first format (AAD "MSW1", the beats alone) are still read.
 // A record is written with one write(2): a process crash leaves at most a torn last record, which
-// is dropped on opening (its message was not acknowledged). A whole last record that does not
-// authenticate (power loss can leave one) is moved to <path>.damaged-<time> and said in note(). A
-// damaged record followed by more records is not a crash artefact: opening refuses the file.
+// is dropped on opening (its message was not acknowledged). Anything else unreadable is damage
+// (power loss, a failing disk): a record that does not authenticate, or a length no writer
+// writes (after which nothing can be framed). Opening then keeps the file as it was in
+// <path>.damaged-<time>, goes on with the readable records, and says so in note() and
+// damaged_bytes(): one damaged log never stops the gateway's other users. A log of which no
+// record at all is readable (more than a last one) is refused instead: that is another key or
+// another user's log, and the gateway must not start over it.
 // Appends reach the page cache (enough for a process crash); Sync() makes them durable and the
 // gateway calls it at most once a second.
 #pragma once
@@ -45,6 +49,7 @@ class BeatLog {
     std::vector<hrv::Beat> beats;
   };
 
+  // At most sensor::kMaxBeatsPerMessage beats (one message's), else kInvalidArgument.
   Status Append(std::span<const hrv::Beat> beats,
                 const std::optional<sensor::Sequence>& sequence = std::nullopt);
   Status Sync();   // fdatasync when something was appended since the last one
@@ -54,6 +59,7 @@ class BeatLog {
   std::vector<hrv::Beat> TakeRecovered();
   bool dirty() const { return dirty_; }
   const std::string& note() const { return note_; }  // what opening had to set aside, if anything
+  size_t damaged_bytes() const { return damaged_bytes_; }  // how many bytes it could not read
 
  private:
   BeatLog(int fd, crypto::AesGcm gcm, std::string user, std::string path)
@@ -65,6 +71,7 @@ class BeatLog {
   bool dirty_ = false;
   std::vector<Record> recovered_;
   std::string note_;
+  size_t damaged_bytes_ = 0;
 };
 
 // The log key: HKDF-SHA256 of the gateway's data key, its own label (never a batch key).

@@ -130,26 +130,101 @@ TEST_F(BeatLogTest, ATornLastRecordIsCutOffAndTheRestKept) {
   }
 }
 
-TEST_F(BeatLogTest, DamageBeforeTheEndIsRefusedNotSkipped) {
+// Damage before the end (power loss, a failing disk) is not a crash artefact. It used to stop the
+// gateway for every user on every start; a length no writer writes was taken for a torn last
+// record and everything after it was cut off without a word. Now the file as it was is kept
+// aside, the readable records go on, and the bytes that could not be read are counted.
+TEST_F(BeatLogTest, DamageBeforeTheEndIsSetAsideAndTheReadableRecordsGoOn) {
+  std::vector<size_t> ends;
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    for (int r = 0; r < 3; ++r) {
+      ASSERT_TRUE(log.Append(Beats(5 * r, 5), sensor::Sequence{7, uint64_t(r + 1), 5u * r}));
+      ends.push_back(fs::file_size(path_));
+    }
+  }
+  const std::vector<uint8_t> good = Bytes();
+  auto aside_of = [](const BeatLog& log) { return log.note().substr(log.note().rfind(' ') + 1); };
+
+  // The middle record does not authenticate: the first and the last go on.
+  std::vector<uint8_t> bytes = good;
+  bytes[ends[0] + 30] ^= 1;
+  Write(bytes);
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001");
+    ASSERT_TRUE(log) << log.error().message();
+    EXPECT_EQ(log->damaged_bytes(), ends[1] - ends[0]);
+    EXPECT_EQ(ReadFileBytes(aside_of(*log)).value(), bytes) << "the file as it was, aside";
+    auto records = log->TakeRecoveredRecords();
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_EQ(records[0].sequence->seq, 1u);
+    EXPECT_EQ(records[1].sequence->seq, 3u);  // message 2 is a gap the tracker counts
+    EXPECT_EQ(records[1].beats, Beats(10, 5));
+    ASSERT_TRUE(log->Append(Beats(15, 5), sensor::Sequence{7, 4, 15}));
+  }
+  {
+    // Said once: the log is now its readable records and what came after.
+    auto log = BeatLog::Open(path_, key_, "user-0001");
+    ASSERT_TRUE(log) << log.error().message();
+    EXPECT_TRUE(log->note().empty()) << log->note();
+    EXPECT_EQ(log->damaged_bytes(), 0u);
+    EXPECT_EQ(log->TakeRecoveredRecords().size(), 3u);
+    ASSERT_TRUE(log->Reset());
+  }
+
+  // The middle record's length is one no writer writes: nothing after it can be framed.
+  fs::remove_all(dir_);
+  fs::create_directories(dir_);
+  bytes = good;
+  const uint32_t absurd = 0xfffffff0;
+  std::memcpy(bytes.data() + ends[0], &absurd, 4);
+  Write(bytes);
+  auto log = BeatLog::Open(path_, key_, "user-0001");
+  ASSERT_TRUE(log) << log.error().message();
+  EXPECT_EQ(log->damaged_bytes(), good.size() - ends[0]);
+  EXPECT_FALSE(log->note().empty());
+  EXPECT_EQ(log->TakeRecovered(), Beats(0, 5));
+  EXPECT_EQ(fs::file_size(path_), ends[0]);
+}
+
+// The largest record a writer writes (one message of kMaxBeatsPerMessage beats) reads back; a
+// larger one is refused at writing, so that a length past it is known for damage on reading.
+TEST_F(BeatLogTest, TheLargestMessageIsLoggedAndOneBeatMoreIsRefused) {
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    const auto most = Beats(0, static_cast<int>(sensor::kMaxBeatsPerMessage));
+    ASSERT_TRUE(log.Append(most, sensor::Sequence{1, 1, 0}));
+    const auto more = Beats(0, static_cast<int>(sensor::kMaxBeatsPerMessage) + 1);
+    auto refused = log.Append(more);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code(), Error::Code::kInvalidArgument);
+  }
+  auto log = BeatLog::Open(path_, key_, "user-0001");
+  ASSERT_TRUE(log) << log.error().message();
+  EXPECT_TRUE(log->note().empty()) << log->note();
+  EXPECT_EQ(log->TakeRecovered().size(), sensor::kMaxBeatsPerMessage);
+}
+
+// A log of which nothing is readable is another key's or another user's: refused, left as it was
+// (a gateway started over the wrong keys must not set every user's log aside).
+TEST_F(BeatLogTest, ALogNothingOfWhichIsReadableIsRefusedAndLeftAsItWas) {
   {
     auto log = BeatLog::Open(path_, key_, "user-0001").value();
     ASSERT_TRUE(log.Append(Beats(0, 5)));
     ASSERT_TRUE(log.Append(Beats(5, 5)));
   }
-  auto bytes = Bytes();
-  bytes[30] ^= 1;
-  Write(bytes);
-  auto log = BeatLog::Open(path_, key_, "user-0001");
-  ASSERT_FALSE(log);
-  EXPECT_EQ(log.error().code(), Error::Code::kCorrupt) << log.error().message();
-  EXPECT_EQ(Bytes(), bytes) << "a refused log is left as it was";
-  // Another user's log, or another key, does not open either.
-  std::vector<uint8_t> good = bytes;
-  good[30] ^= 1;
-  Write(good);
-  EXPECT_FALSE(BeatLog::Open(path_, key_, "user-0002"));
+  const std::vector<uint8_t> bytes = Bytes();
+  auto other_user = BeatLog::Open(path_, key_, "user-0002");
+  ASSERT_FALSE(other_user);
+  EXPECT_EQ(other_user.error().code(), Error::Code::kCorrupt);
   crypto::Key256 other;
-  EXPECT_FALSE(BeatLog::Open(path_, other, "user-0001"));
+  ASSERT_TRUE(crypto::RandomBytes(other.span()));
+  auto other_key = BeatLog::Open(path_, other, "user-0001");
+  ASSERT_FALSE(other_key);
+  EXPECT_EQ(other_key.error().code(), Error::Code::kCorrupt);
+  EXPECT_EQ(Bytes(), bytes);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1);
+  EXPECT_EQ(BeatLog::Open(path_, key_, "user-0001")->TakeRecovered(), Beats(0, 10));
 }
 
 TEST_F(BeatLogTest, AWholeButUnreadableLastRecordIsKeptAside) {
@@ -164,8 +239,10 @@ TEST_F(BeatLogTest, AWholeButUnreadableLastRecordIsKeptAside) {
   auto log = BeatLog::Open(path_, key_, "user-0001").value();
   EXPECT_EQ(log.TakeRecovered(), Beats(0, 5));
   ASSERT_FALSE(log.note().empty());
+  EXPECT_EQ(log.damaged_bytes(), bytes.size() / 2);
   const std::string aside = log.note().substr(log.note().rfind(' ') + 1);
-  EXPECT_EQ(fs::file_size(aside), bytes.size() / 2);
+  EXPECT_EQ(ReadFileBytes(aside).value(), bytes);
+  EXPECT_EQ(fs::file_size(path_), bytes.size() / 2);
 }
 
 }  // namespace

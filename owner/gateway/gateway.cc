@@ -413,6 +413,7 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   MEDSTREAM_TRY(log,
                 BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", keys_.log_key(), user));
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
+  stats_.wal_bytes_damaged += log.damaged_bytes();
   s.log = std::move(log);
   s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
   if (options_.stagger_cuts) {

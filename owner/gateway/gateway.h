@@ -146,7 +146,10 @@ struct Stats {
   uint64_t batches_quarantined = 0;
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
-  uint64_t beats_stale = 0;      // delivered again after they were sealed: dropped
+  // Bytes of the write-ahead logs that could not be read at start (damage, beat_log.h): the
+  // beats they held are lost; each damaged log is kept as it was beside it.
+  uint64_t wal_bytes_damaged = 0;
+  uint64_t beats_stale = 0;  // delivered again after they were sealed: dropped
   // Beats that filled a gap (first arrivals, not repeats) after a later batch was sealed: they
   // cannot be analysed in order any more and count as lost (included in lost_beats).
   uint64_t beats_too_late = 0;

@@ -243,6 +243,41 @@ TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {
   EXPECT_EQ(s.beats_processed, 350u);  // every beat once: the spooled batches, the log, the rest
 }
 
+// Regression: one user's write-ahead log damaged before its end (power loss, a failing disk)
+// stopped the gateway at every start, for every user. Now that log's readable records are
+// recovered, the rest is kept aside and counted, and the other users are not held up.
+TEST_F(GatewayUnit, OneDamagedWriteAheadLogHoldsUpNoUserAndItsDamageIsCounted) {
+  const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    const auto m1 = Messages(1, 50, 5), m2 = Messages(2, 50, 6);
+    for (size_t i = 0; i < m1.size(); ++i) {  // five messages each, all in open batches
+      feed->Send(t1, m1[i]);
+      feed->Send(t2, m2[i]);
+    }
+  }  // gone without cutting (as kill -9 would leave it)
+  const std::string wal = options_.state_dir + "/wal/user-0001.wal";
+  std::vector<uint8_t> bytes = ReadFileBytes(wal).value();
+  ASSERT_EQ(bytes.size() % 5, 0u);  // five records of one size
+  const size_t record = bytes.size() / 5;
+  bytes[2 * record + 40] ^= 1;  // the third record
+  ASSERT_TRUE(WriteFileAtomic(wal, bytes, 0600));
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().wal_bytes_damaged, record);
+  EXPECT_EQ(g->stats().beats_recovered, 90u);  // user 2's 50, and user 1's four readable records
+  size_t aside = 0;
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/wal")) {
+    aside += e.path().filename().string().starts_with("user-0001.wal.damaged-");
+  }
+  EXPECT_EQ(aside, 1u);
+  Drain(*g);
+  EXPECT_EQ(g->stats().beats_processed, 90u);
+}
+
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock
 // (here a hand-moved one, so nothing sleeps), and its latency is measured on it.
 TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {

@@ -214,6 +214,9 @@ std::string Gateway::MetricsText() const {
           s.beats_in);
   counter("medstream_gateway_beats_recovered_total",
           "Beats recovered from the write-ahead log at start.", s.beats_recovered);
+  counter("medstream_gateway_wal_damaged_bytes_total",
+          "Bytes of the write-ahead logs that could not be read at start (kept aside).",
+          s.wal_bytes_damaged);
   counter("medstream_gateway_duplicate_beats_total",
           "Beats delivered again after they were sealed (dropped as duplicates).", s.beats_stale);
   counter("medstream_gateway_batches_sealed_total", "Micro-batches sealed for the enclave.",
