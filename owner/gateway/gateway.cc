@@ -284,12 +284,35 @@ Status Gateway::LoadOrCreateKeys() {
 }
 
 Status Gateway::Recover() {
-  if (auto text = ReadFileText(options_.state_dir + "/devices")) {
-    MEDSTREAM_TRY(devices, SequenceTracker::Load(*text));
-    devices_ = std::move(devices);
+  const std::string devices_path = options_.state_dir + "/devices";
+  if (auto text = ReadFileText(devices_path)) {
+    if (auto devices = SequenceTracker::Load(*text)) {
+      devices_ = std::move(*devices);
+    } else {
+      // Damaged (power loss, a failing disk). It used to stop the gateway, for every user, at
+      // every start; it is kept aside instead, and each device's loss counting starts again with
+      // its next message: what it lost before that cannot be counted, which is said here.
+      const std::string aside = devices_path + ".damaged-" + std::to_string(time(nullptr));
+      std::error_code ec;
+      fs::rename(devices_path, aside, ec);
+      if (ec) return IoError("cannot set aside " + devices_path + ": " + ec.message());
+      ++stats_.devices_state_damaged;
+      devices_ = SequenceTracker::Resuming();
+      devices_dirty_ = true;
+      std::fprintf(stderr,
+                   "gateway: warning: %s: %s; kept in %s. The devices' loss counting starts "
+                   "again with their next messages: messages lost before them cannot be counted\n",
+                   devices_path.c_str(), devices.error().message().c_str(), aside.c_str());
+    }
+  } else if (text.error().code() != Error::Code::kNotFound) {
+    return std::unexpected(text.error());
   }
   // STATE/seq: "user next_seq sealed_until" per line (older files lack the third field).
-  if (auto text = ReadFileText(options_.state_dir + "/seq")) {
+  auto seq_text = ReadFileText(options_.state_dir + "/seq");
+  if (!seq_text && seq_text.error().code() != Error::Code::kNotFound) {
+    return std::unexpected(seq_text.error());  // unreadable is not absent: users would restart
+  }
+  if (const auto* text = seq_text ? &*seq_text : nullptr) {
     std::istringstream in(*text);
     for (std::string line; std::getline(in, line);) {
       std::istringstream fields(line);

@@ -149,6 +149,8 @@ struct Stats {
   // Bytes of the write-ahead logs that could not be read at start (damage, beat_log.h): the
   // beats they held are lost; each damaged log is kept as it was beside it.
   uint64_t wal_bytes_damaged = 0;
+  // STATE/devices found damaged at start (set aside; loss counting started again): 0 or 1.
+  uint64_t devices_state_damaged = 0;
   uint64_t beats_stale = 0;  // delivered again after they were sealed: dropped
   // Beats that filled a gap (first arrivals, not repeats) after a later batch was sealed: they
   // cannot be analysed in order any more and count as lost (included in lost_beats).

@@ -278,6 +278,40 @@ TEST_F(GatewayUnit, OneDamagedWriteAheadLogHoldsUpNoUserAndItsDamageIsCounted) {
   EXPECT_EQ(g->stats().beats_processed, 90u);
 }
 
+// Regression: a damaged STATE/devices (the devices' sequence state) stopped the gateway, for
+// every user, at every start. It is set aside now and said, and loss counting starts again.
+TEST_F(GatewayUnit, ADamagedDevicesStateIsSetAsideAndLossCountingStartsAgain) {
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto messages = Messages(1, 200, 9);
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (size_t i = 0; i < 5; ++i) feed->Send(t1, messages[i]);
+    Drain(*g);
+  }
+  const std::string devices = options_.state_dir + "/devices";
+  ASSERT_TRUE(fs::exists(devices));
+  ASSERT_TRUE(WriteFileAtomic(devices, std::string("user-0001 not a number\n"), 0600));
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().devices_state_damaged, 1u);
+  EXPECT_FALSE(fs::exists(devices));
+  size_t aside = 0;
+  for (const auto& e : fs::directory_iterator(options_.state_dir)) {
+    aside += e.path().filename().string().starts_with("devices.damaged-");
+  }
+  EXPECT_EQ(aside, 1u);
+  // Counting goes on from the next message: message 7 never arrives and is counted.
+  for (size_t i = 5; i < 10; ++i) {
+    if (i != 7) feed->Send(t1, messages[i]);
+  }
+  Drain(*g);
+  EXPECT_EQ(g->stats().lost_messages, 1u);
+  EXPECT_EQ(g->stats().lost_beats, 10u);
+}
+
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock
 // (here a hand-moved one, so nothing sleeps), and its latency is measured on it.
 TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {

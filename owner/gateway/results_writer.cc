@@ -217,6 +217,10 @@ std::string Gateway::MetricsText() const {
   counter("medstream_gateway_wal_damaged_bytes_total",
           "Bytes of the write-ahead logs that could not be read at start (kept aside).",
           s.wal_bytes_damaged);
+  counter("medstream_gateway_devices_state_damaged_total",
+          "Times the devices' sequence state was found damaged at start (set aside; loss "
+          "counting started again).",
+          s.devices_state_damaged);
   counter("medstream_gateway_duplicate_beats_total",
           "Beats delivered again after they were sealed (dropped as duplicates).", s.beats_stale);
   counter("medstream_gateway_batches_sealed_total", "Micro-batches sealed for the enclave.",

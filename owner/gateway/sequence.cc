@@ -122,6 +122,11 @@ Observation SequenceTracker::OnMessage(const std::string& device, const sensor::
     }
     return o;
   }
+  if (!d.known && resume_unknown_) {
+    Start(d, sq.session, o);
+    d.current.next_seq = sq.seq;  // counted from here: nothing before it is known
+    d.current.next_beat = sq.first_beat;
+  }
   if (!d.known || d.current.session != sq.session) Start(d, sq.session, o);
   if (sq.seq >= d.current.next_seq) {
     Advance(d, d.current, sq, count, t_first, t_last, o);
@@ -142,8 +147,13 @@ Observation SequenceTracker::OnStatus(const std::string& device, const sensor::D
   } else {
     // A session none of whose messages arrived yet: a device publishes its status when a session
     // starts, so this is its newest one.
+    const bool resume = !d.known && resume_unknown_;
     Start(d, st.session, o);
     c = &d.current;
+    if (resume) {  // counted from what it says it has sent: nothing before it is known
+      c->next_seq = st.messages;
+      c->next_beat = st.beats;
+    }
   }
   if (st.messages > c->next_seq) {
     // The tail of the session, sent but not (yet) here: lost until it arrives.
@@ -193,6 +203,7 @@ std::string SequenceTracker::Save() const {
     return nlohmann::json::array({c.session, c.next_seq, c.next_beat, Time(c.last_t)});
   };
   std::string out;
+  if (resume_unknown_) out += nlohmann::json({{"resume_unknown", true}}).dump() + "\n";
   for (const auto& [name, d] : devices_) {
     nlohmann::json gaps = nlohmann::json::array();
     for (const Gap& g : d.gaps) {
@@ -225,6 +236,10 @@ Result<SequenceTracker> SequenceTracker::Load(std::string_view text) {
     if (line.empty()) continue;
     try {
       const auto j = nlohmann::json::parse(line);
+      if (line_no == 1 && j.is_object() && j.size() == 1 && j.contains("resume_unknown")) {
+        t.resume_unknown_ = j.at("resume_unknown").get<bool>();
+        continue;
+      }
       auto session = [](const nlohmann::json& a) {
         return SessionCount{Count(a.at(0)), Count(a.at(1)), Count(a.at(2)), TimeFrom(a.at(3))};
       };

@@ -67,6 +67,16 @@ struct Observation {
 
 class SequenceTracker {
  public:
+  // A tracker for state that was lost (STATE/devices damaged): a device it does not know yet
+  // starts where it is first seen (its first message, or its status), instead of from message
+  // 0, so that what the gateway received before the loss is not counted as lost. What a device
+  // lost before that point cannot be counted. Saved and loaded with the state.
+  static SequenceTracker Resuming() {
+    SequenceTracker t;
+    t.resume_unknown_ = true;
+    return t;
+  }
+
   // A version 2 message of `device` with `count` beats from t_first to t_last.
   Observation OnMessage(const std::string& device, const sensor::Sequence& sq, uint64_t count,
                         double t_first, double t_last);
@@ -83,7 +93,8 @@ class SequenceTracker {
   uint64_t recovered_beats() const;
   const std::map<std::string, DeviceCount>& devices() const { return devices_; }
 
-  // One line per device; Load refuses anything malformed (kCorrupt).
+  // One line per device (and a first line {"resume_unknown":true} for a Resuming() tracker); Load
+  // refuses anything malformed (kCorrupt).
   std::string Save() const;
   static Result<SequenceTracker> Load(std::string_view text);
 
@@ -94,6 +105,7 @@ class SequenceTracker {
                    double t_last, Observation& o);
   static void Start(DeviceCount& d, uint64_t session, Observation& o);
   std::map<std::string, DeviceCount> devices_;
+  bool resume_unknown_ = false;  // see Resuming()
 };
 
 }  // namespace medstream::gateway

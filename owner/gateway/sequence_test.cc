@@ -130,6 +130,30 @@ TEST(SequenceTracker, SaveAndLoadKeepEverything) {
   }
 }
 
+// After the saved state was lost, devices start where they are first seen: what the gateway got
+// before is not counted as lost, while a gap after that point is. Saved and loaded, the tracker
+// keeps resuming devices it has not seen yet.
+TEST(SequenceTracker, AResumingTrackerCountsEachDeviceFromWhereItIsFirstSeen) {
+  SequenceTracker t = SequenceTracker::Resuming();
+  EXPECT_EQ(Send(t, 5).lost_messages, 0u);
+  EXPECT_EQ(Send(t, 7).lost_messages, 1u);  // message 6: lost after the resumption
+  EXPECT_EQ(t.lost_beats(), 3u);
+  // A device first heard of by its status: counted from what it says it has sent.
+  EXPECT_EQ(t.OnStatus("s", {.session = 4, .messages = 10, .beats = 30}).lost_messages, 0u);
+  EXPECT_EQ(Send(t, 11, 4, "s").lost_messages, 1u);
+  auto back = SequenceTracker::Load(t.Save());
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->Save(), t.Save());
+  EXPECT_EQ(back->lost_messages(), 2u);
+  EXPECT_EQ(Send(*back, 40, 1, "late").lost_messages, 0u);
+  EXPECT_EQ(Send(*back, 8).lost_messages, 0u);  // a device it knows: counted as before
+  // A tracker that is not resuming counts from message 0, and says nothing of resuming.
+  SequenceTracker fresh;
+  EXPECT_EQ(Send(fresh, 5).lost_messages, 5u);
+  EXPECT_EQ(fresh.Save().find("resume_unknown"), std::string::npos);
+  EXPECT_FALSE(SequenceTracker::Load("{\"known\":true}\n{\"resume_unknown\":true}\n"));
+}
+
 TEST(SequenceTracker, GapsAreBoundedPerDevice) {
   SequenceTracker t;
   for (uint64_t s = 0; s < 3 * kMaxGapsPerDevice; s += 2) Send(t, s);  // every other one lost
