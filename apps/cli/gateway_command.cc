@@ -212,6 +212,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"beats_recovered", s.beats_recovered},
                                        {"wal_bytes_damaged", s.wal_bytes_damaged},
                                        {"devices_state_damaged", s.devices_state_damaged},
+                                       {"spool_batches_damaged", s.spool_batches_damaged},
                                        {"beats_stale", s.beats_stale},
                                        {"beats_too_late", s.beats_too_late},
                                        {"batches_sealed", s.batches_sealed},

@@ -357,8 +357,19 @@ Status Gateway::Recover() {
           options_.state_dir + "/spool/" + wire::BatchFileName(s.id, s.next_seq);
       auto file = ReadFileBytes(path);
       if (!file) break;
-      MEDSTREAM_TRY(opened, s.sealer->OpenBatch(*file));
-      if (!opened.empty()) s.batch.SetSealedUntil(opened.back().t_s);
+      if (auto opened = s.sealer->OpenBatch(*file)) {
+        if (!opened->empty()) s.batch.SetSealedUntil(opened->back().t_s);
+      } else {
+        // Damaged (a failing disk). It used to stop the gateway, for every user, at every start.
+        // Its beats are still in the write-ahead log (the log is reset only once STATE/seq has
+        // the batch), so they go into the next batch; this file keeps its number and is
+        // uploaded as it is, for the enclave to refuse (a quarantine said in the user's results).
+        ++stats_.spool_batches_damaged;
+        std::fprintf(stderr,
+                     "gateway: warning: %s: %s; its beats are sealed again from the write-ahead "
+                     "log, and this file will be refused by the enclave\n",
+                     path.c_str(), opened.error().message().c_str());
+      }
       ++s.next_seq;
       adopted = true;
     }

@@ -151,6 +151,9 @@ struct Stats {
   uint64_t wal_bytes_damaged = 0;
   // STATE/devices found damaged at start (set aside; loss counting started again): 0 or 1.
   uint64_t devices_state_damaged = 0;
+  // Batches sealed just before a crash and found damaged in the spool at start (their beats are
+  // sealed again from the write-ahead log).
+  uint64_t spool_batches_damaged = 0;
   uint64_t beats_stale = 0;  // delivered again after they were sealed: dropped
   // Beats that filled a gap (first arrivals, not repeats) after a later batch was sealed: they
   // cannot be analysed in order any more and count as lost (included in lost_beats).

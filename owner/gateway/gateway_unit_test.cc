@@ -312,6 +312,59 @@ TEST_F(GatewayUnit, ADamagedDevicesStateIsSetAsideAndLossCountingStartsAgain) {
   EXPECT_EQ(g->stats().lost_beats, 10u);
 }
 
+// Regression: a batch sealed just before a crash (in the spool, not yet in STATE/seq) that was
+// found damaged stopped the gateway, for every user, at every start. Its beats are sealed again
+// from the write-ahead log; the damaged file keeps its number and is refused by the enclave.
+TEST_F(GatewayUnit, ADamagedBatchInTheSpoolIsSealedAgainFromTheLog) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.quarantine_check_s = 30;
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto messages = Messages(1, 100, 3);
+  const std::string seq = options_.state_dir + "/seq";
+  const std::string wal = options_.state_dir + "/wal/user-0001.wal";
+  std::vector<uint8_t> wal_before;
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (size_t i = 0; i + 1 < messages.size(); ++i) feed->Send(t1, messages[i]);
+    ASSERT_FALSE(fs::exists(seq));
+    wal_before = ReadFileBytes(wal).value();
+    feed->Send(t1, messages.back());  // the 100th beat: batch 1 is sealed into the spool
+  }
+  // As a crash between the spool's write and STATE/seq's would leave it (the last message not
+  // yet acknowledged), with the sealed batch damaged.
+  fs::remove(seq);
+  ASSERT_TRUE(WriteFileAtomic(wal, wal_before, 0600));
+  std::vector<fs::path> spooled;
+  for (const auto& e : fs::directory_iterator(options_.state_dir + "/spool")) {
+    spooled.push_back(e.path());
+  }
+  ASSERT_EQ(spooled.size(), 1u);
+  std::vector<uint8_t> batch = ReadFileBytes(spooled[0]).value();
+  batch[batch.size() / 2] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomic(spooled[0], batch, 0600));
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().spool_batches_damaged, 1u);
+  EXPECT_EQ(g->stats().beats_recovered, 90u);
+  feed->Send(t1, messages.back());  // sent again by the broker
+  ASSERT_TRUE(g->CutAll());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(g->Tick());
+    ASSERT_TRUE(server_->ProcessInbox());
+    now += std::chrono::seconds(31);
+  }
+  ASSERT_TRUE(g->Tick());
+  const Stats s = g->stats();
+  EXPECT_EQ(g->outstanding(), 0u);
+  EXPECT_EQ(s.batches_quarantined, 1u);
+  EXPECT_EQ(s.beats_processed, 100u);
+  EXPECT_EQ(server_->counters().quarantined, 1u);
+}
+
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock
 // (here a hand-moved one, so nothing sleeps), and its latency is measured on it.
 TEST_F(GatewayUnit, BatchesAreCutByAgeOnTheInjectedClock) {

@@ -221,6 +221,9 @@ std::string Gateway::MetricsText() const {
           "Times the devices' sequence state was found damaged at start (set aside; loss "
           "counting started again).",
           s.devices_state_damaged);
+  counter("medstream_gateway_spool_batches_damaged_total",
+          "Batches found damaged in the spool at start (sealed again from the write-ahead log).",
+          s.spool_batches_damaged);
   counter("medstream_gateway_duplicate_beats_total",
           "Beats delivered again after they were sealed (dropped as duplicates).", s.beats_stale);
   counter("medstream_gateway_batches_sealed_total", "Micro-batches sealed for the enclave.",
