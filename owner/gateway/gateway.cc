@@ -340,10 +340,17 @@ Status Gateway::Recover() {
        !list_error && it != end; it.increment(list_error)) {
     const fs::directory_entry& e = *it;
     const std::string name = e.path().filename().string();
-    if (name.ends_with(".wal")) {
-      MEDSTREAM_TRY(s, StreamFor(name.substr(0, name.size() - 4)));
-      (void)s;
+    if (!name.ends_with(".wal")) continue;
+    const std::string user = name.substr(0, name.size() - 4);
+    if (!ValidUser(user)) {
+      // Not a log this gateway wrote (it names logs by valid user names only): left where it is,
+      // and it stops no one.
+      std::fprintf(stderr, "gateway: warning: %s/wal/%s is not a user's log; left alone\n",
+                   options_.state_dir.c_str(), Printable(name).c_str());
+      continue;
     }
+    MEDSTREAM_TRY(s, StreamFor(user));
+    (void)s;
   }
   if (list_error) {
     return IoError("cannot list the write-ahead logs in " + options_.state_dir +

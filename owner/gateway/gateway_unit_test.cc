@@ -243,9 +243,10 @@ TEST_F(GatewayUnit, ACrashLosesNoBeatAndDoublesNone) {
   EXPECT_EQ(s.beats_processed, 350u);  // every beat once: the spooled batches, the log, the rest
 }
 
-// Regression: one user's write-ahead log damaged before its end (power loss, a failing disk)
-// stopped the gateway at every start, for every user. Now that log's readable records are
-// recovered, the rest is kept aside and counted, and the other users are not held up.
+// Regression: one user's write-ahead log damaged before its end (power loss, a failing disk), or
+// a stray file in the logs' folder, stopped the gateway at every start, for every user. Now that
+// log's readable records are recovered, the rest is kept aside and counted, and the other users are
+// not held up.
 TEST_F(GatewayUnit, OneDamagedWriteAheadLogHoldsUpNoUserAndItsDamageIsCounted) {
   const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
   {
@@ -264,6 +265,9 @@ TEST_F(GatewayUnit, OneDamagedWriteAheadLogHoldsUpNoUserAndItsDamageIsCounted) {
   const size_t record = bytes.size() / 5;
   bytes[2 * record + 40] ^= 1;  // the third record
   ASSERT_TRUE(WriteFileAtomic(wal, bytes, 0600));
+  // A file no gateway wrote, named as no user may be, stops no one either.
+  const std::string stray = options_.state_dir + "/wal/not a user!.wal";
+  ASSERT_TRUE(WriteFileAtomic(stray, std::string("junk"), 0600));
   Feed* feed = nullptr;
   auto g = Start(&feed);
   ASSERT_TRUE(g);
@@ -274,6 +278,7 @@ TEST_F(GatewayUnit, OneDamagedWriteAheadLogHoldsUpNoUserAndItsDamageIsCounted) {
     aside += e.path().filename().string().starts_with("user-0001.wal.damaged-");
   }
   EXPECT_EQ(aside, 1u);
+  EXPECT_TRUE(fs::exists(stray));
   Drain(*g);
   EXPECT_EQ(g->stats().beats_processed, 90u);
 }
