@@ -180,6 +180,20 @@ Status Server::LaunchAndRecover() {
         ++counters_.replayed_on_recovery;
         continue;  // the checkpoint already covers it
       }
+      if (result.error().code() == Error::Code::kCorrupt) {
+        // Processed before the crash, it no longer opens: damaged since (a failing disk, or
+        // whoever holds this folder). It used to stop the server at every start. Its result
+        // stands; the stream's state is rebuilt without it, as when an operator removes the file.
+        if (auto s = Quarantine(name,
+                                "damaged after it was processed (" + result.error().message() +
+                                    "): its result stands; its stream's state was rebuilt "
+                                    "without its beats",
+                                "damaged", still_in_inbox ? "inbox" : "done");
+            !s) {
+          return s;
+        }
+        continue;
+      }
       return std::unexpected(std::move(result.error()).With("replaying " + name));
     }
     // Deterministic: the same bytes as the result written before the crash.
@@ -274,7 +288,8 @@ Status Server::AppendJournal(const std::string& line, bool sync) {
   return env_.Append(Path(kJournalFile), line + "\n", sync);
 }
 
-Status Server::Quarantine(const std::string& name, const std::string& reason, const char* kind) {
+Status Server::Quarantine(const std::string& name, const std::string& reason, const char* kind,
+                          const char* from) {
   const std::string short_name = QuarantineName(name);
   const std::string to = Path("quarantine") + "/" + short_name;
   // Reasons can quote input-derived text (the name too): one bounded line, no control
@@ -283,7 +298,7 @@ Status Server::Quarantine(const std::string& name, const std::string& reason, co
   if (line.size() > 4096) line = line.substr(0, 4096) + " [...]";
   line = Printable(line);
   if (auto s = env_.WriteAtomic(to + ".reason", crypto::AsBytes(line + "\n"), 0644); !s) return s;
-  if (auto s = env_.Rename(Path("inbox") + "/" + name, to); !s) {
+  if (auto s = env_.Rename(Path(from) + "/" + name, to); !s) {
     return std::unexpected(std::move(s.error()).With("quarantining " + name));
   }
   {
@@ -515,7 +530,7 @@ std::string Server::MetricsText() const {
             "Batches processed by the enclave (result written).", static_cast<double>(c.processed));
   t.Counter("medstream_server_batch_bytes_total", "Bytes of the batches processed.",
             static_cast<double>(c.bytes_in));
-  for (const char* kind : {"name", "unreadable", "refused", "failed", "tries"}) {
+  for (const char* kind : {"name", "unreadable", "refused", "failed", "tries", "damaged"}) {
     auto it = c.quarantined_by_reason.find(kind);
     t.Counter("medstream_server_quarantined_total", "Inputs quarantined, by reason.",
               it == c.quarantined_by_reason.end() ? 0.0 : static_cast<double>(it->second),

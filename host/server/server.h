@@ -74,7 +74,8 @@ struct ServerCounters {
   std::vector<double> batch_s;  // per processed batch: read, enclave, result written, checkpoint
   // Inputs quarantined, by why: "name" (characters outside the safe set), "unreadable" (too big,
   // not a regular file), "refused" (the enclave refused the input: damaged, forged, replayed),
-  // "failed" (the enclave failed on it every try), "tries" (tried too often across restarts).
+  // "failed" (the enclave failed on it every try), "tries" (tried too often across restarts),
+  // "damaged" (processed before a crash, it no longer opens when the journal is replayed).
   std::map<std::string, uint64_t> quarantined_by_reason;
   // The enclave's process_batch call, per batch.
   metrics::Histogram enclave_call_s{metrics::LatencyBuckets()};
@@ -123,8 +124,10 @@ class Server {
   Result<crypto::ByteView> ProcessBatchReading(const std::string& path, bool* unreadable,
                                                size_t* size);
   Status HandleInput(const std::string& name);
-  // `kind`: the reason's class (ServerCounters::quarantined_by_reason).
-  Status Quarantine(const std::string& name, const std::string& reason, const char* kind);
+  // `kind`: the reason's class (ServerCounters::quarantined_by_reason); `from`: the folder the
+  // input is in ("inbox", or "done" for one that was processed).
+  Status Quarantine(const std::string& name, const std::string& reason, const char* kind,
+                    const char* from = "inbox");
   // Quarantine, and if even that fails, log and skip the input (the server goes on).
   Status QuarantineOrSkip(const std::string& name, const std::string& reason, const char* kind);
   // Appends a line to state/journal (fsync'd when `sync`).

@@ -196,6 +196,36 @@ TEST_P(ServerTest, ProcessesQuarantinesAndStaysExactlyOnceAcrossACrash) {
   }
 }
 
+// Regression: a batch the journal names (processed after the last checkpoint) that no longer
+// opens when the journal is replayed, damaged since, stopped the server at every start. It is
+// quarantined now, its result stands, and the server goes on.
+TEST_P(ServerTest, AJournalledBatchDamagedSinceIsQuarantinedAtStartNotFatal) {
+  Bytes result_10;
+  {
+    auto server = Server::Start(Options());
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    Provision();
+    for (uint64_t seq = 1; seq <= 10; ++seq) Upload(seq);
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    result_10 = *ReadFileBytes(ResultPath(10));
+  }  // gone without a final checkpoint: 9 and 10 are only in the journal
+  const std::string done = dir() + "/done/s1-000010.batch";
+  Bytes batch = *ReadFileBytes(done);
+  batch[batch.size() / 2] ^= 0x5a;
+  ASSERT_TRUE(WriteFileAtomic(done, batch, 0644));
+  for (uint64_t seq = 11; seq <= 12; ++seq) Upload(seq);
+  auto server = Server::Start(Options());
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  EXPECT_EQ((*server)->counters().quarantined_by_reason.at("damaged"), 1u);
+  EXPECT_TRUE(FileExists(dir() + "/quarantine/s1-000010.batch"));
+  EXPECT_TRUE(FileExists(dir() + "/quarantine/s1-000010.batch.reason"));
+  EXPECT_FALSE(FileExists(done));
+  EXPECT_EQ(*ReadFileBytes(ResultPath(10)), result_10);  // its result stands
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 2u);
+  EXPECT_TRUE(FileExists(ResultPath(12)));
+}
+
 // Where the transport has no request buffer (inproc), batches are read into one buffer kept from
 // batch to batch. A batch smaller than the one before must be read as itself, not with the tail
 // of the larger one still in the buffer.
