@@ -15,6 +15,7 @@
 #include "common/channel/channel.h"
 #include "common/crypto/crypto.h"
 #include "common/wire/wire.h"
+#include "owner/gateway/beat_log.h"
 #include "owner/sensor/sensor.h"
 
 namespace fs = std::filesystem;
@@ -238,6 +239,22 @@ int main(int argc, char** argv) {
   Put("rolling", "real-beats",
       std::span(reinterpret_cast<const uint8_t*>(beats.data()), 400 * sizeof(hrv::Beat)));
   Put("rolling", "small", std::string_view("\x01\x00\x10\x20\x30\x40\x50\x60\x70\x80\x90\xa0"));
+  // The gateway's write-ahead log under the beat_log target's key: records of 1, 10 and 100 real
+  // beats, with and without their message's sequence.
+  {
+    const std::string path = g_out + "/.seed.wal";
+    fs::remove(path);
+    if (auto log = gateway::BeatLog::Open(path, FixedKey(7, 1), "user-0001")) {
+      uint64_t seq = 0, first = 0;
+      for (const size_t n : {size_t{1}, size_t{10}, size_t{100}, size_t{10}}) {
+        (void)log->Append(all.subspan(first, n), sensor::Sequence{3, seq++, first});
+        first += n;
+      }
+      (void)log->Append(all.first(5));  // a version 1 message
+    }
+    if (auto b = ReadFileBytes(path)) Put("beat_log", "records", *b);
+    fs::remove(path);
+  }
   std::cout << "make_seeds: " << g_written << " seeds in " << g_out << "\n";
   return 0;
 }

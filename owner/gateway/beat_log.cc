@@ -67,22 +67,11 @@ Result<crypto::Key256> BeatLogKey(const crypto::Key256& data_key) {
   return k;
 }
 
-Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key,
-                              const std::string& user) {
-  MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
-  std::vector<uint8_t> bytes;
-  if (FileExists(path)) {
-    MEDSTREAM_TRY(b, ReadFileBytes(path));
-    bytes = std::move(b);
-  }
+LogScan ScanLog(crypto::ByteView bytes, crypto::AesGcm& gcm, const std::string& user) {
   const std::string aad_v2 = "MSW2" + user;
   const std::string aad_v1 = "MSW1" + user;
-  // Every record whose frame holds: the readable ones kept, the others counted. Where a frame
-  // does not hold (a length no writer writes), the rest cannot be framed and is unreadable.
-  std::vector<Record> recovered;
-  crypto::Bytes readable;  // the readable records' bytes, as they were
-  size_t unreadable_records = 0;
-  size_t first_unreadable = bytes.size();
+  LogScan scan;
+  scan.first_unreadable = bytes.size();
   size_t off = 0;
   bool torn = false;  // the file ends inside a record whose length is one a writer writes
   while (off < bytes.size()) {
@@ -99,68 +88,89 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
       break;
     }
     const size_t end = off + kLengthSize + crypto::AesGcm::kNonceSize + len;
-    const crypto::ByteView nonce(bytes.data() + off + kLengthSize, crypto::AesGcm::kNonceSize);
-    const crypto::ByteView cipher(bytes.data() + off + kLengthSize + crypto::AesGcm::kNonceSize,
-                                  len);
-    std::optional<Record> record;
+    const crypto::ByteView nonce = bytes.subspan(off + kLengthSize, crypto::AesGcm::kNonceSize);
+    const crypto::ByteView cipher =
+        bytes.subspan(off + kLengthSize + crypto::AesGcm::kNonceSize, len);
+    std::optional<BeatLog::Record> record;
     if (auto plain = gcm.Open(nonce, crypto::AsBytes(aad_v2), cipher)) {
       record = DecodeRecord(*plain);
     } else if (auto old = gcm.Open(nonce, crypto::AsBytes(aad_v1), cipher)) {
-      if (auto b = wire::DecodeBeats(*old)) record = Record{std::nullopt, std::move(*b)};
+      if (auto b = wire::DecodeBeats(*old)) record = BeatLog::Record{std::nullopt, std::move(*b)};
     }
     if (record) {
-      recovered.push_back(std::move(*record));
-      readable.insert(readable.end(), bytes.begin() + static_cast<std::ptrdiff_t>(off),
-                      bytes.begin() + static_cast<std::ptrdiff_t>(end));
+      scan.recovered.push_back(std::move(*record));
+      const crypto::ByteView whole = bytes.subspan(off, end - off);
+      scan.readable.insert(scan.readable.end(), whole.begin(), whole.end());
     } else {
-      ++unreadable_records;
-      first_unreadable = std::min(first_unreadable, off);
+      ++scan.unreadable_records;
+      scan.first_unreadable = std::min(scan.first_unreadable, off);
     }
     off = end;
   }
-  // `off`: where framing stopped. A torn last record (a crash mid-write: its message was not
-  // acknowledged, so the broker sends it again) is cut off silently; anything else unreadable
-  // is damage.
+  // `off`: where framing stopped. What follows is a torn last record, or cannot be framed.
+  scan.torn_bytes = torn ? bytes.size() - off : 0;
   const size_t unframed = torn ? 0 : bytes.size() - off;
-  if (unframed > 0) first_unreadable = std::min(first_unreadable, off);
-  // The unreadable records' bytes, and what cannot be framed.
-  const size_t damaged_bytes = unframed + (off - readable.size());
+  if (unframed > 0) {
+    scan.unframed = true;
+    scan.first_unreadable = std::min(scan.first_unreadable, off);
+  }
+  scan.damaged_bytes = unframed + (off - scan.readable.size());
+  return scan;
+}
+
+bool LogScan::foreign() const {
+  // Lengths are not encrypted: records framed whole, none of which authenticates.
+  return recovered.empty() && unreadable_records >= 2;
+}
+
+Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key,
+                              const std::string& user) {
+  MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
+  std::vector<uint8_t> bytes;
+  if (FileExists(path)) {
+    MEDSTREAM_TRY(b, ReadFileBytes(path));
+    bytes = std::move(b);
+  }
+  LogScan scan = ScanLog(bytes, gcm, user);
+  // A torn last record (a crash mid-write: its message was not acknowledged, so the broker sends
+  // it again) is cut off silently; anything else unreadable is damage.
+  size_t keep = bytes.size() - scan.torn_bytes;
   std::string note;
-  if (first_unreadable < bytes.size()) {
-    // Nothing at all readable but more than one record: not damage but another key or another
-    // user's log. Refused, so that a gateway started with the wrong keys destroys nothing.
-    const bool only_last_record =
-        unreadable_records == 1 && unframed == 0 && !torn && readable.size() == first_unreadable;
-    if (recovered.empty() && !only_last_record) {
-      return Corrupt("no record of the gateway's write-ahead log " + path +
-                     " can be read with this gateway's keys (" + std::to_string(bytes.size()) +
-                     " bytes): was the gateway's state folder restored without its keys? Restore "
-                     "them, or move the file away to start " +
-                     user + " afresh (its beats not yet sealed are then lost)");
-    }
+  if (scan.foreign()) {
+    // Not damage but another key or another user's log. Refused, so that a gateway started with
+    // the wrong keys destroys nothing.
+    return Corrupt("no record of the gateway's write-ahead log " + path +
+                   " can be read with this gateway's keys (" + std::to_string(bytes.size()) +
+                   " bytes): was the gateway's state folder restored without its keys? Restore "
+                   "them, or move the file away to start " +
+                   user + " afresh (its beats not yet sealed are then lost)");
+  }
+  if (scan.damaged()) {
     // Damage (power loss, a failing disk): the file as it was is kept aside, the readable records
     // go on, and the bytes that could not be read are said and counted.
     const std::string aside = path + ".damaged-" + std::to_string(time(nullptr));
     if (auto st = WriteFileAtomic(aside, bytes, 0600); !st) return std::unexpected(st.error());
-    if (auto st = WriteFileAtomic(path, readable, 0600); !st) return std::unexpected(st.error());
+    if (auto st = WriteFileAtomic(path, scan.readable, 0600); !st) {
+      return std::unexpected(st.error());
+    }
     note = fmt::format(
         "{} bytes of {} could not be read ({} unreadable record(s){}, from byte {}); {} "
         "readable record(s) kept; the file as it was is in {}",
-        damaged_bytes, path, unreadable_records, unframed > 0 ? " and an unframed rest" : "",
-        first_unreadable, recovered.size(), aside);
-    bytes = std::move(readable);
-    off = bytes.size();
+        scan.damaged_bytes, path, scan.unreadable_records,
+        scan.unframed ? " and an unframed rest" : "", scan.first_unreadable, scan.recovered.size(),
+        aside);
+    keep = scan.readable.size();
   }
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return SysError("cannot open the write-ahead log", path);
   BeatLog log(fd, std::move(gcm), user, path);
-  log.recovered_ = std::move(recovered);
-  log.damaged_bytes_ = note.empty() ? 0 : damaged_bytes;
+  log.recovered_ = std::move(scan.recovered);
+  log.damaged_bytes_ = scan.damaged_bytes;
   log.note_ = std::move(note);
-  if (torn && ftruncate(fd, static_cast<off_t>(off)) != 0) {
+  if (scan.torn_bytes > 0 && !scan.damaged() && ftruncate(fd, static_cast<off_t>(keep)) != 0) {
     return SysError("cannot cut the torn record off", path);
   }
-  if (lseek(fd, static_cast<off_t>(off), SEEK_SET) < 0) return SysError("cannot seek in", path);
+  if (lseek(fd, static_cast<off_t>(keep), SEEK_SET) < 0) return SysError("cannot seek in", path);
   return log;
 }
 

@@ -16,9 +16,9 @@
 // (power loss, a failing disk): a record that does not authenticate, or a length no writer
 // writes (after which nothing can be framed). Opening then keeps the file as it was in
 // <path>.damaged-<time>, goes on with the readable records, and says so in note() and
-// damaged_bytes(): one damaged log never stops the gateway's other users. A log of which no
-// record at all is readable (more than a last one) is refused instead: that is another key or
-// another user's log, and the gateway must not start over it.
+// damaged_bytes(): one damaged log never stops the gateway's other users. A log of two or more
+// whole records none of which is readable is refused instead: that is another key's or another
+// user's log, and the gateway must not start over it.
 // Appends reach the page cache (enough for a process crash); Sync() makes them durable and the
 // gateway calls it at most once a second.
 #pragma once
@@ -73,6 +73,25 @@ class BeatLog {
   std::string note_;
   size_t damaged_bytes_ = 0;
 };
+
+// What a log's bytes hold, without I/O (BeatLog::Open acts on it; fuzzed): every record whose
+// frame holds, read or counted as unreadable; where a frame does not hold (a length no writer
+// writes), the rest cannot be framed. Every byte is in exactly one of readable, damaged_bytes and
+// torn_bytes.
+struct LogScan {
+  std::vector<BeatLog::Record> recovered;
+  crypto::Bytes readable;  // the readable records' bytes, as they were
+  size_t unreadable_records = 0;
+  bool unframed = false;        // bytes follow that cannot be framed
+  size_t first_unreadable = 0;  // where the first unreadable byte is (the size when none)
+  size_t damaged_bytes = 0;     // the unreadable records' bytes and the unframed rest
+  size_t torn_bytes = 0;        // a torn last record (a crash mid-write), not damage
+  bool damaged() const { return damaged_bytes > 0; }
+  // Two or more records framed whole and none readable: not damage but another key's or another
+  // user's log.
+  bool foreign() const;
+};
+LogScan ScanLog(crypto::ByteView bytes, crypto::AesGcm& gcm, const std::string& user);
 
 // The log key: HKDF-SHA256 of the gateway's data key, its own label (never a batch key).
 Result<crypto::Key256> BeatLogKey(const crypto::Key256& data_key);

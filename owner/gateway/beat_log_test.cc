@@ -205,6 +205,42 @@ TEST_F(BeatLogTest, TheLargestMessageIsLoggedAndOneBeatMoreIsRefused) {
   EXPECT_EQ(log->TakeRecovered().size(), sensor::kMaxBeatsPerMessage);
 }
 
+// Wherever one byte of a log is damaged, every byte is accounted for (readable, damaged or torn),
+// and a damaged byte outside the length fields costs exactly its own record.
+TEST_F(BeatLogTest, EveryByteIsAccountedForWhereverALogIsDamaged) {
+  std::vector<size_t> starts;
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    for (int r = 0; r < 3; ++r) {
+      starts.push_back(fs::exists(path_) ? fs::file_size(path_) : 0);
+      ASSERT_TRUE(log.Append(Beats(4 * r, 4), sensor::Sequence{2, uint64_t(r), 4u * r}));
+    }
+  }
+  const std::vector<uint8_t> good = Bytes();
+  auto gcm = crypto::AesGcm::Create(key_).value();
+  for (size_t i = 0; i < good.size(); ++i) {
+    std::vector<uint8_t> bytes = good;
+    bytes[i] ^= 0x80;
+    const LogScan scan = ScanLog(bytes, gcm, "user-0001");
+    ASSERT_EQ(scan.readable.size() + scan.damaged_bytes + scan.torn_bytes, bytes.size()) << i;
+    const bool in_length = std::ranges::any_of(starts, [&](size_t s) { return i - s < 4; });
+    if (!in_length) {
+      EXPECT_EQ(scan.recovered.size(), 2u) << i;
+      EXPECT_EQ(scan.unreadable_records, 1u) << i;
+      EXPECT_FALSE(scan.foreign()) << i;
+    }
+  }
+  // The first record's length damaged: nothing can be framed, which is damage (kept aside), not
+  // a foreign log (refused).
+  std::vector<uint8_t> bytes = good;
+  bytes[3] = 0xff;
+  Write(bytes);
+  auto log = BeatLog::Open(path_, key_, "user-0001");
+  ASSERT_TRUE(log) << log.error().message();
+  EXPECT_EQ(log->damaged_bytes(), bytes.size());
+  EXPECT_TRUE(log->TakeRecovered().empty());
+}
+
 // A log of which nothing is readable is another key's or another user's: refused, left as it was
 // (a gateway started over the wrong keys must not set every user's log aside).
 TEST_F(BeatLogTest, ALogNothingOfWhichIsReadableIsRefusedAndLeftAsItWas) {
