@@ -17,6 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const gateway::LogScan scan = gateway::ScanLog(bytes, gcm, "user-0001");
   MEDSTREAM_FUZZ_CHECK(scan.readable.size() + scan.damaged_bytes + scan.torn_bytes == size);
   MEDSTREAM_FUZZ_CHECK(scan.first_unreadable <= size);
+  MEDSTREAM_FUZZ_CHECK(scan.damaged_beats_at_most * 16 <= scan.damaged_bytes);
   // The readable records, framed alone, are all readable and nothing else.
   const gateway::LogScan again = gateway::ScanLog(scan.readable, gcm, "user-0001");
   MEDSTREAM_FUZZ_CHECK(again.damaged_bytes == 0 && again.torn_bytes == 0 &&

@@ -31,6 +31,25 @@ constexpr size_t kSequenceSize = 1 + 3 * 8;
 // length past it is known for damage rather than taken for a torn last record.
 constexpr uint32_t kMaxRecordCipher =
     kSequenceSize + 4 + 16 * sensor::kMaxBeatsPerMessage + crypto::AesGcm::kTagSize;
+constexpr size_t kBeatBytes = 16;  // wire::EncodeBeats: a count (4 bytes), then 16 bytes a beat
+
+// A record's length field holds the length in its low half and the low half's complement in its
+// high half, so that a damaged length is known for damage. Before, a damaged length that pointed
+// past the end of the file read exactly like a torn last record and was cut off without a word,
+// with beats already acknowledged to the broker in it. Records written before the check have a
+// high half of 0 (every length is below 2^16; a checked one's high half never is 0) and are still
+// read, unchecked.
+static_assert(kMaxRecordCipher < (1u << 16));
+constexpr uint32_t LengthField(uint32_t len) {
+  return len | ((~len & 0xffffu) << 16);
+}
+enum class Length { kChecked, kUnchecked, kDamaged };
+Length ReadLengthField(uint32_t field, uint32_t* len) {
+  *len = field & 0xffffu;
+  const uint32_t high = field >> 16;
+  if (high == (~*len & 0xffffu)) return Length::kChecked;
+  return high == 0 ? Length::kUnchecked : Length::kDamaged;
+}
 
 std::optional<BeatLog::Record> DecodeRecord(crypto::ByteView plain) {
   if (plain.size() < kSequenceSize || plain[0] > 1) return std::nullopt;
@@ -80,11 +99,13 @@ LogScan ScanLog(crypto::ByteView bytes, crypto::AesGcm& gcm, const std::string& 
       torn = true;
       break;
     }
+    uint32_t field = 0;
     uint32_t len = 0;
-    std::memcpy(&len, bytes.data() + off, kLengthSize);
+    std::memcpy(&field, bytes.data() + off, kLengthSize);
+    if (ReadLengthField(field, &len) == Length::kDamaged) break;
     if (len < crypto::AesGcm::kTagSize || len > kMaxRecordCipher) break;  // not a length
     if (left < kLengthSize + crypto::AesGcm::kNonceSize + len) {
-      torn = true;
+      torn = true;  // a checked length is the writer's: the file ends inside its record
       break;
     }
     const size_t end = off + kLengthSize + crypto::AesGcm::kNonceSize + len;
@@ -104,6 +125,7 @@ LogScan ScanLog(crypto::ByteView bytes, crypto::AesGcm& gcm, const std::string& 
     } else {
       ++scan.unreadable_records;
       scan.first_unreadable = std::min(scan.first_unreadable, off);
+      scan.damaged_beats_at_most += (len - crypto::AesGcm::kTagSize) / kBeatBytes;
     }
     off = end;
   }
@@ -113,6 +135,7 @@ LogScan ScanLog(crypto::ByteView bytes, crypto::AesGcm& gcm, const std::string& 
   if (unframed > 0) {
     scan.unframed = true;
     scan.first_unreadable = std::min(scan.first_unreadable, off);
+    scan.damaged_beats_at_most += unframed / kBeatBytes;
   }
   scan.damaged_bytes = unframed + (off - scan.readable.size());
   return scan;
@@ -154,11 +177,11 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
       return std::unexpected(st.error());
     }
     note = fmt::format(
-        "{} bytes of {} could not be read ({} unreadable record(s){}, from byte {}); {} "
-        "readable record(s) kept; the file as it was is in {}",
+        "{} bytes of {} could not be read ({} unreadable record(s){}, from byte {}; at most {} "
+        "beats); {} readable record(s) kept; the file as it was is in {}",
         scan.damaged_bytes, path, scan.unreadable_records,
-        scan.unframed ? " and an unframed rest" : "", scan.first_unreadable, scan.recovered.size(),
-        aside);
+        scan.unframed ? " and an unframed rest" : "", scan.first_unreadable,
+        scan.damaged_beats_at_most, scan.recovered.size(), aside);
     keep = scan.readable.size();
   }
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -223,8 +246,9 @@ Status BeatLog::Append(std::span<const hrv::Beat> beats,
     crypto::Wipe(encoded);
   }
   crypto::Bytes record(kRecordOverhead + plain.size());
-  const uint32_t len = static_cast<uint32_t>(plain.size() + crypto::AesGcm::kTagSize);
-  std::memcpy(record.data(), &len, kLengthSize);
+  const uint32_t field =
+      LengthField(static_cast<uint32_t>(plain.size() + crypto::AesGcm::kTagSize));
+  std::memcpy(record.data(), &field, kLengthSize);
   const std::span<uint8_t> nonce(record.data() + kLengthSize, crypto::AesGcm::kNonceSize);
   // A random nonce per record: records of one key stay far below the 2^32 bound for random nonces.
   if (auto s = crypto::RandomBytes(nonce); !s) return s;

@@ -10,12 +10,16 @@
 //   length u32 | nonce (12) | AES-256-GCM(message) with tag, AAD = "MSW2" | user name,
 //   message = has_sequence u8 | session u64 | seq u64 | first_beat u64 | beats (wire::EncodeBeats)
 // so that replaying the log also replays the device's message sequence (owner/gateway/sequence.h).
-// Records of the first format (AAD "MSW1", the beats alone) are still read.
-// A record is written with one write(2): a process crash leaves at most a torn last record, which
-// is dropped on opening (its message was not acknowledged). Anything else unreadable is damage
-// (power loss, a failing disk): a record that does not authenticate, or a length no writer
-// writes (after which nothing can be framed). Opening then keeps the file as it was in
-// <path>.damaged-<time>, goes on with the readable records, and says so in note() and
+// The length field holds the length (< 2^16) in its low half and that half's complement in its
+// high half, so that a damaged length is told from a torn last record. Records written before
+// that check (a high half of 0) and records of the first format (AAD "MSW1", the beats alone) are
+// still read.
+// A record is written with one write(2): a process crash leaves at most a torn last record (a
+// length field cut short, or a whole one whose record the file ends inside), which is dropped on
+// opening (its message was not acknowledged). Anything else unreadable is damage (power loss, a
+// failing disk): a record that does not authenticate, or a length field that fails its check or
+// holds a length no writer writes (after which nothing can be framed). Opening then keeps the file
+// as it was in <path>.damaged-<time>, goes on with the readable records, and says so in note() and
 // damaged_bytes(): one damaged log never stops the gateway's other users. A log of two or more
 // whole records none of which is readable is refused instead: that is another key's or another
 // user's log, and the gateway must not start over it.
@@ -86,6 +90,9 @@ struct LogScan {
   size_t first_unreadable = 0;  // where the first unreadable byte is (the size when none)
   size_t damaged_bytes = 0;     // the unreadable records' bytes and the unframed rest
   size_t torn_bytes = 0;        // a torn last record (a crash mid-write), not damage
+  // How many beats the damaged bytes can have held (16 bytes a beat): a bound, not a count, since
+  // what they held cannot be read.
+  size_t damaged_beats_at_most = 0;
   bool damaged() const { return damaged_bytes > 0; }
   // Two or more records framed whole and none readable: not damage but another key's or another
   // user's log.

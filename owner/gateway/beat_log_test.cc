@@ -223,6 +223,11 @@ TEST_F(BeatLogTest, EveryByteIsAccountedForWhereverALogIsDamaged) {
     bytes[i] ^= 0x80;
     const LogScan scan = ScanLog(bytes, gcm, "user-0001");
     ASSERT_EQ(scan.readable.size() + scan.damaged_bytes + scan.torn_bytes, bytes.size()) << i;
+    // Every record is whole: whatever byte is damaged, nothing is taken for a torn record (which
+    // is cut off silently), and the damaged bytes bound the beats they can have held.
+    EXPECT_EQ(scan.torn_bytes, 0u) << i;
+    EXPECT_GE(scan.damaged_beats_at_most, 4u) << i;
+    EXPECT_LE(scan.damaged_beats_at_most * 16, scan.damaged_bytes) << i;
     const bool in_length = std::ranges::any_of(starts, [&](size_t s) { return i - s < 4; });
     if (!in_length) {
       EXPECT_EQ(scan.recovered.size(), 2u) << i;
@@ -233,12 +238,46 @@ TEST_F(BeatLogTest, EveryByteIsAccountedForWhereverALogIsDamaged) {
   // The first record's length damaged: nothing can be framed, which is damage (kept aside), not
   // a foreign log (refused).
   std::vector<uint8_t> bytes = good;
-  bytes[3] = 0xff;
+  bytes[1] ^= 0x40;
   Write(bytes);
   auto log = BeatLog::Open(path_, key_, "user-0001");
   ASSERT_TRUE(log) << log.error().message();
   EXPECT_EQ(log->damaged_bytes(), bytes.size());
   EXPECT_TRUE(log->TakeRecovered().empty());
+}
+
+// The last record's length damaged so that it points past the end of the file used to read as a
+// torn last record, cut off without a word although its message had been acknowledged. The length
+// field now carries its own check: every flip of any of its 32 bits is damage, counted and kept
+// aside, and the records before it go on.
+TEST_F(BeatLogTest, ADamagedLengthOfTheLastRecordIsDamageNotATornRecord) {
+  size_t last = 0;
+  {
+    auto log = BeatLog::Open(path_, key_, "user-0001").value();
+    ASSERT_TRUE(log.Append(Beats(0, 5), sensor::Sequence{3, 1, 0}));
+    ASSERT_TRUE(log.Append(Beats(5, 5), sensor::Sequence{3, 2, 5}));
+    last = fs::file_size(path_);
+    ASSERT_TRUE(log.Append(Beats(10, 5), sensor::Sequence{3, 3, 10}));
+  }
+  const std::vector<uint8_t> good = Bytes();
+  auto gcm = crypto::AesGcm::Create(key_).value();
+  for (size_t bit = 0; bit < 32; ++bit) {
+    std::vector<uint8_t> bytes = good;
+    bytes[last + bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    const LogScan scan = ScanLog(bytes, gcm, "user-0001");
+    EXPECT_EQ(scan.torn_bytes, 0u) << "bit " << bit;
+    EXPECT_EQ(scan.damaged_bytes, good.size() - last) << "bit " << bit;
+    EXPECT_EQ(scan.recovered.size(), 2u) << "bit " << bit;
+  }
+  // And through Open: set aside and said, the first two messages kept.
+  std::vector<uint8_t> bytes = good;
+  bytes[last] ^= 0x80;  // the length 128 bytes longer: past the end of the file
+  Write(bytes);
+  auto log = BeatLog::Open(path_, key_, "user-0001");
+  ASSERT_TRUE(log) << log.error().message();
+  EXPECT_EQ(log->damaged_bytes(), good.size() - last);
+  EXPECT_FALSE(log->note().empty());
+  EXPECT_EQ(log->TakeRecovered(), Beats(0, 10));
 }
 
 // A log of which nothing is readable is another key's or another user's: refused, left as it was
