@@ -190,6 +190,9 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
   log.recovered_ = std::move(scan.recovered);
   log.damaged_bytes_ = scan.damaged_bytes;
   log.note_ = std::move(note);
+  // What was read back may be in the page cache only (after a process crash): the next Sync
+  // makes it durable.
+  log.dirty_ = keep > 0;
   if (scan.torn_bytes > 0 && !scan.damaged() && ftruncate(fd, static_cast<off_t>(keep)) != 0) {
     return SysError("cannot cut the torn record off", path);
   }

@@ -56,7 +56,7 @@ class BeatLog {
   // At most sensor::kMaxBeatsPerMessage beats (one message's), else kInvalidArgument.
   Status Append(std::span<const hrv::Beat> beats,
                 const std::optional<sensor::Sequence>& sequence = std::nullopt);
-  Status Sync();   // fdatasync when something was appended since the last one
+  Status Sync();   // fdatasync when something was appended (or read back at opening) since the last
   Status Reset();  // empty the log (its beats are now in a sealed batch)
   // The recovered records (TakeRecovered: their beats only). Either empties them.
   std::vector<Record> TakeRecoveredRecords() { return std::move(recovered_); }

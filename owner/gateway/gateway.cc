@@ -389,7 +389,11 @@ Status Gateway::Recover() {
       stats_.beats_recovered += Merge(s, r.beats);
     }
     if (!s.batch.empty()) s.batch.opened = options_.clock();
+    // What was read back may be in the page cache only (after a process crash): durable before
+    // the devices' state says it is.
+    if (auto st = s.log->Sync(); !st) return st;
   }
+  durable_devices_ = devices_;
   if (adopted) return SaveSequences();
   return {};
 }
@@ -514,6 +518,7 @@ void Gateway::OnStatusMessage(const std::string& user, const mqtt::Message& m) {
     return;
   }
   Say(user, devices_.OnStatus(user, *status), "the end of its session, by its status");
+  devices_unsynced_.insert(user);  // a status is retained by the broker: saved with the next sync
 }
 
 void Gateway::OnMessage(const mqtt::Message& m) {
@@ -566,6 +571,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   if (sequence) {
     seen =
         devices_.OnMessage(s.user, *sequence, beats->size(), beats->front().t_s, beats->back().t_s);
+    devices_unsynced_.insert(s.user);
     Say(s.user, seen, "a gap in its message sequence");
     if (seen.lost_messages > 0) s.gap_opened = options_.clock();
   }

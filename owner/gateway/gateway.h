@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -295,6 +296,14 @@ class Gateway {
   std::chrono::steady_clock::time_point last_sync_, last_status_ask_, last_worker_scan_;
   size_t max_batch_beats_ = 0;  // below the link's batch cap, with room for one more message
   SequenceTracker devices_;
+  // What STATE/devices says: each device only as far as its messages are durable, in a synced
+  // write-ahead log or a sealed batch. Saving devices_ itself recorded messages whose log records
+  // a power loss could still take (up to a second of every user's, at any user's cut); on restart
+  // they were neither replayed nor counted as a gap: lost without a word. A device observed since
+  // the last sync is in devices_unsynced_ and is brought up to date here once the logs are
+  // synced, or at its own cut.
+  SequenceTracker durable_devices_;
+  std::set<std::string> devices_unsynced_;
   bool devices_dirty_ = false;
   uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)
   attest::Claims claims_;

@@ -181,6 +181,7 @@ Status Gateway::ReadResults(Stream& s) {
     // (Results carry windows of every job; the longest job's windows start earliest.)
     if (std::isfinite(last_window_start)) {
       devices_.ForgetGapsBefore(s.user, last_window_start - options_.config.windows.window_s);
+      devices_unsynced_.insert(s.user);
     }
     ++stats_.results;
     stats_.beats_processed += r->beats;

@@ -182,6 +182,15 @@ void SequenceTracker::ForgetGapsBefore(const std::string& device, double t) {
   std::erase_if(gaps, [&](const Gap& g) { return g.t_after < t; });
 }
 
+void SequenceTracker::CopyDevice(const SequenceTracker& other, const std::string& device) {
+  resume_unknown_ = other.resume_unknown_;
+  if (auto it = other.devices_.find(device); it != other.devices_.end()) {
+    devices_.insert_or_assign(device, it->second);
+  } else {
+    devices_.erase(device);
+  }
+}
+
 uint64_t SequenceTracker::lost_messages() const {
   uint64_t n = 0;
   for (const auto& [name, d] : devices_) n = SaturatingAdd(n, d.lost_messages);

@@ -87,6 +87,10 @@ class SequenceTracker {
   uint64_t LostBeatsIn(const std::string& device, double t_start, double t_end) const;
   // Forgets gaps that end before `t` (no later window can overlap them).
   void ForgetGapsBefore(const std::string& device, double t);
+  // Takes `device`'s entry (and the Resuming() flag) from `other`, or drops it if `other` has
+  // none: the gateway keeps a second tracker of what is durable and brings one device up to date
+  // in it once that device's beats are.
+  void CopyDevice(const SequenceTracker& other, const std::string& device);
 
   uint64_t lost_messages() const;
   uint64_t lost_beats() const;

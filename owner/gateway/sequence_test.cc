@@ -154,6 +154,31 @@ TEST(SequenceTracker, AResumingTrackerCountsEachDeviceFromWhereItIsFirstSeen) {
   EXPECT_FALSE(SequenceTracker::Load("{\"known\":true}\n{\"resume_unknown\":true}\n"));
 }
 
+// The gateway's tracker of what is durable takes one device at a time from the live one: the
+// others stay as they were, and a device the live tracker does not know is dropped.
+TEST(SequenceTracker, CopyDeviceTakesOneDeviceAndLeavesTheOthers) {
+  SequenceTracker live = SequenceTracker::Resuming(), durable;
+  for (uint64_t s = 0; s < 3; ++s) {
+    Send(live, s, 1, "a");
+    Send(live, s, 1, "b");
+  }
+  durable.CopyDevice(live, "a");
+  EXPECT_EQ(durable.devices().at("a").current.next_seq, 3u);
+  EXPECT_FALSE(durable.devices().contains("b"));
+  Send(live, 5, 1, "a");  // a gap of 2 in the live tracker only
+  Send(durable, 0, 1, "c");
+  durable.CopyDevice(live, "b");
+  durable.CopyDevice(live, "c");  // unknown to the live tracker: dropped
+  EXPECT_EQ(durable.devices().at("a").current.next_seq, 3u);
+  EXPECT_EQ(durable.devices().at("b").current.next_seq, 3u);
+  EXPECT_FALSE(durable.devices().contains("c"));
+  EXPECT_EQ(durable.lost_messages(), 0u);
+  // Saved and loaded, it resumes as the live one does (the flag came with the copy): an unknown
+  // device starts where it is first seen.
+  auto loaded = SequenceTracker::Load(durable.Save()).value();
+  EXPECT_EQ(Send(loaded, 7, 1, "z").lost_messages, 0u);
+}
+
 TEST(SequenceTracker, GapsAreBoundedPerDevice) {
   SequenceTracker t;
   for (uint64_t s = 0; s < 3 * kMaxGapsPerDevice; s += 2) Send(t, s);  // every other one lost

@@ -22,7 +22,8 @@ Status Gateway::SaveSequences() {
   for (const auto& [user, s] : streams_) {
     text += fmt::format("{} {} {}\n", user, s.next_seq, s.batch.sealed_until());
   }
-  if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+  if (auto st = WriteFileAtomic(options_.state_dir + "/devices", durable_devices_.Save(), 0600);
+      !st) {
     return st;
   }
   devices_dirty_ = false;
@@ -48,6 +49,9 @@ Status Gateway::Cut(Stream& s) {
   ++s.next_seq;
   const auto opened = s.batch.opened;
   s.batch.Sealed();
+  // Every message of this device so far is in the batch, which is durable now: its entry may say
+  // so.
+  durable_devices_.CopyDevice(devices_, s.user);
   if (auto st = SaveSequences(); !st) return st;
   if (auto st = s.log->Reset(); !st) return st;
   s.in_flight[seq] = opened;
@@ -92,15 +96,21 @@ Status Gateway::Tick() {
   }
   std::lock_guard lock(mu_);
   if (now - last_sync_ >= std::chrono::seconds(1)) {
+    // Durable against power loss too, in groups (a process crash loses nothing in between). The
+    // logs first: the devices' state may then say what they hold, and not before.
+    for (auto& [user, s] : streams_) {
+      if (auto st = s.log->Sync(); !st) return st;
+    }
+    for (const std::string& device : devices_unsynced_) {
+      durable_devices_.CopyDevice(devices_, device);
+    }
+    devices_unsynced_.clear();
     if (devices_dirty_) {
-      if (auto st = WriteFileAtomic(options_.state_dir + "/devices", devices_.Save(), 0600); !st) {
+      if (auto st = WriteFileAtomic(options_.state_dir + "/devices", durable_devices_.Save(), 0600);
+          !st) {
         return st;
       }
       devices_dirty_ = false;
-    }
-    // Durable against power loss too, in groups (a process crash loses nothing in between).
-    for (auto& [user, s] : streams_) {
-      if (auto st = s.log->Sync(); !st) return st;
     }
     last_sync_ = now;
   }
