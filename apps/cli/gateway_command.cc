@@ -220,6 +220,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"results", s.results},
                                        {"results_refused", s.results_refused},
                                        {"batches_quarantined", s.batches_quarantined},
+                                       {"results_torn", s.results_torn},
+                                       {"results_torn_gone", s.results_torn_gone},
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
                                        {"lost_messages", s.lost_messages},

@@ -253,8 +253,13 @@ Status AppendPrivateFile(const std::string& path, std::string_view data, bool* c
     if (fd >= 0 && created) *created = true;
   }
   if (fd < 0) return Errno("cannot open", path);
+  struct stat st {};
+  const off_t before = fstat(fd, &st) == 0 ? st.st_size : -1;
   if (!WriteFull(fd, reinterpret_cast<const uint8_t*>(data.data()), data.size())) {
     const int e = errno;
+    // A short write (a full disk) would leave part of the data, which a retry would follow with
+    // the whole: cut it off again.
+    if (before >= 0) (void)!ftruncate(fd, before);
     close(fd);
     errno = e;
     return Errno("cannot append to", path);

@@ -15,6 +15,7 @@
 #include "common/abi/edge.h"
 #include "common/base/file.h"
 #include "host/server/server.h"
+#include "owner/gateway/result_files.h"
 #include "owner/sensor/sensor.h"
 
 namespace medstream::gateway {
@@ -47,23 +48,6 @@ bool ValidUser(const std::string& u) {
   return !u.empty() && u.size() <= 64 && std::all_of(u.begin(), u.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
   });
-}
-
-// The last "seq" in a JSON-lines file, or 0.
-uint64_t LastSeqIn(const std::string& path) {
-  auto text = ReadFileText(path);
-  if (!text || text->empty()) return 0;
-  size_t end = text->size();
-  while (end > 0 && (*text)[end - 1] == '\n') --end;
-  const size_t start = text->rfind('\n', end - 1);
-  const std::string line = text->substr(start == std::string::npos ? 0 : start + 1, end);
-  // A torn or damaged last line reads as 0: that result is read again. A "seq" that is not a whole
-  // number counts as damage (converting it would wrap a negative one, and a huge float is
-  // undefined behaviour).
-  const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return 0;
-  const auto it = j.find("seq");
-  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
 }
 
 class Local : public ServerLink {
@@ -446,6 +430,46 @@ void Gateway::ProvisionWorkers() {
   }
 }
 
+void Gateway::SettleResults(Stream& s) {
+  // Where the user's results stand: the jsonl's newest whole result. A file that lost the lines of
+  // its newest result to a torn append has that result read again (the files that hold it skip
+  // it); CSV rows of results the jsonl lacks go and are written again with them.
+  auto settle = [&](const std::string& path, ResultFileKind kind, uint64_t max_seq) {
+    uint64_t cut = 0;
+    auto tail = SettleResultFile(path, kind, max_seq, &cut);
+    if (!tail) {
+      // Appending will fail too, and say so for this stream only.
+      std::fprintf(stderr, "gateway: warning: %s\n", tail.error().message().c_str());
+      return ResultTail{};
+    }
+    if (tail->cut_newest) {
+      ++stats_.results_torn;
+      s.reread_until = std::max(s.reread_until, tail->last_seq + 1);
+      s.next_result = std::min(s.next_result, tail->last_seq + 1);
+    }
+    if (cut > 0) {
+      std::fprintf(stderr,
+                   "gateway: %s: cut off %llu bytes after result %llu (a torn append: a crash or "
+                   "power loss mid-write)%s\n",
+                   path.c_str(), static_cast<unsigned long long>(cut),
+                   static_cast<unsigned long long>(tail->last_seq),
+                   tail->cut_newest
+                       ? fmt::format("; result {} is read again", tail->last_seq + 1).c_str()
+                       : "");
+    }
+    return *tail;
+  };
+  const std::string base = options_.results_dir + "/" + s.user;
+  s.next_result = ~uint64_t{0};
+  s.jsonl_last = settle(base + ".jsonl", ResultFileKind::kJsonLines, ~uint64_t{0}).last_seq;
+  s.next_result = std::min(s.next_result, s.jsonl_last + 1);
+  for (const hrv::JobKind kind : hrv::kAllJobs) {
+    const std::string path = base + "." + std::string(hrv::JobName(kind)) + ".csv";
+    if (FileExists(path))
+      s.csv_last[kind] = settle(path, ResultFileKind::kCsv, s.jsonl_last).last_seq;
+  }
+}
+
 Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   auto it = streams_.find(user);
   if (it != streams_.end()) return &it->second;
@@ -460,7 +484,7 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
   stats_.wal_bytes_damaged += log.damaged_bytes();
   s.log = std::move(log);
-  s.next_result = LastSeqIn(options_.results_dir + "/" + user + ".jsonl") + 1;
+  SettleResults(s);
   if (options_.stagger_cuts) {
     // The first n multiples of the golden ratio modulo 1 are no closer than 1/(3n) whatever n is
     // (the three-gap theorem): sixteen users started together are cut at least 0.34 s of a 10 s

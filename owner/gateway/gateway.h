@@ -11,7 +11,7 @@
 //   RESULTS/<user>.<job>.csv  one row per window: seq, window, metrics, lost_beats (beats sent
 //                       inside the window that never arrived), then the window in ISO-8601 UTC
 //                       (start_utc, end_utc); RESULTS/<user>.jsonl likewise (owner/results reads
-//                       it)
+//                       it), each result's lines ended by its marker (result_files.h)
 //
 // Users are pseudonymised: the server sees stream ids HMAC(secret, user), never user names.
 // Before any key leaves, the gateway attests the enclave (through the server's relay socket) and
@@ -145,6 +145,9 @@ struct Stats {
   // Batches the server (or a worker) quarantined: their results skipped, said in the user's
   // .jsonl as {"seq":N,"quarantined":REASON}; their beats are not in beats_processed.
   uint64_t batches_quarantined = 0;
+  // Results whose lines a results file lost to a torn append (found at start, read again), and
+  // those of them no longer on the server (their lines in that file are lost; said).
+  uint64_t results_torn = 0, results_torn_gone = 0;
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   // Bytes of the write-ahead logs that could not be read at start (damage, beat_log.h): the
@@ -246,6 +249,11 @@ class Gateway {
     std::optional<BeatLog> log;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
+    // The newest result the user's .jsonl and each job's .csv hold (result_files.h), and the
+    // newest one a file lost to a torn append and reads again.
+    uint64_t jsonl_last = 0;
+    std::map<hrv::JobKind, uint64_t> csv_last;
+    uint64_t reread_until = 0;
     uint64_t refused_result = 0;  // the result last refused (said once)
     std::chrono::steady_clock::time_point quarantine_check_at{};  // 0: set at the first look
     uint64_t stale_messages = 0;  // messages dropped whole as repeats (warned at 1, 1001, ...)
@@ -270,6 +278,8 @@ class Gateway {
   size_t Merge(Stream& s, std::span<const hrv::Beat> beats);
   void OnMessage(const mqtt::Message& m);
   Result<Stream*> StreamFor(const std::string& user);
+  // Where `s`'s result files stand (result_files.h): sets next_result, jsonl_last and csv_last.
+  void SettleResults(Stream& s);
   Status Cut(Stream& s);
   // Cuts `streams`' batches in the order they came due (the earliest first), uploading each as
   // soon as it is sealed, so that the server analyses one while the next is sealed and no due

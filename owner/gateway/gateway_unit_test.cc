@@ -165,6 +165,59 @@ TEST_F(GatewayUnit, ADamagedLastResultLineIsReadAgainNotConverted) {
   while (std::getline(in, line))
     if (!line.empty()) last = line;
   EXPECT_EQ(nlohmann::json::parse(last).at("seq").get<uint64_t>(), 3u) << last;
+  // And no result twice: the damaged lines went, and results 1 and 2 were not appended again
+  // after them (they were, every one still on the server, when a damaged last line read as "no
+  // result yet").
+  EXPECT_EQ(ResultLines("user-0001"), 3u) << "one end marker per result";
+}
+
+// A crash or power loss mid-append leaves a results file ending inside a result's lines, or stops
+// between a result's CSV and its jsonl append. At start the torn lines go and the result is read
+// again for the files that lack it, so each file ends as it would have without the crash.
+TEST_F(GatewayUnit, ResultFilesTornByACrashEndAsTheyWouldHaveWithoutIt) {
+  options_.config.windows.window_s = 30;
+  options_.config.windows.step_s = 10;
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const auto messages = Messages(1, 400, 8);
+  const std::string jsonl = dir_ + "/results/user-0001.jsonl";
+  const std::string csv = dir_ + "/results/user-0001.sdnn.csv";
+  std::string whole_jsonl, whole_csv;
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (const auto& m : messages) feed->Send(t1, m);
+    Drain(*g);
+    whole_jsonl = ReadFileText(jsonl).value();
+    whole_csv = ReadFileText(csv).value();
+  }
+  ASSERT_GT(std::count(whole_csv.begin(), whole_csv.end(), '\n'), 10);
+  auto last_block_start = [](const std::string& text, const std::string& first_of_block) {
+    return text.rfind(first_of_block);
+  };
+  const size_t jsonl_4 = last_block_start(whole_jsonl, "{\"seq\":4,");
+  const size_t csv_4 = last_block_start(whole_csv, "\n4,") + 1;
+  ASSERT_NE(jsonl_4, std::string::npos);
+  ASSERT_NE(csv_4, std::string::npos + 1);
+  struct Tear {
+    size_t jsonl, csv;
+  };
+  for (const Tear& tear : {
+           Tear{jsonl_4 + 30, whole_csv.size()},  // jsonl torn in result 4's first line
+           Tear{jsonl_4 - 5, csv_4 + 7},          // both torn, in results 3 (jsonl) and 4 (csv)
+           Tear{jsonl_4, whole_csv.size()},       // between the CSV's append and the jsonl's
+           Tear{whole_jsonl.size() - 3, csv_4},   // the jsonl's marker torn, the CSV at a line
+       }) {
+    ASSERT_TRUE(WriteFileAtomic(jsonl, whole_jsonl.substr(0, tear.jsonl), 0600));
+    ASSERT_TRUE(WriteFileAtomic(csv, whole_csv.substr(0, tear.csv), 0600));
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    Drain(*g);
+    EXPECT_EQ(ReadFileText(jsonl).value(), whole_jsonl) << tear.jsonl << " " << tear.csv;
+    EXPECT_EQ(ReadFileText(csv).value(), whole_csv) << tear.jsonl << " " << tear.csv;
+    EXPECT_EQ(g->stats().results_torn_gone, 0u);
+  }
 }
 
 // Regression: STATE/seq was read with `>>` and strtod. "-1" became the largest count (the user's

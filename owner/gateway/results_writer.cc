@@ -27,7 +27,9 @@ std::chrono::steady_clock::duration QuarantineWait(const Options& o) {
 }
 
 Status AppendBlock(const std::string& path, const std::string& block, const std::string& header) {
-  const bool fresh = !FileExists(path);
+  // Absent, or emptied by cutting off a torn header (result_files.h).
+  std::error_code ec;
+  const bool fresh = !FileExists(path) || fs::file_size(path, ec) == 0;
   // One write per result: a crash cannot leave half a result's lines behind the seq marker.
   // Results are plaintext health data: the file is 0600 (its folder 0700).
   return AppendPrivateFile(path, (fresh ? header : std::string()) + block);
@@ -88,11 +90,18 @@ Result<bool> Gateway::SkipIfQuarantined(Stream& s) {
   // The server's words: printable, bounded, one line.
   std::string why = Printable(*reason, 500);
   while (!why.empty() && (why.back() == '?' || why.back() == ' ')) why.pop_back();
-  const nlohmann::json line = {{"seq", s.next_result}, {"windows", 0}, {"quarantined", why}};
+  const nlohmann::json line = {
+      {"seq", s.next_result}, {"windows", 0}, {"quarantined", why}, {"end", true}};
+  if (s.next_result <= s.jsonl_last) {
+    // Read again for a results file that lost it to a torn append: the jsonl has it already.
+    ++s.next_result;
+    return true;
+  }
   if (auto st = AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", line.dump() + "\n", "");
       !st) {
     return std::unexpected(st.error());
   }
+  s.jsonl_last = s.next_result;
   std::fprintf(stderr,
                "gateway: %s: batch %llu was quarantined by the server (%s): its beats are not "
                "analysed\n",
@@ -111,6 +120,17 @@ Status Gateway::ReadResults(Stream& s) {
       if (bytes.error().code() != Error::Code::kNotFound) {
         return std::unexpected(std::move(bytes.error()).With("result " + path));
       }
+      if (s.next_result <= s.reread_until) {
+        // Read again for a file that lost it to a torn append, but gone from the server since:
+        // its lines in that file are lost. Said, counted, and the results after it go on.
+        ++stats_.results_torn_gone;
+        std::fprintf(stderr,
+                     "gateway: warning: %s: result %llu, cut from a results file as a torn "
+                     "append, is no longer on the server: its lines there are lost\n",
+                     s.user.c_str(), static_cast<unsigned long long>(s.next_result));
+        ++s.next_result;
+        continue;
+      }
       MEDSTREAM_TRY(skipped, SkipIfQuarantined(s));
       if (skipped) continue;
       return {};  // not there yet
@@ -125,6 +145,7 @@ Status Gateway::ReadResults(Stream& s) {
     fmt::memory_buffer jsonl;
     std::map<hrv::JobKind, fmt::memory_buffer> csv;
     double last_window_start = -std::numeric_limits<double>::infinity();
+    uint64_t windows = 0;
     for (const auto& [kind, out] : r->jobs) {
       const auto metrics = hrv::JobMetrics(kind);
       auto& rows = csv[kind];
@@ -156,9 +177,12 @@ Status Gateway::ReadResults(Stream& s) {
         jsonl.append(std::string_view("}\n"));
         rows.push_back('\n');
         ++stats_.windows;
+        ++windows;
       }
     }
     for (const auto& [kind, rows] : csv) {
+      // A result a file holds already is not appended again (result_files.h).
+      if (seq <= s.csv_last[kind]) continue;
       std::string header = "seq,t_start,t_end,coverage";
       for (const hrv::MetricInfo* m : hrv::JobMetrics(kind)) header += "," + std::string(m->name);
       header += ",lost_beats,start_utc,end_utc";
@@ -168,15 +192,23 @@ Status Gateway::ReadResults(Stream& s) {
           !st) {
         return st;
       }
+      s.csv_last[kind] = seq;
     }
-    // A marker line even for a result with no complete window, so the position is recorded.
-    if (jsonl.size() == 0)
-      fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"windows\":0}}\n", seq);
+    if (seq <= s.jsonl_last) {
+      // Read again only for a CSV file that lost it to a torn append: said and counted before.
+      ++s.next_result;
+      continue;
+    }
+    // The block's last line, so that a restart knows the block whole (result_files.h); for a
+    // result with no complete window, it records the position.
+    fmt::format_to(std::back_inserter(jsonl), "{{\"seq\":{},\"windows\":{},\"end\":true}}\n", seq,
+                   windows);
     if (auto st =
             AppendBlock(options_.results_dir + "/" + s.user + ".jsonl", fmt::to_string(jsonl), "");
         !st) {
       return st;
     }
+    s.jsonl_last = seq;
     // Later windows start later: a gap ending before this one's start marks none of them.
     // (Results carry windows of every job; the longest job's windows start earliest.)
     if (std::isfinite(last_window_start)) {
@@ -234,6 +266,12 @@ std::string Gateway::MetricsText() const {
   counter("medstream_gateway_results_total", "Results opened and written.", s.results);
   counter("medstream_gateway_results_refused_total",
           "Result files from the server that failed to open.", s.results_refused);
+  counter("medstream_gateway_results_torn_total",
+          "Results whose lines a results file lost to a torn append (read again at start).",
+          s.results_torn);
+  counter("medstream_gateway_results_torn_gone_total",
+          "Results read again after a torn append but no longer on the server (lines lost).",
+          s.results_torn_gone);
   counter("medstream_gateway_batches_quarantined_total",
           "Batches the server quarantined (their results skipped, said in the user's .jsonl).",
           s.batches_quarantined);
