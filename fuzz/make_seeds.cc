@@ -255,6 +255,17 @@ int main(int argc, char** argv) {
     if (auto b = ReadFileBytes(path)) Put("beat_log", "records", *b);
     fs::remove(path);
   }
+  // Results files' ends as the gateway writes them: JSON lines with their markers (kind byte 0),
+  // a CSV with its header (kind byte 1); the second byte is the newest result the jsonl has.
+  Put("result_tail", "jsonl",
+      std::string_view(
+          "\x00\xff{\"seq\":1,\"job\":\"sdnn\",\"t_start\":0.0,\"sdnn\":41.5}\n"
+          "{\"seq\":1,\"windows\":1,\"end\":true}\n{\"seq\":2,\"windows\":0,\"end\":true}\n"
+          "{\"seq\":3,\"job\":\"sdnn\",\"t_start\":30.0,\"sdnn\":40.2}\n{\"seq\":3,\"wi"));
+  Put("result_tail", "csv",
+      std::string_view(
+          "\x01\x03seq,t_start,t_end,coverage,sdnn,lost_beats,start_utc,end_utc\n"
+          "1,0,300,1,41.5,0,x,y\n1,30,330,1,40.25,0,x,y\n3,60,360,1,38,2,x,y\n4,90,39"));
   std::cout << "make_seeds: " << g_written << " seeds in " << g_out << "\n";
   return 0;
 }
