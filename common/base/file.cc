@@ -245,20 +245,23 @@ Status CreatePrivateFile(const std::string& path) {
   return {};
 }
 
-Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created) {
+Status AppendToFile(const std::string& path, std::string_view data, int mode, bool sync,
+                    bool* created) {
   int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (created) *created = false;
   if (fd < 0 && errno == ENOENT) {
-    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd >= 0 && created) *created = true;
   }
   if (fd < 0) return Errno("cannot open", path);
   struct stat st {};
   const off_t before = fstat(fd, &st) == 0 ? st.st_size : -1;
-  if (!WriteFull(fd, reinterpret_cast<const uint8_t*>(data.data()), data.size())) {
+  if (!WriteFull(fd, reinterpret_cast<const uint8_t*>(data.data()), data.size()) ||
+      (sync && fdatasync(fd) != 0)) {
     const int e = errno;
     // A short write (a full disk) would leave part of the data, which a retry would follow with
-    // the whole: cut it off again.
+    // the whole: a line of a line-based file (the server's journal, a results file) glued to the
+    // next one. Cut it off again.
     if (before >= 0) (void)!ftruncate(fd, before);
     close(fd);
     errno = e;
@@ -266,6 +269,10 @@ Status AppendPrivateFile(const std::string& path, std::string_view data, bool* c
   }
   close(fd);
   return {};
+}
+
+Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created) {
+  return AppendToFile(path, data, 0600, /*sync=*/false, created);
 }
 
 bool FileExists(const std::string& path) {

@@ -58,6 +58,9 @@ Status CreatePrivateFile(const std::string& path);
 // Appends `data` in one write(2) to `path`, creating it 0600 when absent. *created says whether it
 // was created by this call. A failed append leaves the file as it was (a short write is cut off).
 Status AppendPrivateFile(const std::string& path, std::string_view data, bool* created = nullptr);
+// The same for any file: created with `mode` when absent; `sync`: fdatasync before returning.
+Status AppendToFile(const std::string& path, std::string_view data, int mode, bool sync,
+                    bool* created = nullptr);
 bool FileExists(const std::string& path);
 // The running executable (/proc/self/exe).
 Result<std::string> SelfPath();

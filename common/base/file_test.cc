@@ -1,10 +1,12 @@
 // ReadFileBytes and ReadFileInto: whole files read straight into their buffer, with the same
 // refusals (missing, not a regular file, over the limit) for both. WriteFileAtomicFrom: a file
 // written in parts, in any order, and nothing left behind when its maker fails.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 
@@ -165,6 +167,37 @@ TEST_F(FileReadTest, AFileWrittenInPartsInAnyOrderIsWholeAndAFailedOneIsNotThere
   size_t left = 0;
   for (const auto& e : fs::directory_iterator(dir_)) left += e.path().filename() != "parts";
   EXPECT_EQ(left, 0u);
+}
+
+// A short write (here the file-size limit standing in for a full disk: the first bytes go in, the
+// rest fail) used to leave part of the data, which the retry then followed with the whole: one
+// line of the server's journal glued to the next, two names in one, and the replay missed that
+// batch. A failed append now leaves the file as it was.
+TEST_F(FileReadTest, AFailedAppendLeavesTheFileAsItWas) {
+  const std::string path = dir_ / "journal";
+  ASSERT_TRUE(AppendToFile(path, "first.batch\n", 0600, /*sync=*/true));
+  const auto before = fs::file_size(path);
+  struct rlimit old {};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto previous = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of the signal
+  struct rlimit tight = old;
+  tight.rlim_cur = before + 4;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tight), 0);
+  auto journal = AppendToFile(path, "second.batch\n", 0600, /*sync=*/true);
+  auto results = AppendPrivateFile(path, "a longer line of results\n");
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_FALSE(journal);
+  EXPECT_EQ(journal.error().code(), Error::Code::kIo);
+  ASSERT_FALSE(results);
+  EXPECT_EQ(fs::file_size(path), before) << "part of a failed append was left";
+  ASSERT_TRUE(AppendToFile(path, "second.batch\n", 0600, /*sync=*/true));
+  std::ifstream in(path);
+  std::string a, b;
+  std::getline(in, a);
+  std::getline(in, b);
+  EXPECT_EQ(a, "first.batch");
+  EXPECT_EQ(b, "second.batch");
 }
 
 }  // namespace

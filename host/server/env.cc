@@ -84,13 +84,9 @@ class PosixEnv : public ServerEnv {
     return WriteFileAtomicFrom(path, mode, fill);
   }
   Status Append(const std::string& path, std::string_view text, bool sync) override {
-    FILE* f = std::fopen(path.c_str(), "ab");
-    if (!f) return IoError("cannot open " + path + ": " + std::strerror(errno));
-    const bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() &&
-                    std::fflush(f) == 0 && (!sync || fsync(fileno(f)) == 0);
-    std::fclose(f);
-    if (!ok) return IoError("cannot append to " + path);
-    return {};
+    // A failed append leaves the file as it was: a journal line cut short and then followed by
+    // the retried one would glue two names into one, and the replay would miss that batch.
+    return AppendToFile(path, text, 0600, sync);
   }
   Status Rename(const std::string& from, const std::string& to) override {
     if (std::rename(from.c_str(), to.c_str()) != 0) {
