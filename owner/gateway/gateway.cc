@@ -445,7 +445,6 @@ void Gateway::SettleResults(Stream& s) {
     if (tail->cut_newest) {
       ++stats_.results_torn;
       s.reread_until = std::max(s.reread_until, tail->last_seq + 1);
-      s.next_result = std::min(s.next_result, tail->last_seq + 1);
     }
     if (cut > 0) {
       std::fprintf(stderr,
@@ -460,13 +459,14 @@ void Gateway::SettleResults(Stream& s) {
     return *tail;
   };
   const std::string base = options_.results_dir + "/" + s.user;
-  s.next_result = ~uint64_t{0};
   s.jsonl_last = settle(base + ".jsonl", ResultFileKind::kJsonLines, ~uint64_t{0}).last_seq;
-  s.next_result = std::min(s.next_result, s.jsonl_last + 1);
+  s.next_result = s.jsonl_last + 1;
   for (const hrv::JobKind kind : hrv::kAllJobs) {
     const std::string path = base + "." + std::string(hrv::JobName(kind)) + ".csv";
-    if (FileExists(path))
-      s.csv_last[kind] = settle(path, ResultFileKind::kCsv, s.jsonl_last).last_seq;
+    if (!FileExists(path)) continue;
+    const ResultTail tail = settle(path, ResultFileKind::kCsv, s.jsonl_last);
+    s.csv_last[kind] = tail.last_seq;
+    if (tail.cut_newest) s.next_result = std::min(s.next_result, tail.last_seq + 1);
   }
 }
 
