@@ -78,11 +78,26 @@ Output Lake::Handle(uint64_t session, crypto::ByteView request) {
   auto& slot = sessions_[session];
   if (!slot) slot = std::make_unique<Session>();
   Result<crypto::Bytes> reply = [&]() -> Result<crypto::Bytes> {
-    MEDSTREAM_TRY(decoded, DecodeRequest(request));
-    return Dispatch(*slot, decoded, &out);
+    auto decoded = DecodeRequest(request);
+    if (!decoded) return RefuseUndecodable(*slot, request, std::move(decoded.error()), &out);
+    return Dispatch(*slot, *decoded, &out);
   }();
   out.reply = EncodeReplyFrame(reply);
   return out;
+}
+
+// A request that does not decode (too long a query, an unknown operation, damaged fields) from a
+// proven identity is audited as refused: an analyst probing the lake's edge with oversized or
+// malformed requests is as much the admin's business as a refused query. Before an identity is
+// proven nothing is recorded: an unauthenticated peer could otherwise fill the log.
+Result<crypto::Bytes> Lake::RefuseUndecodable(Session& s, crypto::ByteView request, Error e,
+                                              Output* out) {
+  if (!loaded_ || !s.proven) return std::unexpected(std::move(e));
+  const std::string op = request.empty() ? "none" : std::to_string(request[0]);
+  Audit(s, "request", "", fmt::format("{} bytes, operation {}", request.size(), op),
+        "refused: " + e.message());
+  if (auto st = Persist(out); !st) return std::unexpected(st.error());
+  return std::unexpected(std::move(e));
 }
 
 Result<crypto::Bytes> Lake::Dispatch(Session& s, const Request& request, Output* out) {

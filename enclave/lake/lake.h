@@ -73,6 +73,8 @@ class Lake {
   struct Identity;
   struct Session;
   Result<crypto::Bytes> Dispatch(Session& s, const Request& request, Output* out);
+  Result<crypto::Bytes> RefuseUndecodable(Session& s, crypto::ByteView request, Error e,
+                                          Output* out);
   // One handler per operation (lake.cc: identity; lake_admin.cc: init, grant, delete, audit, list;
   // lake_ingest.cc: uploads; lake_query.cc: queries).
   Result<crypto::Bytes> On(Session& s, const HelloRequest& m, Output* out);

@@ -202,6 +202,53 @@ TEST_F(LakeEngine, RolesAuditAndSmallGroupsWithCodesToBranchOn) {
             Error::Code::kNotFound);
 }
 
+// Regression: a request that did not decode (a query past kMaxQueryBytes, an unknown operation)
+// was refused before the lake saw who sent it, so a proven analyst could probe the edge without a
+// trace in the audit log. Now it is audited as refused; before an identity is proven, nothing is
+// (an unauthenticated peer could fill the log).
+TEST_F(LakeEngine, AnUndecodableRequestFromAProvenIdentityIsAudited) {
+  EXPECT_EQ(Login(1, admin_), "unregistered");
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{analyst_.RawPublic(), "bob", "analyst", {"adm"}}));
+  auto count = [&] {
+    auto audit = lake::DecodeAuditReply(*Send(1, lake::AuditRequest{}));
+    EXPECT_TRUE(audit && lake::VerifyAuditChain(audit->entries));
+    return audit ? audit->entries.size() : size_t{0};
+  };
+  auto raw = [&](uint64_t session, crypto::Bytes bytes) {
+    lake::Output out = lake_.Handle(session, bytes);
+    for (auto& w : out.writes) stored_.push_back(std::move(w));
+    return lake::DecodeReplyFrame(out.reply);
+  };
+  const size_t before = count();
+  // Not proven yet: refused, not recorded.
+  EXPECT_EQ(CodeOf(raw(3, crypto::Bytes{0xee, 1, 2})), Error::Code::kInvalidArgument);
+  EXPECT_EQ(count(), before);
+  EXPECT_EQ(Login(3, analyst_), "analyst");
+  const size_t stored_before = stored_.size();
+  const std::string huge =
+      "SELECT COUNT(*) FROM adm WHERE " + std::string(lake::kMaxQueryBytes, ' ') + "1 = 1";
+  const crypto::Bytes oversized_request = lake::EncodeRequest(lake::QueryRequest{huge, 0});
+  const auto decoded = lake::DecodeRequest(oversized_request);
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(CodeOf(raw(3, oversized_request)), decoded.error().code());
+  EXPECT_EQ(CodeOf(raw(3, crypto::Bytes{0xee, 1, 2})), Error::Code::kInvalidArgument);
+  EXPECT_GT(stored_.size(), stored_before);  // persisted, as any audited refusal
+  auto audit = lake::DecodeAuditReply(*Send(1, lake::AuditRequest{}));
+  ASSERT_TRUE(audit);
+  const auto& e = audit->entries;
+  ASSERT_EQ(e.size(), before + 2);
+  const lake::AuditEntry& oversized = e[e.size() - 2];
+  const lake::AuditEntry& unknown = e[e.size() - 1];
+  EXPECT_EQ(oversized.op, "request");
+  EXPECT_TRUE(oversized.who.starts_with("bob (")) << oversized.who;
+  EXPECT_TRUE(oversized.outcome.starts_with("refused")) << oversized.outcome;
+  EXPECT_LE(oversized.detail.size(), 100u);  // the size and operation, not the query
+  EXPECT_EQ(unknown.op, "request");
+  EXPECT_TRUE(unknown.outcome.starts_with("refused")) << unknown.outcome;
+  EXPECT_TRUE(lake::VerifyAuditChain(e));
+}
+
 // Regression: an analyst's epsilon had only to be above 0. At 1e-300 the noise's scale passed what
 // a 64-bit integer holds and its conversion was undefined behaviour (on x86 it came out as a
 // scale of almost nothing: the exact count, for a budget of nothing). Epsilon below
