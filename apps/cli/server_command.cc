@@ -97,6 +97,10 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
         static_cast<unsigned long long>(c.checkpoints),
         static_cast<unsigned long long>(c.enclave_restarts), t.mean * 1e3, t.p50 * 1e3, t.p99 * 1e3,
         t.max * 1e3);
+    if (c.replay_missing > 0) {
+      std::printf("journalled batches gone at start (their streams rebuilt without them): %llu\n",
+                  static_cast<unsigned long long>(c.replay_missing));
+    }
     if (!a->stats_json.empty()) {
       const nlohmann::ordered_json j{{"mode", a->options.mode},
                                      {"processed", c.processed},
@@ -105,6 +109,7 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
                                      {"enclave_restarts", c.enclave_restarts},
                                      {"bytes_in", c.bytes_in},
                                      {"quarantined_by_reason", c.quarantined_by_reason},
+                                     {"replay_missing", c.replay_missing},
                                      {"batch_ms",
                                       {{"mean", t.mean * 1e3},
                                        {"p50", t.p50 * 1e3},

@@ -172,7 +172,34 @@ Status Server::LaunchAndRecover() {
     const bool still_in_inbox = !env_.Exists(path);
     if (still_in_inbox) path = Path("inbox") + "/" + name;
     auto file = ReadBatch(path);
-    if (!file) continue;  // quarantined by an operator, or gone: nothing to rebuild from it
+    if (!file) {
+      const std::string lost =
+          "its result stands; its stream's state was rebuilt without its beats";
+      if (file.error().code() != Error::Code::kNotFound) {
+        // There but unreadable since (too large, not a regular file): out of the way, with why,
+        // as HandleInput does with such an input, so that it does not come back at every start.
+        if (auto s = Quarantine(name,
+                                "unreadable when the journal was replayed (" +
+                                    file.error().message() + "): " + lost,
+                                "unreadable", still_in_inbox ? "inbox" : "done");
+            !s) {
+          return s;
+        }
+        continue;
+      }
+      // Gone (an operator's removal, a disk that lost it): nothing to rebuild from. It used to be
+      // skipped without a word, though the stream's later results then differ from what they
+      // would have been; now it is counted and said.
+      {
+        std::lock_guard counters(counters_mu_);
+        ++counters_.replay_missing;
+      }
+      std::fprintf(stderr,
+                   "server: warning: %s was processed after the last checkpoint but is gone "
+                   "from done/ and inbox/: %s\n",
+                   Printable(name).c_str(), lost.c_str());
+      continue;
+    }
     auto result = ProcessBatchFile(*file);
     if (!result) {
       if (IsReplay(result.error())) {
@@ -539,6 +566,9 @@ std::string Server::MetricsText() const {
   t.Counter("medstream_server_replayed_on_recovery_total",
             "Journalled batches the checkpoint already covered at recovery.",
             static_cast<double>(c.replayed_on_recovery));
+  t.Counter("medstream_server_replay_missing_total",
+            "Journalled batches gone at recovery: their streams' state was rebuilt without them.",
+            static_cast<double>(c.replay_missing));
   t.Counter("medstream_server_checkpoints_total", "Sealed checkpoints written.",
             static_cast<double>(c.checkpoints));
   t.Counter("medstream_server_enclave_restarts_total",

@@ -68,6 +68,9 @@ struct ServerCounters {
   uint64_t processed = 0;
   uint64_t quarantined = 0;
   uint64_t replayed_on_recovery = 0;
+  // Journalled batches (processed after the last checkpoint) that were gone when the journal was
+  // replayed at start: their results stand, their streams' state was rebuilt without their beats.
+  uint64_t replay_missing = 0;
   uint64_t checkpoints = 0;
   uint64_t enclave_restarts = 0;
   uint64_t bytes_in = 0;        // batch bytes processed
@@ -75,7 +78,8 @@ struct ServerCounters {
   // Inputs quarantined, by why: "name" (characters outside the safe set), "unreadable" (too big,
   // not a regular file), "refused" (the enclave refused the input: damaged, forged, replayed),
   // "failed" (the enclave failed on it every try), "tries" (tried too often across restarts),
-  // "damaged" (processed before a crash, it no longer opens when the journal is replayed).
+  // "damaged" (processed before a crash, it no longer opens when the journal is replayed; one
+  // unreadable then, too large or not a regular file, counts as "unreadable").
   std::map<std::string, uint64_t> quarantined_by_reason;
   // The enclave's process_batch call, per batch.
   metrics::Histogram enclave_call_s{metrics::LatencyBuckets()};

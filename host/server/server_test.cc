@@ -226,6 +226,40 @@ TEST_P(ServerTest, AJournalledBatchDamagedSinceIsQuarantinedAtStartNotFatal) {
   EXPECT_TRUE(FileExists(ResultPath(12)));
 }
 
+// Regression: a batch the journal names that was gone at start (removed from done/) was skipped
+// without a word, though its stream's later results then differ from what they would have been;
+// one that was there but unreadable (here a folder in its place) was skipped at every start. The
+// first is counted and said now, the second quarantined; the server goes on either way.
+TEST_P(ServerTest, AJournalledBatchGoneOrUnreadableAtStartIsCountedOrQuarantined) {
+  Bytes result_9, result_10;
+  {
+    auto server = Server::Start(Options());
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    Provision();
+    for (uint64_t seq = 1; seq <= 10; ++seq) Upload(seq);
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    result_9 = *ReadFileBytes(ResultPath(9));
+    result_10 = *ReadFileBytes(ResultPath(10));
+  }  // gone without a final checkpoint: 9 and 10 are only in the journal
+  ASSERT_EQ(std::remove((dir() + "/done/s1-000009.batch").c_str()), 0);
+  const std::string done_10 = dir() + "/done/s1-000010.batch";
+  ASSERT_EQ(std::remove(done_10.c_str()), 0);
+  ASSERT_TRUE(MakeDirs(done_10, 0700));
+  for (uint64_t seq = 11; seq <= 12; ++seq) Upload(seq);
+  auto server = Server::Start(Options());
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  EXPECT_EQ((*server)->counters().replay_missing, 1u);
+  EXPECT_EQ((*server)->counters().quarantined_by_reason.at("unreadable"), 1u);
+  EXPECT_TRUE(FileExists(dir() + "/quarantine/s1-000010.batch.reason"));
+  EXPECT_NE((*server)->MetricsText().find("medstream_server_replay_missing_total 1"),
+            std::string::npos);
+  EXPECT_EQ(*ReadFileBytes(ResultPath(9)), result_9);  // their results stand
+  EXPECT_EQ(*ReadFileBytes(ResultPath(10)), result_10);
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 2u);
+  EXPECT_TRUE(FileExists(ResultPath(12)));
+}
+
 // Where the transport has no request buffer (inproc), batches are read into one buffer kept from
 // batch to batch. A batch smaller than the one before must be read as itself, not with the tail
 // of the larger one still in the buffer.
