@@ -222,6 +222,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"batches_quarantined", s.batches_quarantined},
                                        {"results_torn", s.results_torn},
                                        {"results_torn_gone", s.results_torn_gone},
+                                       {"wal_append_failed", s.wal_append_failed},
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
                                        {"lost_messages", s.lost_messages},

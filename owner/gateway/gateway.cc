@@ -589,7 +589,12 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
   if (auto st = s.log->Append(*beats, sequence); !st) {
-    std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+    ++stats_.wal_append_failed;
+    s.log_incomplete = true;
+    std::fprintf(stderr,
+                 "gateway: %s: %s (the message is kept in memory until its batch is cut; a "
+                 "crash before then counts it as lost)\n",
+                 s.user.c_str(), st.error().message().c_str());
   }
   Observation seen;
   if (sequence) {

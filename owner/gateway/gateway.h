@@ -148,6 +148,9 @@ struct Stats {
   // Results whose lines a results file lost to a torn append (found at start, read again), and
   // those of them no longer on the server (their lines in that file are lost; said).
   uint64_t results_torn = 0, results_torn_gone = 0;
+  // Messages the write-ahead log could not take (a full disk): analysed unless the gateway
+  // stops before their batch is cut, and then counted as lost at start.
+  uint64_t wal_append_failed = 0;
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   // Bytes of the write-ahead logs that could not be read at start (damage, beat_log.h): the
@@ -247,6 +250,10 @@ class Gateway {
     wire::StreamId id{};
     OpenBatch batch;
     std::optional<BeatLog> log;
+    // A message of this stream is missing from its log (an append failed: a full disk): until
+    // the next cut puts every message in a durable batch, STATE/devices does not move past what
+    // the log held before, so a crash meanwhile counts that message as lost instead of hiding it.
+    bool log_incomplete = false;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;
     // The newest result the user's .jsonl and each job's .csv hold (result_files.h), and the

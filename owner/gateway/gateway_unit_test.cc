@@ -3,8 +3,10 @@
 // external process: merging, malformed input, cutting, results and recovery after a crash as unit
 // tests (the fault tests in gateway_test.cc run the real processes and Mosquitto: integration).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -459,6 +461,51 @@ TEST_F(GatewayUnit, APowerLossCountsTheBeatsItTookFromTheLogsAsLost) {
   EXPECT_EQ(s.lost_messages, 3u);
   EXPECT_EQ(s.lost_beats, 30u);
   EXPECT_EQ(s.beats_processed, 170u);  // user 1's 100, user 2's 50 + 20
+}
+
+// Regression: a message the write-ahead log could not take (a full disk) was said on stderr, but
+// the next sync moved STATE/devices past it all the same; a crash before its batch was cut then
+// lost its beats without counting them. Now that device's state waits for its cut, and a crash
+// meanwhile counts the message as lost. (RLIMIT_FSIZE stands in for the full disk.)
+TEST_F(GatewayUnit, AMessageTheLogCouldNotTakeIsCountedAsLostAfterACrash) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
+  const auto twos = Messages(2, 100, 6);
+  const std::string wal2 = options_.state_dir + "/wal/user-0002.wal";
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (size_t i = 0; i < 5; ++i) feed->Send(t2, twos[i]);
+    now += std::chrono::seconds(2);
+    ASSERT_TRUE(g->Tick());
+    // The disk is full for one message: the log cannot grow.
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit before{};
+    ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &before), 0);
+    rlimit full = before;
+    full.rlim_cur = fs::file_size(wal2);
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &full), 0);
+    feed->Send(t2, twos[5]);
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
+    EXPECT_EQ(g->stats().wal_append_failed, 1u);
+    for (size_t i = 6; i < 8; ++i) feed->Send(t2, twos[i]);
+    now += std::chrono::seconds(2);
+    ASSERT_TRUE(g->Tick());  // synced: the devices' durable state must not pass message 6
+    for (const auto& m : Messages(1, 100, 5)) feed->Send(t1, m);  // user 1's cut saves it
+    ASSERT_EQ(g->stats().batches_sealed, 1u);
+  }  // the crash, before user 2's batch with message 6 was cut
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().beats_recovered, 70u);  // messages 1-5, 7 and 8 from the log
+  for (size_t i = 8; i < twos.size(); ++i) feed->Send(t2, twos[i]);
+  Drain(*g);
+  const Stats s = g->stats();
+  EXPECT_EQ(s.lost_messages, 1u);
+  EXPECT_EQ(s.lost_beats, 10u);
+  EXPECT_EQ(s.beats_processed, 190u);  // user 1's 100, user 2's 90
 }
 
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock

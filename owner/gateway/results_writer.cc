@@ -272,6 +272,10 @@ std::string Gateway::MetricsText() const {
   counter("medstream_gateway_results_torn_gone_total",
           "Results read again after a torn append but no longer on the server (lines lost).",
           s.results_torn_gone);
+  counter("medstream_gateway_wal_append_failed_total",
+          "Messages the write-ahead log could not take (a full disk); lost only on a crash "
+          "before their batch is cut, and then counted in lost_messages.",
+          s.wal_append_failed);
   counter("medstream_gateway_batches_quarantined_total",
           "Batches the server quarantined (their results skipped, said in the user's .jsonl).",
           s.batches_quarantined);

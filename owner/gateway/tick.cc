@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,7 @@ Status Gateway::Cut(Stream& s) {
   // Every message of this device so far is in the batch, which is durable now: its entry may say
   // so.
   durable_devices_.CopyDevice(devices_, s.user);
+  s.log_incomplete = false;
   if (auto st = SaveSequences(); !st) return st;
   if (auto st = s.log->Reset(); !st) return st;
   s.in_flight[seq] = opened;
@@ -101,10 +103,15 @@ Status Gateway::Tick() {
     for (auto& [user, s] : streams_) {
       if (auto st = s.log->Sync(); !st) return st;
     }
+    std::set<std::string> held;  // devices whose logs miss a message: left for their cut
     for (const std::string& device : devices_unsynced_) {
+      if (auto it = streams_.find(device); it != streams_.end() && it->second.log_incomplete) {
+        held.insert(device);
+        continue;
+      }
       durable_devices_.CopyDevice(devices_, device);
     }
-    devices_unsynced_.clear();
+    devices_unsynced_ = std::move(held);
     if (devices_dirty_) {
       if (auto st = WriteFileAtomic(options_.state_dir + "/devices", durable_devices_.Save(), 0600);
           !st) {
