@@ -9,38 +9,13 @@
 // comes back whole or not at all, so whatever Load returns is the state that was stored.
 #include <fuzzer/FuzzedDataProvider.h>
 
-#include <algorithm>
-#include <map>
-
 #include "fuzz/fuzz.h"
+#include "host/worker/memory_bucket.h"
 #include "host/worker/partition_state.h"
 
 namespace {
 
 using namespace medstream;
-
-class MemoryBucket final : public host::StateBucket {
- public:
-  Result<crypto::Bytes> Get(const std::string& key) override {
-    auto it = values.find(key);
-    if (it == values.end()) return NotFound(key);
-    return it->second;
-  }
-  Status Put(const std::string& key, crypto::ByteView value) override {
-    values[key].assign(value.begin(), value.end());
-    return {};
-  }
-  Status Delete(const std::string& key) override {
-    values.erase(key);
-    return {};
-  }
-  Result<std::vector<std::string>> Keys() override {
-    std::vector<std::string> keys;
-    for (const auto& [k, v] : values) keys.push_back(k);
-    return keys;
-  }
-  std::map<std::string, crypto::Bytes> values;
-};
 
 void Entry(crypto::ByteView b) {
   auto e = host::StateEntry::Decode(b);
@@ -86,7 +61,7 @@ void Chunks(FuzzedDataProvider& in) {
   const uint32_t partition = in.ConsumeIntegralInRange<uint32_t>(0, 7);
   const size_t chunk = in.ConsumeIntegralInRange<size_t>(1, 64);
   const crypto::Bytes state = in.ConsumeBytes<uint8_t>(in.ConsumeIntegralInRange<size_t>(0, 512));
-  MemoryBucket bucket;
+  host::MemoryBucket bucket;
   host::ChunkStore store(bucket, {1, 2, 3, 4, 5, 6, 7, 8});
   auto stored = store.Store(partition, state, {}, chunk);
   MEDSTREAM_FUZZ_CHECK(stored.has_value());

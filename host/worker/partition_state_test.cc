@@ -9,46 +9,10 @@
 
 #include "common/base/bytes.h"
 #include "common/wire/cluster.h"
+#include "host/worker/memory_bucket.h"
 
 namespace medstream::host {
 namespace {
-
-// The state bucket as a map, with writes that can be made to fail.
-class MemoryBucket final : public StateBucket {
- public:
-  Result<crypto::Bytes> Get(const std::string& key) override {
-    ++gets;
-    auto it = values.find(key);
-    if (it == values.end()) return Fail(Error::Code::kNotFound, "no key " + key);
-    return it->second;
-  }
-  Status Put(const std::string& key, crypto::ByteView value) override {
-    if (puts_left == 0) return Fail(Error::Code::kIo, "the bucket is gone");
-    if (puts_left > 0) --puts_left;
-    put_from[key] = value.data();
-    values[key].assign(value.begin(), value.end());
-    return {};
-  }
-  Status Delete(const std::string& key) override {
-    values.erase(key);
-    return {};
-  }
-  Result<std::vector<std::string>> Keys() override {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : values) out.push_back(k);
-    return out;
-  }
-  std::vector<std::string> KeysStartingWith(const std::string& prefix) const {
-    std::vector<std::string> out;
-    for (const auto& [k, v] : values)
-      if (k.starts_with(prefix)) out.push_back(k);
-    return out;
-  }
-  std::map<std::string, crypto::Bytes> values;
-  std::map<std::string, const uint8_t*> put_from;  // where each value's bytes were when written
-  int puts_left = -1;                              // -1: never fails
-  int gets = 0;
-};
 
 crypto::Bytes State(size_t n, uint8_t seed) {
   crypto::Bytes b(n);
