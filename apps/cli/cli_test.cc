@@ -259,6 +259,9 @@ TEST(Cli, EcgDetectAndEval) {
   EXPECT_EQ(header, "sample,time_s,rr_ms");
   EXPECT_EQ(first.back(), ',');  // the first beat has no RR
   EXPECT_NE(second.find(','), std::string::npos);
+  // A patient's beats are plaintext on the owner's side: the owner's file alone (it was 0644).
+  EXPECT_EQ(std::filesystem::status(out).permissions() & std::filesystem::perms::all,
+            std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::filesystem::remove(out);
   // HRV from the record's annotations: NN intervals only between normal beats, the rest said.
   r = Medstream("hrv --json --job sdnn " + rec + ".hea");

@@ -30,7 +30,9 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
   det->add_option("record", d->record, "WFDB record (DIR/101 or DIR/101.hea) or ECG CSV")
       ->required();
   det->add_option("--channel", d->channel, "Signal to use (0-based)")->capture_default_str();
-  det->add_option("--out", d->out, "Beats CSV: sample,time_s,rr_ms (default: standard output)");
+  det->add_option(
+      "--out", d->out,
+      "Beats CSV: sample,time_s,rr_ms (0600: it is health data; default: standard output)");
   det->callback([d, fail] {
     auto e = wfdb::LoadEcg(d->record, d->channel);
     if (!e) return fail(e.error());
@@ -48,7 +50,7 @@ void RegisterEcgCommand(CLI::App& app, int* exit_code) {
     }
     if (d->out.empty()) {
       std::fputs(csv.c_str(), stdout);
-    } else if (auto s = WriteFileAtomic(d->out, csv); !s) {
+    } else if (auto s = WriteFileAtomic(d->out, csv, 0600); !s) {  // a patient's beats
       return fail(s.error());
     }
     std::fprintf(stderr, "%s: %zu beats in %.0f s (%s, %.0f Hz)\n", e->name.c_str(), beats->size(),
