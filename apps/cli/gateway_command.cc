@@ -223,6 +223,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"results_torn", s.results_torn},
                                        {"results_torn_gone", s.results_torn_gone},
                                        {"wal_append_failed", s.wal_append_failed},
+                                       {"wal_sync_failed", s.wal_sync_failed},
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
                                        {"lost_messages", s.lost_messages},

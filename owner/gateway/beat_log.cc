@@ -147,7 +147,7 @@ bool LogScan::foreign() const {
 }
 
 Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key,
-                              const std::string& user) {
+                              const std::string& user, SyncFn sync) {
   MEDSTREAM_TRY(gcm, crypto::AesGcm::Create(key));
   std::vector<uint8_t> bytes;
   if (FileExists(path)) {
@@ -187,6 +187,7 @@ Result<BeatLog> BeatLog::Open(const std::string& path, const crypto::Key256& key
   const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return SysError("cannot open the write-ahead log", path);
   BeatLog log(fd, std::move(gcm), user, path);
+  log.sync_ = std::move(sync);
   log.recovered_ = std::move(scan.recovered);
   log.damaged_bytes_ = scan.damaged_bytes;
   log.note_ = std::move(note);
@@ -205,6 +206,7 @@ BeatLog::BeatLog(BeatLog&& o) noexcept
       gcm_(std::move(o.gcm_)),
       aad_(std::move(o.aad_)),
       path_(std::move(o.path_)),
+      sync_(std::move(o.sync_)),
       dirty_(o.dirty_),
       recovered_(std::move(o.recovered_)),
       note_(std::move(o.note_)),
@@ -217,6 +219,7 @@ BeatLog& BeatLog::operator=(BeatLog&& o) noexcept {
     gcm_ = std::move(o.gcm_);
     aad_ = std::move(o.aad_);
     path_ = std::move(o.path_);
+    sync_ = std::move(o.sync_);
     dirty_ = o.dirty_;
     recovered_ = std::move(o.recovered_);
     note_ = std::move(o.note_);
@@ -275,7 +278,9 @@ Status BeatLog::Append(std::span<const hrv::Beat> beats,
 
 Status BeatLog::Sync() {
   if (!dirty_) return {};
-  if (fdatasync(fd_) != 0) return SysError("cannot flush the write-ahead log", path_);
+  if ((sync_ ? sync_(fd_) : fdatasync(fd_)) != 0) {
+    return SysError("cannot flush the write-ahead log", path_);
+  }
   dirty_ = false;
   return {};
 }

@@ -24,9 +24,12 @@
 // whole records none of which is readable is refused instead: that is another key's or another
 // user's log, and the gateway must not start over it.
 // Appends reach the page cache (enough for a process crash); Sync() makes them durable and the
-// gateway calls it at most once a second.
+// gateway calls it at most once a second. A failed Sync is said once by the kernel: the pages it
+// could not write may be dropped and the next Sync succeed without them, so the caller must not
+// take the log as durable again on the strength of a later Sync (the gateway waits for the cut).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -40,9 +43,11 @@ namespace medstream::gateway {
 
 class BeatLog {
  public:
+  // How Sync() flushes the file: fdatasync(2) unless a test injects failures.
+  using SyncFn = std::function<int(int fd)>;
   // Opens (or creates) `path`; the beats of its intact records are in recovered().
   static Result<BeatLog> Open(const std::string& path, const crypto::Key256& key,
-                              const std::string& user);
+                              const std::string& user, SyncFn sync = nullptr);
   BeatLog(BeatLog&&) noexcept;
   BeatLog& operator=(BeatLog&&) noexcept;
   ~BeatLog();
@@ -72,6 +77,7 @@ class BeatLog {
   crypto::AesGcm gcm_;
   std::string aad_;
   std::string path_;
+  SyncFn sync_;
   bool dirty_ = false;
   std::vector<Record> recovered_;
   std::string note_;

@@ -479,8 +479,8 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   s.id = keys_.Pseudonym(user);
   MEDSTREAM_TRY(sealer, client::StreamSealer::Create(keys_.data_key(), keys_.key_id(), s.id));
   s.sealer = std::make_unique<client::StreamSealer>(std::move(sealer));
-  MEDSTREAM_TRY(log,
-                BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", keys_.log_key(), user));
+  MEDSTREAM_TRY(log, BeatLog::Open(options_.state_dir + "/wal/" + user + ".wal", keys_.log_key(),
+                                   user, options_.sync_file));
   if (!log.note().empty()) std::fprintf(stderr, "gateway: %s\n", log.note().c_str());
   stats_.wal_bytes_damaged += log.damaged_bytes();
   s.log = std::move(log);

@@ -129,6 +129,8 @@ struct Options {
   // sealing a batch and this append can leave that batch out (a record for reports, not the data
   // of record: that is in the spool and the enclave).
   bool record_beats = false;
+  // How the write-ahead logs are flushed (BeatLog::SyncFn); null: fdatasync. Tests inject failures.
+  BeatLog::SyncFn sync_file = nullptr;
   // Monotonic time now: batch ages, status intervals, result latency. Default: steady_clock.
   std::function<std::chrono::steady_clock::time_point()> clock = nullptr;
   // Unix time now: times the beats of Bluetooth measurements, which come without (sensor.h).
@@ -151,6 +153,9 @@ struct Stats {
   // Messages the write-ahead log could not take (a full disk): analysed unless the gateway
   // stops before their batch is cut, and then counted as lost at start.
   uint64_t wal_append_failed = 0;
+  // Flushes of a write-ahead log that failed: its messages count as durable again only once its
+  // batch is cut (a later flush may succeed without the pages the failed one dropped).
+  uint64_t wal_sync_failed = 0;
   uint64_t beats_in = 0;
   uint64_t beats_recovered = 0;  // from the write-ahead log at start
   // Bytes of the write-ahead logs that could not be read at start (damage, beat_log.h): the
@@ -250,9 +255,10 @@ class Gateway {
     wire::StreamId id{};
     OpenBatch batch;
     std::optional<BeatLog> log;
-    // A message of this stream is missing from its log (an append failed: a full disk): until
-    // the next cut puts every message in a durable batch, STATE/devices does not move past what
-    // the log held before, so a crash meanwhile counts that message as lost instead of hiding it.
+    // The log may not hold every message (an append failed: a full disk; or a flush failed, whose
+    // pages the kernel may have dropped): until the next cut puts every message in a durable
+    // batch, STATE/devices does not move past what the log held before, so a crash or a power
+    // loss meanwhile counts those messages as lost instead of hiding them.
     bool log_incomplete = false;
     uint64_t next_seq = 1;
     uint64_t next_result = 1;

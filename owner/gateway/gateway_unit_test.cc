@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -506,6 +508,58 @@ TEST_F(GatewayUnit, AMessageTheLogCouldNotTakeIsCountedAsLostAfterACrash) {
   EXPECT_EQ(s.lost_messages, 1u);
   EXPECT_EQ(s.lost_beats, 10u);
   EXPECT_EQ(s.beats_processed, 190u);  // user 1's 100, user 2's 90
+}
+
+// Regression: a failed flush of a write-ahead log stopped the whole tick (every user's cuts,
+// uploads and results) and was simply retried; the kernel reports such a failure once and may
+// drop the pages it could not write, so the retry succeeded and STATE/devices then said the lost
+// messages were safe. Now the other users go on, and that device's state waits for its cut: a
+// power loss meanwhile counts the messages as lost.
+TEST_F(GatewayUnit, AFailedFlushOfALogIsNotTakenBackByTheNextOne) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  bool fail_next = false;
+  options_.sync_file = [&fail_next](int fd) {
+    if (std::exchange(fail_next, false)) {
+      errno = EIO;
+      return -1;
+    }
+    return ::fdatasync(fd);
+  };
+  const std::string t1 = sensor::Topic("t", "user-0001"), t2 = sensor::Topic("t", "user-0002");
+  const auto twos = Messages(2, 100, 6);
+  const std::string wal2 = options_.state_dir + "/wal/user-0002.wal";
+  uintmax_t synced = 0;
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    for (size_t i = 0; i < 5; ++i) feed->Send(t2, twos[i]);
+    now += std::chrono::seconds(2);
+    ASSERT_TRUE(g->Tick());
+    synced = fs::file_size(wal2);
+    for (size_t i = 5; i < 8; ++i) feed->Send(t2, twos[i]);
+    fail_next = true;  // the only log with something to flush: user 2's
+    now += std::chrono::seconds(2);
+    EXPECT_TRUE(g->Tick());  // said and counted, not a stop
+    EXPECT_EQ(g->stats().wal_sync_failed, 1u);
+    now += std::chrono::seconds(2);
+    ASSERT_TRUE(g->Tick());  // this flush succeeds, without the pages the failed one dropped
+    for (const auto& m : Messages(1, 100, 5)) feed->Send(t1, m);  // user 1's cut saves the state
+    ASSERT_EQ(g->stats().batches_sealed, 1u);
+  }
+  // The power loss: user 2's log holds what the last good flush wrote.
+  fs::resize_file(wal2, synced);
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->stats().beats_recovered, 50u);
+  for (size_t i = 8; i < twos.size(); ++i) feed->Send(t2, twos[i]);
+  Drain(*g);
+  const Stats s = g->stats();
+  EXPECT_EQ(s.lost_messages, 3u);
+  EXPECT_EQ(s.lost_beats, 30u);
+  EXPECT_EQ(s.beats_processed, 170u);  // user 1's 100, user 2's 50 + 20
 }
 
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 #include <string>
@@ -101,7 +102,15 @@ Status Gateway::Tick() {
     // Durable against power loss too, in groups (a process crash loses nothing in between). The
     // logs first: the devices' state may then say what they hold, and not before.
     for (auto& [user, s] : streams_) {
-      if (auto st = s.log->Sync(); !st) return st;
+      // One log that cannot be flushed holds up neither the other logs nor the cuts and results.
+      if (auto st = s.log->Sync(); !st) {
+        ++stats_.wal_sync_failed;
+        s.log_incomplete = true;
+        std::fprintf(stderr,
+                     "gateway: %s: %s (its messages count as durable again once its batch is "
+                     "cut; a power loss before then counts them as lost)\n",
+                     user.c_str(), st.error().message().c_str());
+      }
     }
     std::set<std::string> held;  // devices whose logs miss a message: left for their cut
     for (const std::string& device : devices_unsynced_) {
