@@ -589,12 +589,15 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
   if (auto st = s.log->Append(*beats, sequence); !st) {
-    ++stats_.wal_append_failed;
     s.log_incomplete = true;
-    std::fprintf(stderr,
-                 "gateway: %s: %s (the message is kept in memory until its batch is cut; a "
-                 "crash before then counts it as lost)\n",
-                 s.user.c_str(), st.error().message().c_str());
+    // Said at the 1st, 1001st, ... failure: a full disk fails every message.
+    if (stats_.wal_append_failed++ % 1000 == 0) {
+      std::fprintf(stderr,
+                   "gateway: %s: %s (the message is kept in memory until its batch is cut; a "
+                   "crash before then counts it as lost; %llu such messages so far)\n",
+                   s.user.c_str(), st.error().message().c_str(),
+                   static_cast<unsigned long long>(stats_.wal_append_failed));
+    }
   }
   Observation seen;
   if (sequence) {
