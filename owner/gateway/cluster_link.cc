@@ -94,7 +94,9 @@ class Cluster : public ServerLink {
     return out;
   }
   Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& enclave) override {
-    return host::NatsEdgeTransport(*nats_, cl::EdgeSubject(enclave), 30);
+    // A worker's relay answers in milliseconds (its enclave's next free moment); 10 s bounds what
+    // one that never answers costs the provisioning thread, and the gateway's stop.
+    return host::NatsEdgeTransport(*nats_, cl::EdgeSubject(enclave), 10);
   }
   void Attested(const std::string& enclave) override { done_[enclave] = pending_[enclave]; }
   size_t MaxBatchBytes() const override {

@@ -7,7 +7,9 @@
 // and not delivered that way (acknowledged before a gateway crash) is read from the stream by its
 // subject, at most every few seconds. Workers are found in the workers bucket; each new enclave
 // instance is attested and provisioned through NATS request/reply.
-// Thread-safety: as ServerLink (the gateway calls it under its lock).
+// Thread-safety: as ServerLink: NewEnclaves, RelayTo and Attested (the gateway's provisioning
+// thread) run at the same time as the rest (its main loop); the two sets share only the NATS
+// connection, which libnats locks.
 #pragma once
 
 #include <memory>

@@ -207,8 +207,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options,
   if (g->link_->SingleEnclave()) {
     if (auto s = g->AttestAndProvision(); !s) return std::unexpected(s.error());
   } else {
-    g->ProvisionWorkers();
-    g->last_worker_scan_ = g->options_.clock();
+    g->provisioner_ = std::thread([raw = g.get()] { raw->ProvisionLoop(); });
   }
   if (auto s = g->Recover(); !s) return std::unexpected(s.error());
   g->source_ = source ? std::move(source) : MqttSource(options);
@@ -259,6 +258,14 @@ std::unique_ptr<MessageSource> MqttSource(const Options& options) {
 
 Gateway::~Gateway() {
   source_.reset();  // no message arrives while the rest goes
+  if (provisioner_.joinable()) {
+    {
+      std::lock_guard lock(provision_mu_);
+      provision_stop_ = true;
+    }
+    provision_cv_.notify_all();
+    provisioner_.join();  // at most one attestation's requests, each bounded (cluster_link.cc)
+  }
 }
 
 Status Gateway::LoadOrCreateKeys() {
@@ -392,7 +399,10 @@ Status Gateway::AttestAndProvision(host::EnclaveTransport& relay) {
   MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
   auto session = client::Attest(relay, {.root = &root, .policy = options_.policy});
   if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
-  claims_ = session->claims;
+  {
+    std::lock_guard lock(mu_);
+    claims_ = session->claims;
+  }
   enclave::ProvisionKey p;
   p.key_id = keys_.key_id();
   p.key = keys_.data_key();
@@ -408,17 +418,30 @@ void Gateway::ProvisionWorkers() {
     return;
   }
   for (const std::string& name : *fresh) {
+    auto retry = worker_retry_.find(name);
+    if (retry != worker_retry_.end() && std::chrono::steady_clock::now() < retry->second.next) {
+      continue;
+    }
     auto relay = link_->RelayTo(name);
     Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
+    std::lock_guard lock(mu_);  // stats_
     if (s) {
       ++stats_.workers_attested;
       std::fprintf(stderr, "gateway: worker %s attested and provisioned\n", name.c_str());
       link_->Attested(name);
+      worker_retry_.erase(name);
     } else if (s.error().code() == Error::Code::kIo ||
                s.error().code() == Error::Code::kDeadlineExceeded) {
-      // Not reachable now: asked again at the next scan.
-      std::fprintf(stderr, "gateway: worker %s: %s (will retry)\n", name.c_str(),
-                   s.error().message().c_str());
+      // Not reachable now: asked again later, less often each time, so that workers that never
+      // answer cost the other workers' provisioning little.
+      WorkerRetry& r = worker_retry_[name];
+      r.delay = std::min<std::chrono::milliseconds>(
+          kMaxWorkerRetry, r.delay.count() == 0 ? std::chrono::seconds(1) : 2 * r.delay);
+      r.next = std::chrono::steady_clock::now() + r.delay;
+      std::fprintf(stderr, "gateway: worker %s: %s (asked again in %lld s)\n", name.c_str(),
+                   s.error().message().c_str(),
+                   static_cast<long long>(
+                       std::chrono::duration_cast<std::chrono::seconds>(r.delay).count()));
     } else {
       // Refused by the policy (or it failed the protocol): it gets no key, and is not asked again
       // until it restarts. Its partitions go to workers that do have the key.
@@ -426,6 +449,17 @@ void Gateway::ProvisionWorkers() {
       std::fprintf(stderr, "gateway: worker %s refused, no key given: %s\n", name.c_str(),
                    s.error().message().c_str());
       link_->Attested(name);
+      worker_retry_.erase(name);
+    }
+  }
+}
+
+void Gateway::ProvisionLoop() {
+  for (;;) {
+    ProvisionWorkers();
+    std::unique_lock lock(provision_mu_);
+    if (provision_cv_.wait_for(lock, kWorkerScanInterval, [this] { return provision_stop_; })) {
+      return;
     }
   }
 }

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <limits>
 #include <map>
@@ -43,6 +44,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "adapters/mqtt/mqtt.h"
@@ -77,7 +79,10 @@ class ServerLink {
   // A cluster (cluster_link.h) has many enclaves, one per worker, and no single one to attest at
   // start: the gateway then asks for the enclaves that registered (or restarted) since it last
   // looked, attests each against its policy and provisions the key, and says which it is done
-  // with (provisioned or refused) so that they are not named again until they restart.
+  // with (provisioned or refused) so that they are not named again until they restart. These
+  // three are called from the gateway's provisioning thread, the other functions from its main
+  // loop (and a message callback), never both at once from one side: a link must let the two
+  // sides run at the same time.
   virtual bool SingleEnclave() const { return true; }
   virtual Result<std::vector<std::string>> NewEnclaves() { return std::vector<std::string>{}; }
   virtual Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& enclave);
@@ -91,6 +96,11 @@ std::unique_ptr<ServerLink> LocalLink(const std::string& server_dir);
 // outage holds batches in the spool only until the server is back.
 Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
                                              const std::string& relay_socket);
+
+// Cluster mode: how often the gateway looks for new workers to attest, and the longest it waits
+// before asking again a worker it could not reach.
+inline constexpr std::chrono::milliseconds kWorkerScanInterval{500};
+inline constexpr std::chrono::milliseconds kMaxWorkerRetry{60'000};
 
 struct Options {
   std::string state_dir;
@@ -246,7 +256,11 @@ class Gateway {
   std::string MetricsText() const;
   // Batches sealed but whose results have not been read yet.
   size_t outstanding() const;
-  const attest::Claims& claims() const { return claims_; }
+  // What the enclave attested (cluster mode: the last worker attested). Thread-safe.
+  attest::Claims claims() const {
+    std::lock_guard lock(mu_);
+    return claims_;
+  }
 
  private:
   explicit Gateway(Options o) : options_(std::move(o)) {}
@@ -284,8 +298,14 @@ class Gateway {
   Status LoadOrCreateKeys();
   Status AttestAndProvision();
   Status AttestAndProvision(host::EnclaveTransport& relay);
-  // A cluster's new workers: attested and provisioned, or refused (said once each).
+  // A cluster's new workers: attested and provisioned, or refused (said once each); one that
+  // cannot be reached is asked again after a delay that doubles (1 s to kMaxWorkerRetry).
   void ProvisionWorkers();
+  // Cluster mode: ProvisionWorkers every kWorkerScanInterval on a thread of its own, never under
+  // mu_ nor inside Tick. Attesting a worker is a few requests over NATS, each allowed seconds:
+  // under the lock, as it was, one worker slow to answer (or a host that registers workers that
+  // never answer) held up the sensors' messages and every user's cuts and results.
+  void ProvisionLoop();
   Status Recover();
   // Adds beats to the open batch; returns how many were new.
   size_t Merge(Stream& s, std::span<const hrv::Beat> beats);
@@ -316,7 +336,7 @@ class Gateway {
 
   Options options_;
   KeyStore keys_;
-  std::chrono::steady_clock::time_point last_sync_, last_status_ask_, last_worker_scan_;
+  std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
   size_t max_batch_beats_ = 0;  // below the link's batch cap, with room for one more message
   SequenceTracker devices_;
   // What STATE/devices says: each device only as far as its messages are durable, in a synced
@@ -329,12 +349,25 @@ class Gateway {
   std::set<std::string> devices_unsynced_;
   bool devices_dirty_ = false;
   uint64_t loss_lines_ = 0;  // warnings said about gaps (bounded)
-  attest::Claims claims_;
+  attest::Claims claims_;    // under mu_ (the provisioning thread writes it)
   mutable std::mutex mu_;
   std::map<std::string, Stream> streams_;
   Stats stats_;
   std::unique_ptr<MessageSource> source_;
   std::unique_ptr<ServerLink> link_;
+  // The provisioning thread (cluster mode) and what only it touches: the workers to ask again,
+  // and when. It calls link_'s NewEnclaves, RelayTo and Attested; the rest of the gateway calls
+  // the link's other functions (cluster_link.h: the two sets share only the thread-safe
+  // connection).
+  struct WorkerRetry {
+    std::chrono::steady_clock::time_point next;
+    std::chrono::milliseconds delay{0};
+  };
+  std::map<std::string, WorkerRetry> worker_retry_;
+  std::mutex provision_mu_;
+  std::condition_variable provision_cv_;
+  bool provision_stop_ = false;
+  std::thread provisioner_;
 };
 
 }  // namespace medstream::gateway

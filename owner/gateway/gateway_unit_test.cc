@@ -6,7 +6,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +35,78 @@ namespace {
 namespace fs = std::filesystem;
 
 using Feed = FeedSource;
+
+// A cluster of one worker whose relay is the local server's, reached through a call that waits
+// until the test lets it go: a worker slow to answer (or one a hostile host registered that never
+// answers).
+class SlowWorkerLink final : public ServerLink {
+ public:
+  explicit SlowWorkerLink(std::unique_ptr<ServerLink> inner) : inner_(std::move(inner)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    return inner_->Upload(name, data);
+  }
+  Status UploadFile(const std::string& name, const std::string& path) override {
+    return inner_->UploadFile(name, path);
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    return inner_->ReadResult(name);
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override { return inner_->Relay(); }
+  bool SingleEnclave() const override { return false; }
+  Result<std::vector<std::string>> NewEnclaves() override {
+    if (attested_) return std::vector<std::string>{};
+    return std::vector<std::string>{"w1"};
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string&) override {
+    MEDSTREAM_TRY(relay, inner_->Relay());
+    return std::make_unique<Held>(std::move(relay), this);
+  }
+  void Attested(const std::string&) override { attested_ = true; }
+
+  // The test's side: whether a call waits now, and letting every call go.
+  bool Waiting() {
+    std::lock_guard lock(mu_);
+    return waiting_;
+  }
+  bool AwaitWaiting(std::chrono::seconds limit) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [this] { return waiting_; });
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  class Held final : public host::EnclaveTransport {
+   public:
+    Held(std::unique_ptr<host::EnclaveTransport> inner, SlowWorkerLink* link)
+        : inner_(std::move(inner)), link_(link) {}
+    Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+      std::unique_lock lock(link_->mu_);
+      link_->waiting_ = true;
+      link_->cv_.notify_all();
+      // Bounded, so that a gateway that waits for this under its lock fails the test, not hangs.
+      link_->cv_.wait_for(lock, std::chrono::seconds(20), [this] { return link_->released_; });
+      link_->waiting_ = false;
+      lock.unlock();
+      return inner_->Call(call, request);
+    }
+    std::string_view backend() const override { return inner_->backend(); }
+
+   private:
+    std::unique_ptr<host::EnclaveTransport> inner_;
+    SlowWorkerLink* link_;
+  };
+  std::unique_ptr<ServerLink> inner_;
+  std::atomic<bool> attested_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool waiting_ = false, released_ = false;
+};
 
 class GatewayUnit : public ::testing::Test {
  protected:
@@ -560,6 +635,36 @@ TEST_F(GatewayUnit, AFailedFlushOfALogIsNotTakenBackByTheNextOne) {
   EXPECT_EQ(s.lost_messages, 3u);
   EXPECT_EQ(s.lost_beats, 30u);
   EXPECT_EQ(s.beats_processed, 170u);  // user 1's 100, user 2's 50 + 20
+}
+
+// Regression: a cluster's workers were attested inside Tick under the gateway's lock, each
+// request allowed 30 s: one worker slow to answer (or workers a hostile host registers and never
+// answers for) held up the sensors' messages and every user's cuts, uploads and results. They are
+// attested on a thread of their own now; meanwhile everything else goes on.
+TEST_F(GatewayUnit, AWorkerSlowToAttestHoldsUpNeitherMessagesNorBatches) {
+  auto f = std::make_unique<Feed>();
+  Feed* feed = f.get();
+  auto link = std::make_unique<SlowWorkerLink>(LocalLink(options_.server_dir));
+  SlowWorkerLink* slow = link.get();
+  auto started = Gateway::Start(options_, std::move(f), std::move(link));
+  ASSERT_TRUE(started) << started.error().message();
+  std::unique_ptr<Gateway> g = std::move(*started);
+  ASSERT_TRUE(slow->AwaitWaiting(std::chrono::seconds(20)));  // the worker's attestation waits
+  for (const auto& m : Messages(1, 100, 5)) feed->Send(sensor::Topic("t", "user-0001"), m);
+  ASSERT_TRUE(g->Tick());
+  EXPECT_EQ(g->stats().beats_in, 100u);
+  EXPECT_EQ(g->stats().batches_sealed, 1u);
+  EXPECT_EQ(g->stats().batches_uploaded, 1u);
+  EXPECT_TRUE(slow->Waiting());  // all of that while the attestation still waited
+  EXPECT_EQ(g->stats().workers_attested, 0u);
+  slow->Release();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (g->stats().workers_attested == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // polling the condition
+  }
+  ASSERT_EQ(g->stats().workers_attested, 1u);
+  Drain(*g);  // the worker has the key now: the batch uploaded before is processed
+  EXPECT_EQ(g->stats().beats_processed, 100u);
 }
 
 // The gateway's clock is injected: a batch is cut when it is batch_seconds old on that clock

@@ -89,11 +89,6 @@ Status Gateway::UploadSpool() {
 
 Status Gateway::Tick() {
   const auto now = options_.clock();
-  if (!link_->SingleEnclave() && now - last_worker_scan_ >= std::chrono::milliseconds(500)) {
-    std::lock_guard lock(mu_);
-    ProvisionWorkers();
-    last_worker_scan_ = now;
-  }
   if (std::chrono::duration<double>(now - last_status_ask_).count() >= options_.status_interval_s) {
     AskStatuses();
   }
