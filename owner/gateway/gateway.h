@@ -229,10 +229,15 @@ class FeedSource : public MessageSource {
   Handler handler_;
 };
 
+// Thread-safety: messages arrive on the source's thread while one thread drives Tick, CutAll and
+// the rest; both take the gateway's lock. In cluster mode a third thread of the gateway's own
+// attests and provisions workers, outside that lock. stats(), MetricsText(), outstanding() and
+// claims() may be called from any thread.
 class Gateway {
  public:
-  // Attests the enclave, provisions the key, recovers STATE, then starts `source` (the broker by
-  // default): messages arriving after this returns are merged into open batches.
+  // Attests the enclave (cluster mode: starts attesting the workers, on their own thread),
+  // provisions the key, recovers STATE, then starts `source` (the broker by default): messages
+  // arriving after this returns are merged into open batches.
   // `link`: how the server is reached; null: options.sftp or the local options.server_dir.
   static Result<std::unique_ptr<Gateway>> Start(const Options& options,
                                                 std::unique_ptr<MessageSource> source = nullptr,
