@@ -6,6 +6,7 @@
 // would carry state from one input to the next; their requests are one u64 or nothing).
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "common/abi/edge.h"
@@ -16,16 +17,23 @@
 namespace {
 
 const std::string& PlatformDir() {
-  static const std::string dir = [] {
+  // Never destroyed: the exit handler below runs after static destructors registered later.
+  static const std::string* const dir = new std::string([] {
     const std::string d = (std::filesystem::temp_directory_path() /
                            ("medstream-fuzz-platform-" + std::to_string(getpid())))
                               .string();
     if (!medstream::attest::InitPlatform({.dir = d, .force = true, .now = 1700000000})) {
       std::abort();
     }
+    // libFuzzer leaves by exit() at the end of its time: the platform's keys go with it, or every
+    // run would leave a folder of them behind. A crash keeps them, beside its reproducer.
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(PlatformDir(), ec);
+    });
     return d;
-  }();
-  return dir;
+  }());
+  return *dir;
 }
 
 }  // namespace

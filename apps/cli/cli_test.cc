@@ -98,7 +98,9 @@ TEST(Cli, HrvRefusesWhatIsNotRrDataAndOptionsPastTheirLimits) {
     EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kInvalidArgument)) << opts << ": " << r.out;
     EXPECT_LT(r.out.size(), 300u) << "no 300-digit ranges: " << r.out;
   }
-  const std::string dir = ::testing::TempDir();
+  // A folder of this run's own: fixed names in the shared temp folder collide between runs.
+  const std::string dir = ::testing::TempDir() + "/cli-bad-rr-" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
   for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
            {"nan.txt", "800\n810\nnan\n820\n"},
            {"inf.txt", "800\n810\ninf\n820\n"},
@@ -130,6 +132,7 @@ TEST(Cli, HrvRefusesWhatIsNotRrDataAndOptionsPastTheirLimits) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_LT(r.out.size(), 400u);
   EXPECT_NE(r.out.find("bytes"), std::string::npos) << r.out;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Cli, HrvHonoursBeatMarksInAnnotationTables) {
@@ -144,7 +147,8 @@ TEST(Cli, HrvHonoursBeatMarksInAnnotationTables) {
 TEST(Cli, HrvWarnsWhenCleaningRemovesMoreThanAFifth) {
   // Every third RR is 2500 ms: plausible RR data, but a third of it is past the 2000 ms cleaning
   // limit.
-  const std::string path = ::testing::TempDir() + "/third_removed.txt";
+  const std::string path =
+      ::testing::TempDir() + "/third_removed-" + std::to_string(getpid()) + ".txt";
   std::string text;
   for (int i = 0; i < 600; ++i) text += i % 3 == 2 ? "2500\n" : "800\n";
   std::FILE* f = std::fopen(path.c_str(), "w");
@@ -153,6 +157,7 @@ TEST(Cli, HrvWarnsWhenCleaningRemovesMoreThanAFifth) {
   const CmdResult r = Medstream("hrv " + path);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("warning: cleaning removed 33%"), std::string::npos) << r.out;
+  std::filesystem::remove(path);
 }
 
 TEST(Cli, BadHostPortIsAClearErrorNotAnAbort) {
@@ -299,7 +304,8 @@ TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {
   // One flipped byte of REPORTDATA: refused.
   std::string bytes = testing::ReadTestFile("attestation/phala_sgx_quote.bin");
   bytes[368] ^= 1;
-  const std::string tampered = ::testing::TempDir() + "/tampered_quote.bin";
+  const std::string tampered =
+      ::testing::TempDir() + "/tampered_quote-" + std::to_string(getpid()) + ".bin";
   {
     FILE* f = std::fopen(tampered.c_str(), "wb");
     std::fwrite(bytes.data(), 1, bytes.size(), f);
@@ -308,6 +314,7 @@ TEST(Cli, AttestVerifyRealIntelQuoteWithCollateral) {
   r = Medstream("attest verify " + tampered + " --root " + d +
                 "Intel_SGX_Root_CA.pem --at 2025-07-04T10:28:44Z");
   EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kCorrupt)) << r.out;
+  std::filesystem::remove(tampered);
   r = Medstream("attest verify " + d + "phala_sgx_quote.bin");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--root"), std::string::npos);

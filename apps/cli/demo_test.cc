@@ -149,6 +149,15 @@ TEST(Demo, OverSftpThroughOpenSsh) {
   EXPECT_EQ(s["beats_published"], s["beats_processed"]);
   EXPECT_GT(s["results"].get<int>(), 10);
   fs::remove(summary);
+  // Without --keep the demo leaves only the decrypted results, for a user to read; a test is no
+  // user, so it takes them away too (one folder per run would pile up in /tmp).
+  const std::string mark = "working in ";
+  const size_t at = out.find(mark);
+  ASSERT_NE(at, std::string::npos) << out;
+  const fs::path work = out.substr(at + mark.size(), out.find('\n', at) - at - mark.size());
+  EXPECT_TRUE(fs::exists(work / "results")) << work;
+  ASSERT_EQ(work.filename().string().rfind("medstream-demo-", 0), 0u) << work;
+  fs::remove_all(work);
 }
 
 }  // namespace
