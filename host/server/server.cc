@@ -228,9 +228,20 @@ Status Server::LaunchAndRecover() {
     if (header) {
       const std::string out =
           Path("outbox") + "/" + wire::ResultFileName(header->stream, header->seq);
-      if (!env_.Exists(out)) (void)env_.WriteAtomic(out, *result, 0644);
+      // A failure stops the start, as it stops HandleInput: ignored, the result was gone for good
+      // once the next checkpoint emptied the journal; now the next start writes it again.
+      if (!env_.Exists(out)) {
+        if (auto s = env_.WriteAtomic(out, *result, 0644); !s) {
+          return std::unexpected(std::move(s.error()).With("replaying " + name));
+        }
+      }
     }
-    if (still_in_inbox) (void)env_.Rename(path, Path("done") + "/" + name);
+    if (still_in_inbox) {
+      // Left in the inbox, a processed batch would be refused later as a replay.
+      if (auto s = env_.Rename(path, Path("done") + "/" + name); !s) {
+        return std::unexpected(std::move(s.error()).With("replaying " + name));
+      }
+    }
   }
   return {};
 }

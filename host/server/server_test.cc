@@ -469,6 +469,50 @@ TEST_P(ServerTest, AStepThatFailsIsFinishedExactlyOnceAtTheNextStart) {
   ExpectSame(CollectResults(6), Offline(6));
 }
 
+// A step of the journal's replay that fails (a full disk) stops the start, as the same step stops
+// a batch's processing, and the next start does it. It used to be ignored: a result the replay
+// could not write again was gone for good once the next checkpoint emptied the journal, and a
+// batch it could not move stayed in the inbox, to be refused later as a replay.
+TEST_P(ServerTest, AReplayStepThatFailsStopsTheStartAndTheNextStartDoesIt) {
+  FaultEnv env;
+  ServerOptions o = Options();
+  o.env = &env;
+  Bytes result_9;
+  {
+    auto server = Server::Start(o);
+    ASSERT_TRUE(server.has_value()) << server.error().message();
+    Provision();
+    for (uint64_t seq = 1; seq <= 9; ++seq) Upload(seq);
+    ASSERT_TRUE((*server)->ProcessInbox().has_value());
+    result_9 = *ReadFileBytes(ResultPath(9));
+    // Batch 10 is processed and journalled, but its move to done/ fails.
+    Upload(10);
+    env.fail_done_moves = 1;
+    ASSERT_FALSE((*server)->ProcessInbox().has_value());
+  }  // 9 and 10 are only in the journal (checkpoints every 4)
+  ASSERT_EQ(std::remove(ResultPath(9).c_str()), 0);  // the outbox lost batch 9's result
+  env.fail_results = 1;
+  auto failed = Server::Start(o);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code(), Error::Code::kIo);
+  EXPECT_EQ(env.fail_results, 0);
+  EXPECT_FALSE(FileExists(ResultPath(9)));
+  env.fail_done_moves = 1;
+  failed = Server::Start(o);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().code(), Error::Code::kIo);
+  EXPECT_EQ(*ReadFileBytes(ResultPath(9)), result_9);  // the same bytes, written again
+  EXPECT_TRUE(FileExists(dir() + "/inbox/s1-000010.batch"));
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.has_value()) << server.error().message();
+  EXPECT_TRUE(FileExists(dir() + "/done/s1-000010.batch"));
+  Upload(11);
+  ASSERT_TRUE((*server)->ProcessInbox().has_value());
+  EXPECT_EQ((*server)->counters().processed, 1u);
+  EXPECT_EQ((*server)->counters().quarantined, 0u);
+  ExpectSame(CollectResults(11), Offline(11));
+}
+
 // The enclave's checkpoint file is its sealed parts in a row: a file cut short at a part's end,
 // or with bytes after the last part, is refused at start (kCorrupt), never half restored.
 TEST_P(ServerTest, ACheckpointFileWithAPartMissingOrBytesAfterItsLastIsRefusedAtStart) {
