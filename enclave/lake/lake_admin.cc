@@ -29,7 +29,9 @@ Result<crypto::Bytes> Lake::On(Session& s, const GrantRequest& m, Output* out) {
   const std::vector<std::string>& granted = g.datasets;
   if (role != Role::kAdmin) {
     Audit(s, "grant", "", name, "refused: not the lake admin");
-    (void)Persist(out);
+    // A refusal whose audit entry cannot be stored says that instead, as a refused query does:
+    // the caller learns the lake could not keep its record.
+    if (auto st = Persist(out); !st) return std::unexpected(st.error());
     return Denied("only the lake's admin registers identities");
   }
   MEDSTREAM_TRY(new_role, ParseRole(role_name));
@@ -55,7 +57,7 @@ Result<crypto::Bytes> Lake::On(Session& s, const DeleteRequest& m, Output* out) 
   if (!d) return Fail(Error::Code::kNotFound, "no dataset '" + name + "'");
   if (d->owner != s.key) {
     Audit(s, "delete", name, "", "refused: not its owner");
-    (void)Persist(out);
+    if (auto st = Persist(out); !st) return std::unexpected(st.error());
     return Denied("only the owner of dataset '" + name + "' may delete it");
   }
   for (const auto& p : d->pages) out->writes.push_back({p.key, {}});

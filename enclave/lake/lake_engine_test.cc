@@ -73,7 +73,8 @@ Result<crypto::Bytes> AskAs(lake::Lake& l, const crypto::EcKey& key, const lake:
 class LakeEngine : public ::testing::Test {
  protected:
   // Sealing is the enclave's (enclave/core); here a version prefix stands in for it.
-  lake::Lake lake_{[](crypto::ByteView plain, uint64_t version) -> Result<crypto::Bytes> {
+  lake::Lake lake_{[this](crypto::ByteView plain, uint64_t version) -> Result<crypto::Bytes> {
+                     if (seal_fails_) return IoError("sealing failed (injected)");
                      crypto::Bytes out;
                      ByteWriter w(&out);
                      w.U64(version);
@@ -87,6 +88,7 @@ class LakeEngine : public ::testing::Test {
                    },
                    [this] { return now_; }};
   int64_t now_ = 1'700'000'000;
+  bool seal_fails_ = false;  // the next blobs cannot be sealed (a test's failing enclave)
   std::vector<lake::Write> stored_;
 
   void SetUp() override { ASSERT_TRUE(lake_.FinishLoad()); }
@@ -247,6 +249,41 @@ TEST_F(LakeEngine, AnUndecodableRequestFromAProvenIdentityIsAudited) {
   EXPECT_EQ(unknown.op, "request");
   EXPECT_TRUE(unknown.outcome.starts_with("refused")) << unknown.outcome;
   EXPECT_TRUE(lake::VerifyAuditChain(e));
+}
+
+// A refused grant or delete whose audit entry cannot be stored says so (the sealing's error), as a
+// refused query does; it was ignored, and the caller saw a plain refusal while the lake kept no
+// durable record of it. The entry is stored with the next change that can be.
+TEST_F(LakeEngine, ARefusalWhoseAuditCannotBeStoredSaysSo) {
+  EXPECT_EQ(Login(1, admin_), "unregistered");
+  ASSERT_TRUE(Send(1, lake::InitRequest{"admin"}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{hospital_.RawPublic(), "h", "owner", {}}));
+  ASSERT_TRUE(Send(1, lake::GrantRequest{analyst_.RawPublic(), "bob", "analyst", {}}));
+  EXPECT_EQ(Login(2, hospital_), "owner");
+  EXPECT_EQ(Login(3, analyst_), "analyst");
+  ASSERT_TRUE(Send(
+      2, lake::IngestBeginRequest{
+             "adm", *lake::ParseSchema("age:integer:0..120"), 5, {lake::Privacy::kExact, 1, 10}}));
+  ASSERT_TRUE(Send(2, lake::IngestChunkRequest{2, "40\n50\n"}));
+  ASSERT_TRUE(Send(2, lake::IngestEndRequest{}));
+  const lake::GrantRequest grant{stranger_.RawPublic(), "eve", "analyst", {"adm"}};
+  const lake::DeleteRequest del{"adm"};
+  // Stored: the plain refusals.
+  EXPECT_EQ(CodeOf(Send(3, grant)), Error::Code::kPermissionDenied);
+  EXPECT_EQ(CodeOf(Send(3, del)), Error::Code::kPermissionDenied);
+  seal_fails_ = true;
+  EXPECT_EQ(CodeOf(Send(3, grant)), Error::Code::kIo);
+  EXPECT_EQ(CodeOf(Send(3, del)), Error::Code::kIo);
+  seal_fails_ = false;
+  const size_t stored_before = stored_.size();
+  ASSERT_TRUE(Send(1, lake::GrantRequest{analyst_.RawPublic(), "bob", "analyst", {"adm"}}));
+  EXPECT_GT(stored_.size(), stored_before);
+  auto audit = lake::DecodeAuditReply(*Send(1, lake::AuditRequest{}));
+  ASSERT_TRUE(audit);
+  size_t refused = 0;
+  for (const auto& e : audit->entries) refused += e.outcome.starts_with("refused");
+  EXPECT_EQ(refused, 4u);
+  EXPECT_TRUE(lake::VerifyAuditChain(audit->entries));
 }
 
 // Regression: an analyst's epsilon had only to be above 0. At 1e-300 the noise's scale passed what
