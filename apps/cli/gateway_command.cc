@@ -248,13 +248,28 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     // Stopping: cut what is open and give the server a moment to answer.
-    (void)(*gw)->CutAll();
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while ((*gw)->outstanding() > 0 && std::chrono::steady_clock::now() < until) {
-      (void)(*gw)->Tick();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    const auto fin = (*gw)->Finish(std::chrono::seconds(10));
     print();
+    if (!fin.cut) {
+      std::fprintf(stderr, "medstream gateway: the final cut failed: %s\n",
+                   fin.cut.error().message().c_str());
+    }
+    if (fin.beats_open > 0) {
+      std::fprintf(stderr,
+                   "medstream gateway: %llu beats of %zu users are in no sealed batch yet (they "
+                   "arrived after the final cut, or it failed); they are in the write-ahead log "
+                   "in %s and the next start with this --state cuts them\n",
+                   static_cast<unsigned long long>(fin.beats_open), fin.users_open,
+                   a->o.state_dir.c_str());
+    }
+    if (fin.batches_waiting > 0) {
+      std::fprintf(stderr,
+                   "medstream gateway: %zu batches still wait for their results after a 10 s "
+                   "grace (%zu of them not uploaded yet%s%s); they are kept in %s and the next "
+                   "start with this --state uploads them and reads their results\n",
+                   fin.batches_waiting, fin.batches_unsent, fin.tick ? "" : "; last error: ",
+                   fin.tick ? "" : fin.tick.error().message().c_str(), a->o.state_dir.c_str());
+    }
     if (const auto st = (*gw)->stats(); st.lost_beats > 0) {
       std::fprintf(stderr,
                    "medstream gateway: %llu beats in %llu messages were sent but never arrived "

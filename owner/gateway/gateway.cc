@@ -264,7 +264,7 @@ Gateway::~Gateway() {
       provision_stop_ = true;
     }
     provision_cv_.notify_all();
-    provisioner_.join();  // at most one attestation's requests, each bounded (cluster_link.cc)
+    provisioner_.join();  // at most one round of attestations, in parallel, each request bounded
   }
 }
 
@@ -387,81 +387,6 @@ Status Gateway::Recover() {
   durable_devices_ = devices_;
   if (adopted) return SaveSequences();
   return {};
-}
-
-Status Gateway::AttestAndProvision() {
-  MEDSTREAM_TRY(relay, link_->Relay());
-  return AttestAndProvision(*relay);
-}
-
-Status Gateway::AttestAndProvision(host::EnclaveTransport& relay) {
-  MEDSTREAM_TRY(pem, ReadFileText(options_.root_ca));
-  MEDSTREAM_TRY(root, crypto::Certificate::FromPem(pem));
-  auto session = client::Attest(relay, {.root = &root, .policy = options_.policy});
-  if (!session) return std::unexpected(std::move(session.error()).With("attesting the enclave"));
-  {
-    std::lock_guard lock(mu_);
-    claims_ = session->claims;
-  }
-  enclave::ProvisionKey p;
-  p.key_id = keys_.key_id();
-  p.key = keys_.data_key();
-  p.config = options_.config;
-  return client::Provision(relay, *session, p);
-}
-
-void Gateway::ProvisionWorkers() {
-  auto fresh = link_->NewEnclaves();
-  if (!fresh) {
-    std::fprintf(stderr, "gateway: listing the cluster's workers: %s\n",
-                 fresh.error().message().c_str());
-    return;
-  }
-  for (const std::string& name : *fresh) {
-    auto retry = worker_retry_.find(name);
-    if (retry != worker_retry_.end() && std::chrono::steady_clock::now() < retry->second.next) {
-      continue;
-    }
-    auto relay = link_->RelayTo(name);
-    Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
-    std::lock_guard lock(mu_);  // stats_
-    if (s) {
-      ++stats_.workers_attested;
-      std::fprintf(stderr, "gateway: worker %s attested and provisioned\n", name.c_str());
-      link_->Attested(name);
-      worker_retry_.erase(name);
-    } else if (s.error().code() == Error::Code::kIo ||
-               s.error().code() == Error::Code::kDeadlineExceeded) {
-      // Not reachable now: asked again later, less often each time, so that workers that never
-      // answer cost the other workers' provisioning little.
-      WorkerRetry& r = worker_retry_[name];
-      r.delay = std::min<std::chrono::milliseconds>(
-          kMaxWorkerRetry, r.delay.count() == 0 ? std::chrono::seconds(1) : 2 * r.delay);
-      r.next = std::chrono::steady_clock::now() + r.delay;
-      std::fprintf(stderr, "gateway: worker %s: %s (asked again in %lld s)\n", name.c_str(),
-                   s.error().message().c_str(),
-                   static_cast<long long>(
-                       std::chrono::duration_cast<std::chrono::seconds>(r.delay).count()));
-    } else {
-      // Refused by the policy (or it failed the protocol): it gets no key, and is not asked again
-      // until it restarts. Its partitions go to workers that do have the key.
-      ++stats_.workers_refused;
-      std::fprintf(stderr, "gateway: worker %s refused, no key given: %s\n", name.c_str(),
-                   s.error().message().c_str());
-      link_->Attested(name);
-      worker_retry_.erase(name);
-    }
-  }
-}
-
-void Gateway::ProvisionLoop() {
-  for (;;) {
-    ProvisionWorkers();
-    std::unique_lock lock(provision_mu_);
-    if (provision_cv_.wait_for(lock, kWorkerScanInterval, [this] { return provision_stop_; })) {
-      return;
-    }
-  }
 }
 
 void Gateway::SettleResults(Stream& s) {

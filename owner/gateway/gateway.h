@@ -80,9 +80,10 @@ class ServerLink {
   // start: the gateway then asks for the enclaves that registered (or restarted) since it last
   // looked, attests each against its policy and provisions the key, and says which it is done
   // with (provisioned or refused) so that they are not named again until they restart. These
-  // three are called from the gateway's provisioning thread, the other functions from its main
-  // loop (and a message callback), never both at once from one side: a link must let the two
-  // sides run at the same time.
+  // three are called from the gateway's provisioning side, the other functions from its main
+  // loop (and a message callback): a link must let the two sides run at the same time. On the
+  // provisioning side, NewEnclaves and Attested come from one thread, RelayTo from up to
+  // kParallelAttestations threads at once (each worker is attested on a thread of its own).
   virtual bool SingleEnclave() const { return true; }
   virtual Result<std::vector<std::string>> NewEnclaves() { return std::vector<std::string>{}; }
   virtual Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& enclave);
@@ -101,6 +102,10 @@ Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
 // before asking again a worker it could not reach.
 inline constexpr std::chrono::milliseconds kWorkerScanInterval{500};
 inline constexpr std::chrono::milliseconds kMaxWorkerRetry{60'000};
+// How many workers are attested at once, each on a thread of its own: a worker that never answers
+// holds up the others' attestation for one request's limit (10 s) per kParallelAttestations of
+// them, not for 10 s each.
+inline constexpr size_t kParallelAttestations = 8;
 
 struct Options {
   std::string state_dir;
@@ -251,6 +256,20 @@ class Gateway {
   // Cuts every open batch now (end of a run): the one due first first, each uploaded as soon as it
   // is sealed, the results that came back read between the cuts.
   Status CutAll();
+  // Ends a run: CutAll, then Tick until every result is back or `grace` has passed on the
+  // injected clock (a tick every 50 ms). Whatever is left waits for the next start with the same
+  // state folder and is not lost: what the report counts says how much and why.
+  struct FinishReport {
+    Status cut;                  // CutAll's failure (ok when every open batch was sealed)
+    Status tick;                 // the last failure among the waiting ticks (ok when none failed)
+    size_t batches_waiting = 0;  // sealed batches whose results were not read (outstanding())
+    size_t batches_unsent = 0;   // of those, still in the spool: the server never had them
+    // Beats no sealed batch holds (they came after the cut, or it failed): in the write-ahead
+    // log, and the users they belong to.
+    uint64_t beats_open = 0;
+    size_t users_open = 0;
+  };
+  FinishReport Finish(std::chrono::steady_clock::duration grace);
   // Asks the broker for the devices' retained statuses now (Tick does every status_interval_s);
   // they arrive through the message handler. Not under the gateway's lock.
   void AskStatuses();
@@ -304,8 +323,11 @@ class Gateway {
   Status AttestAndProvision();
   Status AttestAndProvision(host::EnclaveTransport& relay);
   // A cluster's new workers: attested and provisioned, or refused (said once each); one that
-  // cannot be reached is asked again after a delay that doubles (1 s to kMaxWorkerRetry).
+  // cannot be reached is asked again after a delay that doubles (1 s to kMaxWorkerRetry). Up to
+  // kParallelAttestations at once, the workers never asked before first.
   void ProvisionWorkers();
+  // What attesting worker `name` came to (`s`): counted and said, and when it is to be asked again.
+  void Provisioned(const std::string& name, const Status& s);
   // Cluster mode: ProvisionWorkers every kWorkerScanInterval on a thread of its own, never under
   // mu_ nor inside Tick. Attesting a worker is a few requests over NATS, each allowed seconds:
   // under the lock, as it was, one worker slow to answer (or a host that registers workers that

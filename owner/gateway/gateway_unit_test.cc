@@ -8,7 +8,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -99,6 +102,107 @@ class SlowWorkerLink final : public ServerLink {
   std::condition_variable cv_;
   bool waiting_ = false, released_ = false;
 };
+
+// A cluster of workers, some of which never answer (names a hostile holder of the worker role
+// registered): their calls wait until the test lets them go, then time out. The others are the
+// local server's enclave.
+class SilentWorkersLink final : public ServerLink {
+ public:
+  SilentWorkersLink(std::unique_ptr<ServerLink> inner, std::set<std::string> silent,
+                    std::vector<std::string> all)
+      : inner_(std::move(inner)), silent_(std::move(silent)), all_(std::move(all)) {}
+  Status Upload(const std::string& name, crypto::ByteView data) override {
+    return inner_->Upload(name, data);
+  }
+  Result<crypto::Bytes> ReadResult(const std::string& name) override {
+    return inner_->ReadResult(name);
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> Relay() override { return inner_->Relay(); }
+  bool SingleEnclave() const override { return false; }
+  Result<std::vector<std::string>> NewEnclaves() override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> out;
+    for (const std::string& n : all_) {
+      if (!done_.contains(n)) out.push_back(n);
+    }
+    return out;
+  }
+  Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& name) override {
+    if (!silent_.contains(name)) return inner_->Relay();
+    return std::make_unique<Silent>(this);
+  }
+  void Attested(const std::string& name) override {
+    std::lock_guard lock(mu_);
+    done_.insert(name);
+    cv_.notify_all();
+  }
+  bool AwaitDone(const std::string& name, std::chrono::seconds limit) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, limit, [&] { return done_.contains(name); });
+  }
+  size_t Held() {
+    std::lock_guard lock(mu_);
+    return held_;
+  }
+  void Release() {
+    {
+      std::lock_guard lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  class Silent final : public host::EnclaveTransport {
+   public:
+    explicit Silent(SilentWorkersLink* link) : link_(link) {}
+    Result<crypto::Bytes> Call(enclave::Call, crypto::ByteView) override {
+      std::unique_lock lock(link_->mu_);
+      ++link_->held_;
+      // Bounded, so that a gateway that attests one worker after another fails the test instead
+      // of hanging it.
+      link_->cv_.wait_for(lock, std::chrono::seconds(30), [this] { return link_->released_; });
+      --link_->held_;
+      return Fail(Error::Code::kDeadlineExceeded, "no answer (the test's silent worker)");
+    }
+    std::string_view backend() const override { return "silent"; }
+
+   private:
+    SilentWorkersLink* link_;
+  };
+  std::unique_ptr<ServerLink> inner_;
+  const std::set<std::string> silent_;
+  const std::vector<std::string> all_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> done_;
+  size_t held_ = 0;
+  bool released_ = false;
+};
+
+// Workers are attested several at once: a new worker no longer waits behind every worker that
+// never answers (10 s each, one after another: behind six such names, a minute). Here the real
+// worker comes last, behind six silent ones, and is attested while all six still wait; they are
+// asked again later, not counted as attested nor refused.
+TEST_F(GatewayUnit, ANewWorkerIsNotHeldUpByWorkersThatNeverAnswer) {
+  std::set<std::string> silent;
+  std::vector<std::string> all;
+  for (int i = 1; i <= 6; ++i) {
+    silent.insert("silent-" + std::to_string(i));
+    all.push_back("silent-" + std::to_string(i));
+  }
+  all.push_back("real");
+  auto link = std::make_unique<SilentWorkersLink>(LocalLink(options_.server_dir), silent, all);
+  SilentWorkersLink* workers = link.get();
+  auto started = Gateway::Start(options_, std::make_unique<Feed>(), std::move(link));
+  ASSERT_TRUE(started) << started.error().message();
+  std::unique_ptr<Gateway> g = std::move(*started);
+  ASSERT_TRUE(workers->AwaitDone("real", std::chrono::seconds(20)));
+  EXPECT_EQ(workers->Held(), 6u) << "the real worker was attested while the silent ones waited";
+  EXPECT_EQ(g->stats().workers_attested, 1u);
+  workers->Release();
+  g.reset();  // joins the provisioning thread
+}
 
 TEST_F(GatewayUnit, MergesMessagesAndCountsWhatIsMalformed) {
   Feed* feed = nullptr;
@@ -367,6 +471,57 @@ TEST_F(GatewayUnit, ABatchTheServerQuarantinedIsSaidAndItsUsersResultsGoOn) {
   g = Start(&feed);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->outstanding(), 0u);
+}
+
+// The end of a run (Gateway::Finish, what `medstream gateway` does on SIGTERM) counts what it
+// leaves for the next start: batches whose results did not come back within the grace (and of
+// those, the ones the server never had), and beats no batch holds because the final cut failed.
+// The command used to ignore both and say nothing. The next start resumes every one of them.
+TEST_F(GatewayUnit, AFinishThatCannotWaitCountsWhatItLeavesAndTheNextStartResumesIt) {
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  const std::string t2 = sensor::Topic("t", "user-0002");
+  const std::string inbox = dir_ + "/server/inbox", spool = dir_ + "/gateway/spool";
+  {
+    Feed* feed = nullptr;
+    auto g = Start(&feed);
+    ASSERT_TRUE(g);
+    // The server cannot be reached: the two batches cut by size, and the rest cut by Finish,
+    // stay in the spool.
+    fs::rename(inbox, inbox + ".away");
+    for (const auto& m : Messages(1, 250, 5)) feed->Send(t1, m);
+    Gateway::FinishReport r = g->Finish(std::chrono::seconds(0));
+    ASSERT_TRUE(r.cut) << r.cut.error().message();
+    EXPECT_EQ(r.batches_waiting, 3u);
+    EXPECT_EQ(r.batches_unsent, 3u);
+    EXPECT_EQ(r.beats_open, 0u);
+    // The server is back but does not answer: uploaded, still waiting.
+    fs::rename(inbox + ".away", inbox);
+    r = g->Finish(std::chrono::milliseconds(120));
+    ASSERT_TRUE(r.cut);
+    EXPECT_EQ(r.batches_waiting, 3u);
+    EXPECT_EQ(r.batches_unsent, 0u);
+    // The final cut fails (the spool is not a folder): its beats stay open.
+    for (const auto& m : Messages(2, 40, 5)) feed->Send(t2, m);
+    fs::remove_all(spool);
+    std::ofstream(spool) << "not a folder";
+    r = g->Finish(std::chrono::seconds(0));
+    EXPECT_FALSE(r.cut);
+    EXPECT_EQ(r.beats_open, 40u);
+    EXPECT_EQ(r.users_open, 1u);
+    EXPECT_EQ(r.batches_waiting, 3u);
+  }
+  fs::remove(spool);
+  fs::create_directory(spool);
+  fs::permissions(spool, fs::perms::owner_all);
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  Drain(*g);
+  const Stats s = g->stats();
+  EXPECT_EQ(s.beats_processed, 290u) << "every beat left at the end of the last run";
+  EXPECT_EQ(s.lost_beats, 0u);
+  EXPECT_EQ(ResultLines("user-0001"), 3u);
+  EXPECT_EQ(ResultLines("user-0002"), 1u);
 }
 
 }  // namespace

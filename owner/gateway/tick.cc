@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/base/file.h"
@@ -205,6 +206,31 @@ Status Gateway::CutAll() {
   // The results of the batches cut before each one are back by then (a batch takes the server
   // tens of milliseconds, sealing a large one longer): read, not left behind every other cut.
   return CutInOrder(std::move(open), /*read_between=*/true);
+}
+
+Gateway::FinishReport Gateway::Finish(std::chrono::steady_clock::duration grace) {
+  FinishReport r;
+  r.cut = CutAll();
+  // The server answers a batch in tens of milliseconds: the results cut just now come back
+  // within the grace unless the server (or its link) is down.
+  const auto until = options_.clock() + grace;
+  while (outstanding() > 0 && options_.clock() < until) {
+    if (auto st = Tick(); !st) r.tick = st;
+    if (outstanding() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  r.batches_waiting = outstanding();
+  std::lock_guard lock(mu_);
+  for (const auto& [user, s] : streams_) {
+    if (s.batch.empty()) continue;
+    r.beats_open += s.batch.size();
+    ++r.users_open;
+  }
+  std::error_code e;
+  for (fs::directory_iterator it(options_.state_dir + "/spool", e), end; !e && it != end;
+       it.increment(e)) {
+    r.batches_unsent += it->path().extension() == ".batch";
+  }
+  return r;
 }
 
 bool Gateway::Holding(Stream& s, std::chrono::steady_clock::time_point now) {
