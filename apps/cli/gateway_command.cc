@@ -229,6 +229,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"lost_messages", s.lost_messages},
                                        {"workers_attested", s.workers_attested},
                                        {"workers_refused", s.workers_refused},
+                                       {"workers_unreachable", s.workers_unreachable},
                                        {"lost_beats", s.lost_beats},
                                        {"recovered_beats", s.recovered_beats},
                                        {"old_format_messages", s.old_format_messages},

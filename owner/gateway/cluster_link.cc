@@ -79,6 +79,7 @@ class Cluster : public ServerLink {
   Result<std::vector<std::string>> NewEnclaves() override {
     MEDSTREAM_TRY(names, workers_->Keys());
     std::vector<std::string> out;
+    std::map<std::string, std::string> registered;  // worker -> enclave instance
     for (const std::string& n : names) {
       if (!cl::ValidWorkerName(n)) continue;
       auto e = workers_->Get(n);
@@ -86,11 +87,16 @@ class Cluster : public ServerLink {
       // "<instance>" or "<instance> ready" (worker.h): a restarted worker is a new instance.
       std::string instance(e->value.begin(), e->value.end());
       instance = instance.substr(0, instance.find(' '));
+      registered[n] = instance;
       auto it = done_.find(n);
       if (it != done_.end() && it->second == instance) continue;
-      pending_[n] = instance;
       out.push_back(n);
     }
+    // Workers whose registration expired are forgotten (one that comes back is attested again,
+    // which gives an enclave holding the key the same key), so that names made up and dropped
+    // do not pile up here.
+    std::erase_if(done_, [&](const auto& d) { return !registered.contains(d.first); });
+    pending_ = std::move(registered);
     return out;
   }
   Result<std::unique_ptr<host::EnclaveTransport>> RelayTo(const std::string& enclave) override {

@@ -198,6 +198,9 @@ struct Stats {
   uint64_t heart_rate_only = 0;  // Bluetooth measurements without RR intervals (no beats)
   // A cluster's workers: enclaves attested and provisioned, and refused by the policy.
   uint64_t workers_attested = 0, workers_refused = 0;
+  // Workers registered now whose last attestation could not reach them (asked again later). A
+  // worker whose registration expires is forgotten, so names that come and go do not pile up.
+  uint64_t workers_unreachable = 0;
   std::vector<double> latency_s;  // first beat of a batch received -> its result read
 };
 
@@ -323,8 +326,9 @@ class Gateway {
   Status AttestAndProvision();
   Status AttestAndProvision(host::EnclaveTransport& relay);
   // A cluster's new workers: attested and provisioned, or refused (said once each); one that
-  // cannot be reached is asked again after a delay that doubles (1 s to kMaxWorkerRetry). Up to
-  // kParallelAttestations at once, the workers never asked before first.
+  // cannot be reached is asked again after a delay that doubles (1 s to kMaxWorkerRetry). At most
+  // kParallelAttestations a scan, at once, in the order they came due (a new worker when it was
+  // first seen), so that a scan lasts at most one request's limit.
   void ProvisionWorkers();
   // What attesting worker `name` came to (`s`): counted and said, and when it is to be asked again.
   void Provisioned(const std::string& name, const Status& s);
@@ -382,10 +386,10 @@ class Gateway {
   Stats stats_;
   std::unique_ptr<MessageSource> source_;
   std::unique_ptr<ServerLink> link_;
-  // The provisioning thread (cluster mode) and what only it touches: the workers to ask again,
-  // and when. It calls link_'s NewEnclaves, RelayTo and Attested; the rest of the gateway calls
-  // the link's other functions (cluster_link.h: the two sets share only the thread-safe
-  // connection).
+  // The provisioning thread (cluster mode) and what only it touches: the workers registered and
+  // not attested yet, and when each is due (first seen, or asked again after a failure). It calls
+  // link_'s NewEnclaves, RelayTo and Attested; the rest of the gateway calls the link's other
+  // functions (cluster_link.h: the two sets share only the thread-safe connection).
   struct WorkerRetry {
     std::chrono::steady_clock::time_point next;
     std::chrono::milliseconds delay{0};

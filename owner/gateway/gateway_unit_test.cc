@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "owner/gateway/gateway_unit_fixture.h"
+#include "tests/wait.h"
 
 namespace medstream::gateway {
 namespace {
@@ -123,6 +124,7 @@ class SilentWorkersLink final : public ServerLink {
     std::lock_guard lock(mu_);
     std::vector<std::string> out;
     for (const std::string& n : all_) {
+      if (gone_.contains(n)) continue;
       if (!done_.contains(n)) out.push_back(n);
     }
     return out;
@@ -151,6 +153,11 @@ class SilentWorkersLink final : public ServerLink {
     }
     cv_.notify_all();
   }
+  // The worker's registration expires: it is no longer named.
+  void Unregister(const std::string& name) {
+    std::lock_guard lock(mu_);
+    gone_.insert(name);
+  }
 
  private:
   class Silent final : public host::EnclaveTransport {
@@ -175,7 +182,7 @@ class SilentWorkersLink final : public ServerLink {
   const std::vector<std::string> all_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::set<std::string> done_;
+  std::set<std::string> done_, gone_;
   size_t held_ = 0;
   bool released_ = false;
 };
@@ -202,6 +209,25 @@ TEST_F(GatewayUnit, ANewWorkerIsNotHeldUpByWorkersThatNeverAnswer) {
   EXPECT_EQ(g->stats().workers_attested, 1u);
   workers->Release();
   g.reset();  // joins the provisioning thread
+}
+
+// Registered workers that cannot be reached are counted (workers_unreachable in --stats-json) and
+// asked again later; once their registration expires they are forgotten, so that names a hostile
+// holder of the worker role makes up and drops do not pile up in the gateway.
+TEST_F(GatewayUnit, WorkersThatCannotBeReachedAreCountedAndForgottenOnceGone) {
+  const std::vector<std::string> names{"silent-1", "silent-2", "silent-3"};
+  auto link = std::make_unique<SilentWorkersLink>(
+      LocalLink(options_.server_dir), std::set<std::string>(names.begin(), names.end()), names);
+  SilentWorkersLink* workers = link.get();
+  workers->Release();  // every call times out at once
+  auto started = Gateway::Start(options_, std::make_unique<Feed>(), std::move(link));
+  ASSERT_TRUE(started) << started.error().message();
+  std::unique_ptr<Gateway> g = std::move(*started);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->stats().workers_unreachable == 3; }, 20));
+  for (const std::string& n : names) workers->Unregister(n);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->stats().workers_unreachable == 0; }, 20));
+  EXPECT_EQ(g->stats().workers_attested, 0u);
+  EXPECT_EQ(g->stats().workers_refused, 0u);
 }
 
 TEST_F(GatewayUnit, MergesMessagesAndCountsWhatIsMalformed) {
@@ -471,6 +497,39 @@ TEST_F(GatewayUnit, ABatchTheServerQuarantinedIsSaidAndItsUsersResultsGoOn) {
   g = Start(&feed);
   ASSERT_TRUE(g);
   EXPECT_EQ(g->outstanding(), 0u);
+}
+
+// Regression: a cut that failed (a full disk, here a spool that is not a folder) ended the tick
+// before the upload and the results: for as long as the cut kept failing no user's results were
+// read, and the spool was not sent on (an upload over SFTP frees its space). Each stage runs now,
+// and the tick returns the first failure.
+TEST_F(GatewayUnit, ACutThatFailsDoesNotStopTheResultsBeingRead) {
+  auto now = std::chrono::steady_clock::time_point{} + std::chrono::hours(1);
+  options_.clock = [&now] { return now; };
+  options_.batch_seconds = 10;
+  options_.stagger_cuts = false;
+  Feed* feed = nullptr;
+  auto g = Start(&feed);
+  ASSERT_TRUE(g);
+  for (const auto& m : Messages(1, 100, 5)) feed->Send(sensor::Topic("t", "user-0001"), m);
+  ASSERT_TRUE(g->Tick());  // user 1's batch, cut by size, is uploaded
+  ASSERT_TRUE(server_->ProcessInbox());
+  for (const auto& m : Messages(2, 50, 5)) feed->Send(sensor::Topic("t", "user-0002"), m);
+  const std::string spool = dir_ + "/gateway/spool";
+  fs::remove_all(spool);
+  std::ofstream(spool) << "not a folder";
+  now += std::chrono::seconds(11);  // user 2's batch is due, and cannot be cut
+  EXPECT_FALSE(g->Tick());
+  EXPECT_EQ(g->stats().results, 1u) << "user 1's result is read although user 2's cut failed";
+  EXPECT_EQ(ResultLines("user-0001"), 1u);
+  fs::remove(spool);
+  fs::create_directory(spool);
+  fs::permissions(spool, fs::perms::owner_all);
+  ASSERT_TRUE(g->Tick());  // the disk is back: user 2's batch is cut
+  EXPECT_EQ(g->stats().batches_sealed, 2u);
+  Drain(*g);
+  EXPECT_EQ(g->stats().beats_processed, 150u);
+  EXPECT_EQ(g->stats().lost_beats, 0u);
 }
 
 // The end of a run (Gateway::Finish, what `medstream gateway` does on SIGTERM) counts what it

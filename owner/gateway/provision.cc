@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -43,34 +44,34 @@ void Gateway::ProvisionWorkers() {
                  fresh.error().message().c_str());
     return;
   }
-  // Due now: never asked first (a new worker does not wait behind ones that failed before), then
-  // the retries in the order they came due.
+  // Every worker registered and not attested yet: one seen for the first time is due now, behind
+  // the ones due before it; one that could not be reached is due once its delay is over. Workers
+  // no longer registered (their registration expired) are forgotten, so that names a hostile
+  // holder of the worker role makes up and drops do not pile up here.
   const auto now = std::chrono::steady_clock::now();
-  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> due;
+  std::map<std::string, WorkerRetry> registered;
   for (const std::string& name : *fresh) {
-    auto retry = worker_retry_.find(name);
-    if (retry == worker_retry_.end()) {
-      due.emplace_back(std::chrono::steady_clock::time_point::min(), name);
-    } else if (now >= retry->second.next) {
-      due.emplace_back(retry->second.next, name);
-    }
+    auto known = worker_retry_.find(name);
+    registered[name] = known != worker_retry_.end() ? known->second : WorkerRetry{.next = now};
+  }
+  worker_retry_ = std::move(registered);
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> due;
+  for (const auto& [name, r] : worker_retry_) {
+    if (now >= r.next) due.emplace_back(r.next, name);
   }
   std::stable_sort(due.begin(), due.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
-  // Attested kParallelAttestations at a time, each on a thread of its own, and each outcome taken
-  // as it comes: one that never answers costs the others nothing but its thread.
-  for (size_t first = 0; first < due.size(); first += kParallelAttestations) {
-    {
-      std::lock_guard lock(provision_mu_);
-      if (provision_stop_) return;  // the gateway stops: the rest wait for its next start
-    }
-    const size_t n = std::min(kParallelAttestations, due.size() - first);
+  // At most kParallelAttestations a scan, each on a thread of its own, each outcome taken as it
+  // comes: one that never answers costs the others nothing but its thread, and a scan lasts at
+  // most one request's limit (the next scan takes the ones seen meanwhile in their turn).
+  const size_t n = std::min(kParallelAttestations, due.size());
+  {
     std::mutex mu;
     std::condition_variable cv;
     std::vector<std::pair<size_t, Status>> done;  // under mu
     std::vector<std::thread> threads;
     threads.reserve(n);
-    for (size_t i = first; i < first + n; ++i) {
+    for (size_t i = 0; i < n; ++i) {
       threads.emplace_back([&, i] {
         auto relay = link_->RelayTo(due[i].second);
         Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
@@ -91,6 +92,10 @@ void Gateway::ProvisionWorkers() {
     }
     for (std::thread& t : threads) t.join();
   }
+  size_t unreachable = 0;
+  for (const auto& [name, r] : worker_retry_) unreachable += r.delay.count() > 0;
+  std::lock_guard lock(mu_);
+  stats_.workers_unreachable = unreachable;
 }
 
 void Gateway::Provisioned(const std::string& name, const Status& s) {

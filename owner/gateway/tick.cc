@@ -126,12 +126,18 @@ Status Gateway::Tick() {
     }
     last_sync_ = now;
   }
-  if (auto st = CutDue(now); !st) return st;
-  if (auto st = UploadSpool(); !st) return st;
-  return ReadEveryResult(/*cut_due=*/true);
+  // Each stage runs whatever the one before it came to, and the first failure is returned: a cut
+  // that fails (a full disk) once stopped the tick before the upload and the results, so the
+  // spool was never sent on (an upload over SFTP frees its space) and no user's results were read
+  // for as long as the cut kept failing.
+  Status first = CutDue(now);
+  if (auto st = UploadSpool(); !st && first) first = st;
+  if (auto st = ReadEveryResult(/*cut_due=*/first.has_value()); !st && first) first = st;
+  return first;
 }
 
 Status Gateway::ReadEveryResult(bool cut_due) {
+  Status first;  // the first failed cut; every stream's results are read all the same
   for (auto& [user, s] : streams_) {
     // A result the untrusted server damaged, replaced or made huge stalls its own stream only:
     // said once per result, and the other streams' results go on.
@@ -144,10 +150,13 @@ Status Gateway::ReadEveryResult(bool cut_due) {
     // Sixteen Stream-Big results take over a second to write out: a batch due meanwhile is not
     // left waiting for the next tick.
     if (cut_due) {
-      if (auto st = CutDue(options_.clock()); !st) return st;
+      if (auto st = CutDue(options_.clock()); !st) {
+        first = st;
+        cut_due = false;  // failing now (a full disk): tried again at the next tick, not per stream
+      }
     }
   }
-  return {};
+  return first;
 }
 
 std::chrono::steady_clock::time_point Gateway::DueAt(const Stream& s) const {
@@ -178,15 +187,22 @@ Status Gateway::CutDue(std::chrono::steady_clock::time_point now) {
 Status Gateway::CutInOrder(std::vector<Stream*> streams, bool read_between) {
   std::stable_sort(streams.begin(), streams.end(),
                    [&](const Stream* a, const Stream* b) { return DueAt(*a) < DueAt(*b); });
+  // One stream's cut that fails does not keep the others' from being tried (a failure before the
+  // spool file exists leaves its batch open, to be cut again; one after it leaves a spooled batch
+  // that the next start adopts): the first failure is returned once all were.
+  Status first;
   for (Stream* s : streams) {
-    if (auto st = Cut(*s); !st) return st;
+    if (auto st = Cut(*s); !st) {
+      if (first) first = st;
+      continue;
+    }
     // Right away, so the server works on this batch while the next one is sealed.
-    if (auto st = UploadSpool(); !st) return st;
+    if (auto st = UploadSpool(); !st && first) first = st;
     if (read_between) {
-      if (auto st = ReadEveryResult(/*cut_due=*/false); !st) return st;
+      if (auto st = ReadEveryResult(/*cut_due=*/false); !st && first) first = st;
     }
   }
-  return {};
+  return first;
 }
 
 void Gateway::AskStatuses() {
