@@ -7,6 +7,7 @@
 #include "apps/cli/json_out.h"
 #include "common/base/address.h"
 #include "common/base/file.h"
+#include "common/base/log_limit.h"
 #include "owner/broker/broker.h"
 
 #include <nlohmann/json.hpp>
@@ -239,9 +240,17 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
         }
       }
     };
+    // A failing disk or an unreachable server fails every tick, ten a second: each kind of
+    // failure is said once in 10 s, with how many were held back.
+    LogLimiter tick_failures(std::chrono::seconds(10));
     while (!g_stop_gateway) {
-      if (auto s = (*gw)->Tick(); !s)
-        std::fprintf(stderr, "gateway: %s\n", s.error().message().c_str());
+      if (auto s = (*gw)->Tick(); !s) {
+        const auto kind = std::to_string(static_cast<int>(s.error().code()));
+        if (auto held = tick_failures.Admit(kind, std::chrono::steady_clock::now())) {
+          std::fprintf(stderr, "gateway: %s%s\n", s.error().message().c_str(),
+                       HeldBackNote(*held).c_str());
+        }
+      }
       if (std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
         print();
         last = std::chrono::steady_clock::now();

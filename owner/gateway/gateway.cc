@@ -457,6 +457,13 @@ Result<Gateway::Stream*> Gateway::StreamFor(const std::string& user) {
   return &streams_.emplace(user, std::move(s)).first->second;
 }
 
+void Gateway::SayRepeated(std::string_view kind, std::string_view line) {
+  if (auto held = repeats_.Admit(kind, options_.clock())) {
+    std::fprintf(stderr, "gateway: %.*s%s\n", static_cast<int>(line.size()), line.data(),
+                 HeldBackNote(*held).c_str());
+  }
+}
+
 size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
   const OpenBatch::Merged m = s.batch.Merge(beats);
   stats_.beats_stale += m.stale;
@@ -537,7 +544,7 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   auto stream = StreamFor(user);
   if (!stream) {
     ++stats_.malformed;
-    std::fprintf(stderr, "gateway: %s\n", stream.error().message().c_str());
+    SayRepeated("stream", stream.error().message());
     return;
   }
   Stream& s = **stream;
@@ -593,7 +600,9 @@ void Gateway::OnMessage(const mqtt::Message& m) {
   }
   if (s.batch.size() >= max_batch_beats_ ||
       (s.batch.size() >= options_.batch_beats && !Holding(s, options_.clock()))) {
-    if (auto st = Cut(s); !st) std::fprintf(stderr, "gateway: %s\n", st.error().message().c_str());
+    // A cut that fails (a full disk) is tried again at each message and each tick; said once in
+    // 10 s.
+    if (auto st = Cut(s); !st) SayRepeated("cut", st.error().message());
   }
 }
 

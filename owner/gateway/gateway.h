@@ -43,7 +43,9 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,6 +53,7 @@
 #include "adapters/sftp/sftp.h"
 #include "common/abi/edge.h"
 #include "common/attest/policy.h"
+#include "common/base/log_limit.h"
 #include "owner/client/client.h"
 #include "owner/gateway/beat_log.h"
 #include "owner/gateway/key_store.h"
@@ -355,7 +358,7 @@ class Gateway {
   // Reads every stream's results that are back; `cut_due`: cuts a batch that comes due meanwhile
   // before the next stream's results.
   Status ReadEveryResult(bool cut_due);
-  void RecordBeats(const Stream& s);
+  void RecordBeats(const Stream& s, std::span<const hrv::Beat> beats);
   Status ReadResults(Stream& s);
   // Whether the server quarantined `s`'s next result's batch (asked only once that result is
   // quarantine_check_s late): if so, says so in the user's .jsonl and moves past it.
@@ -363,6 +366,9 @@ class Gateway {
   Status SaveSequences();
   void OnStatusMessage(const std::string& user, const mqtt::Message& m);
   void Say(const std::string& user, const Observation& o, const char* what);
+  // "gateway: LINE" on stderr, unless a line of `kind` was said in the last 10 s (repeats_): for
+  // failures that repeat at the rate of messages or ticks. Thread-safe.
+  void SayRepeated(std::string_view kind, std::string_view line);
   void CountLoss();
 
   Options options_;
@@ -384,6 +390,9 @@ class Gateway {
   mutable std::mutex mu_;
   std::map<std::string, Stream> streams_;
   Stats stats_;
+  // Lines that can repeat at the rate of messages or ticks (a full disk fails every cut and every
+  // flush): one of a kind each 10 s, with the count held back.
+  LogLimiter repeats_{std::chrono::seconds(10)};
   std::unique_ptr<MessageSource> source_;
   std::unique_ptr<ServerLink> link_;
   // The provisioning thread (cluster mode) and what only it touches: the workers registered and

@@ -1,6 +1,7 @@
 #include "owner/gateway/open_batch.h"
 
 #include <algorithm>
+#include <cstddef>
 
 namespace medstream::gateway {
 
@@ -30,9 +31,11 @@ OpenBatch::Merged OpenBatch::Merge(std::span<const hrv::Beat> beats) {
   return m;
 }
 
-void OpenBatch::Sealed() {
-  if (!beats_.empty()) sealed_until_ = beats_.back().t_s;
-  beats_.clear();
+void OpenBatch::SealedFirst(size_t n) {
+  n = std::min(n, beats_.size());
+  if (n == 0) return;
+  sealed_until_ = beats_[n - 1].t_s;
+  beats_.erase(beats_.begin(), beats_.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 }  // namespace medstream::gateway

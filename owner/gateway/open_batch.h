@@ -21,7 +21,10 @@ class OpenBatch {
   };
   Merged Merge(std::span<const hrv::Beat> beats);
   // The batch was sealed: it empties and later beats must be newer than its last.
-  void Sealed();
+  void Sealed() { SealedFirst(beats_.size()); }
+  // Its first `n` beats were sealed (a batch too large for one file is sealed in pieces): they
+  // leave it, and later beats must be newer than the last of them.
+  void SealedFirst(size_t n);
   // After a restart: what was sealed before (STATE/seq, or an adopted spool file).
   void SetSealedUntil(double t) { sealed_until_ = std::max(sealed_until_, t); }
 

@@ -55,5 +55,24 @@ TEST(OpenBatch, WhatWasSealedIsDroppedAsStale) {
   EXPECT_EQ(e.Merge(Beats({-1e9})).added, 1u);
 }
 
+// A batch too large for one file is sealed a piece at a time: each piece's beats leave the batch,
+// the rest stay open, and a beat at or before the last piece sealed is stale.
+TEST(OpenBatch, SealingThePiecesOfABatchLeavesTheRestOpen) {
+  OpenBatch b;
+  b.Merge(Beats({1, 2, 3, 4, 5}));
+  b.SealedFirst(2);
+  EXPECT_EQ(Times(b), (std::vector<double>{3, 4, 5}));
+  EXPECT_EQ(b.sealed_until(), 2);
+  EXPECT_EQ(b.newest(), 5);
+  const auto m = b.Merge(Beats({2, 6}));
+  EXPECT_EQ(m.stale, 1u);
+  EXPECT_EQ(m.added, 1u);
+  b.SealedFirst(10);  // more than it holds: all of it
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(b.sealed_until(), 6);
+  b.SealedFirst(1);  // nothing left: nothing changes
+  EXPECT_EQ(b.sealed_until(), 6);
+}
+
 }  // namespace
 }  // namespace medstream::gateway

@@ -40,8 +40,8 @@ Status Gateway::AttestAndProvision(host::EnclaveTransport& relay) {
 void Gateway::ProvisionWorkers() {
   auto fresh = link_->NewEnclaves();
   if (!fresh) {
-    std::fprintf(stderr, "gateway: listing the cluster's workers: %s\n",
-                 fresh.error().message().c_str());
+    // Every scan (twice a second) while the cluster cannot be reached: once in 10 s.
+    SayRepeated("list-workers", "listing the cluster's workers: " + fresh.error().message());
     return;
   }
   // Every worker registered and not attested yet: one seen for the first time is due now, behind

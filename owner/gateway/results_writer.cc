@@ -52,20 +52,20 @@ void AppendJsonNumber(fmt::memory_buffer& out, double v) {
 
 }  // namespace
 
-void Gateway::RecordBeats(const Stream& s) {
+void Gateway::RecordBeats(const Stream& s, std::span<const hrv::Beat> beats) {
   fmt::memory_buffer text;
-  for (const hrv::Beat& b : s.batch.beats())
+  for (const hrv::Beat& b : beats)
     fmt::format_to(std::back_inserter(text), "{},{}\n", b.t_s, b.rr_ms);
   const std::string path = options_.results_dir + "/" + s.user + ".beats.csv";
   bool created = false;
   if (!FileExists(path)) {
     if (auto st = AppendPrivateFile(path, "time_s,rr_ms\n", &created); !st) {
-      std::fprintf(stderr, "gateway: warning: %s\n", st.error().message().c_str());
+      SayRepeated("record-beats", "warning: " + st.error().message());
       return;
     }
   }
   if (auto st = AppendPrivateFile(path, std::string_view(text.data(), text.size())); !st)
-    std::fprintf(stderr, "gateway: warning: %s\n", st.error().message().c_str());
+    SayRepeated("record-beats", "warning: " + st.error().message());
 }
 
 Result<bool> Gateway::SkipIfQuarantined(Stream& s) {

@@ -8,8 +8,11 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -37,30 +40,38 @@ Status Gateway::Cut(Stream& s) {
   if (s.batch.empty()) return {};
   // Spool first, then the state that says it is sealed, then the log (see gateway.h). A failure
   // before the spool file exists changes nothing: the batch stays open and is cut again later.
-  const uint64_t seq = s.next_seq;
-  // Sealed while written (client::StreamSealer::SealBatchTo): each segment is written as soon as
-  // it is sealed, by the thread that sealed it, and no sealed copy of the whole batch is made.
-  const std::string name = wire::BatchFileName(s.id, seq);
-  if (auto st = WriteFileAtomicFrom(options_.state_dir + "/spool/" + name, 0600,
-                                    [&](const FileSink& write) {
-                                      return s.sealer->SealBatchTo(seq, s.batch.beats(), write);
-                                    });
-      !st) {
-    return st;
+  // Beats that piled up while cuts failed (a full disk, a spool that was not a folder) can pass
+  // what one file may carry: they are sealed in pieces of at most max_batch_beats_, since one file
+  // over the link's cap would be refused at every upload, or by the enclave, and hold the stream
+  // for good. Each piece's sealed boundary is saved before the next piece is written, so a failure
+  // between pieces leaves the rest open and every beat still in the log.
+  while (!s.batch.empty()) {
+    const uint64_t seq = s.next_seq;
+    const auto piece = std::span(s.batch.beats()).first(std::min(s.batch.size(), max_batch_beats_));
+    // Sealed while written (client::StreamSealer::SealBatchTo): each segment is written as soon
+    // as it is sealed, by the thread that sealed it, and no sealed copy of the whole batch is made.
+    const std::string name = wire::BatchFileName(s.id, seq);
+    if (auto st = WriteFileAtomicFrom(
+            options_.state_dir + "/spool/" + name, 0600,
+            [&](const FileSink& write) { return s.sealer->SealBatchTo(seq, piece, write); });
+        !st) {
+      return st;
+    }
+    if (options_.record_beats) RecordBeats(s, piece);
+    ++s.next_seq;
+    s.in_flight[seq] = s.batch.opened;
+    ++stats_.batches_sealed;
+    s.batch.SealedFirst(piece.size());
+    if (!s.batch.empty()) {
+      if (auto st = SaveSequences(); !st) return st;
+    }
   }
-  if (options_.record_beats) RecordBeats(s);
-  ++s.next_seq;
-  const auto opened = s.batch.opened;
-  s.batch.Sealed();
   // Every message of this device so far is in the batch, which is durable now: its entry may say
   // so.
   durable_devices_.CopyDevice(devices_, s.user);
   s.log_incomplete = false;
   if (auto st = SaveSequences(); !st) return st;
-  if (auto st = s.log->Reset(); !st) return st;
-  s.in_flight[seq] = opened;
-  ++stats_.batches_sealed;
-  return {};
+  return s.log->Reset();
 }
 
 Status Gateway::UploadSpool() {
@@ -78,12 +89,34 @@ Status Gateway::UploadSpool() {
                    "/spool: " + list_error.message());
   }
   std::sort(names.begin(), names.end());
+  // A batch that does not go holds up its own stream's later batches, which must reach the
+  // enclave in order, and not the other streams' (on a cluster, one partition's stream can be full
+  // while the others take batches). A failure that ran into the link's time limit says the link
+  // is down, and every other upload would wait as long: it ends the pass, as do kMaxFailures. The
+  // batches stay in the spool and are tried again at the next tick; the failure is said (once in
+  // 10 s), not returned: an outage is not the tick's failure.
+  constexpr size_t kMaxFailures = 8;
+  std::set<std::string_view> held;  // streams one of whose batches did not go in this pass
+  std::optional<Error> failure;
+  size_t uploaded = 0;
   for (const std::string& name : names) {
+    const std::string_view stream = std::string_view(name).substr(0, name.rfind('-'));
+    if (held.contains(stream)) continue;
     const std::string from = options_.state_dir + "/spool/" + name;
-    if (auto s = link_->UploadFile(name, from); !s)
-      return {};  // outage: keep spooling, retry later
+    if (auto s = link_->UploadFile(name, from); !s) {
+      held.insert(stream);
+      if (!failure) failure = s.error();
+      if (s.error().code() == Error::Code::kDeadlineExceeded || held.size() >= kMaxFailures) break;
+      continue;
+    }
     std::remove(from.c_str());
     ++stats_.batches_uploaded;
+    ++uploaded;
+  }
+  if (failure) {
+    SayRepeated("upload", fmt::format("uploading the spool: {} ({} of {} batches wait in it; "
+                                      "tried again at the next tick)",
+                                      failure->message(), names.size() - uploaded, names.size()));
   }
   return {};
 }
@@ -102,10 +135,11 @@ Status Gateway::Tick() {
       if (auto st = s.log->Sync(); !st) {
         ++stats_.wal_sync_failed;
         s.log_incomplete = true;
-        std::fprintf(stderr,
-                     "gateway: %s: %s (its messages count as durable again once its batch is "
-                     "cut; a power loss before then counts them as lost)\n",
-                     user.c_str(), st.error().message().c_str());
+        // Every second, for every user, on a failing disk: once in 10 s (wal_sync_failed counts).
+        SayRepeated("wal-sync",
+                    fmt::format("{}: {} (its messages count as durable again once its batch is "
+                                "cut; a power loss before then counts them as lost)",
+                                user, st.error().message()));
       }
     }
     std::set<std::string> held;  // devices whose logs miss a message: left for their cut
