@@ -190,13 +190,13 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--big-loads", a->big_loads,
                   "Loads of the big workloads (e.g. 1M,32M; at most 64M)");
   cmd->add_option("--reps", a->reps, "Repetitions of each batch point (at least; default 3)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option("--min-time", a->min_time,
                   "Repeat each batch point until each mode has run about this many seconds, up "
                   "to 1000 repetitions (default 0.25; 0: exactly --reps)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--duration", a->duration, "Seconds each stream point runs (default 60)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_option_function<double>(
          "--interval",
          [a](double v) {
@@ -204,7 +204,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
            a->interval_set = true;
          },
          "Seconds between batches of a stream (default 1; --e2e: 10)")
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   cmd->add_flag("--e2e", a->e2e,
                 "End to end instead of the grid: stream-small (1424 beats/s) and stream-big "
                 "(x1024) from simulated sensors through Mosquitto, the gateway, the server and "

@@ -177,9 +177,13 @@ TEST(Cli, NumbersPastTheirLimitsAreRefusedNotConverted) {
   // Once: "--big-loads 1e30" or "inf" converted a double past uint64 (undefined behaviour; it ran
   // as a 0-byte load), "--workers 1x" read as 1 (and 99999999999 overflowed atoi), and
   // "attest verify --at 99999999999999999999" was taken as the largest long long. Loads above
-  // 64 MB are past the stated limit.
+  // 64 MB are past the stated limit. CLI11's own range checks let "nan" through ("--min-coverage
+  // nan" suppressed every window; "--batch-seconds nan" became a duration, undefined behaviour),
+  // and its usage errors ended with its own statuses (105, 109), not kInvalidArgument's.
   const std::string file = Data("rr/mitdb_100_rr.csv");
   const std::string bench = "bench --no-baseline --modes vanilla --jobs identity ";
+  const std::string gateway =
+      "gateway --policy p --root-ca r --server-dir d --state s --results r ";
   for (const std::string& args :
        {bench + "--workloads batch-big --big-loads 1e30",
         bench + "--workloads batch-big --big-loads inf",
@@ -188,10 +192,22 @@ TEST(Cli, NumbersPastTheirLimitsAreRefusedNotConverted) {
         bench + "--workloads batch-big --big-loads 0",
         bench + "--workloads batch-big --big-loads -1",
         bench + "--workloads batch-small --small-loads 1x",
-        bench + "--cluster --workers 99999999999", bench + "--cluster --workers 1x",
+        bench + "--cluster --workers 99999999999",
+        bench + "--cluster --workers 1x",
         bench + "--cluster --e2e --workers 0",
         "attest verify " + file + " --root " + file + " --at 99999999999999999999",
-        "attest verify " + file + " --root " + file + " --at 253402300800"}) {
+        "attest verify " + file + " --root " + file + " --at 253402300800",
+        gateway + "--stop-grace -1",
+        gateway + "--stop-grace nan",
+        gateway + "--max-open-beats 0",
+        gateway + "--max-open-beats 1x",
+        gateway + "--batch-seconds nan",
+        gateway + "--batch-seconds -1",
+        gateway + "--batch-beats 0",
+        "hrv " + file + " --min-coverage nan",
+        "hrv " + file + " --window inf",
+        "hrv " + file + " --window 1e400",
+        "hrv " + file + " --no-such-option"}) {
     const CmdResult r = Medstream(args);
     EXPECT_EQ(r.exit_code, ExitStatus(Error::Code::kInvalidArgument)) << args << "\n" << r.out;
     EXPECT_LT(r.out.size(), 300u) << args << "\n" << r.out;

@@ -118,11 +118,11 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--lease", a->o.lease_s,
                   "Seconds a partition's lease lasts unless renewed (the same for every worker)")
-      ->check(CLI::Range(1.0, 600.0))
+      ->check(FiniteRange(1.0, 600.0))
       ->capture_default_str();
   cmd->add_option("--checkpoint-every", a->o.checkpoint_every,
                   "Batches of a partition between its checkpoints")
-      ->check(CLI::PositiveNumber)
+      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--max-partitions", a->o.max_partitions,
                   "At most this many partitions (0: a fair share)")

@@ -20,6 +20,13 @@ int ExitWithError(std::string_view command, const Error& error);
 // A mistake in the command line that the command found itself (CLI11 finds the rest).
 int ExitWithError(std::string_view command, std::string_view usage_error);
 
+// Checks of a number option. CLI11's Range, PositiveNumber and NonNegativeNumber let "nan" through
+// (every comparison with NaN is false), and their limits print as 300 digits; these refuse NaN,
+// infinities and text that is not wholly a number, and say the limits as they were written.
+CLI::Validator FiniteRange(double min, double max);
+CLI::Validator Positive();     // > 0 and finite
+CLI::Validator NonNegative();  // >= 0 and finite
+
 // The simulated platform directory: $MEDSTREAM_PLATFORM, else ~/.medstream/platform.
 std::string DefaultPlatformDir();
 

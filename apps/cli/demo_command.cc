@@ -82,16 +82,16 @@ void RegisterDemoCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   cmd->add_option("--duration", a->duration_s, "Seconds the sensors publish (wall clock)")
-      ->check(CLI::PositiveNumber)
+      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--speed", a->speed, "Heart time per wall second (faster than real time)")
-      ->check(CLI::PositiveNumber)
+      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--rate", a->rate,
                   "Total beats per second across users instead of --speed (Stream-Small: 1424)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--batch-seconds", a->batch_seconds, "Gateway micro-batch interval (s)")
-      ->check(CLI::PositiveNumber)
+      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Random seed of the simulated users")->capture_default_str();
   cmd->add_option("--jobs", a->jobs, "Jobs the data owner provisions")->capture_default_str();

@@ -31,6 +31,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     std::string policy, jobs = "sdnn,hrv-bands", sftp, ssh_key, host_key, ssh_user = "root";
     std::string credentials, stats_json, cluster, results_consumer = "gateway";
     uint32_t partitions = 16;
+    double stop_grace_s = 10;
     HttpArgs http;
   };
   auto a = std::make_shared<Args>();
@@ -67,7 +68,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--status-interval", a->o.status_interval_s,
                   "Seconds between asking the broker for the devices' statuses (they reveal "
                   "messages lost at the end of a session)")
-      ->check(CLI::Range(0.1, 3600.0))
+      ->check(FiniteRange(0.1, 3600.0))
       ->capture_default_str();
   cmd->add_option("--stats-json", a->stats_json,
                   "Keep the gateway's counters (beats, batches, results, lost) in this JSON file, "
@@ -77,32 +78,45 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                 "the tachogram, spectrum and Poincare plot from them)");
   cmd->add_option("--site", a->o.site, "Site (topic medstream/SITE/+/rr)")->capture_default_str();
   cmd->add_option("--batch-beats", a->o.batch_beats, "Cut a user's batch at this many beats")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 32))
       ->capture_default_str();
   cmd->add_option("--batch-seconds", a->o.batch_seconds, "... or when it is this old")
+      ->check(FiniteRange(0.001, 86400.0))
       ->capture_default_str();
+  cmd->add_option("--stop-grace", a->stop_grace_s,
+                  "On SIGTERM or Ctrl-C: cut what is open and wait this long for the results "
+                  "before stopping (what is left is said, kept in --state and resumed at the next "
+                  "start)")
+      ->check(FiniteRange(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--max-open-beats", a->o.max_open_beats,
+                  "The most beats all users' open batches hold together (16 bytes each), reached "
+                  "only while cuts fail; a message past it is dropped and counted as lost")
+      ->capture_default_str()
+      ->check(Positive());
   cmd->add_option("--late-grace", a->o.late_grace_s,
                   "Hold a user's batch this long while a gap in its message sequence is open "
                   "(reordered messages still arrive in time); later arrivals count as lost")
-      ->check(CLI::Range(0.0, 600.0))
+      ->check(FiniteRange(0.0, 600.0))
       ->capture_default_str();
   cmd->add_option("--quarantine-check", a->o.quarantine_check_s,
                   "Ask whether a user's batch was quarantined once its result is this late (then "
                   "say so in the user's .jsonl and read the later ones)")
-      ->check(CLI::Range(1.0, 86400.0))
+      ->check(FiniteRange(1.0, 86400.0))
       ->capture_default_str();
   cmd->add_option("--results-consumer", a->results_consumer,
                   "With --cluster: this gateway's durable consumer of results (one per gateway)")
       ->capture_default_str();
   cmd->add_option("--jobs", a->jobs, "Jobs the enclave runs on our streams")->capture_default_str();
   cmd->add_option("--window", a->o.config.windows.window_s, "Seconds of beats per HRV window")
-      ->check(CLI::Range(hrv::kMinWindowS, hrv::kMaxWindowS))
+      ->check(FiniteRange(hrv::kMinWindowS, hrv::kMaxWindowS))
       ->capture_default_str();
   cmd->add_option("--min-coverage", a->o.config.windows.min_coverage,
                   "Smallest share of a window its NN intervals must cover for a result")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(FiniteRange(0.0, 1.0))
       ->capture_default_str();
   cmd->add_option("--step", a->o.config.windows.step_s, "Seconds between window starts")
-      ->check(CLI::Range(hrv::kMinStepS, hrv::kMaxWindowS))
+      ->check(FiniteRange(hrv::kMinStepS, hrv::kMaxWindowS))
       ->capture_default_str();
   AddHttpOptions(cmd, &a->http, "the dashboard (the results), /metrics and /healthz");
   cmd->add_option("--root-ca", a->o.root_ca, "Attestation trust anchor")->required();
@@ -224,6 +238,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                        {"results_torn", s.results_torn},
                                        {"results_torn_gone", s.results_torn_gone},
                                        {"wal_append_failed", s.wal_append_failed},
+                                       {"beats_dropped_backlog", s.beats_dropped_backlog},
                                        {"wal_sync_failed", s.wal_sync_failed},
                                        {"beats_processed", s.beats_processed},
                                        {"windows", s.windows},
@@ -258,7 +273,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     // Stopping: cut what is open and give the server a moment to answer.
-    const auto fin = (*gw)->Finish(std::chrono::seconds(10));
+    const auto fin = (*gw)->Finish(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(a->stop_grace_s)));
     print();
     if (!fin.cut) {
       std::fprintf(stderr, "medstream gateway: the final cut failed: %s\n",
@@ -274,10 +290,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     }
     if (fin.batches_waiting > 0) {
       std::fprintf(stderr,
-                   "medstream gateway: %zu batches still wait for their results after a 10 s "
-                   "grace (%zu of them not uploaded yet%s%s); they are kept in %s and the next "
-                   "start with this --state uploads them and reads their results\n",
-                   fin.batches_waiting, fin.batches_unsent, fin.tick ? "" : "; last error: ",
+                   "medstream gateway: %zu batches still wait for their results after a %g s "
+                   "grace (--stop-grace; %zu of them not uploaded yet%s%s); they are kept in %s "
+                   "and the next start with this --state uploads them and reads their results\n",
+                   fin.batches_waiting, a->stop_grace_s, fin.batches_unsent,
+                   fin.tick ? "" : "; last error: ",
                    fin.tick ? "" : fin.tick.error().message().c_str(), a->o.state_dir.c_str());
     }
     if (const auto st = (*gw)->stats(); st.lost_beats > 0) {

@@ -205,12 +205,12 @@ void RegisterHrvCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--window", args->window_s,
                   "Rolling windows of this many seconds (aligned to absolute time); 0 = whole "
                   "record")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   // Ranges (window, step, window/step) are checked by hrv::Validate, with their limits named.
   cmd->add_option("--step", args->step_s, "Seconds between window starts")->capture_default_str();
   cmd->add_option("--min-coverage", args->min_coverage,
                   "Report a window only if its NN intervals cover this fraction of it")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(FiniteRange(0.0, 1.0))
       ->capture_default_str();
   cmd->add_flag("--detect", args->detect,
                 "The input is an ECG (WFDB record or ECG CSV): detect its beats (medstream ecg)");

@@ -266,7 +266,7 @@ void RegisterLakeIngest(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, cons
                      "default: inferred");
   ingest->add_option("--k", in->k, "Smallest group an analyst may see (exact datasets)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(Positive());
   ingest
       ->add_option("--privacy", in->privacy,
                    "How analysts are answered: dp (differentially private COUNT/SUM/AVG within a "
@@ -276,12 +276,12 @@ void RegisterLakeIngest(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, cons
   ingest
       ->add_option("--epsilon", in->options.policy.epsilon,
                    "dp: privacy spent by a query that does not say (per query)")
-      ->check(CLI::Range(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon))
+      ->check(FiniteRange(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon))
       ->capture_default_str();
   ingest
       ->add_option("--budget", in->options.policy.budget,
                    "dp: each analyst's total epsilon on this dataset (sequential composition)")
-      ->check(CLI::Range(1e-6, 1e6))
+      ->check(FiniteRange(1e-6, 1e6))
       ->capture_default_str();
   ingest->add_option("--attributes", in->options.attributes,
                      "Identifier columns and numeric bounds: COL:id,COL:LO..HI,... (analysts may "
@@ -326,7 +326,7 @@ void RegisterLakeQuery(CLI::App* lake, const std::shared_ptr<LakeArgs>& a, const
       ->add_option("--epsilon", *epsilon,
                    "dp datasets: privacy this query spends of your budget (default: the "
                    "dataset's)")
-      ->check(CLI::Range(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon));
+      ->check(FiniteRange(lake::kMinQueryEpsilon, lake::kMaxQueryEpsilon));
   query->callback([a, sql, fail, epsilon] {
     auto c = Connect(*a);
     if (!c) return fail("query", c.error());

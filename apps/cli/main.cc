@@ -43,6 +43,14 @@ int main(int argc, char** argv) {
   medstream::cli::RegisterReportCommand(app, &exit_code);
   medstream::cli::RegisterDashboardCommand(app, &exit_code);
   medstream::cli::RegisterClusterCommands(app, &exit_code);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here too, with 0. A mistake in the command line (an unknown
+    // option, a value out of its range) ends, after CLI11's message, with the status of
+    // kInvalidArgument, as the mistakes the commands find themselves do (commands.h), not with
+    // CLI11's own numbers (105, 106, ...).
+    return app.exit(e) == 0 ? 0 : medstream::ExitStatus(medstream::Error::Code::kInvalidArgument);
+  }
   return exit_code;
 }

@@ -36,14 +36,14 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(1, devices::kMaxDevicesPerProcess))
       ->capture_default_str();
   cmd->add_option("--duration", a->duration_s, "Seconds of heart beats per user (simulated time)")
-      ->check(CLI::Range(1e-3, hrv::kMaxBeatTimeS / 2))
+      ->check(FiniteRange(1e-3, hrv::kMaxBeatTimeS / 2))
       ->capture_default_str();
   cmd->add_option("--speed", a->speed, "Times faster than real time (0 = as fast as possible)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(NonNegative())
       ->capture_default_str();
   cmd->add_option("--rate", a->rate,
                   "Total samples per second across users (overrides --speed), e.g. 1424")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--seed", a->seed, "Random seed (same seed, same beats)")->capture_default_str();
   cmd->add_option("--beats-per-message", a->per_message, "Beats per MQTT message")
       ->check(CLI::Range(1, static_cast<int>(sensor::kMaxBeatsPerMessage)))
@@ -68,12 +68,12 @@ void RegisterSensorCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--start", a->start_s,
                   "Time of the first beat (Unix seconds); with --replay, added to the file's "
                   "times (default 0: the file's own)")
-      ->check(CLI::Range(0.0, hrv::kMaxBeatTimeS / 2))
+      ->check(FiniteRange(0.0, hrv::kMaxBeatTimeS / 2))
       ->capture_default_str();
   cmd->add_option("--record", a->record,
                   "Also write every beat sent to DIR/<user>.csv (time_s,rr_ms), for checking");
   cmd->add_option("--for", a->for_s, "Stop after this many wall-clock seconds (0 = no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(NonNegative());
   cmd->add_option("--summary-json", a->summary_json,
                   "Write what was published (users, beats, messages, seconds) as JSON");
   cmd->callback([a, exit_code, cmd] {

@@ -48,13 +48,13 @@ void RegisterServerCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--enclave", a->options.enclave_path, "medstream-enclave (process mode)");
   cmd->add_option("--checkpoint-every", a->options.checkpoint_every,
                   "Batches between sealed checkpoints")
-      ->check(CLI::PositiveNumber)
+      ->check(Positive())
       ->capture_default_str();
   cmd->add_option("--call-budget", a->options.call_budget_s,
                   "Process mode: seconds any one enclave call may take before the enclave is "
                   "stopped and restarted (0 = each call's own budget, about 30 s + 2 s/MiB for "
                   "a batch)")
-      ->check(CLI::Range(0.0, 86400.0))
+      ->check(FiniteRange(0.0, 86400.0))
       ->capture_default_str();
   cmd->add_option("--jobs", a->jobs,
                   "Vanilla mode only (elsewhere the data owner chooses): comma-separated jobs")

@@ -22,6 +22,30 @@ namespace medstream::gateway {
 
 namespace {
 
+// Options come from a command line or a program: a number no clock or cut can use (NaN, a negative
+// age, an infinite wait) is refused where it enters, not made into a duration at the first cut
+// (undefined for NaN) or a wait that never ends. Every comparison with NaN is false: `In` fails.
+Status CheckOptions(const Options& o) {
+  const auto in = [](double v, double lo, double hi) { return v >= lo && v <= hi; };
+  const auto bad = [](const char* name, double v, const char* range) {
+    return InvalidArgument(fmt::format("gateway option {} must be {}, got {}", name, range, v));
+  };
+  if (!in(o.batch_seconds, 1e-3, 1e9))
+    return bad("batch_seconds", o.batch_seconds, "1 ms to 1e9 s");
+  if (!in(o.late_grace_s, 0, 86400)) return bad("late_grace_s", o.late_grace_s, "0 to 86400 s");
+  if (!in(o.status_interval_s, 1e-3, 86400)) {
+    return bad("status_interval_s", o.status_interval_s, "1 ms to 86400 s");
+  }
+  if (!in(o.quarantine_check_s, 1e-3, 86400)) {
+    return bad("quarantine_check_s", o.quarantine_check_s, "1 ms to 86400 s");
+  }
+  if (o.batch_beats == 0) return InvalidArgument("gateway option batch_beats must be at least 1");
+  if (o.max_open_beats == 0) {
+    return InvalidArgument("gateway option max_open_beats must be at least 1");
+  }
+  return {};
+}
+
 // Results come from the untrusted server: never read more than a result can be (edge.h's cap).
 const uint64_t kMaxResultBytes =
     enclave::FindCall(static_cast<uint16_t>(enclave::Call::kProcessBatch))->max_response;
@@ -176,6 +200,7 @@ Result<std::unique_ptr<ServerLink>> SftpLink(const sftp::Target& target,
 Result<std::unique_ptr<Gateway>> Gateway::Start(const Options& options,
                                                 std::unique_ptr<MessageSource> source,
                                                 std::unique_ptr<ServerLink> link) {
+  if (auto s = CheckOptions(options); !s) return std::unexpected(s.error());
   std::unique_ptr<Gateway> g(new Gateway(options));
   if (!g->options_.clock) g->options_.clock = [] { return std::chrono::steady_clock::now(); };
   if (link) {
@@ -466,6 +491,7 @@ void Gateway::SayRepeated(std::string_view kind, std::string_view line) {
 
 size_t Gateway::Merge(Stream& s, std::span<const hrv::Beat> beats) {
   const OpenBatch::Merged m = s.batch.Merge(beats);
+  open_beats_ += m.added;
   stats_.beats_stale += m.stale;
   return m.added;
 }
@@ -552,6 +578,21 @@ void Gateway::OnMessage(const mqtt::Message& m) {
     // Bluetooth measurements carry RR without times: continue from the device's last beat.
     const double last = s.batch.newest();
     message->beats = sensor::TimeBeats(message->untimed_rr_ms, last, options_.wall_clock());
+  }
+  if (open_beats_ + beats->size() > options_.max_open_beats && !s.batch.empty()) {
+    // The disk may be back: this stream's cut makes room before anything is dropped.
+    if (auto st = Cut(s); !st) SayRepeated("cut", st.error().message());
+  }
+  if (open_beats_ + beats->size() > options_.max_open_beats) {
+    // Not logged, not tracked: the device's next message or status shows the gap, counted as
+    // lost, as a message the broker dropped.
+    stats_.beats_dropped_backlog += beats->size();
+    SayRepeated("backlog",
+                fmt::format("{}: dropped a message of {} beats: the open batches hold {} beats, "
+                            "the most --max-open-beats allows, because their cuts fail (see "
+                            "above); counted as lost ({} beats dropped so far)",
+                            s.user, beats->size(), open_beats_, stats_.beats_dropped_backlog));
+    return;
   }
   // Logged before this callback returns, i.e. before libmosquitto acknowledges the message.
   if (auto st = s.log->Append(*beats, sequence); !st) {

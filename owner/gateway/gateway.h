@@ -147,6 +147,12 @@ struct Options {
   // sealing a batch and this append can leave that batch out (a record for reports, not the data
   // of record: that is in the spool and the enclave).
   bool record_beats = false;
+  // The most beats the open batches of all users hold together (16 bytes each: 2 GiB). Reached
+  // only while cuts fail (a full disk): a message that would pass it is dropped before its
+  // device's sequence is tracked, so it counts as lost as a broker's drop does (lost_messages,
+  // lost_beats, the windows over it marked) and in beats_dropped_backlog, instead of the gateway
+  // growing until the kernel kills it with every open beat.
+  size_t max_open_beats = size_t{128} << 20;
   // How the write-ahead logs are flushed (BeatLog::SyncFn); null: fdatasync. Tests inject failures.
   BeatLog::SyncFn sync_file = nullptr;
   // Monotonic time now: batch ages, status intervals, result latency. Default: steady_clock.
@@ -188,6 +194,9 @@ struct Stats {
   // Beats that filled a gap (first arrivals, not repeats) after a later batch was sealed: they
   // cannot be analysed in order any more and count as lost (included in lost_beats).
   uint64_t beats_too_late = 0;
+  // Beats of messages dropped because the open batches held Options::max_open_beats (cuts
+  // failing): also counted as lost once the device's next message or status shows the gap.
+  uint64_t beats_dropped_backlog = 0;
   uint64_t batches_sealed = 0;
   uint64_t batches_uploaded = 0;
   uint64_t results = 0;
@@ -374,6 +383,7 @@ class Gateway {
   Options options_;
   KeyStore keys_;
   std::chrono::steady_clock::time_point last_sync_, last_status_ask_;
+  size_t open_beats_ = 0;       // in every stream's open batch (Options::max_open_beats)
   size_t max_batch_beats_ = 0;  // below the link's batch cap, with room for one more message
   SequenceTracker devices_;
   // What STATE/devices says: each device only as far as its messages are durable, in a synced

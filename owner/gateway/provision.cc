@@ -65,33 +65,31 @@ void Gateway::ProvisionWorkers() {
   // comes: one that never answers costs the others nothing but its thread, and a scan lasts at
   // most one request's limit (the next scan takes the ones seen meanwhile in their turn).
   const size_t n = std::min(kParallelAttestations, due.size());
-  {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::vector<std::pair<size_t, Status>> done;  // under mu
-    std::vector<std::thread> threads;
-    threads.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      threads.emplace_back([&, i] {
-        auto relay = link_->RelayTo(due[i].second);
-        Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
-        std::lock_guard lock(mu);
-        done.emplace_back(i, std::move(s));
-        cv.notify_one();
-      });
-    }
-    for (size_t taken = 0; taken < n;) {
-      std::vector<std::pair<size_t, Status>> now_done;
-      {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return !done.empty(); });
-        now_done.swap(done);
-      }
-      for (const auto& [i, s] : now_done) Provisioned(due[i].second, s);
-      taken += now_done.size();
-    }
-    for (std::thread& t : threads) t.join();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<size_t, Status>> done;  // under mu
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      auto relay = link_->RelayTo(due[i].second);
+      Status s = relay ? AttestAndProvision(**relay) : Status(std::unexpected(relay.error()));
+      std::lock_guard lock(mu);
+      done.emplace_back(i, std::move(s));
+      cv.notify_one();
+    });
   }
+  for (size_t taken = 0; taken < n;) {
+    std::vector<std::pair<size_t, Status>> now_done;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return !done.empty(); });
+      now_done.swap(done);
+    }
+    for (const auto& [i, s] : now_done) Provisioned(due[i].second, s);
+    taken += now_done.size();
+  }
+  for (std::thread& t : threads) t.join();
   size_t unreachable = 0;
   for (const auto& [name, r] : worker_retry_) unreachable += r.delay.count() > 0;
   std::lock_guard lock(mu_);

@@ -276,6 +276,10 @@ std::string Gateway::MetricsText() const {
           "Messages the write-ahead log could not take (a full disk); lost only on a crash "
           "before their batch is cut, and then counted in lost_messages.",
           s.wal_append_failed);
+  counter("medstream_gateway_beats_dropped_backlog_total",
+          "Beats of messages dropped because the open batches held --max-open-beats (cuts "
+          "failing); counted as lost too.",
+          s.beats_dropped_backlog);
   counter("medstream_gateway_wal_sync_failed_total",
           "Flushes of a write-ahead log that failed (its messages durable again at its cut).",
           s.wal_sync_failed);

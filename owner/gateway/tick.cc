@@ -62,6 +62,7 @@ Status Gateway::Cut(Stream& s) {
     s.in_flight[seq] = s.batch.opened;
     ++stats_.batches_sealed;
     s.batch.SealedFirst(piece.size());
+    open_beats_ -= piece.size();
     if (!s.batch.empty()) {
       if (auto st = SaveSequences(); !st) return st;
     }
