@@ -4,8 +4,16 @@
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
 
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <string>
+#include <thread>
 
 #include "common/abi/edge.h"
 
@@ -16,6 +24,26 @@ namespace {
 std::string SshError(ssh_session s) {
   return ssh_get_error(s);
 }
+
+// Connecting, where libssh gives up itself after SSH_OPTIONS_TIMEOUT: a failure once the timeout
+// has passed is the server not answering, kDeadlineExceeded, which a caller can tell from a
+// refusal (the link is down, and another try would wait as long). libssh says so only in words.
+class Deadline {
+ public:
+  explicit Deadline(int timeout_s)
+      : start_(std::chrono::steady_clock::now()), timeout_(std::chrono::seconds(timeout_s)) {}
+  std::unexpected<Error> Failed(Error::Code code, std::string message) const {
+    if (std::chrono::steady_clock::now() - start_ >= timeout_) {
+      return Fail(Error::Code::kDeadlineExceeded, message + " (no answer from the server within " +
+                                                      std::to_string(timeout_.count()) + " s)");
+    }
+    return Fail(code, std::move(message));
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::seconds timeout_;
+};
 
 Result<std::vector<uint8_t>> KeyHash(ssh_key key) {
   unsigned char* hash = nullptr;
@@ -31,7 +59,8 @@ Result<std::vector<uint8_t>> KeyHash(ssh_key key) {
 // Edge frames over an SSH channel to the server's relay socket.
 class ChannelTransport : public host::EnclaveTransport {
  public:
-  ChannelTransport(ssh_channel channel, std::mutex* mu) : channel_(channel), mu_(mu) {}
+  ChannelTransport(ssh_channel channel, std::mutex* mu, int timeout_s)
+      : channel_(channel), mu_(mu), timeout_ms_(timeout_s * 1000) {}
   ~ChannelTransport() override {
     std::lock_guard lock(*mu_);
     ssh_channel_send_eof(channel_);
@@ -44,13 +73,17 @@ class ChannelTransport : public host::EnclaveTransport {
     enclave::EncodeFrameHeader(true, static_cast<uint16_t>(call), request.size(), header);
     if (!Write(header, sizeof header) || !Write(request.data(), request.size()) ||
         !Read(header, sizeof header)) {
-      return Fail(Error::Code::kIo, "the SSH channel to the enclave relay closed");
+      return Fail(timed_out_ ? Error::Code::kDeadlineExceeded : Error::Code::kIo,
+                  timed_out_ ? "the enclave relay did not answer over SSH within " +
+                                   std::to_string(timeout_ms_ / 1000) + " s"
+                             : "the SSH channel to the enclave relay closed");
     }
     MEDSTREAM_TRY(h, enclave::DecodeFrameHeader(false, header));
     if (h.length > 256 * 1024) return Corrupt("relay response too large");
     crypto::Bytes payload(h.length);
     if (!Read(payload.data(), payload.size())) {
-      return Fail(Error::Code::kIo, "the SSH channel to the enclave relay closed");
+      return Fail(timed_out_ ? Error::Code::kDeadlineExceeded : Error::Code::kIo,
+                  "the SSH channel to the enclave relay closed or went quiet mid-answer");
     }
     if (h.call_or_status != 0) {
       return std::unexpected(
@@ -71,8 +104,14 @@ class ChannelTransport : public host::EnclaveTransport {
     return true;
   }
   bool Read(uint8_t* p, size_t n) {
+    timed_out_ = false;
     while (n > 0) {
-      const int r = ssh_channel_read(channel_, p, static_cast<uint32_t>(n), 0);
+      // Each read waits at most the timeout; 0 bytes with the channel still open is a timeout.
+      const int r = ssh_channel_read_timeout(channel_, p, static_cast<uint32_t>(n), 0, timeout_ms_);
+      if (r == 0 && !ssh_channel_is_eof(channel_) && ssh_channel_is_open(channel_)) {
+        timed_out_ = true;
+        return false;
+      }
       if (r <= 0) return false;
       p += r;
       n -= static_cast<size_t>(r);
@@ -81,13 +120,87 @@ class ChannelTransport : public host::EnclaveTransport {
   }
   ssh_channel channel_;
   std::mutex* mu_;
+  const int timeout_ms_;
+  bool timed_out_ = false;  // under *mu_: the last Read gave up waiting
 };
+
+// Gives up on a server that stops answering in the middle of a transfer. libssh's SFTP calls wait
+// for each answer without a limit in blocking mode (SSH_OPTIONS_TIMEOUT covers connecting only),
+// so when a step (one request and its answer) passes the timeout, this thread shuts the socket
+// down, which ends the blocked call with an error. The connection is dead after that; the caller
+// connects again. Thread-safe.
+class Watchdog {
+ public:
+  explicit Watchdog(int timeout_s)
+      : timeout_(std::chrono::seconds(timeout_s)), thread_([this] { Run(); }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  // A step on socket `fd` begins: it has the timeout from now.
+  void Arm(int fd) {
+    std::lock_guard lock(mu_);
+    fd_ = fd;
+    deadline_ = std::chrono::steady_clock::now() + timeout_;
+    armed_ = true;
+    cv_.notify_all();
+  }
+  void Disarm() {
+    std::lock_guard lock(mu_);
+    armed_ = false;
+  }
+  bool fired() const {
+    std::lock_guard lock(mu_);
+    return fired_;
+  }
+  int timeout_s() const { return static_cast<int>(timeout_.count()); }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (!stop_) {
+      if (!armed_) {
+        cv_.wait(lock);
+        continue;
+      }
+      cv_.wait_until(lock, deadline_);
+      if (armed_ && !stop_ && std::chrono::steady_clock::now() >= deadline_) {
+        if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+        fired_ = true;
+        armed_ = false;
+      }
+    }
+  }
+  const std::chrono::seconds timeout_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int fd_ = -1;
+  std::chrono::steady_clock::time_point deadline_{};
+  bool armed_ = false, fired_ = false, stop_ = false;
+  std::thread thread_;  // last: started once the members above exist
+};
+
+// The error of a step that failed: kDeadlineExceeded if the watchdog gave it up.
+std::unexpected<Error> StepFailed(const Watchdog& w, std::string message) {
+  if (w.fired()) {
+    return Fail(Error::Code::kDeadlineExceeded, message + " (no answer from the server within " +
+                                                    std::to_string(w.timeout_s()) +
+                                                    " s; the connection is given up)");
+  }
+  return IoError(std::move(message));
+}
 
 }  // namespace
 
 struct Client::Impl {
   ssh_session session = nullptr;
   sftp_session sftp = nullptr;
+  int timeout_s = 30;
+  std::unique_ptr<Watchdog> watchdog;
   std::mutex mu;  // libssh sessions are not thread-safe
 };
 
@@ -103,9 +216,15 @@ Result<std::unique_ptr<Client>> Client::Connect(const Target& t) {
   ssh_options_set(i.session, SSH_OPTIONS_PORT, &port);
   ssh_options_set(i.session, SSH_OPTIONS_USER, t.user.c_str());
   ssh_options_set(i.session, SSH_OPTIONS_PROCESS_CONFIG, &no);
+  // libssh's blocking calls (connecting, and every SFTP request's answer) wait this long at most.
+  const long timeout = std::max(1, t.timeout_s);
+  i.timeout_s = static_cast<int>(timeout);
+  ssh_options_set(i.session, SSH_OPTIONS_TIMEOUT, &timeout);
+  const Deadline deadline(i.timeout_s);
   if (ssh_connect(i.session) != SSH_OK) {
-    return Fail(Error::Code::kNotFound, "cannot connect to the SFTP server " + t.host + ":" +
-                                            std::to_string(t.port) + ": " + SshError(i.session));
+    return deadline.Failed(Error::Code::kNotFound, "cannot connect to the SFTP server " + t.host +
+                                                       ":" + std::to_string(t.port) + ": " +
+                                                       SshError(i.session));
   }
   // Pin the host key before anything is sent: the expected key comes from the operator.
   ssh_key expected = nullptr;
@@ -134,9 +253,10 @@ Result<std::unique_ptr<Client>> Client::Connect(const Target& t) {
     return Fail(Error::Code::kFailedPrecondition,
                 "SSH key authentication as " + t.user + " refused: " + SshError(i.session));
   }
+  i.watchdog = std::make_unique<Watchdog>(i.timeout_s);
   i.sftp = sftp_new(i.session);
   if (!i.sftp || sftp_init(i.sftp) != SSH_OK) {
-    return Fail(Error::Code::kIo, "SFTP subsystem failed: " + SshError(i.session));
+    return deadline.Failed(Error::Code::kIo, "SFTP subsystem failed: " + SshError(i.session));
   }
   return c;
 }
@@ -152,51 +272,74 @@ Client::~Client() {
 
 Status Client::Upload(const std::string& dir, const std::string& name, crypto::ByteView data) {
   std::lock_guard lock(impl_->mu);
+  Watchdog& w = *impl_->watchdog;
+  if (w.fired()) return IoError("the SFTP connection was given up after a time-out");
+  const int fd = ssh_get_fd(impl_->session);
   const std::string part = dir + "/." + name + ".part";
+  w.Arm(fd);
   sftp_file f = sftp_open(impl_->sftp, part.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (!f) return IoError("SFTP cannot create " + part + ": " + SshError(impl_->session));
+  if (!f) {
+    w.Disarm();
+    return StepFailed(w, "SFTP cannot create " + part + ": " + SshError(impl_->session));
+  }
   size_t off = 0;
   while (off < data.size()) {
     const size_t n = std::min<size_t>(data.size() - off, 32 * 1024);
-    const ssize_t w = sftp_write(f, data.data() + off, n);
-    if (w <= 0) {
-      sftp_close(f);
-      return IoError("SFTP write to " + part + " failed: " + SshError(impl_->session));
+    w.Arm(fd);  // each write waits for its own answer
+    const ssize_t w_n = sftp_write(f, data.data() + off, n);
+    if (w_n <= 0) {
+      w.Disarm();
+      // Not sftp_close: it would wait for an answer the server may never give.
+      return StepFailed(w, "SFTP write to " + part + " failed: " + SshError(impl_->session));
     }
-    off += static_cast<size_t>(w);
+    off += static_cast<size_t>(w_n);
   }
-  if (sftp_close(f) != SSH_OK) return IoError("SFTP close of " + part + " failed");
+  w.Arm(fd);
+  const bool closed = sftp_close(f) == SSH_OK;
   const std::string final_path = dir + "/" + name;
-  if (sftp_rename(impl_->sftp, part.c_str(), final_path.c_str()) != SSH_OK) {
-    return IoError("SFTP rename to " + final_path + " failed: " + SshError(impl_->session));
+  const bool renamed =
+      closed && (w.Arm(fd), sftp_rename(impl_->sftp, part.c_str(), final_path.c_str()) == SSH_OK);
+  w.Disarm();
+  if (!closed) return StepFailed(w, "SFTP close of " + part + " failed");
+  if (!renamed) {
+    return StepFailed(w, "SFTP rename to " + final_path + " failed: " + SshError(impl_->session));
   }
   return {};
 }
 
 Result<crypto::Bytes> Client::Download(const std::string& path, uint64_t max_bytes) {
   std::lock_guard lock(impl_->mu);
+  Watchdog& w = *impl_->watchdog;
+  if (w.fired()) return IoError("the SFTP connection was given up after a time-out");
+  const int fd = ssh_get_fd(impl_->session);
+  w.Arm(fd);
   sftp_file f = sftp_open(impl_->sftp, path.c_str(), O_RDONLY, 0);
   if (!f) {
+    w.Disarm();
     if (sftp_get_error(impl_->sftp) == SSH_FX_NO_SUCH_FILE) return NotFound(path);
-    return IoError("SFTP cannot open " + path + ": " + SshError(impl_->session));
+    return StepFailed(w, "SFTP cannot open " + path + ": " + SshError(impl_->session));
   }
   crypto::Bytes out;
   uint8_t buf[32 * 1024];
   for (;;) {
+    w.Arm(fd);  // each read waits for its own answer
     const ssize_t n = sftp_read(f, buf, sizeof buf);
     if (n < 0) {
-      sftp_close(f);
-      return IoError("SFTP read of " + path + " failed");
+      w.Disarm();
+      // Not sftp_close: it would wait for an answer the server may never give.
+      return StepFailed(w, "SFTP read of " + path + " failed");
     }
     if (n == 0) break;
     if (out.size() + static_cast<size_t>(n) > max_bytes) {
       sftp_close(f);
+      w.Disarm();
       return ResourceExhausted("SFTP " + path + " is larger than the limit of " +
                                std::to_string(max_bytes) + " bytes");
     }
     out.insert(out.end(), buf, buf + n);
   }
   sftp_close(f);
+  w.Disarm();
   return out;
 }
 
@@ -210,7 +353,7 @@ Result<std::unique_ptr<host::EnclaveTransport>> Client::OpenRelay(const std::str
                 "cannot reach the enclave relay " + socket_path + " over SSH: " + why);
   }
   return std::unique_ptr<host::EnclaveTransport>(
-      std::make_unique<ChannelTransport>(ch, &impl_->mu));
+      std::make_unique<ChannelTransport>(ch, &impl_->mu, impl_->timeout_s));
 }
 
 }  // namespace medstream::sftp

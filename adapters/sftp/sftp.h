@@ -1,7 +1,10 @@
 // sftp: the gateway's link to a remote server over SSH (libssh client to OpenSSH's internal-sftp):
 // key-based authentication, the server's host key pinned (SHA-256), atomic uploads (temp name,
 // then rename) and downloads; plus an edge-call channel to the server's enclave relay socket
-// through the same SSH connection (direct-streamlocal forwarding).
+// through the same SSH connection (direct-streamlocal forwarding). The server is untrusted: no step
+// waits for it longer than Target::timeout_s (kDeadlineExceeded; the client is then dead and a new
+// one must connect), and nothing larger than the caller's limit is read. Thread-safe: a client's
+// calls take turns (libssh sessions are not thread-safe).
 #pragma once
 
 #include <memory>
@@ -19,6 +22,10 @@ struct Target {
   std::string user = "root";
   std::string private_key;  // path (OpenSSH format)
   std::string host_key;     // path of the server's public host key to pin
+  // The longest one step waits for the server (connecting, each read or write of a transfer, each
+  // answer of the relay): a server that stops answering (hung, cut off without a reset, or hostile:
+  // it is untrusted) costs a call this long, kDeadlineExceeded, not the caller's thread for ever.
+  int timeout_s = 30;
 };
 
 class Client {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "adapters/proc/proc.h"
@@ -82,6 +83,56 @@ TEST_F(SftpTest, AnUnexpectedHostKeyOrClientKeyIsRefused) {
   c = Client::Connect(wrong_client);
   ASSERT_FALSE(c.has_value());
   EXPECT_EQ(c.error().code(), Error::Code::kFailedPrecondition);
+}
+
+// A server that stops answering in the middle of a connection (hung, cut off without a reset, or
+// hostile: it is untrusted), or a port that takes connections and never answers: each call gives
+// up after the target's timeout with kDeadlineExceeded. libssh without a timeout waited for ever,
+// and with it the gateway's tick: every user's cuts, uploads and results.
+TEST_F(SftpTest, AServerThatStopsAnsweringCostsACallItsTimeoutNotTheCallersThread) {
+  Target t = Good();
+  t.timeout_s = 2;
+  auto up = Client::Connect(t);
+  auto down = Client::Connect(t);
+  ASSERT_TRUE(up && down);
+  const crypto::Bytes data(100000, 0x5a);
+  ASSERT_TRUE((*up)->Upload("/inbox", "a.batch", data));
+  ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
+  sshd_->FreezeConnections(true);
+  auto upload =
+      std::async(std::launch::async, [&] { return (*up)->Upload("/inbox", "b.batch", data); });
+  auto download = std::async(std::launch::async,
+                             [&] { return (*down)->Download("/outbox/r.result", 1 << 20); });
+  const bool ended = upload.wait_for(std::chrono::seconds(30)) == std::future_status::ready &&
+                     download.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  sshd_->FreezeConnections(false);  // a call that never gave up ends now, and the test with it
+  ASSERT_TRUE(ended) << "a call waited for a server that does not answer";
+  const Status u = upload.get();
+  ASSERT_FALSE(u);
+  EXPECT_EQ(u.error().code(), Error::Code::kDeadlineExceeded) << u.error().message();
+  const auto d = download.get();
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), Error::Code::kDeadlineExceeded) << d.error().message();
+
+  // A port that takes connections (the kernel's backlog) and never says a word.
+  const int mute = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(mute, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(mute, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(mute, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(mute, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  t.port = ntohs(addr.sin_port);
+  auto connect = std::async(std::launch::async, [&] { return Client::Connect(t); });
+  const bool connected_or_not =
+      connect.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  close(mute);  // a connect still waiting sees the end of the stream now
+  ASSERT_TRUE(connected_or_not) << "connecting waited for a port that never answers";
+  const auto c = connect.get();
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().code(), Error::Code::kDeadlineExceeded) << c.error().message();
 }
 
 }  // namespace

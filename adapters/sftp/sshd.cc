@@ -10,8 +10,12 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "adapters/proc/proc.h"
 #include "common/base/bytes.h"
@@ -91,7 +95,35 @@ void Sshd::DropConnections() {
   (void)std::system(cmd.c_str());
 }
 
+void Sshd::FreezeConnections(bool frozen) {
+  if (pid_ <= 0) return;
+  // Each connection is a child of the listener (the privileged monitor) with a child of its own
+  // (the session, where internal-sftp runs): every descendant, found through /proc.
+  std::vector<pid_t> tree{pid_};
+  for (size_t i = 0; i < tree.size(); ++i) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string name = e.path().filename().string();
+      if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(e.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last
+      // ')'.
+      const size_t close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 1));
+      char state = 0;
+      pid_t ppid = 0;
+      rest >> state >> ppid;
+      if (ppid == tree[i]) tree.push_back(static_cast<pid_t>(std::stoi(name)));
+    }
+  }
+  for (size_t i = 1; i < tree.size(); ++i) kill(tree[i], frozen ? SIGSTOP : SIGCONT);
+}
+
 Sshd::~Sshd() {
+  FreezeConnections(false);  // a stopped process would outlive its listener
   if (pid_ > 0) {
     kill(pid_, SIGTERM);
     waitpid(pid_, nullptr, 0);

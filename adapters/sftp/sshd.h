@@ -28,6 +28,10 @@ class Sshd {
   // Ends every open SSH connection (their sshd processes, children of the listener), as a server
   // reboot or a network outage would; the listener goes on accepting new ones.
   void DropConnections();
+  // Stops (SIGSTOP) or resumes (SIGCONT) every open connection's processes, the listener left
+  // running: a server that stops answering in the middle of a connection, as a hung or hostile one
+  // does.
+  void FreezeConnections(bool frozen);
 
  private:
   Sshd() = default;

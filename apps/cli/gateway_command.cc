@@ -32,6 +32,7 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
     std::string credentials, stats_json, cluster, results_consumer = "gateway";
     uint32_t partitions = 16;
     double stop_grace_s = 10;
+    int sftp_timeout_s = 30;
     HttpArgs http;
   };
   auto a = std::make_shared<Args>();
@@ -59,6 +60,11 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--ssh-key", a->ssh_key, "SSH private key for --sftp");
   cmd->add_option("--host-key", a->host_key, "The SFTP server's public host key, pinned");
   cmd->add_option("--ssh-user", a->ssh_user, "SSH user")->capture_default_str();
+  cmd->add_option("--sftp-timeout", a->sftp_timeout_s,
+                  "Seconds --sftp waits for each answer of the server (connecting, each part of "
+                  "an upload or download) before it gives the connection up and connects again")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
   cmd->add_option("--broker", a->o.broker, "MQTT broker host:port (TLS)")->capture_default_str();
   cmd->add_option("--credentials", a->credentials,
                   "A `medstream broker init` folder: its ca.crt and the gateway's certificate");
@@ -146,7 +152,8 @@ void RegisterGatewayCommand(CLI::App& app, int* exit_code) {
                                .port = target->port,
                                .user = a->ssh_user,
                                .private_key = a->ssh_key,
-                               .host_key = a->host_key};
+                               .host_key = a->host_key,
+                               .timeout_s = a->sftp_timeout_s};
     }
     // Files after the options are checked: a typo is reported before any file is read.
     auto policy = attest::LoadPolicy(a->policy);

@@ -124,8 +124,9 @@ class Local : public ServerLink {
 
 // The SFTP link. An SSH connection does not survive the server's sshd restarting or the network
 // going away, and a dead one would fail every upload until the gateway restarted (the batches wait
-// in the spool meanwhile, so nothing is lost, but nothing moves either). So a transport error drops
-// the connection and the next call connects afresh, at most once every 2 s.
+// in the spool meanwhile, so nothing is lost, but nothing moves either). So a transport error, or a
+// server that stops answering (each step waits sftp::Target::timeout_s at most), drops the
+// connection and the next call connects afresh, at most once every 2 s.
 class Remote : public ServerLink {
  public:
   Remote(sftp::Target target, std::unique_ptr<sftp::Client> c, std::string relay)
@@ -162,10 +163,15 @@ class Remote : public ServerLink {
     c_ = std::move(c);
     return c_.get();
   }
-  // kIo is the connection failing (the others are answers: no such file, too large ...).
+  // kIo is the connection failing, kDeadlineExceeded the server not answering within the
+  // target's timeout (sftp::Target::timeout_s; the connection is given up): both drop it. The
+  // others are answers: no such file, too large ...
   template <typename R>
   R Checked(R r) {
-    if (!r && r.error().code() == Error::Code::kIo) c_.reset();
+    if (!r && (r.error().code() == Error::Code::kIo ||
+               r.error().code() == Error::Code::kDeadlineExceeded)) {
+      c_.reset();
+    }
     return r;
   }
 
