@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <optional>
 #include <thread>
@@ -131,9 +133,7 @@ class SocketTransport : public EnclaveTransport {
   Result<crypto::ByteView> Answer(enclave::Call call, size_t request_bytes,
                                   bool request_in_shared) {
     uint8_t header[enclave::kFrameHeaderSize];
-    if (pid_ > 0) {
-      if (auto s = Watch(call, request_bytes); !s) return std::unexpected(s.error());
-    }
+    if (auto s = Watch(call, request_bytes); !s) return std::unexpected(s.error());
     if (!ReadFull(fd_, header, sizeof header)) return Dead();
     auto h = enclave::DecodeFrameHeader(false, header);
     if (!h) return std::unexpected(h.error());
@@ -195,12 +195,16 @@ class SocketTransport : public EnclaveTransport {
   }
 
   // The watchdog: waits for the enclave's answer within the call's budget (edge.h), or the fixed
-  // one; past it the enclave process is killed, so one input cannot stall every other stream.
+  // one; past it the enclave process is killed, so one input cannot stall every other stream. A
+  // relay (the untrusted server's socket, or a lake host's) has no process to kill: past the
+  // budget and kRelaySlackS its connection is closed, and the caller hears kDeadlineExceeded
+  // instead of waiting for ever on a server that chose not to answer.
   Status Watch(enclave::Call call, size_t request_bytes) {
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
-    const double budget_s = fixed_budget_s_ > 0 ? fixed_budget_s_
-                            : spec              ? enclave::CallBudgetSeconds(*spec, request_bytes)
-                                                : 30.0;
+    const double budget_s =
+        fixed_budget_s_ > 0 ? fixed_budget_s_
+        : spec ? enclave::CallBudgetSeconds(*spec, request_bytes) + (pid_ > 0 ? 0 : kRelaySlackS)
+               : 30.0;
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(budget_s));
@@ -212,6 +216,15 @@ class SocketTransport : public EnclaveTransport {
       pollfd p{fd_, POLLIN, 0};
       const int r = poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1 << 30)));
       if (r > 0 || (r < 0 && errno != EINTR)) return {};  // an answer, or an error ReadFull sees
+    }
+    if (pid_ <= 0) {
+      close(fd_);
+      fd_ = -1;
+      return Fail(
+          Error::Code::kDeadlineExceeded,
+          fmt::format("no answer to {} through the {} connection within {:.3g} s "
+                      "(request of {} bytes); the connection is closed",
+                      spec ? spec->name : "an unknown call", backend_, budget_s, request_bytes));
     }
     kill(pid_, SIGKILL);
     close(fd_);
@@ -316,8 +329,18 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
 
 }  // namespace
 
-std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend) {
-  return std::make_unique<SocketTransport>(pid, fd, std::move(backend));
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend,
+                                                      double fixed_budget_s) {
+  if (pid <= 0) {
+    // A relay's answer that stops arriving midway (or a request it stops reading) fails after
+    // this long without progress, instead of blocking the caller for ever.
+    const double stall_s = fixed_budget_s > 0 ? fixed_budget_s : kRelayStallS;
+    const timeval tv{.tv_sec = static_cast<time_t>(stall_s),
+                     .tv_usec = static_cast<suseconds_t>((stall_s - std::floor(stall_s)) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  return std::make_unique<SocketTransport>(pid, fd, std::move(backend), nullptr, fixed_budget_s);
 }
 
 std::string DefaultEnclavePath() {

@@ -79,8 +79,15 @@ struct EnclaveLaunch {
 Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);
 
 // A transport speaking the edge frames over a connected socket (the process backend's socketpair,
-// or a server's relay socket). `pid` > 0: the enclave process to reap when the transport closes.
-std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend);
+// or a server's relay socket). `pid` > 0: the enclave process to reap when the transport closes,
+// killed past a call's budget. Otherwise the peer is a relay, an untrusted server: an answer that
+// does not begin within the call's budget (edge.h) and kRelaySlackS closes the connection
+// (kDeadlineExceeded), and one that stops arriving midway fails after kRelayStallS without
+// progress. `fixed_budget_s` > 0 replaces both (tests).
+inline constexpr double kRelaySlackS = 10;
+inline constexpr double kRelayStallS = 30;
+std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend,
+                                                      double fixed_budget_s = 0);
 
 // The serving side of a relay (a server's enclave.sock, `medstream lake serve`): reads request
 // frames from `fd` and answers each with `handler`, until the peer closes or sends a request
