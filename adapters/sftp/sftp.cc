@@ -56,11 +56,16 @@ Result<std::vector<uint8_t>> KeyHash(ssh_key key) {
   return out;
 }
 
-// Edge frames over an SSH channel to the server's relay socket.
+// Edge frames over an SSH channel to the server's relay socket. `mu` shares ownership of the
+// client's connection (aliasing its Impl): the channel lives in the session, and the gateway's link
+// drops its client after a failed call and connects afresh, while a relay opened before may still
+// be held. Before, the transport kept a bare pointer to the session's mutex and a channel the
+// session freed with it: any call or its destruction after the drop used freed memory. Now the
+// session lives until its last transport goes, and a call on a dead one fails with kIo.
 class ChannelTransport : public host::EnclaveTransport {
  public:
-  ChannelTransport(ssh_channel channel, std::mutex* mu, int timeout_s)
-      : channel_(channel), mu_(mu), timeout_ms_(timeout_s * 1000) {}
+  ChannelTransport(ssh_channel channel, std::shared_ptr<std::mutex> mu, int timeout_s)
+      : channel_(channel), mu_(std::move(mu)), timeout_ms_(timeout_s * 1000) {}
   ~ChannelTransport() override {
     std::lock_guard lock(*mu_);
     ssh_channel_send_eof(channel_);
@@ -119,7 +124,7 @@ class ChannelTransport : public host::EnclaveTransport {
     return true;
   }
   ssh_channel channel_;
-  std::mutex* mu_;
+  std::shared_ptr<std::mutex> mu_;  // keeps the session (and so channel_) alive
   const int timeout_ms_;
   bool timed_out_ = false;  // under *mu_: the last Read gave up waiting
 };
@@ -196,7 +201,15 @@ std::unexpected<Error> StepFailed(const Watchdog& w, std::string message) {
 
 }  // namespace
 
+// Shared by the client and the relay transports it opened; the last of them closes the session.
 struct Client::Impl {
+  ~Impl() {
+    if (sftp) sftp_free(sftp);
+    if (session) {
+      ssh_disconnect(session);
+      ssh_free(session);
+    }
+  }
   ssh_session session = nullptr;
   sftp_session sftp = nullptr;
   int timeout_s = 30;
@@ -206,7 +219,7 @@ struct Client::Impl {
 
 Result<std::unique_ptr<Client>> Client::Connect(const Target& t) {
   std::unique_ptr<Client> c(new Client);
-  c->impl_ = std::make_unique<Impl>();
+  c->impl_ = std::make_shared<Impl>();
   Impl& i = *c->impl_;
   i.session = ssh_new();
   if (!i.session) return Fail(Error::Code::kInternal, "ssh_new failed");
@@ -261,14 +274,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const Target& t) {
   return c;
 }
 
-Client::~Client() {
-  if (!impl_) return;
-  if (impl_->sftp) sftp_free(impl_->sftp);
-  if (impl_->session) {
-    ssh_disconnect(impl_->session);
-    ssh_free(impl_->session);
-  }
-}
+Client::~Client() = default;
 
 Status Client::Upload(const std::string& dir, const std::string& name, crypto::ByteView data) {
   std::lock_guard lock(impl_->mu);
@@ -352,8 +358,8 @@ Result<std::unique_ptr<host::EnclaveTransport>> Client::OpenRelay(const std::str
     return Fail(Error::Code::kNotFound,
                 "cannot reach the enclave relay " + socket_path + " over SSH: " + why);
   }
-  return std::unique_ptr<host::EnclaveTransport>(
-      std::make_unique<ChannelTransport>(ch, &impl_->mu, impl_->timeout_s));
+  return std::unique_ptr<host::EnclaveTransport>(std::make_unique<ChannelTransport>(
+      ch, std::shared_ptr<std::mutex>(impl_, &impl_->mu), impl_->timeout_s));
 }
 
 }  // namespace medstream::sftp

@@ -38,13 +38,15 @@ class Client {
   // NotFound when there is no such file.
   // Refuses (kResourceExhausted) a file larger than `max_bytes`: the server is untrusted.
   Result<crypto::Bytes> Download(const std::string& path, uint64_t max_bytes);
-  // Edge calls to the server's relay socket (an absolute path on the server).
+  // Edge calls to the server's relay socket (an absolute path on the server). The transport keeps
+  // the connection open while it lives, past this client's end; its calls take turns with the
+  // client's.
   Result<std::unique_ptr<host::EnclaveTransport>> OpenRelay(const std::string& socket_path);
 
  private:
   Client() = default;
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the relay transports (OpenRelay)
 };
 
 }  // namespace medstream::sftp

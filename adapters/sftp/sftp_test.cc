@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -14,6 +15,8 @@
 
 #include "adapters/proc/proc.h"
 #include "adapters/sftp/sshd.h"
+#include "common/abi/edge.h"
+#include "common/base/fdio.h"
 #include "common/base/file.h"
 #include "owner/gateway/gateway.h"
 #include "tests/wait.h"
@@ -157,6 +160,90 @@ TEST_F(SftpTest, TheGatewaysLinkReconnectsAfterTheServerDropsIt) {
   EXPECT_EQ(*ReadFileBytes(base_ + "/server/inbox/after.batch"), data);
   ASSERT_TRUE(WriteFileAtomic(base_ + "/server/outbox/r.result", std::string_view("result")));
   EXPECT_EQ((*link)->ReadResult("r.result")->size(), 6u);
+}
+
+}  // namespace
+}  // namespace medstream::sftp
+
+namespace medstream::sftp {
+namespace {
+
+// A relay socket on the server's side that answers every request with an empty success, on each
+// connection until its peer goes.
+class AnsweringRelay {
+ public:
+  explicit AnsweringRelay(const std::string& path) : listen_fd_(socket(AF_UNIX, SOCK_STREAM, 0)) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    path.copy(a.sun_path, sizeof a.sun_path - 1);
+    EXPECT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(listen_fd_, 4), 0);
+    accept_ = std::thread([this] {
+      for (int fd; (fd = accept(listen_fd_, nullptr, nullptr)) >= 0;) {
+        std::lock_guard lock(mu_);
+        fds_.push_back(fd);
+        peers_.emplace_back([fd] { Answer(fd); });
+      }
+    });
+  }
+  ~AnsweringRelay() {
+    shutdown(listen_fd_, SHUT_RDWR);  // ends the accept
+    accept_.join();
+    std::lock_guard lock(mu_);
+    for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+    for (std::thread& t : peers_) t.join();
+    for (int fd : fds_) close(fd);
+    close(listen_fd_);
+  }
+
+ private:
+  static void Answer(int fd) {
+    uint8_t header[enclave::kFrameHeaderSize];
+    while (ReadFull(fd, header, sizeof header)) {
+      auto h = enclave::DecodeFrameHeader(true, header);
+      if (!h || h->length > 4096) return;
+      std::vector<uint8_t> request(h->length);
+      if (!ReadFull(fd, request.data(), request.size())) return;
+      enclave::EncodeFrameHeader(false, 0, 0, header);
+      if (!WriteFull(fd, header, sizeof header)) return;
+    }
+  }
+  const int listen_fd_;
+  std::mutex mu_;
+  std::vector<int> fds_;
+  std::vector<std::thread> peers_;
+  std::thread accept_;
+};
+
+// The gateway's link drops its SSH connection after a failed call and connects afresh, while a
+// relay transport opened on the old connection may still be held. The transport kept bare
+// pointers into the old client's session (its mutex, its channel), which the drop freed: its next
+// call, or its destruction, used freed memory (AddressSanitizer: heap-use-after-free). It now
+// keeps that connection alive, and its call fails like a call on any dead connection.
+TEST_F(SftpTest, ARelayHeldAcrossTheLinksReconnectFailsItsCallsAndFreesNothingTwice) {
+  AnsweringRelay relay(base_ + "/server/relay.sock");
+  // The relay is named by its path on the server's host, as the gateway names enclave.sock.
+  auto link = gateway::SftpLink(Good(), base_ + "/server/relay.sock");
+  ASSERT_TRUE(link) << link.error().message();
+  auto before = (*link)->Relay();
+  ASSERT_TRUE(before) << before.error().message();
+  auto answered = (*before)->Call(enclave::Call::kStats, crypto::ByteView());
+  ASSERT_TRUE(answered) << answered.error().message();
+  EXPECT_TRUE(answered->empty());
+
+  sshd_->DropConnections();
+  const crypto::Bytes data(1000, 0x11);
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return (*link)->Upload("after.batch", data).has_value(); }, 10))
+      << "the link did not reconnect within 10 s";
+  auto on_dead = (*before)->Call(enclave::Call::kStats, crypto::ByteView());
+  ASSERT_FALSE(on_dead);
+  EXPECT_EQ(on_dead.error().code(), Error::Code::kIo) << on_dead.error().message();
+  before->reset();  // the old connection goes with its last user
+
+  auto after = (*link)->Relay();
+  ASSERT_TRUE(after) << after.error().message();
+  EXPECT_TRUE((*after)->Call(enclave::Call::kStats, crypto::ByteView()));
 }
 
 }  // namespace
