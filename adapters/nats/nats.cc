@@ -29,6 +29,13 @@ Error::Code CodeOf(natsStatus s, jsErrCode js) {
     case JSConsumerNotFoundErr:
     case JSNoMessageFoundErr:
       return Error::Code::kNotFound;
+    // The cluster cannot do it now: its peers are still joining (a cluster just started), or too
+    // few are up for the replicas asked. Transient, as a node that is not there: kIo, which
+    // callers retry. Before, kInternal made a worker or gateway that started with the cluster
+    // give up (WorkerTest failed 1 run in 40 at "creating stream MEDSTREAM_BATCHES").
+    case JSClusterNoPeersErr:
+    case JSClusterNotAvailErr:
+      return Error::Code::kIo;
     default:
       break;
   }

@@ -381,6 +381,18 @@ TEST_F(ClusterTest, ConsumersAndKeysWorkWhileANodeIsDown) {
   }
 }
 
+// A stream the cluster cannot place now (more replicas than it has peers: a cluster whose nodes
+// are still joining, or nodes down) is kIo, which the worker and the gateway retry at start. It
+// was kInternal, and a worker started with its cluster gave up at once ("creating stream
+// MEDSTREAM_BATCHES: no suitable peers for placement"; WorkerTest, 1 run in 40).
+TEST_F(ClusterTest, AStreamTheClusterCannotPlaceNowIsATransientError) {
+  auto gw = Connect(kGatewayRole);
+  ASSERT_TRUE(gw);
+  const Status s = gw->EnsureStream({.name = "P", .subjects = {"p.>"}, .replicas = 5});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), Error::Code::kIo) << s.error().message();
+}
+
 // Each role publishes only its part (docs/scale-out.md, Security): a worker cannot inject or
 // replay batches, a gateway cannot forge results, and neither can delete or purge a stream.
 TEST_F(ClusterTest, RolesMayPublishOnlyTheirPart) {
