@@ -96,16 +96,12 @@ TEST_F(GatewayUnit, ACutThatFailsDoesNotStopTheResultsBeingRead) {
   ASSERT_TRUE(g->Tick());  // user 1's batch, cut by size, is uploaded
   ASSERT_TRUE(server_->ProcessInbox());
   for (const auto& m : Messages(2, 50, 5)) feed->Send(sensor::Topic("t", "user-0002"), m);
-  const std::string spool = dir_ + "/gateway/spool";
-  fs::remove_all(spool);
-  std::ofstream(spool) << "not a folder";
+  BreakSpool();
   now += std::chrono::seconds(11);  // user 2's batch is due, and cannot be cut
   EXPECT_FALSE(g->Tick());
   EXPECT_EQ(g->stats().results, 1u) << "user 1's result is read although user 2's cut failed";
   EXPECT_EQ(ResultLines("user-0001"), 1u);
-  fs::remove(spool);
-  fs::create_directory(spool);
-  fs::permissions(spool, fs::perms::owner_all);
+  MendSpool();
   ASSERT_TRUE(g->Tick());  // the disk is back: user 2's batch is cut
   EXPECT_EQ(g->stats().batches_sealed, 2u);
   Drain(*g);
@@ -126,17 +122,13 @@ TEST_F(GatewayUnit, BeatsThatPiledUpWhileCutsFailedAreSealedInPiecesTheLinkCarri
                      std::make_unique<SmallFilesLink>(LocalLink(options_.server_dir), kCap));
   ASSERT_TRUE(started) << started.error().message();
   std::unique_ptr<Gateway> g = std::move(*started);
-  const std::string spool = dir_ + "/gateway/spool";
-  fs::remove_all(spool);
-  std::ofstream(spool) << "not a folder";
+  BreakSpool();
   ::testing::internal::CaptureStderr();
   for (const auto& m : Messages(1, 10'000, 5)) feed->Send(sensor::Topic("t", "user-0001"), m);
   const std::string said = ::testing::internal::GetCapturedStderr();
   EXPECT_LE(std::count(said.begin(), said.end(), '\n'), 2) << said.substr(0, 2000);
   EXPECT_EQ(g->stats().batches_sealed, 0u);
-  fs::remove(spool);
-  fs::create_directory(spool);
-  fs::permissions(spool, fs::perms::owner_all);
+  MendSpool();
   Drain(*g);
   const Stats st = g->stats();
   EXPECT_EQ(st.batches_sealed, 4u) << "10 000 beats in files of at most 3 068";
@@ -206,16 +198,13 @@ TEST_F(GatewayUnit, WhileCutsFailTheOpenBeatsAreBoundedAndWhatIsDroppedCountsAsL
   Feed* feed = nullptr;
   auto g = Start(&feed);
   ASSERT_TRUE(g);
-  const std::string t1 = sensor::Topic("t", "user-0001"), spool = dir_ + "/gateway/spool";
-  fs::remove_all(spool);
-  std::ofstream(spool) << "not a folder";
+  const std::string t1 = sensor::Topic("t", "user-0001");
+  BreakSpool();
   const auto all = Messages(1, 2010, 5);  // 201 messages of 10 beats
   for (size_t i = 0; i < 200; ++i) feed->Send(t1, all[i]);
   EXPECT_EQ(g->stats().beats_in, 1000u);
   EXPECT_EQ(g->stats().beats_dropped_backlog, 1000u);
-  fs::remove(spool);
-  fs::create_directory(spool);
-  fs::permissions(spool, fs::perms::owner_all);
+  MendSpool();
   feed->Send(t1, all[200]);  // the device's next message shows the gap
   Drain(*g);
   const Stats st = g->stats();
@@ -232,7 +221,7 @@ TEST_F(GatewayUnit, WhileCutsFailTheOpenBeatsAreBoundedAndWhatIsDroppedCountsAsL
 TEST_F(GatewayUnit, AFinishThatCannotWaitCountsWhatItLeavesAndTheNextStartResumesIt) {
   const std::string t1 = sensor::Topic("t", "user-0001");
   const std::string t2 = sensor::Topic("t", "user-0002");
-  const std::string inbox = dir_ + "/server/inbox", spool = dir_ + "/gateway/spool";
+  const std::string inbox = dir_ + "/server/inbox";
   {
     Feed* feed = nullptr;
     auto g = Start(&feed);
@@ -254,17 +243,14 @@ TEST_F(GatewayUnit, AFinishThatCannotWaitCountsWhatItLeavesAndTheNextStartResume
     EXPECT_EQ(r.batches_unsent, 0u);
     // The final cut fails (the spool is not a folder): its beats stay open.
     for (const auto& m : Messages(2, 40, 5)) feed->Send(t2, m);
-    fs::remove_all(spool);
-    std::ofstream(spool) << "not a folder";
+    BreakSpool();
     r = g->Finish(std::chrono::seconds(0));
     EXPECT_FALSE(r.cut);
     EXPECT_EQ(r.beats_open, 40u);
     EXPECT_EQ(r.users_open, 1u);
     EXPECT_EQ(r.batches_waiting, 3u);
   }
-  fs::remove(spool);
-  fs::create_directory(spool);
-  fs::permissions(spool, fs::perms::owner_all);
+  MendSpool();
   Feed* feed = nullptr;
   auto g = Start(&feed);
   ASSERT_TRUE(g);

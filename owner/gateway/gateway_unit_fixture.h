@@ -93,6 +93,20 @@ class GatewayUnit : public ::testing::Test {
     }
     return out;
   }
+  // The gateway's disk failing for its spool: the folder replaced by a file, so that every cut
+  // (and every spooled write) fails until MendSpool. The spool's batches are lost with it.
+  void BreakSpool() {
+    const std::string spool = options_.state_dir + "/spool";
+    fs::remove_all(spool);
+    std::ofstream(spool) << "not a folder";
+  }
+  // The disk back: the spool an empty private folder again.
+  void MendSpool() {
+    const std::string spool = options_.state_dir + "/spool";
+    fs::remove(spool);
+    fs::create_directory(spool);
+    fs::permissions(spool, fs::perms::owner_all);
+  }
   // Cuts what is open, lets the server process the inbox, and reads every result.
   void Drain(Gateway& g) {
     ASSERT_TRUE(g.CutAll());
