@@ -100,12 +100,7 @@ Result<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
 Server::~Server() {
   stopping_ = true;
   if (relay_fd_ >= 0) shutdown(relay_fd_, SHUT_RDWR);
-  if (relay_thread_.joinable()) relay_thread_.join();
-  {
-    std::lock_guard lock(mu_);
-    for (int fd : relay_client_fds_) shutdown(fd, SHUT_RDWR);
-  }
-  for (auto& t : relay_clients_) t.join();
+  if (relay_thread_.joinable()) relay_thread_.join();  // its clients' connections closed
   if (relay_fd_ >= 0) close(relay_fd_);
 }
 
@@ -610,28 +605,19 @@ Status Server::Run(const std::atomic<bool>& stop) {
 }
 
 void Server::RelayLoop() {
-  while (!stopping_) {
-    const int fd = accept4(relay_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (stopping_ || errno == EINVAL || errno == EBADF) return;
-      continue;
-    }
-    std::lock_guard lock(mu_);
-    relay_client_fds_.push_back(fd);
-    relay_clients_.emplace_back([this, fd] { ServeRelayClient(fd); });
-  }
-}
-
-void Server::ServeRelayClient(int fd) {
-  ServeFrames(fd, 64 * 1024,
-              [this](uint16_t call, crypto::ByteView request) -> Result<crypto::Bytes> {
-                if (!RelayAllowed(call)) {
-                  return Fail(Error::Code::kInvalidArgument,
-                              "the relay only forwards info, handshake, channel and stats calls");
-                }
-                return CallEnclave(static_cast<enclave::Call>(call), request);
-              });
-  close(fd);
+  // A client (the gateway attesting, over SSH) makes a few small calls. Each connection was a
+  // thread kept, and a descriptor number kept, until the server stopped; its stop then shut down
+  // those numbers, which other files may have had by then.
+  ServeListener(
+      relay_fd_, "server relay", {.max_request = 64 * 1024, .max_connections = 16},
+      [this](uint16_t call, crypto::ByteView request) -> Result<crypto::Bytes> {
+        if (!RelayAllowed(call)) {
+          return Fail(Error::Code::kInvalidArgument,
+                      "the relay only forwards info, handshake, channel and stats calls");
+        }
+        return CallEnclave(static_cast<enclave::Call>(call), request);
+      },
+      stopping_);
 }
 
 Result<std::unique_ptr<EnclaveTransport>> ConnectRelay(const std::string& socket_path) {

@@ -137,7 +137,6 @@ class Server {
   // Appends a line to state/journal (fsync'd when `sync`).
   Status AppendJournal(const std::string& line, bool sync = true);
   void RelayLoop();
-  void ServeRelayClient(int fd);
   std::string Path(const char* sub) const { return options_.dir + "/" + sub; }
 
   ServerOptions options_;
@@ -157,9 +156,7 @@ class Server {
   std::set<std::string> stuck_;
   int relay_fd_ = -1;
   std::atomic<bool> stopping_{false};
-  std::thread relay_thread_;
-  std::vector<std::thread> relay_clients_;
-  std::vector<int> relay_client_fds_;
+  std::thread relay_thread_;  // ServeListener's: joins and closes every client's before it ends
 };
 
 // A gateway's connection to a server's relay socket: the edge calls a client may make

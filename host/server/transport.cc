@@ -18,18 +18,29 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <list>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "common/base/fdio.h"
 #include "common/base/file.h"
+#include "common/base/log_limit.h"
 #include "common/base/memory.h"
 
 namespace medstream::host {
 
 namespace {
+
+// Reads and writes on `fd` give up (EAGAIN) after `stall_s` without progress.
+void SetStallTimeouts(int fd, double stall_s) {
+  const timeval tv{.tv_sec = static_cast<time_t>(stall_s),
+                   .tv_usec = static_cast<suseconds_t>((stall_s - std::floor(stall_s)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
 
 class SocketTransport : public EnclaveTransport {
  public:
@@ -334,11 +345,7 @@ std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::stri
   if (pid <= 0) {
     // A relay's answer that stops arriving midway (or a request it stops reading) fails after
     // this long without progress, instead of blocking the caller for ever.
-    const double stall_s = fixed_budget_s > 0 ? fixed_budget_s : kRelayStallS;
-    const timeval tv{.tv_sec = static_cast<time_t>(stall_s),
-                     .tv_usec = static_cast<suseconds_t>((stall_s - std::floor(stall_s)) * 1e6)};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    SetStallTimeouts(fd, fixed_budget_s > 0 ? fixed_budget_s : kRelayStallS);
   }
   return std::make_unique<SocketTransport>(pid, fd, std::move(backend), nullptr, fixed_budget_s);
 }
@@ -400,15 +407,28 @@ Result<bool> RestorePart(EnclaveTransport& t, crypto::ByteView sealed) {
   return progress.complete;
 }
 
-void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler) {
+void ServeFrames(int fd, const ServeLimits& limits, const FrameHandler& handler) {
+  // Reads and writes give up after stall_s without progress (a peer that stops midway); the wait
+  // for the next request after idle_s.
+  SetStallTimeouts(fd, limits.stall_s);
+  const int idle_ms = static_cast<int>(std::min(limits.idle_s * 1000, 2e9));
   crypto::Bytes request;
   for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, idle_ms) <= 0) return;
     uint8_t raw[enclave::kFrameHeaderSize];
     if (!ReadFull(fd, raw, sizeof raw)) return;
     auto header = enclave::DecodeFrameHeader(true, raw);
-    if (!header || header->length > max_request) return;
-    request.resize(header->length);
-    if (!ReadFull(fd, request.data(), request.size())) return;
+    if (!header || header->length > limits.max_request) return;
+    // Grown with what arrives: a header that claims 64 MiB and is followed by nothing held
+    // 64 MiB (zeroed, so resident) per connection.
+    request.clear();
+    while (request.size() < header->length) {
+      const size_t at = request.size();
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(header->length - at, 1 << 20));
+      request.resize(at + n);
+      if (!ReadFull(fd, request.data() + at, n)) return;
+    }
     Result<crypto::Bytes> reply = handler(header->call_or_status, request);
     const std::string message = reply ? "" : reply.error().message();
     const crypto::ByteView payload = reply ? crypto::ByteView(*reply) : crypto::AsBytes(message);
@@ -417,6 +437,69 @@ void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler) {
                                payload.size(), out);
     if (!SendFull(fd, out, sizeof out) || !SendFull(fd, payload.data(), payload.size())) return;
   }
+}
+
+void ServeListener(int listen_fd, std::string_view name, const ServeLimits& limits,
+                   const FrameHandler& handler, const std::atomic<bool>& stop) {
+  struct Connection {
+    int fd = -1;
+    std::atomic<bool> done{false};
+    std::thread thread;
+  };
+  std::list<Connection> connections;
+  LogLimiter said(std::chrono::seconds(10));
+  const auto reap = [&](bool all) {
+    for (auto it = connections.begin(); it != connections.end();) {
+      if (!all && !it->done) {
+        ++it;
+        continue;
+      }
+      if (all) shutdown(it->fd, SHUT_RDWR);  // ends its reads and its idle wait
+      it->thread.join();
+      close(it->fd);  // here only, once its thread is done with it
+      it = connections.erase(it);
+    }
+  };
+  while (!stop) {
+    reap(false);
+    pollfd p{listen_fd, POLLIN, 0};
+    const int ready = poll(&p, 1, 200);
+    if (ready < 0 && errno != EINTR) break;
+    if (ready <= 0) continue;
+    if ((p.revents & (POLLHUP | POLLERR | POLLNVAL)) != 0) break;  // shut down
+    const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINVAL || errno == EBADF) break;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors (for other reasons than ours): the pending connection stays in the
+        // backlog, and poll would say so at once, for ever. Waited out instead of spun on.
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      continue;
+    }
+    reap(false);  // one that ended while this one was accepted gives its place
+    if (connections.size() >= limits.max_connections) {
+      close(fd);
+      if (auto held = said.Admit("full", LogLimiter::Clock::now())) {
+        std::fprintf(stderr, "%.*s: %zu connections at once, the limit: refused one%s\n",
+                     static_cast<int>(name.size()), name.data(), limits.max_connections,
+                     HeldBackNote(*held).c_str());
+      }
+      continue;
+    }
+    Connection& c = connections.emplace_back();
+    c.fd = fd;
+    try {
+      c.thread = std::thread([&c, &limits, &handler] {
+        ServeFrames(c.fd, limits, handler);
+        c.done = true;
+      });
+    } catch (const std::system_error&) {  // no thread to be had: this connection goes unserved
+      close(fd);
+      connections.pop_back();
+    }
+  }
+  reap(true);
 }
 
 Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port) {

@@ -8,6 +8,7 @@
 // evidence and sealed blobs through here.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <span>
@@ -89,11 +90,28 @@ inline constexpr double kRelayStallS = 30;
 std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend,
                                                       double fixed_budget_s = 0);
 
-// The serving side of a relay (a server's enclave.sock, `medstream lake serve`): reads request
-// frames from `fd` and answers each with `handler`, until the peer closes or sends a request
-// larger than `max_request` bytes. The frames are those of the process backend (edge.h).
+// The serving side of a relay (a server's enclave.sock, `medstream lake serve`). Its peers are
+// untrusted (whoever reaches the socket), so what one connection may cost is bounded.
+struct ServeLimits {
+  uint64_t max_request = 64 * 1024;  // a larger request closes its connection
+  // Served at once; one more is accepted and closed at once, unserved, so that no number of
+  // connections exhausts the process's descriptors or threads (the server's batches need them).
+  size_t max_connections = 16;
+  double idle_s = 300;            // between requests: then the connection is closed
+  double stall_s = kRelayStallS;  // without progress inside a request or its answer: closed
+};
+// Reads request frames from `fd` and answers each with `handler`, until the peer closes, breaks
+// a limit or `fd` is shut down. The frames are those of the process backend (edge.h). A request's
+// buffer grows with the bytes that arrive, not with the length its header claims.
 using FrameHandler = std::function<Result<crypto::Bytes>(uint16_t call, crypto::ByteView request)>;
-void ServeFrames(int fd, uint64_t max_request, const FrameHandler& handler);
+void ServeFrames(int fd, const ServeLimits& limits, const FrameHandler& handler);
+// Accepts on the listening socket `listen_fd` and serves each connection (ServeFrames) on a thread
+// of its own, `handler` called from several at once; a connection's thread is joined and its
+// descriptor closed as soon as it ends. Returns once `stop` is set (seen within 200 ms) or
+// `listen_fd` is shut down, with every connection closed. Says on stderr, at most every 10 s, that
+// connections were refused for being over the limit; `name` names the relay in that line.
+void ServeListener(int listen_fd, std::string_view name, const ServeLimits& limits,
+                   const FrameHandler& handler, const std::atomic<bool>& stop);
 // A transport to a relay listening on TCP (`medstream lake serve`).
 Result<std::unique_ptr<EnclaveTransport>> ConnectTcp(const std::string& host, int port);
 
