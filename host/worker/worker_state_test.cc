@@ -177,9 +177,12 @@ TEST_F(WorkerTest, APartitionTooLargeToCheckpointIsProcessedOnNotDroppedAndRepla
   }
   EXPECT_FALSE(a.failed);
   EXPECT_EQ(g->stats().beats_processed, uint64_t{kSomeUsers} * kWaveBeats * 2);
-  EXPECT_EQ(a.worker->counters().takeovers, takeovers) << "the partition was dropped and taken";
-  EXPECT_EQ(a.worker->counters().owned.size(), 4u);
-  EXPECT_EQ(a.worker->counters().lost, 0u);
+  // Every partition taken again had its lease lost first (`lost`: a renewal the cluster answered
+  // too late, as it did in 1 run in 20 on this loaded 2-core machine with a 3 s lease; the
+  // partition is then rightly let go and taken again). None was dropped for its checkpoint.
+  const WorkerCounters c = a.worker->counters();
+  EXPECT_EQ(c.takeovers - takeovers, c.lost) << "the partition was dropped and taken";
+  EXPECT_TRUE(testing::WaitFor([&] { return a.worker->counters().owned.size() == 4u; }, 30));
 }
 
 }  // namespace
