@@ -143,12 +143,7 @@ WorkerCounters Worker::counters() const {
   return counters_;
 }
 
-Worker::Clock::duration Worker::RenewEvery() const {
-  return std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(options_.lease_s / 3));
-}
-
-std::vector<uint32_t> Worker::RenewLeases(Clock::time_point now) {
+Status Worker::Renew(Clock::time_point now) {
   // "ready" once provisioned: the fair share counts only workers that can process.
   const std::string entry = instance_ + (provisioned_ ? " ready" : "");
   if (auto r = workers_->Put(options_.name, crypto::AsBytes(entry)); !r) {
@@ -171,21 +166,13 @@ std::vector<uint32_t> Worker::RenewLeases(Clock::time_point now) {
       lost.push_back(id);
     }
   }
-  // The next round a third after this one ended: renewals the cluster answers slowly (a node
-  // failing over, each waiting its timeout) are not repeated back to back between batches.
-  last_renew_ = Clock::now();
-  std::lock_guard lock(counters_mu_);
-  ++counters_.renewals;
-  return lost;
-}
-
-Status Worker::Renew(Clock::time_point now) {
-  for (uint32_t id : RenewLeases(now)) {
+  for (uint32_t id : lost) {
     std::fprintf(stderr, "worker %s: lost the lease of partition %u\n", options_.name.c_str(), id);
     std::lock_guard lock(counters_mu_);
     ++counters_.lost;
     Drop(id, /*delete_lease=*/false);
   }
+  last_renew_ = now;
   return {};
 }
 
@@ -568,24 +555,13 @@ Status Worker::ProcessSome(Partition& p) {
     p.next_seq = seq + 1;
     ++p.since_checkpoint;
     (void)m.Ack();
-    // Leases renewed inside a run too: Step renewed them only between runs, and a run of an
-    // expensive job (16 batches of hrv-full) outlasted the lease, so the worker lost its
-    // partitions while it worked on them, and each was taken again and replayed from its last
-    // checkpoint, run after run. What the renewal finds lost is left to the next Step's Renew
-    // (which drops it if it is still lost then: a renewal the cluster answered late may succeed
-    // again). Stopping the run here instead left its fetched batches unacknowledged on a
-    // consumer the worker kept, so they came again only after the ack wait (60 s), which stalled
-    // WorkerTest.AWorkerAndANatsNodeDieMidStreamAndNothingIsLostOrDoubled past its 90 s.
-    if (Clock::now() - last_renew_ >= RenewEvery()) {
-      (void)RenewLeases(Clock::now());
-    }
   }
   return {};
 }
 
 Status Worker::Step() {
   const auto now = Clock::now();
-  const auto third = RenewEvery();
+  const auto third = std::chrono::duration<double>(options_.lease_s / 3);
   if (now - last_renew_ >= third) {
     if (auto s = Renew(now); !s) return s;
   }

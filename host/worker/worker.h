@@ -79,7 +79,6 @@ struct WorkerCounters {
   uint64_t takeovers = 0;    // partitions acquired
   uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
   uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
-  uint64_t renewals = 0;     // rounds of lease renewal (each a third of the lease at most apart)
   uint64_t checkpoints = 0;
   uint64_t checkpoint_failures = 0;  // checkpoints that failed (tried again; logged once a streak)
   // Stored states found damaged (a partition's state entry or its chunks do not open), each once.
@@ -135,12 +134,7 @@ class Worker {
   };
   using Clock = std::chrono::steady_clock;
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
-  // Renews the registration and every lease, and drops the partitions whose lease is lost.
   Status Renew(Clock::time_point now);
-  // The renewals of Renew, without the drops: the partitions whose lease is lost (taken,
-  // deleted, or not renewed for a whole lease). Safe inside a partition's run of batches.
-  std::vector<uint32_t> RenewLeases(Clock::time_point now);
-  Clock::duration RenewEvery() const;  // a third of the lease
   Status Rebalance();
   // Restores the partition's stored state into the enclave and fences the previous owner.
   // `state_rev`: the revision of the state entry read (0: none). kCorrupt: the stored state is
