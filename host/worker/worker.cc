@@ -111,12 +111,15 @@ Result<std::unique_ptr<Worker>> Worker::Start(const WorkerOptions& o) {
   MEDSTREAM_TRY(
       rev, Retrying(30, [&] { return w->workers_->Put(o.name, crypto::AsBytes(w->instance_)); }));
   (void)rev;
-  w->last_renew_ = Clock::now();
+  MEDSTREAM_TRY(store, NatsLeaseStore(*w->nats_, o.name, w->instance_));
+  w->keeper_ = std::make_unique<LeaseKeeper>(std::move(store), o.name, o.lease_s, o.hung_s);
+  w->keeper_->Start();
   return w;
 }
 
 Worker::~Worker() {
-  relay_.reset();  // no relay call after this
+  if (keeper_) keeper_->Stop();  // a worker gone renews nothing: its leases expire
+  relay_.reset();                // no relay call after this
 }
 
 Result<crypto::Bytes> Worker::CallEnclave(enclave::Call call, crypto::ByteView request) {
@@ -143,37 +146,14 @@ WorkerCounters Worker::counters() const {
   return counters_;
 }
 
-Status Worker::Renew(Clock::time_point now) {
-  // "ready" once provisioned: the fair share counts only workers that can process.
-  const std::string entry = instance_ + (provisioned_ ? " ready" : "");
-  if (auto r = workers_->Put(options_.name, crypto::AsBytes(entry)); !r) {
-    // Tried again next round; meanwhile the entry may expire and others count one worker less
-    // (they take more partitions, never the ones we hold a lease on).
-    std::fprintf(stderr, "worker %s: registering: %s\n", options_.name.c_str(),
-                 r.error().message().c_str());
-  }
-  std::vector<uint32_t> lost;
-  for (auto& [id, p] : owned_) {
-    auto r = leases_->Update(cl::PartitionKey(id), crypto::AsBytes(options_.name), p.lease_rev);
-    if (r) {
-      p.lease_rev = *r;
-      p.renewed = now;
-    } else if (r.error().code() == Error::Code::kFailedPrecondition ||
-               r.error().code() == Error::Code::kNotFound ||
-               now - p.renewed >= std::chrono::duration<double>(options_.lease_s)) {
-      // Expired and taken, deleted, or not renewed for a whole lease (a node failing over, a
-      // partition of the network): not ours, or not surely ours any more.
-      lost.push_back(id);
-    }
-  }
-  for (uint32_t id : lost) {
-    std::fprintf(stderr, "worker %s: lost the lease of partition %u\n", options_.name.c_str(), id);
+void Worker::LoseLease(uint32_t id) {
+  std::fprintf(stderr, "worker %s: partition %u is not ours any more (its lease was lost)\n",
+               options_.name.c_str(), id);
+  {
     std::lock_guard lock(counters_mu_);
     ++counters_.lost;
-    Drop(id, /*delete_lease=*/false);
   }
-  last_renew_ = now;
-  return {};
+  Drop(id, /*delete_lease=*/false);
 }
 
 Status Worker::Rebalance() {
@@ -204,6 +184,7 @@ Status Worker::Rebalance() {
       static_cast<uint32_t>(std::hash<std::string>{}(options_.name) % options_.partitions);
   for (uint32_t k = 0; k < options_.partitions && owned_.size() < share; ++k) {
     const uint32_t id = (start + k) % options_.partitions;
+    keeper_->Pulse(Clock::now());  // a takeover is several cluster calls: alive between them
     if (owned_.count(id) > 0) continue;
     if (auto d = damaged_.find(id); d != damaged_.end()) {
       // Left alone until its entry changes (an operator's repair or delete): trying it again
@@ -212,6 +193,7 @@ Status Worker::Rebalance() {
       if (!e && e.error().code() != Error::Code::kNotFound) continue;  // asked again next round
       if ((e ? e->revision : 0) == d->second) continue;
     }
+    const auto asked = Clock::now();
     auto rev = leases_->Create(cl::PartitionKey(id), crypto::AsBytes(options_.name));
     if (!rev) {
       if (rev.error().code() == Error::Code::kFailedPrecondition) continue;  // owned by another
@@ -219,8 +201,7 @@ Status Worker::Rebalance() {
     }
     Partition& p = owned_[id];
     p.id = id;
-    p.lease_rev = *rev;
-    p.renewed = Clock::now();
+    keeper_->Add(id, *rev, asked);
     uint64_t state_rev = 0;
     if (auto s = TakeOver(id, &state_rev); !s) {
       Drop(id, /*delete_lease=*/true);
@@ -336,6 +317,7 @@ size_t Worker::ChunkBytes() const {
 void Worker::Drop(uint32_t id, bool delete_lease) {
   auto it = owned_.find(id);
   if (it == owned_.end()) return;
+  keeper_->Remove(id);  // before the delete: a renewal after it must not count as lost
   it->second.consumer.reset();
   if (!it->second.consumer_name.empty()) {
     (void)nats_->DeleteConsumer(cl::kBatchStream, it->second.consumer_name);
@@ -352,6 +334,7 @@ Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::Partit
                                                        "'s state is more than " +
                                                        std::to_string(kMaxExportParts) + " parts");
     }
+    keeper_->Pulse(Clock::now());
     const enclave::ExportRequest req{
         .selector = sel, .part = part, .part_bytes = options_.export_part_bytes};
     MEDSTREAM_TRY(answer, CallEnclave(enclave::Call::kExportStreams, req.Encode()));
@@ -365,6 +348,7 @@ Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::Partit
 Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored) {
   MEDSTREAM_TRY(parts, DecodeExportParts(stored));
   for (size_t i = 0; i < parts.size(); ++i) {
+    keeper_->Pulse(Clock::now());
     const enclave::ImportRequest req{.selector = sel,
                                      .part = static_cast<uint32_t>(i),
                                      .last = i + 1 == parts.size(),
@@ -461,6 +445,10 @@ bool Worker::QuarantineAndGoOn(Partition& p, nats::Message& m, const Error& why)
 }
 
 Status Worker::ProcessSome(Partition& p) {
+  if (!keeper_->Held(p.id, Clock::now())) {
+    LoseLease(p.id);
+    return {};
+  }
   auto fetched = p.consumer->Fetch(options_.fetch_batch, 0.02);
   if (!fetched) {
     if (Transient(fetched.error())) return {};  // asked again next round
@@ -472,6 +460,14 @@ Status Worker::ProcessSome(Partition& p) {
   }
   std::vector<nats::Message>& msgs = *fetched;
   for (nats::Message& m : msgs) {
+    // Between batches: alive for the lease keeper, and still the owner. A lease lost mid-run is
+    // let go at once (its consumer deleted with the batches fetched, not left to the ack wait).
+    const auto now = Clock::now();
+    keeper_->Pulse(now);
+    if (!keeper_->Held(p.id, now)) {
+      LoseLease(p.id);
+      return {};
+    }
     if (m.stream_sequence() < p.next_seq) {  // delivered again: done before
       (void)m.Ack();
       continue;
@@ -560,14 +556,24 @@ Status Worker::ProcessSome(Partition& p) {
 }
 
 Status Worker::Step() {
+  Status s = StepOnce();
+  // A fail-stop: the leases expire and others continue (a hung worker holds nothing either:
+  // lease_keeper.h).
+  if (!s) keeper_->Stop();
+  return s;
+}
+
+Status Worker::StepOnce() {
   const auto now = Clock::now();
   const auto third = std::chrono::duration<double>(options_.lease_s / 3);
-  if (now - last_renew_ >= third) {
-    if (auto s = Renew(now); !s) return s;
-  }
+  keeper_->Pulse(now);
   if (!provisioned_) {
     if (!provisioned()) return {};
-    if (auto s = Renew(now); !s) return s;  // say "ready" at once
+    // Said at once, so that this round's Rebalance counts this worker in the fair share.
+    if (auto s = keeper_->SetReady(); !s) {
+      std::fprintf(stderr, "worker %s: registering: %s\n", options_.name.c_str(),
+                   s.error().message().c_str());
+    }
   }
   if (now - last_rebalance_ >= third) {
     // The cluster unreachable for a while (a node failing over) is not fatal: the leases say
@@ -627,6 +633,7 @@ Status Worker::Step() {
     }
   }
   std::lock_guard lock(counters_mu_);
+  counters_.renewals = keeper_->rounds();
   counters_.owned.clear();
   for (const auto& [id, p] : owned_) counters_.owned.push_back(id);
   counters_.damaged.clear();
@@ -653,6 +660,7 @@ Status Worker::Release() {
     std::lock_guard lock(counters_mu_);
     ++counters_.released;
   }
+  keeper_->Stop();  // before the registration goes: a round after it would write it again
   (void)workers_->Delete(options_.name);
   std::lock_guard lock(counters_mu_);
   counters_.owned.clear();

@@ -26,8 +26,9 @@
 //    over from an owner that died without saying why marks each batch before the enclave gets
 //    it, until its first checkpoint (an inproc enclave, or the machine, dies with its worker).
 //
-// Thread-safety: Step/Run/Release from one thread; the edge relay's handler runs on NATS's thread
-// and shares the enclave under a mutex.
+// Thread-safety: Step/Run/Release from one thread (the processing thread); the edge relay's
+// handler runs on NATS's thread and shares the enclave under a mutex; the leases are renewed on a
+// thread of their own (lease_keeper.h).
 #pragma once
 
 #include <array>
@@ -42,6 +43,7 @@
 #include "adapters/nats/nats.h"
 #include "host/server/server.h"
 #include "host/server/transport.h"
+#include "host/worker/lease_keeper.h"
 #include "host/worker/partition_state.h"
 
 namespace medstream::host {
@@ -53,8 +55,11 @@ struct WorkerOptions {
   uint32_t partitions = 16;
   int replicas = 3;  // of the streams and buckets, if this worker is the first to create them
   // A lease (and the worker's registration) not renewed for this long expires; renewed every
-  // lease_s / 3.
+  // lease_s / 3 on a thread of its own (lease_keeper.h).
   double lease_s = 6;
+  // While the processing thread shows life (between batches, takeovers, parts of a state) at least
+  // this often; past it, it is taken for hung and the leases are let go.
+  double hung_s = 120;
   int checkpoint_every = 20;         // batches of a partition between its checkpoints
   double checkpoint_interval_s = 2;  // and at least this often while batches come
   int fetch_batch = 16;              // batches fetched at a time per partition
@@ -80,6 +85,7 @@ struct WorkerCounters {
   uint64_t released = 0;     // handed back (rebalancing, a graceful stop)
   uint64_t lost = 0;         // leases or state writes lost to another worker (fenced)
   uint64_t checkpoints = 0;
+  uint64_t renewals = 0;             // rounds of lease renewal
   uint64_t checkpoint_failures = 0;  // checkpoints that failed (tried again; logged once a streak)
   // Stored states found damaged (a partition's state entry or its chunks do not open), each once.
   uint64_t partitions_damaged = 0;
@@ -93,7 +99,7 @@ class Worker {
   static Result<std::unique_ptr<Worker>> Start(const WorkerOptions& options);
   ~Worker();
 
-  // One round: renew the registration and leases, take or hand back partitions, process what
+  // One round: take or hand back partitions, process what
   // the owned partitions have, checkpoint where due. An error is fatal (the enclave died, the
   // cluster unreachable past the leases): stop the worker.
   Status Step();
@@ -111,13 +117,12 @@ class Worker {
   explicit Worker(WorkerOptions o) : options_(std::move(o)) {}
   struct Partition {
     uint32_t id = 0;
-    uint64_t lease_rev = 0, state_rev = 0;
+    uint64_t state_rev = 0;
     uint64_t next_seq = 1;  // the next stream sequence of MEDSTREAM_BATCHES to read
     std::string consumer_name;
     std::unique_ptr<nats::PullConsumer> consumer;
     int since_checkpoint = 0;
     std::chrono::steady_clock::time_point last_checkpoint;
-    std::chrono::steady_clock::time_point renewed;  // the lease's last successful renewal
     // The state entry as last written (a suspect mark rewrites it with only the mark changed).
     uint64_t written_next_seq = 1;
     crypto::Bytes written_portable;
@@ -134,7 +139,9 @@ class Worker {
   };
   using Clock = std::chrono::steady_clock;
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
-  Status Renew(Clock::time_point now);
+  Status StepOnce();
+  // Partition p's lease is not ours (any more): it is dropped, its lease left to its next owner.
+  void LoseLease(uint32_t p);
   Status Rebalance();
   // Restores the partition's stored state into the enclave and fences the previous owner.
   // `state_rev`: the revision of the state entry read (0: none). kCorrupt: the stored state is
@@ -175,7 +182,9 @@ class Worker {
   std::unique_ptr<EnclaveTransport> enclave_;
   bool provisioned_ = false;
   std::map<uint32_t, Partition> owned_;
-  Clock::time_point last_renew_{}, last_rebalance_{};
+  Clock::time_point last_rebalance_{};
+  // Declared after nats_: it stops, and lets go of its handles, before the connection closes.
+  std::unique_ptr<LeaseKeeper> keeper_;
   mutable std::mutex counters_mu_;
   WorkerCounters counters_;
 };

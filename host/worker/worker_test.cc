@@ -171,6 +171,64 @@ class KilledOnPoison : public EnclaveTransport {
   std::shared_ptr<PoisonBatch> poison_;
 };
 
+// An enclave whose every batch takes `delay` more: an expensive job (hrv-full).
+class SlowBatches : public EnclaveTransport {
+ public:
+  SlowBatches(std::unique_ptr<EnclaveTransport> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
+    if (call == enclave::Call::kProcessBatch) std::this_thread::sleep_for(delay_);  // the work
+    return inner_->Call(call, request);
+  }
+  std::string_view backend() const override { return inner_->backend(); }
+  int pid() const override { return inner_->pid(); }
+
+ private:
+  std::unique_ptr<EnclaveTransport> inner_;
+  const std::chrono::milliseconds delay_;
+};
+
+// A partition's run of batches (up to 16 fetched at a time) that outlasts the lease keeps it: the
+// leases are renewed on a thread of their own (lease_keeper.h). They were renewed only between
+// runs, so the
+// worker lost every partition it was busy with, and took it again, replaying the batches since
+// its checkpoint, run after run. Here 15 batches of 0.3 s in a run, against a 3 s lease.
+TEST_F(WorkerTest, ARunOfBatchesLongerThanTheLeaseKeepsItsPartition) {
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  for (int u = 1; u <= 2; ++u) {  // 2 users, 15 batches each, in the stream before any worker
+    for (const auto& m : Messages(u, kBeats)) {
+      feed->Send(sensor::Topic("t", "user-" + std::to_string(u)), m);
+    }
+  }
+  ASSERT_TRUE(g->CutAll());
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().batches_uploaded == 30; }, 30))
+      << g->stats().batches_uploaded << " of 30 batches uploaded";
+  WorkerOptions o = WorkerOpts("wa");
+  o.enclave.backend = "inproc";  // the factory below: a real enclave process, slowed
+  o.enclave.inproc = [](const EnclaveLaunch& l) -> Result<std::unique_ptr<EnclaveTransport>> {
+    EnclaveLaunch real = l;
+    real.backend = "process";
+    real.inproc = nullptr;
+    MEDSTREAM_TRY(inner, LaunchEnclave(real));
+    return std::unique_ptr<EnclaveTransport>(
+        new SlowBatches(std::move(inner), std::chrono::milliseconds(300)));
+  };
+  RunningWorker& a = AddWorker(o);
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->outstanding() == 0; }, 90))
+      << g->outstanding() << " batches without a result";
+  // A lease lost in the last run would be found lost by a round of renewal: two more.
+  const uint64_t renewals = a.worker->counters().renewals;
+  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().renewals >= renewals + 2; }, 30));
+  EXPECT_FALSE(a.failed);
+  const WorkerCounters c = a.worker->counters();
+  EXPECT_EQ(c.lost, 0u) << "a partition's lease was lost while its batches were analysed";
+  EXPECT_EQ(c.takeovers, 4u);
+  EXPECT_EQ(c.replays, 0u);
+  EXPECT_EQ(g->stats().beats_processed, 2 * kBeats);
+}
+
 // A batch that kills every enclave it is given is quarantined after kMaxBatchAttempts deaths
 // (marked in the partition's state entry, which survives the workers), and the other batches
 // of its partition and of the others all come through.
