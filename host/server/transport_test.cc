@@ -159,6 +159,14 @@ bool Answered(int fd) {
   return h && h->call_or_status == 0 && h->length == 3 && ReadFull(fd, back, 3) && back[2] == 3;
 }
 
+// Whether a connection made now is served (and then closed).
+bool NewConnectionAnswered(const Listener& relay) {
+  const int fd = relay.Connect();
+  const bool ok = Answered(fd);
+  close(fd);
+  return ok;
+}
+
 // Whether the peer closed `fd` (read sees the end, or a reset), within the socket's 10 s.
 bool ClosedByPeer(int fd) {
   uint8_t byte;
@@ -195,27 +203,13 @@ TEST(RelayServer, ConnectionsPastTheLimitAreRefusedAndEndedOnesGiveTheirPlaceBac
   EXPECT_TRUE(ClosedByPeer(c)) << "a third connection was served past the limit of 2";
   close(c);
   close(a);
-  ASSERT_TRUE(testing::WaitFor(
-      [&] {
-        const int d = relay.Connect();
-        const bool ok = Answered(d);
-        close(d);
-        return ok;
-      },
-      10))
+  ASSERT_TRUE(testing::WaitFor([&] { return NewConnectionAnswered(relay); }, 10))
       << "the place of a connection that ended was not given back";
   // Connections that come and go cost nothing that stays. (One may find the place of the one
   // before not yet given back: the server sees its end a moment later. It then tries again.)
   const size_t before = OpenDescriptors();
   for (int i = 0; i < 200; ++i) {
-    ASSERT_TRUE(testing::WaitFor(
-        [&] {
-          const int e = relay.Connect();
-          const bool ok = Answered(e);
-          close(e);
-          return ok;
-        },
-        10));
+    ASSERT_TRUE(testing::WaitFor([&] { return NewConnectionAnswered(relay); }, 10));
   }
   EXPECT_TRUE(testing::WaitFor([&] { return OpenDescriptors() <= before; }, 10))
       << OpenDescriptors() << " descriptors open after 200 connections came and went, " << before
