@@ -159,7 +159,7 @@ void LeaseKeeper::Round(Clock::time_point now) {
     if (alive) {
       {
         std::lock_guard lock(mu_);
-        if (stopping_) return;  // a round during a failover can take a while: Stop waits not
+        if (stopping_) return;  // a round in a failover is slow: Stop waits for one call
       }
       r = store_->RenewLease(a.p, a.rev);
     }

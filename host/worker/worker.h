@@ -99,9 +99,9 @@ class Worker {
   static Result<std::unique_ptr<Worker>> Start(const WorkerOptions& options);
   ~Worker();
 
-  // One round: take or hand back partitions, process what
-  // the owned partitions have, checkpoint where due. An error is fatal (the enclave died, the
-  // cluster unreachable past the leases): stop the worker.
+  // One round: take or hand back partitions, process what the owned partitions have, checkpoint
+  // where due. An error is fatal (the enclave died, the cluster unreachable past the leases):
+  // stop the worker.
   Status Step();
   // Steps until `stop`, then Release().
   Status Run(const std::atomic<bool>& stop);
