@@ -212,10 +212,8 @@ class SocketTransport : public EnclaveTransport {
   // instead of waiting for ever on a server that chose not to answer.
   Status Watch(enclave::Call call, size_t request_bytes) {
     const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
-    const double budget_s =
-        fixed_budget_s_ > 0 ? fixed_budget_s_
-        : spec ? enclave::CallBudgetSeconds(*spec, request_bytes) + (pid_ > 0 ? 0 : kRelaySlackS)
-               : 30.0;
+    const double budget_s = CallBudgetS(call, request_bytes, fixed_budget_s_) +
+                            (fixed_budget_s_ <= 0 && spec && pid_ <= 0 ? kRelaySlackS : 0);
     const auto deadline = std::chrono::steady_clock::now() +
                           std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                               std::chrono::duration<double>(budget_s));
@@ -339,6 +337,12 @@ Result<std::unique_ptr<EnclaveTransport>> LaunchProcess(const EnclaveLaunch& l) 
 }
 
 }  // namespace
+
+double CallBudgetS(enclave::Call call, uint64_t request_bytes, double fixed_budget_s) {
+  if (fixed_budget_s > 0) return fixed_budget_s;
+  const enclave::CallSpec* spec = enclave::FindCall(static_cast<uint16_t>(call));
+  return spec ? enclave::CallBudgetSeconds(*spec, request_bytes) : 30.0;
+}
 
 std::unique_ptr<EnclaveTransport> MakeSocketTransport(int fd, int pid, std::string backend,
                                                       double fixed_budget_s) {

@@ -75,6 +75,10 @@ struct EnclaveLaunch {
   InprocFactory inproc = nullptr;  // the inproc backend, when this program links it
 };
 
+// A call's time budget in seconds: `fixed_budget_s` if > 0, else the call's own (edge.h), or 30 s
+// for an id that is not a call. The process backend's watchdog ends a call by then.
+double CallBudgetS(enclave::Call call, uint64_t request_bytes, double fixed_budget_s = 0);
+
 // "process": medstream-enclave as a child process. "inproc": launch.inproc (kFailedPrecondition
 // when this program was not given it).
 Result<std::unique_ptr<EnclaveTransport>> LaunchEnclave(const EnclaveLaunch& launch);

@@ -96,6 +96,13 @@ void LeaseKeeper::Loop() {
 void LeaseKeeper::Pulse(Clock::time_point now) {
   std::lock_guard lock(mu_);
   if (now > pulse_) pulse_ = now;
+  busy_until_ = {};
+}
+
+void LeaseKeeper::Busy(Clock::time_point now, Clock::duration limit) {
+  std::lock_guard lock(mu_);
+  if (now > pulse_) pulse_ = now;
+  busy_until_ = now + limit;
 }
 
 void LeaseKeeper::Add(uint32_t p, uint64_t rev, Clock::time_point now) {
@@ -139,7 +146,7 @@ void LeaseKeeper::Round(Clock::time_point now) {
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
-    alive = now - pulse_ < hung_;
+    alive = now - std::max(pulse_, busy_until_) < hung_;
     ready = ready_;
     for (const auto& [p, l] : leases_) {
       if (!l.lost) asks.push_back({p, l.rev, l.generation});

@@ -10,13 +10,15 @@
 //
 // Promises:
 //  * A lease is renewed every lease_s / 3 while the processing thread is alive: it pulsed
-//    (Pulse) within the last hung_s. That is longer than a lease on purpose: the processing
-//    thread's every call is bounded (a NATS call 5 s, a result's publish 10 s, an enclave call
-//    its budget of 30 s and more, edge.h), and a thread busy in one is not dead; renewing only
-//    within a lease of the last pulse let every lease go whenever a cluster call timed out while
-//    a node failed over. A thread that shows no life for hung_s (a deadlock, an inproc enclave
-//    that never answers: no watchdog stops it) lets its leases and its registration expire, as if
-//    the worker had died.
+//    (Pulse) within the last hung_s, or it is inside an enclave call (Busy) whose budget, and
+//    hung_s after it, have not run out. hung_s is longer than a lease on purpose: the processing
+//    thread's every cluster call is bounded (a NATS call 5 s, a result's publish 10 s), and a
+//    thread busy in one is not dead; renewing only within a lease of the last pulse let every
+//    lease go whenever a cluster call timed out while a node failed over. An enclave call is
+//    bounded by its own budget (edge.h: a 65 MiB batch's is 160 s, a state part's up to 300 s),
+//    which may be longer than hung_s: the process backend's watchdog ends it by then. A thread
+//    that shows no life past these limits (a deadlock, an inproc enclave that never answers: no
+//    watchdog stops it) lets its leases and its registration expire, as if the worker had died.
 //  * A lease is lost (Held is false, for good) when a renewal finds it taken or gone, or when it
 //    was not renewed for a whole lease (a node failing over, a partition of the network): not
 //    ours, or not surely ours any more. Fencing (worker.h) keeps a worker that processes on a lost
@@ -72,8 +74,13 @@ class LeaseKeeper {
   // Ends the thread (idempotent). No store call after it returns.
   void Stop();
 
-  // The processing thread is alive at `now`.
+  // The processing thread is alive at `now`, and out of any call it said it was in (Busy).
   void Pulse(Clock::time_point now);
+  // The processing thread starts, at `now`, a call that ends within `limit` (an enclave call's
+  // budget): it counts as alive until `limit` and hung_s after it, or until its next Pulse.
+  // The hung_s after it (120 s by default) also covers the wait for the enclave's lock, held at
+  // most for a relayed call's budget (30 s), and the watchdog's kill.
+  void Busy(Clock::time_point now, Clock::duration limit);
   // Partition p's lease was written at revision `rev` no earlier than `now`.
   void Add(uint32_t p, uint64_t rev, Clock::time_point now);
   void Remove(uint32_t p);
@@ -104,6 +111,7 @@ class LeaseKeeper {
   std::map<uint32_t, Lease> leases_;
   uint64_t generations_ = 0;
   Clock::time_point pulse_{};
+  Clock::time_point busy_until_{};  // the end of the call the thread is in (Busy), if any
   bool ready_ = false;
   bool stopping_ = false;
   uint64_t rounds_ = 0;

@@ -161,6 +161,28 @@ TEST_F(LeaseKeeperTest, AProcessingThreadSilentPastHungRenewsNothing) {
   EXPECT_EQ(bucket_.revs[2], 9u);
 }
 
+// An enclave call may be given longer than hung_s (a 65 MiB batch's budget is 160 s): the thread
+// inside one is alive until the budget and hung_s after it. It lost its leases at hung_s before.
+// Once the call has returned (a Pulse), hung_s counts from then again, not from the budget.
+TEST_F(LeaseKeeperTest, AThreadInAnEnclaveCallLongerThanHungKeepsItsLeasesUntilTheBudget) {
+  Own(1, 5, t0_);
+  keeper_.Busy(t0_, 100s);
+  for (auto t : {2s, 30s, 60s, 90s, 119s}) keeper_.Round(t0_ + t);
+  EXPECT_EQ(bucket_.renewals.load(), 5);
+  EXPECT_TRUE(keeper_.Held(1, t0_ + 119s));
+  keeper_.Round(t0_ + 120s);  // the budget and hung_s are over: taken for hung
+  EXPECT_EQ(bucket_.renewals.load(), 5);
+  // A call that returns early: its budget no longer counts.
+  keeper_.Remove(1);
+  Own(2, 7, t0_ + 120s);
+  keeper_.Busy(t0_ + 120s, 100s);
+  keeper_.Pulse(t0_ + 121s);
+  keeper_.Round(t0_ + 140s);
+  EXPECT_EQ(bucket_.renewals.load(), 6);
+  keeper_.Round(t0_ + 141s);
+  EXPECT_EQ(bucket_.renewals.load(), 6) << "hung_s after the call returned, not after its budget";
+}
+
 TEST_F(LeaseKeeperTest, AnAnswerForALeaseDroppedAndTakenAgainMeanwhileChangesNothing) {
   Own(1, 5, t0_);
   keeper_.Pulse(t0_);

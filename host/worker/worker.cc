@@ -128,6 +128,15 @@ Result<crypto::Bytes> Worker::CallEnclave(enclave::Call call, crypto::ByteView r
   return enclave_->Call(call, request);
 }
 
+Result<crypto::Bytes> Worker::ProcessingCall(enclave::Call call, crypto::ByteView request) {
+  keeper_->Busy(Clock::now(),
+                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                    CallBudgetS(call, request.size(), options_.enclave.call_budget_s))));
+  auto r = CallEnclave(call, request);
+  keeper_->Pulse(Clock::now());
+  return r;
+}
+
 int Worker::enclave_pid() const {
   return enclave_ ? enclave_->pid() : -1;
 }
@@ -334,10 +343,9 @@ Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::Partit
                                                        "'s state is more than " +
                                                        std::to_string(kMaxExportParts) + " parts");
     }
-    keeper_->Pulse(Clock::now());
     const enclave::ExportRequest req{
         .selector = sel, .part = part, .part_bytes = options_.export_part_bytes};
-    MEDSTREAM_TRY(answer, CallEnclave(enclave::Call::kExportStreams, req.Encode()));
+    MEDSTREAM_TRY(answer, ProcessingCall(enclave::Call::kExportStreams, req.Encode()));
     MEDSTREAM_TRY(got, enclave::ExportPart::Decode(answer));
     parts.emplace_back(got.portable.begin(), got.portable.end());
     if (got.last) break;
@@ -348,13 +356,12 @@ Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::Partit
 Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored) {
   MEDSTREAM_TRY(parts, DecodeExportParts(stored));
   for (size_t i = 0; i < parts.size(); ++i) {
-    keeper_->Pulse(Clock::now());
     const enclave::ImportRequest req{.selector = sel,
                                      .part = static_cast<uint32_t>(i),
                                      .last = i + 1 == parts.size(),
                                      .portable = parts[i]};
     crypto::Bytes request = req.Encode();
-    auto r = CallEnclave(enclave::Call::kImportStreams, request);
+    auto r = ProcessingCall(enclave::Call::kImportStreams, request);
     crypto::Wipe(request);
     if (!r) return std::unexpected(r.error());
   }
@@ -492,7 +499,7 @@ Status Worker::ProcessSome(Partition& p) {
       }
     }
     auto header = wire::Header::Decode(m.data());
-    auto result = header ? CallEnclave(enclave::Call::kProcessBatch, m.data())
+    auto result = header ? ProcessingCall(enclave::Call::kProcessBatch, m.data())
                          : Result<crypto::Bytes>(std::unexpected(header.error()));
     if (result) {
       const std::string subject = cl::ResultSubject(header->stream, header->seq);

@@ -58,7 +58,8 @@ struct WorkerOptions {
   // lease_s / 3 on a thread of its own (lease_keeper.h).
   double lease_s = 6;
   // While the processing thread shows life (between batches, takeovers, parts of a state) at least
-  // this often; past it, it is taken for hung and the leases are let go.
+  // this often; past it, it is taken for hung and the leases are let go. Inside an enclave call
+  // it is alive until the call's budget and this long after it (lease_keeper.h).
   double hung_s = 120;
   int checkpoint_every = 20;         // batches of a partition between its checkpoints
   double checkpoint_interval_s = 2;  // and at least this often while batches come
@@ -138,7 +139,11 @@ class Worker {
     std::chrono::steady_clock::time_point too_large_until{};
   };
   using Clock = std::chrono::steady_clock;
+  // A call into the enclave, from any thread (the relay's, the processing thread's).
   Result<crypto::Bytes> CallEnclave(enclave::Call call, crypto::ByteView request);
+  // The processing thread's call: the keeper counts the thread alive for the call's budget, which
+  // may be longer than hung_s (lease_keeper.h).
+  Result<crypto::Bytes> ProcessingCall(enclave::Call call, crypto::ByteView request);
   Status StepOnce();
   // Partition p's lease is not ours (any more): it is dropped, its lease left to its next owner.
   void LoseLease(uint32_t p);

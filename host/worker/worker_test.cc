@@ -171,13 +171,18 @@ class KilledOnPoison : public EnclaveTransport {
   std::shared_ptr<PoisonBatch> poison_;
 };
 
-// An enclave whose every batch takes `delay` more: an expensive job (hrv-full).
+// An enclave whose batches take `delay` more (an expensive job, hrv-full): every batch, or only
+// the first `slow` of them.
 class SlowBatches : public EnclaveTransport {
  public:
-  SlowBatches(std::unique_ptr<EnclaveTransport> inner, std::chrono::milliseconds delay)
-      : inner_(std::move(inner)), delay_(delay) {}
+  SlowBatches(std::unique_ptr<EnclaveTransport> inner, std::chrono::milliseconds delay,
+              int slow = -1)
+      : inner_(std::move(inner)), delay_(delay), slow_(slow) {}
   Result<crypto::Bytes> Call(enclave::Call call, crypto::ByteView request) override {
-    if (call == enclave::Call::kProcessBatch) std::this_thread::sleep_for(delay_);  // the work
+    if (call == enclave::Call::kProcessBatch && slow_ != 0) {
+      if (slow_ > 0) --slow_;
+      std::this_thread::sleep_for(delay_);  // the work
+    }
     return inner_->Call(call, request);
   }
   std::string_view backend() const override { return inner_->backend(); }
@@ -186,13 +191,44 @@ class SlowBatches : public EnclaveTransport {
  private:
   std::unique_ptr<EnclaveTransport> inner_;
   const std::chrono::milliseconds delay_;
+  int slow_;  // the processing thread's alone
 };
+
+// A worker whose enclave is a real process, each of its batches slowed as SlowBatches says.
+WorkerOptions SlowedWorker(WorkerOptions o, std::chrono::milliseconds delay, int slow = -1) {
+  o.enclave.backend = "inproc";  // the factory below: a real enclave process, slowed
+  o.enclave.inproc = [delay,
+                      slow](const EnclaveLaunch& l) -> Result<std::unique_ptr<EnclaveTransport>> {
+    EnclaveLaunch real = l;
+    real.backend = "process";
+    real.inproc = nullptr;
+    MEDSTREAM_TRY(inner, LaunchEnclave(real));
+    return std::unique_ptr<EnclaveTransport>(new SlowBatches(std::move(inner), delay, slow));
+  };
+  return o;
+}
+
+// One worker `a` (slowed) gets every batch done, `beats` in all, holding its 4 partitions
+// throughout: no lease lost, no partition taken twice, no batch replayed.
+void ExpectAllDoneWithNoLeaseLost(gateway::Gateway& g, RunningWorker& a, uint64_t beats) {
+  ASSERT_TRUE(testing::WaitFor([&] { return g.Tick() && g.outstanding() == 0; }, 90))
+      << g.outstanding() << " batches without a result";
+  // A lease lost in the last run would be found lost by a round of renewal: two more.
+  const uint64_t renewals = a.worker->counters().renewals;
+  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().renewals >= renewals + 2; }, 30));
+  EXPECT_FALSE(a.failed);
+  const WorkerCounters c = a.worker->counters();
+  EXPECT_EQ(c.lost, 0u) << "a partition's lease was lost while its batches were analysed";
+  EXPECT_EQ(c.takeovers, 4u);
+  EXPECT_EQ(c.replays, 0u);
+  EXPECT_EQ(g.stats().beats_processed, beats);
+}
 
 // A partition's run of batches (up to 16 fetched at a time) that outlasts the lease keeps it: the
 // leases are renewed on a thread of their own (lease_keeper.h). They were renewed only between
-// runs, so the
-// worker lost every partition it was busy with, and took it again, replaying the batches since
-// its checkpoint, run after run. Here 15 batches of 0.3 s in a run, against a 3 s lease.
+// runs, so the worker lost every partition it was busy with, and took it again, replaying the
+// batches since its checkpoint, run after run. Here 15 batches of 0.3 s in a run, against a 3 s
+// lease.
 TEST_F(WorkerTest, ARunOfBatchesLongerThanTheLeaseKeepsItsPartition) {
   Feed* feed = nullptr;
   auto g = StartGateway(&feed);
@@ -205,28 +241,25 @@ TEST_F(WorkerTest, ARunOfBatchesLongerThanTheLeaseKeepsItsPartition) {
   ASSERT_TRUE(g->CutAll());
   ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().batches_uploaded == 30; }, 30))
       << g->stats().batches_uploaded << " of 30 batches uploaded";
-  WorkerOptions o = WorkerOpts("wa");
-  o.enclave.backend = "inproc";  // the factory below: a real enclave process, slowed
-  o.enclave.inproc = [](const EnclaveLaunch& l) -> Result<std::unique_ptr<EnclaveTransport>> {
-    EnclaveLaunch real = l;
-    real.backend = "process";
-    real.inproc = nullptr;
-    MEDSTREAM_TRY(inner, LaunchEnclave(real));
-    return std::unique_ptr<EnclaveTransport>(
-        new SlowBatches(std::move(inner), std::chrono::milliseconds(300)));
-  };
-  RunningWorker& a = AddWorker(o);
-  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->outstanding() == 0; }, 90))
-      << g->outstanding() << " batches without a result";
-  // A lease lost in the last run would be found lost by a round of renewal: two more.
-  const uint64_t renewals = a.worker->counters().renewals;
-  ASSERT_TRUE(testing::WaitFor([&] { return a.worker->counters().renewals >= renewals + 2; }, 30));
-  EXPECT_FALSE(a.failed);
-  const WorkerCounters c = a.worker->counters();
-  EXPECT_EQ(c.lost, 0u) << "a partition's lease was lost while its batches were analysed";
-  EXPECT_EQ(c.takeovers, 4u);
-  EXPECT_EQ(c.replays, 0u);
-  EXPECT_EQ(g->stats().beats_processed, 2 * kBeats);
+  RunningWorker& a = AddWorker(SlowedWorker(WorkerOpts("wa"), std::chrono::milliseconds(300)));
+  ExpectAllDoneWithNoLeaseLost(*g, a, 2 * kBeats);
+}
+
+// One enclave call longer than hung_s and a lease together (7 s, against a hung_s and a lease of
+// 3 s) keeps its partition: the keeper counts the processing thread alive for the call's budget
+// (lease_keeper.h). It took the thread for hung after hung_s before, stopped renewing, and the
+// worker lost the partition in the cluster, took it again and replayed the batch.
+TEST_F(WorkerTest, AnEnclaveCallLongerThanTheHungLimitKeepsItsPartition) {
+  Feed* feed = nullptr;
+  auto g = StartGateway(&feed);
+  ASSERT_TRUE(g);
+  for (const auto& m : Messages(1, kBeats)) feed->Send(sensor::Topic("t", "user-1"), m);
+  ASSERT_TRUE(g->CutAll());
+  ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().batches_uploaded == 15; }, 30))
+      << g->stats().batches_uploaded << " of 15 batches uploaded";
+  WorkerOptions o = SlowedWorker(WorkerOpts("wa"), std::chrono::milliseconds(7000), /*slow=*/1);
+  o.hung_s = 1;  // the keeper's limit is then the lease, 3 s
+  ExpectAllDoneWithNoLeaseLost(*g, AddWorker(o), kBeats);
 }
 
 // A batch that kills every enclave it is given is quarantined after kMaxBatchAttempts deaths
