@@ -6,14 +6,15 @@
 # provisioning thread, with the server and enclave in process), the SFTP client's watchdog
 # against a real sshd (run as root, as CI does), and a relay's serving side (ServeListener: a
 # thread per connection, reaped as they end), and a cluster worker's lease keeper (its renewal
-# thread beside the processing thread). Any data race fails the run.
+# thread beside the processing thread), and the HTTP server's bounded pool and connection reaper. Any
+# data race fails the run.
 # Process-level tests are left to scripts/sanitize.sh (a TSan runtime cannot run under the
 # enclave's seccomp filter, and they add no thread of their own).
 #   bash scripts/tsan.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 targets=(wire_test streams_test platform_test crypto_test gateway_unit_test sftp_test transport_test
-  lease_keeper_test)
+  lease_keeper_test http_test)
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
   -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DMEDSTREAM_BUILD_BENCHMARKS=OFF >/dev/null

@@ -11,6 +11,15 @@
 //     "ok").
 //   - Only GET and HEAD; request bodies refused past 4 KiB; every response says no-store, nosniff
 //     and a Content-Security-Policy that allows only this origin's scripts and styles.
+//   - Bounded: a fixed pool of `threads` serves the connections, and the process holds at most
+//     `max_connections` accepted connections at once (served or waiting for a thread). At that
+//     bound the listening thread stops accepting: further clients wait in the kernel's backlog
+//     and cost this process nothing. A flood of idle or slow connections therefore makes the
+//     pages slow to answer, but cannot take the hosting process's descriptors, memory or threads
+//     (the gateway's write-ahead log and spool need descriptors). A connection holds its thread
+//     for at most 5 s per read or write and 5 s idle between requests (5 requests at most), and
+//     is ended once it has been open `max_connection_s`, however it trickles its bytes. Stopping
+//     ends every connection still open.
 //   - Handlers run on the library's worker threads, concurrently: they must be thread-safe.
 #pragma once
 
@@ -52,6 +61,9 @@ struct Options {
   std::string listen = "127.0.0.1:0";  // HOST:PORT; port 0: a free one (see Server::port)
   std::string tls_cert, tls_key;       // PEM files; both or neither
   std::string token;                   // required on every request when set
+  size_t threads = 8;                  // serving threads
+  size_t max_connections = 64;         // accepted connections held at once (>= threads)
+  long max_connection_s = 60;          // a connection is ended once open this long
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".
@@ -67,6 +79,15 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   int port() const { return port_; }
+
+  // The connections held now and at most so far, and whether the listening thread waits for
+  // room (the bound is reached); thread-safe.
+  struct Connections {
+    size_t held = 0;
+    size_t high_water = 0;
+    bool full = false;
+  };
+  Connections connections() const;
   // "http://127.0.0.1:PORT" (https with TLS).
   std::string url() const { return url_; }
 
