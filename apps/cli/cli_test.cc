@@ -184,6 +184,7 @@ TEST(Cli, NumbersPastTheirLimitsAreRefusedNotConverted) {
   const std::string bench = "bench --no-baseline --modes vanilla --jobs identity ";
   const std::string gateway =
       "gateway --policy p --root-ca r --server-dir d --state s --results r ";
+  const std::string worker = "worker --cluster c --name w ";
   for (const std::string& args :
        {bench + "--workloads batch-big --big-loads 1e30",
         bench + "--workloads batch-big --big-loads inf",
@@ -197,6 +198,9 @@ TEST(Cli, NumbersPastTheirLimitsAreRefusedNotConverted) {
         bench + "--cluster --e2e --workers 0",
         "attest verify " + file + " --root " + file + " --at 99999999999999999999",
         "attest verify " + file + " --root " + file + " --at 253402300800",
+        worker + "--hung 39",
+        worker + "--hung nan",
+        worker + "--lease inf",
         gateway + "--stop-grace -1",
         gateway + "--stop-grace nan",
         gateway + "--max-open-beats 0",

@@ -120,6 +120,14 @@ void RegisterClusterCommands(CLI::App& app, int* exit_code) {
                   "Seconds a partition's lease lasts unless renewed (the same for every worker)")
       ->check(FiniteRange(1.0, 600.0))
       ->capture_default_str();
+  // At least 40 s: after an enclave call's budget it also covers the wait for the enclave's lock,
+  // which a call relayed for the gateway holds for up to 30 s (lease_keeper.h).
+  cmd->add_option("--hung", a->o.hung_s,
+                  "Seconds the processing thread may go without a sign of life outside an "
+                  "enclave call before the worker lets its leases go (a deadlock frees the "
+                  "partitions for other workers after this long)")
+      ->check(FiniteRange(40.0, 86400.0))
+      ->capture_default_str();
   cmd->add_option("--checkpoint-every", a->o.checkpoint_every,
                   "Batches of a partition between its checkpoints")
       ->check(Positive())
