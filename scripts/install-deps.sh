@@ -22,9 +22,9 @@ PACKAGES=(
   # reference values for the HRV tests (tools/hrv_reference.py), the bench's pandas baseline
   # and its plots, the data lake's SQL oracle
   python3 python3-numpy python3-scipy python3-pandas gnuplot-nox sqlite3 libsqlite3-dev
-  # the owner's dashboard and metrics endpoints (HTTP/HTTPS), their checks: headless Chromium
-  # drives the dashboard, promtool (Prometheus) checks the metrics text
-  libcpp-httplib-dev chromium prometheus
+  # the checks of the owner's dashboard and metrics endpoints (medstream's own HTTP/HTTPS server):
+  # headless Chromium drives the dashboard, promtool (Prometheus) checks the metrics text
+  chromium prometheus
 )
 
 SUDO=""

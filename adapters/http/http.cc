@@ -1,23 +1,26 @@
 #include "adapters/http/http.h"
 
-#include <httplib.h>
-
-#include <dirent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
-#include <map>
 #include <mutex>
-#include <optional>
 #include <thread>
 
+#include "adapters/http/request_head.h"
 #include "common/base/address.h"
 #include "common/base/log_limit.h"
 
@@ -25,8 +28,12 @@ namespace medstream::http {
 
 namespace {
 
-constexpr size_t kMaxRequestBody = 4096;
+using Clock = std::chrono::steady_clock;
+
 constexpr char kCookie[] = "medstream_token";
+// The TLS handshake and the request head arrive within this (or the connection's whole limit,
+// when shorter).
+constexpr auto kHeadLimit = std::chrono::seconds(10);
 
 bool SameToken(std::string_view a, std::string_view b) {
   // Constant time in the content (a token is a password); the length may show.
@@ -36,8 +43,8 @@ bool SameToken(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-std::string CookieToken(const httplib::Request& req) {
-  const std::string cookies = req.get_header_value("Cookie");
+std::string CookieToken(const RequestHead& req) {
+  const std::string cookies = req.Field("cookie");
   const std::string key = std::string(kCookie) + "=";
   for (size_t pos = 0; pos < cookies.size();) {
     size_t end = cookies.find(';', pos);
@@ -50,162 +57,171 @@ std::string CookieToken(const httplib::Request& req) {
   return "";
 }
 
-// The connections a server holds, shared by its task queue (which the library creates and
-// deletes inside its listening loop) and the Server (which must release a listening thread that
-// waits for room before it can stop the library).
-struct Admission {
-  explicit Admission(size_t bound) : max(bound) {}
-  const size_t max;
-  std::mutex mu;
-  std::condition_variable room;  // the listening thread waits here at the bound
-  size_t held = 0;               // accepted and not yet closed
-  size_t high_water = 0;
-  bool full = false;
-  bool stopping = false;  // no more waiting: the server is being stopped
-  LogLimiter said{std::chrono::minutes(1)};
-};
-
-// Replaces cpp-httplib 0.11's ThreadPool, whose queue of accepted sockets has no bound (3000 idle
-// connections held 2950 descriptors in the dashboard's process, and /healthz did not answer in
-// 30 s). The library gives the queue no way to refuse a connection (enqueue returns nothing, and
-// the job hides the socket), so at the bound enqueue waits: the listening thread stops accepting.
-class BoundedPool final : public httplib::TaskQueue {
- public:
-  BoundedPool(std::shared_ptr<Admission> admission, size_t threads)
-      : admission_(std::move(admission)) {
-    for (size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { Serve(); });
+const char* Reason(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 204:
+      return "No Content";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
   }
-  ~BoundedPool() override { shutdown(); }
-
-  void enqueue(std::function<void()> fn) override {
-    Admission& a = *admission_;
-    {
-      std::unique_lock lock(a.mu);
-      if (a.held >= a.max && !a.stopping) {
-        a.full = true;
-        if (auto held = a.said.Admit("full", LogLimiter::Clock::now())) {
-          std::fprintf(stderr,
-                       "http: %zu connections at once, the limit: new ones wait to be accepted%s\n",
-                       a.max, HeldBackNote(*held).c_str());
-        }
-        a.room.wait(lock, [&] { return a.held < a.max || a.stopping; });
-        a.full = false;
-      }
-      ++a.held;
-      a.high_water = std::max(a.high_water, a.held);
-      jobs_.push_back(std::move(fn));
-    }
-    work_.notify_one();
-  }
-
-  // Called by the library once its listening loop has ended: the queued connections are still
-  // served (the library closes each at once, its server socket being closed), then the threads end.
-  void shutdown() override {
-    {
-      std::lock_guard lock(admission_->mu);
-      if (shutdown_) return;
-      shutdown_ = true;
-    }
-    work_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-
- private:
-  void Serve() {
-    Admission& a = *admission_;
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock lock(a.mu);
-        work_.wait(lock, [&] { return !jobs_.empty() || shutdown_; });
-        if (jobs_.empty()) return;
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      job();  // serves the connection and closes it
-      {
-        std::lock_guard lock(a.mu);
-        --a.held;
-      }
-      a.room.notify_one();
-    }
-  }
-
-  std::shared_ptr<Admission> admission_;
-  std::condition_variable work_;            // under admission_->mu
-  std::deque<std::function<void()>> jobs_;  // under admission_->mu
-  bool shutdown_ = false;                   // under admission_->mu
-  std::vector<std::thread> threads_;
-};
-
-// The inode of the socket at descriptor `fd`, read from its name in /proc (the descriptor itself
-// is not touched); none for another kind of file or a closed descriptor.
-std::optional<ino_t> SocketInode(int fd) {
-  char link[64];
-  const std::string path = "/proc/self/fd/" + std::to_string(fd);
-  const ssize_t n = readlink(path.c_str(), link, sizeof(link) - 1);
-  if (n <= 0) return std::nullopt;
-  link[n] = '\0';
-  unsigned long long inode = 0;
-  if (std::sscanf(link, "socket:[%llu]", &inode) != 1) return std::nullopt;
-  return static_cast<ino_t>(inode);
 }
 
-// This server's accepted connections still open, by socket inode (a descriptor number is reused;
-// an inode is not while its socket lives) -> descriptor: the process's TCP sockets whose local
-// port is `port`, the listening one left out (a socket bound to a listener's port is one it
-// accepted). cpp-httplib 0.11 does not hand its connections out, and their threads close them
-// at any moment, so they are found by name only (/proc/self/fd, /proc/net/tcp and tcp6),
-// without touching a descriptor.
-std::map<ino_t, int> ConnectionsOnPort(int port) {
-  std::map<ino_t, int> sockets;  // every socket of the process
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (const dirent* e = readdir(dir)) {
-      char* end = nullptr;
-      const long fd = std::strtol(e->d_name, &end, 10);
-      if (end == e->d_name || *end != '\0') continue;  // "." and ".."
-      if (auto inode = SocketInode(static_cast<int>(fd))) sockets.emplace(*inode, fd);
-    }
-    closedir(dir);
-  }
-  std::map<ino_t, int> out;
-  if (sockets.empty()) return out;
-  for (const char* table : {"/proc/self/net/tcp", "/proc/self/net/tcp6"}) {
-    FILE* f = std::fopen(table, "re");
-    if (f == nullptr) continue;
-    char line[512];
-    while (std::fgets(line, sizeof(line), f) != nullptr) {
-      // "sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ..."; the
-      // header line does not parse.
-      char local[64];
-      unsigned state = 0;
-      unsigned long long inode = 0;
-      if (std::sscanf(line, " %*s %63s %*s %x %*s %*s %*s %*s %*s %llu", local, &state, &inode) !=
-          3) {
-        continue;
-      }
-      const char* colon = std::strrchr(local, ':');
-      constexpr unsigned kListen = 0x0A;
-      if (colon == nullptr || std::strtol(colon + 1, nullptr, 16) != port || state == kListen) {
-        continue;
-      }
-      if (auto it = sockets.find(static_cast<ino_t>(inode)); it != sockets.end()) out.insert(*it);
-    }
-    std::fclose(f);
-  }
+// A response as sent: the status line, medstream's fixed headers, `extra` (whole lines with their
+// CRLF), and the body unless the request was HEAD. Every connection carries one request.
+std::string Render(const Response& r, const std::string& extra, bool head_only) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + Reason(r.status) + "\r\n";
+  out += "Content-Type: " + r.content_type + "\r\n";
+  if (r.status != 204) out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  out +=
+      "Connection: close\r\n"
+      "Cache-Control: no-store\r\n"
+      "X-Content-Type-Options: nosniff\r\n"
+      "X-Frame-Options: DENY\r\n"
+      "Referrer-Policy: no-referrer\r\n"
+      "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self' "
+      "'unsafe-inline'; img-src 'self'; connect-src 'self'; frame-ancestors 'none'\r\n";
+  out += extra;
+  out += "\r\n";
+  if (!head_only && r.status != 204) out += r.body;
   return out;
 }
 
-// Shuts down (both ways) the connection that ConnectionsOnPort found as `inode` at `fd`; its
-// thread sees the end at its next read or write, and closes it. The thread may have closed `fd`
-// since and the number gone to another file, so it is looked at again just before. That leaves a
-// window of microseconds in which another socket of the process could take the number and be
-// shut down instead: a connection ended, which its owner must survive anyway. Not closed here,
-// nor duplicated (closing a duplicate of a file would drop the POSIX locks that SQLite, in the
-// lake host, holds on it).
-void EndConnection(int fd, ino_t inode) {
-  if (SocketInode(fd) == inode) shutdown(fd, SHUT_RDWR);
+Response Text(int status, std::string body) {
+  return {status, "text/plain; charset=utf-8", std::move(body)};
 }
+
+// One accepted connection, plain or TLS, non-blocking; every wait ends at a deadline or when
+// the server stops (`wake` readable).
+class Connection {
+ public:
+  Connection(int fd, int wake, SSL_CTX* tls) : fd_(fd), wake_(wake) {
+    if (tls != nullptr) {
+      ssl_ = SSL_new(tls);
+      if (ssl_ != nullptr) SSL_set_fd(ssl_, fd_);
+    }
+  }
+  ~Connection() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool tls() const { return ssl_ != nullptr; }
+
+  // The TLS handshake (nothing to do in plain HTTP).
+  bool Handshake(Clock::time_point deadline) {
+    if (ssl_ == nullptr) return true;
+    for (;;) {
+      ERR_clear_error();
+      const int r = SSL_accept(ssl_);
+      if (r == 1) return true;
+      if (!WaitFor(SSL_get_error(ssl_, r), deadline)) return false;
+    }
+  }
+
+  // Up to `n` bytes; 0 at the end of the stream, an error, the deadline or the stop.
+  size_t Read(char* buf, size_t n, Clock::time_point deadline) {
+    for (;;) {
+      if (ssl_ != nullptr) {
+        size_t got = 0;
+        ERR_clear_error();
+        const int r = SSL_read_ex(ssl_, buf, n, &got);
+        if (r == 1) return got;
+        if (!WaitFor(SSL_get_error(ssl_, r), deadline)) return 0;
+      } else {
+        const ssize_t got = recv(fd_, buf, n, 0);
+        if (got >= 0) return static_cast<size_t>(got);
+        if (errno != EAGAIN && errno != EINTR) return 0;
+        if (!Wait(POLLIN, deadline)) return 0;
+      }
+    }
+  }
+
+  bool WriteAll(std::string_view data, Clock::time_point deadline) {
+    while (!data.empty()) {
+      if (ssl_ != nullptr) {
+        size_t put = 0;
+        ERR_clear_error();
+        const int r = SSL_write_ex(ssl_, data.data(), data.size(), &put);
+        if (r == 1) {
+          data.remove_prefix(put);
+          continue;
+        }
+        if (!WaitFor(SSL_get_error(ssl_, r), deadline)) return false;
+      } else {
+        const ssize_t put = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+        if (put >= 0) {
+          data.remove_prefix(static_cast<size_t>(put));
+          continue;
+        }
+        if (errno != EAGAIN && errno != EINTR) return false;
+        if (!Wait(POLLOUT, deadline)) return false;
+      }
+    }
+    if (ssl_ != nullptr) SSL_shutdown(ssl_);  // best effort
+    return true;
+  }
+
+  // Ends our side, then reads and drops what the client still sends (at most 64 KiB, for 1 s):
+  // closed with unread bytes, the connection would be reset, and a client that sent more than was
+  // read (a head past the limit, a body) could lose the answer before reading it.
+  void Linger(Clock::time_point deadline) {
+    shutdown(fd_, SHUT_WR);
+    deadline = std::min(deadline, Clock::now() + std::chrono::seconds(1));
+    char sink[4096];
+    for (size_t dropped = 0; dropped < 64 * 1024;) {
+      const ssize_t n = recv(fd_, sink, sizeof(sink), 0);
+      if (n == 0) return;
+      if (n > 0) {
+        dropped += static_cast<size_t>(n);
+        continue;
+      }
+      if ((errno != EAGAIN && errno != EINTR) || !Wait(POLLIN, deadline)) return;
+    }
+  }
+
+ private:
+  bool WaitFor(int ssl_error, Clock::time_point deadline) {
+    if (ssl_error == SSL_ERROR_WANT_READ) return Wait(POLLIN, deadline);
+    if (ssl_error == SSL_ERROR_WANT_WRITE) return Wait(POLLOUT, deadline);
+    return false;  // closed, a protocol error, or a system error
+  }
+
+  bool Wait(short events, Clock::time_point deadline) {
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p[2] = {{fd_, events, 0}, {wake_, POLLIN, 0}};
+      const int r = poll(p, 2, static_cast<int>(std::min<long long>(left, 60'000)));
+      if (r < 0 && errno != EINTR) return false;
+      if (r > 0 && p[1].revents != 0) return false;  // the server stops
+      if (r > 0 && p[0].revents != 0) return true;   // ready, or an error the next call reports
+    }
+  }
+
+  const int fd_;
+  const int wake_;
+  SSL* ssl_ = nullptr;
+};
 
 }  // namespace
 
@@ -232,46 +248,191 @@ bool IsLoopback(const std::string& host) {
 }
 
 struct Server::Impl {
-  std::shared_ptr<Admission> admission;
-  std::unique_ptr<httplib::Server> server;
-  std::thread thread;
-  // The reaper: ends connections older than max_connection_s, checking once a second while any
-  // connection is held.
-  std::thread reaper;
-  std::mutex reaper_mu;
-  std::condition_variable reaper_wake;
-  bool reaper_stop = false;  // under reaper_mu
+  Options options;
+  std::vector<Route> routes;
+  SSL_CTX* tls = nullptr;
+  int listen_fd = -1;
+  int wake = -1;  // an eventfd, readable once the server stops
+  std::thread acceptor;
+  std::vector<std::thread> workers;
 
-  void Reap(int port, std::chrono::seconds limit) {
-    std::map<ino_t, std::chrono::steady_clock::time_point> first_seen;
+  std::mutex mu;
+  std::condition_variable work;
+  std::deque<int> queue;  // accepted, waiting for a worker
+  size_t held = 0;        // accepted and not yet closed (queued or served)
+  size_t high_water = 0;
+  uint64_t refused = 0;
+  bool stopping = false;
+  LogLimiter said{std::chrono::minutes(1)};
+
+  ~Impl() {
+    if (listen_fd >= 0) close(listen_fd);
+    if (wake >= 0) close(wake);
+    if (tls != nullptr) SSL_CTX_free(tls);
+  }
+
+  void Accept() {
     for (;;) {
-      {
-        std::unique_lock lock(reaper_mu);
-        if (reaper_wake.wait_for(lock, std::chrono::seconds(1), [&] { return reaper_stop; }))
-          return;
+      pollfd p[2] = {{listen_fd, POLLIN, 0}, {wake, POLLIN, 0}};
+      if (poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return;
       }
-      bool any;
-      {
-        std::lock_guard lock(admission->mu);
-        any = admission->held > 0;
-      }
-      if (!any) {
-        first_seen.clear();
+      if (p[1].revents != 0) return;
+      const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors (for other reasons than ours): the pending connection stays in
+          // the backlog and poll would say so at once, for ever. Waited out instead of spun on.
+          pollfd w{wake, POLLIN, 0};
+          if (poll(&w, 1, 100) > 0) return;
+        }
         continue;
       }
-      const auto now = std::chrono::steady_clock::now();
-      const std::map<ino_t, int> open = ConnectionsOnPort(port);
-      std::erase_if(first_seen, [&](const auto& kv) { return !open.contains(kv.first); });
-      for (const auto& [inode, fd] : open) {
-        const auto since = first_seen.try_emplace(inode, now).first->second;
-        if (now - since < limit) continue;
-        EndConnection(fd, inode);
-        if (auto held = admission->said.Admit("old", LogLimiter::Clock::now())) {
-          std::fprintf(stderr, "http: ended a connection open for more than %lld s%s\n",
-                       static_cast<long long>(limit.count()), HeldBackNote(*held).c_str());
+      std::unique_lock lock(mu);
+      if (held >= options.max_connections) {
+        ++refused;
+        lock.unlock();
+        if (tls == nullptr) {
+          // Best effort, never waited on: the client learns why.
+          static constexpr std::string_view kBusy =
+              "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+          (void)send(fd, kBusy.data(), kBusy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+        close(fd);
+        if (auto n = said.Admit("full", LogLimiter::Clock::now())) {
+          std::fprintf(stderr, "http: %zu connections at once, the limit: refused one%s\n",
+                       options.max_connections, HeldBackNote(*n).c_str());
+        }
+        continue;
+      }
+      ++held;
+      high_water = std::max(high_water, held);
+      queue.push_back(fd);
+      lock.unlock();
+      work.notify_one();
+    }
+  }
+
+  void Work() {
+    // A peer that closes while a TLS record is written would raise SIGPIPE (OpenSSL writes with
+    // write(2)); blocked in this thread, the write fails with EPIPE instead.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
+    for (;;) {
+      int fd;
+      {
+        std::unique_lock lock(mu);
+        work.wait(lock, [&] { return !queue.empty() || stopping; });
+        if (queue.empty()) return;
+        fd = queue.front();
+        queue.pop_front();
+        if (stopping) {
+          close(fd);
+          --held;
+          continue;
         }
       }
+      Serve(fd);
+      close(fd);
+      {
+        std::lock_guard lock(mu);
+        --held;
+      }
     }
+  }
+
+  void Serve(int fd) {
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::seconds(options.max_connection_s);
+    const auto head_end = std::min(end, start + kHeadLimit);
+    Connection c(fd, wake, tls);
+    if (tls != nullptr && !c.tls()) return;  // no memory for the TLS state
+    if (!c.Handshake(head_end)) return;
+    // The head whole, at most kMaxHeadBytes, before a byte of it is parsed.
+    std::string head;
+    size_t searched = 0;
+    char buf[4096];
+    for (;;) {
+      const size_t found = head.find("\r\n\r\n", searched);
+      if (found != std::string::npos) {
+        head.resize(found + 4);  // anything after it is ignored: the connection closes
+        break;
+      }
+      searched = head.size() < 3 ? 0 : head.size() - 3;
+      if (head.size() >= kMaxHeadBytes) {
+        if (c.WriteAll(Render(Text(431, "request head over 16 KiB\n"), "", false), end)) {
+          c.Linger(end);
+        }
+        return;
+      }
+      const size_t n = c.Read(buf, std::min(sizeof(buf), kMaxHeadBytes - head.size()), head_end);
+      if (n == 0) return;  // closed, too slow, or the server stops
+      head.append(buf, n);
+    }
+    std::string extra;
+    bool head_only = false;
+    const Response r = Answer(head, &extra, &head_only);
+    if (c.WriteAll(Render(r, extra, head_only), end)) c.Linger(end);
+  }
+
+  Response Answer(std::string_view raw, std::string* extra, bool* head_only) {
+    auto parsed = ParseRequestHead(raw);
+    if (!parsed) return Text(400, "bad request: " + parsed.error().message() + "\n");
+    const RequestHead& req = *parsed;
+    if (req.method != "GET" && req.method != "HEAD") {
+      *extra = "Allow: GET, HEAD\r\n";
+      return Text(405, "only GET\n");
+    }
+    *head_only = req.method == "HEAD";
+    if (!options.token.empty() && req.path != "/healthz") {
+      std::string given;
+      const std::string auth = req.Field("authorization");
+      if (auth.starts_with("Bearer ")) given = auth.substr(7);
+      if (given.empty()) given = CookieToken(req);
+      const auto query = req.params.find("token");
+      const bool from_query = given.empty() && query != req.params.end();
+      if (from_query) given = query->second;
+      if (!SameToken(given, options.token)) {
+        *extra = "WWW-Authenticate: Bearer\r\n";
+        return Text(401,
+                    "a token is required (Authorization: Bearer TOKEN, or ?token=TOKEN once)\n");
+      }
+      if (from_query) {
+        *extra = std::string("Set-Cookie: ") + kCookie + "=" + options.token +
+                 "; Path=/; HttpOnly; SameSite=Strict" + (tls != nullptr ? "; Secure" : "") +
+                 "\r\n";
+      }
+    }
+    const Route* match = nullptr;
+    for (const Route& route : routes) {
+      if (route.path == req.path ||
+          (route.path.size() > 1 && route.path.ends_with('/') && req.path.starts_with(route.path) &&
+           (!match || route.path.size() > match->path.size()))) {
+        match = &route;
+        if (route.path == req.path) break;
+      }
+    }
+    if (match == nullptr) return NotFound();
+    try {
+      return match->handler(Request{.path = req.path, .params = req.params});
+    } catch (const std::exception&) {  // a handler's library threw: not the server's end
+      return Text(500, "internal error\n");
+    }
+  }
+
+  void Stop() {
+    {
+      std::lock_guard lock(mu);
+      stopping = true;
+    }
+    if (wake >= 0) (void)eventfd_write(wake, 1);
+    work.notify_all();
+    if (acceptor.joinable()) acceptor.join();
+    for (std::thread& t : workers) t.join();
+    workers.clear();
   }
 };
 
@@ -288,8 +449,8 @@ Result<std::unique_ptr<Server>> Server::Start(const Options& options, std::vecto
   if (options.threads == 0 || options.max_connections < options.threads ||
       options.max_connection_s <= 0) {
     return InvalidArgument(
-        "an HTTP server needs at least one thread, room for at least as many "
-        "connections as it has threads, and a connection time limit above 0");
+        "an HTTP server needs at least one thread, room for at least as many connections as it "
+        "has threads, and a connection time limit above 0");
   }
   if (!IsLoopback(address->host) && !(tls && !options.token.empty())) {
     return InvalidArgument(
@@ -298,143 +459,78 @@ Result<std::unique_ptr<Server>> Server::Start(const Options& options, std::vecto
         "token, or listen on 127.0.0.1");
   }
   auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  impl->routes = std::move(routes);
   if (tls) {
-    auto ssl =
-        std::make_unique<httplib::SSLServer>(options.tls_cert.c_str(), options.tls_key.c_str());
-    if (!ssl->is_valid())
+    impl->tls = SSL_CTX_new(TLS_server_method());
+    if (impl->tls == nullptr || SSL_CTX_set_min_proto_version(impl->tls, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(impl->tls, options.tls_cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(impl->tls, options.tls_key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(impl->tls) != 1) {
+      ERR_clear_error();
       return InvalidArgument("cannot load the TLS certificate " + options.tls_cert + " or key " +
                              options.tls_key);
-    impl->server = std::move(ssl);
-  } else {
-    impl->server = std::make_unique<httplib::Server>();
+    }
+    SSL_CTX_set_options(impl->tls, SSL_OP_NO_RENEGOTIATION);
   }
-  httplib::Server& svr = *impl->server;
-  impl->admission = std::make_shared<Admission>(options.max_connections);
-  svr.new_task_queue = [admission = impl->admission, threads = options.threads] {
-    return new BoundedPool(admission, threads);
-  };
-  svr.set_payload_max_length(kMaxRequestBody);
-  svr.set_read_timeout(5);  // per read: what a slow client can hold a thread for, in steps
-  svr.set_keep_alive_timeout(5);
-  svr.set_keep_alive_max_count(5);
-  svr.set_write_timeout(10);
-  svr.set_default_headers({
-      {"Cache-Control", "no-store"},
-      {"X-Content-Type-Options", "nosniff"},
-      {"X-Frame-Options", "DENY"},
-      {"Referrer-Policy", "no-referrer"},
-      {"Content-Security-Policy",
-       "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
-       "connect-src 'self'; frame-ancestors 'none'"},
-  });
-  const std::string token = options.token;
-  svr.set_pre_routing_handler([token, tls](const httplib::Request& req, httplib::Response& res) {
-    if (req.method != "GET" && req.method != "HEAD") {
-      res.status = 405;
-      res.set_content("only GET\n", "text/plain; charset=utf-8");
-      return httplib::Server::HandlerResponse::Handled;
+  // Bound to the first address the host resolves to that takes the port.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string port_text = std::to_string(address->port);
+  if (getaddrinfo(address->host.c_str(), port_text.c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
+    return Fail(Error::Code::kIo, "cannot resolve " + address->host);
+  }
+  for (addrinfo* a = found; a != nullptr && impl->listen_fd < 0; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 64) == 0) {
+      impl->listen_fd = fd;
+    } else {
+      close(fd);
     }
-    if (token.empty() || req.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
-    std::string given;
-    const std::string auth = req.get_header_value("Authorization");
-    if (auth.starts_with("Bearer ")) given = auth.substr(7);
-    if (given.empty()) given = CookieToken(req);
-    const bool from_query = given.empty() && req.has_param("token");
-    if (from_query) given = req.get_param_value("token");
-    if (!SameToken(given, token)) {
-      res.status = 401;
-      res.set_header("WWW-Authenticate", "Bearer");
-      res.set_content("a token is required (Authorization: Bearer TOKEN, or ?token=TOKEN once)\n",
-                      "text/plain; charset=utf-8");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    if (from_query) {
-      res.set_header("Set-Cookie", std::string(kCookie) + "=" + token +
-                                       "; Path=/; HttpOnly; SameSite=Strict" +
-                                       (tls ? "; Secure" : ""));
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  auto table = std::make_shared<std::vector<Route>>(std::move(routes));
-  svr.Get(R"(/.*)", [table](const httplib::Request& req, httplib::Response& res) {
-    Request r{.path = req.path, .params = {}};
-    for (const auto& [k, v] : req.params) r.params[k] = v;
-    const Route* match = nullptr;
-    for (const Route& route : *table) {
-      if (route.path == req.path ||
-          (route.path.size() > 1 && route.path.ends_with('/') && req.path.starts_with(route.path) &&
-           (!match || route.path.size() > match->path.size()))) {
-        match = &route;
-        if (route.path == req.path) break;
-      }
-    }
-    Response out;
-    try {
-      out = match ? match->handler(r) : NotFound();
-    } catch (const std::exception&) {  // a handler's library threw: not the server's end
-      out = {500, "text/plain; charset=utf-8", "internal error\n"};
-    }
-    res.status = out.status;
-    res.set_content(std::move(out.body), out.content_type.c_str());
-  });
-  int port = address->port;
-  if (port == 0) {
-    port = svr.bind_to_any_port(address->host);
-    if (port <= 0) return Fail(Error::Code::kIo, "cannot listen on " + address->host);
-  } else if (!svr.bind_to_port(address->host, port)) {
+  }
+  freeaddrinfo(found);
+  if (impl->listen_fd < 0) {
     return Fail(Error::Code::kIo, "cannot listen on " + options.listen + " (in use?)");
   }
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  int port = address->port;
+  if (getsockname(impl->listen_fd, reinterpret_cast<sockaddr*>(&bound), &len) == 0) {
+    port = bound.ss_family == AF_INET6
+               ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
+               : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  }
+  impl->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl->wake < 0) return Fail(Error::Code::kIo, "cannot create an eventfd");
+
   auto server = std::unique_ptr<Server>(new Server());
   server->port_ = port;
   const std::string host =
-      address->host.find(':') != std::string::npos && !address->host.starts_with("[")
-          ? "[" + address->host + "]"
-          : address->host;
+      address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
   server->url_ = std::string(tls ? "https" : "http") + "://" +
-                 (host == "0.0.0.0" ? std::string("127.0.0.1") : host) + ":" + std::to_string(port);
-  impl->thread = std::thread([&svr] { svr.listen_after_bind(); });
-  // cpp-httplib's stop() does nothing until the listening loop runs: a Server destroyed at once
-  // would otherwise wait on that loop for ever. The loop starts within microseconds.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!svr.is_running() && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  impl->reaper = std::thread([impl = impl.get(), port, limit = options.max_connection_s] {
-    impl->Reap(port, std::chrono::seconds(limit));
-  });
+                 (host == "0.0.0.0" || host == "[::]" ? std::string("127.0.0.1") : host) + ":" +
+                 std::to_string(port);
+  Impl* i = impl.get();
+  for (size_t t = 0; t < options.threads; ++t) i->workers.emplace_back([i] { i->Work(); });
+  i->acceptor = std::thread([i] { i->Accept(); });
   server->impl_ = std::move(impl);
   return server;
 }
 
 Server::Connections Server::connections() const {
-  std::lock_guard lock(impl_->admission->mu);
-  return {.held = impl_->admission->held,
-          .high_water = impl_->admission->high_water,
-          .full = impl_->admission->full};
+  std::lock_guard lock(impl_->mu);
+  return {.held = impl_->held, .high_water = impl_->high_water, .refused = impl_->refused};
 }
 
 Server::~Server() {
-  if (!impl_) return;
-  if (impl_->reaper.joinable()) {
-    {
-      std::lock_guard lock(impl_->reaper_mu);
-      impl_->reaper_stop = true;
-    }
-    impl_->reaper_wake.notify_all();
-    impl_->reaper.join();
-  }
-  if (impl_->admission) {
-    {
-      std::lock_guard lock(impl_->admission->mu);
-      impl_->admission->stopping = true;
-    }
-    impl_->admission->room.notify_all();  // a listening thread that waits for room goes on
-  }
-  if (impl_->server) impl_->server->stop();
-  // Every connection still open ends now: a client that trickles a byte at a time must not hold
-  // the stop (the library waits for each connection's thread).
-  for (const auto& [inode, fd] : ConnectionsOnPort(port_)) EndConnection(fd, inode);
-  if (impl_->thread.joinable()) impl_->thread.join();
+  if (impl_) impl_->Stop();
 }
 
 }  // namespace medstream::http

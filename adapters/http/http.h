@@ -1,4 +1,4 @@
-// http: the one HTTP(S) server of medstream's processes (cpp-httplib, Debian's libcpp-httplib): the
+// http: the one HTTP(S) server of medstream's processes (its own, over OpenSSL for TLS): the
 // owner's dashboard, and /metrics and /healthz of the gateway, the server and the lake host.
 //
 // What it promises:
@@ -9,20 +9,25 @@
 //     visiting a page with ?token=T once sets: HttpOnly, SameSite=Strict, Secure under TLS);
 //     without it: 401 and nothing else. Compared in constant time. /healthz is open (it says only
 //     "ok").
-//   - Only GET and HEAD; request bodies refused past 4 KiB; every response says no-store, nosniff
+//   - Only GET and HEAD (else 405); every response says no-store, nosniff
 //     and a Content-Security-Policy that allows only this origin's scripts and styles.
-//   - Bounded: a fixed pool of `threads` serves the connections, and the process holds at most
-//     `max_connections` accepted connections at once (served or waiting for a thread). At that
-//     bound the listening thread stops accepting: further clients wait in the kernel's backlog
-//     and cost this process nothing. A flood of idle or slow connections therefore makes the
-//     pages slow to answer, but cannot take the hosting process's descriptors, memory or threads
-//     (the gateway's write-ahead log and spool need descriptors). A connection holds its thread
-//     for at most 5 s per read or write and 5 s idle between requests (5 requests at most), and
-//     is ended once it has been open `max_connection_s`, however it trickles its bytes. Stopping
-//     ends every connection still open.
-//   - Handlers run on the library's worker threads, concurrently: they must be thread-safe.
+//   - medstream's own server (not cpp-httplib: Debian's 0.11 bounds neither the header fields of
+//     a request nor the time to send them, and one client grew the process by 100 MB a second).
+//     One request per connection (Connection: close); its head (request line and fields) is
+//     read whole, at most 16 KiB (else 431), and the TLS handshake and the head within 10 s,
+//     before a byte of it is parsed (request_head.h); the response is written within the
+//     connection's limit, `max_connection_s`, after which the connection ends however it
+//     trickles. Request bodies are never read.
+//   - Bounded: `threads` serve the connections and at most `max_connections` are held at once
+//     (served or waiting for a thread); past it a connection is answered 503 (plain HTTP) and
+//     closed at once, said once a minute. A flood of idle or slow connections thus makes the
+//     pages slow to answer but cannot take the hosting process's descriptors, memory or threads
+//     (the gateway's write-ahead log and spool need descriptors). Stopping ends every wait at
+//     once.
+//   - Handlers run on the server's threads, concurrently: they must be thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,7 +68,7 @@ struct Options {
   std::string token;                   // required on every request when set
   size_t threads = 8;                  // serving threads
   size_t max_connections = 64;         // accepted connections held at once (>= threads)
-  long max_connection_s = 60;          // a connection is ended once open this long
+  long max_connection_s = 60;          // a connection ends once open this long
 };
 
 // True for 127.0.0.0/8, ::1 and "localhost".
@@ -80,12 +85,11 @@ class Server {
 
   int port() const { return port_; }
 
-  // The connections held now and at most so far, and whether the listening thread waits for
-  // room (the bound is reached); thread-safe.
+  // The connections held now and at most so far, and those refused at the bound; thread-safe.
   struct Connections {
     size_t held = 0;
     size_t high_water = 0;
-    bool full = false;
+    uint64_t refused = 0;
   };
   Connections connections() const;
   // "http://127.0.0.1:PORT" (https with TLS).
