@@ -90,24 +90,28 @@ int IdleConnection(int port) {
   return fd;
 }
 
-// The status line of GET `path`, or "" when none came within 10 s.
-std::string StatusOf(int port, const std::string& path) {
+// The whole answer to `request` (sent whole); "" when nothing came within 10 s.
+std::string Exchange(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   timeval tv{.tv_sec = 10, .tv_usec = 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   const sockaddr_in addr = Loopback(port);
   std::string reply;
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-        static_cast<ssize_t>(request.size())) {
-      char buf[512];
-      for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, n);
-    }
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size())) {
+    char buf[512];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, n);
   }
   close(fd);
+  return reply;
+}
+
+// The status line of GET `path`, or "" when none came within 10 s.
+std::string StatusOf(int port, const std::string& path) {
+  const std::string reply =
+      Exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   return reply.substr(0, reply.find("\r\n"));
 }
 
@@ -141,24 +145,6 @@ TEST(HttpServer, AFloodOfIdleConnectionsHoldsNoMoreThanItsBound) {
   EXPECT_LE(server->connections().high_water, 6u);
   EXPECT_TRUE(WaitFor([&] { return OpenDescriptors() <= before; }, 10))
       << OpenDescriptors() - before << " descriptors more than before the flood";
-}
-
-// What GET `request` (sent whole) is answered, whole; "" when nothing came within 10 s.
-std::string Exchange(int port, const std::string& request) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval tv{.tv_sec = 10, .tv_usec = 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  const sockaddr_in addr = Loopback(port);
-  std::string reply;
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(request.size())) {
-    char buf[512];
-    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, n);
-  }
-  close(fd);
-  return reply;
 }
 
 TEST(HttpServer, AnswersGetHeadAndRefusesTheRest) {
