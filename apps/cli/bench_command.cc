@@ -15,6 +15,7 @@
 #include "apps/pipeline/cluster_bench.h"
 #include "apps/pipeline/e2e.h"
 #include "common/base/file.h"
+#include "common/crypto/crypto.h"
 
 namespace medstream::cli {
 
@@ -90,10 +91,11 @@ int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& j
   std::printf(
       "medstream bench --e2e: sensors -> Mosquitto -> gateway -> %s, %.0f s per "
       "point, batch interval %.0f s, jobs %s\n"
-      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n",
+      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n"
+      "  AES-256-GCM: intel-ipsec-mb, %s code on this CPU\n",
       options.cluster_workers.empty() ? "server -> enclave"
                                       : "NATS JetStream (3 nodes) -> workers (Nw: N workers)",
-      options.duration_s, options.interval_s, jobs_text.c_str());
+      options.duration_s, options.interval_s, jobs_text.c_str(), crypto::GcmCodePath().c_str());
   std::string table = fmt::format(
       "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
       "{}\n",
@@ -404,7 +406,8 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
         o.duration_s);
     std::printf(
         "  process = medstream-enclave in a separate hardened process (a software-simulated "
-        "TEE)\n");
+        "TEE)\n  AES-256-GCM: intel-ipsec-mb, %s code on this CPU\n",
+        crypto::GcmCodePath().c_str());
     std::fflush(stdout);
     auto rows = evaluation::Run(o);
     if (!rows) return fail(rows.error());

@@ -2,6 +2,7 @@
 // (server, process enclave, gateway sealing, pandas baseline, gnuplot).
 #include "apps/evaluation/evaluation.h"
 #include "common/base/file.h"
+#include "common/crypto/crypto.h"
 #include "tests/shell.h"
 
 #include <gtest/gtest.h>
@@ -94,6 +95,9 @@ TEST(BenchCommand, EndToEndStreamSmall) {
                            (dir / "e2e.csv").string() + " --dir " + (dir / "work").string());
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
+  EXPECT_NE(r.out.find("AES-256-GCM: intel-ipsec-mb, " + crypto::GcmCodePath() + " code"),
+            std::string::npos)
+      << r.out;
   std::ifstream in(dir / "e2e.csv");
   std::string header, row;
   ASSERT_TRUE(std::getline(in, header));
@@ -124,6 +128,10 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
                            (dir / "plots").string());
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("software-simulated TEE"), std::string::npos);
+  // The cipher's code path, on which process mode's figures depend about 3x.
+  EXPECT_NE(r.out.find("AES-256-GCM: intel-ipsec-mb, " + crypto::GcmCodePath() + " code"),
+            std::string::npos)
+      << r.out;
   std::ifstream in(dir / "out.csv");
   std::string line;
   ASSERT_TRUE(std::getline(in, line));
@@ -198,6 +206,7 @@ TEST(BenchCommand, QuickGridWritesCsvAndPlots) {
         ReadFileText((dir / "plots" / (std::string(name) + ".svg")).string()).value_or("");
     EXPECT_NE(svg.find("slowdown"), std::string::npos) << name;
     EXPECT_NE(svg.find("repetitions"), std::string::npos) << name;
+    EXPECT_NE(svg.find("AES-GCM: " + crypto::GcmCodePath()), std::string::npos) << name;
     for (const char* job : {"identity", "sdnn"}) {
       EXPECT_TRUE(fs::exists(dir / "plots" / (std::string(name) + "-" + job + ".dat"))) << job;
     }

@@ -161,6 +161,31 @@ const IMB_MGR* GcmManager() {
   return manager;
 }
 
+}  // namespace
+
+std::string GcmCodePath() {
+  const IMB_MGR* m = GcmManager();
+  if (m == nullptr) return "intel-ipsec-mb not initialised";
+  const bool vaes = (m->features & IMB_FEATURE_VAES) && (m->features & IMB_FEATURE_VPCLMULQDQ);
+  switch (m->used_arch) {
+    case IMB_ARCH_AVX512:
+      return vaes ? "AVX-512 with VAES" : "AVX-512 (no VAES)";
+    case IMB_ARCH_AVX2:
+      // intel-ipsec-mb 1.3 has VAES code for GCM only with AVX-512.
+      return "AVX2 (no VAES)";
+    case IMB_ARCH_AVX:
+      return "AVX";
+    case IMB_ARCH_SSE:
+      return "SSE";
+    case IMB_ARCH_NOAESNI:
+      return "no AES-NI";
+    default:
+      return "unknown";
+  }
+}
+
+namespace {
+
 // The library checks its arguments and refuses null pointers even for empty inputs.
 const uint8_t* NonNull(ByteView b) {
   static constexpr uint8_t kEmpty[1] = {0};

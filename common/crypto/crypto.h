@@ -89,6 +89,11 @@ Result<X25519KeyPair> X25519Generate();
 // Fails on an all-zero shared secret (a low-order peer point), as RFC 7748 section 6.1 allows.
 Result<Key256> X25519(const Key256& private_key, ByteView peer_public);
 
+// Which of intel-ipsec-mb's code paths AES-256-GCM runs on this CPU, e.g. "AVX-512 with VAES"
+// or "AVX2 (no VAES)": its speed differs about 3x between them (docs/evaluation.md), so
+// `medstream bench` states it beside its figures.
+std::string GcmCodePath();
+
 // AES-256-GCM with a 96-bit nonce and a 128-bit tag appended to the ciphertext. One object per
 // key keeps the expanded key, so sealing many records costs no per-call setup. Seal and Open
 // only read the object: several threads may use one at once.

@@ -181,6 +181,14 @@ TEST(AesGcmTest, OneObjectSealsOnSeveralThreadsAtOnce) {
   EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
+TEST(AesGcmTest, NamesTheCodePathItRunsOn) {
+  const std::string path = GcmCodePath();
+  const bool known = path == "AVX-512 with VAES" || path == "AVX-512 (no VAES)" ||
+                     path == "AVX2 (no VAES)" || path == "AVX" || path == "SSE" ||
+                     path == "no AES-NI";
+  EXPECT_TRUE(known) << path;
+}
+
 TEST(Ecdsa, SignVerifyAndRawKeyRoundTrip) {
   auto key = EcKey::Generate().value();
   const auto sig = key.Sign(AsBytes("measurement")).value();
