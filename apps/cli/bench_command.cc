@@ -85,17 +85,25 @@ std::string DefaultBaselineScript() {
   return MEDSTREAM_SOURCE_DIR "/tools/bench_baseline.py";
 }
 
+// What every bench header says under its first line: what process mode is, and the cipher's code
+// path on this CPU (process mode's figures depend on it about 3x).
+void PrintModeNotes() {
+  std::printf(
+      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n"
+      "  AES-256-GCM: intel-ipsec-mb, %s code on this CPU\n",
+      crypto::GcmCodePath().c_str());
+}
+
 // `--e2e`: the rows of pipeline::RunEndToEnd as a table and CSV.
 int PrintEndToEnd(const pipeline::EndToEndOptions& options, const std::string& jobs_text,
                   const std::string& csv) {
   std::printf(
       "medstream bench --e2e: sensors -> Mosquitto -> gateway -> %s, %.0f s per "
-      "point, batch interval %.0f s, jobs %s\n"
-      "  process = medstream-enclave in a separate hardened process (a software-simulated TEE)\n"
-      "  AES-256-GCM: intel-ipsec-mb, %s code on this CPU\n",
+      "point, batch interval %.0f s, jobs %s\n",
       options.cluster_workers.empty() ? "server -> enclave"
                                       : "NATS JetStream (3 nodes) -> workers (Nw: N workers)",
-      options.duration_s, options.interval_s, jobs_text.c_str(), crypto::GcmCodePath().c_str());
+      options.duration_s, options.interval_s, jobs_text.c_str());
+  PrintModeNotes();
   std::string table = fmt::format(
       "{:<13} {:<8} {:>5} {:>10} {:>10} {:>7} {:>7} {:>7} {:>9} {:>9} {:>8} {:>8} {:>5} {:>4} "
       "{}\n",
@@ -404,10 +412,7 @@ void RegisterBenchCommand(CLI::App& app, int* exit_code) {
         "medstream bench: %zu points (modes %zu, jobs %zu, workloads %zu), %s, streams %.0f s\n",
         evaluation::Plan(o).size(), o.modes.size(), o.jobs.size(), o.workloads.size(), reps.c_str(),
         o.duration_s);
-    std::printf(
-        "  process = medstream-enclave in a separate hardened process (a software-simulated "
-        "TEE)\n  AES-256-GCM: intel-ipsec-mb, %s code on this CPU\n",
-        crypto::GcmCodePath().c_str());
+    PrintModeNotes();
     std::fflush(stdout);
     auto rows = evaluation::Run(o);
     if (!rows) return fail(rows.error());
