@@ -34,6 +34,10 @@ void RegisterBrokerCommand(CLI::App& app, int* exit_code) {
                 "Per client, messages the broker queues beyond those in flight; past it, it drops "
                 "them (the gateway then reports lost beats). 0 = no limit")
       ->capture_default_str();
+  i->add_option("--max-queued-bytes", init->max_queued_bytes,
+                "Per client, payload bytes the broker queues beyond those in flight; past it, it "
+                "drops messages as past --max-queued-messages. 0 = no limit")
+      ->capture_default_str();
   i->add_option("--persistence", init->persistence_dir,
                 "Keep queued messages and sessions across broker restarts in this folder");
   i->add_flag("--force", init->force, "Make a new CA (every device must enrol again)");

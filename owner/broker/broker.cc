@@ -172,13 +172,18 @@ Status Init(const InitOptions& o) {
       "keyfile {0}/server.key\n"
       "require_certificate true\n"
       "use_identity_as_username true\n"
-      "# Per client: QoS 1 messages in flight, and queued beyond them (0 = no limit). Past the\n"
-      "# queue the broker drops messages; medstream's gateway counts them as lost beats.\n"
+      "# Per client: QoS 1 messages in flight, and queued beyond them in messages and bytes (0 =\n"
+      "# no limit). Past the queue the broker drops messages; medstream's gateway counts them as\n"
+      "# lost beats.\n"
       "max_inflight_messages {5}\n"
       "max_queued_messages {3}\n"
-      "max_queued_bytes 0\n"
+      "max_queued_bytes {6}\n"
+      "# A client that sends a larger packet is disconnected before its payload is read: the\n"
+      "# largest valid medstream message is smaller.\n"
+      "max_packet_size {7}\n"
       "log_dest {4}\n",
-      b, o.port, o.listen, o.max_queued_messages, o.log_dest, o.max_inflight_messages);
+      b, o.port, o.listen, o.max_queued_messages, o.log_dest, o.max_inflight_messages,
+      o.max_queued_bytes, kMaxPacketBytes);
   if (o.persistence_dir.empty()) {
     conf += "persistence false\n";
   } else {

@@ -37,10 +37,10 @@ namespace fs = std::filesystem;
 // Subscribes as the gateway to medstream/f/+/rr and keeps what arrives.
 class Listener {
  public:
-  explicit Listener(testing::Broker& broker) {
+  explicit Listener(testing::Broker& broker, const std::string& pattern = "medstream/f/+/rr") {
     auto o = broker.ClientOptions("listener", broker.Gateway());
     o.subscription = mqtt::Client::Subscription{
-        .pattern = "medstream/f/+/rr", .qos = 1, .handler = [this](const mqtt::Message& m) {
+        .pattern = pattern, .qos = 1, .handler = [this](const mqtt::Message& m) {
           std::lock_guard lock(mu_);
           got_.push_back(m.topic + " " + std::string(m.payload.begin(), m.payload.end()));
           cv_.notify_all();
@@ -82,13 +82,43 @@ std::string Tls(const Credentials& c) {
   return "--cafile " + c.ca + " --cert " + c.cert + " --key " + c.key;
 }
 
+// One device's packet past kMaxPacketBytes costs the broker nothing: the device is disconnected
+// before the payload is read, and nothing reaches the gateway. The largest valid message, a JSON
+// payload of sensor::kMaxJsonPayloadBytes on the longest topic a device can have (64-character
+// site and name, .../status), still passes. Before, the broker took packets up to MQTT's 256 MB and
+// queued them for the gateway without a byte limit.
+TEST(Broker, APacketPastTheLimitIsRefusedAndTheLargestValidMessagePasses) {
+  const std::string site(64, 's'), name(64, 'd');
+  testing::Broker broker({.site = site});
+  ASSERT_TRUE(broker.ok()) << broker.error();
+  Listener listener(broker, "medstream/" + site + "/+/status");
+  ASSERT_TRUE(listener.ok()) << listener.error();
+  const Credentials dev = broker.Device(name);
+  const std::string topic = "medstream/" + site + "/" + name + "/status";
+  auto pub_file = [&](const std::string& payload) {
+    const std::string file = broker.dir() + "/payload";
+    EXPECT_TRUE(WriteFileAtomic(file, payload, 0600));
+    return testing::Shell("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port()) + " " +
+                          Tls(dev) + " -q 1 -t '" + topic + "' -f " + file + " 2>&1");
+  };
+  const std::string too_big(kMaxPacketBytes, 'B');
+  pub_file(too_big);  // its exit code is mosquitto_pub's affair; what arrives is ours
+  const std::string largest(sensor::kMaxJsonPayloadBytes, 'L');
+  const auto ok = pub_file(largest);
+  ASSERT_EQ(ok.exit_code, 0) << ok.out;
+  ASSERT_TRUE(listener.WaitFor(topic + " " + largest, 10));
+  EXPECT_FALSE(listener.Has(topic + " " + too_big));
+  EXPECT_EQ(listener.count(), 1u);
+}
+
 TEST(Broker, InitWritesATlsOnlyConfigAndPrivateKeys) {
   const std::string dir = fs::temp_directory_path() / ("mb-init-" + std::to_string(getpid()));
   fs::remove_all(dir);
   ASSERT_TRUE(Init({.dir = dir, .site = "s1", .port = 18884, .now = time(nullptr)}));
   const std::string conf = ReadFileText(ConfigPath(dir)).value();
-  for (const char* line : {"allow_anonymous false\n", "require_certificate true\n",
-                           "use_identity_as_username true\n", "listener 18884 127.0.0.1\n"}) {
+  for (const char* line :
+       {"allow_anonymous false\n", "require_certificate true\n", "use_identity_as_username true\n",
+        "listener 18884 127.0.0.1\n", "max_packet_size 66560\n", "max_queued_bytes 1073741824\n"}) {
     EXPECT_NE(conf.find(line), std::string::npos) << line;
   }
   // Exactly one listener, and it has a certificate: no plaintext port.
