@@ -5,7 +5,8 @@
 // manifest the input then damages, drops or replaces.
 //
 // Invariants: what decodes encodes back to the same bytes (the entry: decodes again to the same
-// fields); a container's parts fill it exactly, within the import call's bound; a stored state
+// fields); a container's parts fill it exactly, within the import call's bound, and decode the
+// same when its bytes come in pieces (as chunks read back do); a stored state
 // comes back whole or not at all, so whatever Load returns is the state that was stored.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -28,21 +29,39 @@ void Entry(crypto::ByteView b) {
                        again->consumer == e->consumer && again->portable == e->portable);
 }
 
+crypto::Bytes Join(const host::StatePieces& pieces) {
+  crypto::Bytes out;
+  for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
 void Parts(crypto::ByteView b) {
-  auto parts = host::DecodeExportParts(b);
+  auto parts = host::DecodeExportParts({b});
+  // The same bytes in three pieces, as chunks read back hold them, decode to the same parts.
+  const size_t cut1 = b.size() / 3;
+  const size_t cut2 = std::min(b.size(), 2 * b.size() / 3 + 1);
+  auto cut =
+      host::DecodeExportParts({b.first(cut1), b.subspan(cut1, cut2 - cut1), b.subspan(cut2)});
+  MEDSTREAM_FUZZ_CHECK(parts.has_value() == cut.has_value());
   if (!parts) return;
+  MEDSTREAM_FUZZ_CHECK(cut->size() == parts->size());
+  for (size_t i = 0; i < parts->size(); ++i)
+    MEDSTREAM_FUZZ_CHECK(Join((*cut)[i]) == Join((*parts)[i]));
   MEDSTREAM_FUZZ_CHECK(!parts->empty() && parts->size() <= host::kMaxExportParts);
-  if (parts->size() == 1 && parts->front().data() == b.data() && parts->front().size() == b.size())
+  if (parts->size() == 1 && parts->front().size() == 1 && parts->front()[0].data() == b.data() &&
+      parts->front()[0].size() == b.size())
     return;  // not a container: the state itself
   uint64_t sum = 8 + 8 * uint64_t{parts->size()};
-  for (const crypto::ByteView p : *parts) {
-    MEDSTREAM_FUZZ_CHECK(!p.empty() && p.data() >= b.data() &&
-                         p.data() + p.size() <= b.data() + b.size());
-    sum += p.size();
+  std::vector<crypto::Bytes> copies;
+  for (const host::StatePieces& part : *parts) {
+    for (const crypto::ByteView p : part) {
+      MEDSTREAM_FUZZ_CHECK(p.data() >= b.data() && p.data() + p.size() <= b.data() + b.size());
+    }
+    copies.push_back(Join(part));
+    MEDSTREAM_FUZZ_CHECK(!copies.back().empty());
+    sum += copies.back().size();
   }
   MEDSTREAM_FUZZ_CHECK(sum == b.size());
-  std::vector<crypto::Bytes> copies;
-  for (const crypto::ByteView p : *parts) copies.emplace_back(p.begin(), p.end());
   if (copies.size() > 1)
     MEDSTREAM_FUZZ_CHECK(host::EncodeExportParts(copies) == crypto::Bytes(b.begin(), b.end()));
 }
@@ -66,7 +85,7 @@ void Chunks(FuzzedDataProvider& in) {
   auto stored = store.Store(partition, state, {}, chunk);
   MEDSTREAM_FUZZ_CHECK(stored.has_value());
   auto loaded = store.Load(partition, *stored);
-  MEDSTREAM_FUZZ_CHECK(loaded.has_value() && *loaded == state);
+  MEDSTREAM_FUZZ_CHECK(loaded.has_value() && loaded->Join() == state);
   crypto::Bytes entry = *stored;
   for (int edits = 0; edits < 4 && in.remaining_bytes() > 0; ++edits) {
     std::vector<std::string> keys;
@@ -91,18 +110,19 @@ void Chunks(FuzzedDataProvider& in) {
               in.ConsumeIntegralInRange<uint8_t>(1, 255);
     }
   }
-  auto after = store.Load(partition, entry);
-  if (!after) return;
+  auto loaded_after = store.Load(partition, entry);
+  if (!loaded_after) return;
+  const crypto::Bytes after = loaded_after->Join();
   // Whole or not at all: a manifest's SHA-256 pins its state; an entry that is not a manifest is
   // the state itself.
   if (host::ChunkManifest::Is(entry)) {
     auto m = host::ChunkManifest::Decode(entry);
-    MEDSTREAM_FUZZ_CHECK(m.has_value() && after->size() == m->bytes &&
-                         crypto::Sha256(*after) == m->sha);
+    MEDSTREAM_FUZZ_CHECK(m.has_value() && after.size() == m->bytes &&
+                         crypto::Sha256(after) == m->sha);
     if (m->sha == host::ChunkManifest::Decode(*stored).value_or(host::ChunkManifest{}).sha)
-      MEDSTREAM_FUZZ_CHECK(*after == state);
+      MEDSTREAM_FUZZ_CHECK(after == state);
   } else {
-    MEDSTREAM_FUZZ_CHECK(*after == entry);
+    MEDSTREAM_FUZZ_CHECK(after == entry);
   }
 }
 

@@ -329,12 +329,20 @@ Result<ExportPart> ExportPart::Decode(std::span<const uint8_t> b) {
 }
 
 crypto::Bytes ImportRequest::Encode() const {
+  const crypto::ByteView whole = portable;
+  return EncodePieces(selector, part, last, {&whole, 1});
+}
+
+crypto::Bytes ImportRequest::EncodePieces(const PartitionSelector& selector, uint32_t part,
+                                          bool last, std::span<const crypto::ByteView> pieces) {
+  size_t size = 0;
+  for (const crypto::ByteView p : pieces) size += p.size();
   crypto::Bytes out = selector.Encode();
-  out.reserve(kImportHeaderBytes + portable.size());
+  out.reserve(kImportHeaderBytes + size);
   ByteWriter w(&out);
   w.U32(part);
   w.U8(last ? 1 : 0);
-  w.Raw(portable.data(), portable.size());
+  for (const crypto::ByteView p : pieces) w.Raw(p.data(), p.size());
   return out;
 }
 

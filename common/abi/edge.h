@@ -259,6 +259,10 @@ struct ImportRequest {
   bool last = true;
   std::span<const uint8_t> portable;
   crypto::Bytes Encode() const;
+  // Encode()'s bytes for a request whose portable state is the concatenation of `pieces` (a
+  // stored state read back in chunks), without joining the pieces first.
+  static crypto::Bytes EncodePieces(const PartitionSelector& selector, uint32_t part, bool last,
+                                    std::span<const crypto::ByteView> pieces);
   static Result<ImportRequest> Decode(std::span<const uint8_t> b);
 };
 

@@ -132,6 +132,14 @@ TEST(EdgeAbi, ExportAndImportPartsRoundTripAndRefuseGarbage) {
   EXPECT_EQ(import->part, 2u);
   EXPECT_FALSE(import->last);
   EXPECT_TRUE(std::ranges::equal(import->portable, portable));
+  // From pieces (a state read back in chunks): the same bytes, wherever the pieces are cut.
+  const crypto::ByteView whole = portable;
+  for (size_t cut = 0; cut <= portable.size(); ++cut) {
+    const std::vector<crypto::ByteView> pieces = {whole.first(cut), whole.subspan(cut)};
+    EXPECT_EQ(ImportRequest::EncodePieces({1, 4}, 2, false, pieces), wire) << cut;
+  }
+  EXPECT_EQ(ImportRequest::EncodePieces({0, 1}, 0, true, {}),
+            (ImportRequest{.selector = {0, 1}, .part = 0, .last = true, .portable = {}}.Encode()));
   const crypto::Bytes empty_wire =
       ImportRequest{.selector = {0, 1}, .part = 0, .last = true, .portable = {}}.Encode();
   auto empty = ImportRequest::Decode(empty_wire);

@@ -114,28 +114,82 @@ crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts) {
   return Concatenate(ExportPartsPieces(parts, &framing));
 }
 
-Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored) {
-  if (stored.size() < 4 || !std::equal(stored.begin(), stored.begin() + 4, std::begin(kPartsMagic)))
-    return std::vector<crypto::ByteView>{stored};
-  ByteReader r(stored.subspan(4));
-  MEDSTREAM_TRY(count, r.U32("export part count"));
+namespace {
+
+// Reads a state held as pieces front to back without joining them.
+class PiecesReader {
+ public:
+  explicit PiecesReader(const StatePieces& pieces)
+      : pieces_(pieces), remaining_(TotalBytes(pieces)) {}
+  uint64_t remaining() const { return remaining_; }
+  // The next `n` bytes (at most remaining()) as views into the pieces.
+  StatePieces Take(uint64_t n) {
+    StatePieces out;
+    remaining_ -= n;
+    while (n > 0) {
+      const crypto::ByteView piece = pieces_[index_].subspan(offset_);
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(n, piece.size()));
+      if (k > 0) out.push_back(piece.first(k));
+      n -= k;
+      offset_ += k;
+      if (offset_ == pieces_[index_].size()) {
+        ++index_;
+        offset_ = 0;
+      }
+    }
+    return out;
+  }
+  // The next `n` bytes (a field of the framing, at most 8) copied out; kCorrupt past the end.
+  Result<std::array<uint8_t, 8>> Field(size_t n, const char* what) {
+    if (remaining_ < n) return Corrupt(std::string("truncated ") + what);
+    std::array<uint8_t, 8> out{};
+    size_t at = 0;
+    for (const crypto::ByteView p : Take(n)) {
+      std::copy(p.begin(), p.end(), out.begin() + at);
+      at += p.size();
+    }
+    return out;
+  }
+
+ private:
+  const StatePieces& pieces_;
+  uint64_t remaining_;
+  size_t index_ = 0;
+  size_t offset_ = 0;
+};
+
+}  // namespace
+
+Result<std::vector<StatePieces>> DecodeExportParts(const StatePieces& stored) {
+  PiecesReader r(stored);
+  {
+    PiecesReader probe = r;
+    auto magic = probe.Field(4, "magic");
+    if (!magic || !std::equal(magic->begin(), magic->begin() + 4, std::begin(kPartsMagic)))
+      return std::vector<StatePieces>{stored};
+  }
+  const uint64_t stored_bytes = r.remaining();
+  (void)r.Take(4);
+  MEDSTREAM_TRY(count_bytes, r.Field(4, "export part count"));
+  MEDSTREAM_TRY(count, ByteReader(count_bytes).U32("export part count"));
   // Each part takes at least its size: a count the bytes cannot hold is refused first.
   if (count == 0 || count > kMaxExportParts || count > r.remaining() / 8) {
     return Corrupt("a container of " + std::to_string(count) + " export parts in " +
-                   std::to_string(stored.size()) + " bytes");
+                   std::to_string(stored_bytes) + " bytes");
   }
   constexpr uint64_t kMaxPart =
       enclave::MaxRequest(enclave::Call::kImportStreams) - enclave::kImportHeaderBytes;
-  std::vector<crypto::ByteView> parts;
+  std::vector<StatePieces> parts;
   parts.reserve(count);
   for (uint32_t i = 0; i < count; ++i) {
-    MEDSTREAM_TRY(size, r.U64("export part size"));
+    MEDSTREAM_TRY(size_bytes, r.Field(8, "export part size"));
+    MEDSTREAM_TRY(size, ByteReader(size_bytes).U64("export part size"));
     if (size == 0 || size > kMaxPart) {
       return Corrupt("export part " + std::to_string(i) + " of " + std::to_string(size) +
                      " bytes (1 to " + std::to_string(kMaxPart) + ")");
     }
-    MEDSTREAM_TRY(part, r.Bytes(size, "export part"));
-    parts.push_back(part);
+    if (size > r.remaining()) return Corrupt("truncated export part");
+    parts.push_back(r.Take(size));
   }
   if (r.remaining() != 0) return Corrupt("export parts: bytes after the last");
   return parts;
@@ -253,26 +307,38 @@ Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, const StatePieces& p
   return manifest;
 }
 
-Result<crypto::Bytes> ChunkStore::Load(uint32_t partition, crypto::ByteView stored) {
-  if (!ChunkManifest::Is(stored)) return crypto::Bytes(stored.begin(), stored.end());
+crypto::Bytes LoadedState::Join() const {
+  return Concatenate(pieces);
+}
+
+Result<LoadedState> ChunkStore::Load(uint32_t partition, crypto::ByteView stored) {
+  LoadedState out;
+  if (!ChunkManifest::Is(stored)) {
+    if (!stored.empty()) out.pieces.push_back(stored);
+    return out;
+  }
   MEDSTREAM_TRY(m, ChunkManifest::Decode(stored));
-  crypto::Bytes out;
+  crypto::Sha256Hasher sha;
+  uint64_t have = 0;
   for (uint32_t i = 0; i < m.chunks; ++i) {
     const std::string key = m.KeyPrefix(partition) + std::to_string(i);
     auto chunk = bucket_.Get(key);
     if (!chunk) return std::unexpected(std::move(chunk.error()).With("chunk " + key));
     // Each chunk holds at least one byte, and all of them no more than the manifest says.
-    if (chunk->empty() || chunk->size() > m.bytes - out.size()) {
+    if (chunk->empty() || chunk->size() > m.bytes - have) {
       return Corrupt("chunk " + key + " does not fit its manifest");
     }
-    // Nothing is reserved for the manifest's claimed size (anyone can write a manifest, up to
-    // 64 GiB): the state grows only with chunks that are there.
-    out.insert(out.end(), chunk->begin(), chunk->end());
+    // Nothing is reserved for the manifest's claimed size or count (anyone can write a manifest,
+    // up to 64 GiB): the state grows only with chunks that are there.
+    sha.Update(*chunk);
+    have += chunk->size();
+    out.chunks.push_back(std::move(*chunk));
   }
-  if (out.size() != m.bytes || crypto::Sha256(out) != m.sha) {
+  if (have != m.bytes || sha.Peek() != m.sha) {
     return Corrupt("the chunks of partition " + std::to_string(partition) +
                    "'s state do not match their manifest");
   }
+  out.pieces.assign(out.chunks.begin(), out.chunks.end());
   return out;
 }
 

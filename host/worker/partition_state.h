@@ -64,9 +64,10 @@ using StatePieces = std::vector<crypto::ByteView>;
 // with the container's head and the parts' sizes (both must outlive the pieces).
 StatePieces ExportPartsPieces(const std::vector<crypto::Bytes>& parts, crypto::Bytes* framing);
 uint64_t TotalBytes(const StatePieces& pieces);
-// The parts `stored` holds, in order (views into it): itself if it is not a container (an empty
-// state: one empty part). A container that does not decode: kCorrupt.
-Result<std::vector<crypto::ByteView>> DecodeExportParts(crypto::ByteView stored);
+// The parts the state `stored` holds, in order, each as the pieces of `stored` it lies in (views
+// into them, never a copy: a part may span chunks): the state itself if it is not a container (an
+// empty state: one empty part). A container that does not decode: kCorrupt.
+Result<std::vector<StatePieces>> DecodeExportParts(const StatePieces& stored);
 // A container holds at most this many parts (a loop bound; as many as a checkpoint).
 inline constexpr uint32_t kMaxExportParts = enclave::kMaxCheckpointParts;
 
@@ -91,6 +92,17 @@ struct ChunkManifest {
   static Result<ChunkManifest> Decode(crypto::ByteView b);
   // "<partition key>.s.<writer hex>.<slot>." (the chunks' keys add their index).
   std::string KeyPrefix(uint32_t partition) const;
+};
+
+// A state read back (ChunkStore::Load): the chunks as they came from the bucket and the pieces of
+// the state, views into them (or into the entry's own bytes when the state was not chunked). The
+// chunks are not joined into one buffer: that held the state two to three times over while the
+// buffer grew; the worker builds each import call straight from the pieces, so restoring a
+// partition holds its state once plus one call. Movable (a moved vector keeps its buffers).
+struct LoadedState {
+  std::vector<crypto::Bytes> chunks;
+  StatePieces pieces;
+  crypto::Bytes Join() const;  // the state in one buffer
 };
 
 // What the chunk store needs of the state bucket.
@@ -124,10 +136,11 @@ class ChunkStore {
                               crypto::ByteView written, size_t chunk_bytes) {
     return Store(partition, StatePieces{portable}, written, chunk_bytes);
   }
-  // The portable state `stored` (an entry's) stands for. A chunk missing: kNotFound; a manifest
-  // or chunk damaged, or chunks that do not match the manifest: kCorrupt; the bucket's own
-  // errors as they come (kIo, kDeadlineExceeded: transient).
-  Result<crypto::Bytes> Load(uint32_t partition, crypto::ByteView stored);
+  // The portable state `stored` (an entry's) stands for; its pieces may point into `stored`, which
+  // must outlive them. A chunk missing: kNotFound; a manifest or chunk damaged, or chunks that do
+  // not match the manifest: kCorrupt; the bucket's own errors as they come (kIo,
+  // kDeadlineExceeded: transient).
+  Result<LoadedState> Load(uint32_t partition, crypto::ByteView stored);
   // Deletes the chunks `stored` names (none if it is not a manifest). Best effort.
   void Delete(uint32_t partition, crypto::ByteView stored);
   // Deletes the partition's chunks other than those `current` names: a previous owner's, and

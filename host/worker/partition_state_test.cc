@@ -21,6 +21,19 @@ crypto::Bytes State(size_t n, uint8_t seed) {
   return b;
 }
 
+crypto::Bytes Join(const StatePieces& pieces) {
+  crypto::Bytes out;
+  for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+// The parts of a state held in one buffer, each joined.
+Result<std::vector<crypto::Bytes>> Decode(crypto::ByteView stored) {
+  MEDSTREAM_TRY(parts, DecodeExportParts({stored}));
+  std::vector<crypto::Bytes> out;
+  for (const StatePieces& p : parts) out.push_back(Join(p));
+  return out;
+}
+
 constexpr std::array<uint8_t, 8> kWriterA{1, 2, 3, 4, 5, 6, 7, 8};
 constexpr std::array<uint8_t, 8> kWriterB{9, 9, 9, 9, 9, 9, 9, 9};
 
@@ -102,28 +115,63 @@ TEST(ChunkManifest, RoundTripsAndRefusesWhatNoWriterWrites) {
 TEST(ExportParts, OnePartIsStoredAsItIsAndMoreInAContainer) {
   const crypto::Bytes one = State(100, 1);
   EXPECT_EQ(EncodeExportParts({one}), one);  // as before parts
-  auto back = DecodeExportParts(one);
+  auto back = Decode(one);
   ASSERT_TRUE(back);
-  ASSERT_EQ(back->size(), 1u);
-  EXPECT_TRUE(std::ranges::equal((*back)[0], one));
+  EXPECT_EQ(*back, std::vector<crypto::Bytes>{one});
   auto none = DecodeExportParts({});  // nothing stored yet: the partition starts afresh
   ASSERT_TRUE(none);
   ASSERT_EQ(none->size(), 1u);
-  EXPECT_TRUE((*none)[0].empty());
+  EXPECT_EQ(TotalBytes((*none)[0]), 0u);
 
   const std::vector<crypto::Bytes> parts = {State(100, 1), State(3, 2), State(5000, 3)};
   const crypto::Bytes stored = EncodeExportParts(parts);
-  back = DecodeExportParts(stored);
+  back = Decode(stored);
   ASSERT_TRUE(back) << back.error().message();
-  ASSERT_EQ(back->size(), parts.size());
-  for (size_t i = 0; i < parts.size(); ++i) EXPECT_TRUE(std::ranges::equal((*back)[i], parts[i]));
+  EXPECT_EQ(*back, parts);
   EXPECT_FALSE(ChunkManifest::Is(stored));
+}
+
+// A state read back in chunks is decoded from the chunks as they are: wherever the chunks cut
+// the framing or the parts (one byte each, at every point), the parts are the same, views into
+// the chunks rather than copies.
+TEST(ExportParts, AStateInPiecesDecodesAsTheWholeWhereverThePiecesAreCut) {
+  const std::vector<crypto::Bytes> parts = {State(100, 1), State(3, 2), State(50, 3)};
+  const crypto::Bytes stored = EncodeExportParts(parts);
+  const crypto::ByteView whole = stored;
+  auto check = [&](const StatePieces& pieces, const std::string& how) {
+    auto back = DecodeExportParts(pieces);
+    ASSERT_TRUE(back) << how << ": " << back.error().message();
+    ASSERT_EQ(back->size(), parts.size()) << how;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      EXPECT_EQ(Join((*back)[i]), parts[i]) << how << ", part " << i;
+      for (const crypto::ByteView v : (*back)[i]) {
+        EXPECT_TRUE(v.data() >= whole.data() && v.data() + v.size() <= whole.data() + whole.size())
+            << how << ": a part copied out of the pieces";
+      }
+    }
+  };
+  for (size_t a = 0; a <= stored.size(); ++a) {
+    for (size_t b = a; b <= stored.size(); b += 7) {
+      check({whole.first(a), whole.subspan(a, b - a), whole.subspan(b)},
+            "cut at " + std::to_string(a) + " and " + std::to_string(b));
+    }
+  }
+  StatePieces bytes;
+  for (size_t i = 0; i < stored.size(); ++i) bytes.push_back(whole.subspan(i, 1));
+  check(bytes, "one byte a piece");
+  // Not a container: the pieces themselves, one part.
+  const crypto::Bytes one = State(30, 4);
+  auto single =
+      DecodeExportParts({crypto::ByteView(one).first(2), crypto::ByteView(one).subspan(2)});
+  ASSERT_TRUE(single);
+  ASSERT_EQ(single->size(), 1u);
+  EXPECT_EQ(Join((*single)[0]), one);
 }
 
 TEST(ExportParts, AContainerThatDoesNotAddUpIsCorrupt) {
   const crypto::Bytes stored = EncodeExportParts({State(100, 1), State(30, 2)});
   auto corrupt = [](crypto::ByteView b) {
-    auto r = DecodeExportParts(b);
+    auto r = DecodeExportParts({b});
     return !r && r.error().code() == Error::Code::kCorrupt;
   };
   for (size_t n = 4; n < stored.size(); ++n) {  // every cut, past the magic
@@ -158,7 +206,7 @@ TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
   EXPECT_TRUE(bucket.values.empty());
   auto loaded = store.Load(4, *stored);
   ASSERT_TRUE(loaded);
-  EXPECT_EQ(*loaded, state);
+  EXPECT_EQ(loaded->Join(), state);
   // A state that would read as a manifest is chunked however small, so it is never mistaken.
   crypto::Bytes odd = State(10, 0);
   const std::string magic = "MSPC";
@@ -168,7 +216,7 @@ TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
   EXPECT_NE(*chunked, odd);
   loaded = store.Load(4, *chunked);
   ASSERT_TRUE(loaded) << loaded.error().message();
-  EXPECT_EQ(*loaded, odd);
+  EXPECT_EQ(loaded->Join(), odd);
 }
 
 // A state of many parts is stored from the parts themselves: the same chunks as its one-buffer
@@ -194,7 +242,14 @@ TEST(ChunkStore, AStateOfManyPartsIsStoredFromThePartsWithoutAWholeCopy) {
     EXPECT_EQ(from_pieces.values, from_whole.values) << chunk;
     auto loaded = ChunkStore(from_pieces, kWriterA).Load(3, *a);
     ASSERT_TRUE(loaded) << chunk << ": " << loaded.error().message();
-    EXPECT_EQ(*loaded, whole) << chunk;
+    EXPECT_EQ(loaded->Join(), whole) << chunk;
+    // Read back, the state is the chunks as they came, not a copy joined into one buffer.
+    if (ChunkManifest::Is(*a)) {
+      ASSERT_EQ(loaded->pieces.size(), loaded->chunks.size()) << chunk;
+      for (size_t i = 0; i < loaded->chunks.size(); ++i) {
+        EXPECT_EQ(loaded->pieces[i].data(), loaded->chunks[i].data()) << chunk;
+      }
+    }
   }
   // Chunks of 1000 bytes: chunk 1 (bytes 1000..1999 of the container) lies within part 0, which
   // starts at byte 16; chunk 2 spans parts 0 to 2.
@@ -235,11 +290,11 @@ TEST(ChunkStore, ALargeStateIsStoredInChunksInTheSlotTheEntryDoesNotName) {
   EXPECT_EQ(ChunkManifest::Decode(*m2)->slot, 1);
   EXPECT_EQ(bucket.KeysStartingWith(prefix + "0102030405060708.1.").size(), 2u);
   // Both come back whole: the first's chunks were not touched.
-  EXPECT_EQ(*store.Load(7, *m1), first);
-  EXPECT_EQ(*store.Load(7, *m2), second);
+  EXPECT_EQ(store.Load(7, *m1)->Join(), first);
+  EXPECT_EQ(store.Load(7, *m2)->Join(), second);
   store.Delete(7, *m1);  // replaced
   EXPECT_EQ(bucket.KeysStartingWith(prefix).size(), 2u);
-  EXPECT_EQ(*store.Load(7, *m2), second);
+  EXPECT_EQ(store.Load(7, *m2)->Join(), second);
   // The next one goes back to slot 0; another writer's entry does not move this writer's slot.
   auto m3 = store.Store(7, first, *m2, 1000);
   ASSERT_TRUE(m3);
@@ -249,8 +304,8 @@ TEST(ChunkStore, ALargeStateIsStoredInChunksInTheSlotTheEntryDoesNotName) {
   ASSERT_TRUE(m4);
   EXPECT_EQ(ChunkManifest::Decode(*m4)->slot, 0);
   EXPECT_EQ(ChunkManifest::Decode(*m4)->writer, kWriterB);
-  EXPECT_EQ(*store.Load(7, *m3), first);
-  EXPECT_EQ(*other.Load(7, *m4), second);
+  EXPECT_EQ(store.Load(7, *m3)->Join(), first);
+  EXPECT_EQ(other.Load(7, *m4)->Join(), second);
 }
 
 TEST(ChunkStore, AWriteThatFailsLeavesNoChunk) {

@@ -281,7 +281,7 @@ Status Worker::TakeOver(uint32_t id, uint64_t* state_rev) {
       return Fail(Error::Code::kFailedPrecondition,
                   what + portable.error().message() + " (its state changed while it was read)");
     }
-    if (auto s = ImportPartition(sel, *portable); !s) {
+    if (auto s = ImportPartition(sel, portable->pieces); !s) {
       return std::unexpected(
           std::move(s.error()).With("restoring partition " + std::to_string(id)));
     }
@@ -353,14 +353,11 @@ Result<std::vector<crypto::Bytes>> Worker::ExportPartition(const enclave::Partit
   return parts;
 }
 
-Status Worker::ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored) {
+Status Worker::ImportPartition(const enclave::PartitionSelector& sel, const StatePieces& stored) {
   MEDSTREAM_TRY(parts, DecodeExportParts(stored));
   for (size_t i = 0; i < parts.size(); ++i) {
-    const enclave::ImportRequest req{.selector = sel,
-                                     .part = static_cast<uint32_t>(i),
-                                     .last = i + 1 == parts.size(),
-                                     .portable = parts[i]};
-    crypto::Bytes request = req.Encode();
+    crypto::Bytes request = enclave::ImportRequest::EncodePieces(sel, static_cast<uint32_t>(i),
+                                                                 i + 1 == parts.size(), parts[i]);
     auto r = ProcessingCall(enclave::Call::kImportStreams, request);
     crypto::Wipe(request);
     if (!r) return std::unexpected(r.error());

@@ -157,7 +157,8 @@ class Worker {
   // whole: partition_state.h).
   Result<std::vector<crypto::Bytes>> ExportPartition(const enclave::PartitionSelector& sel);
   // Imports a stored state into the enclave, part by part.
-  Status ImportPartition(const enclave::PartitionSelector& sel, crypto::ByteView stored);
+  // Each call is built from the pieces (the chunks as read): the state is held once.
+  Status ImportPartition(const enclave::PartitionSelector& sel, const StatePieces& stored);
   // Exports the partition's state and writes it (compare-and-set). kFailedPrecondition: fenced.
   // `clean`: the partition is being handed back (its next owner need not be careful).
   Status Checkpoint(Partition& p, bool clean = false);

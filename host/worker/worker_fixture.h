@@ -302,7 +302,7 @@ class WorkerTest : public ::testing::Test {
       if (!e) continue;
       auto entry = StateEntry::Decode(e->value);
       if (!entry || ChunkManifest::Is(entry->portable)) continue;
-      auto parts = DecodeExportParts(entry->portable);
+      auto parts = DecodeExportParts({entry->portable});
       if (parts) most = std::max(most, parts->size());
     }
     return most;
