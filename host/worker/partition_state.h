@@ -96,8 +96,8 @@ struct ChunkManifest {
 
 // A state read back (ChunkStore::Load): the chunks as they came from the bucket and the pieces of
 // the state, views into them (or into the entry's own bytes when the state was not chunked). The
-// chunks are not joined into one buffer: that held the state two to three times over while the
-// buffer grew; the worker builds each import call straight from the pieces, so restoring a
+// chunks are not joined into one buffer, which cost a copy of the whole state and reserved up to
+// twice its size; the worker builds each import call straight from the pieces, so restoring a
 // partition holds its state once plus one call. Movable (a moved vector keeps its buffers).
 struct LoadedState {
   std::vector<crypto::Bytes> chunks;
