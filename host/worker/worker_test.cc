@@ -105,19 +105,29 @@ TEST_F(WorkerTest, WorkerProcessesPausedPastTheLeaseAndKilledLoseNothing) {
   auto owned = [&](const std::string& name) {
     return stats(name).value("partitions", nlohmann::json::array()).size();
   };
+  // What the workers said, for a failure's message: the end of each one's log.
+  auto logs = [&] {
+    std::string out;
+    for (const std::string name : {"w1", "w2"}) {
+      const std::string text = ReadFileText(dir_ + "/" + name + ".log").value_or("(no log)");
+      out += "\n--- " + name + ".log, owning " + std::to_string(owned(name)) + " ---\n" +
+             text.substr(text.size() > 4000 ? text.size() - 4000 : 0);
+    }
+    return out;
+  };
   pid_t w1 = spawn("w1");
   pid_t w2 = spawn("w2");
   Feed* feed = nullptr;
   auto g = StartGateway(&feed);
   ASSERT_TRUE(g);
   ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().workers_attested == 2; }, 60));
-  ASSERT_TRUE(testing::WaitFor([&] { return owned("w1") == 2 && owned("w2") == 2; }, 60));
+  ASSERT_TRUE(testing::WaitFor([&] { return owned("w1") == 2 && owned("w2") == 2; }, 60)) << logs();
   Send(*feed, *g, [&](int third) {
     if (third == 0) {
       // w1 pauses holding two partitions; w2 takes them once the leases expire.
       ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && g->stats().results > 0; }, 60));
       kill(w1, SIGSTOP);
-      ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && owned("w2") == 4; }, 60));
+      ASSERT_TRUE(testing::WaitFor([&] { return g->Tick() && owned("w2") == 4; }, 60)) << logs();
       kill(w1, SIGCONT);  // resumes with stale leases and state: fenced
     }
     if (third == 1) {
