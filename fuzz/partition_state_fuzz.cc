@@ -29,12 +29,6 @@ void Entry(crypto::ByteView b) {
                        again->consumer == e->consumer && again->portable == e->portable);
 }
 
-crypto::Bytes Join(const host::StatePieces& pieces) {
-  crypto::Bytes out;
-  for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
-
 void Parts(crypto::ByteView b) {
   auto parts = host::DecodeExportParts({b});
   // The same bytes in three pieces, as chunks read back hold them, decode to the same parts.
@@ -46,7 +40,7 @@ void Parts(crypto::ByteView b) {
   if (!parts) return;
   MEDSTREAM_FUZZ_CHECK(cut->size() == parts->size());
   for (size_t i = 0; i < parts->size(); ++i)
-    MEDSTREAM_FUZZ_CHECK(Join((*cut)[i]) == Join((*parts)[i]));
+    MEDSTREAM_FUZZ_CHECK(host::Join((*cut)[i]) == host::Join((*parts)[i]));
   MEDSTREAM_FUZZ_CHECK(!parts->empty() && parts->size() <= host::kMaxExportParts);
   if (parts->size() == 1 && parts->front().size() == 1 && parts->front()[0].data() == b.data() &&
       parts->front()[0].size() == b.size())
@@ -57,7 +51,7 @@ void Parts(crypto::ByteView b) {
     for (const crypto::ByteView p : part) {
       MEDSTREAM_FUZZ_CHECK(p.data() >= b.data() && p.data() + p.size() <= b.data() + b.size());
     }
-    copies.push_back(Join(part));
+    copies.push_back(host::Join(part));
     MEDSTREAM_FUZZ_CHECK(!copies.back().empty());
     sum += copies.back().size();
   }
@@ -85,7 +79,7 @@ void Chunks(FuzzedDataProvider& in) {
   auto stored = store.Store(partition, state, {}, chunk);
   MEDSTREAM_FUZZ_CHECK(stored.has_value());
   auto loaded = store.Load(partition, *stored);
-  MEDSTREAM_FUZZ_CHECK(loaded.has_value() && loaded->Join() == state);
+  MEDSTREAM_FUZZ_CHECK(loaded.has_value() && host::Join(loaded->pieces) == state);
   crypto::Bytes entry = *stored;
   for (int edits = 0; edits < 4 && in.remaining_bytes() > 0; ++edits) {
     std::vector<std::string> keys;
@@ -112,7 +106,7 @@ void Chunks(FuzzedDataProvider& in) {
   }
   auto loaded_after = store.Load(partition, entry);
   if (!loaded_after) return;
-  const crypto::Bytes after = loaded_after->Join();
+  const crypto::Bytes after = host::Join(loaded_after->pieces);
   // Whole or not at all: a manifest's SHA-256 pins its state; an entry that is not a manifest is
   // the state itself.
   if (host::ChunkManifest::Is(entry)) {

@@ -98,20 +98,16 @@ uint64_t TotalBytes(const StatePieces& pieces) {
   return total;
 }
 
-namespace {
-
-crypto::Bytes Concatenate(const StatePieces& pieces) {
+crypto::Bytes Join(const StatePieces& pieces) {
   crypto::Bytes out;
   out.reserve(TotalBytes(pieces));
   for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
   return out;
 }
 
-}  // namespace
-
 crypto::Bytes EncodeExportParts(const std::vector<crypto::Bytes>& parts) {
   crypto::Bytes framing;
-  return Concatenate(ExportPartsPieces(parts, &framing));
+  return Join(ExportPartsPieces(parts, &framing));
 }
 
 namespace {
@@ -248,7 +244,7 @@ Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, const StatePieces& p
   const size_t chunk = std::max<size_t>(chunk_bytes, 1);
   const uint64_t total = TotalBytes(portable);
   if (total <= chunk) {
-    crypto::Bytes whole = Concatenate(portable);
+    crypto::Bytes whole = Join(portable);
     if (!ChunkManifest::Is(whole)) return whole;
   }
   if (total > kMaxPortableBytes) {
@@ -305,10 +301,6 @@ Result<crypto::Bytes> ChunkStore::Store(uint32_t partition, const StatePieces& p
     }
   }
   return manifest;
-}
-
-crypto::Bytes LoadedState::Join() const {
-  return Concatenate(pieces);
 }
 
 Result<LoadedState> ChunkStore::Load(uint32_t partition, crypto::ByteView stored) {

@@ -64,6 +64,8 @@ using StatePieces = std::vector<crypto::ByteView>;
 // with the container's head and the parts' sizes (both must outlive the pieces).
 StatePieces ExportPartsPieces(const std::vector<crypto::Bytes>& parts, crypto::Bytes* framing);
 uint64_t TotalBytes(const StatePieces& pieces);
+// The state the pieces make up, in one buffer.
+crypto::Bytes Join(const StatePieces& pieces);
 // The parts the state `stored` holds, in order, each as the pieces of `stored` it lies in (views
 // into them, never a copy: a part may span chunks): the state itself if it is not a container (an
 // empty state: one empty part). A container that does not decode: kCorrupt.
@@ -102,7 +104,6 @@ struct ChunkManifest {
 struct LoadedState {
   std::vector<crypto::Bytes> chunks;
   StatePieces pieces;
-  crypto::Bytes Join() const;  // the state in one buffer
 };
 
 // What the chunk store needs of the state bucket.

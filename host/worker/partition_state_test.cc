@@ -21,11 +21,6 @@ crypto::Bytes State(size_t n, uint8_t seed) {
   return b;
 }
 
-crypto::Bytes Join(const StatePieces& pieces) {
-  crypto::Bytes out;
-  for (const crypto::ByteView p : pieces) out.insert(out.end(), p.begin(), p.end());
-  return out;
-}
 // The parts of a state held in one buffer, each joined.
 Result<std::vector<crypto::Bytes>> Decode(crypto::ByteView stored) {
   MEDSTREAM_TRY(parts, DecodeExportParts({stored}));
@@ -206,7 +201,7 @@ TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
   EXPECT_TRUE(bucket.values.empty());
   auto loaded = store.Load(4, *stored);
   ASSERT_TRUE(loaded);
-  EXPECT_EQ(loaded->Join(), state);
+  EXPECT_EQ(Join(loaded->pieces), state);
   // A state that would read as a manifest is chunked however small, so it is never mistaken.
   crypto::Bytes odd = State(10, 0);
   const std::string magic = "MSPC";
@@ -216,7 +211,7 @@ TEST(ChunkStore, AStateThatFitsOneMessageIsStoredWhole) {
   EXPECT_NE(*chunked, odd);
   loaded = store.Load(4, *chunked);
   ASSERT_TRUE(loaded) << loaded.error().message();
-  EXPECT_EQ(loaded->Join(), odd);
+  EXPECT_EQ(Join(loaded->pieces), odd);
 }
 
 // A state of many parts is stored from the parts themselves: the same chunks as its one-buffer
@@ -242,7 +237,7 @@ TEST(ChunkStore, AStateOfManyPartsIsStoredFromThePartsWithoutAWholeCopy) {
     EXPECT_EQ(from_pieces.values, from_whole.values) << chunk;
     auto loaded = ChunkStore(from_pieces, kWriterA).Load(3, *a);
     ASSERT_TRUE(loaded) << chunk << ": " << loaded.error().message();
-    EXPECT_EQ(loaded->Join(), whole) << chunk;
+    EXPECT_EQ(Join(loaded->pieces), whole) << chunk;
     // Read back, the state is the chunks as they came, not a copy joined into one buffer.
     if (ChunkManifest::Is(*a)) {
       ASSERT_EQ(loaded->pieces.size(), loaded->chunks.size()) << chunk;
@@ -290,11 +285,11 @@ TEST(ChunkStore, ALargeStateIsStoredInChunksInTheSlotTheEntryDoesNotName) {
   EXPECT_EQ(ChunkManifest::Decode(*m2)->slot, 1);
   EXPECT_EQ(bucket.KeysStartingWith(prefix + "0102030405060708.1.").size(), 2u);
   // Both come back whole: the first's chunks were not touched.
-  EXPECT_EQ(store.Load(7, *m1)->Join(), first);
-  EXPECT_EQ(store.Load(7, *m2)->Join(), second);
+  EXPECT_EQ(Join(store.Load(7, *m1)->pieces), first);
+  EXPECT_EQ(Join(store.Load(7, *m2)->pieces), second);
   store.Delete(7, *m1);  // replaced
   EXPECT_EQ(bucket.KeysStartingWith(prefix).size(), 2u);
-  EXPECT_EQ(store.Load(7, *m2)->Join(), second);
+  EXPECT_EQ(Join(store.Load(7, *m2)->pieces), second);
   // The next one goes back to slot 0; another writer's entry does not move this writer's slot.
   auto m3 = store.Store(7, first, *m2, 1000);
   ASSERT_TRUE(m3);
@@ -304,8 +299,8 @@ TEST(ChunkStore, ALargeStateIsStoredInChunksInTheSlotTheEntryDoesNotName) {
   ASSERT_TRUE(m4);
   EXPECT_EQ(ChunkManifest::Decode(*m4)->slot, 0);
   EXPECT_EQ(ChunkManifest::Decode(*m4)->writer, kWriterB);
-  EXPECT_EQ(store.Load(7, *m3)->Join(), first);
-  EXPECT_EQ(other.Load(7, *m4)->Join(), second);
+  EXPECT_EQ(Join(store.Load(7, *m3)->pieces), first);
+  EXPECT_EQ(Join(other.Load(7, *m4)->pieces), second);
 }
 
 TEST(ChunkStore, AWriteThatFailsLeavesNoChunk) {
