@@ -157,15 +157,11 @@ class PiecesReader {
 }  // namespace
 
 Result<std::vector<StatePieces>> DecodeExportParts(const StatePieces& stored) {
+  const uint64_t stored_bytes = TotalBytes(stored);
   PiecesReader r(stored);
-  {
-    PiecesReader probe = r;
-    auto magic = probe.Field(4, "magic");
-    if (!magic || !std::equal(magic->begin(), magic->begin() + 4, std::begin(kPartsMagic)))
-      return std::vector<StatePieces>{stored};
-  }
-  const uint64_t stored_bytes = r.remaining();
-  (void)r.Take(4);
+  auto magic = r.Field(4, "magic");
+  if (!magic || !std::equal(magic->begin(), magic->begin() + 4, std::begin(kPartsMagic)))
+    return std::vector<StatePieces>{stored};  // not a container: the state itself, one part
   MEDSTREAM_TRY(count_bytes, r.Field(4, "export part count"));
   MEDSTREAM_TRY(count, ByteReader(count_bytes).U32("export part count"));
   // Each part takes at least its size: a count the bytes cannot hold is refused first.
